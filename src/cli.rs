@@ -1,0 +1,149 @@
+//! Command-line parsing. Usage errors name the flag and exit 64 (EX_USAGE).
+
+use std::path::PathBuf;
+
+use crate::config::LogLevel;
+use crate::logging::LogFormat;
+
+pub const USAGE: &str = "\
+open-cowork-gateway: the Open Cowork Cloud Channel Gateway
+
+Usage:
+  open-cowork-gateway [run] [options]        run the gateway (default)
+  open-cowork-gateway check-config [--print] validate the configuration and exit 0 or 78
+  open-cowork-gateway version                print version and target
+  open-cowork-gateway help                   show this text
+
+Options:
+  --config PATH              gateway-only JSON(C) file (instead of OPEN_COWORK_GATEWAY_CONFIG)
+  --env-file PATH            KEY=VALUE file completing the environment (also OPEN_COWORK_GATEWAY_ENV_FILE);
+                             variables already in the environment win
+  --allow-insecure-env-file  accept an env file readable or writable by group or others
+  --log-level LEVEL          debug | info | warn | error | silent (overrides RUST_LOG and the config)
+  --log-format FORMAT        auto | journald | stderr (auto: journald when JOURNAL_STREAM is set)
+  --print                    with check-config: print the resolved configuration, secrets redacted
+  -h, --help                 show this text
+  -V, --version              print version and target
+
+Exit codes: 0 ok, 64 usage error, 69 listener unavailable, 78 configuration error, 1 other failure.
+Configuration: environment variables and JSON files as described in README.md.
+";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Run,
+    CheckConfig { print: bool },
+    Version,
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    pub command: Command,
+    pub config_file: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub allow_insecure_env_file: bool,
+    pub log_level: Option<LogLevel>,
+    pub log_format: LogFormat,
+}
+
+/// A command-line mistake; the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+/// Parses the arguments after the program name. `--flag value` and `--flag=value` both work.
+pub fn parse<I, S>(args: I) -> Result<Cli, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut cli = Cli { command: Command::Run, config_file: None, env_file: None, allow_insecure_env_file: false, log_level: None, log_format: LogFormat::Auto };
+    let mut command: Option<Command> = None;
+    let mut print = false;
+    let mut args = args.into_iter().map(Into::into);
+    while let Some(arg) = args.next() {
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, UsageError> {
+            let v = inline_value.clone().or_else(|| args.next()).ok_or_else(|| UsageError(format!("{name} requires a value.")))?;
+            if v.is_empty() || (inline_value.is_none() && v.starts_with("--")) {
+                return Err(UsageError(format!("{name} requires a value.")));
+            }
+            Ok(v)
+        };
+        match flag.as_str() {
+            "--config" => cli.config_file = Some(PathBuf::from(value("--config")?)),
+            "--env-file" => cli.env_file = Some(PathBuf::from(value("--env-file")?)),
+            "--log-level" => {
+                let text = value("--log-level")?;
+                cli.log_level = Some(LogLevel::parse(&text).ok_or_else(|| UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?}).")))?);
+            }
+            "--log-format" => {
+                let text = value("--log-format")?;
+                cli.log_format = LogFormat::parse(&text).ok_or_else(|| UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?}).")))?;
+            }
+            "--allow-insecure-env-file" if inline_value.is_none() => cli.allow_insecure_env_file = true,
+            "--print" if inline_value.is_none() => print = true,
+            "-h" | "--help" => command = Some(Command::Help),
+            "-V" | "--version" => command = Some(Command::Version),
+            word if !word.starts_with('-') && command.is_none() => {
+                command = Some(match word {
+                    "run" => Command::Run,
+                    "check-config" => Command::CheckConfig { print: false },
+                    "version" => Command::Version,
+                    "help" => Command::Help,
+                    other => return Err(UsageError(format!("Unknown command {other:?}. Commands: run, check-config, version, help."))),
+                });
+            }
+            word if !word.starts_with('-') => return Err(UsageError(format!("Unexpected argument {word:?}."))),
+            _ => return Err(UsageError(format!("Unknown option {flag}. See --help."))),
+        }
+    }
+    cli.command = match command.unwrap_or(Command::Run) {
+        Command::CheckConfig { .. } => Command::CheckConfig { print },
+        _ if print => return Err(UsageError("--print only applies to check-config.".into())),
+        other => other,
+    };
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_run() {
+        let cli = parse(Vec::<String>::new()).unwrap();
+        assert_eq!(cli.command, Command::Run);
+        assert_eq!(cli.log_format, LogFormat::Auto);
+    }
+
+    #[test]
+    fn commands_and_flags() {
+        let cli = parse(["check-config", "--print", "--config", "/etc/gw.jsonc", "--env-file=/etc/gw.env", "--log-level", "debug"]).unwrap();
+        assert_eq!(cli.command, Command::CheckConfig { print: true });
+        assert_eq!(cli.config_file.as_deref(), Some(std::path::Path::new("/etc/gw.jsonc")));
+        assert_eq!(cli.env_file.as_deref(), Some(std::path::Path::new("/etc/gw.env")));
+        assert_eq!(cli.log_level, Some(LogLevel::Debug));
+        assert_eq!(parse(["--version"]).unwrap().command, Command::Version);
+        assert_eq!(parse(["run", "-h"]).unwrap().command, Command::Help);
+        assert!(parse(["--allow-insecure-env-file"]).unwrap().allow_insecure_env_file);
+        assert_eq!(parse(["--log-format", "journald"]).unwrap().log_format, LogFormat::Journald);
+    }
+
+    #[test]
+    fn usage_errors_name_the_flag() {
+        assert_eq!(parse(["--bogus"]).unwrap_err().to_string(), "Unknown option --bogus. See --help.");
+        assert_eq!(parse(["--config"]).unwrap_err().to_string(), "--config requires a value.");
+        assert_eq!(parse(["--config", "--print"]).unwrap_err().to_string(), "--config requires a value.");
+        assert!(parse(["--log-level", "loud"]).unwrap_err().to_string().starts_with("--log-level must be one of"));
+        assert!(parse(["--log-format=xml"]).unwrap_err().to_string().starts_with("--log-format must be one of"));
+        assert!(parse(["frobnicate"]).unwrap_err().to_string().starts_with("Unknown command"));
+        assert!(parse(["run", "extra"]).unwrap_err().to_string().starts_with("Unexpected argument"));
+        assert_eq!(parse(["--print"]).unwrap_err().to_string(), "--print only applies to check-config.");
+        assert!(parse(["--print=yes", "check-config"]).is_err());
+    }
+}

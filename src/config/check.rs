@@ -1,0 +1,150 @@
+//! The fail-closed startup rules of spec §1.6 that are not part of value resolution: product
+//! mode (rule 0), the Cloud URL policy (rule 1), the public URL (rule 2) and deployment safety
+//! (rule 4, `assertGatewayConfigSafe`, in its exact order). Messages are upstream's.
+
+use super::providers::ProviderKind;
+use super::urls::{is_loopback_host, normalize_public_https_url, parse_http_url, PublicUrlProblem, UrlProblem};
+use super::{Config, ConfigError, DeploymentMode};
+
+pub fn product_mode(value: &str) -> Result<(), ConfigError> {
+    match value {
+        "cloud_channel" => Ok(()),
+        "standalone" => Err(ConfigError::new(
+            "Gateway productMode standalone is served by apps/standalone-gateway, not this Cloud channel gateway. \
+             Configure the standalone gateway with OPEN_COWORK_STANDALONE_GATEWAY_* settings, or set OPEN_COWORK_GATEWAY_PRODUCT_MODE=cloud_channel.",
+        )),
+        "hybrid" => Err(ConfigError::new(
+            "Gateway productMode hybrid is reserved for a future design and cannot start. Set OPEN_COWORK_GATEWAY_PRODUCT_MODE=cloud_channel.",
+        )),
+        other => Err(ConfigError::new(format!(
+            "Unsupported gateway productMode {other}. Valid values: cloud_channel (apps/channel-gateway), standalone (apps/standalone-gateway), hybrid (reserved)."
+        ))),
+    }
+}
+
+/// Rule 1: required, HTTP(S), and HTTPS unless loopback or explicitly insecure. Returns the
+/// trimmed value without trailing `/`.
+pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<String, ConfigError> {
+    let value = value.ok_or_else(|| ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL is required."))?;
+    let trimmed = value.trim().trim_end_matches('/');
+    let url = parse_http_url(trimmed).map_err(|problem| match problem {
+        UrlProblem::NotHttp => ConfigError::new("Cloud base URL must be HTTP or HTTPS."),
+        UrlProblem::Unparseable => ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL must be a valid URL, for example https://cloud.example.com."),
+    })?;
+    if !url.https && !is_loopback_host(&url.host) && !allow_insecure_http {
+        return Err(ConfigError::new(
+            "Cloud base URL must use HTTPS unless it is loopback or OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP is enabled.",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Rule 2. The messages name the env var even when the value came from JSON, as upstream.
+pub fn public_url(value: &str) -> Result<String, ConfigError> {
+    normalize_public_https_url(value).map_err(|problem| {
+        ConfigError::new(match problem {
+            PublicUrlProblem::Invalid => "OPEN_COWORK_GATEWAY_PUBLIC_URL must be a valid HTTPS URL.",
+            PublicUrlProblem::NotHttps => "OPEN_COWORK_GATEWAY_PUBLIC_URL must use HTTPS.",
+            PublicUrlProblem::Loopback => "OPEN_COWORK_GATEWAY_PUBLIC_URL must be publicly reachable, not loopback.",
+        })
+    })
+}
+
+/// A value an operator copied from an example and never replaced.
+pub fn is_placeholder(value: &str) -> bool {
+    let lower = value.trim().to_ascii_lowercase();
+    ["change-me", "replace-with", "example-", "demo-"].iter().any(|prefix| lower.starts_with(prefix))
+}
+
+/// Credential keys that must not hold a placeholder.
+fn is_secret_credential_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    ["token", "secret", "password", "credential"].iter().any(|word| lower.contains(word))
+        || ["api", "private", "access"].iter().any(|prefix| {
+            ["key", "_key", "-key"].iter().any(|suffix| lower.contains(&format!("{prefix}{suffix}")))
+        })
+}
+
+/// Rule 4 (`assertGatewayConfigSafe`), steps 1–9 in order. Steps 5 and 6 cannot fail after step 3
+/// but are kept so the order stays upstream's if step 3 ever changes.
+pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
+    let server = &config.server;
+    let bypass_allowed = is_loopback_host(&server.host) && config.mode == DeploymentMode::SelfHost && server.public_base_url.is_none();
+    if server.allow_loopback_operator_bypass && !bypass_allowed {
+        return Err(ConfigError::new(
+            "OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS is only allowed for self-host gateways bound to loopback without a public Gateway URL.",
+        ));
+    }
+    if is_placeholder(config.cloud.service_token.expose()) {
+        return Err(ConfigError::new(
+            "Gateway cloud service token is still a placeholder. Set OPEN_COWORK_GATEWAY_SERVICE_TOKEN to a generated gateway-scoped token before startup.",
+        ));
+    }
+    let admin_token = server.admin_token.as_ref();
+    if admin_token.is_none() && !server.allow_loopback_operator_bypass {
+        return Err(ConfigError::new(
+            "Gateway operator endpoints require OPEN_COWORK_GATEWAY_ADMIN_TOKEN. For local loopback development only, \
+             set OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS=true explicitly.",
+        ));
+    }
+    if admin_token.is_some_and(|token| is_placeholder(token.expose())) {
+        return Err(ConfigError::new(
+            "Gateway operator admin token is still a placeholder. Set OPEN_COWORK_GATEWAY_ADMIN_TOKEN to a generated secret before startup.",
+        ));
+    }
+    let exposed = config.is_publicly_exposed();
+    if exposed && admin_token.is_none() {
+        return Err(ConfigError::new("Gateway public deployments require OPEN_COWORK_GATEWAY_ADMIN_TOKEN for metrics, diagnostics, and delivery operations."));
+    }
+    if super::urls::is_public_bind_host(&server.host) && (config.metrics_enabled || config.diagnostics_enabled) && admin_token.is_none() {
+        return Err(ConfigError::new("Gateway metrics or diagnostics on a public bind require OPEN_COWORK_GATEWAY_ADMIN_TOKEN."));
+    }
+    let enabled_kind = |kind: ProviderKind| config.enabled_providers().any(|p| p.kind == kind);
+    if exposed && enabled_kind(ProviderKind::Fake) && !(config.allow_public_fake_provider && config.mode == DeploymentMode::SelfHost) {
+        return Err(ConfigError::new(
+            "Gateway fake provider cannot be exposed publicly unless OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER=true is set explicitly for a self-host demo.",
+        ));
+    }
+    if exposed && enabled_kind(ProviderKind::Cli) {
+        return Err(ConfigError::new("Gateway CLI provider is local-only and cannot be exposed publicly."));
+    }
+    for provider in &config.providers {
+        for (key, value) in &provider.credentials {
+            if is_secret_credential_key(key) && is_placeholder(value.expose()) {
+                return Err(ConfigError::new(format!("Gateway provider {} credential {key} is still a placeholder.", provider.id)));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        for value in ["change-me", " Replace-With-token", "example-abc", "DEMO-1"] {
+            assert!(is_placeholder(value), "{value}");
+        }
+        assert!(!is_placeholder("occ_abc_def"));
+    }
+
+    #[test]
+    fn secret_credential_keys() {
+        for key in ["botToken", "signingSecret", "smtpPassword", "apiKey", "api_key", "PRIVATE-KEY", "accessKey", "credentialRef"] {
+            assert!(is_secret_credential_key(key), "{key}");
+        }
+        assert!(!is_secret_credential_key("username"));
+    }
+
+    #[test]
+    fn cloud_url_policy() {
+        assert_eq!(cloud_base_url(Some(" https://c.example.com/prefix// "), false).unwrap(), "https://c.example.com/prefix");
+        assert_eq!(cloud_base_url(Some("http://127.0.0.1:8787"), false).unwrap(), "http://127.0.0.1:8787");
+        assert_eq!(cloud_base_url(Some("http://cloud.internal"), true).unwrap(), "http://cloud.internal");
+        assert!(cloud_base_url(Some("http://cloud.internal"), false).unwrap_err().to_string().starts_with("Cloud base URL must use HTTPS"));
+        assert_eq!(cloud_base_url(Some("ftp://x"), false).unwrap_err().to_string(), "Cloud base URL must be HTTP or HTTPS.");
+        assert_eq!(cloud_base_url(None, false).unwrap_err().to_string(), "OPEN_COWORK_CLOUD_BASE_URL is required.");
+    }
+}

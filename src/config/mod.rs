@@ -1,0 +1,497 @@
+//! Configuration (spec §1 and §8): defaults → JSON layers → environment → command-line flags,
+//! parsed into a typed [`Config`], then checked by the fail-closed rules in the spec's order.
+//!
+//! [`load`] is the one entry point; `run` and `check-config` both go through it, and it never
+//! opens a socket.
+
+pub mod branding;
+pub mod check;
+pub mod env;
+pub mod file;
+pub mod providers;
+pub mod redact;
+pub mod secret;
+pub mod urls;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use smol_str::SmolStr;
+
+pub use branding::Branding;
+pub use env::Env;
+pub use providers::{ProviderConfig, ProviderKind};
+pub use secret::Secret;
+
+/// A configuration error. The message names the setting and, where the spec allows, the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// `OPEN_COWORK_GATEWAY_MODE`: the deployment posture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DeploymentMode {
+    #[serde(rename = "self-host")]
+    SelfHost,
+    #[serde(rename = "managed")]
+    Managed,
+}
+
+impl DeploymentMode {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "self-host" => Some(Self::SelfHost),
+            "managed" => Some(Self::Managed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfHost => "self-host",
+            Self::Managed => "managed",
+        }
+    }
+}
+
+/// `logging.level`; `silent` turns logging off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Silent,
+}
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" => Some(Self::Warn),
+            "error" => Some(Self::Error),
+            "silent" => Some(Self::Silent),
+            _ => None,
+        }
+    }
+}
+
+/// Cloud connection settings; env only.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudConfig {
+    /// Trimmed, trailing `/` removed, path prefix preserved.
+    pub base_url: String,
+    pub service_token: Secret,
+    pub allow_insecure_http: bool,
+    pub request_timeout_ms: u64,
+}
+
+/// The operator HTTP server.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub public_base_url: Option<String>,
+    pub admin_token: Option<Secret>,
+    pub allow_loopback_operator_bypass: bool,
+    pub max_request_body_bytes: usize,
+    pub trust_proxy_headers: bool,
+    /// Not validated at load: a bad entry simply never matches (spec §1.3).
+    pub trusted_proxy_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutConfig {
+    pub webhook_delivery_ms: u64,
+    pub smtp_ms: u64,
+    pub shutdown_drain_ms: u64,
+}
+
+/// Delivery dispatcher limits; env only.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryConfig {
+    pub max_concurrency: usize,
+    pub max_queue_depth: usize,
+}
+
+/// The resolved, checked configuration.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// Always `cloud_channel`: the other product modes fail the checks.
+    pub product_mode: &'static str,
+    pub mode: DeploymentMode,
+    pub instance_id: SmolStr,
+    pub cloud: CloudConfig,
+    pub server: ServerConfig,
+    pub log_level: LogLevel,
+    pub metrics_enabled: bool,
+    pub diagnostics_enabled: bool,
+    pub timeouts: TimeoutConfig,
+    pub delivery: DeliveryConfig,
+    pub allow_public_fake_provider: bool,
+    #[serde(serialize_with = "redact::serialize_providers")]
+    pub providers: Vec<ProviderConfig>,
+    pub branding: Branding,
+}
+
+impl Config {
+    /// `claimedBy` for provider-event claims and the delivery subscription.
+    pub fn claimed_by(&self) -> String {
+        format!("gateway:{}", self.instance_id)
+    }
+
+    pub fn enabled_providers(&self) -> impl Iterator<Item = &ProviderConfig> {
+        self.providers.iter().filter(|p| p.enabled)
+    }
+
+    /// Unique channel binding ids of enabled providers, in config order.
+    pub fn channel_binding_ids(&self) -> Vec<SmolStr> {
+        let mut ids: Vec<SmolStr> = Vec::new();
+        for provider in self.enabled_providers() {
+            if !ids.contains(&provider.channel_binding_id) {
+                ids.push(provider.channel_binding_id.clone());
+            }
+        }
+        ids
+    }
+
+    /// A public bind or a configured public URL.
+    pub fn is_publicly_exposed(&self) -> bool {
+        urls::is_public_bind_host(&self.server.host) || self.server.public_base_url.is_some()
+    }
+
+    /// Every configured secret value, for tests and log scrubbing.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        std::iter::once(&self.cloud.service_token)
+            .chain(self.server.admin_token.iter())
+            .chain(self.providers.iter().flat_map(|p| p.credentials.values()))
+    }
+}
+
+/// Command-line overrides that take part in resolution.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config PATH`: the gateway-only JSON(C) file, instead of `OPEN_COWORK_GATEWAY_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<LogLevel>,
+}
+
+/// Loads the JSON layers and resolves them against `env` (the working directory is where central
+/// files are looked up).
+pub fn load(env: &Env, cwd: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let raw = file::load_raw_gateway(env, cwd, overrides.config_file.as_deref())?;
+    let mut config = resolve(&raw, env)?;
+    if let Some(level) = overrides.log_level {
+        config.log_level = level;
+    }
+    Ok(config)
+}
+
+/// Reads a JSON value at a `/`-separated path of the gateway object.
+fn json_at<'a>(raw: &'a Value, pointer: &str) -> Option<&'a Value> {
+    raw.pointer(pointer).filter(|v| !v.is_null())
+}
+
+fn json_text<'a>(raw: &'a Value, pointer: &str) -> Option<&'a str> {
+    json_at(raw, pointer).and_then(Value::as_str).and_then(env::non_blank)
+}
+
+/// Spec "Boolean": env if it parses, else the JSON value (boolean or boolean-like string), else
+/// the default.
+fn resolve_bool(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, default: bool) -> bool {
+    env.raw(var)
+        .and_then(env::parse_bool)
+        .or_else(|| match pointer.and_then(|p| json_at(raw, p)) {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => env::parse_bool(s),
+            _ => None,
+        })
+        .unwrap_or(default)
+}
+
+fn json_integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => env::parse_integer(s),
+        _ => None,
+    }
+}
+
+/// Spec "Bounded integer": a set env value wins (a non-integer gives the default), then JSON;
+/// integers are clamped into range, never rejected.
+fn resolve_bounded(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, default: i64, min: i64, max: i64) -> i64 {
+    let parsed = match env.string(var) {
+        Some(text) => env::parse_integer(text),
+        None => match pointer.and_then(|p| json_at(raw, p)) {
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(value) => json_integer(value),
+            None => None,
+        },
+    };
+    parsed.map_or(default, |n| n.clamp(min, max))
+}
+
+fn resolve_port(env: &Env, raw: &Value) -> u16 {
+    let parsed = match env.string("OPEN_COWORK_GATEWAY_PORT") {
+        Some(text) => env::parse_integer(text),
+        None => json_at(raw, "/server/port").and_then(json_integer),
+    };
+    parsed.and_then(|n| u16::try_from(n).ok()).unwrap_or(8790)
+}
+
+fn resolve_text(env: &Env, var: &str, raw: &Value, pointer: &str) -> Option<String> {
+    env.string(var).or_else(|| json_text(raw, pointer)).map(str::to_owned)
+}
+
+/// `readGatewayInstanceId`: lower-case, keep `[a-z0-9_.:-]`, collapse other runs into one `-`
+/// (never leading), at most 96 characters, no trailing `-`, `local` when empty.
+pub fn normalize_instance_id(value: &str) -> String {
+    let mut out = String::new();
+    let mut pending_dash = false;
+    for c in value.to_lowercase().chars() {
+        if out.len() >= 96 {
+            break;
+        }
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | ':' | '-') {
+            if pending_dash && !out.is_empty() {
+                out.push('-');
+                if out.len() >= 96 {
+                    break;
+                }
+            }
+            pending_dash = false;
+            out.push(c);
+        } else {
+            pending_dash = true;
+        }
+    }
+    let trimmed = out.trim_end_matches('-');
+    if trimmed.is_empty() {
+        "local".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// The resolver: every value, then the fail-closed rules in spec order (§1.6, §8.9).
+pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
+    let branding = branding::resolve(raw, env)?;
+
+    // Rule 0: product mode, before anything about the Cloud; then the deployment mode (§8.9).
+    let product_mode = resolve_text(env, "OPEN_COWORK_GATEWAY_PRODUCT_MODE", raw, "/productMode").unwrap_or_else(|| "cloud_channel".into());
+    check::product_mode(&product_mode)?;
+    let mode = resolve_mode(env, raw)?;
+
+    // Rule 1: Cloud connection, env only.
+    let allow_insecure_http = resolve_bool(env, "OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP", raw, None, false);
+    let base_url = check::cloud_base_url(env.string("OPEN_COWORK_CLOUD_BASE_URL"), allow_insecure_http)?;
+    let service_token = env
+        .string("OPEN_COWORK_GATEWAY_SERVICE_TOKEN")
+        .map(Secret::new)
+        .ok_or_else(|| ConfigError::new("OPEN_COWORK_GATEWAY_SERVICE_TOKEN is required."))?;
+    let cloud = CloudConfig {
+        base_url,
+        service_token,
+        allow_insecure_http,
+        request_timeout_ms: resolve_bounded(env, "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS", raw, None, 30_000, 100, 120_000) as u64,
+    };
+
+    // Rule 2: public URL.
+    let public_base_url = match resolve_text(env, "OPEN_COWORK_GATEWAY_PUBLIC_URL", raw, "/server/publicBaseUrl") {
+        Some(text) => Some(check::public_url(&text)?),
+        None => None,
+    };
+
+    let trusted_proxy_cidrs = match env.raw("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS").and_then(env::non_blank) {
+        Some(list) => list.split(',').filter_map(env::non_blank).map(str::to_owned).collect(),
+        None => match json_at(raw, "/server/trustedProxyCidrs") {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter_map(env::non_blank).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        },
+    };
+    let server = ServerConfig {
+        host: resolve_text(env, "OPEN_COWORK_GATEWAY_HOST", raw, "/server/host").unwrap_or_else(|| "127.0.0.1".into()),
+        port: resolve_port(env, raw),
+        public_base_url,
+        admin_token: resolve_text(env, "OPEN_COWORK_GATEWAY_ADMIN_TOKEN", raw, "/server/adminToken").map(Secret::new),
+        allow_loopback_operator_bypass: resolve_bool(
+            env,
+            "OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS",
+            raw,
+            Some("/server/allowLoopbackOperatorBypass"),
+            false,
+        ),
+        max_request_body_bytes: resolve_bounded(
+            env,
+            "OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES",
+            raw,
+            Some("/server/maxRequestBodyBytes"),
+            1_048_576,
+            1024,
+            providers::MAX_ATTACHMENT_BYTES,
+        ) as usize,
+        trust_proxy_headers: resolve_bool(env, "OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", raw, Some("/server/trustProxyHeaders"), false),
+        trusted_proxy_cidrs,
+    };
+
+    // Rule 3: providers.
+    let context = providers::ProviderContext {
+        gateway_public_url: server.public_base_url.as_deref(),
+        max_request_body_bytes: server.max_request_body_bytes,
+    };
+    let provider_list = providers::resolve_providers(env, raw, &context)?;
+
+    let instance_source = resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId").or_else(|| env.string("HOSTNAME").map(str::to_owned));
+    let timeout = |var: &str, pointer: &str, default: i64| resolve_bounded(env, var, raw, Some(pointer), default, 100, 120_000) as u64;
+    let config = Config {
+        product_mode: "cloud_channel",
+        mode,
+        instance_id: normalize_instance_id(instance_source.as_deref().unwrap_or("")).into(),
+        cloud,
+        log_level: env
+            .string("OPEN_COWORK_GATEWAY_LOG_LEVEL")
+            .and_then(LogLevel::parse)
+            .or_else(|| json_text(raw, "/logging/level").and_then(LogLevel::parse))
+            .unwrap_or(LogLevel::Info),
+        metrics_enabled: resolve_bool(env, "OPEN_COWORK_GATEWAY_METRICS_ENABLED", raw, Some("/metrics/enabled"), true),
+        diagnostics_enabled: resolve_bool(env, "OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", raw, Some("/diagnostics/enabled"), mode == DeploymentMode::SelfHost),
+        timeouts: TimeoutConfig {
+            webhook_delivery_ms: timeout("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS", "/timeouts/webhookDeliveryMs", 15_000),
+            smtp_ms: timeout("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "/timeouts/smtpMs", 30_000),
+            shutdown_drain_ms: timeout("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "/timeouts/shutdownDrainMs", 10_000),
+        },
+        delivery: DeliveryConfig {
+            max_concurrency: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", raw, None, 8, 1, 256) as usize,
+            max_queue_depth: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_QUEUE_DEPTH", raw, None, 512, 16, 100_000) as usize,
+        },
+        allow_public_fake_provider: resolve_bool(env, "OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER", raw, None, false),
+        server,
+        providers: provider_list,
+        branding,
+    };
+
+    // Rule 4: deployment safety.
+    check::deployment_safety(&config)?;
+    Ok(config)
+}
+
+/// §8.9: the mode is validated wherever it comes from; unlike upstream, a bad value fails.
+fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
+    let (source, text) = match env.string("OPEN_COWORK_GATEWAY_MODE") {
+        Some(text) => ("OPEN_COWORK_GATEWAY_MODE", text),
+        None => match json_at(raw, "/mode") {
+            Some(Value::String(text)) if env::non_blank(text).is_some() => ("gateway config key mode", text.trim()),
+            Some(other) if !other.is_string() => {
+                return Err(ConfigError::new(format!("Unsupported gateway mode {other} in gateway config key mode. Valid values: self-host, managed.")));
+            }
+            _ => return Ok(DeploymentMode::SelfHost),
+        },
+    };
+    DeploymentMode::parse(text).ok_or_else(|| ConfigError::new(format!("Unsupported gateway mode {text} in {source}. Valid values: self-host, managed.")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base_env() -> Env {
+        Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", "https://cloud.example.com/"),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_gw1_0123456789abcdef"),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-0123456789abcdef"),
+            ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+        ])
+    }
+
+    #[test]
+    fn defaults() {
+        let config = resolve(&json!({}), &base_env()).unwrap();
+        assert_eq!(config.cloud.base_url, "https://cloud.example.com");
+        assert_eq!(config.cloud.request_timeout_ms, 30_000);
+        assert_eq!(config.server.host, "127.0.0.1");
+        assert_eq!(config.server.port, 8790);
+        assert_eq!(config.server.max_request_body_bytes, 1_048_576);
+        assert_eq!(config.instance_id, "local");
+        assert_eq!(config.mode, DeploymentMode::SelfHost);
+        assert!(config.metrics_enabled && config.diagnostics_enabled);
+        assert_eq!(config.timeouts.shutdown_drain_ms, 10_000);
+        assert_eq!(config.delivery.max_concurrency, 8);
+        assert_eq!(config.delivery.max_queue_depth, 512);
+        assert_eq!(config.log_level, LogLevel::Info);
+        assert_eq!(config.providers.len(), 1);
+        assert_eq!(config.providers[0].channel_binding_id, "fake-binding");
+        assert_eq!(config.claimed_by(), "gateway:local");
+    }
+
+    #[test]
+    fn env_overrides_json_and_integers_clamp() {
+        let mut env = base_env();
+        env.set("OPEN_COWORK_GATEWAY_PORT", "0");
+        env.set("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "10");
+        env.set("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "999999");
+        env.set("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "1.5");
+        env.set("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "maybe");
+        env.set("OPEN_COWORK_GATEWAY_LOG_LEVEL", "loud");
+        let raw = json!({"server": {"port": 9000, "host": "localhost"}, "metrics": {"enabled": false}, "logging": {"level": "debug"}, "timeouts": {"smtpMs": "50"}});
+        let config = resolve(&raw, &env).unwrap();
+        assert_eq!(config.server.port, 0);
+        assert_eq!(config.server.host, "localhost");
+        assert_eq!(config.server.max_request_body_bytes, 1024);
+        assert_eq!(config.timeouts.shutdown_drain_ms, 120_000);
+        assert_eq!(config.timeouts.smtp_ms, 100);
+        assert_eq!(config.delivery.max_concurrency, 8);
+        assert!(!config.metrics_enabled, "an unparseable env boolean falls through to JSON");
+        assert_eq!(config.log_level, LogLevel::Debug, "an unknown env level falls through to JSON");
+    }
+
+    #[test]
+    fn invalid_port_gives_the_default() {
+        let mut env = base_env();
+        env.set("OPEN_COWORK_GATEWAY_PORT", "70000");
+        assert_eq!(resolve(&json!({}), &env).unwrap().server.port, 8790);
+    }
+
+    #[test]
+    fn instance_ids_are_normalised() {
+        assert_eq!(normalize_instance_id("Gateway Pod 01/Blue"), "gateway-pod-01-blue");
+        assert_eq!(normalize_instance_id("  ##"), "local");
+        assert_eq!(normalize_instance_id("/lead"), "lead");
+        assert_eq!(normalize_instance_id("a b-"), "a-b");
+        assert_eq!(normalize_instance_id(&"x".repeat(200)).len(), 96);
+        let mut env = base_env();
+        env.set("HOSTNAME", "Pi.Local");
+        assert_eq!(resolve(&json!({}), &env).unwrap().instance_id, "pi.local");
+    }
+
+    #[test]
+    fn diagnostics_default_follows_mode() {
+        let mut env = base_env();
+        env.set("OPEN_COWORK_GATEWAY_MODE", "managed");
+        assert!(!resolve(&json!({}), &env).unwrap().diagnostics_enabled);
+    }
+
+    #[test]
+    fn trusted_proxy_cidrs_from_env_list_or_json_array() {
+        let mut env = base_env();
+        let raw = json!({"server": {"trustedProxyCidrs": ["10.0.0.0/8", " "]}});
+        assert_eq!(resolve(&raw, &env).unwrap().server.trusted_proxy_cidrs, ["10.0.0.0/8"]);
+        env.set("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", " 127.0.0.0/8 ,, ::1 ");
+        assert_eq!(resolve(&raw, &env).unwrap().server.trusted_proxy_cidrs, ["127.0.0.0/8", "::1"]);
+    }
+}

@@ -1,0 +1,514 @@
+//! Provider list resolution (spec §1.4–§1.5): env shortcuts or `OPEN_COWORK_GATEWAY_PROVIDERS`,
+//! merged with the JSON `providers` list, then normalised entry by entry in the spec's order.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use smol_str::SmolStr;
+
+use super::env::{non_blank, parse_integer, Env};
+use super::secret::Secret;
+use super::urls::{normalize_public_https_url, PublicUrlProblem};
+use super::ConfigError;
+
+/// Upper bound of `settings.maxAttachmentBytes` (and of the server body cap).
+pub const MAX_ATTACHMENT_BYTES: i64 = 64 * 1024 * 1024;
+
+/// The channel kinds a provider entry may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Telegram,
+    Slack,
+    Email,
+    Webhook,
+    Discord,
+    Whatsapp,
+    Signal,
+    Cli,
+    Fake,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 9] = [
+        Self::Telegram,
+        Self::Slack,
+        Self::Email,
+        Self::Webhook,
+        Self::Discord,
+        Self::Whatsapp,
+        Self::Signal,
+        Self::Cli,
+        Self::Fake,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Telegram => "telegram",
+            Self::Slack => "slack",
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+            Self::Discord => "discord",
+            Self::Whatsapp => "whatsapp",
+            Self::Signal => "signal",
+            Self::Cli => "cli",
+            Self::Fake => "fake",
+        }
+    }
+
+    /// The cargo feature that compiles this kind in.
+    pub fn cargo_feature(self) -> &'static str {
+        match self {
+            Self::Discord | Self::Whatsapp | Self::Signal => "bridges",
+            Self::Fake => "devcloud",
+            other => other.as_str(),
+        }
+    }
+
+    /// Whether this binary was built with the kind's feature.
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Self::Telegram => cfg!(feature = "telegram"),
+            Self::Slack => cfg!(feature = "slack"),
+            Self::Email => cfg!(feature = "email"),
+            Self::Webhook => cfg!(feature = "webhook"),
+            Self::Discord | Self::Whatsapp | Self::Signal => cfg!(feature = "bridges"),
+            Self::Cli => cfg!(feature = "cli"),
+            Self::Fake => cfg!(feature = "devcloud"),
+        }
+    }
+
+    /// Kinds whose inbound arrives as a request body, so attachments are bounded by the body cap.
+    fn is_request_body_backed(self) -> bool {
+        matches!(self, Self::Webhook | Self::Discord | Self::Whatsapp | Self::Signal | Self::Email)
+    }
+
+    fn is_bridge(self) -> bool {
+        matches!(self, Self::Discord | Self::Whatsapp | Self::Signal)
+    }
+}
+
+/// One normalised provider entry.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub id: SmolStr,
+    pub kind: ProviderKind,
+    pub enabled: bool,
+    pub channel_binding_id: SmolStr,
+    pub external_workspace_id: Option<String>,
+    pub default_agent: Option<String>,
+    /// Every credential is a secret, whatever its key.
+    pub credentials: BTreeMap<String, Secret>,
+    pub settings: Map<String, Value>,
+}
+
+impl ProviderConfig {
+    pub fn setting_str(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(Value::as_str).and_then(non_blank)
+    }
+}
+
+/// Inputs of normalisation that come from the rest of the configuration.
+pub struct ProviderContext<'a> {
+    pub gateway_public_url: Option<&'a str>,
+    pub max_request_body_bytes: usize,
+}
+
+/// Builds the final provider list from env and JSON, normalises it and applies the list rules.
+pub fn resolve_providers(env: &Env, raw: &Value, context: &ProviderContext) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let env_list = match env.string("OPEN_COWORK_GATEWAY_PROVIDERS") {
+        Some(text) => {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|e| ConfigError::new(format!("Invalid gateway config JSON from OPEN_COWORK_GATEWAY_PROVIDERS: {e}")))?;
+            match value {
+                Value::Array(items) => items,
+                _ => Vec::new(),
+            }
+        }
+        None => providers_from_shortcuts(env, context.gateway_public_url),
+    };
+    let json_list = match raw.get("providers") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let mut merged = merge_provider_overrides(json_list, env_list);
+    if merged.is_empty() && env.string("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER").and_then(super::env::parse_bool) == Some(true) {
+        let binding = env.string("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID").unwrap_or("fake-binding");
+        let mut fake = serde_json::json!({"id": "fake", "kind": "fake", "enabled": true, "channelBindingId": binding});
+        if let Some(workspace) = env.string("OPEN_COWORK_GATEWAY_FAKE_WORKSPACE_ID") {
+            fake["externalWorkspaceId"] = Value::from(workspace);
+        }
+        merged.push(fake);
+    }
+    let mut providers = Vec::with_capacity(merged.len());
+    for (index, entry) in merged.iter().enumerate() {
+        providers.push(normalize_provider(entry, index, context)?);
+    }
+    for (index, provider) in providers.iter().enumerate() {
+        if providers[..index].iter().any(|p| p.id == provider.id) {
+            return Err(ConfigError::new(format!("Duplicate gateway provider id {}.", provider.id)));
+        }
+    }
+    if !providers.iter().any(|p| p.enabled) {
+        return Err(ConfigError::new(
+            "At least one gateway provider must be enabled. Set OPEN_COWORK_GATEWAY_PROVIDERS, configure Telegram/webhook credentials, \
+             or explicitly enable the local fake provider with OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=true.",
+        ));
+    }
+    Ok(providers)
+}
+
+/// `readProvidersFromEnv`: one entry per set trigger variable, in the spec's order.
+fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<Value> {
+    let var = |suffix: &str| env.string(&format!("OPEN_COWORK_GATEWAY_{suffix}")).map(str::to_owned);
+    let mut list = Vec::new();
+    let mut push = |kind: &str, binding_suffix: &str, workspace: Option<String>, credentials: Vec<(&str, Option<String>)>, settings: Vec<(&str, Option<String>)>| {
+        let mut entry = Map::new();
+        entry.insert("id".into(), kind.into());
+        entry.insert("kind".into(), kind.into());
+        entry.insert("channelBindingId".into(), var(binding_suffix).unwrap_or_else(|| kind.to_owned()).into());
+        if let Some(workspace) = workspace {
+            entry.insert("externalWorkspaceId".into(), workspace.into());
+        }
+        let collect = |pairs: Vec<(&str, Option<String>)>| -> Map<String, Value> {
+            pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), Value::from(v?)))).collect()
+        };
+        entry.insert("credentials".into(), Value::Object(collect(credentials)));
+        entry.insert("settings".into(), Value::Object(collect(settings)));
+        list.push(Value::Object(entry));
+    };
+    if let Some(token) = var("TELEGRAM_BOT_TOKEN") {
+        let public_url = var("TELEGRAM_PUBLIC_URL").or_else(|| gateway_public_url.map(str::to_owned));
+        push(
+            "telegram",
+            "TELEGRAM_CHANNEL_BINDING_ID",
+            None,
+            vec![("botToken", Some(token)), ("webhookSecret", var("TELEGRAM_WEBHOOK_SECRET"))],
+            vec![("mode", var("TELEGRAM_MODE")), ("publicBaseUrl", public_url), ("respondInGroups", var("TELEGRAM_RESPOND_IN_GROUPS"))],
+        );
+    }
+    if let Some(token) = var("SLACK_BOT_TOKEN") {
+        let team = var("SLACK_TEAM_ID");
+        push(
+            "slack",
+            "SLACK_CHANNEL_BINDING_ID",
+            team.clone(),
+            vec![("botToken", Some(token)), ("signingSecret", var("SLACK_SIGNING_SECRET"))],
+            vec![("teamId", team), ("defaultChannelId", var("SLACK_DEFAULT_CHANNEL_ID")), ("apiBaseUrl", var("SLACK_API_BASE_URL"))],
+        );
+    }
+    if let Some(secret) = var("EMAIL_INBOUND_SECRET") {
+        push(
+            "email",
+            "EMAIL_CHANNEL_BINDING_ID",
+            var("EMAIL_DOMAIN"),
+            vec![("inboundSecret", Some(secret)), ("smtpPassword", var("EMAIL_SMTP_PASSWORD"))],
+            vec![
+                ("from", var("EMAIL_FROM")),
+                ("inboundAddress", var("EMAIL_ADDRESS")),
+                ("smtpHost", var("EMAIL_SMTP_HOST")),
+                ("smtpPort", var("EMAIL_SMTP_PORT")),
+                ("smtpSecure", var("EMAIL_SMTP_SECURE")),
+                ("smtpUsername", var("EMAIL_SMTP_USERNAME")),
+                ("maxAttachmentBytes", var("EMAIL_MAX_ATTACHMENT_BYTES")),
+            ],
+        );
+    }
+    for (kind, prefix) in [("webhook", "WEBHOOK"), ("discord", "DISCORD"), ("whatsapp", "WHATSAPP"), ("signal", "SIGNAL")] {
+        let Some(url) = var(&format!("{prefix}_DELIVERY_URL")) else { continue };
+        let workspace = if kind == "webhook" { None } else { var(&format!("{prefix}_WORKSPACE_ID")) };
+        push(
+            kind,
+            &format!("{prefix}_CHANNEL_BINDING_ID"),
+            workspace,
+            vec![("sharedSecret", var(&format!("{prefix}_SHARED_SECRET")))],
+            vec![
+                ("deliveryUrl", Some(url)),
+                ("deliveryUrlAllowedHosts", var(&format!("{prefix}_DELIVERY_ALLOWED_HOSTS"))),
+                ("allowPrivateDelivery", var(&format!("{prefix}_ALLOW_PRIVATE_DELIVERY"))),
+                ("maxAttachmentBytes", var(&format!("{prefix}_MAX_ATTACHMENT_BYTES"))),
+            ],
+        );
+    }
+    if var("CLI_ENABLED").as_deref().and_then(super::env::parse_bool) == Some(true) {
+        push("cli", "CLI_CHANNEL_BINDING_ID", var("CLI_WORKSPACE_ID"), vec![], vec![]);
+    }
+    list
+}
+
+fn str_field<'a>(entry: &'a Value, key: &str) -> Option<&'a str> {
+    entry.get(key).and_then(Value::as_str).and_then(non_blank)
+}
+
+/// `mergeProviderOverrides`: each JSON entry takes the first unused env entry that matches by id,
+/// then by kind + channel binding, then by kind alone; leftovers are appended.
+fn merge_provider_overrides(json_list: Vec<Value>, env_list: Vec<Value>) -> Vec<Value> {
+    if json_list.is_empty() {
+        return env_list;
+    }
+    let mut used = vec![false; env_list.len()];
+    let mut merged = Vec::with_capacity(json_list.len() + env_list.len());
+    for json_entry in json_list {
+        let matches: [&dyn Fn(&Value) -> bool; 3] = [
+            &|env_entry| str_field(env_entry, "id").is_some() && str_field(env_entry, "id") == str_field(&json_entry, "id"),
+            &|env_entry| {
+                str_field(env_entry, "kind") == str_field(&json_entry, "kind")
+                    && str_field(env_entry, "channelBindingId").is_some()
+                    && str_field(env_entry, "channelBindingId") == str_field(&json_entry, "channelBindingId")
+            },
+            &|env_entry| str_field(env_entry, "kind").is_some() && str_field(env_entry, "kind") == str_field(&json_entry, "kind"),
+        ];
+        let found = matches.iter().find_map(|rule| (0..env_list.len()).find(|&i| !used[i] && rule(&env_list[i])));
+        match found {
+            Some(i) => {
+                used[i] = true;
+                merged.push(merge_pair(json_entry, &env_list[i]));
+            }
+            None => merged.push(json_entry),
+        }
+    }
+    merged.extend(env_list.into_iter().zip(used).filter(|(_, used)| !used).map(|(entry, _)| entry));
+    merged
+}
+
+fn merge_pair(json_entry: Value, env_entry: &Value) -> Value {
+    let json_id = str_field(&json_entry, "id").map(str::to_owned);
+    let json_binding = str_field(&json_entry, "channelBindingId").map(str::to_owned);
+    let Value::Object(mut out) = json_entry else {
+        return env_entry.clone();
+    };
+    if let Value::Object(env_map) = env_entry {
+        for (key, value) in env_map {
+            match key.as_str() {
+                "credentials" | "settings" => {
+                    let target = out.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                    if !target.is_object() {
+                        *target = Value::Object(Map::new());
+                    }
+                    if let (Value::Object(target), Value::Object(source)) = (target, value) {
+                        target.extend(source.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                }
+                _ => {
+                    out.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    if let Some(id) = json_id {
+        out.insert("id".into(), id.into());
+    }
+    if let Some(binding) = json_binding {
+        out.insert("channelBindingId".into(), binding.into());
+    }
+    Value::Object(out)
+}
+
+fn provider_error(id: &str, detail: impl std::fmt::Display) -> ConfigError {
+    ConfigError::new(format!("Gateway provider {id} {detail}"))
+}
+
+fn is_valid_provider_id(id: &str, kind: ProviderKind) -> bool {
+    if id == kind.as_str() {
+        return true;
+    }
+    let bytes = id.as_bytes();
+    let well_formed = (1..=64).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+    well_formed && id.starts_with(&format!("{}-", kind.as_str()))
+}
+
+/// `normalizeProvider`, rules 1–10 in order.
+fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) -> Result<ProviderConfig, ConfigError> {
+    let kind_text = match entry.get("kind") {
+        Some(Value::String(s)) => s.trim().to_owned(),
+        Some(other) => other.to_string(),
+        None => "undefined".to_owned(),
+    };
+    let kind = ProviderKind::parse(&kind_text).ok_or_else(|| ConfigError::new(format!("Unsupported gateway provider kind: {kind_text}")))?;
+    let id = str_field(entry, "id").map(str::to_owned).unwrap_or_else(|| format!("{}-{}", kind.as_str(), index + 1));
+    if kind != ProviderKind::Fake && !is_valid_provider_id(&id, kind) {
+        return Err(ConfigError::new(format!("Channel provider id {id} must equal {kind} or start with {kind}-.", kind = kind.as_str())));
+    }
+    let channel_binding_id = str_field(entry, "channelBindingId").ok_or_else(|| ConfigError::new(format!("Gateway provider {id} requires channelBindingId.")))?;
+    if !kind.compiled_in() {
+        return Err(provider_error(
+            &id,
+            format!("uses kind {}, which this binary was built without. Rebuild with cargo feature {} or remove the provider.", kind.as_str(), kind.cargo_feature()),
+        ));
+    }
+    let credentials: BTreeMap<String, Secret> = match entry.get("credentials") {
+        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?)))).collect(),
+        _ => BTreeMap::new(),
+    };
+    let mut settings: Map<String, Value> = match entry.get("settings") {
+        Some(Value::Object(map)) => map.iter().filter(|(_, v)| !v.is_null() && v.as_str() != Some("")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => Map::new(),
+    };
+    let has_credential = |key: &str| credentials.get(key).is_some_and(|s| non_blank(s.expose()).is_some());
+    let setting_text = |settings: &Map<String, Value>, key: &str| settings.get(key).and_then(Value::as_str).and_then(non_blank).map(str::to_owned);
+
+    if kind == ProviderKind::Telegram && setting_text(&settings, "publicBaseUrl").is_none() {
+        if let Some(url) = context.gateway_public_url {
+            settings.insert("publicBaseUrl".into(), url.into());
+        }
+    }
+    if kind == ProviderKind::Webhook && !has_credential("sharedSecret") {
+        return Err(provider_error(&id, "requires credential sharedSecret for authenticated webhook ingress."));
+    }
+    if kind.is_request_body_backed() {
+        let limit = context.max_request_body_bytes as i64;
+        let bytes = match settings.get("maxAttachmentBytes") {
+            None => limit,
+            Some(value) => {
+                let parsed = match value {
+                    Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+                    Value::String(s) => parse_integer(s),
+                    _ => None,
+                };
+                match parsed {
+                    Some(n) if (1..=MAX_ATTACHMENT_BYTES).contains(&n) => n,
+                    _ => return Err(provider_error(&id, "maxAttachmentBytes must be an integer between 1 and 67108864.")),
+                }
+            }
+        };
+        if bytes > limit {
+            return Err(provider_error(&id, format!("maxAttachmentBytes cannot exceed server.maxRequestBodyBytes ({limit}).")));
+        }
+        settings.insert("maxAttachmentBytes".into(), bytes.into());
+    }
+    if kind.is_bridge() {
+        if !has_credential("sharedSecret") {
+            return Err(provider_error(&id, format!("requires credential sharedSecret for authenticated {} bridge ingress.", kind.as_str())));
+        }
+        if setting_text(&settings, "deliveryUrl").is_none() {
+            return Err(provider_error(&id, format!("requires setting deliveryUrl for {} bridge delivery.", kind.as_str())));
+        }
+    }
+    if kind == ProviderKind::Telegram {
+        if !has_credential("botToken") {
+            return Err(provider_error(&id, "requires credential botToken."));
+        }
+        let mode = setting_text(&settings, "mode").unwrap_or_else(|| "polling".to_owned());
+        match mode.as_str() {
+            "polling" => {}
+            "webhook" => {
+                if !has_credential("webhookSecret") {
+                    return Err(provider_error(&id, "requires credential webhookSecret when Telegram webhook mode is enabled."));
+                }
+                let url = setting_text(&settings, "publicBaseUrl").ok_or_else(|| {
+                    provider_error(&id, "requires setting publicBaseUrl or OPEN_COWORK_GATEWAY_PUBLIC_URL when Telegram webhook mode is enabled.")
+                })?;
+                let normalized = normalize_public_https_url(&url).map_err(|problem| {
+                    let detail = match problem {
+                        PublicUrlProblem::Invalid => "be a valid HTTPS URL.",
+                        PublicUrlProblem::NotHttps => "use HTTPS.",
+                        PublicUrlProblem::Loopback => "be publicly reachable, not loopback.",
+                    };
+                    provider_error(&id, format!("Telegram publicBaseUrl must {detail}"))
+                })?;
+                settings.insert("publicBaseUrl".into(), normalized.into());
+            }
+            other => return Err(provider_error(&id, format!("has unsupported Telegram mode {other}. Use polling or webhook."))),
+        }
+        settings.insert("mode".into(), mode.into());
+    }
+    if kind == ProviderKind::Slack {
+        for key in ["botToken", "signingSecret"] {
+            if !has_credential(key) {
+                return Err(provider_error(&id, format!("requires credential {key}.")));
+            }
+        }
+    }
+    if kind == ProviderKind::Email {
+        if !has_credential("inboundSecret") {
+            return Err(provider_error(&id, "requires credential inboundSecret."));
+        }
+        for key in ["from", "smtpHost"] {
+            if setting_text(&settings, key).is_none() {
+                return Err(provider_error(&id, format!("requires setting {key}.")));
+            }
+        }
+    }
+    Ok(ProviderConfig {
+        id: id.into(),
+        kind,
+        enabled: entry.get("enabled") != Some(&Value::Bool(false)),
+        channel_binding_id: channel_binding_id.into(),
+        external_workspace_id: str_field(entry, "externalWorkspaceId").map(str::to_owned),
+        default_agent: str_field(entry, "defaultAgent").map(str::to_owned),
+        credentials,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn context() -> ProviderContext<'static> {
+        ProviderContext { gateway_public_url: None, max_request_body_bytes: 1024 * 1024 }
+    }
+
+    #[test]
+    fn json_provider_takes_the_env_token_by_kind() {
+        let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", "123456:abcdefghijklmnopqrstuvwxyz")]);
+        let raw = json!({"providers": [{"id": "telegram-acme", "kind": "telegram", "channelBindingId": "acme"}]});
+        let providers = resolve_providers(&env, &raw, &context()).unwrap();
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].id, "telegram-acme");
+        assert_eq!(providers[0].channel_binding_id, "acme");
+        assert_eq!(providers[0].credentials["botToken"].expose(), "123456:abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(providers[0].setting_str("mode"), Some("polling"));
+    }
+
+    #[test]
+    fn shortcuts_keep_the_spec_order_and_unmatched_env_entries_are_appended() {
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_GATEWAY_CLI_ENABLED", "true"),
+            ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", "https://hooks.example.com/in"),
+            ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", "s3cr3t-value-for-tests"),
+            ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", "123456:abcdefghijklmnopqrstuvwxyz"),
+        ]);
+        let raw = json!({"providers": [{"id": "slack-x", "kind": "slack", "channelBindingId": "s", "credentials": {"botToken": "xoxb-1", "signingSecret": "abc"}}]});
+        let ids: Vec<_> = resolve_providers(&env, &raw, &context()).unwrap().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["slack-x", "telegram", "webhook", "cli"]);
+    }
+
+    #[test]
+    fn attachment_cap_defaults_to_the_body_cap_and_cannot_exceed_it() {
+        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}});
+        let provider = normalize_provider(&entry, 0, &context()).unwrap();
+        assert_eq!(provider.id, "webhook-1");
+        assert_eq!(provider.settings["maxAttachmentBytes"], json!(1048576));
+        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
+        assert_eq!(normalize_provider(&entry, 0, &context()).unwrap().settings["maxAttachmentBytes"], json!(2048));
+        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
+        let err = normalize_provider(&entry, 0, &context()).unwrap_err().to_string();
+        assert_eq!(err, "Gateway provider webhook-1 maxAttachmentBytes cannot exceed server.maxRequestBodyBytes (1048576).");
+    }
+
+    #[test]
+    fn provider_ids_follow_the_kind_prefix_rule() {
+        assert!(is_valid_provider_id("telegram", ProviderKind::Telegram));
+        assert!(is_valid_provider_id("telegram-acme_2", ProviderKind::Telegram));
+        assert!(!is_valid_provider_id("telegramx", ProviderKind::Telegram));
+        assert!(!is_valid_provider_id("slack-acme", ProviderKind::Telegram));
+        assert!(!is_valid_provider_id("telegram-Acme", ProviderKind::Telegram));
+    }
+
+    #[test]
+    fn settings_drop_nulls_and_empty_strings_and_credentials_drop_non_strings() {
+        let entry = json!({"kind": "cli", "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
+        let provider = normalize_provider(&entry, 0, &context()).unwrap();
+        assert_eq!(provider.credentials.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(Value::Object(provider.settings), json!({"k": "v", "z": 0}));
+    }
+}

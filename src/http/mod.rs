@@ -1,0 +1,11 @@
+//! The operator and webhook HTTP surface (spec §2).
+
+pub mod admin;
+pub mod body;
+pub mod client_ip;
+pub mod operator;
+pub mod rate_limit;
+pub mod response;
+pub mod router;
+pub mod server;
+pub mod webhook;

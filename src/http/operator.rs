@@ -1,0 +1,366 @@
+//! Operator routes (spec §2.2, §2.8–§2.10): `/health`, `/ready`, `/metrics`, `/diagnostics` and
+//! the delivery listing and actions, scoped to the enabled providers' channel bindings.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use http::{Response, StatusCode};
+use hyper::body::Body;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use smol_str::SmolStr;
+
+use super::body::read_limited;
+use super::response::{self, HttpError, ResponseBody, ADMIN_REQUIRED};
+use crate::cloud::{CloudError, DeliveryOperations, DeliveryQuery, DeliveryRecord, DeliveryStatus};
+use crate::runtime::Gateway;
+
+const METRICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Metrics are disabled.");
+const DIAGNOSTICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
+const LISTING_UNAVAILABLE: HttpError = HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery listing is not available.");
+const RETRY_UNAVAILABLE: HttpError = HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery retry is not available.");
+const DEAD_LETTER_UNAVAILABLE: HttpError = HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery dead-letter is not available.");
+const DELIVERY_NOT_FOUND: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Delivery not found.");
+const CLOUD_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_GATEWAY, "Cloud delivery request failed.");
+const BAD_ACTION_BODY: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Delivery action body must be valid JSON.");
+
+pub type RouteResult = Result<Response<ResponseBody>, HttpError>;
+
+fn ok_json(body: Value) -> RouteResult {
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub fn health(gateway: &Gateway) -> RouteResult {
+    let config = &gateway.config;
+    ok_json(json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": config.cloud.base_url}))
+}
+
+/// 200 when ready, else 503; admin callers also get `providers` and the readiness `conditions`.
+pub fn ready(gateway: &Gateway, admin: bool) -> RouteResult {
+    let ready = gateway.is_ready();
+    let mut body = json!({
+        "ok": ready,
+        "status": if ready { "ready" } else { "not_ready" },
+        "branding": gateway.config.branding,
+        "cloudBaseUrl": gateway.config.cloud.base_url,
+    });
+    if admin {
+        body["providers"] = Value::from(gateway.providers.borrow().status_json());
+        body["conditions"] = json!(gateway.readiness_conditions());
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok(response::json(status, &body))
+}
+
+/// Disabled is checked before authorization, as upstream.
+pub fn metrics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResult {
+    if !gateway.config.metrics_enabled {
+        return Err(METRICS_DISABLED);
+    }
+    if !admin() {
+        return Err(ADMIN_REQUIRED);
+    }
+    Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, gateway.metrics.render_prometheus()))
+}
+
+pub fn diagnostics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResult {
+    if !gateway.config.diagnostics_enabled {
+        return Err(DIAGNOSTICS_DISABLED);
+    }
+    if !admin() {
+        return Err(ADMIN_REQUIRED);
+    }
+    ok_json(json!({
+        "ok": true,
+        "config": gateway.config,
+        "ready": gateway.is_ready(),
+        "readiness": gateway.readiness_conditions(),
+        "providers": gateway.providers.borrow().status_json(),
+        "metrics": gateway.metrics.to_json(),
+        "deliveryOperator": gateway.delivery_operator_json(),
+    }))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).filter(|v| !v.is_empty())
+}
+
+/// The bindings a request may touch: the given one if configured (else none), or all configured.
+fn scoped_bindings(gateway: &Gateway, requested: Option<&str>) -> Vec<SmolStr> {
+    let configured = gateway.config.channel_binding_ids();
+    match requested {
+        Some(binding) => configured.into_iter().filter(|b| b == binding).collect(),
+        None => configured,
+    }
+}
+
+/// Polls every future to completion concurrently and returns their outputs in order.
+async fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + 'a>>>) -> Vec<T> {
+    let mut pending: Vec<Option<Pin<Box<dyn Future<Output = T> + 'a>>>> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                    *output = Some(value);
+                    *slot = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// One `listDeliveries` per binding, concurrently; de-duplicated, newest first, cut to `limit`.
+async fn list_across(
+    cloud: &dyn DeliveryOperations,
+    bindings: &[SmolStr],
+    delivery_id: Option<&str>,
+    status: Option<DeliveryStatus>,
+    limit: u32,
+) -> Result<Vec<DeliveryRecord>, CloudError> {
+    let calls = bindings
+        .iter()
+        .map(|binding| {
+            cloud.list_deliveries(DeliveryQuery { delivery_id: delivery_id.map(SmolStr::new), status, channel_binding_id: binding.clone(), limit })
+        })
+        .collect();
+    let mut all: Vec<DeliveryRecord> = Vec::new();
+    for result in join_all(calls).await {
+        for record in result? {
+            if !all.iter().any(|r| r.channel_binding_id == record.channel_binding_id && r.delivery_id == record.delivery_id) {
+                all.push(record);
+            }
+        }
+    }
+    all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.created_at.cmp(&a.created_at)));
+    all.truncate(limit as usize);
+    Ok(all)
+}
+
+fn cloud_failure(error: &CloudError) -> HttpError {
+    tracing::warn!(status = ?error.status, error = %crate::config::redact::redact_text(&error.message), "Cloud delivery operation failed");
+    CLOUD_FAILED
+}
+
+/// `GET /deliveries?status=&channelBindingId=&limit=`.
+pub async fn list_deliveries(gateway: &Gateway, admin: bool, query: Option<&str>) -> RouteResult {
+    if !admin {
+        return Err(ADMIN_REQUIRED);
+    }
+    let cloud = gateway.cloud.as_deref().ok_or(LISTING_UNAVAILABLE)?;
+    let status = query_param(query, "status").and_then(|s| DeliveryStatus::parse(&s));
+    let limit = match query_param(query, "limit").and_then(|l| crate::config::env::parse_integer(&l)) {
+        Some(n) if n > 0 => n.min(200) as u32,
+        _ => 50,
+    };
+    let requested = query_param(query, "channelBindingId");
+    let bindings = scoped_bindings(gateway, requested.as_deref());
+    let deliveries = list_across(cloud, &bindings, None, status, limit).await.map_err(|e| cloud_failure(&e))?;
+    ok_json(json!({"ok": true, "deliveries": deliveries}))
+}
+
+/// Which delivery action a route asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryAction {
+    Retry,
+    DeadLetter,
+}
+
+/// `POST /deliveries/<id>/retry` and `/dead-letter`, in the spec's step order.
+pub async fn delivery_action<B>(gateway: &Gateway, admin: bool, action: DeliveryAction, delivery_id: &str, query: Option<&str>, body: B) -> RouteResult
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    if !admin {
+        return Err(ADMIN_REQUIRED);
+    }
+    let cloud = gateway.cloud.as_deref().ok_or(LISTING_UNAVAILABLE)?;
+    let bytes = read_limited(body, gateway.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
+    let fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => Map::new(),
+            Err(_) => return Err(BAD_ACTION_BODY),
+        }
+    };
+    let field = |name: &str| fields.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let requested = field("channelBindingId").or_else(|| query_param(query, "channelBindingId"));
+    match action {
+        DeliveryAction::Retry if !cloud.supports_retry() => return Err(RETRY_UNAVAILABLE),
+        DeliveryAction::DeadLetter if !cloud.supports_dead_letter() => return Err(DEAD_LETTER_UNAVAILABLE),
+        _ => {}
+    }
+    let bindings = scoped_bindings(gateway, requested.as_deref());
+    let matches = list_across(cloud, &bindings, Some(delivery_id), None, 2).await.map_err(|e| cloud_failure(&e))?;
+    let [found] = matches.as_slice() else { return Err(DELIVERY_NOT_FOUND) };
+    let binding = found.channel_binding_id.clone();
+    let result = match action {
+        DeliveryAction::Retry => cloud.retry_delivery(delivery_id, &binding).await,
+        DeliveryAction::DeadLetter => cloud.dead_letter_delivery(delivery_id, &binding, field("lastError").as_deref()).await,
+    };
+    match result.map_err(|e| cloud_failure(&e))? {
+        Some(delivery) => ok_json(json!({"ok": true, "delivery": delivery})),
+        None => Err(DELIVERY_NOT_FOUND),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::LocalBoxFuture;
+    use crate::config::{resolve, Env};
+    use http_body_util::{BodyExt, Empty, Full};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// An in-memory delivery store that records the calls it receives.
+    #[derive(Default)]
+    struct MemoryDeliveries {
+        records: Vec<DeliveryRecord>,
+        calls: RefCell<Vec<String>>,
+        without_retry: bool,
+    }
+
+    fn record(id: &str, binding: &str, updated_at: &str) -> DeliveryRecord {
+        DeliveryRecord { delivery_id: id.into(), channel_binding_id: binding.into(), created_at: "2026-01-01T00:00:00Z".into(), updated_at: updated_at.into(), rest: Map::new() }
+    }
+
+    impl DeliveryOperations for MemoryDeliveries {
+        fn list_deliveries(&self, query: DeliveryQuery) -> LocalBoxFuture<'_, Result<Vec<DeliveryRecord>, CloudError>> {
+            self.calls.borrow_mut().push(format!("list {} {:?} {:?} {}", query.channel_binding_id, query.delivery_id, query.status, query.limit));
+            let found = self
+                .records
+                .iter()
+                .filter(|r| r.channel_binding_id == query.channel_binding_id && query.delivery_id.as_ref().is_none_or(|id| *id == r.delivery_id))
+                .cloned()
+                .collect();
+            Box::pin(async move { Ok(found) })
+        }
+        fn supports_retry(&self) -> bool {
+            !self.without_retry
+        }
+        fn supports_dead_letter(&self) -> bool {
+            true
+        }
+        fn retry_delivery<'a>(&'a self, id: &'a str, binding: &'a str) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
+            self.calls.borrow_mut().push(format!("retry {id} {binding}"));
+            Box::pin(async move { Ok(Some(record(id, binding, "later"))) })
+        }
+        fn dead_letter_delivery<'a>(&'a self, id: &'a str, binding: &'a str, last_error: Option<&'a str>) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
+            self.calls.borrow_mut().push(format!("dead {id} {binding} {last_error:?}"));
+            Box::pin(async move { Ok(None) })
+        }
+    }
+
+    fn gateway(cloud: Option<Rc<MemoryDeliveries>>) -> Rc<Gateway> {
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"fake","kind":"fake","channelBindingId":"b1"},{"id":"cli","kind":"cli","channelBindingId":"b2"}]"#),
+        ]);
+        let config = resolve(&json!({}), &env).unwrap();
+        Gateway::new(config, cloud.map(|c| c as Rc<dyn DeliveryOperations>))
+    }
+
+    async fn body_json(response: Response<ResponseBody>) -> Value {
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_a_cloud_client_delivery_routes_answer_503() {
+        let gateway = gateway(None);
+        assert_eq!(list_deliveries(&gateway, true, None).await.unwrap_err(), LISTING_UNAVAILABLE);
+        assert_eq!(list_deliveries(&gateway, false, None).await.unwrap_err(), ADMIN_REQUIRED);
+        let result = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await;
+        assert_eq!(result.unwrap_err(), LISTING_UNAVAILABLE);
+        let operator = gateway.delivery_operator_json();
+        assert_eq!(operator["listAllowed"], false);
+        assert_eq!(
+            operator["disabledReason"],
+            "Cloud client is not attached to this gateway HTTP server. Cloud delivery listing is not available. Cloud delivery retry is not available. Cloud delivery dead-letter is not available."
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_is_scoped_merged_sorted_and_limited() {
+        let cloud = Rc::new(MemoryDeliveries {
+            records: vec![record("a", "b1", "2026-01-02"), record("b", "b2", "2026-01-03"), record("c", "b1", "2026-01-01"), record("x", "other", "2026-02-01")],
+            ..Default::default()
+        });
+        let gateway = gateway(Some(Rc::clone(&cloud)));
+        let body = body_json(list_deliveries(&gateway, true, Some("status=bogus&limit=2")).await.unwrap()).await;
+        let ids: Vec<&str> = body["deliveries"].as_array().unwrap().iter().map(|d| d["deliveryId"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(*cloud.calls.borrow(), ["list b1 None None 2", "list b2 None None 2"]);
+
+        cloud.calls.borrow_mut().clear();
+        let body = body_json(list_deliveries(&gateway, true, Some("channelBindingId=other")).await.unwrap()).await;
+        assert_eq!(body["deliveries"], json!([]));
+        assert!(cloud.calls.borrow().is_empty(), "an unconfigured binding makes no Cloud call");
+
+        let body = body_json(list_deliveries(&gateway, true, Some("channelBindingId=b1&status=sent&limit=999")).await.unwrap()).await;
+        assert_eq!(body["deliveries"].as_array().unwrap().len(), 2);
+        assert_eq!(*cloud.calls.borrow(), ["list b1 None Some(Sent) 200"]);
+    }
+
+    #[tokio::test]
+    async fn actions_need_exactly_one_match() {
+        let cloud = Rc::new(MemoryDeliveries { records: vec![record("d1", "b1", "t"), record("dup", "b1", "t"), record("dup", "b2", "t")], ..Default::default() });
+        let gateway = gateway(Some(Rc::clone(&cloud)));
+        let response = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await.unwrap();
+        assert_eq!(body_json(response).await["delivery"]["deliveryId"], "d1");
+        assert!(cloud.calls.borrow().contains(&"retry d1 b1".to_owned()));
+
+        let ambiguous = delivery_action(&gateway, true, DeliveryAction::Retry, "dup", None, Empty::<Bytes>::new()).await;
+        assert_eq!(ambiguous.unwrap_err(), DELIVERY_NOT_FOUND);
+        let chosen = delivery_action(&gateway, true, DeliveryAction::Retry, "dup", Some("channelBindingId=b2"), Empty::<Bytes>::new()).await;
+        assert!(chosen.is_ok());
+        let by_body = Full::new(Bytes::from_static(br#"{"channelBindingId":"b2","lastError":"operator gave up"}"#));
+        let dead = delivery_action(&gateway, true, DeliveryAction::DeadLetter, "dup", None, by_body).await;
+        assert_eq!(dead.unwrap_err(), DELIVERY_NOT_FOUND, "Cloud returned null");
+        assert!(cloud.calls.borrow().contains(&"dead dup b2 Some(\"operator gave up\")".to_owned()));
+        let missing = delivery_action(&gateway, true, DeliveryAction::Retry, "nope", None, Empty::<Bytes>::new()).await;
+        assert_eq!(missing.unwrap_err(), DELIVERY_NOT_FOUND);
+        let unconfigured = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", Some("channelBindingId=other"), Empty::<Bytes>::new()).await;
+        assert_eq!(unconfigured.unwrap_err(), DELIVERY_NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn invalid_action_body_is_400_and_missing_capability_is_503() {
+        let cloud = Rc::new(MemoryDeliveries { records: vec![record("d1", "b1", "t")], without_retry: true, ..Default::default() });
+        let gateway = gateway(Some(cloud));
+        let bad = delivery_action(&gateway, true, DeliveryAction::DeadLetter, "d1", None, Full::new(Bytes::from_static(b"{oops"))).await;
+        assert_eq!(bad.unwrap_err(), BAD_ACTION_BODY);
+        let retry = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await;
+        assert_eq!(retry.unwrap_err(), RETRY_UNAVAILABLE);
+        assert_eq!(gateway.delivery_operator_json()["disabledReason"], "Cloud delivery retry is not available.");
+    }
+
+    #[tokio::test]
+    async fn operator_endpoints_check_disabled_before_auth() {
+        let gateway = gateway(None);
+        assert_eq!(metrics(&gateway, || false).unwrap_err(), ADMIN_REQUIRED);
+        assert!(metrics(&gateway, || true).is_ok());
+        let body = body_json(diagnostics(&gateway, || true).unwrap()).await;
+        assert_eq!(body["config"]["cloud"]["serviceToken"], "[redacted]");
+        assert_eq!(body["config"]["server"]["adminToken"], "[redacted]");
+        assert_eq!(body["ready"], false);
+
+        let ready = ready(&gateway, false).unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_json(ready).await;
+        assert_eq!(body["status"], "not_ready");
+        assert!(body.get("providers").is_none(), "providers only for admin callers");
+    }
+}

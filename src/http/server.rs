@@ -1,0 +1,204 @@
+//! The accept loop and per-request dispatch: a connection cap, a header-size cap, one timer for
+//! header reads and idle keep-alive connections, a request-body deadline, and accept errors
+//! classified so that running out of file descriptors backs off instead of spinning.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use nix::errno::Errno;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::admin::is_admin_request;
+use super::operator::{self, DeliveryAction, RouteResult};
+use super::response::{ResponseBody, BAD_PATH_ENCODING, NOT_FOUND};
+use super::router::{route, Route, RouteError};
+use super::webhook;
+use crate::logging::WarnLimiter;
+use crate::metrics::Stat;
+use crate::runtime::Gateway;
+
+/// Upstream's `maxConnections`.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Largest request head accepted (hyper answers 431 beyond it); Node's default header cap.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// hyper's header-read timer runs both while a request head arrives and while a keep-alive
+/// connection waits for its next request, so it is upstream's `keepAliveTimeout` and a stricter
+/// `headersTimeout` in one.
+pub const HEADER_AND_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upstream's `requestTimeout`: the whole body must arrive within it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to do after a failed `accept()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptFailure {
+    /// The peer went away before we accepted it; try again at once.
+    PeerGone,
+    /// Out of descriptors, buffers or memory: the connection stays in the backlog, so retrying
+    /// at once would spin. Back off.
+    ResourceExhausted,
+    /// Anything else: log and retry after a short pause.
+    Unexpected,
+}
+
+pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
+    match error.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::ECONNABORTED | Errno::ECONNRESET | Errno::EINTR | Errno::EAGAIN | Errno::EPROTO | Errno::EPERM) => AcceptFailure::PeerGone,
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => AcceptFailure::ResourceExhausted,
+        _ => AcceptFailure::Unexpected,
+    }
+}
+
+/// Serves until the task is dropped. Must run inside a `LocalSet`.
+pub async fn serve(listener: TcpListener, gateway: Rc<Gateway>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let warnings = WarnLimiter::new(Duration::from_secs(60));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        // Waiting for a permit before accepting leaves excess connections in the kernel backlog.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                let gateway = Rc::clone(&gateway);
+                tokio::task::spawn_local(async move {
+                    serve_connection(stream, peer, gateway).await;
+                    drop(permit);
+                });
+            }
+            Err(error) => {
+                let failure = classify_accept_error(&error);
+                let key = match failure {
+                    AcceptFailure::PeerGone => continue,
+                    AcceptFailure::ResourceExhausted => "accept-exhausted",
+                    AcceptFailure::Unexpected => "accept-unexpected",
+                };
+                if let Some(suppressed) = warnings.allow(key, Instant::now()) {
+                    tracing::warn!(%error, suppressed, retry_in_ms = backoff.as_millis() as u64, "cannot accept connections");
+                }
+                tokio::time::sleep(backoff).await;
+                if failure == AcceptFailure::ResourceExhausted {
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, gateway: Rc<Gateway>) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let gateway = Rc::clone(&gateway);
+        async move { Ok::<_, Infallible>(dispatch(&gateway, peer.ip(), request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_AND_IDLE_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// Routes one request. Every request is in-flight work for the drain.
+pub async fn dispatch<B>(gateway: &Gateway, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+{
+    let _work = gateway.shutdown.work_guard();
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query();
+    let admin = || is_admin_request(&gateway.config, &parts.headers, Some(peer));
+    let result: RouteResult = match route(&parts.method, parts.uri.path()) {
+        Err(RouteError::NotFound) => Err(NOT_FOUND),
+        Err(RouteError::BadEncoding) => Err(BAD_PATH_ENCODING),
+        Ok(Route::Health) => operator::health(gateway),
+        Ok(Route::Ready) => operator::ready(gateway, admin()),
+        Ok(Route::Metrics) => operator::metrics(gateway, admin),
+        Ok(Route::Diagnostics) => operator::diagnostics(gateway, admin),
+        Ok(Route::Deliveries) => operator::list_deliveries(gateway, admin(), query).await,
+        Ok(Route::DeliveryRetry { delivery_id }) => operator::delivery_action(gateway, admin(), DeliveryAction::Retry, &delivery_id, query, body).await,
+        Ok(Route::DeliveryDeadLetter { delivery_id }) => {
+            operator::delivery_action(gateway, admin(), DeliveryAction::DeadLetter, &delivery_id, query, body).await
+        }
+        Ok(Route::Webhook { provider_id }) => webhook::handle(gateway, &provider_id, peer, &parts.headers, body, gateway.clock_ms()).await,
+    };
+    result.unwrap_or_else(|error| {
+        if error.counted {
+            gateway.metrics.increment(Stat::Errors);
+        }
+        error.into_response()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, Env};
+    use bytes::Bytes;
+    use http::StatusCode;
+    use http_body_util::{BodyExt, Empty};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn accept_errors_are_classified() {
+        let error = |errno: Errno| std::io::Error::from_raw_os_error(errno as i32);
+        assert_eq!(classify_accept_error(&error(Errno::EMFILE)), AcceptFailure::ResourceExhausted);
+        assert_eq!(classify_accept_error(&error(Errno::ENFILE)), AcceptFailure::ResourceExhausted);
+        assert_eq!(classify_accept_error(&error(Errno::ECONNABORTED)), AcceptFailure::PeerGone);
+        assert_eq!(classify_accept_error(&error(Errno::EINVAL)), AcceptFailure::Unexpected);
+        assert_eq!(classify_accept_error(&std::io::Error::other("x")), AcceptFailure::Unexpected);
+    }
+
+    fn gateway() -> Rc<Gateway> {
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+            ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+        ]);
+        Gateway::new(resolve(&json!({}), &env).unwrap(), None)
+    }
+
+    async fn call(gateway: &Gateway, method: &str, uri: &str) -> (StatusCode, Value) {
+        let request = Request::builder().method(method).uri(uri).header("host", "127.0.0.1").body(Empty::<Bytes>::new()).unwrap();
+        let response = dispatch(gateway, IpAddr::from([127, 0, 0, 1]), request).await;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn routing_errors_and_error_counting() {
+        let gateway = gateway();
+        assert_eq!(call(&gateway, "GET", "/nope").await, (StatusCode::NOT_FOUND, json!({"ok": false, "error": "Not found."})));
+        assert_eq!(gateway.metrics.get(Stat::Errors), 0, "a plain 404 is written, not thrown");
+        let (status, body) = call(&gateway, "POST", "/deliveries/%E0%A4%A/retry").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["ok"], false);
+        assert_eq!(gateway.metrics.get(Stat::Errors), 1);
+        assert_eq!(call(&gateway, "GET", "/metrics").await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(gateway.metrics.get(Stat::Errors), 1, "operator 401s are not counted");
+        let (status, body) = call(&gateway, "GET", "/health?x=1").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["mode"], "self-host");
+        assert_eq!(body["cloudBaseUrl"], "http://127.0.0.1:1");
+        assert_eq!(body["branding"]["productName"], "Open Cowork Cloud");
+    }
+
+    #[tokio::test]
+    async fn ready_is_503_while_draining_even_when_everything_else_holds() {
+        let gateway = gateway();
+        gateway.start();
+        assert_eq!(call(&gateway, "GET", "/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        gateway.shutdown.begin_drain();
+        let conditions = gateway.readiness_conditions();
+        assert!(conditions.iter().any(|c| c.name == "not_draining" && !c.ok));
+        assert_eq!(call(&gateway, "GET", "/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,583 @@
+//! Gateway metrics (spec §2.11): counters and gauges in `Cell`s (one thread, nothing to lock),
+//! a Prometheus text writer that keeps upstream's family order, and the raw JSON object that
+//! `/diagnostics` shows.
+//!
+//! Labels carry only configuration-bounded values (provider id and kind, fixed state and outcome
+//! names): never a user, chat or token.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{Config, ProviderKind};
+
+/// A gateway-wide value: a counter, or one of the two cell-backed gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    IncomingMessages,
+    PromptedMessages,
+    InteractionsResolved,
+    DeliveriesReceived,
+    DeliveriesSent,
+    DeliveryRetries,
+    DeliveryDeadLetters,
+    WebhookRequests,
+    SessionStreams,
+    StreamReconnects,
+    StreamEvictions,
+    SessionRenderRetries,
+    SessionRenderDeadLetters,
+    CursorPersistenceFailures,
+    CloudSubscriptionErrors,
+    Errors,
+    DroppedSessionEvents,
+    StreamBackpressureDisconnects,
+    DeliveryQueueDepthMax,
+    DeliverySheds,
+    DeliveryDuplicatesSuppressed,
+}
+
+struct StatInfo {
+    stat: Stat,
+    name: &'static str,
+    gauge: bool,
+    json_key: &'static str,
+    help: &'static str,
+}
+
+const fn info(stat: Stat, name: &'static str, gauge: bool, json_key: &'static str, help: &'static str) -> StatInfo {
+    StatInfo { stat, name, gauge, json_key, help }
+}
+
+/// Stats printed before the delivery latency histogram, in upstream order.
+const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
+    info(Stat::IncomingMessages, "open_cowork_gateway_incoming_messages_total", false, "incomingMessages", "Inbound channel messages handled."),
+    info(Stat::PromptedMessages, "open_cowork_gateway_prompted_messages_total", false, "promptedMessages", "Prompts sent to Cloud sessions."),
+    info(Stat::InteractionsResolved, "open_cowork_gateway_interactions_resolved_total", false, "interactionsResolved", "Approval and question interactions resolved."),
+    info(Stat::DeliveriesReceived, "open_cowork_gateway_deliveries_received_total", false, "deliveriesReceived", "Cloud deliveries handled."),
+    info(Stat::DeliveriesSent, "open_cowork_gateway_deliveries_sent_total", false, "deliveriesSent", "Deliveries acknowledged as sent."),
+    info(Stat::DeliveryRetries, "open_cowork_gateway_delivery_retries_total", false, "deliveryRetries", "Deliveries acknowledged as failed for retry."),
+    info(Stat::DeliveryDeadLetters, "open_cowork_gateway_delivery_dead_letters_total", false, "deliveryDeadLetters", "Deliveries dead-lettered."),
+];
+
+/// Stats printed after the delivery latency histogram, in upstream order.
+const STATS_AFTER_LATENCY: [StatInfo; 14] = [
+    info(Stat::WebhookRequests, "open_cowork_gateway_webhook_requests_total", false, "webhookRequests", "Webhook requests received, including rejected ones."),
+    info(Stat::SessionStreams, "open_cowork_gateway_session_streams", true, "sessionStreams", "Open Cloud session event streams."),
+    info(Stat::StreamReconnects, "open_cowork_gateway_stream_reconnects_total", false, "streamReconnects", "Cloud stream reconnects."),
+    info(Stat::StreamEvictions, "open_cowork_gateway_stream_evictions_total", false, "streamEvictions", "Idle session streams evicted."),
+    info(Stat::SessionRenderRetries, "open_cowork_gateway_session_render_retries_total", false, "sessionRenderRetries", "Session event renders retried."),
+    info(Stat::SessionRenderDeadLetters, "open_cowork_gateway_session_render_dead_letters_total", false, "sessionRenderDeadLetters", "Session events skipped after the render retry budget."),
+    info(Stat::CursorPersistenceFailures, "open_cowork_gateway_cursor_persistence_failures_total", false, "cursorPersistenceFailures", "Session cursor updates that failed."),
+    info(Stat::CloudSubscriptionErrors, "open_cowork_gateway_cloud_subscription_errors_total", false, "cloudSubscriptionErrors", "Cloud stream subscription errors."),
+    info(Stat::Errors, "open_cowork_gateway_errors_total", false, "errors", "Requests that ended in a gateway error response."),
+    info(Stat::DroppedSessionEvents, "open_cowork_gateway_dropped_session_events_total", false, "droppedSessionEvents", "Session events dropped."),
+    info(Stat::StreamBackpressureDisconnects, "open_cowork_gateway_stream_backpressure_disconnects_total", false, "streamBackpressureDisconnects", "Streams closed because a consumer fell behind."),
+    info(Stat::DeliveryQueueDepthMax, "open_cowork_gateway_delivery_queue_depth_max", true, "deliveryQueueDepthMax", "High-water mark of the delivery queue."),
+    info(Stat::DeliverySheds, "open_cowork_gateway_delivery_sheds_total", false, "deliverySheds", "Deliveries left to their lease because the queue was full."),
+    info(Stat::DeliveryDuplicatesSuppressed, "open_cowork_gateway_delivery_duplicates_suppressed_total", false, "deliveryDuplicatesSuppressed", "Duplicate deliveries suppressed."),
+];
+
+const STAT_COUNT: usize = STATS_BEFORE_LATENCY.len() + STATS_AFTER_LATENCY.len();
+
+fn all_stats() -> impl Iterator<Item = &'static StatInfo> {
+    STATS_BEFORE_LATENCY.iter().chain(STATS_AFTER_LATENCY.iter())
+}
+
+fn stat_index(stat: Stat) -> usize {
+    all_stats().position(|i| i.stat == stat).unwrap_or(0)
+}
+
+const DELIVERY_BUCKETS_MS: [f64; 9] = [50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0];
+const TELEMETRY_BUCKETS_MS: [f64; 10] = [25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0];
+
+/// A fixed-bucket histogram; `counts` are per bucket (not cumulative), the last one is `+Inf`.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(buckets: usize) -> Self {
+        Self { counts: vec![0; buckets + 1], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, bounds: &[f64], value: f64) {
+        let index = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
+        self.counts[index] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"counts": self.counts, "sum": self.sum, "count": self.count})
+    }
+
+    fn write(&self, out: &mut String, name: &str, bounds: &[f64], labels: &str) {
+        let mut cumulative = 0;
+        let separator = if labels.is_empty() { "" } else { "," };
+        for (index, count) in self.counts.iter().enumerate() {
+            cumulative += count;
+            let le = bounds.get(index).map_or_else(|| "+Inf".to_owned(), |b| format_number(*b));
+            let _ = writeln!(out, "{name}_bucket{{{labels}{separator}le=\"{le}\"}} {cumulative}");
+        }
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", format_number(self.sum));
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// Provider lifecycle state as exposed by `open_cowork_gateway_provider_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderState {
+    Configured,
+    Starting,
+    Healthy,
+    Unhealthy,
+    Failed,
+    Stopped,
+}
+
+impl ProviderState {
+    const ALL: [ProviderState; 6] = [Self::Configured, Self::Starting, Self::Healthy, Self::Unhealthy, Self::Failed, Self::Stopped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Configured => "configured",
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// Per-provider counters, in the order of their Prometheus families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderStat {
+    IncomingMessages,
+    InboundDuplicates,
+    InboundFailures,
+    PromptedMessages,
+    InteractionsResolved,
+    DeliveriesReceived,
+    DeliveriesSent,
+    DeliveryRetries,
+    DeliveryDeadLetters,
+    WebhookRequests,
+}
+
+const PROVIDER_STATS: [(ProviderStat, &str, &str, &str); 10] = [
+    (ProviderStat::IncomingMessages, "incoming_messages_total", "incomingMessages", "Inbound messages handled per provider."),
+    (ProviderStat::InboundDuplicates, "inbound_duplicates_total", "inboundDuplicates", "Duplicate inbound events per provider."),
+    (ProviderStat::InboundFailures, "inbound_failures_total", "inboundFailures", "Failed inbound events per provider."),
+    (ProviderStat::PromptedMessages, "prompted_messages_total", "promptedMessages", "Prompts sent per provider."),
+    (ProviderStat::InteractionsResolved, "interactions_resolved_total", "interactionsResolved", "Interactions resolved per provider."),
+    (ProviderStat::DeliveriesReceived, "deliveries_received_total", "deliveriesReceived", "Deliveries handled per provider."),
+    (ProviderStat::DeliveriesSent, "deliveries_sent_total", "deliveriesSent", "Deliveries sent per provider."),
+    (ProviderStat::DeliveryRetries, "delivery_retries_total", "deliveryRetries", "Delivery retries per provider."),
+    (ProviderStat::DeliveryDeadLetters, "delivery_dead_letters_total", "deliveryDeadLetters", "Delivery dead letters per provider."),
+    (ProviderStat::WebhookRequests, "webhook_requests_total", "webhookRequests", "Webhook requests per provider."),
+];
+
+#[derive(Debug, Clone)]
+struct ProviderRecord {
+    id: String,
+    kind: ProviderKind,
+    state: ProviderState,
+    counters: [u64; 10],
+    delivery_latency: Histogram,
+}
+
+/// Direction of a channel message for the channel-stack telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Outcome of a channel message for the channel-stack telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Attempt,
+    Success,
+    Retry,
+    Error,
+    Ignored,
+}
+
+const DIRECTIONS: [(Direction, &str); 2] = [(Direction::Inbound, "inbound"), (Direction::Outbound, "outbound")];
+const OUTCOMES: [(Outcome, &str); 5] = [(Outcome::Attempt, "attempt"), (Outcome::Success, "success"), (Outcome::Retry, "retry"), (Outcome::Error, "error"), (Outcome::Ignored, "ignored")];
+
+const SURFACE: &str = "cloud-channel-gateway";
+const STACK: &str = "monorepo-provider";
+
+/// The kind label of the channel-stack telemetry: a real channel kind, else the id's `<kind>-`
+/// prefix, else `other` (so `fake` is `other`).
+pub fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
+    let real = |k: ProviderKind| k != ProviderKind::Fake;
+    if real(kind) {
+        return kind.as_str();
+    }
+    ProviderKind::ALL
+        .into_iter()
+        .filter(|k| real(*k))
+        .find(|k| id.strip_prefix(k.as_str()).is_some_and(|rest| rest.starts_with('-')))
+        .map_or("other", ProviderKind::as_str)
+}
+
+/// All gateway metrics. Lives in the shared runtime state; single-threaded by construction.
+pub struct Metrics {
+    started_at_ms: u64,
+    started: Instant,
+    stats: [Cell<u64>; STAT_COUNT],
+    delivery_latency: RefCell<Histogram>,
+    providers: RefCell<Vec<ProviderRecord>>,
+    channel_messages: RefCell<BTreeMap<(&'static str, Direction, Outcome), u64>>,
+    channel_latency: RefCell<BTreeMap<(&'static str, Direction, Outcome), Histogram>>,
+}
+
+impl Metrics {
+    /// Creates the metrics with one provider record (state `configured`) per enabled provider.
+    pub fn new(config: &Config) -> Self {
+        let providers = config
+            .enabled_providers()
+            .map(|p| ProviderRecord {
+                id: p.id.to_string(),
+                kind: p.kind,
+                state: ProviderState::Configured,
+                counters: [0; 10],
+                delivery_latency: Histogram::new(DELIVERY_BUCKETS_MS.len()),
+            })
+            .collect();
+        let mut channel_messages = BTreeMap::new();
+        for p in config.enabled_providers() {
+            let kind = bounded_channel_kind(p.kind, &p.id);
+            for (direction, _) in DIRECTIONS {
+                for (outcome, _) in OUTCOMES {
+                    channel_messages.insert((kind, direction, outcome), 0);
+                }
+            }
+        }
+        Self {
+            started_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            started: Instant::now(),
+            stats: std::array::from_fn(|_| Cell::new(0)),
+            delivery_latency: RefCell::new(Histogram::new(DELIVERY_BUCKETS_MS.len())),
+            providers: RefCell::new(providers),
+            channel_messages: RefCell::new(channel_messages),
+            channel_latency: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn increment(&self, stat: Stat) {
+        let cell = &self.stats[stat_index(stat)];
+        cell.set(cell.get() + 1);
+    }
+
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.stats[stat_index(stat)].get()
+    }
+
+    pub fn set_gauge(&self, stat: Stat, value: u64) {
+        self.stats[stat_index(stat)].set(value);
+    }
+
+    pub fn observe_delivery_latency(&self, provider_id: &str, latency_ms: f64) {
+        self.delivery_latency.borrow_mut().observe(&DELIVERY_BUCKETS_MS, latency_ms);
+        if let Some(record) = self.providers.borrow_mut().iter_mut().find(|r| r.id == provider_id) {
+            record.delivery_latency.observe(&DELIVERY_BUCKETS_MS, latency_ms);
+        }
+    }
+
+    /// Counts for a configured provider; ids that are not configured are ignored, so a request
+    /// path can never create a label value.
+    pub fn increment_provider(&self, provider_id: &str, stat: ProviderStat) {
+        let index = PROVIDER_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0);
+        if let Some(record) = self.providers.borrow_mut().iter_mut().find(|r| r.id == provider_id) {
+            record.counters[index] += 1;
+        }
+    }
+
+    pub fn set_provider_state(&self, provider_id: &str, state: ProviderState) {
+        if let Some(record) = self.providers.borrow_mut().iter_mut().find(|r| r.id == provider_id) {
+            record.state = state;
+        }
+    }
+
+    pub fn provider_state(&self, provider_id: &str) -> Option<ProviderState> {
+        self.providers.borrow().iter().find(|r| r.id == provider_id).map(|r| r.state)
+    }
+
+    /// Records a channel message outcome; latency is recorded for terminal outcomes only.
+    pub fn record_channel_message(&self, kind: &'static str, direction: Direction, outcome: Outcome, latency_ms: Option<f64>) {
+        *self.channel_messages.borrow_mut().entry((kind, direction, outcome)).or_insert(0) += 1;
+        if let (Some(latency), false) = (latency_ms.filter(|l| l.is_finite()), outcome == Outcome::Attempt) {
+            self.channel_latency
+                .borrow_mut()
+                .entry((kind, direction, outcome))
+                .or_insert_with(|| Histogram::new(TELEMETRY_BUCKETS_MS.len()))
+                .observe(&TELEMETRY_BUCKETS_MS, latency);
+        }
+    }
+
+    fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Prometheus text exposition, version 0.0.4.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let providers = self.providers.borrow();
+        header(&mut out, "open_cowork_gateway_uptime_seconds", "gauge", "Seconds since the gateway started.");
+        let _ = writeln!(out, "open_cowork_gateway_uptime_seconds {}", self.uptime_seconds());
+        header(&mut out, "open_cowork_gateway_providers", "gauge", "Enabled providers.");
+        let _ = writeln!(out, "open_cowork_gateway_providers {}", providers.len());
+        for stat in &STATS_BEFORE_LATENCY {
+            self.write_stat(&mut out, stat);
+        }
+        header(&mut out, "open_cowork_gateway_delivery_latency_ms", "histogram", "Delivery latency from claim to acknowledgement, in milliseconds.");
+        self.delivery_latency.borrow().write(&mut out, "open_cowork_gateway_delivery_latency_ms", &DELIVERY_BUCKETS_MS, "");
+        for stat in &STATS_AFTER_LATENCY {
+            self.write_stat(&mut out, stat);
+        }
+        if !providers.is_empty() {
+            let mut sorted: Vec<&ProviderRecord> = providers.iter().collect();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            write_provider_families(&mut out, &sorted);
+        }
+        self.write_channel_telemetry(&mut out, &providers);
+        header(&mut out, "open_cowork_gateway_build_info", "gauge", "Version and target of this binary.");
+        let _ = writeln!(out, "open_cowork_gateway_build_info{{version=\"{}\",target=\"{}\"}} 1", escape_label(crate::VERSION), escape_label(crate::TARGET));
+        out
+    }
+
+    fn write_stat(&self, out: &mut String, stat: &StatInfo) {
+        header(out, stat.name, if stat.gauge { "gauge" } else { "counter" }, stat.help);
+        let _ = writeln!(out, "{} {}", stat.name, self.get(stat.stat));
+    }
+
+    fn write_channel_telemetry(&self, out: &mut String, providers: &[ProviderRecord]) {
+        header(out, "open_cowork_channel_stack_info", "gauge", "Declared channel stacks.");
+        let _ = writeln!(out, "open_cowork_channel_stack_info{{schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"}} 1");
+        header(out, "open_cowork_channel_bindings", "gauge", "Channel bindings by kind and status.");
+        for (kind, (configured, active)) in binding_counts(providers) {
+            for (status, value) in [("active", active), ("configured", configured)] {
+                let _ = writeln!(out, "open_cowork_channel_bindings{{provider_kind=\"{kind}\",stack=\"{STACK}\",status=\"{status}\",surface=\"{SURFACE}\"}} {value}");
+            }
+        }
+        header(out, "open_cowork_channel_messages_total", "counter", "Channel messages by direction and outcome.");
+        for ((kind, direction, outcome), value) in self.channel_messages.borrow().iter() {
+            let _ = writeln!(
+                out,
+                "open_cowork_channel_messages_total{{direction=\"{}\",outcome=\"{}\",provider_kind=\"{kind}\",schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"}} {value}",
+                direction_name(*direction),
+                outcome_name(*outcome)
+            );
+        }
+        header(out, "open_cowork_channel_operation_latency_ms", "histogram", "Channel operation latency in milliseconds.");
+        for ((kind, direction, outcome), histogram) in self.channel_latency.borrow().iter() {
+            let labels = format!(
+                "direction=\"{}\",outcome=\"{}\",provider_kind=\"{kind}\",schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"",
+                direction_name(*direction),
+                outcome_name(*outcome)
+            );
+            histogram.write(out, "open_cowork_channel_operation_latency_ms", &TELEMETRY_BUCKETS_MS, &labels);
+        }
+    }
+
+    /// The raw metrics object of `/diagnostics` (§2.9), with real channel telemetry (§8.14).
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("startedAt".into(), self.started_at_ms.into());
+        for stat in all_stats() {
+            object.insert(stat.json_key.into(), self.get(stat.stat).into());
+        }
+        object.insert("deliveryLatency".into(), self.delivery_latency.borrow().to_json());
+        let providers = self.providers.borrow();
+        let provider_metrics: Map<String, Value> = providers
+            .iter()
+            .map(|record| {
+                let mut entry = Map::new();
+                entry.insert("id".into(), record.id.clone().into());
+                entry.insert("kind".into(), record.kind.as_str().into());
+                entry.insert("state".into(), record.state.as_str().into());
+                for (index, (_, _, key, _)) in PROVIDER_STATS.iter().enumerate() {
+                    entry.insert((*key).into(), record.counters[index].into());
+                }
+                entry.insert("deliveryLatency".into(), record.delivery_latency.to_json());
+                (record.id.clone(), Value::Object(entry))
+            })
+            .collect();
+        object.insert("providerMetrics".into(), Value::Object(provider_metrics));
+        let bindings: Map<String, Value> =
+            binding_counts(&providers).into_iter().map(|(kind, (configured, active))| (kind.to_owned(), json!({"configured": configured, "active": active}))).collect();
+        let messages: Map<String, Value> = self
+            .channel_messages
+            .borrow()
+            .iter()
+            .map(|((kind, direction, outcome), value)| (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), (*value).into()))
+            .collect();
+        let latencies: Map<String, Value> = self
+            .channel_latency
+            .borrow()
+            .iter()
+            .map(|((kind, direction, outcome), h)| (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json()))
+            .collect();
+        object.insert(
+            "channelTelemetry".into(),
+            json!({"surface": SURFACE, "stacks": {STACK: {"schemaVersion": 2}}, "bindings": bindings, "messages": messages, "latencies": latencies}),
+        );
+        Value::Object(object)
+    }
+}
+
+fn binding_counts(providers: &[ProviderRecord]) -> BTreeMap<&'static str, (u64, u64)> {
+    let mut counts: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+    for record in providers {
+        let entry = counts.entry(bounded_channel_kind(record.kind, &record.id)).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(record.state == ProviderState::Healthy);
+    }
+    counts
+}
+
+fn direction_name(direction: Direction) -> &'static str {
+    DIRECTIONS.iter().find(|(d, _)| *d == direction).map_or("inbound", |(_, n)| n)
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    OUTCOMES.iter().find(|(o, _)| *o == outcome).map_or("attempt", |(_, n)| n)
+}
+
+fn write_provider_families(out: &mut String, records: &[&ProviderRecord]) {
+    let labels = |r: &ProviderRecord| format!("provider_id=\"{}\",provider_kind=\"{}\"", escape_label(&r.id), r.kind.as_str());
+    header(out, "open_cowork_gateway_provider_state", "gauge", "Provider lifecycle state (1 for the current state).");
+    for record in records {
+        for state in ProviderState::ALL {
+            let value = u8::from(record.state == state);
+            let _ = writeln!(out, "open_cowork_gateway_provider_state{{{},state=\"{}\"}} {value}", labels(record), state.as_str());
+        }
+    }
+    for (index, (_, suffix, _, help)) in PROVIDER_STATS.iter().enumerate() {
+        let name = format!("open_cowork_gateway_provider_{suffix}");
+        header(out, &name, "counter", help);
+        for record in records {
+            let _ = writeln!(out, "{name}{{{}}} {}", labels(record), record.counters[index]);
+        }
+    }
+    let name = "open_cowork_gateway_provider_delivery_latency_ms";
+    header(out, name, "histogram", "Delivery latency per provider, in milliseconds.");
+    for record in records {
+        record.delivery_latency.write(out, name, &DELIVERY_BUCKETS_MS, &labels(record));
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value for the text format: `\`, newline and `"`.
+pub fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, Env};
+
+    fn config() -> Config {
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"webhook-b","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s"}},{"id":"fake","kind":"fake","channelBindingId":"f"}]"#),
+        ]);
+        resolve(&serde_json::json!({}), &env).unwrap()
+    }
+
+    #[test]
+    fn families_keep_upstream_order() {
+        let text = Metrics::new(&config()).render_prometheus();
+        let positions: Vec<usize> = [
+            "# TYPE open_cowork_gateway_uptime_seconds gauge",
+            "# TYPE open_cowork_gateway_providers gauge",
+            "# TYPE open_cowork_gateway_deliveries_sent_total counter",
+            "# TYPE open_cowork_gateway_delivery_latency_ms histogram",
+            "# TYPE open_cowork_gateway_webhook_requests_total counter",
+            "# TYPE open_cowork_gateway_session_streams gauge",
+            "# TYPE open_cowork_gateway_delivery_duplicates_suppressed_total counter",
+            "# TYPE open_cowork_gateway_provider_state gauge",
+            "# TYPE open_cowork_gateway_provider_webhook_requests_total counter",
+            "# TYPE open_cowork_gateway_provider_delivery_latency_ms histogram",
+            "# TYPE open_cowork_channel_stack_info gauge",
+            "# TYPE open_cowork_channel_messages_total counter",
+            "# TYPE open_cowork_gateway_build_info gauge",
+        ]
+        .iter()
+        .map(|needle| text.find(needle).unwrap_or_else(|| panic!("missing {needle}")))
+        .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(text.ends_with('\n'));
+        assert!(text.contains("open_cowork_gateway_providers 2\n"));
+        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"+Inf\"} 0\n"));
+    }
+
+    #[test]
+    fn provider_series_are_sorted_labelled_and_six_states_each() {
+        let metrics = Metrics::new(&config());
+        metrics.set_provider_state("webhook-b", ProviderState::Healthy);
+        metrics.increment_provider("webhook-b", ProviderStat::WebhookRequests);
+        metrics.increment_provider("not-configured", ProviderStat::WebhookRequests);
+        let text = metrics.render_prometheus();
+        let fake_state = text.find("open_cowork_gateway_provider_state{provider_id=\"fake\",provider_kind=\"fake\",state=\"configured\"} 1").unwrap();
+        let webhook_state = text.find("open_cowork_gateway_provider_state{provider_id=\"webhook-b\",provider_kind=\"webhook\",state=\"healthy\"} 1").unwrap();
+        assert!(fake_state < webhook_state);
+        assert_eq!(text.matches("open_cowork_gateway_provider_state{").count(), 12);
+        assert!(text.contains("open_cowork_gateway_provider_webhook_requests_total{provider_id=\"webhook-b\",provider_kind=\"webhook\"} 1\n"));
+        assert!(!text.contains("not-configured"));
+        assert!(text.contains("open_cowork_channel_bindings{provider_kind=\"other\",stack=\"monorepo-provider\",status=\"configured\",surface=\"cloud-channel-gateway\"} 1"));
+        assert!(text.contains("open_cowork_channel_bindings{provider_kind=\"webhook\",stack=\"monorepo-provider\",status=\"active\",surface=\"cloud-channel-gateway\"} 1"));
+        assert_eq!(text.matches("open_cowork_channel_messages_total{").count(), 20, "10 pre-created series per kind");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = Metrics::new(&config());
+        metrics.observe_delivery_latency("webhook-b", 70.0);
+        metrics.observe_delivery_latency("webhook-b", 40_000.0);
+        let text = metrics.render_prometheus();
+        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"50\"} 0\n"));
+        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"100\"} 1\n"));
+        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_sum 40070\n"));
+        assert!(text.contains("open_cowork_gateway_provider_delivery_latency_ms_count{provider_id=\"webhook-b\",provider_kind=\"webhook\"} 2\n"));
+        let json = metrics.to_json();
+        assert_eq!(json["deliveryLatency"]["count"], 2);
+        assert_eq!(json["providerMetrics"]["webhook-b"]["deliveryLatency"]["counts"][1], 1);
+    }
+
+    #[test]
+    fn bounded_kinds_and_label_escaping() {
+        assert_eq!(bounded_channel_kind(ProviderKind::Telegram, "telegram-a"), "telegram");
+        assert_eq!(bounded_channel_kind(ProviderKind::Fake, "fake"), "other");
+        assert_eq!(bounded_channel_kind(ProviderKind::Fake, "slack-demo"), "slack");
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,128 @@
+//! The running gateway's shared state: configuration, metrics, providers, readiness, the webhook
+//! rate limiter, the Cloud delivery interface and the shutdown handle. Everything runs on one
+//! thread, so the state is an `Rc` with `RefCell`s and nothing is locked.
+
+pub mod readiness;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+
+use crate::cloud::DeliveryOperations;
+use crate::config::Config;
+use crate::http::client_ip::Cidr;
+use crate::http::rate_limit::RateLimiter;
+use crate::metrics::Metrics;
+use crate::providers::ProviderRegistry;
+use crate::shutdown::Shutdown;
+use readiness::{Condition, Readiness};
+
+/// Readiness condition: the Cloud delivery subscription is live.
+pub const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
+
+/// Everything request handlers and tasks share.
+pub struct Gateway {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub providers: RefCell<ProviderRegistry>,
+    pub readiness: RefCell<Readiness>,
+    pub rate_limiter: RefCell<RateLimiter>,
+    /// `None` until a Cloud client is attached: the delivery routes then answer 503.
+    pub cloud: Option<Rc<dyn DeliveryOperations>>,
+    pub shutdown: Shutdown,
+    /// `server.trustedProxyCidrs`, parsed once; entries that do not parse never match (§1.3).
+    pub trusted_proxies: Vec<Cidr>,
+    started: std::cell::Cell<bool>,
+    clock_origin: std::time::Instant,
+}
+
+impl Gateway {
+    pub fn new(config: Config, cloud: Option<Rc<dyn DeliveryOperations>>) -> Rc<Self> {
+        let metrics = Metrics::new(&config);
+        let providers = ProviderRegistry::new(&config);
+        let mut readiness = Readiness::default();
+        let reason = if cloud.is_some() { "The Cloud delivery subscription is not connected yet." } else { "No Cloud client is attached, so there is no delivery subscription." };
+        readiness.set(DELIVERY_SUBSCRIPTION, false, Some(reason.into()));
+        let config_cidrs = config.server.trusted_proxy_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
+        Rc::new(Self {
+            config,
+            metrics,
+            providers: RefCell::new(providers),
+            readiness: RefCell::new(readiness),
+            rate_limiter: RefCell::new(RateLimiter::default()),
+            cloud,
+            shutdown: Shutdown::new(),
+            trusted_proxies: config_cidrs,
+            started: std::cell::Cell::new(false),
+            clock_origin: std::time::Instant::now(),
+        })
+    }
+
+    /// Milliseconds on a monotonic clock, for the webhook rate limiter.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_origin.elapsed().as_millis() as u64
+    }
+
+    /// Starts the providers and marks the runtime started (§3.9 step 3.1).
+    pub fn start(&self) {
+        self.providers.borrow_mut().start_all(&self.metrics);
+        self.started.set(true);
+    }
+
+    /// Stops providers in reverse order and clears `started`.
+    pub fn stop(&self) {
+        self.providers.borrow_mut().stop_all(&self.metrics);
+        self.started.set(false);
+    }
+
+    /// Started, not draining, one healthy provider, and every registered condition holds.
+    pub fn is_ready(&self) -> bool {
+        self.started.get() && !self.shutdown.is_draining() && self.providers.borrow().any_healthy() && self.readiness.borrow().all_hold()
+    }
+
+    /// Every condition, including the built-in ones, for admin `/ready` and `/diagnostics`.
+    pub fn readiness_conditions(&self) -> Vec<Condition> {
+        let condition = |name, ok: bool, reason: &str| Condition { name, ok, reason: (!ok).then(|| reason.to_owned()) };
+        let mut conditions = vec![
+            condition("started", self.started.get(), "The gateway runtime has not started."),
+            condition("not_draining", !self.shutdown.is_draining(), "The gateway is shutting down."),
+            condition("provider_healthy", self.providers.borrow().any_healthy(), "No provider is started and healthy."),
+        ];
+        conditions.extend(self.readiness.borrow().conditions().iter().cloned());
+        conditions
+    }
+
+    /// The `deliveryOperator` block of `/diagnostics` (§2.9).
+    pub fn delivery_operator_json(&self) -> Value {
+        let bindings = self.config.channel_binding_ids();
+        let has_bindings = !bindings.is_empty();
+        let listing = self.cloud.is_some();
+        let retry = self.cloud.as_ref().is_some_and(|c| c.supports_retry());
+        let dead_letter = self.cloud.as_ref().is_some_and(|c| c.supports_dead_letter());
+        let mut reasons = Vec::new();
+        if self.cloud.is_none() {
+            reasons.push("Cloud client is not attached to this gateway HTTP server.");
+        }
+        if !has_bindings {
+            reasons.push("No enabled provider channel bindings are configured.");
+        }
+        if !listing {
+            reasons.push("Cloud delivery listing is not available.");
+        }
+        if !retry {
+            reasons.push("Cloud delivery retry is not available.");
+        }
+        if !dead_letter {
+            reasons.push("Cloud delivery dead-letter is not available.");
+        }
+        json!({
+            "scope": "configured-channel-bindings",
+            "channelBindingIds": bindings,
+            "listAllowed": has_bindings && listing,
+            "retryAllowed": has_bindings && listing && retry,
+            "deadLetterAllowed": has_bindings && listing && dead_letter,
+            "disabledReason": if reasons.is_empty() { Value::Null } else { Value::from(reasons.join(" ")) },
+        })
+    }
+}
