@@ -58,7 +58,14 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut cli = Cli { command: Command::Run, config_file: None, env_file: None, allow_insecure_env_file: false, log_level: None, log_format: LogFormat::Auto };
+    let mut cli = Cli {
+        command: Command::Run,
+        config_file: None,
+        env_file: None,
+        allow_insecure_env_file: false,
+        log_level: None,
+        log_format: LogFormat::Auto,
+    };
     let mut command: Option<Command> = None;
     let mut print = false;
     let mut args = args.into_iter().map(Into::into);
@@ -79,11 +86,15 @@ where
             "--env-file" => cli.env_file = Some(PathBuf::from(value("--env-file")?)),
             "--log-level" => {
                 let text = value("--log-level")?;
-                cli.log_level = Some(LogLevel::parse(&text).ok_or_else(|| UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?}).")))?);
+                cli.log_level = Some(
+                    LogLevel::parse(&text)
+                        .ok_or_else(|| UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?}).")))?,
+                );
             }
             "--log-format" => {
                 let text = value("--log-format")?;
-                cli.log_format = LogFormat::parse(&text).ok_or_else(|| UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?}).")))?;
+                cli.log_format = LogFormat::parse(&text)
+                    .ok_or_else(|| UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?}).")))?;
             }
             "--allow-insecure-env-file" if inline_value.is_none() => cli.allow_insecure_env_file = true,
             "--print" if inline_value.is_none() => print = true,

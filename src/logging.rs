@@ -67,7 +67,8 @@ pub fn init(format: LogFormat, filter: Targets) -> Option<String> {
     if wants_journald {
         match tracing_journald::layer() {
             Ok(layer) => {
-                let _ = tracing_subscriber::registry().with(layer.with_syslog_identifier("open-cowork-gateway".into()).with_filter(filter)).try_init();
+                let _ =
+                    tracing_subscriber::registry().with(layer.with_syslog_identifier("open-cowork-gateway".into()).with_filter(filter)).try_init();
                 return None;
             }
             Err(error) => {

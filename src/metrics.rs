@@ -56,29 +56,95 @@ const fn info(stat: Stat, name: &'static str, gauge: bool, json_key: &'static st
 const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
     info(Stat::IncomingMessages, "open_cowork_gateway_incoming_messages_total", false, "incomingMessages", "Inbound channel messages handled."),
     info(Stat::PromptedMessages, "open_cowork_gateway_prompted_messages_total", false, "promptedMessages", "Prompts sent to Cloud sessions."),
-    info(Stat::InteractionsResolved, "open_cowork_gateway_interactions_resolved_total", false, "interactionsResolved", "Approval and question interactions resolved."),
+    info(
+        Stat::InteractionsResolved,
+        "open_cowork_gateway_interactions_resolved_total",
+        false,
+        "interactionsResolved",
+        "Approval and question interactions resolved.",
+    ),
     info(Stat::DeliveriesReceived, "open_cowork_gateway_deliveries_received_total", false, "deliveriesReceived", "Cloud deliveries handled."),
     info(Stat::DeliveriesSent, "open_cowork_gateway_deliveries_sent_total", false, "deliveriesSent", "Deliveries acknowledged as sent."),
-    info(Stat::DeliveryRetries, "open_cowork_gateway_delivery_retries_total", false, "deliveryRetries", "Deliveries acknowledged as failed for retry."),
+    info(
+        Stat::DeliveryRetries,
+        "open_cowork_gateway_delivery_retries_total",
+        false,
+        "deliveryRetries",
+        "Deliveries acknowledged as failed for retry.",
+    ),
     info(Stat::DeliveryDeadLetters, "open_cowork_gateway_delivery_dead_letters_total", false, "deliveryDeadLetters", "Deliveries dead-lettered."),
 ];
 
 /// Stats printed after the delivery latency histogram, in upstream order.
 const STATS_AFTER_LATENCY: [StatInfo; 14] = [
-    info(Stat::WebhookRequests, "open_cowork_gateway_webhook_requests_total", false, "webhookRequests", "Webhook requests received, including rejected ones."),
+    info(
+        Stat::WebhookRequests,
+        "open_cowork_gateway_webhook_requests_total",
+        false,
+        "webhookRequests",
+        "Webhook requests received, including rejected ones.",
+    ),
     info(Stat::SessionStreams, "open_cowork_gateway_session_streams", true, "sessionStreams", "Open Cloud session event streams."),
     info(Stat::StreamReconnects, "open_cowork_gateway_stream_reconnects_total", false, "streamReconnects", "Cloud stream reconnects."),
     info(Stat::StreamEvictions, "open_cowork_gateway_stream_evictions_total", false, "streamEvictions", "Idle session streams evicted."),
-    info(Stat::SessionRenderRetries, "open_cowork_gateway_session_render_retries_total", false, "sessionRenderRetries", "Session event renders retried."),
-    info(Stat::SessionRenderDeadLetters, "open_cowork_gateway_session_render_dead_letters_total", false, "sessionRenderDeadLetters", "Session events skipped after the render retry budget."),
-    info(Stat::CursorPersistenceFailures, "open_cowork_gateway_cursor_persistence_failures_total", false, "cursorPersistenceFailures", "Session cursor updates that failed."),
-    info(Stat::CloudSubscriptionErrors, "open_cowork_gateway_cloud_subscription_errors_total", false, "cloudSubscriptionErrors", "Cloud stream subscription errors."),
+    info(
+        Stat::SessionRenderRetries,
+        "open_cowork_gateway_session_render_retries_total",
+        false,
+        "sessionRenderRetries",
+        "Session event renders retried.",
+    ),
+    info(
+        Stat::SessionRenderDeadLetters,
+        "open_cowork_gateway_session_render_dead_letters_total",
+        false,
+        "sessionRenderDeadLetters",
+        "Session events skipped after the render retry budget.",
+    ),
+    info(
+        Stat::CursorPersistenceFailures,
+        "open_cowork_gateway_cursor_persistence_failures_total",
+        false,
+        "cursorPersistenceFailures",
+        "Session cursor updates that failed.",
+    ),
+    info(
+        Stat::CloudSubscriptionErrors,
+        "open_cowork_gateway_cloud_subscription_errors_total",
+        false,
+        "cloudSubscriptionErrors",
+        "Cloud stream subscription errors.",
+    ),
     info(Stat::Errors, "open_cowork_gateway_errors_total", false, "errors", "Requests that ended in a gateway error response."),
     info(Stat::DroppedSessionEvents, "open_cowork_gateway_dropped_session_events_total", false, "droppedSessionEvents", "Session events dropped."),
-    info(Stat::StreamBackpressureDisconnects, "open_cowork_gateway_stream_backpressure_disconnects_total", false, "streamBackpressureDisconnects", "Streams closed because a consumer fell behind."),
-    info(Stat::DeliveryQueueDepthMax, "open_cowork_gateway_delivery_queue_depth_max", true, "deliveryQueueDepthMax", "High-water mark of the delivery queue."),
-    info(Stat::DeliverySheds, "open_cowork_gateway_delivery_sheds_total", false, "deliverySheds", "Deliveries left to their lease because the queue was full."),
-    info(Stat::DeliveryDuplicatesSuppressed, "open_cowork_gateway_delivery_duplicates_suppressed_total", false, "deliveryDuplicatesSuppressed", "Duplicate deliveries suppressed."),
+    info(
+        Stat::StreamBackpressureDisconnects,
+        "open_cowork_gateway_stream_backpressure_disconnects_total",
+        false,
+        "streamBackpressureDisconnects",
+        "Streams closed because a consumer fell behind.",
+    ),
+    info(
+        Stat::DeliveryQueueDepthMax,
+        "open_cowork_gateway_delivery_queue_depth_max",
+        true,
+        "deliveryQueueDepthMax",
+        "High-water mark of the delivery queue.",
+    ),
+    info(
+        Stat::DeliverySheds,
+        "open_cowork_gateway_delivery_sheds_total",
+        false,
+        "deliverySheds",
+        "Deliveries left to their lease because the queue was full.",
+    ),
+    info(
+        Stat::DeliveryDuplicatesSuppressed,
+        "open_cowork_gateway_delivery_duplicates_suppressed_total",
+        false,
+        "deliveryDuplicatesSuppressed",
+        "Duplicate deliveries suppressed.",
+    ),
 ];
 
 const STAT_COUNT: usize = STATS_BEFORE_LATENCY.len() + STATS_AFTER_LATENCY.len();
@@ -221,7 +287,13 @@ pub enum Outcome {
 }
 
 const DIRECTIONS: [(Direction, &str); 2] = [(Direction::Inbound, "inbound"), (Direction::Outbound, "outbound")];
-const OUTCOMES: [(Outcome, &str); 5] = [(Outcome::Attempt, "attempt"), (Outcome::Success, "success"), (Outcome::Retry, "retry"), (Outcome::Error, "error"), (Outcome::Ignored, "ignored")];
+const OUTCOMES: [(Outcome, &str); 5] = [
+    (Outcome::Attempt, "attempt"),
+    (Outcome::Success, "success"),
+    (Outcome::Retry, "retry"),
+    (Outcome::Error, "error"),
+    (Outcome::Ignored, "ignored"),
+];
 
 const SURFACE: &str = "cloud-channel-gateway";
 const STACK: &str = "monorepo-provider";
@@ -362,7 +434,12 @@ impl Metrics {
         }
         self.write_channel_telemetry(&mut out, &providers);
         header(&mut out, "open_cowork_gateway_build_info", "gauge", "Version and target of this binary.");
-        let _ = writeln!(out, "open_cowork_gateway_build_info{{version=\"{}\",target=\"{}\"}} 1", escape_label(crate::VERSION), escape_label(crate::TARGET));
+        let _ = writeln!(
+            out,
+            "open_cowork_gateway_build_info{{version=\"{}\",target=\"{}\"}} 1",
+            escape_label(crate::VERSION),
+            escape_label(crate::TARGET)
+        );
         out
     }
 
@@ -377,7 +454,10 @@ impl Metrics {
         header(out, "open_cowork_channel_bindings", "gauge", "Channel bindings by kind and status.");
         for (kind, (configured, active)) in binding_counts(providers) {
             for (status, value) in [("active", active), ("configured", configured)] {
-                let _ = writeln!(out, "open_cowork_channel_bindings{{provider_kind=\"{kind}\",stack=\"{STACK}\",status=\"{status}\",surface=\"{SURFACE}\"}} {value}");
+                let _ = writeln!(
+                    out,
+                    "open_cowork_channel_bindings{{provider_kind=\"{kind}\",stack=\"{STACK}\",status=\"{status}\",surface=\"{SURFACE}\"}} {value}"
+                );
             }
         }
         header(out, "open_cowork_channel_messages_total", "counter", "Channel messages by direction and outcome.");
@@ -424,8 +504,10 @@ impl Metrics {
             })
             .collect();
         object.insert("providerMetrics".into(), Value::Object(provider_metrics));
-        let bindings: Map<String, Value> =
-            binding_counts(&providers).into_iter().map(|(kind, (configured, active))| (kind.to_owned(), json!({"configured": configured, "active": active}))).collect();
+        let bindings: Map<String, Value> = binding_counts(&providers)
+            .into_iter()
+            .map(|(kind, (configured, active))| (kind.to_owned(), json!({"configured": configured, "active": active})))
+            .collect();
         let messages: Map<String, Value> = self
             .channel_messages
             .borrow()
@@ -507,7 +589,10 @@ mod tests {
             ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
             ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
             ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"webhook-b","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s"}},{"id":"fake","kind":"fake","channelBindingId":"f"}]"#),
+            (
+                "OPEN_COWORK_GATEWAY_PROVIDERS",
+                r#"[{"id":"webhook-b","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s"}},{"id":"fake","kind":"fake","channelBindingId":"f"}]"#,
+            ),
         ]);
         resolve(&serde_json::json!({}), &env).unwrap()
     }
@@ -547,7 +632,8 @@ mod tests {
         metrics.increment_provider("not-configured", ProviderStat::WebhookRequests);
         let text = metrics.render_prometheus();
         let fake_state = text.find("open_cowork_gateway_provider_state{provider_id=\"fake\",provider_kind=\"fake\",state=\"configured\"} 1").unwrap();
-        let webhook_state = text.find("open_cowork_gateway_provider_state{provider_id=\"webhook-b\",provider_kind=\"webhook\",state=\"healthy\"} 1").unwrap();
+        let webhook_state =
+            text.find("open_cowork_gateway_provider_state{provider_id=\"webhook-b\",provider_kind=\"webhook\",state=\"healthy\"} 1").unwrap();
         assert!(fake_state < webhook_state);
         assert_eq!(text.matches("open_cowork_gateway_provider_state{").count(), 12);
         assert!(text.contains("open_cowork_gateway_provider_webhook_requests_total{provider_id=\"webhook-b\",provider_kind=\"webhook\"} 1\n"));

@@ -43,7 +43,11 @@ pub trait DeliveryOperations {
     fn supports_dead_letter(&self) -> bool;
 
     /// `Ok(None)` when Cloud does not know the delivery.
-    fn retry_delivery<'a>(&'a self, delivery_id: &'a str, channel_binding_id: &'a str) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>>;
+    fn retry_delivery<'a>(
+        &'a self,
+        delivery_id: &'a str,
+        channel_binding_id: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>>;
 
     fn dead_letter_delivery<'a>(
         &'a self,

@@ -56,7 +56,8 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Branding, ConfigError> {
         apply_layer(&mut branding, layer);
     }
     if let Some(text) = env.string("OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON") {
-        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::new(format!("Invalid OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::new(format!("Invalid OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON: {e}")))?;
         if let Value::Object(layer) = value {
             apply_layer(&mut branding, &layer);
         }
@@ -95,7 +96,11 @@ fn apply_layer(branding: &mut Branding, layer: &Map<String, Value>) {
             _ => branding.legal_url = url,
         }
     }
-    for (key, target) in [("theme", &mut branding.theme), ("dashboard", &mut branding.dashboard), ("managedOrgConnectionLabels", &mut branding.managed_org_connection_labels)] {
+    for (key, target) in [
+        ("theme", &mut branding.theme),
+        ("dashboard", &mut branding.dashboard),
+        ("managedOrgConnectionLabels", &mut branding.managed_org_connection_labels),
+    ] {
         if let Some(Value::Object(map)) = layer.get(key) {
             target.extend(map.iter().filter_map(|(k, v)| Some((k.clone(), non_blank(v.as_str()?)?.to_owned()))));
         }

@@ -32,9 +32,7 @@ pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<
         UrlProblem::Unparseable => ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL must be a valid URL, for example https://cloud.example.com."),
     })?;
     if !url.https && !is_loopback_host(&url.host) && !allow_insecure_http {
-        return Err(ConfigError::new(
-            "Cloud base URL must use HTTPS unless it is loopback or OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP is enabled.",
-        ));
+        return Err(ConfigError::new("Cloud base URL must use HTTPS unless it is loopback or OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP is enabled."));
     }
     Ok(trimmed.to_owned())
 }
@@ -60,9 +58,7 @@ pub fn is_placeholder(value: &str) -> bool {
 fn is_secret_credential_key(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();
     ["token", "secret", "password", "credential"].iter().any(|word| lower.contains(word))
-        || ["api", "private", "access"].iter().any(|prefix| {
-            ["key", "_key", "-key"].iter().any(|suffix| lower.contains(&format!("{prefix}{suffix}")))
-        })
+        || ["api", "private", "access"].iter().any(|prefix| ["key", "_key", "-key"].iter().any(|suffix| lower.contains(&format!("{prefix}{suffix}"))))
 }
 
 /// Rule 4 (`assertGatewayConfigSafe`), steps 1–9 in order. Steps 5 and 6 cannot fail after step 3
@@ -94,7 +90,9 @@ pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
     }
     let exposed = config.is_publicly_exposed();
     if exposed && admin_token.is_none() {
-        return Err(ConfigError::new("Gateway public deployments require OPEN_COWORK_GATEWAY_ADMIN_TOKEN for metrics, diagnostics, and delivery operations."));
+        return Err(ConfigError::new(
+            "Gateway public deployments require OPEN_COWORK_GATEWAY_ADMIN_TOKEN for metrics, diagnostics, and delivery operations.",
+        ));
     }
     if super::urls::is_public_bind_host(&server.host) && (config.metrics_enabled || config.diagnostics_enabled) && admin_token.is_none() {
         return Err(ConfigError::new("Gateway metrics or diagnostics on a public bind require OPEN_COWORK_GATEWAY_ADMIN_TOKEN."));

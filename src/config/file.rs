@@ -85,7 +85,8 @@ fn read_central_file(path: &Path, env: &Env) -> Result<Value, ConfigError> {
         _ => Vec::new(),
     };
     let mut gateway = top.remove("gateway").unwrap_or(Value::Null);
-    substitute_placeholders(&mut gateway, env, &allowed).map_err(|name| invalid(&source, format!("environment placeholder {name} is not allowlisted.")))?;
+    substitute_placeholders(&mut gateway, env, &allowed)
+        .map_err(|name| invalid(&source, format!("environment placeholder {name} is not allowlisted.")))?;
     checked_gateway_object(gateway, &source)
 }
 
@@ -93,11 +94,7 @@ fn read_central_file(path: &Path, env: &Env) -> Result<Value, ConfigError> {
 /// allowlist.
 fn substitute_placeholders(value: &mut Value, env: &Env, allowed: &[String]) -> Result<(), String> {
     match value {
-        Value::String(text) => {
-            if text.contains("{env:") {
-                *text = substitute_in_text(text, env, allowed)?;
-            }
-        }
+        Value::String(text) if text.contains("{env:") => *text = substitute_in_text(text, env, allowed)?,
         Value::Array(items) => items.iter_mut().try_for_each(|item| substitute_placeholders(item, env, allowed))?,
         Value::Object(map) => map.values_mut().try_for_each(|item| substitute_placeholders(item, env, allowed))?,
         _ => {}
@@ -274,7 +271,11 @@ mod tests {
     fn central_files_merge_in_order_and_contract_is_checked() {
         let dir = std::env::temp_dir().join(format!("ocg-central-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("open-cowork.config.jsonc"), "{\"allowedEnvPlaceholders\": [\"HOST_X\"], \"gateway\": {\"server\": {\"host\": \"{env:HOST_X}\", \"port\": 1,},}}").unwrap();
+        std::fs::write(
+            dir.join("open-cowork.config.jsonc"),
+            "{\"allowedEnvPlaceholders\": [\"HOST_X\"], \"gateway\": {\"server\": {\"host\": \"{env:HOST_X}\", \"port\": 1,},}}",
+        )
+        .unwrap();
         std::fs::write(dir.join("config.json"), "{\"gateway\": {\"server\": {\"port\": 2}}}").unwrap();
         let env = Env::from_pairs([("HOST_X", "10.0.0.1"), ("OPEN_COWORK_CONFIG_DIR", dir.to_str().unwrap())]);
         let merged = load_raw_gateway(&env, &dir, None).unwrap();

@@ -350,13 +350,12 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
     };
 
     // Rule 3: providers.
-    let context = providers::ProviderContext {
-        gateway_public_url: server.public_base_url.as_deref(),
-        max_request_body_bytes: server.max_request_body_bytes,
-    };
+    let context =
+        providers::ProviderContext { gateway_public_url: server.public_base_url.as_deref(), max_request_body_bytes: server.max_request_body_bytes };
     let provider_list = providers::resolve_providers(env, raw, &context)?;
 
-    let instance_source = resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId").or_else(|| env.string("HOSTNAME").map(str::to_owned));
+    let instance_source =
+        resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId").or_else(|| env.string("HOSTNAME").map(str::to_owned));
     let timeout = |var: &str, pointer: &str, default: i64| resolve_bounded(env, var, raw, Some(pointer), default, 100, 120_000) as u64;
     let config = Config {
         product_mode: "cloud_channel",
@@ -369,7 +368,13 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
             .or_else(|| json_text(raw, "/logging/level").and_then(LogLevel::parse))
             .unwrap_or(LogLevel::Info),
         metrics_enabled: resolve_bool(env, "OPEN_COWORK_GATEWAY_METRICS_ENABLED", raw, Some("/metrics/enabled"), true),
-        diagnostics_enabled: resolve_bool(env, "OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", raw, Some("/diagnostics/enabled"), mode == DeploymentMode::SelfHost),
+        diagnostics_enabled: resolve_bool(
+            env,
+            "OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED",
+            raw,
+            Some("/diagnostics/enabled"),
+            mode == DeploymentMode::SelfHost,
+        ),
         timeouts: TimeoutConfig {
             webhook_delivery_ms: timeout("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS", "/timeouts/webhookDeliveryMs", 15_000),
             smtp_ms: timeout("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "/timeouts/smtpMs", 30_000),
@@ -397,12 +402,15 @@ fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
         None => match json_at(raw, "/mode") {
             Some(Value::String(text)) if env::non_blank(text).is_some() => ("gateway config key mode", text.trim()),
             Some(other) if !other.is_string() => {
-                return Err(ConfigError::new(format!("Unsupported gateway mode {other} in gateway config key mode. Valid values: self-host, managed.")));
+                return Err(ConfigError::new(format!(
+                    "Unsupported gateway mode {other} in gateway config key mode. Valid values: self-host, managed."
+                )));
             }
             _ => return Ok(DeploymentMode::SelfHost),
         },
     };
-    DeploymentMode::parse(text).ok_or_else(|| ConfigError::new(format!("Unsupported gateway mode {text} in {source}. Valid values: self-host, managed.")))
+    DeploymentMode::parse(text)
+        .ok_or_else(|| ConfigError::new(format!("Unsupported gateway mode {text} in {source}. Valid values: self-host, managed.")))
 }
 
 #[cfg(test)]

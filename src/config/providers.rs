@@ -31,17 +31,8 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 9] = [
-        Self::Telegram,
-        Self::Slack,
-        Self::Email,
-        Self::Webhook,
-        Self::Discord,
-        Self::Whatsapp,
-        Self::Signal,
-        Self::Cli,
-        Self::Fake,
-    ];
+    pub const ALL: [ProviderKind; 9] =
+        [Self::Telegram, Self::Slack, Self::Email, Self::Webhook, Self::Discord, Self::Whatsapp, Self::Signal, Self::Cli, Self::Fake];
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
@@ -167,7 +158,11 @@ pub fn resolve_providers(env: &Env, raw: &Value, context: &ProviderContext) -> R
 fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<Value> {
     let var = |suffix: &str| env.string(&format!("OPEN_COWORK_GATEWAY_{suffix}")).map(str::to_owned);
     let mut list = Vec::new();
-    let mut push = |kind: &str, binding_suffix: &str, workspace: Option<String>, credentials: Vec<(&str, Option<String>)>, settings: Vec<(&str, Option<String>)>| {
+    let mut push = |kind: &str,
+                    binding_suffix: &str,
+                    workspace: Option<String>,
+                    credentials: Vec<(&str, Option<String>)>,
+                    settings: Vec<(&str, Option<String>)>| {
         let mut entry = Map::new();
         entry.insert("id".into(), kind.into());
         entry.insert("kind".into(), kind.into());
@@ -336,11 +331,16 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
     if kind != ProviderKind::Fake && !is_valid_provider_id(&id, kind) {
         return Err(ConfigError::new(format!("Channel provider id {id} must equal {kind} or start with {kind}-.", kind = kind.as_str())));
     }
-    let channel_binding_id = str_field(entry, "channelBindingId").ok_or_else(|| ConfigError::new(format!("Gateway provider {id} requires channelBindingId.")))?;
+    let channel_binding_id =
+        str_field(entry, "channelBindingId").ok_or_else(|| ConfigError::new(format!("Gateway provider {id} requires channelBindingId.")))?;
     if !kind.compiled_in() {
         return Err(provider_error(
             &id,
-            format!("uses kind {}, which this binary was built without. Rebuild with cargo feature {} or remove the provider.", kind.as_str(), kind.cargo_feature()),
+            format!(
+                "uses kind {}, which this binary was built without. Rebuild with cargo feature {} or remove the provider.",
+                kind.as_str(),
+                kind.cargo_feature()
+            ),
         ));
     }
     let credentials: BTreeMap<String, Secret> = match entry.get("credentials") {
@@ -488,9 +488,11 @@ mod tests {
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.id, "webhook-1");
         assert_eq!(provider.settings["maxAttachmentBytes"], json!(1048576));
-        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
+        let entry =
+            json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
         assert_eq!(normalize_provider(&entry, 0, &context()).unwrap().settings["maxAttachmentBytes"], json!(2048));
-        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
+        let entry =
+            json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
         let err = normalize_provider(&entry, 0, &context()).unwrap_err().to_string();
         assert_eq!(err, "Gateway provider webhook-1 maxAttachmentBytes cannot exceed server.maxRequestBodyBytes (1048576).");
     }
@@ -506,7 +508,8 @@ mod tests {
 
     #[test]
     fn settings_drop_nulls_and_empty_strings_and_credentials_drop_non_strings() {
-        let entry = json!({"kind": "cli", "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
+        let entry =
+            json!({"kind": "cli", "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.credentials.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(Value::Object(provider.settings), json!({"k": "v", "z": 0}));

@@ -15,7 +15,8 @@ use super::providers::ProviderConfig;
 const REDACTED: &str = "[redacted]";
 
 /// Key fragments that make a setting or query parameter secret.
-const SECRET_KEY_WORDS: [&str; 9] = ["token", "secret", "password", "credential", "authorization", "apikey", "privatekey", "accesskey", "clientsecret"];
+const SECRET_KEY_WORDS: [&str; 9] =
+    ["token", "secret", "password", "credential", "authorization", "apikey", "privatekey", "accesskey", "clientsecret"];
 
 fn is_secret_key(key: &str) -> bool {
     let folded: String = key.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect();
@@ -70,8 +71,26 @@ pub fn redact_value(value: &Value, key: Option<&str>) -> Value {
 /// Token prefixes that are credentials on their own (Slack, Open Cowork, OpenAI/Anthropic,
 /// GitHub, Google, Hugging Face, Databricks, AWS).
 const TOKEN_PREFIXES: [&str; 20] = [
-    "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-", "occ_", "ocgw_", "ocw_", "sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "ya29.", "AIza",
-    "hf_", "GOCSPX-",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxr-",
+    "xoxs-",
+    "xapp-",
+    "occ_",
+    "ocgw_",
+    "ocw_",
+    "sk-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "ya29.",
+    "AIza",
+    "hf_",
+    "GOCSPX-",
 ];
 
 fn looks_like_token(word: &str) -> bool {
@@ -87,7 +106,10 @@ fn looks_like_token(word: &str) -> bool {
     }
     // A Telegram bot token: `<5+ digits>:<20+ of [A-Za-z0-9_-]>`.
     if let Some((id, rest)) = word.split_once(':') {
-        return id.len() >= 5 && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 20 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        return id.len() >= 5
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && rest.len() >= 20
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     }
     false
 }
@@ -126,7 +148,10 @@ fn redact_url(url: &str) -> String {
 
 /// Redacts a path fragment that may hold a token (Telegram puts the bot token in the path).
 fn redact_word_body(text: &str) -> String {
-    text.split('/').map(|segment| if looks_like_token(segment.strip_prefix("bot").unwrap_or(segment)) { REDACTED } else { segment }).collect::<Vec<_>>().join("/")
+    text.split('/')
+        .map(|segment| if looks_like_token(segment.strip_prefix("bot").unwrap_or(segment)) { REDACTED } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `key=value` or `key:value` with a secret-looking key and a value of 16+ token characters.
@@ -206,7 +231,10 @@ mod tests {
     #[test]
     fn text_redaction() {
         let cases = [
-            ("GET https://user:pw@api.example.com/x?token=abc&page=2 failed", "GET https://[redacted]@api.example.com/x?token=[redacted]&page=2 failed"),
+            (
+                "GET https://user:pw@api.example.com/x?token=abc&page=2 failed",
+                "GET https://[redacted]@api.example.com/x?token=[redacted]&page=2 failed",
+            ),
             ("POST https://api.telegram.org/bot123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAA/getMe", "POST https://api.telegram.org/[redacted]/getMe"),
             ("authorization: Bearer abc.def", "authorization: Bearer [redacted]"),
             ("api_key=abcdefghijklmnopqrstuvwxyz", "api_key=[redacted]"),

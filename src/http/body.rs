@@ -35,16 +35,20 @@ where
     tokio::time::timeout(deadline, collect).await.unwrap_or(Err(BODY_TIMEOUT))
 }
 
+/// The body is neither JSON nor a usable form payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnparseableBody;
+
 /// `parseRequestBody`: empty is `{}`; form-encoded bodies use a non-empty `payload` field as JSON
 /// (Slack interactivity) or become a flat string object; anything else is JSON.
-pub fn parse_request_body(text: &str, content_type: Option<&str>) -> Result<Value, ()> {
+pub fn parse_request_body(text: &str, content_type: Option<&str>) -> Result<Value, UnparseableBody> {
     if text.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
     if content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("application/x-www-form-urlencoded")) {
         let fields: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes()).into_owned().collect();
         if let Some((_, payload)) = fields.iter().find(|(k, v)| k == "payload" && !v.is_empty()) {
-            return serde_json::from_str(payload).map_err(drop);
+            return serde_json::from_str(payload).map_err(|_| UnparseableBody);
         }
         let mut object = Map::new();
         for (key, value) in fields {
@@ -52,7 +56,7 @@ pub fn parse_request_body(text: &str, content_type: Option<&str>) -> Result<Valu
         }
         return Ok(Value::Object(object));
     }
-    serde_json::from_str(text).map_err(drop)
+    serde_json::from_str(text).map_err(|_| UnparseableBody)
 }
 
 #[cfg(test)]
@@ -101,10 +105,10 @@ mod tests {
         assert_eq!(parse_request_body("", None), Ok(json!({})));
         assert_eq!(parse_request_body("{\"a\":1}", Some("application/json")), Ok(json!({"a": 1})));
         assert_eq!(parse_request_body("[1]", None), Ok(json!([1])));
-        assert_eq!(parse_request_body("nope", None), Err(()));
+        assert_eq!(parse_request_body("nope", None), Err(UnparseableBody));
         let form = Some("application/x-www-form-urlencoded; charset=utf-8");
         assert_eq!(parse_request_body("payload=%7B%22type%22%3A%22x%22%7D", form), Ok(json!({"type": "x"})));
         assert_eq!(parse_request_body("a=1&b=two+words", form), Ok(json!({"a": "1", "b": "two words"})));
-        assert_eq!(parse_request_body("payload=%7Bbad", form), Err(()));
+        assert_eq!(parse_request_body("payload=%7Bbad", form), Err(UnparseableBody));
     }
 }

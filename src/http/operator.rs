@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use hyper::body::Body;
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use smol_str::SmolStr;
 
@@ -175,7 +175,14 @@ pub enum DeliveryAction {
 }
 
 /// `POST /deliveries/<id>/retry` and `/dead-letter`, in the spec's step order.
-pub async fn delivery_action<B>(gateway: &Gateway, admin: bool, action: DeliveryAction, delivery_id: &str, query: Option<&str>, body: B) -> RouteResult
+pub async fn delivery_action<B>(
+    gateway: &Gateway,
+    admin: bool,
+    action: DeliveryAction,
+    delivery_id: &str,
+    query: Option<&str>,
+    body: B,
+) -> RouteResult
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -232,7 +239,13 @@ mod tests {
     }
 
     fn record(id: &str, binding: &str, updated_at: &str) -> DeliveryRecord {
-        DeliveryRecord { delivery_id: id.into(), channel_binding_id: binding.into(), created_at: "2026-01-01T00:00:00Z".into(), updated_at: updated_at.into(), rest: Map::new() }
+        DeliveryRecord {
+            delivery_id: id.into(),
+            channel_binding_id: binding.into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: updated_at.into(),
+            rest: Map::new(),
+        }
     }
 
     impl DeliveryOperations for MemoryDeliveries {
@@ -256,7 +269,12 @@ mod tests {
             self.calls.borrow_mut().push(format!("retry {id} {binding}"));
             Box::pin(async move { Ok(Some(record(id, binding, "later"))) })
         }
-        fn dead_letter_delivery<'a>(&'a self, id: &'a str, binding: &'a str, last_error: Option<&'a str>) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
+        fn dead_letter_delivery<'a>(
+            &'a self,
+            id: &'a str,
+            binding: &'a str,
+            last_error: Option<&'a str>,
+        ) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
             self.calls.borrow_mut().push(format!("dead {id} {binding} {last_error:?}"));
             Box::pin(async move { Ok(None) })
         }
@@ -267,7 +285,10 @@ mod tests {
             ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
             ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
             ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"fake","kind":"fake","channelBindingId":"b1"},{"id":"cli","kind":"cli","channelBindingId":"b2"}]"#),
+            (
+                "OPEN_COWORK_GATEWAY_PROVIDERS",
+                r#"[{"id":"fake","kind":"fake","channelBindingId":"b1"},{"id":"cli","kind":"cli","channelBindingId":"b2"}]"#,
+            ),
         ]);
         let config = resolve(&json!({}), &env).unwrap();
         Gateway::new(config, cloud.map(|c| c as Rc<dyn DeliveryOperations>))
@@ -295,7 +316,12 @@ mod tests {
     #[tokio::test]
     async fn listing_is_scoped_merged_sorted_and_limited() {
         let cloud = Rc::new(MemoryDeliveries {
-            records: vec![record("a", "b1", "2026-01-02"), record("b", "b2", "2026-01-03"), record("c", "b1", "2026-01-01"), record("x", "other", "2026-02-01")],
+            records: vec![
+                record("a", "b1", "2026-01-02"),
+                record("b", "b2", "2026-01-03"),
+                record("c", "b1", "2026-01-01"),
+                record("x", "other", "2026-02-01"),
+            ],
             ..Default::default()
         });
         let gateway = gateway(Some(Rc::clone(&cloud)));
@@ -316,7 +342,10 @@ mod tests {
 
     #[tokio::test]
     async fn actions_need_exactly_one_match() {
-        let cloud = Rc::new(MemoryDeliveries { records: vec![record("d1", "b1", "t"), record("dup", "b1", "t"), record("dup", "b2", "t")], ..Default::default() });
+        let cloud = Rc::new(MemoryDeliveries {
+            records: vec![record("d1", "b1", "t"), record("dup", "b1", "t"), record("dup", "b2", "t")],
+            ..Default::default()
+        });
         let gateway = gateway(Some(Rc::clone(&cloud)));
         let response = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await.unwrap();
         assert_eq!(body_json(response).await["delivery"]["deliveryId"], "d1");

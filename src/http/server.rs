@@ -121,7 +121,9 @@ where
         Ok(Route::Metrics) => operator::metrics(gateway, admin),
         Ok(Route::Diagnostics) => operator::diagnostics(gateway, admin),
         Ok(Route::Deliveries) => operator::list_deliveries(gateway, admin(), query).await,
-        Ok(Route::DeliveryRetry { delivery_id }) => operator::delivery_action(gateway, admin(), DeliveryAction::Retry, &delivery_id, query, body).await,
+        Ok(Route::DeliveryRetry { delivery_id }) => {
+            operator::delivery_action(gateway, admin(), DeliveryAction::Retry, &delivery_id, query, body).await
+        }
         Ok(Route::DeliveryDeadLetter { delivery_id }) => {
             operator::delivery_action(gateway, admin(), DeliveryAction::DeadLetter, &delivery_id, query, body).await
         }

@@ -65,7 +65,7 @@ where
     let bytes = read_limited(body, server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
     let raw_body = std::str::from_utf8(&bytes).map_err(|_| BAD_BODY)?;
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let payload = parse_request_body(raw_body, content_type).map_err(|()| BAD_BODY)?;
+    let payload = parse_request_body(raw_body, content_type).map_err(|_| BAD_BODY)?;
 
     let request = WebhookRequest { payload: &payload, headers, raw_body };
     let outcome = gateway.providers.borrow().handle_webhook(provider_id, request);

@@ -168,7 +168,10 @@ mod tests {
             ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
             ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
             ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#),
+            (
+                "OPEN_COWORK_GATEWAY_PROVIDERS",
+                r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#,
+            ),
         ]);
         resolve(&json!({}), &env).unwrap()
     }

@@ -42,7 +42,11 @@ impl Gateway {
         let metrics = Metrics::new(&config);
         let providers = ProviderRegistry::new(&config);
         let mut readiness = Readiness::default();
-        let reason = if cloud.is_some() { "The Cloud delivery subscription is not connected yet." } else { "No Cloud client is attached, so there is no delivery subscription." };
+        let reason = if cloud.is_some() {
+            "The Cloud delivery subscription is not connected yet."
+        } else {
+            "No Cloud client is attached, so there is no delivery subscription."
+        };
         readiness.set(DELIVERY_SUBSCRIPTION, false, Some(reason.into()));
         let config_cidrs = config.server.trusted_proxy_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
         Rc::new(Self {

@@ -1,0 +1,97 @@
+//! Golden configurations: every `tests/config/valid/*.env` must pass `check-config`, every
+//! `tests/config/invalid/*.env` must exit 78 with the message on its `# expect:` line.
+//!
+//! A case is `<name>.env` (the environment, in env-file syntax), optionally `<name>.jsonc` (passed
+//! as `--config`) and `<name>.central.jsonc` (a central file, found through
+//! `OPEN_COWORK_CONFIG_PATH`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use open_cowork_gateway::config::env::parse_env_file;
+
+fn cases(folder: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config").join(folder);
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "env")).collect();
+    files.sort();
+    files
+}
+
+/// Runs `check-config` for one case; returns the output and the `# expect:` text, if any.
+fn check(case: &Path, extra_args: &[&str]) -> (Output, Option<String>) {
+    let text = std::fs::read_to_string(case).unwrap();
+    let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).map(|s| s.trim_end().to_owned());
+    let pairs = parse_env_file(&text).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+    let mut env: Vec<(String, String)> = pairs;
+    let central = case.with_extension("central.jsonc");
+    if central.exists() {
+        env.push(("OPEN_COWORK_CONFIG_PATH".into(), central.to_string_lossy().into_owned()));
+    }
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = support::TempDir::new("golden");
+    let mut command = support::command(&dir.0, &env_refs);
+    command.arg("check-config").args(extra_args);
+    let gateway_file = case.with_extension("jsonc");
+    if gateway_file.exists() {
+        command.arg("--config").arg(&gateway_file);
+    }
+    (command.output().unwrap(), expect)
+}
+
+#[test]
+fn invalid_configs_fail_with_their_message() {
+    let cases = cases("invalid");
+    assert!(cases.len() >= 25, "at least 25 invalid cases, found {}", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (output, expect) = check(case, &[]);
+        let expect = expect.unwrap_or_else(|| panic!("{} has no `# expect:` line", case.display()));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.code() != Some(78) || !stderr.contains(&expect) {
+            failures.push(format!("{}: exit {:?}, stderr {stderr:?}, expected {expect:?}", case.display(), output.status.code()));
+        }
+        assert_eq!(stderr.lines().count(), 1, "{}: one line: {stderr}", case.display());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn valid_configs_pass_and_print_without_secrets() {
+    let cases = cases("valid");
+    assert!(!cases.is_empty());
+    for case in &cases {
+        let (output, _) = check(case, &["--print"]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{}: {}", case.display(), String::from_utf8_lossy(&output.stderr));
+        let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+        assert_eq!(printed["productMode"], "cloud_channel");
+        let env = parse_env_file(&std::fs::read_to_string(case).unwrap()).unwrap();
+        for (key, value) in env {
+            let secret_key = ["TOKEN", "SECRET", "PASSWORD"].iter().any(|w| key.contains(w));
+            if secret_key && !value.is_empty() {
+                assert!(!stdout.contains(&value), "{}: {key} printed in clear", case.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn json_layers_resolve_as_documented() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid/json-providers-with-env-token.env");
+    let (output, _) = check(&case, &["--print"]);
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["instanceId"], "pi-kitchen");
+    assert_eq!(printed["server"]["maxRequestBodyBytes"], 67108864, "clamped, not rejected");
+    assert_eq!(printed["providers"][0]["id"], "telegram-family", "the JSON id wins over the env shortcut's");
+    assert_eq!(printed["providers"][0]["credentials"]["botToken"], "[redacted]", "the env token is merged in");
+    assert_eq!(printed["providers"][1]["settings"]["maxAttachmentBytes"], 65536);
+
+    let central = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/valid/central-file-with-placeholders.env");
+    let (output, _) = check(&central, &["--print"]);
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["server"]["host"], "localhost");
+    assert_eq!(printed["logLevel"], "warn");
+}

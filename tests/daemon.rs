@@ -1,0 +1,237 @@
+//! The binary end to end on loopback: operator routes, admin auth, errors, signals, exit codes,
+//! and that no configured secret ever shows up in what the gateway prints or serves.
+
+mod support;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use support::{base_env, request, Gateway, ADMIN_TOKEN};
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+fn bearer() -> String {
+    format!("Bearer {ADMIN_TOKEN}")
+}
+
+#[test]
+fn health_ready_and_not_found() {
+    let gateway = Gateway::start(&base_env(), &[]);
+    let health = gateway.get("/health", &[]);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.header("content-type"), Some("application/json; charset=utf-8"));
+    let body = health.json();
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["mode"], "self-host");
+    assert_eq!(body["cloudBaseUrl"], "http://127.0.0.1:9");
+
+    // No Cloud delivery subscription exists yet, so the gateway is never ready.
+    let ready = gateway.get("/ready", &[]);
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["status"], "not_ready");
+    assert!(ready.json().get("providers").is_none());
+    let admin_ready = gateway.get("/ready", &[("authorization", &bearer())]).json();
+    assert_eq!(admin_ready["providers"][0]["id"], "fake");
+    assert_eq!(admin_ready["providers"][0]["provider"], "cli");
+
+    let missing = gateway.get("/nope", &[]);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json(), serde_json::json!({"ok": false, "error": "Not found."}));
+    assert_eq!(gateway.get("/health/", &[]).status, 404);
+}
+
+#[test]
+fn metrics_and_diagnostics_need_the_admin_token() {
+    let gateway = Gateway::start(&base_env(), &[]);
+    for path in ["/metrics", "/diagnostics", "/deliveries"] {
+        let denied = gateway.get(path, &[]);
+        assert_eq!(denied.status, 401, "{path}");
+        assert_eq!(denied.json()["error"], "Gateway admin authorization is required.");
+        assert_eq!(gateway.get(path, &[("authorization", "Bearer wrong-token")]).status, 401, "{path}");
+    }
+    let metrics = gateway.get("/metrics", &[("authorization", &bearer())]);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert!(metrics.body.contains("open_cowork_gateway_providers 1\n"));
+    assert!(metrics.body.contains("open_cowork_gateway_build_info{version=\""));
+    let diagnostics = gateway.get("/diagnostics", &[("x-open-cowork-gateway-admin-token", ADMIN_TOKEN)]);
+    assert_eq!(diagnostics.status, 200);
+    let body = diagnostics.json();
+    assert_eq!(body["ok"], true);
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["config"]["cloud"]["serviceToken"], "[redacted]");
+    assert_eq!(body["deliveryOperator"]["scope"], "configured-channel-bindings");
+    assert_eq!(body["deliveryOperator"]["channelBindingIds"][0], "fake-binding");
+
+    // Until the Cloud client is attached, delivery routes say so.
+    let deliveries = gateway.get("/deliveries", &[("authorization", &bearer())]);
+    assert_eq!(deliveries.status, 503);
+    assert_eq!(deliveries.json()["error"], "Cloud delivery listing is not available.");
+}
+
+#[test]
+fn disabled_metrics_and_diagnostics_are_404_before_auth() {
+    let mut env = base_env();
+    env.push(("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "false"));
+    env.push(("OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", "no"));
+    let gateway = Gateway::start(&env, &[]);
+    assert_eq!(gateway.get("/metrics", &[]).json()["error"], "Metrics are disabled.");
+    assert_eq!(gateway.get("/diagnostics", &[]).json()["error"], "Diagnostics are disabled.");
+}
+
+#[test]
+fn oversized_webhook_body_is_413_and_counted() {
+    let mut env = base_env();
+    env.push(("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "2048"));
+    let gateway = Gateway::start(&env, &[]);
+    let big = vec![b'x'; 4096];
+    let response = request(gateway.address, "POST", "/webhooks/fake", &[("content-type", "application/json")], &big);
+    assert_eq!(response.status, 413);
+    assert_eq!(response.json()["error"], "Gateway request body exceeds the configured limit.");
+    let bad_encoding = request(gateway.address, "POST", "/webhooks/%ZZ", &[], b"{}");
+    assert_eq!(bad_encoding.status, 400);
+    let metrics = gateway.get("/metrics", &[("authorization", &bearer())]).body;
+    assert!(metrics.contains("open_cowork_gateway_errors_total 2\n"), "{metrics}");
+    assert!(metrics.contains("open_cowork_gateway_webhook_requests_total 1\n"));
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    for signal in [SIGTERM, SIGINT] {
+        let mut gateway = Gateway::start(&base_env(), &[]);
+        assert_eq!(gateway.get("/health", &[]).status, 200);
+        gateway.signal(signal);
+        let status = gateway.wait_exit(Duration::from_secs(20)).expect("exits after the drain");
+        assert_eq!(status.code(), Some(0), "signal {signal}: {}", gateway.output());
+    }
+}
+
+#[test]
+fn drain_waits_for_in_flight_requests_and_a_second_signal_exits_at_once() {
+    let mut env = base_env();
+    env.push(("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "120000"));
+    let mut gateway = Gateway::start(&env, &[]);
+    // A webhook whose body never completes keeps one request in flight.
+    let mut slow = TcpStream::connect(gateway.address).unwrap();
+    slow.write_all(b"POST /webhooks/fake HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"te").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    gateway.signal(SIGTERM);
+    // While draining, the listener still answers: not ready, and webhook intake is closed.
+    let mut saw_draining = false;
+    for _ in 0..100 {
+        let ready = gateway.get("/ready", &[("authorization", &bearer())]);
+        assert_eq!(ready.status, 503);
+        if ready.json()["conditions"].as_array().unwrap().iter().any(|c| c["name"] == "not_draining" && c["ok"] == false) {
+            saw_draining = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_draining, "/ready reports the drain");
+    let intake = request(gateway.address, "POST", "/webhooks/fake", &[], b"{}");
+    assert_eq!(intake.status, 503);
+    assert!(gateway.wait_exit(Duration::from_millis(300)).is_none(), "the in-flight request holds the drain");
+
+    gateway.signal(SIGTERM);
+    let status = gateway.wait_exit(Duration::from_secs(10)).expect("a second signal exits at once");
+    assert_eq!(status.code(), Some(1), "{}", gateway.output());
+    drop(slow);
+}
+
+#[test]
+fn port_in_use_exits_69_with_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut env = base_env();
+    env.retain(|(k, _)| *k != "OPEN_COWORK_GATEWAY_PORT");
+    env.push(("OPEN_COWORK_GATEWAY_PORT", &port));
+    let dir = support::TempDir::new("port");
+    let output = support::command(&dir.0, &env).output().unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let message: Vec<&str> = stderr.lines().filter(|l| l.starts_with("open-cowork-gateway:")).collect();
+    assert_eq!(message.len(), 1, "{stderr}");
+    assert!(message[0].contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let dir = support::TempDir::new("usage");
+    let output = support::command(&dir.0, &[]).arg("--no-such-flag").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--no-such-flag"));
+    let output = support::command(&dir.0, &[]).args(["--log-level", "chatty"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--log-level"));
+    let version = support::command(&dir.0, &[]).arg("version").output().unwrap();
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("open-cowork-gateway "));
+}
+
+#[test]
+fn configured_secrets_never_appear_in_output() {
+    const SECRETS: [&str; 5] = [
+        "occ_gwtest_Service0Token0Value0123",
+        "admin-Token-Value-For-Tests-42",
+        "123456789:AAH-telegramBotTokenForTests0000",
+        "telegram-Webhook-Secret-0000000042",
+        "Webhook-Shared-Secret-0000000042",
+    ];
+    let mut env = base_env();
+    env.retain(|(k, _)| *k != "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER");
+    env.extend([
+        ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", SECRETS[2]),
+        ("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", SECRETS[3]),
+        ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", "https://hooks.example.com/in"),
+        ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", SECRETS[4]),
+        ("OPEN_COWORK_GATEWAY_LOG_LEVEL", "debug"),
+    ]);
+    let mut gateway = Gateway::start(&env, &["--log-format", "stderr"]);
+    let mut seen = String::new();
+    for path in ["/diagnostics", "/ready", "/metrics", "/health"] {
+        seen.push_str(&gateway.get(path, &[("authorization", &bearer())]).body);
+    }
+    seen.push_str(&request(gateway.address, "POST", "/webhooks/telegram", &[], b"{}").body);
+    gateway.signal(SIGTERM);
+    gateway.wait_exit(Duration::from_secs(20)).expect("exits");
+    seen.push_str(&gateway.output());
+
+    let dir = support::TempDir::new("print");
+    let printed = support::command(&dir.0, &env).args(["check-config", "--print"]).output().unwrap();
+    assert!(printed.status.success());
+    seen.push_str(&String::from_utf8_lossy(&printed.stdout));
+    seen.push_str(&String::from_utf8_lossy(&printed.stderr));
+
+    assert!(seen.contains("[redacted]"), "the redaction marker shows where secrets were");
+    assert!(seen.contains("listening"), "logs were captured");
+    for secret in SECRETS {
+        assert!(!seen.contains(secret), "secret {secret} leaked");
+    }
+}
+
+#[test]
+fn check_config_opens_no_socket_and_env_file_completes_the_environment() {
+    let dir = support::TempDir::new("envfile");
+    let path = dir.0.join("gateway.env");
+    let lines: Vec<String> = base_env().iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let path_text = path.to_str().unwrap();
+    let insecure = support::command(&dir.0, &[]).args(["check-config", "--env-file", path_text]).output().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(insecure.status.code(), Some(78), "a group/other-readable env file is refused");
+        assert!(String::from_utf8_lossy(&insecure.stderr).contains("chmod 600"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // The port from the file is in use; check-config must not care, because it never binds.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let ok = support::command(&dir.0, &[("OPEN_COWORK_GATEWAY_PORT", &port)]).args(["check-config", "--env-file", path_text]).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("127.0.0.1:{port}")), "the real environment wins over the file");
+}
