@@ -57,7 +57,7 @@ pub async fn run(config: Config, cloud: Option<Rc<dyn DeliveryOperations>>, noti
     println!("Open Cowork gateway listening on {url}");
     notify(&notifier, "READY=1");
 
-    let server = tokio::task::spawn_local(crate::http::server::serve(listener, Rc::clone(&gateway)));
+    let server = tokio::task::spawn_local(crate::http::server::serve_gateway(listener, Rc::clone(&gateway)));
     let watchdog = Notifier::watchdog_interval().map(|interval| {
         let notifier = notifier.clone();
         tokio::task::spawn_local(async move {

@@ -22,9 +22,12 @@ pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "devcloud")]
+pub mod devcloud;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod providers;
 pub mod runtime;

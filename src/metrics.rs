@@ -312,6 +312,30 @@ pub fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
         .map_or("other", ProviderKind::as_str)
 }
 
+/// Which Cloud SSE stream a stream counter is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Session,
+    Delivery,
+}
+
+/// What happened on a Cloud SSE stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStat {
+    Connects,
+    Reconnects,
+    Frames,
+    Errors,
+}
+
+const STREAM_KINDS: [(StreamKind, &str); 2] = [(StreamKind::Session, "session"), (StreamKind::Delivery, "delivery")];
+const STREAM_STATS: [(StreamStat, &str, &str, &str); 4] = [
+    (StreamStat::Connects, "open_cowork_gateway_cloud_stream_connects_total", "connects", "Cloud SSE streams opened."),
+    (StreamStat::Reconnects, "open_cowork_gateway_cloud_stream_reconnects_total", "reconnects", "Cloud SSE streams reopened after a close or an error."),
+    (StreamStat::Frames, "open_cowork_gateway_cloud_stream_frames_total", "frames", "Cloud SSE events received."),
+    (StreamStat::Errors, "open_cowork_gateway_cloud_stream_errors_total", "errors", "Cloud SSE connection failures and in-band errors."),
+];
+
 /// All gateway metrics. Lives in the shared runtime state; single-threaded by construction.
 pub struct Metrics {
     started_at_ms: u64,
@@ -321,6 +345,7 @@ pub struct Metrics {
     providers: RefCell<Vec<ProviderRecord>>,
     channel_messages: RefCell<BTreeMap<(&'static str, Direction, Outcome), u64>>,
     channel_latency: RefCell<BTreeMap<(&'static str, Direction, Outcome), Histogram>>,
+    streams: [[Cell<u64>; 4]; 2],
 }
 
 impl Metrics {
@@ -353,7 +378,24 @@ impl Metrics {
             providers: RefCell::new(providers),
             channel_messages: RefCell::new(channel_messages),
             channel_latency: RefCell::new(BTreeMap::new()),
+            streams: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))),
         }
+    }
+
+    /// Counts a Cloud stream event; reconnects and errors also feed upstream's
+    /// `stream_reconnects_total` and `cloud_subscription_errors_total`.
+    pub fn record_stream(&self, kind: StreamKind, stat: StreamStat) {
+        let cell = &self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)][STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)];
+        cell.set(cell.get() + 1);
+        match stat {
+            StreamStat::Reconnects => self.increment(Stat::StreamReconnects),
+            StreamStat::Errors => self.increment(Stat::CloudSubscriptionErrors),
+            StreamStat::Connects | StreamStat::Frames => {}
+        }
+    }
+
+    pub fn stream_count(&self, kind: StreamKind, stat: StreamStat) -> u64 {
+        self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)][STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)].get()
     }
 
     pub fn increment(&self, stat: Stat) {
@@ -433,6 +475,12 @@ impl Metrics {
             write_provider_families(&mut out, &sorted);
         }
         self.write_channel_telemetry(&mut out, &providers);
+        for (stat_index, (_, name, _, help)) in STREAM_STATS.iter().enumerate() {
+            header(&mut out, name, "counter", help);
+            for (kind_index, (_, kind)) in STREAM_KINDS.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{stream=\"{kind}\"}} {}", self.streams[kind_index][stat_index].get());
+            }
+        }
         header(&mut out, "open_cowork_gateway_build_info", "gauge", "Version and target of this binary.");
         let _ = writeln!(
             out,
@@ -520,6 +568,15 @@ impl Metrics {
             .iter()
             .map(|((kind, direction, outcome), h)| (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json()))
             .collect();
+        let streams: Map<String, Value> = STREAM_KINDS
+            .iter()
+            .enumerate()
+            .map(|(k, (_, kind))| {
+                let counts: Map<String, Value> = STREAM_STATS.iter().enumerate().map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into())).collect();
+                ((*kind).to_owned(), Value::Object(counts))
+            })
+            .collect();
+        object.insert("cloudStreams".into(), Value::Object(streams));
         object.insert(
             "channelTelemetry".into(),
             json!({"surface": SURFACE, "stacks": {STACK: {"schemaVersion": 2}}, "bindings": bindings, "messages": messages, "latencies": latencies}),

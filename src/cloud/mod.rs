@@ -1,7 +1,12 @@
-//! What the gateway asks of Open Cowork Cloud. This module holds the delivery-operations
-//! interface the operator routes call (spec §2.10) and the records it returns; the HTTP Cloud
-//! client implements it.
+//! Open Cowork Cloud as the gateway sees it: the typed HTTP client (one function per call of
+//! cloud-api.md §0), the incremental SSE parser, the two resubscribing streams, the error
+//! classification and the records. [`DeliveryOperations`] is the slice the operator routes use,
+//! so they can be tested against an in-memory store.
 
+pub mod client;
+pub mod error;
+pub mod sse;
+pub mod streams;
 pub mod types;
 
 use std::future::Future;
@@ -14,15 +19,7 @@ pub use types::{DeliveryRecord, DeliveryStatus};
 /// A boxed future that stays on the current thread.
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// A failed Cloud call, as far as the operator routes need it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Cloud request failed: {message}")]
-pub struct CloudError {
-    /// HTTP status, or `None` for a network failure or timeout.
-    pub status: Option<u16>,
-    /// Cloud's `error` text or the transport error; shown to operators only after redaction.
-    pub message: String,
-}
+pub use error::{CloudError, CloudErrorKind};
 
 /// `listDeliveries` filters (cloud-api.md §3.14).
 #[derive(Debug, Clone, PartialEq, Eq)]

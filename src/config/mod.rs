@@ -94,6 +94,9 @@ pub struct CloudConfig {
     pub service_token: Secret,
     pub allow_insecure_http: bool,
     pub request_timeout_ms: u64,
+    /// `OPEN_COWORK_GATEWAY_CA_FILE`: PEM certificates of a private CA, trusted besides the
+    /// public roots. Checked at load.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The operator HTTP server.
@@ -309,6 +312,13 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
         service_token,
         allow_insecure_http,
         request_timeout_ms: resolve_bounded(env, "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS", raw, None, 30_000, 100, 120_000) as u64,
+        ca_file: match env.string("OPEN_COWORK_GATEWAY_CA_FILE") {
+            Some(path) => {
+                crate::net::https::load_ca_certificates(Path::new(path)).map_err(|e| ConfigError::new(format!("{e}. Point it at a PEM file of CA certificates.")))?;
+                Some(PathBuf::from(path))
+            }
+            None => None,
+        },
     };
 
     // Rule 2: public URL.

@@ -1,26 +1,36 @@
 //! Response building: JSON bodies with upstream's content type, and the error envelope
 //! `{ok:false, error}` (spec §2.1).
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-pub type ResponseBody = Full<Bytes>;
+/// Every response body: a whole buffer, or a stream (the dev Cloud's SSE). A stream that fails
+/// makes hyper abort the connection, which is how a cut stream looks to a client.
+pub type ResponseBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
 
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub fn json(status: StatusCode, body: &Value) -> Response<ResponseBody> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{\"ok\":false,\"error\":\"Internal gateway error.\"}".to_vec());
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
     response
 }
 
 pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response

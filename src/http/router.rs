@@ -24,18 +24,26 @@ pub enum RouteError {
     BadEncoding,
 }
 
+/// One path segment of a route pattern.
 #[derive(Debug, Clone, Copy)]
-enum Segment {
+pub enum Segment {
     Literal(&'static str),
+    /// A single non-empty segment, percent-decoded.
     Param,
+    /// A single non-empty segment taken as written (upstream Cloud does not decode ids).
+    RawParam,
 }
 
-use Segment::{Literal, Param};
+use Segment::{Literal, Param, RawParam};
 
-type Build = fn(Vec<String>) -> Route;
+/// Builds a route from its decoded parameters, in pattern order.
+pub type Build<R> = fn(Vec<String>) -> R;
 
-/// The table, checked in order.
-const ROUTES: &[(Method, &[Segment], Build)] = &[
+/// A route table: checked in order, first match wins.
+pub type Table<R> = [(Method, &'static [Segment], Build<R>)];
+
+/// The gateway's operator and webhook routes.
+pub const GATEWAY_ROUTES: &Table<Route> = &[
     (Method::GET, &[Literal("health")], |_| Route::Health),
     (Method::GET, &[Literal("ready")], |_| Route::Ready),
     (Method::GET, &[Literal("metrics")], |_| Route::Metrics),
@@ -46,25 +54,32 @@ const ROUTES: &[(Method, &[Segment], Build)] = &[
     (Method::POST, &[Literal("webhooks"), Param], |mut p| Route::Webhook { provider_id: p.remove(0) }),
 ];
 
-/// Matches a request path (without query) against the table.
+/// Matches a request path (without query) against the gateway's table.
 pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
+    match_table(GATEWAY_ROUTES, method, path)
+}
+
+/// Matches a request path (without query) against a table.
+pub fn match_table<R>(table: &Table<R>, method: &Method, path: &str) -> Result<R, RouteError> {
     let Some(rest) = path.strip_prefix('/') else { return Err(RouteError::NotFound) };
     let segments: Vec<&str> = rest.split('/').collect();
-    for (route_method, pattern, build) in ROUTES {
+    for (route_method, pattern, build) in table {
         if route_method != method || pattern.len() != segments.len() {
             continue;
         }
         let literals_match = pattern.iter().zip(&segments).all(|(p, s)| match p {
             Literal(text) => text == s,
-            Param => !s.is_empty(),
+            Param | RawParam => !s.is_empty(),
         });
         if !literals_match {
             continue;
         }
         let mut params = Vec::new();
         for (p, s) in pattern.iter().zip(&segments) {
-            if matches!(p, Param) {
-                params.push(percent_decode(s).ok_or(RouteError::BadEncoding)?);
+            match p {
+                Param => params.push(percent_decode(s).ok_or(RouteError::BadEncoding)?),
+                RawParam => params.push((*s).to_owned()),
+                Literal(_) => {}
             }
         }
         return Ok(build(params));

@@ -3,12 +3,14 @@
 //! classified so that running out of file descriptors backs off instead of spinning.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nix::errno::Errno;
@@ -55,8 +57,21 @@ pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
     }
 }
 
-/// Serves until the task is dropped. Must run inside a `LocalSet`.
-pub async fn serve(listener: TcpListener, gateway: Rc<Gateway>) {
+/// Serves the gateway's routes until the task is dropped. Must run inside a `LocalSet`.
+pub async fn serve_gateway(listener: TcpListener, gateway: Rc<Gateway>) {
+    serve(listener, move |request: Request<Incoming>, peer: SocketAddr| {
+        let gateway = Rc::clone(&gateway);
+        async move { dispatch(&gateway, peer.ip(), request).await }
+    })
+    .await;
+}
+
+/// The accept loop for any handler (the gateway, or the dev Cloud). Must run inside a `LocalSet`.
+pub async fn serve<H, F>(listener: TcpListener, handler: H)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,
+    F: Future<Output = Response<ResponseBody>> + 'static,
+{
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let warnings = WarnLimiter::new(Duration::from_secs(60));
     let mut backoff = Duration::from_millis(10);
@@ -66,9 +81,9 @@ pub async fn serve(listener: TcpListener, gateway: Rc<Gateway>) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
-                let gateway = Rc::clone(&gateway);
+                let handler = handler.clone();
                 tokio::task::spawn_local(async move {
-                    serve_connection(stream, peer, gateway).await;
+                    serve_connection(stream, peer, handler).await;
                     drop(permit);
                 });
             }
@@ -91,11 +106,15 @@ pub async fn serve(listener: TcpListener, gateway: Rc<Gateway>) {
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, gateway: Rc<Gateway>) {
+async fn serve_connection<H, F>(stream: tokio::net::TcpStream, peer: SocketAddr, handler: H)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,
+    F: Future<Output = Response<ResponseBody>> + 'static,
+{
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |request| {
-        let gateway = Rc::clone(&gateway);
-        async move { Ok::<_, Infallible>(dispatch(&gateway, peer.ip(), request).await) }
+        let response = handler(request, peer);
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_AND_IDLE_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);

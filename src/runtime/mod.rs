@@ -13,6 +13,7 @@ use crate::cloud::DeliveryOperations;
 use crate::config::Config;
 use crate::http::client_ip::Cidr;
 use crate::http::rate_limit::RateLimiter;
+use crate::logging::WarnLimiter;
 use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 use crate::shutdown::Shutdown;
@@ -20,6 +21,8 @@ use readiness::{Condition, Readiness};
 
 /// Readiness condition: the Cloud delivery subscription is live.
 pub const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
+/// Readiness condition: Cloud accepts the service token (401/403 break it).
+pub const CLOUD_AUTH: &str = "cloud_auth";
 
 /// Everything request handlers and tasks share.
 pub struct Gateway {
@@ -33,6 +36,8 @@ pub struct Gateway {
     pub shutdown: Shutdown,
     /// `server.trustedProxyCidrs`, parsed once; entries that do not parse never match (§1.3).
     pub trusted_proxies: Vec<Cidr>,
+    /// Rate limit for warnings that can repeat on every retry.
+    pub warnings: WarnLimiter,
     started: std::cell::Cell<bool>,
     clock_origin: std::time::Instant,
 }
@@ -58,6 +63,7 @@ impl Gateway {
             cloud,
             shutdown: Shutdown::new(),
             trusted_proxies: config_cidrs,
+            warnings: WarnLimiter::new(std::time::Duration::from_secs(60)),
             started: std::cell::Cell::new(false),
             clock_origin: std::time::Instant::now(),
         })

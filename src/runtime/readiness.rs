@@ -30,6 +30,11 @@ impl Readiness {
         }
     }
 
+    /// Whether `name` holds; an unregistered condition holds.
+    pub fn holds(&self, name: &str) -> bool {
+        self.conditions.iter().find(|c| c.name == name).is_none_or(|c| c.ok)
+    }
+
     pub fn all_hold(&self) -> bool {
         self.conditions.iter().all(|c| c.ok)
     }

@@ -1,0 +1,273 @@
+//! The two Cloud SSE subscriptions (cloud-api.md §4.2–§4.3), resubscribing on errors **and** on
+//! clean closes (the 30-minute server cap) with exponential backoff and full jitter, resuming
+//! from the last forwarded cursor so nothing is skipped or repeated.
+//!
+//! Each follower forwards what it reads into a bounded channel; when the consumer is slow the
+//! follower stops reading, which is the backpressure Cloud expects.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use smol_str::SmolStr;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::client::{CloudClient, SseConnection};
+use super::error::CloudError;
+use super::types::{DeliveryRecord, SessionEvent};
+use crate::metrics::{StreamKind, StreamStat};
+use crate::net::backoff::Backoff;
+use crate::runtime::{Gateway, CLOUD_AUTH, DELIVERY_SUBSCRIPTION};
+use crate::shutdown::DrainSignal;
+
+/// What a session stream hands its consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionStreamItem {
+    /// A new event, in sequence order, never one at or below the cursor.
+    Event(SessionEvent),
+    /// After `snapshot.required`: Cloud dropped events up to `sequence`; persist it as the cursor.
+    CursorJump(u64),
+}
+
+/// Why a connection ended.
+enum Ended {
+    Drain,
+    ConsumerGone,
+    Reconnect,
+}
+
+/// Waits for `future` unless the drain starts first.
+async fn unless_draining<T>(drain: &mut DrainSignal, future: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        value = future => Some(value),
+        _ = drain.started() => None,
+    }
+}
+
+/// Records a failed connection or stream error; auth failures raise the `cloud_auth` condition
+/// and are logged once per outage, not on every retry.
+fn note_error(gateway: &Gateway, kind: StreamKind, error: &CloudError) {
+    gateway.metrics.record_stream(kind, StreamStat::Errors);
+    if error.is_auth() {
+        let was_ok = gateway.readiness.borrow().holds(CLOUD_AUTH);
+        gateway.readiness.borrow_mut().set(CLOUD_AUTH, false, Some(format!("Cloud rejected the service token: {}", error.message)));
+        if was_ok {
+            tracing::error!(status = ?error.status, error = %error.message, "Cloud rejected the gateway service token; check OPEN_COWORK_GATEWAY_SERVICE_TOKEN and its channel-binding grants");
+        }
+    } else {
+        tracing::warn!(stream = ?kind, error = %crate::config::redact::redact_text(&error.to_string()), "Cloud stream failed");
+    }
+}
+
+/// Follows one session binding's events from `cursor` until the drain starts or the consumer
+/// goes away.
+pub async fn follow_session_events(gateway: &Gateway, client: &CloudClient, session_binding_id: SmolStr, mut cursor: u64, items: mpsc::Sender<SessionStreamItem>) {
+    let mut drain = gateway.shutdown.signal();
+    let mut backoff = Backoff::for_streams();
+    let mut connected_before = false;
+    loop {
+        let Some(opened) = unless_draining(&mut drain, client.open_session_events(&session_binding_id, cursor)).await else { return };
+        match opened {
+            Ok(mut connection) => {
+                gateway.metrics.record_stream(StreamKind::Session, if connected_before { StreamStat::Reconnects } else { StreamStat::Connects });
+                connected_before = true;
+                gateway.readiness.borrow_mut().set(CLOUD_AUTH, true, None);
+                match read_session_events(gateway, client, &session_binding_id, &mut connection, &mut cursor, &items, &mut drain, &mut backoff).await {
+                    Ended::Drain | Ended::ConsumerGone => return,
+                    Ended::Reconnect => {}
+                }
+            }
+            Err(error) => note_error(gateway, StreamKind::Session, &error),
+        }
+        if unless_draining(&mut drain, tokio::time::sleep(backoff.next_delay())).await.is_none() {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_session_events(
+    gateway: &Gateway,
+    client: &CloudClient,
+    session_binding_id: &str,
+    connection: &mut SseConnection,
+    cursor: &mut u64,
+    items: &mpsc::Sender<SessionStreamItem>,
+    drain: &mut DrainSignal,
+    backoff: &mut Backoff,
+) -> Ended {
+    loop {
+        let Some(next) = unless_draining(drain, connection.next_event()).await else { return Ended::Drain };
+        let frame = match next {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ended::Reconnect,
+            Err(error) => {
+                note_error(gateway, StreamKind::Session, &error);
+                return Ended::Reconnect;
+            }
+        };
+        gateway.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
+        let event: SessionEvent = match serde_json::from_str(&frame.data) {
+            Ok(event) => event,
+            Err(error) => {
+                gateway.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
+                tracing::warn!(%error, "a session event was not valid JSON; reconnecting from the cursor");
+                return Ended::Reconnect;
+            }
+        };
+        let item = if event.event_type == "snapshot.required" {
+            let snapshot = match unless_draining(drain, client.get_session(session_binding_id)).await {
+                None => return Ended::Drain,
+                Some(Ok(view)) => view,
+                Some(Err(error)) => {
+                    note_error(gateway, StreamKind::Session, &error);
+                    return Ended::Reconnect;
+                }
+            };
+            let latest = event.payload.get("latestSequence").and_then(Value::as_u64).unwrap_or(0);
+            let projected = snapshot.projection.map_or(0, |p| p.sequence);
+            let jump = (*cursor).max(latest).max(projected).max(event.sequence);
+            if jump <= *cursor {
+                continue;
+            }
+            *cursor = jump;
+            SessionStreamItem::CursorJump(jump)
+        } else {
+            if event.sequence <= *cursor {
+                continue;
+            }
+            *cursor = event.sequence;
+            SessionStreamItem::Event(event)
+        };
+        backoff.reset();
+        match unless_draining(drain, items.send(item)).await {
+            None => return Ended::Drain,
+            Some(Err(_)) => return Ended::ConsumerGone,
+            Some(Ok(())) => {}
+        }
+    }
+}
+
+/// Delivery subscription settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryStreamOptions {
+    /// Claim lease Cloud puts on each delivery (the gateway sends 120000).
+    pub ttl_ms: u64,
+    /// Reopen the stream when no delivery arrived for this long (heartbeats do not count).
+    pub quiet_rotation: Duration,
+}
+
+impl Default for DeliveryStreamOptions {
+    fn default() -> Self {
+        Self { ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
+    }
+}
+
+fn set_subscription(gateway: &Gateway, live: bool, reason: &str) {
+    gateway.readiness.borrow_mut().set(DELIVERY_SUBSCRIPTION, live, Some(reason.to_owned()));
+}
+
+/// Follows the delivery stream for every enabled channel binding until the drain starts (which
+/// closes the subscription first, so no new claims arrive while sends drain) or the consumer
+/// goes away. The `delivery_subscription` readiness condition holds exactly while connected.
+pub async fn follow_deliveries(gateway: &Gateway, client: &CloudClient, options: DeliveryStreamOptions, deliveries: mpsc::Sender<DeliveryRecord>) {
+    let mut drain = gateway.shutdown.signal();
+    let mut backoff = Backoff::for_streams();
+    let claimed_by = gateway.config.claimed_by();
+    let bindings = gateway.config.channel_binding_ids();
+    let mut connected_before = false;
+    loop {
+        let Some(opened) = unless_draining(&mut drain, client.open_delivery_stream(&claimed_by, options.ttl_ms, &bindings)).await else { break };
+        let mut rotate = false;
+        match opened {
+            Ok(mut connection) => {
+                gateway.metrics.record_stream(StreamKind::Delivery, if connected_before { StreamStat::Reconnects } else { StreamStat::Connects });
+                if !connected_before {
+                    tracing::info!(bindings = bindings.len(), claimed_by = %claimed_by, "delivery subscription connected");
+                }
+                connected_before = true;
+                set_subscription(gateway, true, "");
+                gateway.readiness.borrow_mut().set(CLOUD_AUTH, true, None);
+                match read_deliveries(gateway, &mut connection, &options, &deliveries, &mut drain, &mut backoff).await {
+                    DeliveryEnd::Drain | DeliveryEnd::ConsumerGone => break,
+                    DeliveryEnd::Quiet => rotate = true,
+                    DeliveryEnd::Reconnect => {}
+                }
+                set_subscription(gateway, false, "The Cloud delivery stream is reconnecting.");
+            }
+            Err(error) => {
+                note_error(gateway, StreamKind::Delivery, &error);
+                set_subscription(gateway, false, &format!("The Cloud delivery stream cannot connect: {}", error.message));
+            }
+        }
+        let delay = if rotate { Duration::ZERO } else { backoff.next_delay() };
+        if unless_draining(&mut drain, tokio::time::sleep(delay)).await.is_none() {
+            break;
+        }
+    }
+    set_subscription(gateway, false, "The delivery subscription is closed.");
+}
+
+enum DeliveryEnd {
+    Drain,
+    ConsumerGone,
+    Quiet,
+    Reconnect,
+}
+
+async fn read_deliveries(
+    gateway: &Gateway,
+    connection: &mut SseConnection,
+    options: &DeliveryStreamOptions,
+    deliveries: &mpsc::Sender<DeliveryRecord>,
+    drain: &mut DrainSignal,
+    backoff: &mut Backoff,
+) -> DeliveryEnd {
+    let mut quiet_until = Instant::now() + options.quiet_rotation;
+    loop {
+        let next = tokio::select! {
+            next = connection.next_event() => next,
+            _ = tokio::time::sleep_until(quiet_until) => return DeliveryEnd::Quiet,
+            _ = drain.started() => return DeliveryEnd::Drain,
+        };
+        let frame = match next {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return DeliveryEnd::Reconnect,
+            Err(error) => {
+                note_error(gateway, StreamKind::Delivery, &error);
+                return DeliveryEnd::Reconnect;
+            }
+        };
+        gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Frames);
+        let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(&frame.data) else {
+            gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+            tracing::warn!("a delivery stream frame was not a JSON object; reconnecting");
+            return DeliveryEnd::Reconnect;
+        };
+        if let Some(error) = data.get("error") {
+            // In-band errors (quota, scope) leave the stream open; Cloud retries on its next poll.
+            gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+            let now = std::time::Instant::now();
+            if let Some(suppressed) = gateway.warnings.allow("delivery-stream-error", now) {
+                tracing::warn!(error = %error.as_str().unwrap_or("unknown"), suppressed, "Cloud reported a delivery stream error");
+            }
+            continue;
+        }
+        let Some(record) = data.remove("delivery") else { continue };
+        let record: DeliveryRecord = match serde_json::from_value(record) {
+            Ok(record) => record,
+            Err(error) => {
+                gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+                tracing::warn!(%error, "a delivery record had an unexpected shape; its lease will expire and Cloud re-serves it");
+                continue;
+            }
+        };
+        backoff.reset();
+        quiet_until = Instant::now() + options.quiet_rotation;
+        match unless_draining(drain, deliveries.send(record)).await {
+            None => return DeliveryEnd::Drain,
+            Some(Err(_)) => return DeliveryEnd::ConsumerGone,
+            Some(Ok(())) => {}
+        }
+    }
+}

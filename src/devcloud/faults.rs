@@ -1,0 +1,49 @@
+//! Faults a test can switch on in the dev Cloud: fail the next N calls of a route with a status
+//! (429 with a retry hint included), cut a stream after N frames, add latency, or make the
+//! delivery stream report in-band errors.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailNext {
+    pub remaining: u32,
+    pub status: u16,
+    /// For 429s: the `retryAfterMs` Cloud puts in the body.
+    pub retry_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    failures: HashMap<&'static str, FailNext>,
+    /// Added before every answer.
+    pub latency: Duration,
+    /// Abort the next session stream after this many event frames (mid-frame).
+    pub cut_session_stream_after: Option<u32>,
+    /// Abort the next delivery stream after this many delivery frames.
+    pub cut_delivery_stream_after: Option<u32>,
+    /// While set, each delivery poll writes this as an `event: error` frame instead of claiming.
+    pub delivery_stream_error: Option<String>,
+}
+
+impl Faults {
+    /// Fails the next `count` calls of `route` (a key such as `"claim"`, `"prompt"`, `"ack"`,
+    /// `"cursor"`, `"session-events"`, `"delivery-stream"`) with `status`.
+    pub fn fail_next(&mut self, route: &'static str, count: u32, status: u16, retry_after_ms: Option<u64>) {
+        self.failures.insert(route, FailNext { remaining: count, status, retry_after_ms });
+    }
+
+    /// Takes one pending failure for `route`, if any.
+    pub fn take_failure(&mut self, route: &str) -> Option<FailNext> {
+        let failure = self.failures.get_mut(route)?;
+        if failure.remaining == 0 {
+            return None;
+        }
+        failure.remaining -= 1;
+        Some(*failure)
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}

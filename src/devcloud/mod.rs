@@ -1,0 +1,186 @@
+//! The dev Cloud: an in-memory Open Cowork Cloud that honours `spec/cloud-api.md` — statuses,
+//! bodies, SSE framing, claim and lease rules — with a built-in echo agent and fault injection.
+//! The demo and the integration tests run against it; it is a peer, not a mock. Cargo feature
+//! `devcloud`; never in a board build.
+//!
+//! Where cloud-api.md leaves room, the choices are written next to the code; the main ones:
+//! new channel identities are active members by default (dev mode, switchable), remote approvals
+//! are enabled (upstream's default profile disables them), and setup calls need an admin token.
+
+pub mod agent;
+pub mod faults;
+pub mod routes;
+pub mod sse;
+pub mod store;
+pub mod time;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use faults::Faults;
+use store::{Delivery, Store};
+
+/// Timings of the dev Cloud; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct DevCloudOptions {
+    /// New identities start `active`/`member` instead of `pending`/`viewer`.
+    pub auto_activate_identities: bool,
+    /// `runtime.allowRemoteApprovalResponses` of the profile.
+    pub allow_remote_approvals: bool,
+    /// Streams end cleanly after this long (upstream: 30 minutes).
+    pub sse_lifetime: Duration,
+    /// Delivery claim poll interval (upstream `ssePollMs`, 1 s).
+    pub poll_interval: Duration,
+    /// Session stream heartbeat interval.
+    pub keep_alive: Duration,
+    /// How long the echo agent "thinks" before answering.
+    pub agent_delay: Duration,
+}
+
+impl Default for DevCloudOptions {
+    fn default() -> Self {
+        Self {
+            auto_activate_identities: true,
+            allow_remote_approvals: true,
+            sse_lifetime: Duration::from_secs(30 * 60),
+            poll_interval: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(1),
+            agent_delay: Duration::from_millis(20),
+        }
+    }
+}
+
+/// One seeded channel binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeededBinding {
+    /// The env var a gateway uses to point its provider at this binding.
+    pub env_var: &'static str,
+    pub binding_id: &'static str,
+    /// The `provider` Cloud expects on calls for this binding.
+    pub provider: &'static str,
+}
+
+/// What [`DevCloud::seed`] created.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    pub agent_id: String,
+    /// A gateway-scoped token granted every seeded binding.
+    pub gateway_token: String,
+    /// A `gateway`+`admin` token for the setup calls.
+    pub admin_token: String,
+    pub bindings: Vec<SeededBinding>,
+}
+
+/// The default channel-binding ids of gateway.md §1.4, one per built-in provider kind.
+pub const SEEDED_BINDINGS: [SeededBinding; 9] = [
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID", binding_id: "fake-binding", provider: "cli" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_TELEGRAM_CHANNEL_BINDING_ID", binding_id: "telegram", provider: "telegram" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_SLACK_CHANNEL_BINDING_ID", binding_id: "slack", provider: "slack" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_EMAIL_CHANNEL_BINDING_ID", binding_id: "email", provider: "email" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_WEBHOOK_CHANNEL_BINDING_ID", binding_id: "webhook", provider: "webhook" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_DISCORD_CHANNEL_BINDING_ID", binding_id: "discord", provider: "discord" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_WHATSAPP_CHANNEL_BINDING_ID", binding_id: "whatsapp", provider: "whatsapp" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID", binding_id: "signal", provider: "signal" },
+    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_CLI_CHANNEL_BINDING_ID", binding_id: "cli", provider: "cli" },
+];
+
+/// The dev Cloud. Lives in an `Rc` on the current thread.
+pub struct DevCloud {
+    pub store: RefCell<Store>,
+    pub faults: RefCell<Faults>,
+    /// Woken whenever events or deliveries change, so streams write without waiting a poll.
+    pub changed: Notify,
+    pub options: DevCloudOptions,
+}
+
+impl DevCloud {
+    pub fn new(options: DevCloudOptions) -> Rc<Self> {
+        Rc::new(Self {
+            store: RefCell::new(Store::new(options.auto_activate_identities, options.allow_remote_approvals)),
+            faults: RefCell::new(Faults::default()),
+            changed: Notify::new(),
+            options,
+        })
+    }
+
+    /// Seeds one agent, the default bindings and two tokens.
+    pub fn seed(&self) -> Seeded {
+        let mut store = self.store.borrow_mut();
+        let agent = store.add_agent("dev-agent", "Dev echo agent");
+        for binding in &SEEDED_BINDINGS {
+            store.add_channel_binding(binding.binding_id, &agent.agent_id, binding.provider, None);
+        }
+        let grants: Vec<String> = SEEDED_BINDINGS.iter().map(|b| b.binding_id.to_owned()).collect();
+        let gateway = store.issue_token(vec!["gateway".into()], grants.clone());
+        let admin = store.issue_token(vec!["gateway".into(), "admin".into()], grants);
+        Seeded { agent_id: agent.agent_id, gateway_token: gateway.plaintext, admin_token: admin.plaintext, bindings: SEEDED_BINDINGS.to_vec() }
+    }
+
+    /// Binds and serves in the background (on the current `LocalSet`).
+    pub async fn start(self: &Rc<Self>, host: &str, port: u16) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
+        let address = listener.local_addr()?;
+        let cloud = Rc::clone(self);
+        tokio::task::spawn_local(crate::http::server::serve(listener, move |request, _peer| routes::handle(Rc::clone(&cloud), request)));
+        Ok(address)
+    }
+
+    /// Enqueues an outbound delivery, as `POST /api/channels/deliveries` does.
+    pub fn enqueue_delivery(&self, channel_binding_id: &str, delivery_id: &str, target: Value, payload: Value) -> Option<Delivery> {
+        let binding = self.store.borrow().channel_binding(channel_binding_id).cloned()?;
+        let mut input = Map::new();
+        input.insert("deliveryId".into(), delivery_id.into());
+        input.insert("target".into(), target);
+        input.insert("payload".into(), payload);
+        input.insert("eventType".into(), "workflow.completed".into());
+        let delivery = self.store.borrow_mut().enqueue_delivery(&input, &binding);
+        self.changed.notify_waiters();
+        Some(delivery)
+    }
+
+    /// A delivery's current record (raw form).
+    pub fn delivery(&self, channel_binding_id: &str, delivery_id: &str) -> Option<Value> {
+        self.store.borrow().deliveries.iter().find(|d| d.channel_binding_id == channel_binding_id && d.delivery_id == delivery_id).map(Delivery::raw)
+    }
+
+    /// Drops a session's events up to `sequence`, as retention pruning does.
+    pub fn prune_session_events(&self, session_id: &str, through_sequence: u64) {
+        if let Some(session) = self.store.borrow_mut().sessions.get_mut(session_id) {
+            session.events.retain(|e| e["sequence"].as_u64().is_some_and(|s| s > through_sequence));
+        }
+    }
+
+    /// Appends an event to a session (as the runtime would) and wakes its streams.
+    pub fn append_session_event(&self, session_id: &str, event_type: &str, payload: Value) -> Option<u64> {
+        let sequence = self.store.borrow_mut().append_event(session_id, event_type, payload);
+        self.changed.notify_waiters();
+        sequence
+    }
+
+    /// The prompts a session received, in order.
+    pub fn prompts(&self, session_id: &str) -> Vec<String> {
+        self.store
+            .borrow()
+            .sessions
+            .get(session_id)
+            .map(|s| s.commands.iter().filter(|c| c["kind"] == "prompt").filter_map(|c| c["payload"]["text"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// A JSON summary for logs and tests.
+    pub fn summary(&self) -> Value {
+        let store = self.store.borrow();
+        json!({
+            "sessions": store.sessions.len(),
+            "sessionBindings": store.session_bindings.len(),
+            "providerEvents": store.provider_events.len(),
+            "deliveries": store.deliveries.len(),
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! The dev Cloud's two SSE streams (cloud-api.md §4.2, §4.3): framing, replay from the cursor,
+//! `snapshot.required` on a retention gap, keep-alive comments, claims on every poll, in-band
+//! error frames, the stream lifetime, and the fault that cuts a stream mid-frame.
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::routes::{error, sse_headers, Call};
+use super::DevCloud;
+use crate::http::response::ResponseBody;
+
+/// Frames queued per stream before the writer waits (the client reads slowly or not at all).
+const STREAM_BUFFER: usize = 64;
+
+/// A response body fed from a channel; an `Err` aborts the connection.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|item| item.map(|result| result.map(Frame::data)))
+    }
+}
+
+fn stream_response(session_stream: bool) -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Response<ResponseBody>) {
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let mut response = Response::new(ChannelBody(rx).boxed_unsync());
+    sse_headers(&mut response, session_stream);
+    (tx, response)
+}
+
+fn frame(id: &str, event: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
+}
+
+/// Sends a frame; for a cut, only half of it and then an error.
+async fn write(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Bytes, cut: bool) -> bool {
+    if cut {
+        let half = bytes.slice(..bytes.len() / 2);
+        let _ = tx.send(Ok(half)).await;
+        let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud fault: stream cut"))).await;
+        return false;
+    }
+    tx.send(Ok(bytes)).await.is_ok()
+}
+
+/// `GET /api/channels/sessions/{id}/events`.
+pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &str) -> Response<ResponseBody> {
+    let Some(session_id) = cloud.store.borrow().session_binding(session_binding_id).map(|b| b.session_id.clone()) else {
+        return error(403, "Channel binding scope is required for this action.");
+    };
+    let after = call.query_value("after").and_then(|a| a.parse::<u64>().ok()).filter(|a| *a > 0);
+    let mut cursor = after.or_else(|| call.last_event_id.as_ref().and_then(|id| id.trim().parse().ok())).unwrap_or(0);
+    let (tx, response) = stream_response(true);
+    let cloud = Rc::clone(cloud);
+    tokio::task::spawn_local(async move {
+        let deadline = tokio::time::Instant::now() + cloud.options.sse_lifetime;
+        let mut cut_after = cloud.faults.borrow_mut().cut_session_stream_after.take();
+        if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
+            return;
+        }
+        loop {
+            let changed = cloud.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let pending: Vec<Bytes> = {
+                let store = cloud.store.borrow();
+                let Some(session) = store.sessions.get(&session_id) else { return };
+                let mut frames = Vec::new();
+                let earliest = session.earliest_sequence();
+                let latest = session.next_sequence - 1;
+                if cursor > 0 && earliest > cursor + 1 {
+                    let (_, now) = store.now();
+                    let data = json!({
+                        "sessionId": session_id, "sequence": cursor, "type": "snapshot.required", "eventId": format!("snapshot-required:{cursor}"),
+                        "entityType": "session", "entityId": session_id, "operation": "snapshot_required", "projectionVersion": cursor, "createdAt": now,
+                        "payload": {"reason": "event_retention_gap", "afterSequence": cursor, "earliestSequence": earliest, "latestSequence": latest},
+                    });
+                    frames.push(frame(&cursor.to_string(), "snapshot.required", &data));
+                    cursor = earliest - 1;
+                }
+                let start = cursor;
+                for event in session.events.iter().filter(|e| e["sequence"].as_u64().is_some_and(|s| s > start)) {
+                    let sequence = event["sequence"].as_u64().unwrap_or(cursor);
+                    frames.push(frame(&sequence.to_string(), event["type"].as_str().unwrap_or("message"), event));
+                    cursor = sequence;
+                }
+                frames
+            };
+            for bytes in pending {
+                let cut = cut_after.as_mut().is_some_and(|n| {
+                    let now = *n == 0;
+                    *n = n.saturating_sub(1);
+                    now
+                });
+                if !write(&tx, bytes, cut).await {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(cloud.options.keep_alive) => {
+                    if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    response
+}
+
+/// `GET /api/channels/deliveries/stream?claimedBy=&ttlMs=&channelBindingId=…`.
+pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
+    let principal = &call.principal;
+    let claimed_by = call.query_value("claimedBy").map(|c| c.chars().take(256).collect()).unwrap_or_else(|| principal.token_id.clone());
+    let ttl = call.query_value("ttlMs").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0).unwrap_or(30_000);
+    let requested = call.query_values("channelBindingId");
+    let bindings: Vec<String> = if requested.is_empty() {
+        if principal.scopes.iter().any(|s| s == "gateway") && !principal.scopes.iter().any(|s| s == "admin") {
+            principal.grants.clone()
+        } else {
+            cloud.store.borrow().channel_bindings.iter().map(|b| b.binding_id.clone()).collect()
+        }
+    } else {
+        requested
+    };
+    let token_id = principal.token_id.clone();
+    let (tx, response) = stream_response(false);
+    let cloud = Rc::clone(cloud);
+    tokio::task::spawn_local(async move {
+        let deadline = tokio::time::Instant::now() + cloud.options.sse_lifetime;
+        let mut cut_after = cloud.faults.borrow_mut().cut_delivery_stream_after.take();
+        loop {
+            let changed = cloud.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let in_band_error = cloud.faults.borrow().delivery_stream_error.clone();
+            if let Some(message) = in_band_error {
+                if tx.send(Ok(Bytes::from(format!("event: error\ndata: {}\n\n", json!({"error": message}))))).await.is_err() {
+                    return;
+                }
+            } else {
+                loop {
+                    let claimed = cloud.store.borrow_mut().claim_next_delivery(&bindings, &claimed_by, &token_id, ttl);
+                    let Some(delivery) = claimed else { break };
+                    let id = delivery["deliveryId"].as_str().unwrap_or_default().to_owned();
+                    let cut = cut_after.as_mut().is_some_and(|n| {
+                        let now = *n == 0;
+                        *n = n.saturating_sub(1);
+                        now
+                    });
+                    if !write(&tx, frame(&id, "channel.delivery", &json!({"delivery": delivery})), cut).await {
+                        return;
+                    }
+                }
+                if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(cloud.options.poll_interval) => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    response
+}

@@ -1,0 +1,91 @@
+//! The one outbound HTTP(S) client: hyper-util's pooled client over hyper-rustls with the ring
+//! provider, webpki roots plus an optional private CA (`OPEN_COWORK_GATEWAY_CA_FILE`), HTTP/1.1
+//! keep-alive. Plain `http:` is accepted only where configuration allowed it (loopback or the
+//! insecure flag), which the configuration checks enforce before a URL gets here.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+/// The shared client type. Cloning is cheap and shares the connection pool.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpsError {
+    #[error("OPEN_COWORK_GATEWAY_CA_FILE {path}: {detail}")]
+    CaFile { path: String, detail: String },
+    #[error("TLS configuration failed: {0}")]
+    Tls(String),
+}
+
+/// Reads the PEM certificates of a private CA file; at least one is required.
+pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
+    let error = |detail: String| HttpsError::CaFile { path: path.display().to_string(), detail };
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| error(format!("cannot be read as PEM: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| error(format!("holds an invalid certificate: {e}")))?;
+    if certificates.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    Ok(certificates)
+}
+
+/// Builds the client: public roots, plus the certificates of `ca_file` when given.
+pub fn build_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        for certificate in load_ca_certificates(path)? {
+            roots.add(certificate).map_err(|e| HttpsError::CaFile { path: path.display().to_string(), detail: e.to_string() })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpsError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(8)
+        .build(connector))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_file_errors_name_the_setting() {
+        let dir = std::env::temp_dir().join(format!("ocg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = load_ca_certificates(&empty).unwrap_err().to_string();
+        assert!(error.starts_with("OPEN_COWORK_GATEWAY_CA_FILE"), "{error}");
+        assert!(load_ca_certificates(&dir.join("missing.pem")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn builds_with_public_roots() {
+        assert!(build_client(None).is_ok());
+    }
+}

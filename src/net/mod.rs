@@ -1,0 +1,4 @@
+//! Outbound networking shared by the Cloud client and the providers.
+
+pub mod backoff;
+pub mod https;
