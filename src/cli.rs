@@ -11,6 +11,9 @@ open-cowork-gateway: the Open Cowork Cloud Channel Gateway
 Usage:
   open-cowork-gateway [run] [options]        run the gateway (default)
   open-cowork-gateway check-config [--print] validate the configuration and exit 0 or 78
+  open-cowork-gateway dev-cloud [--host H] [--port P] [--pending-identities]
+                                             run the in-memory dev Cloud on loopback and print
+                                             the env block a gateway needs to use it
   open-cowork-gateway version                print version and target
   open-cowork-gateway help                   show this text
 
@@ -33,6 +36,8 @@ Configuration: environment variables and JSON files as described in README.md.
 pub enum Command {
     Run,
     CheckConfig { print: bool },
+    /// The in-memory dev Cloud; loopback only.
+    DevCloud { host: String, port: u16, pending_identities: bool },
     Version,
     Help,
 }
@@ -68,6 +73,9 @@ where
     };
     let mut command: Option<Command> = None;
     let mut print = false;
+    let mut dev_host: Option<String> = None;
+    let mut dev_port: Option<u16> = None;
+    let mut pending_identities = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
@@ -96,6 +104,12 @@ where
                 cli.log_format = LogFormat::parse(&text)
                     .ok_or_else(|| UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?}).")))?;
             }
+            "--host" => dev_host = Some(value("--host")?),
+            "--port" => {
+                let text = value("--port")?;
+                dev_port = Some(text.parse().map_err(|_| UsageError(format!("--port must be a port number from 0 to 65535 (got {text:?}).")))?);
+            }
+            "--pending-identities" if inline_value.is_none() => pending_identities = true,
             "--allow-insecure-env-file" if inline_value.is_none() => cli.allow_insecure_env_file = true,
             "--print" if inline_value.is_none() => print = true,
             "-h" | "--help" => command = Some(Command::Help),
@@ -104,18 +118,26 @@ where
                 command = Some(match word {
                     "run" => Command::Run,
                     "check-config" => Command::CheckConfig { print: false },
+                    "dev-cloud" => Command::DevCloud { host: String::new(), port: 0, pending_identities: false },
                     "version" => Command::Version,
                     "help" => Command::Help,
-                    other => return Err(UsageError(format!("Unknown command {other:?}. Commands: run, check-config, version, help."))),
+                    other => return Err(UsageError(format!("Unknown command {other:?}. Commands: run, check-config, dev-cloud, version, help."))),
                 });
             }
             word if !word.starts_with('-') => return Err(UsageError(format!("Unexpected argument {word:?}."))),
             _ => return Err(UsageError(format!("Unknown option {flag}. See --help."))),
         }
     }
+    let dev_flags = dev_host.is_some() || dev_port.is_some() || pending_identities;
     cli.command = match command.unwrap_or(Command::Run) {
-        Command::CheckConfig { .. } => Command::CheckConfig { print },
+        Command::CheckConfig { .. } if !dev_flags => Command::CheckConfig { print },
+        Command::DevCloud { .. } if !print => Command::DevCloud {
+            host: dev_host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: dev_port.unwrap_or(8787),
+            pending_identities,
+        },
         _ if print => return Err(UsageError("--print only applies to check-config.".into())),
+        _ if dev_flags => return Err(UsageError("--host, --port and --pending-identities only apply to dev-cloud.".into())),
         other => other,
     };
     Ok(cli)
@@ -143,6 +165,10 @@ mod tests {
         assert_eq!(parse(["run", "-h"]).unwrap().command, Command::Help);
         assert!(parse(["--allow-insecure-env-file"]).unwrap().allow_insecure_env_file);
         assert_eq!(parse(["--log-format", "journald"]).unwrap().log_format, LogFormat::Journald);
+        assert_eq!(
+            parse(["dev-cloud", "--port", "0", "--pending-identities"]).unwrap().command,
+            Command::DevCloud { host: "127.0.0.1".into(), port: 0, pending_identities: true }
+        );
     }
 
     #[test]
@@ -155,6 +181,8 @@ mod tests {
         assert!(parse(["frobnicate"]).unwrap_err().to_string().starts_with("Unknown command"));
         assert!(parse(["run", "extra"]).unwrap_err().to_string().starts_with("Unexpected argument"));
         assert_eq!(parse(["--print"]).unwrap_err().to_string(), "--print only applies to check-config.");
+        assert!(parse(["--port", "1"]).unwrap_err().to_string().contains("only apply to dev-cloud"));
+        assert!(parse(["dev-cloud", "--port", "99999"]).unwrap_err().to_string().starts_with("--port must be"));
         assert!(parse(["--print=yes", "check-config"]).is_err());
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::cloud::client::CloudClient;
 use crate::cloud::DeliveryOperations;
+use crate::net::https::build_client;
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::runtime::Gateway;
@@ -31,6 +33,8 @@ pub enum DaemonError {
     Bind { address: String, source: io::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    #[error("{0}")]
+    Https(crate::net::https::HttpsError),
 }
 
 /// Binds `host:port`; a bracketed IPv6 host is accepted as written in URLs.
@@ -40,9 +44,19 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener, DaemonError> {
 }
 
 /// Runs the gateway until a stop signal. Must run inside a `LocalSet`.
-pub async fn run(config: Config, cloud: Option<Rc<dyn DeliveryOperations>>, notifier: Notifier) -> Result<Exit, DaemonError> {
+pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, DaemonError> {
     let mut signals = Signals::register().map_err(DaemonError::Signals)?;
-    let gateway = Gateway::new(config, cloud);
+    // The CA file was checked with the configuration; a failure here is a TLS setup failure.
+    let http = build_client(config.cloud.ca_file.as_deref()).map_err(DaemonError::Https)?;
+    let client = Rc::new(CloudClient::new(http, &config.cloud.base_url, config.cloud.service_token.clone(), Duration::from_millis(config.cloud.request_timeout_ms)));
+    let gateway = Gateway::new(config, Some(client as Rc<dyn DeliveryOperations>));
+    // Claiming deliveries without a dispatcher to send them would only burn their attempts, so
+    // the subscription starts with the delivery dispatcher.
+    gateway.readiness.borrow_mut().set(
+        crate::runtime::DELIVERY_SUBSCRIPTION,
+        false,
+        Some("Delivery dispatch is not part of this build, so the gateway does not subscribe to deliveries.".into()),
+    );
     for cidr in &gateway.config.server.trusted_proxy_cidrs {
         if crate::http::client_ip::Cidr::parse(cidr).is_none() {
             tracing::warn!(cidr = %cidr, "OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS entry is not a CIDR and will never match");

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             println!("open-cowork-gateway {VERSION} ({TARGET})");
             return ExitCode::SUCCESS;
         }
+        Command::DevCloud { host, port, pending_identities } => return dev_cloud(&host, port, pending_identities),
         Command::Run | Command::CheckConfig { .. } => {}
     }
 
@@ -80,15 +81,9 @@ fn main() -> ExitCode {
         tracing::warn!("{note}");
     }
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("open-cowork-gateway: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
     let local = tokio::task::LocalSet::new();
-    match local.block_on(&runtime, daemon::run(config, None, Notifier::from_env())) {
+    match local.block_on(&runtime, daemon::run(config, Notifier::from_env())) {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Forced) => ExitCode::FAILURE,
         Err(error @ DaemonError::Bind { .. }) => {
@@ -100,4 +95,61 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("open-cowork-gateway: cannot start the runtime: {error}");
+            None
+        }
+    }
+}
+
+/// `dev-cloud`: the in-memory Cloud on loopback, seeded, until SIGTERM/SIGINT.
+#[cfg(feature = "devcloud")]
+fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
+    use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+    if !open_cowork_gateway::config::urls::is_loopback_host(host) {
+        eprintln!("open-cowork-gateway: dev-cloud serves well-known dev tokens and listens on loopback only (got --host {host}).");
+        return ExitCode::from(EX_USAGE);
+    }
+    let _ = logging::init(logging::LogFormat::Stderr, logging::filter(None, std::env::var("RUST_LOG").ok().as_deref(), config::LogLevel::Info));
+    let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut signals = match open_cowork_gateway::signals::Signals::register() {
+            Ok(signals) => signals,
+            Err(error) => {
+                eprintln!("open-cowork-gateway: cannot install signal handlers: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let cloud = DevCloud::new(DevCloudOptions { auto_activate_identities: !pending_identities, ..DevCloudOptions::default() });
+        let seeded = cloud.seed();
+        let address = match cloud.start(host, port).await {
+            Ok(address) => address,
+            Err(error) => {
+                eprintln!("open-cowork-gateway: dev-cloud cannot listen on {host}:{port}: {error}");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
+        println!("OPEN_COWORK_CLOUD_BASE_URL=http://{address}");
+        println!("OPEN_COWORK_GATEWAY_SERVICE_TOKEN={}", seeded.gateway_token);
+        println!("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID=fake-binding");
+        for binding in seeded.bindings.iter().filter(|b| b.binding_id != "fake-binding") {
+            println!("{}={}", binding.env_var, binding.binding_id);
+        }
+        println!("OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN={}", seeded.admin_token);
+        tracing::info!(%address, "dev Cloud ready");
+        signals.next().await;
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(not(feature = "devcloud"))]
+fn dev_cloud(_: &str, _: u16, _: bool) -> ExitCode {
+    eprintln!("open-cowork-gateway: this binary was built without the devcloud feature.");
+    ExitCode::from(EX_USAGE)
 }

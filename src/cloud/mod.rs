@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod error;
+pub mod retry;
 pub mod sse;
 pub mod streams;
 pub mod types;

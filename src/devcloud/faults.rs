@@ -18,9 +18,9 @@ pub struct Faults {
     failures: HashMap<&'static str, FailNext>,
     /// Added before every answer.
     pub latency: Duration,
-    /// Abort the next session stream after this many event frames (mid-frame).
+    /// Abort the session stream writing after this many more event frames, mid-frame.
     pub cut_session_stream_after: Option<u32>,
-    /// Abort the next delivery stream after this many delivery frames.
+    /// Abort the delivery stream writing after this many more delivery frames, mid-frame.
     pub cut_delivery_stream_after: Option<u32>,
     /// While set, each delivery poll writes this as an `event: error` frame instead of claiming.
     pub delivery_stream_error: Option<String>,
@@ -41,6 +41,23 @@ impl Faults {
         }
         failure.remaining -= 1;
         Some(*failure)
+    }
+
+    /// Counts one frame about to be written on a session (`true`) or delivery stream; says
+    /// whether this frame is the one to cut. A cut fires once.
+    pub fn cut_now(&mut self, session_stream: bool) -> bool {
+        let counter = if session_stream { &mut self.cut_session_stream_after } else { &mut self.cut_delivery_stream_after };
+        match counter {
+            Some(0) => {
+                *counter = None;
+                true
+            }
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        }
     }
 
     pub fn clear(&mut self) {

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 use faults::Faults;
 use store::{Delivery, Store};
@@ -97,6 +98,9 @@ pub struct DevCloud {
     /// Woken whenever events or deliveries change, so streams write without waiting a poll.
     pub changed: Notify,
     pub options: DevCloudOptions,
+    /// `true` while stopped: open streams end and the listener is closed.
+    halted: watch::Sender<bool>,
+    server: RefCell<Option<JoinHandle<()>>>,
 }
 
 impl DevCloud {
@@ -106,6 +110,8 @@ impl DevCloud {
             faults: RefCell::new(Faults::default()),
             changed: Notify::new(),
             options,
+            halted: watch::channel(false).0,
+            server: RefCell::new(None),
         })
     }
 
@@ -127,8 +133,26 @@ impl DevCloud {
         let listener = TcpListener::bind((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
         let address = listener.local_addr()?;
         let cloud = Rc::clone(self);
-        tokio::task::spawn_local(crate::http::server::serve(listener, move |request, _peer| routes::handle(Rc::clone(&cloud), request)));
+        self.halted.send_replace(false);
+        let server = tokio::task::spawn_local(crate::http::server::serve(listener, move |request, _peer| routes::handle(Rc::clone(&cloud), request)));
+        if let Some(previous) = self.server.borrow_mut().replace(server) {
+            previous.abort();
+        }
         Ok(address)
+    }
+
+    /// Takes the Cloud away: the listener closes and every open stream ends with an error, as
+    /// when Cloud crashes. [`DevCloud::start`] brings it back with its state.
+    pub fn stop(&self) {
+        if let Some(server) = self.server.borrow_mut().take() {
+            server.abort();
+        }
+        self.halted.send_replace(true);
+    }
+
+    /// Resolves when [`DevCloud::stop`] is called.
+    pub fn halted(&self) -> watch::Receiver<bool> {
+        self.halted.subscribe()
     }
 
     /// Enqueues an outbound delivery, as `POST /api/channels/deliveries` does.

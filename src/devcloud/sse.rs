@@ -63,9 +63,9 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
     let mut cursor = after.or_else(|| call.last_event_id.as_ref().and_then(|id| id.trim().parse().ok())).unwrap_or(0);
     let (tx, response) = stream_response(true);
     let cloud = Rc::clone(cloud);
+    let mut halted = cloud.halted();
     tokio::task::spawn_local(async move {
         let deadline = tokio::time::Instant::now() + cloud.options.sse_lifetime;
-        let mut cut_after = cloud.faults.borrow_mut().cut_session_stream_after.take();
         if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
             return;
         }
@@ -98,11 +98,7 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
                 frames
             };
             for bytes in pending {
-                let cut = cut_after.as_mut().is_some_and(|n| {
-                    let now = *n == 0;
-                    *n = n.saturating_sub(1);
-                    now
-                });
+                let cut = cloud.faults.borrow_mut().cut_now(true);
                 if !write(&tx, bytes, cut).await {
                     return;
                 }
@@ -116,6 +112,10 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
                 }
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = tx.closed() => return,
+                _ = halted.wait_for(|h| *h) => {
+                    let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud stopped"))).await;
+                    return;
+                }
             }
         }
     });
@@ -140,9 +140,9 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
     let token_id = principal.token_id.clone();
     let (tx, response) = stream_response(false);
     let cloud = Rc::clone(cloud);
+    let mut halted = cloud.halted();
     tokio::task::spawn_local(async move {
         let deadline = tokio::time::Instant::now() + cloud.options.sse_lifetime;
-        let mut cut_after = cloud.faults.borrow_mut().cut_delivery_stream_after.take();
         loop {
             let changed = cloud.changed.notified();
             tokio::pin!(changed);
@@ -157,11 +157,7 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
                     let claimed = cloud.store.borrow_mut().claim_next_delivery(&bindings, &claimed_by, &token_id, ttl);
                     let Some(delivery) = claimed else { break };
                     let id = delivery["deliveryId"].as_str().unwrap_or_default().to_owned();
-                    let cut = cut_after.as_mut().is_some_and(|n| {
-                        let now = *n == 0;
-                        *n = n.saturating_sub(1);
-                        now
-                    });
+                    let cut = cloud.faults.borrow_mut().cut_now(false);
                     if !write(&tx, frame(&id, "channel.delivery", &json!({"delivery": delivery})), cut).await {
                         return;
                     }
@@ -175,6 +171,10 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
                 _ = tokio::time::sleep(cloud.options.poll_interval) => {}
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = tx.closed() => return,
+                _ = halted.wait_for(|h| *h) => {
+                    let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud stopped"))).await;
+                    return;
+                }
             }
         }
     });
