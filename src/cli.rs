@@ -35,9 +35,15 @@ Configuration: environment variables and JSON files as described in README.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run,
-    CheckConfig { print: bool },
+    CheckConfig {
+        print: bool,
+    },
     /// The in-memory dev Cloud; loopback only.
-    DevCloud { host: String, port: u16, pending_identities: bool },
+    DevCloud {
+        host: String,
+        port: u16,
+        pending_identities: bool,
+    },
     Version,
     Help,
 }
@@ -131,11 +137,9 @@ where
     let dev_flags = dev_host.is_some() || dev_port.is_some() || pending_identities;
     cli.command = match command.unwrap_or(Command::Run) {
         Command::CheckConfig { .. } if !dev_flags => Command::CheckConfig { print },
-        Command::DevCloud { .. } if !print => Command::DevCloud {
-            host: dev_host.unwrap_or_else(|| "127.0.0.1".into()),
-            port: dev_port.unwrap_or(8787),
-            pending_identities,
-        },
+        Command::DevCloud { .. } if !print => {
+            Command::DevCloud { host: dev_host.unwrap_or_else(|| "127.0.0.1".into()), port: dev_port.unwrap_or(8787), pending_identities }
+        }
         _ if print => return Err(UsageError("--print only applies to check-config.".into())),
         _ if dev_flags => return Err(UsageError("--host, --port and --pending-identities only apply to dev-cloud.".into())),
         other => other,

@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::cloud::client::CloudClient;
 use crate::cloud::DeliveryOperations;
-use crate::net::https::build_client;
 use crate::config::Config;
+use crate::net::https::build_client;
 use crate::notify::Notifier;
 use crate::runtime::Gateway;
 use crate::signals::{Signals, StopRequest};
@@ -48,7 +48,12 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, DaemonError
     let mut signals = Signals::register().map_err(DaemonError::Signals)?;
     // The CA file was checked with the configuration; a failure here is a TLS setup failure.
     let http = build_client(config.cloud.ca_file.as_deref()).map_err(DaemonError::Https)?;
-    let client = Rc::new(CloudClient::new(http, &config.cloud.base_url, config.cloud.service_token.clone(), Duration::from_millis(config.cloud.request_timeout_ms)));
+    let client = Rc::new(CloudClient::new(
+        http,
+        &config.cloud.base_url,
+        config.cloud.service_token.clone(),
+        Duration::from_millis(config.cloud.request_timeout_ms),
+    ));
     let gateway = Gateway::new(config, Some(client as Rc<dyn DeliveryOperations>));
     // Claiming deliveries without a dispatcher to send them would only burn their attempts, so
     // the subscription starts with the delivery dispatcher.

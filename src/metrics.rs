@@ -331,7 +331,12 @@ pub enum StreamStat {
 const STREAM_KINDS: [(StreamKind, &str); 2] = [(StreamKind::Session, "session"), (StreamKind::Delivery, "delivery")];
 const STREAM_STATS: [(StreamStat, &str, &str, &str); 4] = [
     (StreamStat::Connects, "open_cowork_gateway_cloud_stream_connects_total", "connects", "Cloud SSE streams opened."),
-    (StreamStat::Reconnects, "open_cowork_gateway_cloud_stream_reconnects_total", "reconnects", "Cloud SSE streams reopened after a close or an error."),
+    (
+        StreamStat::Reconnects,
+        "open_cowork_gateway_cloud_stream_reconnects_total",
+        "reconnects",
+        "Cloud SSE streams reopened after a close or an error.",
+    ),
     (StreamStat::Frames, "open_cowork_gateway_cloud_stream_frames_total", "frames", "Cloud SSE events received."),
     (StreamStat::Errors, "open_cowork_gateway_cloud_stream_errors_total", "errors", "Cloud SSE connection failures and in-band errors."),
 ];
@@ -385,7 +390,8 @@ impl Metrics {
     /// Counts a Cloud stream event; reconnects and errors also feed upstream's
     /// `stream_reconnects_total` and `cloud_subscription_errors_total`.
     pub fn record_stream(&self, kind: StreamKind, stat: StreamStat) {
-        let cell = &self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)][STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)];
+        let cell = &self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)]
+            [STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)];
         cell.set(cell.get() + 1);
         match stat {
             StreamStat::Reconnects => self.increment(Stat::StreamReconnects),
@@ -395,7 +401,8 @@ impl Metrics {
     }
 
     pub fn stream_count(&self, kind: StreamKind, stat: StreamStat) -> u64 {
-        self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)][STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)].get()
+        self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)][STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)]
+            .get()
     }
 
     pub fn increment(&self, stat: Stat) {
@@ -572,7 +579,8 @@ impl Metrics {
             .iter()
             .enumerate()
             .map(|(k, (_, kind))| {
-                let counts: Map<String, Value> = STREAM_STATS.iter().enumerate().map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into())).collect();
+                let counts: Map<String, Value> =
+                    STREAM_STATS.iter().enumerate().map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into())).collect();
                 ((*kind).to_owned(), Value::Object(counts))
             })
             .collect();

@@ -30,7 +30,12 @@ struct Harness {
 }
 
 fn fast_options() -> DevCloudOptions {
-    DevCloudOptions { poll_interval: Duration::from_millis(20), keep_alive: Duration::from_millis(50), agent_delay: Duration::from_millis(1), ..DevCloudOptions::default() }
+    DevCloudOptions {
+        poll_interval: Duration::from_millis(20),
+        keep_alive: Duration::from_millis(50),
+        agent_delay: Duration::from_millis(1),
+        ..DevCloudOptions::default()
+    }
 }
 
 async fn harness(options: DevCloudOptions) -> Harness {
@@ -158,7 +163,13 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
         assert_eq!((changed.status, changed.kind), (Some(500), CloudErrorKind::Server));
         assert_eq!(h.cloud.prompts(&bound.binding.session_id), ["hello"]);
 
-        let complete = CompleteProviderEvent { claimed_by: "gateway:test".into(), status: "processed", channel_binding_id: "fake-binding".into(), retryable: None, last_error: None };
+        let complete = CompleteProviderEvent {
+            claimed_by: "gateway:test".into(),
+            status: "processed",
+            channel_binding_id: "fake-binding".into(),
+            retryable: None,
+            last_error: None,
+        };
         assert_eq!(client.complete_provider_event(&claimed.event.event_id, &complete).await.unwrap().status, "processed");
         let again = client.complete_provider_event(&claimed.event.event_id, &complete).await.unwrap_err();
         assert_eq!((again.status, again.message.as_str()), (Some(404), "Provider event claim was not found."));
@@ -224,7 +235,10 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
             data: b"hello".to_vec(),
         });
         let artifact = client.read_artifact(&bound.binding.binding_id, "art-1").await.unwrap();
-        assert_eq!((artifact.mime.as_str(), artifact.url.as_str(), artifact.filename.as_str()), ("text/plain", "data:text/plain;base64,aGVsbG8=", "report.txt"));
+        assert_eq!(
+            (artifact.mime.as_str(), artifact.url.as_str(), artifact.filename.as_str()),
+            ("text/plain", "data:text/plain;base64,aGVsbG8=", "report.txt")
+        );
         assert_eq!(client.read_artifact(&bound.binding.binding_id, "missing").await.unwrap_err().message, "Cloud artifact was not found.");
         assert_eq!(client.artifact_url("b 1", "a/1"), format!("{}/api/channels/sessions/b%201/artifacts/a%2F1", h.base_url));
     });
@@ -236,7 +250,10 @@ fn tokens_grants_and_error_statuses() {
         let h = harness(DevCloudOptions { auto_activate_identities: false, ..fast_options() }).await;
         let unknown = client_for(&h.base_url, "occ_tok_nope_nope");
         let error = unknown.resolve_identity(&identity("u1")).await.unwrap_err();
-        assert_eq!((error.status, error.kind, error.message.as_str()), (Some(401), CloudErrorKind::Unauthorized, "Cloud API token is invalid or expired."));
+        assert_eq!(
+            (error.status, error.kind, error.message.as_str()),
+            (Some(401), CloudErrorKind::Unauthorized, "Cloud API token is invalid or expired.")
+        );
         assert!(error.is_auth() && !error.is_retryable());
 
         let narrow = h.cloud.store.borrow_mut().issue_token(vec!["gateway".into()], vec!["slack".into()]);
@@ -314,7 +331,10 @@ fn session_stream_resumes_after_clean_close_and_cut_without_gaps_or_duplicates()
         }
         let rest = collect_until(&mut rx, |items| sequences(items).last() == Some(&11)).await;
         assert_eq!(sequences(&rest), [7, 8, 9, 10, 11], "no gap, no duplicate");
-        assert!(gateway.metrics.stream_count(open_cowork_gateway::metrics::StreamKind::Session, open_cowork_gateway::metrics::StreamStat::Reconnects) >= 2);
+        assert!(
+            gateway.metrics.stream_count(open_cowork_gateway::metrics::StreamKind::Session, open_cowork_gateway::metrics::StreamStat::Reconnects)
+                >= 2
+        );
         gateway.shutdown.begin_drain();
         tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap();
     });
@@ -376,7 +396,13 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         let again = next(&mut rx).await;
         assert_eq!((again.delivery_id.as_str(), again.attempt_count()), ("d1", 2));
 
-        let ack = AckDelivery { status: "sent", channel_binding_id: "fake-binding".into(), claimed_by: Some("gateway:test".into()), last_error: None, next_attempt_at: None };
+        let ack = AckDelivery {
+            status: "sent",
+            channel_binding_id: "fake-binding".into(),
+            claimed_by: Some("gateway:test".into()),
+            last_error: None,
+            next_attempt_at: None,
+        };
         let acked = h.client.ack_delivery("d1", &ack).await.unwrap();
         assert_eq!(acked.status(), Some(open_cowork_gateway::cloud::DeliveryStatus::Sent));
         assert_eq!(acked.rest["payload"]["token"], "[redacted]", "JSON endpoints sanitise");
@@ -407,7 +433,16 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         assert!(gateway.metrics.stream_count(StreamKind::Delivery, StreamStat::Errors) >= 2);
 
         // The gateway token lists only what it claimed; retry and dead-letter change the status.
-        let listed = h.client.list_deliveries(&open_cowork_gateway::cloud::DeliveryQuery { delivery_id: None, status: None, channel_binding_id: "fake-binding".into(), limit: 50 }).await.unwrap();
+        let listed = h
+            .client
+            .list_deliveries(&open_cowork_gateway::cloud::DeliveryQuery {
+                delivery_id: None,
+                status: None,
+                channel_binding_id: "fake-binding".into(),
+                limit: 50,
+            })
+            .await
+            .unwrap();
         assert!(listed.iter().any(|d| d.delivery_id == "d1"));
         h.cloud.enqueue_delivery("cli", "unclaimed", json!({}), json!({"text": "x"}));
         let retried = h.client.retry_delivery("d1", "fake-binding").await.unwrap().unwrap();
@@ -431,7 +466,12 @@ fn operator_delivery_routes_go_through_the_cloud_client() {
         while stream.next_event().await.unwrap().is_none_or(|f| f.event.as_deref() != Some("channel.delivery")) {}
         let gateway = gateway_for(&h.base_url, &h.seeded.gateway_token);
         let call = |method: &str, uri: &str| {
-            let request = http::Request::builder().method(method).uri(uri).header("authorization", "Bearer admin-token-for-tests").body(Empty::<Bytes>::new()).unwrap();
+            let request = http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", "Bearer admin-token-for-tests")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
             let gateway = Rc::clone(&gateway);
             async move {
                 let response = open_cowork_gateway::http::server::dispatch(&gateway, std::net::IpAddr::from([127, 0, 0, 1]), request).await;

@@ -298,9 +298,9 @@ impl CloudClient {
                 Err(CloudError::from_response(status, &bytes, retry_after.as_deref()))
             }
         };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .unwrap_or_else(|_| Err(CloudError::transport(CloudErrorKind::Timeout, format!("Cloud did not answer within {} ms.", self.timeout.as_millis()))))
+        tokio::time::timeout(self.timeout, exchange).await.unwrap_or_else(|_| {
+            Err(CloudError::transport(CloudErrorKind::Timeout, format!("Cloud did not answer within {} ms.", self.timeout.as_millis())))
+        })
     }
 
     async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>, expected: &[u16]) -> Result<T, CloudError> {
@@ -415,7 +415,9 @@ impl CloudClient {
             Err(error) => return Err(error),
         };
         Ok(match (response.result, response.binding) {
-            (Some(CursorResult { ok: true, binding: Some(b), .. }), _) | (Some(CursorResult { ok: true, binding: None, .. }), Some(b)) => CursorUpdate::Updated(b),
+            (Some(CursorResult { ok: true, binding: Some(b), .. }), _) | (Some(CursorResult { ok: true, binding: None, .. }), Some(b)) => {
+                CursorUpdate::Updated(b)
+            }
             (Some(CursorResult { ok: false, reason, binding, .. }), outer) if reason.as_deref() == Some("stale") => match binding.or(outer) {
                 Some(b) => CursorUpdate::Stale(b),
                 None => CursorUpdate::NotFound,
@@ -460,7 +462,12 @@ impl CloudClient {
     }
 
     /// `POST /api/channels/deliveries/{id}/dead-letter`; `None` when Cloud does not know it.
-    pub async fn dead_letter_delivery(&self, delivery_id: &str, channel_binding_id: &str, last_error: Option<&str>) -> Result<Option<DeliveryRecord>, CloudError> {
+    pub async fn dead_letter_delivery(
+        &self,
+        delivery_id: &str,
+        channel_binding_id: &str,
+        last_error: Option<&str>,
+    ) -> Result<Option<DeliveryRecord>, CloudError> {
         let mut body = json!({"channelBindingId": channel_binding_id});
         if let Some(last_error) = last_error {
             body["lastError"] = Value::from(last_error);
@@ -475,7 +482,12 @@ impl CloudClient {
             let response = self.http.request(request).await.map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
             let status = response.status().as_u16();
             if status == 200 {
-                return Ok(SseConnection { body: response.into_body(), parser: SseParser::default(), ready: std::collections::VecDeque::new(), ended: false });
+                return Ok(SseConnection {
+                    body: response.into_body(),
+                    parser: SseParser::default(),
+                    ready: std::collections::VecDeque::new(),
+                    ended: false,
+                });
             }
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES).collect().await.map(|c| c.to_bytes()).unwrap_or_default();
@@ -494,7 +506,9 @@ impl CloudClient {
     /// `GET /api/channels/deliveries/stream?claimedBy=&ttlMs=&channelBindingId=…`.
     pub async fn open_delivery_stream(&self, claimed_by: &str, ttl_ms: u64, channel_binding_ids: &[SmolStr]) -> Result<SseConnection, CloudError> {
         let ttl = ttl_ms.to_string();
-        let pairs = [("claimedBy", claimed_by), ("ttlMs", ttl.as_str())].into_iter().chain(channel_binding_ids.iter().map(|id| ("channelBindingId", id.as_str())));
+        let pairs = [("claimedBy", claimed_by), ("ttlMs", ttl.as_str())]
+            .into_iter()
+            .chain(channel_binding_ids.iter().map(|id| ("channelBindingId", id.as_str())));
         self.open_stream(&format!("/api/channels/deliveries/stream{}", query_string(pairs))).await
     }
 }
@@ -566,7 +580,11 @@ impl DeliveryOperations for CloudClient {
         true
     }
 
-    fn retry_delivery<'a>(&'a self, delivery_id: &'a str, channel_binding_id: &'a str) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
+    fn retry_delivery<'a>(
+        &'a self,
+        delivery_id: &'a str,
+        channel_binding_id: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
         Box::pin(CloudClient::retry_delivery(self, delivery_id, channel_binding_id))
     }
 
@@ -589,8 +607,10 @@ mod tests {
         assert_eq!(encode_component("a b/c:d@e"), "a%20b%2Fc%3Ad%40e");
         assert_eq!(encode_component("x-_.!~*'()"), "x-_.!~*'()");
         assert_eq!(encode_component("é"), "%C3%A9");
-        assert_eq!(query_string([("claimedBy", "gateway:pi"), ("ttlMs", "120000"), ("empty", ""), ("channelBindingId", "a"), ("channelBindingId", "b c")]),
-            "?claimedBy=gateway%3Api&ttlMs=120000&channelBindingId=a&channelBindingId=b+c");
+        assert_eq!(
+            query_string([("claimedBy", "gateway:pi"), ("ttlMs", "120000"), ("empty", ""), ("channelBindingId", "a"), ("channelBindingId", "b c")]),
+            "?claimedBy=gateway%3Api&ttlMs=120000&channelBindingId=a&channelBindingId=b+c"
+        );
         assert_eq!(query_string([("x", "")]), "");
     }
 

@@ -78,7 +78,8 @@ impl CloudError {
     pub fn from_response(status: u16, body: &[u8], retry_after_header: Option<&str>) -> Self {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
         let header_delay = retry_after_header.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
-        let body_delay = parsed.as_ref().and_then(|b| b.retry_after_ms).filter(|ms| ms.is_finite() && *ms > 0.0).map(|ms| Duration::from_millis(ms.ceil() as u64));
+        let body_delay =
+            parsed.as_ref().and_then(|b| b.retry_after_ms).filter(|ms| ms.is_finite() && *ms > 0.0).map(|ms| Duration::from_millis(ms.ceil() as u64));
         let message = parsed.as_ref().and_then(|b| b.error.clone()).unwrap_or_else(|| format!("Cloud answered HTTP {status}."));
         Self {
             kind: CloudErrorKind::from_status(status),

@@ -37,7 +37,11 @@ mod tests {
     use std::cell::Cell;
 
     fn rate_limited(ms: u64) -> CloudError {
-        CloudError::from_response(429, format!("{{\"error\":\"Too many cloud requests. Try again later.\",\"retryAfterMs\":{ms}}}").as_bytes(), Some("9"))
+        CloudError::from_response(
+            429,
+            format!("{{\"error\":\"Too many cloud requests. Try again later.\",\"retryAfterMs\":{ms}}}").as_bytes(),
+            Some("9"),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -47,7 +51,13 @@ mod tests {
         let result = with_retry(3, || {
             calls.set(calls.get() + 1);
             let n = calls.get();
-            async move { if n == 1 { Err(rate_limited(1_500)) } else { Ok(n) } }
+            async move {
+                if n == 1 {
+                    Err(rate_limited(1_500))
+                } else {
+                    Ok(n)
+                }
+            }
         })
         .await;
         assert_eq!(result, Ok(2));

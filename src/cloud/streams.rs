@@ -61,7 +61,13 @@ fn note_error(gateway: &Gateway, kind: StreamKind, error: &CloudError) {
 
 /// Follows one session binding's events from `cursor` until the drain starts or the consumer
 /// goes away.
-pub async fn follow_session_events(gateway: &Gateway, client: &CloudClient, session_binding_id: SmolStr, mut cursor: u64, items: mpsc::Sender<SessionStreamItem>) {
+pub async fn follow_session_events(
+    gateway: &Gateway,
+    client: &CloudClient,
+    session_binding_id: SmolStr,
+    mut cursor: u64,
+    items: mpsc::Sender<SessionStreamItem>,
+) {
     let mut drain = gateway.shutdown.signal();
     let mut backoff = Backoff::for_streams();
     let mut connected_before = false;
@@ -72,7 +78,8 @@ pub async fn follow_session_events(gateway: &Gateway, client: &CloudClient, sess
                 gateway.metrics.record_stream(StreamKind::Session, if connected_before { StreamStat::Reconnects } else { StreamStat::Connects });
                 connected_before = true;
                 gateway.readiness.borrow_mut().set(CLOUD_AUTH, true, None);
-                match read_session_events(gateway, client, &session_binding_id, &mut connection, &mut cursor, &items, &mut drain, &mut backoff).await {
+                match read_session_events(gateway, client, &session_binding_id, &mut connection, &mut cursor, &items, &mut drain, &mut backoff).await
+                {
                     Ended::Drain | Ended::ConsumerGone => return,
                     Ended::Reconnect => {}
                 }
@@ -269,5 +276,96 @@ async fn read_deliveries(
             Some(Err(_)) => return DeliveryEnd::ConsumerGone,
             Some(Ok(())) => {}
         }
+    }
+}
+
+#[cfg(all(test, feature = "devcloud"))]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, Env, Secret};
+    use crate::devcloud::{DevCloud, DevCloudOptions};
+    use crate::net::https::build_client;
+    use std::rc::Rc;
+
+    async fn wait_until(mut condition: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !condition() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("condition reached in time");
+    }
+
+    #[test]
+    fn ready_follows_the_delivery_subscription() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let cloud = DevCloud::new(DevCloudOptions { poll_interval: Duration::from_millis(20), ..DevCloudOptions::default() });
+            let seeded = cloud.seed();
+            let address = cloud.start("127.0.0.1", 0).await.unwrap();
+            let base_url = format!("http://{address}");
+            let env = Env::from_pairs([
+                ("OPEN_COWORK_CLOUD_BASE_URL", base_url.as_str()),
+                ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
+                ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+                ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+            ]);
+            let gateway = Gateway::new(resolve(&serde_json::json!({}), &env).unwrap(), None);
+            gateway.start();
+            gateway.providers.borrow_mut().mark_healthy_for_tests("fake");
+            assert!(!gateway.is_ready(), "no subscription yet");
+
+            let client = CloudClient::new(build_client(None).unwrap(), &base_url, Secret::new(seeded.gateway_token.clone()), Duration::from_secs(5));
+            let (tx, _rx) = mpsc::channel(8);
+            let follower = {
+                let gateway = Rc::clone(&gateway);
+                tokio::task::spawn_local(async move { follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await })
+            };
+            wait_until(|| gateway.is_ready()).await;
+
+            cloud.stop();
+            wait_until(|| !gateway.is_ready()).await;
+            let reason = gateway.readiness_conditions().into_iter().find(|c| c.name == DELIVERY_SUBSCRIPTION).and_then(|c| c.reason);
+            assert!(reason.is_some_and(|r| r.contains("delivery stream")), "the reason is shown to operators");
+
+            cloud.start("127.0.0.1", address.port()).await.unwrap();
+            wait_until(|| gateway.is_ready()).await;
+
+            gateway.shutdown.begin_drain();
+            follower.await.unwrap();
+            assert!(!gateway.is_ready());
+        });
+    }
+
+    #[test]
+    fn a_rejected_token_raises_the_cloud_auth_condition() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let cloud = DevCloud::new(DevCloudOptions::default());
+            cloud.seed();
+            let address = cloud.start("127.0.0.1", 0).await.unwrap();
+            let base_url = format!("http://{address}");
+            let env = Env::from_pairs([
+                ("OPEN_COWORK_CLOUD_BASE_URL", base_url.as_str()),
+                ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_tok_revoked_secret"),
+                ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+                ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+            ]);
+            let gateway = Gateway::new(resolve(&serde_json::json!({}), &env).unwrap(), None);
+            let client = CloudClient::new(build_client(None).unwrap(), &base_url, Secret::new("occ_tok_revoked_secret"), Duration::from_secs(5));
+            let (tx, _rx) = mpsc::channel(8);
+            let follower = {
+                let gateway = Rc::clone(&gateway);
+                tokio::task::spawn_local(async move { follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await })
+            };
+            wait_until(|| !gateway.readiness.borrow().holds(CLOUD_AUTH)).await;
+            // Backoff, not a hot loop: after half a second only a handful of attempts were made.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let attempts = gateway.metrics.stream_count(StreamKind::Delivery, StreamStat::Errors);
+            assert!((1..=10).contains(&attempts), "{attempts} attempts");
+            gateway.shutdown.begin_drain();
+            follower.await.unwrap();
+        });
     }
 }

@@ -314,7 +314,8 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
         request_timeout_ms: resolve_bounded(env, "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS", raw, None, 30_000, 100, 120_000) as u64,
         ca_file: match env.string("OPEN_COWORK_GATEWAY_CA_FILE") {
             Some(path) => {
-                crate::net::https::load_ca_certificates(Path::new(path)).map_err(|e| ConfigError::new(format!("{e}. Point it at a PEM file of CA certificates.")))?;
+                crate::net::https::load_ca_certificates(Path::new(path))
+                    .map_err(|e| ConfigError::new(format!("{e}. Point it at a PEM file of CA certificates.")))?;
                 Some(PathBuf::from(path))
             }
             None => None,

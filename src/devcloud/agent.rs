@@ -65,10 +65,17 @@ fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
         }
         "permission.respond" => {
             let response = &payload["response"];
-            let allowed = response.get("allowed") == Some(&Value::Bool(true)) || *response == Value::Bool(true) || *response == "allow" || *response == "once";
+            let allowed =
+                response.get("allowed") == Some(&Value::Bool(true)) || *response == Value::Bool(true) || *response == "allow" || *response == "once";
             let id = payload["permissionId"].clone();
-            events.push(("permission.resolved", json!({"sessionId": runtime_session, "permissionId": id, "id": id, "reply": if allowed { "once" } else { "reject" }})));
-            events.push(("assistant.message", message("2", if allowed { "Permission granted: the command ran.".into() } else { "Permission denied: nothing ran.".into() })));
+            events.push((
+                "permission.resolved",
+                json!({"sessionId": runtime_session, "permissionId": id, "id": id, "reply": if allowed { "once" } else { "reject" }}),
+            ));
+            events.push((
+                "assistant.message",
+                message("2", if allowed { "Permission granted: the command ran.".into() } else { "Permission denied: nothing ran.".into() }),
+            ));
         }
         "question.reply" => {
             let answers: Vec<&str> = payload["answers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();

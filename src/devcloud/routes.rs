@@ -1,6 +1,9 @@
 //! The dev Cloud's HTTP surface: authentication, the two-layer authorization of cloud-api.md §2,
 //! and one handler per call, answering with upstream's statuses and bodies.
 
+// Lookups fail with the finished error response, which is what the handler returns as is.
+#![allow(clippy::result_large_err)]
+
 use std::rc::Rc;
 
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
@@ -254,7 +257,8 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
 /// The policy layer: scope, then binding-scope proof for gateway-scoped callers.
 fn authorize(cloud: &DevCloud, call: &Call) -> Option<Response<ResponseBody>> {
     let principal = &call.principal;
-    let scope_required = || policy_error(403, "The authenticated service token is not authorized for this workspace action.", "authorization.scope_required");
+    let scope_required =
+        || policy_error(403, "The authenticated service token is not authorized for this workspace action.", "authorization.scope_required");
     let access = call.route.access();
     match access {
         Access::Service if !principal.has("gateway") => return Some(scope_required()),
@@ -267,7 +271,9 @@ fn authorize(cloud: &DevCloud, call: &Call) -> Option<Response<ResponseBody>> {
         return None;
     }
     let store = cloud.store.borrow();
-    let granted_active = |binding_id: &str| principal.grants.iter().any(|g| g == binding_id) && store.channel_binding(binding_id).is_some_and(|b| b.status == "active");
+    let granted_active = |binding_id: &str| {
+        principal.grants.iter().any(|g| g == binding_id) && store.channel_binding(binding_id).is_some_and(|b| b.status == "active")
+    };
     if !principal.grants.iter().any(|g| granted_active(g)) {
         return Some(binding_scope_required());
     }
@@ -450,8 +456,10 @@ fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     }
     let mut store = cloud.store.borrow_mut();
     let workspace = binding.external_workspace_id.clone();
-    if let Some(existing) =
-        store.session_bindings.iter().find(|b| b.provider == provider && b.external_workspace_id == workspace && b.external_chat_id == chat && b.external_thread_id == thread)
+    if let Some(existing) = store
+        .session_bindings
+        .iter()
+        .find(|b| b.provider == provider && b.external_workspace_id == workspace && b.external_chat_id == chat && b.external_thread_id == thread)
     {
         if existing.channel_binding_id != channel_binding_id {
             return error(409, "Channel thread is already bound to a different channel authority.");
@@ -499,7 +507,9 @@ fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
 }
 
 fn find_by_thread(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
-    let (Some(provider), Some(chat), Some(thread)) = (call.query_value("provider"), call.query_value("externalChatId"), call.query_value("externalThreadId")) else {
+    let (Some(provider), Some(chat), Some(thread)) =
+        (call.query_value("provider"), call.query_value("externalChatId"), call.query_value("externalThreadId"))
+    else {
         return error(400, "Channel thread lookup requires provider, externalChatId, and externalThreadId.");
     };
     let workspace = call.query_value("externalWorkspaceId");
@@ -531,7 +541,9 @@ fn snapshot(cloud: &DevCloud, session_binding_id: &str) -> Response<ResponseBody
 }
 
 fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
-    let (Some(binding_id), Some(text)) = (call.text("bindingId"), call.body.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()).map(str::to_owned)) else {
+    let (Some(binding_id), Some(text)) =
+        (call.text("bindingId"), call.body.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()).map(str::to_owned))
+    else {
         return error(400, "Channel prompt requires bindingId and text.");
     };
     let Some(binding) = cloud.store.borrow().session_binding(&binding_id).cloned() else { return binding_scope_required() };
@@ -610,8 +622,9 @@ fn claim_event(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
         created_at: now.clone(),
         updated_at: now.clone(),
     });
-    let reclaimable =
-        event.status == "received" || (event.status == "failed" && event.retryable) || (event.status == "processing" && event.claim_expires_ms <= now_ms);
+    let reclaimable = event.status == "received"
+        || (event.status == "failed" && event.retryable)
+        || (event.status == "processing" && event.claim_expires_ms <= now_ms);
     event.updated_at = now;
     if reclaimable {
         event.status = "processing".into();
@@ -635,7 +648,8 @@ fn complete_event(cloud: &DevCloud, call: &Call, event_id: &str) -> Response<Res
     let (_, now) = store.now();
     let principal = &call.principal;
     let Some(event) = store.provider_events.get_mut(event_id).filter(|e| {
-        e.claimed_by.as_deref() == Some(claimed_by.as_str()) && (!principal.is_gateway_only() || e.channel_binding_id.as_ref().is_some_and(|b| principal.grants.contains(b)))
+        e.claimed_by.as_deref() == Some(claimed_by.as_str())
+            && (!principal.is_gateway_only() || e.channel_binding_id.as_ref().is_some_and(|b| principal.grants.contains(b)))
     }) else {
         return error(404, "Provider event claim was not found.");
     };
@@ -661,7 +675,11 @@ fn create_interaction(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let mut store = cloud.store.borrow_mut();
     let binding = match call.text("sessionBindingId") {
         Some(id) => store.session_binding(&id).cloned(),
-        None => store.session_bindings.iter().find(|b| b.session_id == session_id && b.agent_id == agent_id && b.provider == provider && b.status == "active").cloned(),
+        None => store
+            .session_bindings
+            .iter()
+            .find(|b| b.session_id == session_id && b.agent_id == agent_id && b.provider == provider && b.status == "active")
+            .cloned(),
     };
     let Some(binding) = binding.filter(|b| b.session_id == session_id && b.agent_id == agent_id && b.provider == provider) else {
         return error(403, "Gateway API token is not authorized for the requested channel binding.");
@@ -710,7 +728,8 @@ fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
             Some(token) => store.interactions.values().find(|i| crate::http::admin::constant_time_equal(&i.token, &token)),
             None => {
                 let external = call.text("externalInteractionId");
-                let mut matches = store.interactions.values().filter(|i| external.is_some() && i.external_interaction_id == external && i.provider == provider);
+                let mut matches =
+                    store.interactions.values().filter(|i| external.is_some() && i.external_interaction_id == external && i.provider == provider);
                 match (matches.next(), matches.next()) {
                     (Some(one), None) => Some(one),
                     _ => None,
@@ -731,13 +750,18 @@ fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
         }
         return not_found();
     }
-    let workspace = cloud.store.borrow().session_binding(interaction.session_binding_id.as_deref().unwrap_or("")).and_then(|b| b.external_workspace_id.clone());
+    let workspace =
+        cloud.store.borrow().session_binding(interaction.session_binding_id.as_deref().unwrap_or("")).and_then(|b| b.external_workspace_id.clone());
     if interaction.provider != provider || !actor_allowed(cloud, call, &provider, &workspace, &APPROVE_ROLES) {
         return not_found();
     }
     let chat = call.text("externalChatId");
-    let same_chat =
-        cloud.store.borrow().session_bindings.iter().any(|b| b.session_id == interaction.session_id && b.status == "active" && Some(&b.external_chat_id) == chat.as_ref());
+    let same_chat = cloud
+        .store
+        .borrow()
+        .session_bindings
+        .iter()
+        .any(|b| b.session_id == interaction.session_id && b.status == "active" && Some(&b.external_chat_id) == chat.as_ref());
     if !same_chat {
         return not_found();
     }
@@ -832,7 +856,8 @@ fn cursor(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
 /// Deliveries a principal may see: in scope, and for gateway tokens only those it claimed last.
 fn delivery_visible(call: &Call, delivery: &super::store::Delivery) -> bool {
     !call.principal.is_gateway_only()
-        || (call.principal.grants.contains(&delivery.channel_binding_id) && delivery.last_claimed_by.as_deref() == Some(call.principal.token_id.as_str()))
+        || (call.principal.grants.contains(&delivery.channel_binding_id)
+            && delivery.last_claimed_by.as_deref() == Some(call.principal.token_id.as_str()))
 }
 
 fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Response<ResponseBody> {
@@ -914,7 +939,8 @@ fn delivery_action(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str, dead: b
     let [index] = matches.as_slice() else { return error(404, "Channel delivery was not found.") };
     let delivery = &mut store.deliveries[*index];
     delivery.status = if dead { "dead" } else { "failed" }.into();
-    delivery.last_error = if dead { Some(call.text("lastError").unwrap_or_else(|| "Manually dead-lettered by gateway operator.".into())) } else { None };
+    delivery.last_error =
+        if dead { Some(call.text("lastError").unwrap_or_else(|| "Manually dead-lettered by gateway operator.".into())) } else { None };
     delivery.next_attempt_ms = now_ms;
     delivery.next_attempt_at = now.clone();
     delivery.claimed_by = None;
@@ -984,7 +1010,10 @@ fn grant_token(cloud: &DevCloud, call: &Call, token_id: &str) -> Response<Respon
     if !token.grants.contains(&binding) {
         token.grants.push(binding.clone());
     }
-    json_response(200, &json!({"grant": {"orgId": org, "tokenId": token_id, "channelBindingId": binding, "createdAt": now}, "token": token_json(token)}))
+    json_response(
+        200,
+        &json!({"grant": {"orgId": org, "tokenId": token_id, "channelBindingId": binding, "createdAt": now}, "token": token_json(token)}),
+    )
 }
 
 fn revoke_token(cloud: &DevCloud, token_id: &str) -> Response<ResponseBody> {

@@ -239,7 +239,8 @@ pub struct Artifact {
 }
 
 /// Keys that the public (JSON endpoint) form of a delivery redacts.
-const SANITIZED_SUFFIXES: [&str; 10] = ["authorization", "cookie", "token", "secret", "password", "credential", "api_key", "kms_ref", "ciphertext", "envelope"];
+const SANITIZED_SUFFIXES: [&str; 10] =
+    ["authorization", "cookie", "token", "secret", "password", "credential", "api_key", "kms_ref", "ciphertext", "envelope"];
 
 /// The public form of target/payload: secret-looking keys redacted, arrays ≤50, depth ≤4.
 pub fn sanitize(value: &Value, depth: usize) -> Value {
@@ -407,7 +408,8 @@ impl Store {
                     _ => false,
                 }
         };
-        let index = self.deliveries.iter().enumerate().filter(|(_, d)| due(d)).min_by_key(|(_, d)| (d.next_attempt_ms, d.sequence)).map(|(i, _)| i)?;
+        let index =
+            self.deliveries.iter().enumerate().filter(|(_, d)| due(d)).min_by_key(|(_, d)| (d.next_attempt_ms, d.sequence)).map(|(i, _)| i)?;
         let delivery = &mut self.deliveries[index];
         delivery.status = "claimed".into();
         delivery.claimed_by = Some(claimed_by.into());

@@ -65,7 +65,13 @@ pub fn parse_iso(text: &str) -> Option<u64> {
     let hour: u64 = clock_parts.next()?.parse().ok()?;
     let minute: u64 = clock_parts.next()?.parse().ok()?;
     let second: u64 = clock_parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let millis: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;

@@ -113,6 +113,17 @@ impl ProviderRegistry {
         }
     }
 
+    /// Marks a registration started and healthy, standing in for a channel implementation in
+    /// tests of the readiness rules.
+    #[cfg(test)]
+    pub fn mark_healthy_for_tests(&mut self, id: &str) {
+        if let Some(registration) = self.registrations.iter_mut().find(|r| r.id == id) {
+            registration.started = true;
+            registration.healthy = true;
+            registration.last_error = None;
+        }
+    }
+
     pub fn any_healthy(&self) -> bool {
         self.registrations.iter().any(|r| r.started && r.healthy)
     }
