@@ -10,6 +10,8 @@ open-cowork-gateway: the Open Cowork Cloud Channel Gateway
 
 Usage:
   open-cowork-gateway [run] [options]        run the gateway (default)
+  open-cowork-gateway demo                   chat with the dev Cloud's echo agent on stdin/stdout:
+                                             no account, token or network needed
   open-cowork-gateway check-config [--print] validate the configuration and exit 0 or 78
   open-cowork-gateway dev-cloud [--host H] [--port P] [--pending-identities]
                                              run the in-memory dev Cloud on loopback and print
@@ -38,6 +40,8 @@ pub enum Command {
     CheckConfig {
         print: bool,
     },
+    /// The gateway with the CLI provider on the embedded dev Cloud.
+    Demo,
     /// The in-memory dev Cloud; loopback only.
     DevCloud {
         host: String,
@@ -124,10 +128,11 @@ where
                 command = Some(match word {
                     "run" => Command::Run,
                     "check-config" => Command::CheckConfig { print: false },
+                    "demo" => Command::Demo,
                     "dev-cloud" => Command::DevCloud { host: String::new(), port: 0, pending_identities: false },
                     "version" => Command::Version,
                     "help" => Command::Help,
-                    other => return Err(UsageError(format!("Unknown command {other:?}. Commands: run, check-config, dev-cloud, version, help."))),
+                    other => return Err(UsageError(format!("Unknown command {other:?}. Commands: run, demo, check-config, dev-cloud, version, help."))),
                 });
             }
             word if !word.starts_with('-') => return Err(UsageError(format!("Unexpected argument {word:?}."))),

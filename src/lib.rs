@@ -16,6 +16,7 @@
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
+//! | [`time`] | epoch milliseconds and ISO-8601 timestamps as Cloud writes them |
 //! | [`daemon`] | `run`: wires everything, binds, serves, drains, exits |
 
 pub mod cli;
@@ -30,9 +31,11 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod providers;
+pub mod render;
 pub mod runtime;
 pub mod shutdown;
 pub mod signals;
+pub mod time;
 
 /// The crate version, as `version` and `build_info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

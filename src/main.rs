@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::DevCloud { host, port, pending_identities } => return dev_cloud(&host, port, pending_identities),
+        Command::Demo => return demo(cli.log_level),
         Command::Run | Command::CheckConfig { .. } => {}
     }
 
@@ -151,5 +152,80 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
 #[cfg(not(feature = "devcloud"))]
 fn dev_cloud(_: &str, _: u16, _: bool) -> ExitCode {
     eprintln!("open-cowork-gateway: this binary was built without the devcloud feature.");
+    ExitCode::from(EX_USAGE)
+}
+
+/// `demo`: the dev Cloud and the gateway with a text-mode CLI provider in one process. Lines on
+/// stdin go to the echo agent, replies come out on stdout; at the end of input it waits (at most
+/// 15 s) for replies still in flight, then exits 0.
+#[cfg(feature = "devcloud")]
+fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
+    use std::time::Duration;
+
+    use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+    use open_cowork_gateway::providers::cli::CliOutputMode;
+    use open_cowork_gateway::providers::ProviderFactory;
+
+    let _ = logging::init(logging::LogFormat::Stderr, logging::filter(log_level, None, config::LogLevel::Warn));
+    let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let cloud = DevCloud::new(DevCloudOptions::default());
+        let seeded = cloud.seed();
+        let address = match cloud.start("127.0.0.1", 0).await {
+            Ok(address) => address,
+            Err(error) => {
+                eprintln!("open-cowork-gateway: the demo's dev Cloud cannot listen on loopback: {error}");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        };
+        let base_url = format!("http://{address}");
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", base_url.as_str()),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
+            ("OPEN_COWORK_GATEWAY_CLI_ENABLED", "true"),
+            ("OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS", "true"),
+            ("OPEN_COWORK_GATEWAY_PORT", "0"),
+            ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "demo"),
+        ]);
+        let config = match config::resolve(&serde_json::json!({}), &env) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("open-cowork-gateway: demo configuration error: {error}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        let factory = ProviderFactory { cli_output: Box::new(|| (CliOutputMode::Text, Box::new(std::io::stdout()))) };
+        let running = match daemon::start(config, factory, true).await {
+            Ok(running) => running,
+            Err(error) => {
+                eprintln!("open-cowork-gateway: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("Open Cowork gateway demo: type a message for the echo agent. \"/ask\" asks you a question, \"/approve-me\" asks for approval; end with Ctrl-D.");
+        if let Some(reader) = running.cli_reader.as_ref() {
+            while !reader.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // End of input: wait, bounded, until the agent is done and every reply was rendered.
+        let settled = || {
+            cloud.agent_idle()
+                && running.gateway.sessions.borrow().cursors().iter().all(|(binding, cursor)| cloud.latest_sequence(binding).is_none_or(|latest| *cursor >= latest))
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !settled() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        running.drain(Duration::from_secs(2)).await;
+        running.stop();
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(not(feature = "devcloud"))]
+fn demo(_: Option<config::LogLevel>) -> ExitCode {
+    eprintln!("open-cowork-gateway: this binary was built without the devcloud feature, which the demo needs.");
     ExitCode::from(EX_USAGE)
 }

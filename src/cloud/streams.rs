@@ -313,7 +313,6 @@ mod tests {
             ]);
             let gateway = Gateway::new(resolve(&serde_json::json!({}), &env).unwrap(), None);
             gateway.start();
-            gateway.providers.borrow_mut().mark_healthy_for_tests("fake");
             assert!(!gateway.is_ready(), "no subscription yet");
 
             let client = CloudClient::new(build_client(None).unwrap(), &base_url, Secret::new(seeded.gateway_token.clone()), Duration::from_secs(5));

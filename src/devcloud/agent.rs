@@ -12,6 +12,7 @@ use super::DevCloud;
 /// Runs a session command in the background, as Cloud's worker does after the 202.
 pub fn run_command(cloud: &Rc<DevCloud>, session_id: String, command: Value) {
     let cloud = Rc::clone(cloud);
+    cloud.busy.set(cloud.busy.get() + 1);
     tokio::task::spawn_local(async move {
         tokio::time::sleep(cloud.options.agent_delay).await;
         let events = respond(&session_id, &command);
@@ -23,6 +24,7 @@ pub fn run_command(cloud: &Rc<DevCloud>, session_id: String, command: Value) {
             session.status = "idle".into();
         }
         drop(store);
+        cloud.busy.set(cloud.busy.get().saturating_sub(1));
         cloud.changed.notify_waiters();
     });
 }

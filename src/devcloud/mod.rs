@@ -101,6 +101,8 @@ pub struct DevCloud {
     /// `true` while stopped: open streams end and the listener is closed.
     halted: watch::Sender<bool>,
     server: RefCell<Option<JoinHandle<()>>>,
+    /// Agent commands still running.
+    pub(crate) busy: std::cell::Cell<usize>,
 }
 
 impl DevCloud {
@@ -112,6 +114,7 @@ impl DevCloud {
             options,
             halted: watch::channel(false).0,
             server: RefCell::new(None),
+            busy: std::cell::Cell::new(0),
         })
     }
 
@@ -195,6 +198,18 @@ impl DevCloud {
             .get(session_id)
             .map(|s| s.commands.iter().filter(|c| c["kind"] == "prompt").filter_map(|c| c["payload"]["text"].as_str().map(str::to_owned)).collect())
             .unwrap_or_default()
+    }
+
+    /// No agent command is running.
+    pub fn agent_idle(&self) -> bool {
+        self.busy.get() == 0
+    }
+
+    /// The newest event sequence of the session behind a session binding.
+    pub fn latest_sequence(&self, session_binding_id: &str) -> Option<u64> {
+        let store = self.store.borrow();
+        let binding = store.session_binding(session_binding_id)?;
+        store.sessions.get(&binding.session_id).map(|s| s.next_sequence - 1)
     }
 
     /// A JSON summary for logs and tests.

@@ -124,7 +124,7 @@ where
 }
 
 /// Routes one request. Every request is in-flight work for the drain.
-pub async fn dispatch<B>(gateway: &Gateway, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
+pub async fn dispatch<B>(gateway: &Rc<Gateway>, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
 {
@@ -185,7 +185,7 @@ mod tests {
         Gateway::new(resolve(&json!({}), &env).unwrap(), None)
     }
 
-    async fn call(gateway: &Gateway, method: &str, uri: &str) -> (StatusCode, Value) {
+    async fn call(gateway: &Rc<Gateway>, method: &str, uri: &str) -> (StatusCode, Value) {
         let request = Request::builder().method(method).uri(uri).header("host", "127.0.0.1").body(Empty::<Bytes>::new()).unwrap();
         let response = dispatch(gateway, IpAddr::from([127, 0, 0, 1]), request).await;
         let status = response.status();

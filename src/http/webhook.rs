@@ -14,7 +14,7 @@ use super::operator::RouteResult;
 use super::rate_limit::Verdict;
 use super::response::{self, HttpError, ResponseBody};
 use crate::metrics::{ProviderStat, Stat};
-use crate::providers::{WebhookErrorCode, WebhookRequest};
+use crate::providers::{WebhookErrorCode, WebhookOutcome, WebhookRequest};
 use crate::runtime::Gateway;
 
 const WINDOW_MS: u64 = 60_000;
@@ -32,7 +32,7 @@ const BAD_PAYLOAD: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Gatew
 const PROVIDER_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_GATEWAY, "Gateway webhook provider failed.");
 
 /// Runs the pipeline. `now_ms` is a monotonic clock reading for the rate limiter.
-pub async fn handle<B>(gateway: &Gateway, provider_id: &str, peer: IpAddr, headers: &HeaderMap, body: B, now_ms: u64) -> RouteResult
+pub async fn handle<B>(gateway: &std::rc::Rc<Gateway>, provider_id: &str, peer: IpAddr, headers: &HeaderMap, body: B, now_ms: u64) -> RouteResult
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -68,12 +68,17 @@ where
     let payload = parse_request_body(raw_body, content_type).map_err(|_| BAD_BODY)?;
 
     let request = WebhookRequest { payload: &payload, headers, raw_body };
-    let outcome = gateway.providers.borrow().handle_webhook(provider_id, request);
+    let outcome = gateway.providers.borrow().handle_webhook(provider_id, request, crate::time::now_ms());
     match outcome {
-        Ok(outcome) => Ok(match outcome.challenge {
-            Some(challenge) if !challenge.is_empty() => response::json(StatusCode::OK, &json!({"challenge": challenge})),
-            _ => accepted(),
-        }),
+        Ok(WebhookOutcome::Challenge(challenge)) => Ok(response::json(StatusCode::OK, &json!({"challenge": challenge}))),
+        Ok(WebhookOutcome::Message(message)) => {
+            // The inbound pipeline runs inside the request: its outcome is the status (a
+            // duplicate is a 202 too).
+            match crate::runtime::inbound::handle_message(gateway, provider_id, *message).await {
+                Ok(()) => Ok(accepted()),
+                Err(_) => Err(PROVIDER_FAILED),
+            }
+        }
         Err(error) => {
             tracing::debug!(provider = provider_id, error = %crate::config::redact::redact_text(&error.detail), "webhook rejected");
             Err(match error.code {

@@ -1,28 +1,124 @@
 //! The provider registry (spec §3.1, §3.8, §2.5): one registration per enabled provider, in
-//! config order, with its lifecycle flags, health and webhook dispatch.
+//! config order, with its lifecycle flags, health and the channel implementation behind it.
 //!
-//! Channel implementations plug in here, one variant per compiled-in provider. This build has no
-//! channel implementation yet, so every registration reports honestly that it cannot start: the
-//! provider is `failed` with a clear `lastError`, `/ready` stays 503, and its webhook answers 502.
+//! Channel implementations are a closed set dispatched through [`Provider`]. Kinds whose
+//! implementation is not in this build report honestly that they cannot start: the provider is
+//! `failed` with a clear `lastError`, and its webhook answers 502.
+
+pub mod cli;
+pub mod fake;
+pub mod types;
+
+use std::rc::Rc;
 
 use http::HeaderMap;
 use serde_json::{json, Value};
 use smol_str::SmolStr;
 
 use crate::config::redact::redact_text;
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::metrics::{Metrics, ProviderState};
+use cli::{CliOutputMode, CliProvider};
+use fake::FakeProvider;
+pub use types::*;
+
+/// A random id in UUID form (not cryptographic: message ids).
+pub fn random_id() -> String {
+    let hex: String = (0..16).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+    format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+}
+
+/// The compiled-in channel implementations.
+pub enum Provider {
+    Fake(FakeProvider),
+    Cli(CliProvider),
+}
+
+impl Provider {
+    pub fn capabilities(&self) -> &Capabilities {
+        match self {
+            Provider::Fake(p) => p.capabilities(),
+            Provider::Cli(p) => p.capabilities(),
+        }
+    }
+
+    pub async fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+        match self {
+            Provider::Fake(p) => {
+                if !p.latency().is_zero() {
+                    tokio::time::sleep(p.latency()).await;
+                }
+                p.send_text(target, text, options)
+            }
+            Provider::Cli(p) => p.send_text(target, text, options),
+        }
+    }
+
+    pub async fn edit_text(&self, _target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+        match self {
+            Provider::Fake(p) => p.edit_text(message_id, text),
+            Provider::Cli(_) => Err(SendError::permanent("CLI provider does not support message editing; use appended output instead.")),
+        }
+    }
+
+    pub async fn send_buttons(&self, target: &ChannelTarget, text: &str, buttons: &[Vec<Button>]) -> Result<SentMessage, SendError> {
+        match self {
+            Provider::Fake(p) => p.send_buttons(target, text, buttons),
+            Provider::Cli(_) => Err(SendError::permanent("CLI provider does not support inline buttons; use token approval fallback.")),
+        }
+    }
+
+    pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        match self {
+            Provider::Fake(p) => p.answer_interaction(interaction_id, text),
+            Provider::Cli(p) => p.answer_interaction(interaction_id, text),
+        }
+    }
+}
+
+/// How the registry builds a provider: the CLI's output goes to stdout unless a test or the demo
+/// says otherwise.
+pub struct ProviderFactory {
+    pub cli_output: Box<dyn Fn() -> (CliOutputMode, Box<dyn std::io::Write>)>,
+}
+
+impl Default for ProviderFactory {
+    fn default() -> Self {
+        Self { cli_output: Box::new(|| (CliOutputMode::Json, Box::new(std::io::stdout()))) }
+    }
+}
+
+impl ProviderFactory {
+    /// `None` when this build has no implementation for the kind.
+    fn build(&self, config: &ProviderConfig, body_cap: usize) -> Option<Provider> {
+        match config.kind {
+            ProviderKind::Fake if cfg!(feature = "devcloud") => Some(Provider::Fake(FakeProvider::new(body_cap))),
+            ProviderKind::Cli if cfg!(feature = "cli") => {
+                let (mode, out) = (self.cli_output)();
+                Some(Provider::Cli(CliProvider::new(config.id.clone(), mode, out)))
+            }
+            _ => None,
+        }
+    }
+}
 
 /// One enabled provider and its lifecycle flags.
-#[derive(Debug, Clone)]
 pub struct ProviderRegistration {
-    pub id: SmolStr,
-    pub kind: ProviderKind,
+    pub config: ProviderConfig,
     /// The runtime provider id: the config id, except `cli` for the fake provider (§8.1).
     pub runtime_id: SmolStr,
+    /// The runtime kind (`cli` for the fake provider).
+    pub runtime_kind: &'static str,
+    pub provider: Option<Rc<Provider>>,
     pub started: bool,
     pub healthy: bool,
     pub last_error: Option<String>,
+}
+
+impl ProviderRegistration {
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
 }
 
 /// A parsed webhook request handed to a provider.
@@ -33,11 +129,13 @@ pub struct WebhookRequest<'a> {
     pub raw_body: &'a str,
 }
 
-/// What a provider returns for an accepted webhook.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebhookOutcome {
+/// What a provider made of an accepted webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookOutcome {
+    /// A message for the inbound pipeline.
+    Message(Box<InboundMessage>),
     /// Slack's `url_verification` challenge, answered as `200 {"challenge": …}`.
-    pub challenge: Option<String>,
+    Challenge(String),
 }
 
 /// The error classes of `channelWebhookErrorCode` (§2.5); the detail is for logs, never the response.
@@ -63,7 +161,6 @@ impl WebhookError {
 }
 
 /// All registrations, in config order.
-#[derive(Debug, Clone)]
 pub struct ProviderRegistry {
     registrations: Vec<ProviderRegistration>,
 }
@@ -72,13 +169,17 @@ impl ProviderRegistry {
     pub fn new(config: &Config) -> Self {
         let registrations = config
             .enabled_providers()
-            .map(|p| ProviderRegistration {
-                id: p.id.clone(),
-                kind: p.kind,
-                runtime_id: if p.kind == ProviderKind::Fake { SmolStr::new_static("cli") } else { p.id.clone() },
-                started: false,
-                healthy: false,
-                last_error: None,
+            .map(|p| {
+                let fake = p.kind == ProviderKind::Fake;
+                ProviderRegistration {
+                    config: p.clone(),
+                    runtime_id: if fake { SmolStr::new_static("cli") } else { p.id.clone() },
+                    runtime_kind: if fake { "cli" } else { p.kind.as_str() },
+                    provider: None,
+                    started: false,
+                    healthy: false,
+                    last_error: None,
+                }
             })
             .collect();
         Self { registrations }
@@ -88,19 +189,38 @@ impl ProviderRegistry {
         &self.registrations
     }
 
+    pub fn get(&self, id: &str) -> Option<&ProviderRegistration> {
+        self.registrations.iter().find(|r| r.id() == id)
+    }
+
     pub fn is_registered(&self, id: &str) -> bool {
-        self.registrations.iter().any(|r| r.id == id)
+        self.get(id).is_some()
+    }
+
+    /// The first started, healthy registration for a channel binding (deliveries route by binding).
+    pub fn for_binding(&self, channel_binding_id: &str) -> Option<&ProviderRegistration> {
+        self.registrations.iter().find(|r| r.config.channel_binding_id == channel_binding_id)
     }
 
     /// Starts providers in config order, isolating failures (§3.8).
-    pub fn start_all(&mut self, metrics: &Metrics) {
+    pub fn start_all(&mut self, metrics: &Metrics, factory: &ProviderFactory, body_cap: usize) {
         for registration in &mut self.registrations {
-            metrics.set_provider_state(&registration.id, ProviderState::Starting);
-            registration.started = false;
-            registration.healthy = false;
-            registration.last_error = Some(format!("The {} provider is not implemented in this build yet.", registration.kind.as_str()));
-            metrics.set_provider_state(&registration.id, state_of(registration));
-            tracing::warn!(provider = %registration.id, kind = registration.kind.as_str(), "provider cannot start: not implemented in this build");
+            metrics.set_provider_state(registration.id(), ProviderState::Starting);
+            match factory.build(&registration.config, body_cap) {
+                Some(provider) => {
+                    registration.provider = Some(Rc::new(provider));
+                    registration.started = true;
+                    registration.healthy = true;
+                    registration.last_error = None;
+                }
+                None => {
+                    registration.started = false;
+                    registration.healthy = false;
+                    registration.last_error = Some(format!("The {} provider is not implemented in this build yet.", registration.config.kind.as_str()));
+                    tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), "provider cannot start: not implemented in this build");
+                }
+            }
+            metrics.set_provider_state(registration.id(), state_of(registration));
         }
     }
 
@@ -109,18 +229,19 @@ impl ProviderRegistry {
         for registration in self.registrations.iter_mut().rev() {
             registration.started = false;
             registration.healthy = false;
-            metrics.set_provider_state(&registration.id, ProviderState::Stopped);
+            registration.provider = None;
+            metrics.set_provider_state(registration.id(), ProviderState::Stopped);
         }
     }
 
-    /// Marks a registration started and healthy, standing in for a channel implementation in
-    /// tests of the readiness rules.
-    #[cfg(test)]
-    pub fn mark_healthy_for_tests(&mut self, id: &str) {
-        if let Some(registration) = self.registrations.iter_mut().find(|r| r.id == id) {
-            registration.started = true;
-            registration.healthy = true;
-            registration.last_error = None;
+    /// Marks a provider degraded or recovered (the delivery circuit breaker uses this).
+    pub fn set_health(&mut self, id: &str, healthy: bool, error: Option<String>, metrics: &Metrics) {
+        if let Some(registration) = self.registrations.iter_mut().find(|r| r.config.id == id) {
+            if registration.started {
+                registration.healthy = healthy;
+                registration.last_error = error;
+                metrics.set_provider_state(id, state_of(registration));
+            }
         }
     }
 
@@ -134,8 +255,8 @@ impl ProviderRegistry {
             .iter()
             .map(|r| {
                 json!({
-                    "id": r.id,
-                    "kind": r.kind.as_str(),
+                    "id": r.config.id,
+                    "kind": r.config.kind.as_str(),
                     "provider": r.runtime_id,
                     "started": r.started,
                     "healthy": r.healthy,
@@ -145,17 +266,21 @@ impl ProviderRegistry {
             .collect()
     }
 
-    /// Dispatches a webhook to its provider (§2.5 registry behaviour).
-    pub fn handle_webhook(&self, provider_id: &str, _request: WebhookRequest<'_>) -> Result<WebhookOutcome, WebhookError> {
-        let Some(registration) = self.registrations.iter().find(|r| r.id == provider_id) else {
+    /// Turns a webhook into an inbound message (§2.5 registry behaviour).
+    pub fn handle_webhook(&self, provider_id: &str, request: WebhookRequest<'_>, now_ms: u64) -> Result<WebhookOutcome, WebhookError> {
+        let Some(registration) = self.get(provider_id) else {
             return Err(WebhookError::new(WebhookErrorCode::NotFound, format!("Gateway webhook provider {provider_id} was not found.")));
         };
-        if registration.kind == ProviderKind::Cli {
+        if registration.config.kind == ProviderKind::Cli {
             return Err(WebhookError::new(WebhookErrorCode::NotFound, format!("Gateway provider {provider_id} does not expose a webhook endpoint.")));
         }
-        // No channel implementation can start in this build, so no registration is ever started
-        // and healthy; upstream answers that state with 502.
-        Err(WebhookError::new(WebhookErrorCode::Upstream, format!("Gateway provider {provider_id} is not started and healthy.")))
+        if !(registration.started && registration.healthy) {
+            return Err(WebhookError::new(WebhookErrorCode::Upstream, format!("Gateway provider {provider_id} is not started and healthy.")));
+        }
+        match registration.provider.as_deref() {
+            Some(Provider::Fake(_)) => Ok(WebhookOutcome::Message(Box::new(fake::inbound_from_webhook(request.payload, now_ms)))),
+            _ => Err(WebhookError::new(WebhookErrorCode::Upstream, format!("Gateway provider {provider_id} has no webhook handler in this build."))),
+        }
     }
 }
 
@@ -179,35 +304,36 @@ mod tests {
             ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
             ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
             ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            (
-                "OPEN_COWORK_GATEWAY_PROVIDERS",
-                r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#,
-            ),
+            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"slack","kind":"slack","channelBindingId":"s","credentials":{"botToken":"xoxb-1","signingSecret":"x"}},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#),
         ]);
         resolve(&json!({}), &env).unwrap()
     }
 
     #[test]
-    fn registry_reports_unimplemented_providers_as_failed_and_dispatches_by_rule() {
+    fn registry_starts_what_this_build_implements_and_dispatches_by_rule() {
         let config = config();
         let metrics = Metrics::new(&config);
         let mut registry = ProviderRegistry::new(&config);
-        assert_eq!(registry.registrations().len(), 2, "disabled providers are not registered");
+        assert_eq!(registry.registrations().len(), 3, "disabled providers are not registered");
         assert_eq!(registry.registrations()[0].runtime_id, "cli", "the fake provider runs as cli");
-        registry.start_all(&metrics);
-        assert!(!registry.any_healthy());
-        assert_eq!(metrics.provider_state("fake"), Some(ProviderState::Failed));
+        let factory = ProviderFactory { cli_output: Box::new(|| (CliOutputMode::Json, Box::new(std::io::sink()))) };
+        registry.start_all(&metrics, &factory, 1024);
+        assert!(registry.any_healthy());
+        assert_eq!(metrics.provider_state("fake"), Some(ProviderState::Healthy));
+        assert_eq!(metrics.provider_state("slack"), Some(ProviderState::Failed));
         let status = registry.status_json();
         assert_eq!(status[0]["provider"], "cli");
-        assert_eq!(status[0]["error"], "The fake provider is not implemented in this build yet.");
+        assert_eq!(status[2]["error"], "The slack provider is not implemented in this build yet.");
+        assert_eq!(registry.for_binding("c").map(|r| r.id()), Some("cli"));
 
         let headers = HeaderMap::new();
-        let payload = json!({});
+        let payload = json!({"text": "hi"});
         let request = || WebhookRequest { payload: &payload, headers: &headers, raw_body: "{}" };
-        assert_eq!(registry.handle_webhook("missing", request()).unwrap_err().code, WebhookErrorCode::NotFound);
-        assert_eq!(registry.handle_webhook("webhook-off", request()).unwrap_err().code, WebhookErrorCode::NotFound);
-        assert_eq!(registry.handle_webhook("cli", request()).unwrap_err().code, WebhookErrorCode::NotFound);
-        assert_eq!(registry.handle_webhook("fake", request()).unwrap_err().code, WebhookErrorCode::Upstream);
+        assert_eq!(registry.handle_webhook("missing", request(), 0).unwrap_err().code, WebhookErrorCode::NotFound);
+        assert_eq!(registry.handle_webhook("webhook-off", request(), 0).unwrap_err().code, WebhookErrorCode::NotFound);
+        assert_eq!(registry.handle_webhook("cli", request(), 0).unwrap_err().code, WebhookErrorCode::NotFound);
+        assert_eq!(registry.handle_webhook("slack", request(), 0).unwrap_err().code, WebhookErrorCode::Upstream);
+        assert!(matches!(registry.handle_webhook("fake", request(), 0), Ok(WebhookOutcome::Message(_))));
 
         registry.stop_all(&metrics);
         assert_eq!(metrics.provider_state("cli"), Some(ProviderState::Stopped));

@@ -2,20 +2,25 @@
 //! rate limiter, the Cloud delivery interface and the shutdown handle. Everything runs on one
 //! thread, so the state is an `Rc` with `RefCell`s and nothing is locked.
 
+pub mod deliveries;
+pub mod inbound;
+pub mod interactions;
 pub mod readiness;
+pub mod sessions;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
 
+use crate::cloud::client::CloudClient;
 use crate::cloud::DeliveryOperations;
 use crate::config::Config;
 use crate::http::client_ip::Cidr;
 use crate::http::rate_limit::RateLimiter;
 use crate::logging::WarnLimiter;
 use crate::metrics::Metrics;
-use crate::providers::ProviderRegistry;
+use crate::providers::{ProviderFactory, ProviderRegistry};
 use crate::shutdown::Shutdown;
 use readiness::{Condition, Readiness};
 
@@ -33,6 +38,11 @@ pub struct Gateway {
     pub rate_limiter: RefCell<RateLimiter>,
     /// `None` until a Cloud client is attached: the delivery routes then answer 503.
     pub cloud: Option<Rc<dyn DeliveryOperations>>,
+    /// The Cloud client the pipelines use (the same object as `cloud` in a running daemon).
+    pub client: Option<Rc<CloudClient>>,
+    /// The open session streams.
+    pub sessions: RefCell<sessions::SessionStreams>,
+    factory: ProviderFactory,
     pub shutdown: Shutdown,
     /// `server.trustedProxyCidrs`, parsed once; entries that do not parse never match (§1.3).
     pub trusted_proxies: Vec<Cidr>,
@@ -43,7 +53,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway without pipelines (the operator routes only), for tests of those routes.
     pub fn new(config: Config, cloud: Option<Rc<dyn DeliveryOperations>>) -> Rc<Self> {
+        Self::build(config, cloud, None, ProviderFactory::default())
+    }
+
+    /// A gateway whose pipelines talk to Cloud through `client`.
+    pub fn with_client(config: Config, client: Rc<CloudClient>, factory: ProviderFactory) -> Rc<Self> {
+        Self::build(config, Some(Rc::clone(&client) as Rc<dyn DeliveryOperations>), Some(client), factory)
+    }
+
+    fn build(config: Config, cloud: Option<Rc<dyn DeliveryOperations>>, client: Option<Rc<CloudClient>>, factory: ProviderFactory) -> Rc<Self> {
         let metrics = Metrics::new(&config);
         let providers = ProviderRegistry::new(&config);
         let mut readiness = Readiness::default();
@@ -61,6 +81,9 @@ impl Gateway {
             readiness: RefCell::new(readiness),
             rate_limiter: RefCell::new(RateLimiter::default()),
             cloud,
+            client,
+            sessions: RefCell::new(sessions::SessionStreams::default()),
+            factory,
             shutdown: Shutdown::new(),
             trusted_proxies: config_cidrs,
             warnings: WarnLimiter::new(std::time::Duration::from_secs(60)),
@@ -76,12 +99,14 @@ impl Gateway {
 
     /// Starts the providers and marks the runtime started (§3.9 step 3.1).
     pub fn start(&self) {
-        self.providers.borrow_mut().start_all(&self.metrics);
+        self.providers.borrow_mut().start_all(&self.metrics, &self.factory, self.config.server.max_request_body_bytes);
         self.started.set(true);
     }
 
-    /// Stops providers in reverse order and clears `started`.
+    /// Closes session streams, stops providers in reverse order and clears `started`.
     pub fn stop(&self) {
+        self.sessions.borrow_mut().close_all();
+        self.metrics.set_gauge(crate::metrics::Stat::SessionStreams, 0);
         self.providers.borrow_mut().stop_all(&self.metrics);
         self.started.set(false);
     }

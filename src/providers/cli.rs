@@ -1,0 +1,233 @@
+//! The CLI provider (providers.md §10): lines on stdin in, JSON lines on stdout out. The
+//! `demo` command uses its text output mode, which prints replies for a person instead.
+
+use std::cell::RefCell;
+use std::io::Write;
+
+use serde_json::{json, Map, Value};
+use smol_str::SmolStr;
+
+use super::types::*;
+
+/// How outbound messages are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CliOutputMode {
+    /// One JSON object per line (the upstream protocol).
+    Json,
+    /// Plain text for a person at a terminal.
+    Text,
+}
+
+pub struct CliProvider {
+    id: SmolStr,
+    capabilities: Capabilities,
+    mode: CliOutputMode,
+    out: RefCell<Box<dyn Write>>,
+    sent: std::cell::Cell<u64>,
+}
+
+impl CliProvider {
+    pub fn new(id: SmolStr, mode: CliOutputMode, out: Box<dyn Write>) -> Self {
+        Self {
+            id,
+            capabilities: Capabilities {
+                message_editing: false,
+                inline_buttons: false,
+                file_downloads: false,
+                max_text_length: 12_000,
+                max_buttons_per_message: 0,
+                max_button_rows: 0,
+                max_button_token_bytes: 0,
+                max_file_bytes: 10 * 1024 * 1024,
+            },
+            mode,
+            out: RefCell::new(out),
+            sent: std::cell::Cell::new(0),
+        }
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn write_line(&self, line: &str) -> Result<(), SendError> {
+        let mut out = self.out.borrow_mut();
+        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| SendError::transient(format!("CLI output failed: {e}")))
+    }
+
+    fn envelope(&self, kind: &str) -> Map<String, Value> {
+        let mut line = Map::new();
+        line.insert("provider".into(), Value::from(self.id.as_str()));
+        line.insert("providerKind".into(), Value::from("cli"));
+        line.insert("type".into(), Value::from(kind));
+        line
+    }
+
+    pub fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+        let allowed = target.provider_kind == "cli" || target.provider == "cli" || target.provider.starts_with("cli-");
+        if !allowed {
+            return Err(SendError::permanent(format!("CLI provider cannot deliver target for provider {}.", target.provider)));
+        }
+        if target.chat_id.trim().is_empty() {
+            return Err(SendError::permanent("CLI target.chatId is required."));
+        }
+        self.sent.set(self.sent.get() + 1);
+        let message_id = format!("cli-{}", self.sent.get());
+        match self.mode {
+            CliOutputMode::Text => self.write_line(text)?,
+            CliOutputMode::Json => {
+                let mut line = self.envelope("text");
+                line.insert("target".into(), json!(target));
+                line.insert("messageId".into(), Value::from(message_id.clone()));
+                if let Some(id) = options.delivery_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                    line.insert("providerDeliveryId".into(), Value::from(id));
+                }
+                line.insert("sentAt".into(), Value::from(crate::time::iso_now()));
+                line.insert("text".into(), Value::from(text));
+                self.write_line(&Value::Object(line).to_string())?;
+            }
+        }
+        Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: options.delivery_id.clone() })
+    }
+
+    pub fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        match self.mode {
+            CliOutputMode::Text => self.write_line(&format!("({text})")),
+            CliOutputMode::Json => {
+                let mut line = self.envelope("answer_interaction");
+                line.insert("interactionId".into(), Value::from(interaction_id));
+                line.insert("text".into(), Value::from(text));
+                self.write_line(&Value::Object(line).to_string())
+            }
+        }
+    }
+
+    /// Reports a failed input line, as upstream does, and keeps reading.
+    pub fn report_error(&self, error: &str) {
+        let result = match self.mode {
+            CliOutputMode::Text => self.write_line(&format!("error: {error}")),
+            CliOutputMode::Json => {
+                let mut line = self.envelope("error");
+                line.insert("error".into(), Value::from(error));
+                self.write_line(&Value::Object(line).to_string())
+            }
+        };
+        if let Err(failure) = result {
+            tracing::warn!(%failure, "cannot write to the CLI output");
+        }
+    }
+}
+
+/// Parses one stdin line into a message (providers.md §10.1); `None` for a blank line.
+pub fn parse_line(provider_id: &str, line: &str, now_ms: u64) -> Option<Result<InboundMessage, String>> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    let payload: Value = if line.starts_with('{') {
+        match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(error) => return Some(Err(format!("CLI input is not valid JSON: {error}"))),
+        }
+    } else {
+        json!({"text": line})
+    };
+    Some(message_from_payload(provider_id, payload, now_ms))
+}
+
+fn message_from_payload(provider_id: &str, payload: Value, now_ms: u64) -> Result<InboundMessage, String> {
+    let text_field = |key: &str| payload.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let id = text_field("id").unwrap_or_else(crate::providers::random_id);
+    let text = text_field("text").unwrap_or_default();
+    let raw_text = text_field("rawText").unwrap_or_else(|| text.clone());
+    let mut words = text.strip_prefix('/').map(|rest| rest.split_whitespace()).into_iter().flatten();
+    let command = words.next().filter(|verb| {
+        let bytes = verb.as_bytes();
+        !bytes.is_empty() && bytes[0].is_ascii_alphabetic() && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+    });
+    let interaction = match payload.get("interaction") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(value) => {
+            let id = value.get("id").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+            let token = value.get("token").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+            let (Some(id), Some(token)) = (id, token) else { return Err("CLI interaction requires id and token.".into()) };
+            Some(InteractionRef { id: id.into(), token: token.into(), kind: if value.get("kind").and_then(Value::as_str) == Some("button") { "button" } else { "command" } })
+        }
+    };
+    let attachment_count = match payload.get("attachments") {
+        Some(Value::Array(items)) => {
+            if items.iter().any(|a| a.get("filename").and_then(Value::as_str).is_none_or(|f| f.trim().is_empty())) {
+                return Err("CLI attachment.filename is required.".into());
+            }
+            items.len()
+        }
+        _ => 0,
+    };
+    let user = text_field("userId").unwrap_or_else(|| "cli-user".into());
+    Ok(InboundMessage {
+        provider_event_id: Some(id.clone()),
+        provider_message_id: Some(id.clone()),
+        id,
+        provider: provider_id.into(),
+        target: ChannelTarget {
+            provider: provider_id.into(),
+            provider_kind: "cli".into(),
+            chat_id: text_field("chatId").unwrap_or_else(|| "local-cli".into()),
+            is_direct: Some(true),
+            thread_id: text_field("threadId"),
+            user_id: text_field("userId"),
+            message_id: None,
+        },
+        sender: Sender { provider_user_id: user, username: text_field("username"), display_name: text_field("displayName") },
+        is_command: command.is_some(),
+        command: command.map(str::to_ascii_lowercase),
+        text,
+        raw_text,
+        attachment_count,
+        interaction,
+        received_at_ms: now_ms,
+        raw: payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_map_as_upstream() {
+        let hello = parse_line("cli", "hello", 1).unwrap().unwrap();
+        assert_eq!((hello.text.as_str(), hello.target.chat_id.as_str(), hello.sender.provider_user_id.as_str()), ("hello", "local-cli", "cli-user"));
+        let approve = parse_line("cli", r#"{"id":"msg-1","chatId":"terminal-1","userId":"operator","text":"/approve token-1","interaction":{"id":"interaction-1","token":"token-1"}}"#, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!((approve.command.as_deref(), approve.interaction.as_ref().unwrap().kind), (Some("approve"), "command"));
+        assert_eq!(approve.provider_event_id(), "msg-1");
+        assert!(parse_line("cli", "   ", 1).is_none());
+        assert!(parse_line("cli", "{oops", 1).unwrap().is_err());
+        assert_eq!(parse_line("cli", r#"{"interaction":{"id":"x"}}"#, 1).unwrap().unwrap_err(), "CLI interaction requires id and token.");
+    }
+
+    #[test]
+    fn json_output_lines() {
+        #[derive(Clone, Default)]
+        struct Shared(std::rc::Rc<RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Shared::default();
+        let cli = CliProvider::new("cli".into(), CliOutputMode::Json, Box::new(buffer.clone()));
+        let target = ChannelTarget { provider: "cli".into(), provider_kind: "cli".into(), chat_id: "local-cli".into(), ..ChannelTarget::default() };
+        cli.send_text(&target, "hi", &SendOptions { delivery_id: Some("d1".into()) }).unwrap();
+        let line: Value = serde_json::from_slice(buffer.0.borrow().split(|b| *b == b'\n').next().unwrap()).unwrap();
+        assert_eq!((line["type"].as_str(), line["text"].as_str(), line["providerDeliveryId"].as_str()), (Some("text"), Some("hi"), Some("d1")));
+        let other = ChannelTarget { provider: "telegram".into(), provider_kind: "telegram".into(), chat_id: "c".into(), ..ChannelTarget::default() };
+        assert!(cli.send_text(&other, "x", &SendOptions::default()).is_err());
+    }
+}

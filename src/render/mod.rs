@@ -1,0 +1,396 @@
+//! Rendering Cloud session events for a channel (gateway.md §3.5): assistant text (streamed by
+//! edits where the channel can edit, else by new suffixes, chunked), tool progress, approval and
+//! question prompts with buttons or text-token fallback, and artifact links. Everything else only
+//! advances the cursor. Delivery payloads are turned into text here too (§8.17).
+
+pub mod text;
+
+use serde_json::Value;
+
+use crate::cloud::client::{CloudClient, CreateInteraction};
+use crate::cloud::types::{SessionBindingRecord, SessionEvent};
+use crate::cloud::CloudError;
+use crate::providers::{Button, ChannelTarget, Provider, SendError, SendErrorKind, SendOptions};
+use text::{base64url_encode, chunk_text, merge_streaming_text, sanitize, truncate, utf16_len};
+
+/// Render-state entries kept per kind (upstream's LRU cap).
+const STATE_CAP: usize = 512;
+
+/// A small map that keeps the most recently set `cap` entries.
+#[derive(Debug)]
+struct Recent<V> {
+    entries: Vec<(String, V)>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Self { entries: Vec::new() }
+    }
+}
+
+impl<V> Recent<V> {
+    fn get(&self, key: &str) -> Option<&V> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn set(&mut self, key: String, value: V) {
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push((key, value));
+        if self.entries.len() > STATE_CAP {
+            self.entries.remove(0);
+        }
+    }
+}
+
+/// What a binding's renders remember: the provider message of each streamed assistant message
+/// and tool call, and which artifacts were shown.
+#[derive(Debug, Default)]
+pub struct RenderState {
+    assistant: Recent<(Option<String>, String)>,
+    tools: Recent<(Option<String>, String)>,
+    artifacts: Recent<u64>,
+}
+
+/// The outcome of rendering one event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rendered {
+    /// Something was sent or edited.
+    pub handled: bool,
+    /// The provider message id to store as `lastChatMessageId`.
+    pub last_chat_message_id: Option<String>,
+}
+
+/// Why a render failed; `transient` decides retry versus skip.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RenderError {
+    pub transient: bool,
+    pub message: String,
+}
+
+impl From<SendError> for RenderError {
+    fn from(error: SendError) -> Self {
+        Self { transient: !matches!(error.kind, SendErrorKind::Permanent), message: error.message }
+    }
+}
+
+impl From<CloudError> for RenderError {
+    fn from(error: CloudError) -> Self {
+        Self { transient: error.is_retryable(), message: error.to_string() }
+    }
+}
+
+/// Everything a render needs about where it goes.
+pub struct RenderContext<'a> {
+    pub client: &'a CloudClient,
+    pub provider: &'a Provider,
+    pub binding: &'a SessionBindingRecord,
+    pub target: ChannelTarget,
+}
+
+fn payload_text<'a>(payload: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| payload.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
+}
+
+/// The session event types that render something (`channelRenderable`).
+pub const RENDERED_EVENT_TYPES: [&str; 6] = ["assistant.message", "tool.call", "permission.requested", "question.asked", "artifact.created", "artifact.updated"];
+
+pub async fn render_event(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+    match event.event_type.as_str() {
+        "assistant.message" => render_assistant(context, state, event).await,
+        "tool.call" => render_tool(context, state, event).await,
+        "permission.requested" => render_permission(context, event).await,
+        "question.asked" => render_question(context, event).await,
+        "artifact.created" | "artifact.updated" => render_artifact(context, state, event).await,
+        _ => Ok(Rendered::default()),
+    }
+}
+
+async fn send_chunks(context: &RenderContext<'_>, text: &str) -> Result<Option<String>, RenderError> {
+    let mut last = None;
+    for chunk in chunk_text(text, context.provider.capabilities().max_text_length) {
+        last = Some(context.provider.send_text(&context.target, &chunk, &SendOptions::default()).await?.message_id);
+    }
+    Ok(last)
+}
+
+fn fits(context: &RenderContext<'_>, text: &str) -> bool {
+    utf16_len(text) <= context.provider.capabilities().max_text_length
+}
+
+async fn render_assistant(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+    let payload = &event.payload;
+    let key = payload_text(payload, &["messageId", "id"])
+        .map(str::to_owned)
+        .or_else(|| event.rest.get("entityId").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| format!("{}:assistant:{}", if event.session_id.is_empty() { "session" } else { &event.session_id }, event.sequence));
+    let Some(content) = payload_text(payload, &["content", "text", "message"]).map(|c| c.trim().trim_end().to_owned()) else {
+        return Ok(Rendered::default());
+    };
+    let (existing_id, existing_text) = state.assistant.get(&key).cloned().unwrap_or((None, String::new()));
+    let next = merge_streaming_text(&existing_text, &content);
+    if next == existing_text {
+        return Ok(Rendered { handled: false, last_chat_message_id: existing_id });
+    }
+    let editable = context.provider.capabilities().message_editing;
+    let message_id = match (&existing_id, editable && fits(context, &next)) {
+        (Some(id), true) => {
+            context.provider.edit_text(&context.target, id, &next).await?;
+            Some(id.clone())
+        }
+        (None, true) => Some(context.provider.send_text(&context.target, &next, &SendOptions::default()).await?.message_id),
+        _ => {
+            let suffix = next.strip_prefix(existing_text.as_str()).map(str::trim_start).unwrap_or(&next);
+            send_chunks(context, suffix).await?.or(existing_id)
+        }
+    };
+    state.assistant.set(key, (message_id.clone(), next));
+    Ok(Rendered { handled: true, last_chat_message_id: message_id })
+}
+
+async fn render_tool(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+    let payload = &event.payload;
+    let key = payload_text(payload, &["id", "callId", "toolCallId"]).map(str::to_owned).unwrap_or_else(|| format!("{}:tool:{}", event.session_id, event.sequence));
+    let status = match payload.get("status").and_then(Value::as_str).unwrap_or("") {
+        "complete" | "completed" | "success" => "complete",
+        "error" | "failed" | "failure" => "error",
+        _ => "running",
+    };
+    let name = sanitize(payload_text(payload, &["name", "tool"]).unwrap_or("tool"), 120);
+    let mut summary = match status {
+        "complete" => format!("Tool complete: {name}"),
+        "error" => format!("Tool failed: {name}"),
+        _ => format!("Tool running: {name}"),
+    };
+    if status == "error" {
+        if let Some(detail) = payload_text(payload, &["error", "message", "summary"]) {
+            summary.push('\n');
+            summary.push_str(&sanitize(detail, 320));
+        }
+    }
+    let (existing_id, existing_summary) = state.tools.get(&key).cloned().unwrap_or((None, String::new()));
+    if existing_summary == summary {
+        return Ok(Rendered { handled: false, last_chat_message_id: existing_id });
+    }
+    let max = context.provider.capabilities().max_text_length;
+    let message_id = match &existing_id {
+        Some(id) if context.provider.capabilities().message_editing && fits(context, &summary) => {
+            context.provider.edit_text(&context.target, id, &summary).await?;
+            id.clone()
+        }
+        _ => context.provider.send_text(&context.target, &truncate(&summary, max), &SendOptions::default()).await?.message_id,
+    };
+    state.tools.set(key, (Some(message_id.clone()), summary));
+    Ok(Rendered { handled: true, last_chat_message_id: Some(message_id) })
+}
+
+/// Issues a Cloud interaction for a prompt and returns its plaintext token.
+async fn issue_interaction(context: &RenderContext<'_>, event: &SessionEvent, kind: &'static str, target_id: &str) -> Result<String, RenderError> {
+    let random: Vec<u8> = (0..9).map(|_| fastrand::u8(..)).collect();
+    let binding = context.binding;
+    let issued = context
+        .client
+        .create_interaction(&CreateInteraction {
+            agent_id: binding.rest.get("agentId").and_then(Value::as_str).unwrap_or_default().into(),
+            session_id: if event.session_id.is_empty() { binding.session_id.clone() } else { event.session_id.clone() },
+            session_binding_id: binding.binding_id.clone(),
+            provider: binding.provider.clone(),
+            kind,
+            target_id: target_id.to_owned(),
+            interaction_id: format!("gw_{kind}_{}", base64url_encode(&random)),
+        })
+        .await?;
+    Ok(issued.plaintext_token)
+}
+
+/// Whether the channel can show these buttons with this text.
+fn buttons_fit(context: &RenderContext<'_>, text: &str, rows: &[Vec<Button>]) -> bool {
+    let capabilities = context.provider.capabilities();
+    capabilities.inline_buttons
+        && fits(context, text)
+        && rows.len() <= capabilities.max_button_rows
+        && rows.iter().map(Vec::len).sum::<usize>() <= capabilities.max_buttons_per_message
+        && rows.iter().flatten().all(|b| !b.label.is_empty() && b.token.len() <= capabilities.max_button_token_bytes)
+}
+
+async fn send_prompt(context: &RenderContext<'_>, text: &str, rows: Vec<Vec<Button>>, fallback: String) -> Result<Rendered, RenderError> {
+    let message_id = if !rows.is_empty() && buttons_fit(context, text, &rows) {
+        Some(context.provider.send_buttons(&context.target, text, &rows).await?.message_id)
+    } else {
+        send_chunks(context, &fallback).await?
+    };
+    Ok(Rendered { handled: true, last_chat_message_id: message_id })
+}
+
+async fn render_permission(context: &RenderContext<'_>, event: &SessionEvent) -> Result<Rendered, RenderError> {
+    let payload = &event.payload;
+    let Some(permission_id) = payload_text(payload, &["permissionId", "id"]) else { return Ok(Rendered::default()) };
+    let token = issue_interaction(context, event, "permission", permission_id).await?;
+    let title = sanitize(payload_text(payload, &["title"]).unwrap_or("Permission requested"), 160);
+    let mut text = title;
+    if let Some(description) = payload_text(payload, &["description", "summary", "tool"]) {
+        text.push('\n');
+        text.push_str(&sanitize(description, 320));
+    }
+    let rows = vec![vec![
+        Button { label: "Approve".into(), token: format!("apv:{token}"), style: "success" },
+        Button { label: "Deny".into(), token: format!("den:{token}"), style: "danger" },
+    ]];
+    let fallback = format!("{text}\n/approve {token}\n/deny {token}");
+    send_prompt(context, &text, rows, fallback).await
+}
+
+struct Question {
+    header: Option<String>,
+    question: String,
+    options: Vec<(String, Option<String>)>,
+    multiple: bool,
+}
+
+fn read_questions(payload: &Value) -> Vec<Question> {
+    let Some(items) = payload.get("questions").and_then(Value::as_array) else {
+        return payload_text(payload, &["question", "prompt"])
+            .map(|q| vec![Question { header: payload_text(payload, &["title"]).map(str::to_owned), question: q.to_owned(), options: Vec::new(), multiple: false }])
+            .unwrap_or_default();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let question = payload_text(item, &["question", "prompt", "text"])?.to_owned();
+            let options = item
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|options| {
+                    options
+                        .iter()
+                        .filter_map(|o| match o {
+                            Value::String(label) => Some((label.clone(), None)),
+                            other => {
+                                let label = payload_text(other, &["label"]).or_else(|| payload_text(other, &["description"]))?.to_owned();
+                                Some((label, payload_text(other, &["description"]).map(str::to_owned).filter(|_| other.get("label").is_some())))
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(Question { header: payload_text(item, &["header"]).map(str::to_owned), question, options, multiple: item.get("multiple") == Some(&Value::Bool(true)) })
+        })
+        .collect()
+}
+
+async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> Result<Rendered, RenderError> {
+    let payload = &event.payload;
+    let Some(request_id) = payload_text(payload, &["requestId", "requestID", "id"]) else { return Ok(Rendered::default()) };
+    let token = issue_interaction(context, event, "question", request_id).await?;
+    let questions = read_questions(payload);
+    let several = questions.len() > 1;
+    let text = if questions.is_empty() {
+        "Question requested".to_owned()
+    } else {
+        questions
+            .iter()
+            .enumerate()
+            .map(|(index, q)| {
+                let default_header = if several { format!("Question {}", index + 1) } else { "Question requested".to_owned() };
+                let mut block = format!("{}\n{}", sanitize(q.header.as_deref().unwrap_or(&default_header), 120), sanitize(&q.question, 320));
+                for (label, description) in &q.options {
+                    match description {
+                        Some(d) => block.push_str(&format!("\n- {}: {}", sanitize(label, 80), sanitize(d, 120))),
+                        None => block.push_str(&format!("\n- {}", sanitize(label, 80))),
+                    }
+                }
+                block
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    };
+    let rows = match questions.as_slice() {
+        [only] if !only.multiple && !only.options.is_empty() => vec![
+            only.options.iter().map(|(label, _)| Button { label: sanitize(label, 40), token: format!("ans:{}:{token}", base64url_encode(label.as_bytes())), style: "primary" }).collect(),
+            vec![Button { label: "Reject".into(), token: format!("rej:{token}"), style: "danger" }],
+        ],
+        _ => Vec::new(),
+    };
+    let fallback = format!("{text}\n/answer {token} <response>\n/reject {token}");
+    send_prompt(context, &text, rows, fallback).await
+}
+
+async fn render_artifact(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+    let payload = &event.payload;
+    let from_path = payload_text(payload, &["filePath"])
+        .and_then(|p| p.strip_prefix("cloud-artifact://"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(crate::http::router::percent_decode);
+    let Some(artifact_id) = payload_text(payload, &["artifactId", "cloudArtifactId", "id"])
+        .map(str::to_owned)
+        .or(from_path)
+        .or_else(|| event.rest.get("entityId").and_then(Value::as_str).map(str::to_owned))
+    else {
+        return Ok(Rendered::default());
+    };
+    if state.artifacts.get(&artifact_id).is_some_and(|seen| *seen >= event.sequence) {
+        return Ok(Rendered::default());
+    }
+    let filename = payload_text(payload, &["filename"])
+        .map(|f| sanitize(&f.replace(['\\', '/', ':', '\0'], "-"), 180))
+        .filter(|f| f != "." && f != "..")
+        .unwrap_or_else(|| "artifact".into());
+    let url = context.client.artifact_url(&context.binding.binding_id, &artifact_id);
+    let label = if event.event_type == "artifact.updated" {
+        let status = payload_text(payload, &["status"]).map(|s| format!(" ({s})")).unwrap_or_default();
+        sanitize(&format!("Artifact updated: {filename}{status}"), 180)
+    } else {
+        filename
+    };
+    let message_id = send_chunks(context, &format!("{label}: {url}")).await?;
+    state.artifacts.set(artifact_id, event.sequence);
+    Ok(Rendered { handled: true, last_chat_message_id: message_id })
+}
+
+/// The text of a Cloud delivery (§3.6, §8.17): `text`, else `message`, else a readable line for a
+/// workflow-run payload, else compact JSON.
+pub fn delivery_text(payload: &Value) -> String {
+    if let Some(text) = payload.get("text").and_then(Value::as_str) {
+        return text.to_owned();
+    }
+    if let Some(message) = payload.get("message").and_then(Value::as_str) {
+        return message.to_owned();
+    }
+    let field = |k: &str| payload.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
+    if let (Some(status), true) = (field("status"), payload.get("workflowId").is_some() || payload.get("runId").is_some()) {
+        let name = field("workflowId").or(field("runId")).unwrap_or("workflow");
+        let mut line = format!("Workflow {name} {status}.");
+        if let Some(detail) = field("summary").or(field("error")) {
+            line.push('\n');
+            line.push_str(&sanitize(detail, 2000));
+        }
+        return line;
+    }
+    payload.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn delivery_texts() {
+        assert_eq!(delivery_text(&json!({"text": "done", "message": "x"})), "done");
+        assert_eq!(delivery_text(&json!({"message": "failed run"})), "failed run");
+        assert_eq!(
+            delivery_text(&json!({"workflowId": "nightly", "runId": "r1", "status": "completed", "summary": "3 reports"})),
+            "Workflow nightly completed.\n3 reports"
+        );
+        assert_eq!(delivery_text(&json!({"other": 1})), "{\"other\":1}");
+    }
+
+    #[test]
+    fn questions_are_read_from_either_shape() {
+        let payload = json!({"questions": [{"header": "H", "question": "Q?", "options": ["A", {"label": "B", "description": "bee"}]}]});
+        let questions = read_questions(&payload);
+        assert_eq!(questions.len(), 1);
+        assert_eq!(questions[0].options, vec![("A".into(), None), ("B".into(), Some("bee".into()))]);
+        assert_eq!(read_questions(&json!({"question": "Legacy?", "title": "T"}))[0].header.as_deref(), Some("T"));
+    }
+}

@@ -1,0 +1,352 @@
+//! The delivery path (gateway.md §3.6, §8.5): deliveries claimed on the Cloud stream are queued
+//! per (binding, target) lane — strictly in order within a lane, concurrent across lanes up to
+//! `maxConcurrency` — sent through the binding's provider (chunked, chunk ids
+//! `<deliveryId>:chunk:<n>`) and acknowledged. Transient failures are acked `failed` with a
+//! backoff (or the provider's rate-limit delay) up to 5 attempts, then `dead`; a full queue sheds
+//! to the lease (never dropped); a sent-cache of 2,048 ids keeps a re-served delivery from going
+//! out twice; a failed `sent` ack is retried while the lease lasts, never turned into `dead`.
+//! A per-provider circuit breaker stops hammering a failing channel.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use smol_str::SmolStr;
+use tokio::sync::mpsc;
+
+use super::Gateway;
+use crate::cloud::client::{AckDelivery, CloudClient};
+use crate::cloud::DeliveryRecord;
+use crate::metrics::{bounded_channel_kind, Direction, Outcome, ProviderStat, Stat};
+use crate::net::backoff::Backoff;
+use crate::providers::{ChannelTarget, SendError, SendErrorKind, SendOptions};
+use crate::render::text::{chunk_text, sanitize};
+use crate::shutdown::WorkGuard;
+
+const SENT_CACHE: usize = 2048;
+const MAX_ATTEMPTS: u64 = 5;
+/// Consecutive transient failures that open a provider's circuit, and how long it stays open.
+const CIRCUIT_THRESHOLD: u32 = 5;
+const CIRCUIT_OPEN: Duration = Duration::from_secs(30);
+
+/// `(channelBindingId, deliveryId)`.
+type DeliveryKey = (SmolStr, SmolStr);
+
+/// The most recent sent delivery keys.
+#[derive(Default)]
+struct SentCache {
+    keys: VecDeque<DeliveryKey>,
+}
+
+impl SentCache {
+    fn contains(&self, key: &DeliveryKey) -> bool {
+        self.keys.contains(key)
+    }
+
+    fn insert(&mut self, key: DeliveryKey) {
+        self.keys.retain(|k| *k != key);
+        self.keys.push_back(key);
+        if self.keys.len() > SENT_CACHE {
+            self.keys.pop_front();
+        }
+    }
+}
+
+/// A provider's delivery circuit.
+#[derive(Default, Clone, Copy)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// State shared by the dispatcher and its send tasks.
+#[derive(Default)]
+struct Shared {
+    sent: SentCache,
+    circuits: HashMap<SmolStr, Circuit>,
+}
+
+fn target_of(delivery: &DeliveryRecord) -> &serde_json::Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
+    delivery.rest.get("target").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(serde_json::Map::new))
+}
+
+/// `<binding>\0<target keys sorted, k=v joined with &>`.
+fn lane_key(delivery: &DeliveryRecord) -> String {
+    let mut parts: Vec<String> = target_of(delivery).iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
+    parts.sort();
+    format!("{}\0{}", delivery.channel_binding_id, parts.join("&"))
+}
+
+/// The retry delay for the n-th attempt: 1 s·2ⁿ⁻¹ capped at 60 s, ±20 % jitter.
+pub fn retry_delay(attempt_count: u64) -> Duration {
+    let exponent = attempt_count.saturating_sub(1).min(16) as u32;
+    let base = (1000u64 << exponent).min(60_000) as f64;
+    Duration::from_millis((base * (0.8 + fastrand::f64() * 0.4)) as u64)
+}
+
+/// Runs until the delivery stream closes and everything queued was handled.
+pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut incoming: mpsc::Receiver<DeliveryRecord>) {
+    let max_concurrency = gateway.config.delivery.max_concurrency;
+    let cap = gateway.config.delivery.max_queue_depth.max(max_concurrency);
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let (done_tx, mut done_rx) = mpsc::channel::<(String, DeliveryKey)>(max_concurrency.max(1));
+    let mut lanes: HashMap<String, VecDeque<DeliveryRecord>> = HashMap::new();
+    let mut ready: VecDeque<String> = VecDeque::new();
+    let mut busy_lanes: HashSet<String> = HashSet::new();
+    let mut known: HashSet<DeliveryKey> = HashSet::new();
+    let (mut queued, mut active) = (0usize, 0usize);
+    let mut open = true;
+    let mut work: Option<WorkGuard> = None;
+    loop {
+        if !open && queued == 0 && active == 0 {
+            break;
+        }
+        tokio::select! {
+            delivery = incoming.recv(), if open => match delivery {
+                None => open = false,
+                Some(delivery) => {
+                    let key = (delivery.channel_binding_id.clone(), delivery.delivery_id.clone());
+                    if shared.borrow().sent.contains(&key) {
+                        gateway.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
+                        let (gateway, client) = (Rc::clone(&gateway), Rc::clone(&client));
+                        tokio::task::spawn_local(async move { ack_sent(&gateway, &client, &delivery).await });
+                    } else if known.contains(&key) {
+                        gateway.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
+                    } else if queued >= cap {
+                        // Left unacked: the lease expires and Cloud serves it again.
+                        gateway.metrics.increment(Stat::DeliverySheds);
+                    } else {
+                        let lane = lane_key(&delivery);
+                        known.insert(key);
+                        queued += 1;
+                        gateway.metrics.set_gauge(Stat::DeliveryQueueDepthMax, gateway.metrics.get(Stat::DeliveryQueueDepthMax).max(queued as u64));
+                        let backlog = lanes.entry(lane.clone()).or_default();
+                        backlog.push_back(delivery);
+                        if backlog.len() == 1 && !busy_lanes.contains(&lane) {
+                            ready.push_back(lane);
+                        }
+                    }
+                }
+            },
+            Some((lane, key)) = done_rx.recv() => {
+                active -= 1;
+                known.remove(&key);
+                busy_lanes.remove(&lane);
+                if lanes.get(&lane).is_some_and(|l| !l.is_empty()) {
+                    ready.push_back(lane);
+                } else {
+                    lanes.remove(&lane);
+                }
+            }
+        }
+        while active < max_concurrency {
+            let Some(lane) = ready.pop_front() else { break };
+            let Some(delivery) = lanes.get_mut(&lane).and_then(VecDeque::pop_front) else { continue };
+            queued -= 1;
+            active += 1;
+            busy_lanes.insert(lane.clone());
+            let key = (delivery.channel_binding_id.clone(), delivery.delivery_id.clone());
+            let (gateway, client, shared, done) = (Rc::clone(&gateway), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
+            tokio::task::spawn_local(async move {
+                handle_delivery(&gateway, &client, &shared, delivery).await;
+                let _ = done.send((lane, key)).await;
+            });
+        }
+        // In-flight or queued deliveries are work the drain waits for (up to its deadline).
+        match (queued + active > 0, work.is_some()) {
+            (true, false) => work = Some(gateway.shutdown.work_guard()),
+            (false, true) => work = None,
+            _ => {}
+        }
+    }
+}
+
+fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &str) -> ChannelTarget {
+    let target = target_of(delivery);
+    let field = |keys: &[&str]| keys.iter().find_map(|k| target.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty())).map(str::to_owned);
+    ChannelTarget {
+        provider,
+        provider_kind: provider_kind.into(),
+        chat_id: field(&["externalChatId", "chatId"]).unwrap_or_else(|| "unknown".into()),
+        is_direct: None,
+        thread_id: field(&["externalThreadId", "threadId"]),
+        user_id: field(&["externalUserId", "userId"]),
+        message_id: field(&["lastChatMessageId", "messageId"]),
+    }
+}
+
+async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &RefCell<Shared>, delivery: DeliveryRecord) {
+    let received = Instant::now();
+    gateway.metrics.increment(Stat::DeliveriesReceived);
+    let registration = gateway.providers.borrow().for_binding(&delivery.channel_binding_id).map(|r| (r.config.clone(), r.provider.clone(), r.runtime_id.clone(), r.runtime_kind, r.started && r.healthy));
+    let Some((config, provider, runtime_id, runtime_kind, healthy)) = registration else {
+        let provider_name = delivery.field_str("provider").unwrap_or("unknown").to_owned();
+        gateway.metrics.increment(Stat::Errors);
+        gateway.metrics.increment(Stat::DeliveryDeadLetters);
+        ack(client, &delivery, "dead", Some(format!("No provider registered for {provider_name}.")), None).await.ok();
+        return;
+    };
+    let id = config.id.clone();
+    let kind = bounded_channel_kind(config.kind, &config.id);
+    gateway.metrics.increment_provider(&id, ProviderStat::DeliveriesReceived);
+    gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+
+    let circuit = shared.borrow().circuits.get(&id).copied().unwrap_or_default();
+    let result = match circuit.open_until.filter(|until| *until > Instant::now()) {
+        Some(until) => Err(SendError { kind: SendErrorKind::RateLimited(until - Instant::now()), message: format!("Delivery circuit for provider {id} is open.") }),
+        None => match provider.filter(|_| healthy) {
+            None => Err(SendError::permanent(format!("Gateway provider {id} is not started or healthy."))),
+            Some(provider) => {
+                let target = channel_target(&delivery, runtime_id, runtime_kind);
+                let text = crate::render::delivery_text(delivery.rest.get("payload").unwrap_or(&Value::Null));
+                let chunks = chunk_text(&text, provider.capabilities().max_text_length);
+                let several = chunks.len() > 1;
+                let mut outcome = Ok(());
+                for (index, chunk) in chunks.iter().enumerate() {
+                    let delivery_id = if several { format!("{}:chunk:{}", delivery.delivery_id, index + 1) } else { delivery.delivery_id.to_string() };
+                    if let Err(error) = provider.send_text(&target, chunk, &SendOptions { delivery_id: Some(delivery_id) }).await {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+                outcome
+            }
+        },
+    };
+    match result {
+        Ok(()) => {
+            gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Success, Some(received.elapsed().as_secs_f64() * 1000.0));
+            close_circuit(gateway, shared, &id);
+            shared.borrow_mut().sent.insert((delivery.channel_binding_id.clone(), delivery.delivery_id.clone()));
+            if ack_sent(gateway, client, &delivery).await {
+                gateway.metrics.increment(Stat::DeliveriesSent);
+                gateway.metrics.increment_provider(&id, ProviderStat::DeliveriesSent);
+                gateway.metrics.observe_delivery_latency(&id, received.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        Err(error) => {
+            gateway.metrics.increment(Stat::Errors);
+            let (retry, delay) = match &error.kind {
+                SendErrorKind::Permanent => (false, None),
+                SendErrorKind::Transient => (delivery.attempt_count() < MAX_ATTEMPTS, Some(retry_delay(delivery.attempt_count()))),
+                SendErrorKind::RateLimited(wait) => (delivery.attempt_count() < MAX_ATTEMPTS, Some(*wait)),
+            };
+            if !matches!(error.kind, SendErrorKind::Permanent) && circuit.open_until.is_none() {
+                note_transient_failure(gateway, shared, &id);
+            }
+            let (status, outcome) = if retry { ("failed", Outcome::Retry) } else { ("dead", Outcome::Error) };
+            if retry {
+                gateway.metrics.increment(Stat::DeliveryRetries);
+                gateway.metrics.increment_provider(&id, ProviderStat::DeliveryRetries);
+            } else {
+                gateway.metrics.increment(Stat::DeliveryDeadLetters);
+                gateway.metrics.increment_provider(&id, ProviderStat::DeliveryDeadLetters);
+            }
+            let next_attempt = retry.then(|| delay.map(|d| crate::time::iso(crate::time::now_ms() + d.as_millis() as u64))).flatten();
+            if let Err(ack_error) = ack(client, &delivery, status, Some(sanitize(&error.message, 320)), next_attempt).await {
+                tracing::warn!(error = %ack_error, delivery = %delivery.delivery_id, "acknowledging a failed delivery failed; its lease will expire");
+            }
+            gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, Some(received.elapsed().as_secs_f64() * 1000.0));
+        }
+    }
+}
+
+async fn ack(client: &CloudClient, delivery: &DeliveryRecord, status: &'static str, last_error: Option<String>, next_attempt_at: Option<String>) -> Result<DeliveryRecord, crate::cloud::CloudError> {
+    client
+        .ack_delivery(
+            &delivery.delivery_id,
+            &AckDelivery { status, channel_binding_id: delivery.channel_binding_id.clone(), claimed_by: delivery.claimed_by().map(str::to_owned), last_error, next_attempt_at },
+        )
+        .await
+}
+
+/// Acks `sent`, retrying with backoff while the claim lease lasts (§8.5): the message was
+/// delivered, so it is never turned into `dead`. Returns whether Cloud took the ack.
+async fn ack_sent(gateway: &Gateway, client: &CloudClient, delivery: &DeliveryRecord) -> bool {
+    let lease_end = delivery.field_str("claimExpiresAt").and_then(crate::time::parse_iso).unwrap_or_else(|| crate::time::now_ms() + 120_000);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    loop {
+        match ack(client, delivery, "sent", None, None).await {
+            Ok(_) => return true,
+            Err(error) if error.is_retryable() && crate::time::now_ms() + backoff.ceiling().as_millis() as u64 <= lease_end => {
+                gateway.metrics.increment(Stat::Errors);
+                tokio::time::sleep(error.retry_after.unwrap_or_else(|| backoff.next_delay())).await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, delivery = %delivery.delivery_id, "the sent ack failed; a re-served copy is acked from the sent-cache, not sent again");
+                return false;
+            }
+        }
+    }
+}
+
+fn note_transient_failure(gateway: &Gateway, shared: &RefCell<Shared>, provider_id: &str) {
+    let opened = {
+        let mut shared = shared.borrow_mut();
+        let circuit = shared.circuits.entry(provider_id.into()).or_default();
+        circuit.failures += 1;
+        (circuit.failures >= CIRCUIT_THRESHOLD).then(|| {
+            circuit.open_until = Some(Instant::now() + CIRCUIT_OPEN);
+            circuit.failures
+        })
+    };
+    if let Some(failures) = opened {
+        let reason = format!("Delivery circuit open after {failures} consecutive transient failures; retrying in {} s.", CIRCUIT_OPEN.as_secs());
+        tracing::warn!(provider = provider_id, "{reason}");
+        gateway.providers.borrow_mut().set_health(provider_id, false, Some(reason), &gateway.metrics);
+    }
+}
+
+fn close_circuit(gateway: &Gateway, shared: &RefCell<Shared>, provider_id: &str) {
+    let was_open = shared.borrow_mut().circuits.remove(provider_id).is_some_and(|c| c.open_until.is_some());
+    if was_open {
+        gateway.providers.borrow_mut().set_health(provider_id, true, None, &gateway.metrics);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(target: Value) -> DeliveryRecord {
+        serde_json::from_value(json!({"deliveryId": "d", "channelBindingId": "b", "target": target})).unwrap()
+    }
+
+    #[test]
+    fn lanes_are_per_binding_and_target() {
+        assert_eq!(lane_key(&record(json!({"externalThreadId": "t", "externalChatId": "c"}))), "b\0externalChatId=c&externalThreadId=t");
+        assert_ne!(lane_key(&record(json!({"externalChatId": "c"}))), lane_key(&record(json!({"externalChatId": "d"}))));
+    }
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_cap() {
+        for _ in 0..50 {
+            let first = retry_delay(1).as_millis();
+            assert!((800..=1200).contains(&first), "{first}");
+            let capped = retry_delay(20).as_millis();
+            assert!((48_000..=72_000).contains(&capped), "{capped}");
+        }
+    }
+
+    #[test]
+    fn sent_cache_is_bounded_and_refreshes() {
+        let mut cache = SentCache::default();
+        for n in 0..(SENT_CACHE + 10) {
+            cache.insert(("b".into(), n.to_string().into()));
+        }
+        assert!(!cache.contains(&("b".into(), "0".into())));
+        assert!(cache.contains(&("b".into(), (SENT_CACHE + 9).to_string().into())));
+        assert_eq!(cache.keys.len(), SENT_CACHE);
+    }
+
+    #[test]
+    fn targets_map_from_cloud_fields() {
+        let target = channel_target(&record(json!({"externalChatId": "c1", "threadId": "t1", "lastChatMessageId": "m"})), "cli".into(), "cli");
+        assert_eq!((target.chat_id.as_str(), target.thread_id.as_deref(), target.message_id.as_deref()), ("c1", Some("t1"), Some("m")));
+        assert_eq!(channel_target(&record(json!({})), "cli".into(), "cli").chat_id, "unknown");
+    }
+}

@@ -1,0 +1,145 @@
+//! Interaction routing (gateway.md §3.3): a button token (`apv:`, `den:`, `rej:`, `ans:`) or a
+//! fallback command (`/approve`, `/allow`, `/deny`, `/reject`, `/answer`) resolves a Cloud
+//! interaction; an unknown button token fails closed as a denial.
+
+use serde_json::json;
+
+use crate::cloud::client::ResolveInteraction;
+use crate::providers::InboundMessage;
+use crate::render::text::base64url_decode;
+
+/// What the user decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+    Reject,
+    Answer(String),
+}
+
+impl Decision {
+    /// The acknowledgement shown to the user.
+    pub fn acknowledgement(&self) -> &'static str {
+        match self {
+            Decision::Approve => "Approved",
+            Decision::Deny => "Denied",
+            Decision::Reject => "Rejected",
+            Decision::Answer(_) => "Answered",
+        }
+    }
+}
+
+/// A parsed intent: the Cloud token, the decision and the id the provider acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub token: String,
+    pub decision: Decision,
+    pub external_interaction_id: String,
+}
+
+/// A button token: the prefix selects the action; anything unrecognised is a denial of the
+/// whole token (fail closed).
+pub fn parse_button_token(token: &str) -> (String, Decision) {
+    let token = token.trim();
+    if let Some(rest) = token.strip_prefix("apv:") {
+        return (rest.to_owned(), Decision::Approve);
+    }
+    if let Some(rest) = token.strip_prefix("den:") {
+        return (rest.to_owned(), Decision::Deny);
+    }
+    if let Some(rest) = token.strip_prefix("rej:") {
+        return (rest.to_owned(), Decision::Reject);
+    }
+    if let Some(rest) = token.strip_prefix("ans:") {
+        if let Some(separator) = rest.find(':').filter(|&i| i > 0) {
+            if let Some(answer) = base64url_decode(&rest[..separator]).and_then(|b| String::from_utf8(b).ok()) {
+                return (rest[separator + 1..].to_owned(), Decision::Answer(answer));
+            }
+        }
+    }
+    (token.to_owned(), Decision::Deny)
+}
+
+/// A fallback command: `/<verb> <token> [answer]`.
+pub fn parse_command(text: &str) -> Option<(String, Decision)> {
+    let text = text.trim();
+    let rest = text.strip_prefix('/')?;
+    let verb_end = rest.find(char::is_whitespace)?;
+    let verb = rest[..verb_end].to_ascii_lowercase();
+    let args = rest[verb_end..].trim_start();
+    let (token, answer) = match args.find(char::is_whitespace) {
+        Some(i) => (&args[..i], args[i..].trim()),
+        None => (args, ""),
+    };
+    if token.is_empty() {
+        return None;
+    }
+    let decision = match verb.as_str() {
+        "approve" | "allow" => Decision::Approve,
+        "deny" => Decision::Deny,
+        "reject" => Decision::Reject,
+        "answer" if !answer.is_empty() => Decision::Answer(answer.to_owned()),
+        _ => return None,
+    };
+    Some((token.to_owned(), decision))
+}
+
+/// The interaction intent of a message, if it has one.
+pub fn intent_of(message: &InboundMessage) -> Option<Intent> {
+    if let Some(interaction) = &message.interaction {
+        let (token, decision) = parse_button_token(&interaction.token);
+        return Some(Intent { token, decision, external_interaction_id: interaction.id.clone() });
+    }
+    let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
+    let (token, decision) = parse_command(text)?;
+    Some(Intent { token, decision, external_interaction_id: message.id.clone() })
+}
+
+/// The `resolveChannelInteraction` body for an intent.
+pub fn resolution(message: &InboundMessage, intent: &Intent, external_workspace_id: Option<String>) -> ResolveInteraction {
+    let (response, answers, reject) = match &intent.decision {
+        Decision::Approve => (Some(json!({"allowed": true})), None, None),
+        Decision::Deny => (Some(json!({"allowed": false})), None, None),
+        Decision::Reject => (None, None, Some(true)),
+        Decision::Answer(answer) => (None, Some(vec![answer.clone()]), None),
+    };
+    ResolveInteraction {
+        token: intent.token.clone(),
+        provider: message.provider.clone(),
+        external_workspace_id: Some(external_workspace_id),
+        external_user_id: message.sender.provider_user_id.clone(),
+        external_chat_id: message.target.chat_id.clone(),
+        external_interaction_id: Some(intent.external_interaction_id.clone()),
+        response,
+        answers,
+        reject,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::text::base64url_encode;
+
+    #[test]
+    fn button_tokens() {
+        assert_eq!(parse_button_token(" apv:occi_x_y "), ("occi_x_y".into(), Decision::Approve));
+        assert_eq!(parse_button_token("den:t"), ("t".into(), Decision::Deny));
+        assert_eq!(parse_button_token("rej:t"), ("t".into(), Decision::Reject));
+        assert_eq!(parse_button_token(&format!("ans:{}:occi_a_b", base64url_encode("Yes please".as_bytes()))), ("occi_a_b".into(), Decision::Answer("Yes please".into())));
+        assert_eq!(parse_button_token("ans::t"), ("ans::t".into(), Decision::Deny), "an empty answer part is not an answer");
+        assert_eq!(parse_button_token("mystery"), ("mystery".into(), Decision::Deny), "unknown tokens fail closed");
+    }
+
+    #[test]
+    fn fallback_commands() {
+        assert_eq!(parse_command("/approve tok"), Some(("tok".into(), Decision::Approve)));
+        assert_eq!(parse_command("  /ALLOW   tok  "), Some(("tok".into(), Decision::Approve)));
+        assert_eq!(parse_command("/deny tok"), Some(("tok".into(), Decision::Deny)));
+        assert_eq!(parse_command("/reject tok"), Some(("tok".into(), Decision::Reject)));
+        assert_eq!(parse_command("/answer tok  blue and green "), Some(("tok".into(), Decision::Answer("blue and green".into()))));
+        for text in ["/approve", "/answer tok", "/help me", "approve tok", "/approve   "] {
+            assert_eq!(parse_command(text), None, "{text}");
+        }
+    }
+}

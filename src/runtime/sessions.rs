@@ -1,0 +1,235 @@
+//! Session streams (gateway.md §3.4, §8.4, §8.16): one task per open session binding follows its
+//! Cloud event stream, renders each event in order to the binding's provider, and persists the
+//! cursor. A transiently failed render is retried in place, so no later event overtakes it; after
+//! the retry budget the event is skipped ("poison") and counted. Idle streams are evicted after
+//! 30 minutes, and at most 2,000 are open; an evicted stream reopens on the next message.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use smol_str::SmolStr;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Gateway;
+use crate::cloud::client::CloudClient;
+use crate::cloud::streams::{follow_session_events, SessionStreamItem};
+use crate::cloud::types::{CursorUpdate, SessionBindingRecord};
+use crate::metrics::Stat;
+use crate::net::backoff::Backoff;
+use crate::providers::ChannelTarget;
+use crate::render::{render_event, RenderContext, RenderState};
+
+pub const MAX_STREAMS: usize = 2000;
+pub const IDLE_TTL: Duration = Duration::from_secs(30 * 60);
+/// Events buffered between the stream reader and the renderer.
+const QUEUE_DEPTH: usize = 512;
+/// Renders tried per event before it is skipped.
+const MAX_RENDER_ATTEMPTS: u32 = 5;
+/// Cursor writes for events that rendered nothing are coalesced to one per this interval.
+const CURSOR_COALESCE: Duration = Duration::from_secs(1);
+
+struct OpenStream {
+    last_activity: Instant,
+    task: JoinHandle<()>,
+    /// The cursor the renderer has persisted (or skipped to), shared with its task.
+    cursor: Rc<std::cell::Cell<u64>>,
+}
+
+/// The open session streams, keyed by session binding id.
+#[derive(Default)]
+pub struct SessionStreams {
+    open: HashMap<SmolStr, OpenStream>,
+}
+
+impl SessionStreams {
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// The last cursor each open stream persisted.
+    pub fn cursors(&self) -> Vec<(SmolStr, u64)> {
+        self.open.iter().map(|(id, s)| (id.clone(), s.cursor.get())).collect()
+    }
+
+    /// Evicts streams idle for longer than the TTL; returns how many.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let before = self.open.len();
+        self.open.retain(|_, stream| {
+            let keep = now.duration_since(stream.last_activity) < IDLE_TTL && !stream.task.is_finished();
+            if !keep {
+                stream.task.abort();
+            }
+            keep
+        });
+        before - self.open.len()
+    }
+
+    fn evict_least_recent(&mut self) {
+        if let Some(id) = self.open.iter().min_by_key(|(_, s)| s.last_activity).map(|(id, _)| id.clone()) {
+            if let Some(stream) = self.open.remove(&id) {
+                stream.task.abort();
+            }
+        }
+    }
+
+    pub fn close_all(&mut self) {
+        for (_, stream) in self.open.drain() {
+            stream.task.abort();
+        }
+    }
+}
+
+/// Opens the binding's stream, or touches it if already open (§3.4 `ensure`).
+pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id: &str) {
+    let Some(client) = gateway.client.clone() else { return };
+    let now = Instant::now();
+    let mut streams = gateway.sessions.borrow_mut();
+    if let Some(stream) = streams.open.get_mut(&binding.binding_id) {
+        if !stream.task.is_finished() {
+            stream.last_activity = now;
+            return;
+        }
+    }
+    let evicted = streams.sweep(now);
+    let mut over_cap = 0;
+    while streams.open.len() >= MAX_STREAMS {
+        streams.evict_least_recent();
+        over_cap += 1;
+    }
+    for _ in 0..evicted + over_cap {
+        gateway.metrics.increment(Stat::StreamEvictions);
+    }
+    let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
+    let task = tokio::task::spawn_local(run_stream(Rc::clone(gateway), client, binding.clone(), SmolStr::new(provider_id), Rc::clone(&cursor)));
+    streams.open.insert(binding.binding_id.clone(), OpenStream { last_activity: now, task, cursor });
+    gateway.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
+}
+
+/// The binding's persisted cursor and last provider message id.
+struct Cursor {
+    persisted: Rc<std::cell::Cell<u64>>,
+    workspace: u64,
+    last_chat_message_id: Option<String>,
+    /// A sequence rendered-as-nothing that still has to be written.
+    pending: Option<u64>,
+    last_write: Instant,
+}
+
+impl Cursor {
+    async fn persist(&mut self, gateway: &Gateway, client: &CloudClient, binding_id: &str, sequence: u64) {
+        match client.update_cursor(binding_id, sequence, self.workspace, self.last_chat_message_id.as_deref()).await {
+            Ok(CursorUpdate::Updated(binding) | CursorUpdate::Stale(binding)) => {
+                self.persisted.set(binding.last_event_sequence.max(sequence));
+                self.workspace = binding.last_workspace_sequence;
+                self.pending = None;
+            }
+            Ok(CursorUpdate::NotFound) | Err(_) => {
+                // The stream itself resumes from its own cursor; only a restart would replay.
+                gateway.metrics.increment(Stat::CursorPersistenceFailures);
+                self.pending = Some(sequence);
+            }
+        }
+        self.last_write = Instant::now();
+    }
+
+    async fn flush(&mut self, gateway: &Gateway, client: &CloudClient, binding_id: &str) {
+        if let Some(sequence) = self.pending {
+            self.persist(gateway, client, binding_id, sequence).await;
+        }
+    }
+}
+
+async fn run_stream(gateway: Rc<Gateway>, client: Rc<CloudClient>, binding: SessionBindingRecord, provider_id: SmolStr, persisted: Rc<std::cell::Cell<u64>>) {
+    let _work = gateway.shutdown.work_guard();
+    let mut drain = gateway.shutdown.signal();
+    let (tx, mut items) = mpsc::channel(QUEUE_DEPTH);
+    let follower = {
+        let gateway = Rc::clone(&gateway);
+        let client = Rc::clone(&client);
+        let id = binding.binding_id.clone();
+        let start = binding.last_event_sequence;
+        tokio::task::spawn_local(async move { follow_session_events(&gateway, &client, id, start, tx).await })
+    };
+    let mut cursor = Cursor {
+        persisted,
+        workspace: binding.last_workspace_sequence,
+        last_chat_message_id: binding.last_chat_message_id.clone(),
+        pending: None,
+        last_write: Instant::now(),
+    };
+    let mut state = RenderState::default();
+    loop {
+        let item = tokio::select! {
+            item = items.recv() => item,
+            _ = tokio::time::sleep(CURSOR_COALESCE), if cursor.pending.is_some() => {
+                cursor.flush(&gateway, &client, &binding.binding_id).await;
+                continue;
+            }
+            _ = drain.started() => None,
+        };
+        let Some(item) = item else { break };
+        match item {
+            SessionStreamItem::CursorJump(sequence) => cursor.persist(&gateway, &client, &binding.binding_id, sequence).await,
+            SessionStreamItem::Event(event) => {
+                let provider = gateway.providers.borrow().get(&provider_id).and_then(|r| r.provider.clone());
+                let Some(provider) = provider else { break };
+                let (runtime_id, runtime_kind) =
+                    gateway.providers.borrow().get(&provider_id).map(|r| (r.runtime_id.clone(), r.runtime_kind)).unwrap_or_else(|| (provider_id.clone(), "cli"));
+                let target = ChannelTarget {
+                    provider: runtime_id,
+                    provider_kind: runtime_kind.into(),
+                    chat_id: binding.external_chat_id.clone(),
+                    is_direct: None,
+                    thread_id: Some(binding.external_thread_id.clone()),
+                    user_id: None,
+                    message_id: cursor.last_chat_message_id.clone(),
+                };
+                let context = RenderContext { client: &client, provider: &provider, binding: &binding, target };
+                let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+                let mut attempt = 1;
+                let rendered = loop {
+                    match render_event(&context, &mut state, &event).await {
+                        Ok(rendered) => break Ok(rendered),
+                        Err(error) if error.transient && attempt < MAX_RENDER_ATTEMPTS => {
+                            gateway.metrics.increment(Stat::SessionRenderRetries);
+                            gateway.metrics.increment(Stat::Errors);
+                            attempt += 1;
+                            tokio::time::sleep(backoff.next_delay()).await;
+                        }
+                        Err(error) => break Err(error),
+                    }
+                };
+                match rendered {
+                    Ok(rendered) if rendered.handled => {
+                        if rendered.last_chat_message_id.is_some() {
+                            cursor.last_chat_message_id = rendered.last_chat_message_id;
+                        }
+                        cursor.persist(&gateway, &client, &binding.binding_id, event.sequence).await;
+                    }
+                    Ok(_) => {
+                        cursor.pending = Some(event.sequence);
+                        if cursor.last_write.elapsed() >= CURSOR_COALESCE {
+                            cursor.flush(&gateway, &client, &binding.binding_id).await;
+                        }
+                    }
+                    Err(error) => {
+                        gateway.metrics.increment(Stat::Errors);
+                        gateway.metrics.increment(Stat::DroppedSessionEvents);
+                        gateway.metrics.increment(Stat::SessionRenderDeadLetters);
+                        tracing::warn!(sequence = event.sequence, event_type = %event.event_type, attempts = attempt, error = %crate::config::redact::redact_text(&error.message), "session event skipped after failed renders");
+                        cursor.persist(&gateway, &client, &binding.binding_id, event.sequence).await;
+                    }
+                }
+            }
+        }
+    }
+    cursor.flush(&gateway, &client, &binding.binding_id).await;
+    follower.abort();
+}
