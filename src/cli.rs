@@ -132,7 +132,9 @@ where
                     "dev-cloud" => Command::DevCloud { host: String::new(), port: 0, pending_identities: false },
                     "version" => Command::Version,
                     "help" => Command::Help,
-                    other => return Err(UsageError(format!("Unknown command {other:?}. Commands: run, demo, check-config, dev-cloud, version, help."))),
+                    other => {
+                        return Err(UsageError(format!("Unknown command {other:?}. Commands: run, demo, check-config, dev-cloud, version, help.")))
+                    }
                 });
             }
             word if !word.starts_with('-') => return Err(UsageError(format!("Unexpected argument {word:?}."))),

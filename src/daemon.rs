@@ -65,7 +65,12 @@ pub struct Running {
 pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -> Result<Running, DaemonError> {
     // The CA file was checked with the configuration; a failure here is a TLS setup failure.
     let http = build_client(config.cloud.ca_file.as_deref()).map_err(DaemonError::Https)?;
-    let client = Rc::new(CloudClient::new(http, &config.cloud.base_url, config.cloud.service_token.clone(), Duration::from_millis(config.cloud.request_timeout_ms)));
+    let client = Rc::new(CloudClient::new(
+        http,
+        &config.cloud.base_url,
+        config.cloud.service_token.clone(),
+        Duration::from_millis(config.cloud.request_timeout_ms),
+    ));
     let gateway = Gateway::with_client(config, Rc::clone(&client), factory);
     for cidr in &gateway.config.server.trusted_proxy_cidrs {
         if crate::http::client_ip::Cidr::parse(cidr).is_none() {
@@ -103,7 +108,13 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
 
 /// Reads the CLI provider's input lines and runs each through the inbound pipeline, in order.
 fn spawn_cli_reader(gateway: &Rc<Gateway>) -> Option<JoinHandle<()>> {
-    let (id, provider) = gateway.providers.borrow().registrations().iter().find(|r| r.config.kind == ProviderKind::Cli).and_then(|r| Some((r.config.id.clone(), r.provider.clone()?)))?;
+    let (id, provider) = gateway
+        .providers
+        .borrow()
+        .registrations()
+        .iter()
+        .find(|r| r.config.kind == ProviderKind::Cli)
+        .and_then(|r| Some((r.config.id.clone(), r.provider.clone()?)))?;
     let gateway = Rc::clone(gateway);
     Some(tokio::task::spawn_local(async move {
         let mut input = tokio::io::BufReader::new(tokio::io::stdin());
@@ -178,7 +189,11 @@ async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, m
             if at_end && line.is_empty() && !too_long {
                 return Ok(None);
             }
-            return Ok(Some(if too_long { InputLine::TooLong } else { InputLine::Text(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned()) }));
+            return Ok(Some(if too_long {
+                InputLine::TooLong
+            } else {
+                InputLine::Text(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
+            }));
         }
     }
 }
@@ -247,6 +262,12 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, DaemonError
     Ok(exit)
 }
 
+fn notify(notifier: &Notifier, state: &str) {
+    if let Err(error) = notifier.notify(state) {
+        tracing::warn!(%error, state, "sd_notify failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,11 +280,5 @@ mod tests {
             lines.push(line);
         }
         assert_eq!(lines, [InputLine::Text("hello".into()), InputLine::TooLong, InputLine::Text("ok".into()), InputLine::Text("last".into())]);
-    }
-}
-
-fn notify(notifier: &Notifier, state: &str) {
-    if let Err(error) = notifier.notify(state) {
-        tracing::warn!(%error, state, "sd_notify failed");
     }
 }

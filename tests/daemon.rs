@@ -236,3 +236,15 @@ fn check_config_opens_no_socket_and_env_file_completes_the_environment() {
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("127.0.0.1:{port}")), "the real environment wins over the file");
 }
+
+#[test]
+fn demo_echoes_a_piped_line_and_exits_zero() {
+    use std::io::Write as _;
+    let dir = support::TempDir::new("demo");
+    let mut child = support::command(&dir.0, &[]).arg("demo").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["echo: hello"], "replies only on stdout");
+}

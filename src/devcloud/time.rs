@@ -20,4 +20,3 @@ impl Clock {
         self.offset_ms.set(self.offset_ms.get() + ms);
     }
 }
-

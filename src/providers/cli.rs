@@ -151,7 +151,11 @@ fn message_from_payload(provider_id: &str, payload: Value, now_ms: u64) -> Resul
             let id = value.get("id").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
             let token = value.get("token").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
             let (Some(id), Some(token)) = (id, token) else { return Err("CLI interaction requires id and token.".into()) };
-            Some(InteractionRef { id: id.into(), token: token.into(), kind: if value.get("kind").and_then(Value::as_str) == Some("button") { "button" } else { "command" } })
+            Some(InteractionRef {
+                id: id.into(),
+                token: token.into(),
+                kind: if value.get("kind").and_then(Value::as_str) == Some("button") { "button" } else { "command" },
+            })
         }
     };
     let attachment_count = match payload.get("attachments") {

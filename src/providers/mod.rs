@@ -216,7 +216,8 @@ impl ProviderRegistry {
                 None => {
                     registration.started = false;
                     registration.healthy = false;
-                    registration.last_error = Some(format!("The {} provider is not implemented in this build yet.", registration.config.kind.as_str()));
+                    registration.last_error =
+                        Some(format!("The {} provider is not implemented in this build yet.", registration.config.kind.as_str()));
                     tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), "provider cannot start: not implemented in this build");
                 }
             }
@@ -304,7 +305,10 @@ mod tests {
             ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
             ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
             ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_PROVIDERS", r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"slack","kind":"slack","channelBindingId":"s","credentials":{"botToken":"xoxb-1","signingSecret":"x"}},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#),
+            (
+                "OPEN_COWORK_GATEWAY_PROVIDERS",
+                r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"slack","kind":"slack","channelBindingId":"s","credentials":{"botToken":"xoxb-1","signingSecret":"x"}},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#,
+            ),
         ]);
         resolve(&json!({}), &env).unwrap()
     }

@@ -64,12 +64,17 @@ impl InboundMessage {
     /// The durable provider event id: the first non-empty of the event id, the message id, the
     /// interaction id and the message id.
     pub fn provider_event_id(&self) -> String {
-        [self.provider_event_id.as_deref(), self.provider_message_id.as_deref(), self.interaction.as_ref().map(|i| i.id.as_str()), Some(self.id.as_str())]
-            .into_iter()
-            .flatten()
-            .find(|s| !s.trim().is_empty())
-            .unwrap_or_default()
-            .to_owned()
+        [
+            self.provider_event_id.as_deref(),
+            self.provider_message_id.as_deref(),
+            self.interaction.as_ref().map(|i| i.id.as_str()),
+            Some(self.id.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or_default()
+        .to_owned()
     }
 
     /// `interaction`, `command` or `message`.

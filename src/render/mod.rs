@@ -93,7 +93,8 @@ fn payload_text<'a>(payload: &'a Value, keys: &[&str]) -> Option<&'a str> {
 }
 
 /// The session event types that render something (`channelRenderable`).
-pub const RENDERED_EVENT_TYPES: [&str; 6] = ["assistant.message", "tool.call", "permission.requested", "question.asked", "artifact.created", "artifact.updated"];
+pub const RENDERED_EVENT_TYPES: [&str; 6] =
+    ["assistant.message", "tool.call", "permission.requested", "question.asked", "artifact.created", "artifact.updated"];
 
 pub async fn render_event(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
     match event.event_type.as_str() {
@@ -150,7 +151,9 @@ async fn render_assistant(context: &RenderContext<'_>, state: &mut RenderState, 
 
 async fn render_tool(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
     let payload = &event.payload;
-    let key = payload_text(payload, &["id", "callId", "toolCallId"]).map(str::to_owned).unwrap_or_else(|| format!("{}:tool:{}", event.session_id, event.sequence));
+    let key = payload_text(payload, &["id", "callId", "toolCallId"])
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}:tool:{}", event.session_id, event.sequence));
     let status = match payload.get("status").and_then(Value::as_str).unwrap_or("") {
         "complete" | "completed" | "success" => "complete",
         "error" | "failed" | "failure" => "error",
@@ -250,7 +253,14 @@ struct Question {
 fn read_questions(payload: &Value) -> Vec<Question> {
     let Some(items) = payload.get("questions").and_then(Value::as_array) else {
         return payload_text(payload, &["question", "prompt"])
-            .map(|q| vec![Question { header: payload_text(payload, &["title"]).map(str::to_owned), question: q.to_owned(), options: Vec::new(), multiple: false }])
+            .map(|q| {
+                vec![Question {
+                    header: payload_text(payload, &["title"]).map(str::to_owned),
+                    question: q.to_owned(),
+                    options: Vec::new(),
+                    multiple: false,
+                }]
+            })
             .unwrap_or_default();
     };
     items
@@ -273,7 +283,12 @@ fn read_questions(payload: &Value) -> Vec<Question> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Some(Question { header: payload_text(item, &["header"]).map(str::to_owned), question, options, multiple: item.get("multiple") == Some(&Value::Bool(true)) })
+            Some(Question {
+                header: payload_text(item, &["header"]).map(str::to_owned),
+                question,
+                options,
+                multiple: item.get("multiple") == Some(&Value::Bool(true)),
+            })
         })
         .collect()
 }
@@ -306,7 +321,14 @@ async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> R
     };
     let rows = match questions.as_slice() {
         [only] if !only.multiple && !only.options.is_empty() => vec![
-            only.options.iter().map(|(label, _)| Button { label: sanitize(label, 40), token: format!("ans:{}:{token}", base64url_encode(label.as_bytes())), style: "primary" }).collect(),
+            only.options
+                .iter()
+                .map(|(label, _)| Button {
+                    label: sanitize(label, 40),
+                    token: format!("ans:{}:{token}", base64url_encode(label.as_bytes())),
+                    style: "primary",
+                })
+                .collect(),
             vec![Button { label: "Reject".into(), token: format!("rej:{token}"), style: "danger" }],
         ],
         _ => Vec::new(),

@@ -157,7 +157,10 @@ mod tests {
 
     #[test]
     fn sanitising_and_truncating() {
-        assert_eq!(sanitize("tool failed: token=abcdefghijklmnopqrstu in /home/ana/x\u{7}", 512), "tool failed: token=[redacted] in /home/[redacted]/x");
+        assert_eq!(
+            sanitize("tool failed: token=abcdefghijklmnopqrstu in /home/ana/x\u{7}", 512),
+            "tool failed: token=[redacted] in /home/[redacted]/x"
+        );
         let long = "word ".repeat(200);
         let cut = truncate(&long, 100);
         assert!(utf16_len(&cut) <= 100 && cut.ends_with("\n...[truncated]"));

@@ -75,7 +75,8 @@ fn target_of(delivery: &DeliveryRecord) -> &serde_json::Map<String, Value> {
 
 /// `<binding>\0<target keys sorted, k=v joined with &>`.
 fn lane_key(delivery: &DeliveryRecord) -> String {
-    let mut parts: Vec<String> = target_of(delivery).iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
+    let mut parts: Vec<String> =
+        target_of(delivery).iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
     parts.sort();
     format!("{}\0{}", delivery.channel_binding_id, parts.join("&"))
 }
@@ -181,7 +182,11 @@ fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &
 async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &RefCell<Shared>, delivery: DeliveryRecord) {
     let received = Instant::now();
     gateway.metrics.increment(Stat::DeliveriesReceived);
-    let registration = gateway.providers.borrow().for_binding(&delivery.channel_binding_id).map(|r| (r.config.clone(), r.provider.clone(), r.runtime_id.clone(), r.runtime_kind, r.started && r.healthy));
+    let registration = gateway
+        .providers
+        .borrow()
+        .for_binding(&delivery.channel_binding_id)
+        .map(|r| (r.config.clone(), r.provider.clone(), r.runtime_id.clone(), r.runtime_kind, r.started && r.healthy));
     let Some((config, provider, runtime_id, runtime_kind, healthy)) = registration else {
         let provider_name = delivery.field_str("provider").unwrap_or("unknown").to_owned();
         gateway.metrics.increment(Stat::Errors);
@@ -196,7 +201,10 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
 
     let circuit = shared.borrow().circuits.get(&id).copied().unwrap_or_default();
     let result = match circuit.open_until.filter(|until| *until > Instant::now()) {
-        Some(until) => Err(SendError { kind: SendErrorKind::RateLimited(until - Instant::now()), message: format!("Delivery circuit for provider {id} is open.") }),
+        Some(until) => Err(SendError {
+            kind: SendErrorKind::RateLimited(until - Instant::now()),
+            message: format!("Delivery circuit for provider {id} is open."),
+        }),
         None => match provider.filter(|_| healthy) {
             None => Err(SendError::permanent(format!("Gateway provider {id} is not started or healthy."))),
             Some(provider) => {
@@ -206,7 +214,8 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
                 let several = chunks.len() > 1;
                 let mut outcome = Ok(());
                 for (index, chunk) in chunks.iter().enumerate() {
-                    let delivery_id = if several { format!("{}:chunk:{}", delivery.delivery_id, index + 1) } else { delivery.delivery_id.to_string() };
+                    let delivery_id =
+                        if several { format!("{}:chunk:{}", delivery.delivery_id, index + 1) } else { delivery.delivery_id.to_string() };
                     if let Err(error) = provider.send_text(&target, chunk, &SendOptions { delivery_id: Some(delivery_id) }).await {
                         outcome = Err(error);
                         break;
@@ -254,11 +263,23 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
     }
 }
 
-async fn ack(client: &CloudClient, delivery: &DeliveryRecord, status: &'static str, last_error: Option<String>, next_attempt_at: Option<String>) -> Result<DeliveryRecord, crate::cloud::CloudError> {
+async fn ack(
+    client: &CloudClient,
+    delivery: &DeliveryRecord,
+    status: &'static str,
+    last_error: Option<String>,
+    next_attempt_at: Option<String>,
+) -> Result<DeliveryRecord, crate::cloud::CloudError> {
     client
         .ack_delivery(
             &delivery.delivery_id,
-            &AckDelivery { status, channel_binding_id: delivery.channel_binding_id.clone(), claimed_by: delivery.claimed_by().map(str::to_owned), last_error, next_attempt_at },
+            &AckDelivery {
+                status,
+                channel_binding_id: delivery.channel_binding_id.clone(),
+                claimed_by: delivery.claimed_by().map(str::to_owned),
+                last_error,
+                next_attempt_at,
+            },
         )
         .await
 }

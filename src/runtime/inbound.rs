@@ -113,7 +113,9 @@ pub async fn handle_message(gateway: &Rc<Gateway>, provider_id: &str, message: I
                 if !retryable {
                     if let Some(provider) = provider {
                         gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
-                        let notice = provider.send_text(&message.target, DROPPED_NOTICE, &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) }).await;
+                        let notice = provider
+                            .send_text(&message.target, DROPPED_NOTICE, &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) })
+                            .await;
                         let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
                         gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
                     }

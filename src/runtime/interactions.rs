@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(parse_button_token(" apv:occi_x_y "), ("occi_x_y".into(), Decision::Approve));
         assert_eq!(parse_button_token("den:t"), ("t".into(), Decision::Deny));
         assert_eq!(parse_button_token("rej:t"), ("t".into(), Decision::Reject));
-        assert_eq!(parse_button_token(&format!("ans:{}:occi_a_b", base64url_encode("Yes please".as_bytes()))), ("occi_a_b".into(), Decision::Answer("Yes please".into())));
+        assert_eq!(
+            parse_button_token(&format!("ans:{}:occi_a_b", base64url_encode("Yes please".as_bytes()))),
+            ("occi_a_b".into(), Decision::Answer("Yes please".into()))
+        );
         assert_eq!(parse_button_token("ans::t"), ("ans::t".into(), Decision::Deny), "an empty answer part is not an answer");
         assert_eq!(parse_button_token("mystery"), ("mystery".into(), Decision::Deny), "unknown tokens fail closed");
     }

@@ -146,7 +146,13 @@ impl Cursor {
     }
 }
 
-async fn run_stream(gateway: Rc<Gateway>, client: Rc<CloudClient>, binding: SessionBindingRecord, provider_id: SmolStr, persisted: Rc<std::cell::Cell<u64>>) {
+async fn run_stream(
+    gateway: Rc<Gateway>,
+    client: Rc<CloudClient>,
+    binding: SessionBindingRecord,
+    provider_id: SmolStr,
+    persisted: Rc<std::cell::Cell<u64>>,
+) {
     let _work = gateway.shutdown.work_guard();
     let mut drain = gateway.shutdown.signal();
     let (tx, mut items) = mpsc::channel(QUEUE_DEPTH);
@@ -180,8 +186,12 @@ async fn run_stream(gateway: Rc<Gateway>, client: Rc<CloudClient>, binding: Sess
             SessionStreamItem::Event(event) => {
                 let provider = gateway.providers.borrow().get(&provider_id).and_then(|r| r.provider.clone());
                 let Some(provider) = provider else { break };
-                let (runtime_id, runtime_kind) =
-                    gateway.providers.borrow().get(&provider_id).map(|r| (r.runtime_id.clone(), r.runtime_kind)).unwrap_or_else(|| (provider_id.clone(), "cli"));
+                let (runtime_id, runtime_kind) = gateway
+                    .providers
+                    .borrow()
+                    .get(&provider_id)
+                    .map(|r| (r.runtime_id.clone(), r.runtime_kind))
+                    .unwrap_or_else(|| (provider_id.clone(), "cli"));
                 let target = ChannelTarget {
                     provider: runtime_id,
                     provider_kind: runtime_kind.into(),

@@ -1,0 +1,343 @@
+//! The gateway loop end to end, in process, on loopback: the dev Cloud, the daemon with the fake
+//! provider, webhooks in, session events rendered, deliveries sent and acknowledged.
+
+#![cfg(feature = "devcloud")]
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::daemon::{self, Running};
+use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
+use open_cowork_gateway::metrics::Stat;
+use open_cowork_gateway::providers::fake::{FakeProvider, FakeRecord};
+use open_cowork_gateway::providers::{Provider, ProviderFactory, SendError};
+use serde_json::{json, Value};
+use tokio::task::LocalSet;
+
+fn run<F: std::future::Future<Output = ()>>(test: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    LocalSet::new().block_on(&runtime, test);
+}
+
+fn options() -> DevCloudOptions {
+    DevCloudOptions {
+        poll_interval: Duration::from_millis(20),
+        keep_alive: Duration::from_millis(200),
+        agent_delay: Duration::from_millis(1),
+        ..DevCloudOptions::default()
+    }
+}
+
+async fn cloud(options: DevCloudOptions) -> (Rc<DevCloud>, Seeded, String) {
+    let cloud = DevCloud::new(options);
+    let seeded = cloud.seed();
+    let address = cloud.start("127.0.0.1", 0).await.unwrap();
+    (cloud, seeded, format!("http://{address}"))
+}
+
+async fn gateway(base_url: &str, seeded: &Seeded, extra: &[(&str, &str)]) -> Running {
+    let mut env = Env::from_pairs([
+        ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
+        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
+        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+        ("OPEN_COWORK_GATEWAY_PORT", "0"),
+        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "loop"),
+    ]);
+    for (key, value) in extra {
+        env.set(*key, *value);
+    }
+    daemon::start(resolve(&json!({}), &env).unwrap(), ProviderFactory::default(), false).await.unwrap()
+}
+
+fn fake(running: &Running) -> Rc<Provider> {
+    running.gateway.providers.borrow().get("fake").and_then(|r| r.provider.clone()).unwrap()
+}
+
+fn as_fake(provider: &Provider) -> &FakeProvider {
+    match provider {
+        Provider::Fake(fake) => fake,
+        Provider::Cli(_) => panic!("not the fake provider"),
+    }
+}
+
+async fn post(running: &Running, path: &str, body: Value) -> (u16, Value) {
+    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
+    let request = http::Request::post(format!("http://{}{path}", running.address))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let response = http.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    use http_body_util::BodyExt;
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Polls until `condition` holds (20 s at most).
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn session_of(cloud: &DevCloud, chat: &str) -> String {
+    cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone()).expect("a session binding")
+}
+
+fn delivery_status(cloud: &DevCloud, id: &str) -> String {
+    cloud.delivery("fake-binding", id).map(|d| d["status"].as_str().unwrap_or("").to_owned()).unwrap_or_default()
+}
+
+#[test]
+fn round_trip_inbound_prompt_render_and_delivery() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        eventually("ready", || running.gateway.is_ready()).await;
+        let (status, body) = post(&running, "/webhooks/fake", json!({"id": "m-1", "text": "ship it", "chatId": "chat-1", "userId": "user-1"})).await;
+        assert_eq!((status, body), (202, json!({"ok": true})));
+        assert_eq!(cloud.prompts(&session_of(&cloud, "chat-1")), ["ship it"]);
+        let provider = fake(&running);
+        eventually("the echo rendered", || as_fake(&provider).texts().contains(&"echo: ship it".to_owned())).await;
+        assert_eq!(running.gateway.metrics.get(Stat::PromptedMessages), 1);
+        assert_eq!(running.gateway.metrics.get(Stat::WebhookRequests), 1);
+
+        cloud.enqueue_delivery("fake-binding", "d-1", json!({"externalChatId": "chat-1"}), json!({"text": "workflow done"}));
+        eventually("the delivery acked sent", || delivery_status(&cloud, "d-1") == "sent").await;
+        let records = as_fake(&provider).records();
+        assert!(records.iter().any(
+            |r| matches!(r, FakeRecord::Text { text, options, .. } if text == "workflow done" && options.delivery_id.as_deref() == Some("d-1"))
+        ));
+        assert_eq!(running.gateway.metrics.get(Stat::DeliveriesSent), 1);
+        running.drain(Duration::from_secs(5)).await;
+        running.stop();
+    });
+}
+
+#[test]
+fn one_prompt_per_provider_event_also_after_a_restart() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let first = gateway(&base, &seeded, &[]).await;
+        let message = json!({"id": "same-event", "text": "only once", "chatId": "chat-d"});
+        assert_eq!(post(&first, "/webhooks/fake", message.clone()).await.0, 202);
+        assert_eq!(post(&first, "/webhooks/fake", message.clone()).await.0, 202, "a duplicate is accepted silently");
+        first.drain(Duration::from_secs(5)).await;
+        first.stop();
+        let second = gateway(&base, &seeded, &[]).await;
+        assert_eq!(post(&second, "/webhooks/fake", message).await.0, 202);
+        assert_eq!(cloud.prompts(&session_of(&cloud, "chat-d")), ["only once"]);
+        second.stop();
+    });
+}
+
+#[test]
+fn a_pending_identity_gets_the_notice_and_no_prompt() {
+    run(async {
+        let (cloud, seeded, base) = cloud(DevCloudOptions { auto_activate_identities: false, ..options() }).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let (status, _) = post(&running, "/webhooks/fake", json!({"id": "p-1", "text": "hello?", "chatId": "chat-p", "userId": "stranger"})).await;
+        assert_eq!(status, 502);
+        let provider = fake(&running);
+        assert_eq!(as_fake(&provider).texts(), ["Sorry — I could not process that message. Please try again."]);
+        assert!(cloud.store.borrow().session_bindings.is_empty(), "no session, no prompt");
+        running.stop();
+    });
+}
+
+#[test]
+fn render_failures_retry_in_order_and_a_poison_event_is_skipped() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "r-1", "text": "first", "chatId": "chat-r"})).await.0, 202);
+        eventually("the first echo", || as_fake(&provider).texts().contains(&"echo: first".to_owned())).await;
+        let session = session_of(&cloud, "chat-r");
+
+        as_fake(&provider).fail_next([SendError::transient("503 service unavailable")]);
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "a", "content": "alpha"}));
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "b", "content": "beta"}));
+        eventually("both rendered", || as_fake(&provider).texts().ends_with(&["alpha".to_owned(), "beta".to_owned()])).await;
+        assert_eq!(running.gateway.metrics.get(Stat::SessionRenderRetries), 1);
+
+        as_fake(&provider).fail_next([SendError::permanent("Fake channel text exceeds maxTextLength 4096")]);
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "c", "content": "poison"}));
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "d", "content": "after"}));
+        eventually("the next one rendered", || as_fake(&provider).texts().last() == Some(&"after".to_owned())).await;
+        assert!(!as_fake(&provider).texts().contains(&"poison".to_owned()));
+        assert_eq!(running.gateway.metrics.get(Stat::SessionRenderDeadLetters), 1);
+        assert_eq!(running.gateway.metrics.get(Stat::DroppedSessionEvents), 1);
+        running.stop();
+    });
+}
+
+#[test]
+fn deliveries_retry_then_succeed_die_when_permanent_and_chunk_long_text() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        as_fake(&provider).fail_next([SendError::transient("ECONNRESET")]);
+        cloud.enqueue_delivery("fake-binding", "retry-me", json!({"externalChatId": "c"}), json!({"text": "eventually"}));
+        eventually("acked failed", || delivery_status(&cloud, "retry-me") == "failed").await;
+        let failed = cloud.delivery("fake-binding", "retry-me").unwrap();
+        assert_eq!(failed["lastError"], "ECONNRESET");
+        cloud.store.borrow().clock.advance(2_000);
+        eventually("re-served and sent", || delivery_status(&cloud, "retry-me") == "sent").await;
+        assert_eq!(cloud.delivery("fake-binding", "retry-me").unwrap()["attemptCount"], 2);
+
+        as_fake(&provider).fail_next([SendError::permanent("Fake channel text exceeds maxTextLength 4096")]);
+        cloud.enqueue_delivery("fake-binding", "doomed", json!({"externalChatId": "c"}), json!({"text": "never"}));
+        eventually("dead", || delivery_status(&cloud, "doomed") == "dead").await;
+
+        let long: String = (0..900).map(|n| format!("word{n} ")).collect();
+        cloud.enqueue_delivery("fake-binding", "long", json!({"externalChatId": "c"}), json!({"text": long}));
+        eventually("sent", || delivery_status(&cloud, "long") == "sent").await;
+        let chunk_ids: Vec<String> = as_fake(&provider)
+            .records()
+            .into_iter()
+            .filter_map(|r| match r {
+                FakeRecord::Text { options, .. } => options.delivery_id.filter(|id| id.starts_with("long")),
+                _ => None,
+            })
+            .collect();
+        assert!(chunk_ids.len() >= 2);
+        assert_eq!(chunk_ids[..2], ["long:chunk:1".to_owned(), "long:chunk:2".to_owned()]);
+        assert_eq!(running.gateway.metrics.get(Stat::DeliveryRetries), 1);
+        assert_eq!(running.gateway.metrics.get(Stat::DeliveryDeadLetters), 1);
+        running.stop();
+    });
+}
+
+fn buttons(provider: &FakeProvider) -> Vec<Vec<open_cowork_gateway::providers::Button>> {
+    provider
+        .records()
+        .into_iter()
+        .rev()
+        .find_map(|r| if let FakeRecord::Buttons { buttons, .. } = r { Some(buttons) } else { None })
+        .expect("a button prompt")
+}
+
+#[test]
+fn approvals_and_questions_by_button_and_by_command() {
+    run(async {
+        let (_cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        let fake_provider = || as_fake(&provider);
+
+        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "a-1", "text": "go /approve-me", "chatId": "chat-a"})).await.0, 202);
+        eventually("approval buttons", || fake_provider().records().iter().any(|r| matches!(r, FakeRecord::Buttons { .. }))).await;
+        let rows = buttons(fake_provider());
+        assert_eq!(rows[0][0].label, "Approve");
+        let approve = rows[0][0].token.clone();
+        assert!(approve.starts_with("apv:occi_"));
+        let (status, _) =
+            post(&running, "/webhooks/fake", json!({"id": "click-1", "chatId": "chat-a", "interaction": {"id": "cb-1", "token": approve}})).await;
+        assert_eq!(status, 202);
+        eventually("granted", || fake_provider().texts().iter().any(|t| t.contains("Permission granted"))).await;
+        assert!(fake_provider().records().contains(&FakeRecord::Answer { interaction_id: "cb-1".into(), text: "Approved".into() }));
+
+        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "q-1", "text": "then /ask", "chatId": "chat-a"})).await.0, 202);
+        eventually("question buttons", || buttons(fake_provider()).len() == 2 && buttons(fake_provider())[1][0].label == "Reject").await;
+        let answer = buttons(fake_provider())[0][0].token.clone();
+        assert!(answer.starts_with("ans:WWVz:"), "base64url of Yes: {answer}");
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "click-2", "chatId": "chat-a", "interaction": {"id": "cb-2", "token": answer}})).await.0,
+            202
+        );
+        eventually("answered", || fake_provider().texts().iter().any(|t| t == "You answered: Yes")).await;
+
+        // By command: deny a new permission with its fallback token.
+        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "a-2", "text": "again /approve-me", "chatId": "chat-a"})).await.0, 202);
+        eventually("second approval", || {
+            fake_provider().records().iter().filter(|r| matches!(r, FakeRecord::Buttons { buttons, .. } if buttons[0][0].label == "Approve")).count()
+                == 2
+        })
+        .await;
+        let token = buttons(fake_provider())[0][1].token.strip_prefix("den:").unwrap().to_owned();
+        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "cmd-1", "text": format!("/deny {token}"), "chatId": "chat-a"})).await.0, 202);
+        eventually("denied", || fake_provider().texts().iter().any(|t| t.contains("Permission denied"))).await;
+        assert_eq!(running.gateway.metrics.get(Stat::InteractionsResolved), 3);
+        running.stop();
+    });
+}
+
+#[test]
+fn cloud_faults_lose_nothing() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        // A 503 on the prompt fails the claim as retryable; the redelivered event then prompts once.
+        cloud.faults.borrow_mut().fail_next("prompt", 1, 503, None);
+        let message = json!({"id": "f-1", "text": "resilient", "chatId": "chat-f"});
+        assert_eq!(post(&running, "/webhooks/fake", message.clone()).await.0, 502);
+        assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
+        assert_eq!(cloud.prompts(&session_of(&cloud, "chat-f")), ["resilient"]);
+        eventually("echo", || as_fake(&provider).texts().contains(&"echo: resilient".to_owned())).await;
+
+        // A cut session stream resumes without losing events.
+        let session = session_of(&cloud, "chat-f");
+        cloud.faults.borrow_mut().cut_session_stream_after = Some(0);
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "x", "content": "through the cut"}));
+        eventually("rendered after the cut", || as_fake(&provider).texts().contains(&"through the cut".to_owned())).await;
+
+        // A 429 on the sent ack is retried after its hint; the delivery is sent once.
+        cloud.faults.borrow_mut().fail_next("ack", 1, 429, Some(50));
+        cloud.enqueue_delivery("fake-binding", "acked-late", json!({"externalChatId": "chat-f"}), json!({"text": "ack me"}));
+        eventually("sent", || delivery_status(&cloud, "acked-late") == "sent").await;
+        let sends = as_fake(&provider).texts().iter().filter(|t| *t == "ack me").count();
+        assert_eq!(sends, 1);
+        running.stop();
+    });
+}
+
+#[test]
+fn drain_with_200_queued_deliveries_acks_only_what_was_sent() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "4")]).await;
+        let provider = fake(&running);
+        as_fake(&provider).set_latency(Duration::from_millis(20));
+        for n in 0..200 {
+            cloud.enqueue_delivery(
+                "fake-binding",
+                &format!("bulk-{n}"),
+                json!({"externalChatId": format!("chat-{}", n % 10)}),
+                json!({"text": format!("bulk {n}")}),
+            );
+        }
+        eventually("some sent", || (0..200).any(|n| delivery_status(&cloud, &format!("bulk-{n}")) == "sent")).await;
+        running.drain(Duration::from_millis(300)).await;
+        running.stop();
+        let sent_ids: Vec<String> = as_fake(&provider)
+            .records()
+            .into_iter()
+            .filter_map(|r| if let FakeRecord::Text { options, .. } = r { options.delivery_id } else { None })
+            .collect();
+        let mut acked_sent = 0;
+        for n in 0..200 {
+            let id = format!("bulk-{n}");
+            match delivery_status(&cloud, &id).as_str() {
+                "sent" => {
+                    acked_sent += 1;
+                    assert!(sent_ids.contains(&id), "{id} acked sent without a send");
+                }
+                "claimed" | "pending" | "failed" => {}
+                other => panic!("{id} is {other}: lost"),
+            }
+        }
+        assert!(acked_sent > 0 && acked_sent < 200, "the drain cut the queue short ({acked_sent} sent)");
+        // What was not acked is served again once its lease expires.
+        cloud.store.borrow().clock.advance(120_001);
+        let bindings = vec!["fake-binding".to_owned()];
+        let reclaimed = std::iter::from_fn(|| cloud.store.borrow_mut().claim_next_delivery(&bindings, "gateway:next", "tok", 1_000)).count();
+        assert_eq!(reclaimed, 200 - acked_sent);
+    });
+}
