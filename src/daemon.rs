@@ -86,6 +86,7 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
     };
     let dispatcher = tokio::task::spawn_local(crate::runtime::deliveries::run_dispatcher(Rc::clone(&gateway), client, deliveries_rx));
     let cli_reader = read_stdin.then(|| spawn_cli_reader(&gateway)).flatten();
+    let resume = tokio::task::spawn_local(crate::runtime::sessions::resume_saved(Rc::clone(&gateway)));
     let sweeper = {
         let gateway = Rc::clone(&gateway);
         tokio::task::spawn_local(async move {
@@ -103,7 +104,7 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
     let address = listener.local_addr().map_err(|source| DaemonError::Bind { address: gateway.config.server.host.clone(), source })?;
     let server = tokio::task::spawn_local(crate::http::server::serve_gateway(listener, Rc::clone(&gateway)));
     tracing::info!(%address, instance = %gateway.config.instance_id, providers = gateway.providers.borrow().registrations().len(), "listening");
-    Ok(Running { gateway, address, dispatcher, cli_reader, background: vec![follower, sweeper, server] })
+    Ok(Running { gateway, address, dispatcher, cli_reader, background: vec![follower, sweeper, server, resume] })
 }
 
 /// Reads the CLI provider's input lines and runs each through the inbound pipeline, in order.

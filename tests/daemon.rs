@@ -241,7 +241,13 @@ fn check_config_opens_no_socket_and_env_file_completes_the_environment() {
 fn demo_echoes_a_piped_line_and_exits_zero() {
     use std::io::Write as _;
     let dir = support::TempDir::new("demo");
-    let mut child = support::command(&dir.0, &[]).arg("demo").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = support::command(&dir.0, &[])
+        .arg("demo")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));

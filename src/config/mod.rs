@@ -149,6 +149,9 @@ pub struct Config {
     #[serde(serialize_with = "redact::serialize_providers")]
     pub providers: Vec<ProviderConfig>,
     pub branding: Branding,
+    /// `OPEN_COWORK_GATEWAY_STATE_DIR`, else systemd's `$STATE_DIRECTORY` (§8.13): where the list
+    /// of open session streams is kept across restarts. `None` keeps nothing (upstream behaviour).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -399,11 +402,28 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
         server,
         providers: provider_list,
         branding,
+        state_dir: resolve_state_dir(env)?,
     };
 
     // Rule 4: deployment safety.
     check::deployment_safety(&config)?;
     Ok(config)
+}
+
+/// §8.13: the state directory must exist when named; systemd may list several, the first is ours.
+fn resolve_state_dir(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+    let (source, value) = match env.string("OPEN_COWORK_GATEWAY_STATE_DIR") {
+        Some(value) => ("OPEN_COWORK_GATEWAY_STATE_DIR", value),
+        None => match env.string("STATE_DIRECTORY") {
+            Some(value) => ("STATE_DIRECTORY", value.split(':').next().unwrap_or(value)),
+            None => return Ok(None),
+        },
+    };
+    let path = PathBuf::from(value);
+    if !path.is_dir() {
+        return Err(ConfigError::new(format!("{source} {} is not a directory. Create it, or unset {source} to keep no state.", path.display())));
+    }
+    Ok(Some(path))
 }
 
 /// §8.9: the mode is validated wherever it comes from; unlike upstream, a bad value fails.

@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::Value;
 use smol_str::SmolStr;
@@ -200,12 +202,17 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
     gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
 
     let circuit = shared.borrow().circuits.get(&id).copied().unwrap_or_default();
-    let result = match circuit.open_until.filter(|until| *until > Instant::now()) {
-        Some(until) => Err(SendError {
-            kind: SendErrorKind::RateLimited(until - Instant::now()),
-            message: format!("Delivery circuit for provider {id} is open."),
-        }),
-        None => match provider.filter(|_| healthy) {
+    let now = Instant::now();
+    // A provider made unhealthy by its own circuit is tried again once the circuit half-opens.
+    let (open, half_open) = match circuit.open_until {
+        Some(until) if until > now => (Some(until - now), false),
+        Some(_) => (None, true),
+        None => (None, false),
+    };
+    let attempted = open.is_none();
+    let result = match open {
+        Some(wait) => Err(SendError { kind: SendErrorKind::RateLimited(wait), message: format!("Delivery circuit for provider {id} is open.") }),
+        None => match provider.filter(|_| healthy || half_open) {
             None => Err(SendError::permanent(format!("Gateway provider {id} is not started or healthy."))),
             Some(provider) => {
                 let target = channel_target(&delivery, runtime_id, runtime_kind);
@@ -243,7 +250,7 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
                 SendErrorKind::Transient => (delivery.attempt_count() < MAX_ATTEMPTS, Some(retry_delay(delivery.attempt_count()))),
                 SendErrorKind::RateLimited(wait) => (delivery.attempt_count() < MAX_ATTEMPTS, Some(*wait)),
             };
-            if !matches!(error.kind, SendErrorKind::Permanent) && circuit.open_until.is_none() {
+            if attempted && !matches!(error.kind, SendErrorKind::Permanent) {
                 note_transient_failure(gateway, shared, &id);
             }
             let (status, outcome) = if retry { ("failed", Outcome::Retry) } else { ("dead", Outcome::Error) };

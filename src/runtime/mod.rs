@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod interactions;
 pub mod readiness;
 pub mod sessions;
+pub mod state;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -73,6 +74,7 @@ impl Gateway {
             "No Cloud client is attached, so there is no delivery subscription."
         };
         readiness.set(DELIVERY_SUBSCRIPTION, false, Some(reason.into()));
+        let config_state_file = config.state_dir.as_deref().map(state::StateFile::in_directory);
         let config_cidrs = config.server.trusted_proxy_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
         Rc::new(Self {
             config,
@@ -82,7 +84,7 @@ impl Gateway {
             rate_limiter: RefCell::new(RateLimiter::default()),
             cloud,
             client,
-            sessions: RefCell::new(sessions::SessionStreams::default()),
+            sessions: RefCell::new(sessions::SessionStreams::new(config_state_file)),
             factory,
             shutdown: Shutdown::new(),
             trusted_proxies: config_cidrs,

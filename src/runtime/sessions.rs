@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::state::{OpenStreamEntry, StateFile};
 use super::Gateway;
 use crate::cloud::client::CloudClient;
 use crate::cloud::streams::{follow_session_events, SessionStreamItem};
@@ -32,6 +33,7 @@ const MAX_RENDER_ATTEMPTS: u32 = 5;
 const CURSOR_COALESCE: Duration = Duration::from_secs(1);
 
 struct OpenStream {
+    entry: OpenStreamEntry,
     last_activity: Instant,
     task: JoinHandle<()>,
     /// The cursor the renderer has persisted (or skipped to), shared with its task.
@@ -42,9 +44,26 @@ struct OpenStream {
 #[derive(Default)]
 pub struct SessionStreams {
     open: HashMap<SmolStr, OpenStream>,
+    state_file: Option<StateFile>,
 }
 
 impl SessionStreams {
+    pub fn new(state_file: Option<StateFile>) -> Self {
+        Self { open: HashMap::new(), state_file }
+    }
+
+    /// The streams a previous run left open (empty without a state directory).
+    pub fn saved(&self) -> Vec<OpenStreamEntry> {
+        self.state_file.as_ref().map(|f| f.load(MAX_STREAMS)).unwrap_or_default()
+    }
+
+    fn save(&self) {
+        if let Some(file) = &self.state_file {
+            let entries: Vec<OpenStreamEntry> = self.open.values().map(|s| s.entry.clone()).collect();
+            file.save(&entries);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.open.len()
     }
@@ -68,7 +87,11 @@ impl SessionStreams {
             }
             keep
         });
-        before - self.open.len()
+        let evicted = before - self.open.len();
+        if evicted > 0 {
+            self.save();
+        }
+        evicted
     }
 
     fn evict_least_recent(&mut self) {
@@ -79,6 +102,7 @@ impl SessionStreams {
         }
     }
 
+    /// Stops every stream; the state file keeps them for the next start.
     pub fn close_all(&mut self) {
         for (_, stream) in self.open.drain() {
             stream.task.abort();
@@ -107,8 +131,10 @@ pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id:
         gateway.metrics.increment(Stat::StreamEvictions);
     }
     let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
+    let entry = OpenStreamEntry::new(&binding, provider_id);
     let task = tokio::task::spawn_local(run_stream(Rc::clone(gateway), client, binding.clone(), SmolStr::new(provider_id), Rc::clone(&cursor)));
-    streams.open.insert(binding.binding_id.clone(), OpenStream { last_activity: now, task, cursor });
+    streams.open.insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, cursor });
+    streams.save();
     gateway.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
 }
 
@@ -242,4 +268,31 @@ async fn run_stream(
     }
     cursor.flush(&gateway, &client, &binding.binding_id).await;
     follower.abort();
+}
+
+/// Reopens the streams a previous run left open, each from its current Cloud cursor.
+pub async fn resume_saved(gateway: Rc<Gateway>) {
+    let Some(client) = gateway.client.clone() else { return };
+    let saved = gateway.sessions.borrow().saved();
+    if saved.is_empty() {
+        return;
+    }
+    let mut resumed = 0;
+    for entry in saved {
+        if !gateway.providers.borrow().get(&entry.provider_id).is_some_and(|r| r.started) {
+            continue;
+        }
+        match client
+            .find_session_by_thread(&entry.provider, entry.external_workspace_id.as_deref(), &entry.external_chat_id, &entry.external_thread_id)
+            .await
+        {
+            Ok(Some(bound)) => {
+                ensure(&gateway, bound.binding, &entry.provider_id);
+                resumed += 1;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(error = %error, "cannot look up a saved session binding; it reopens on its next message"),
+        }
+    }
+    tracing::info!(resumed, "session streams resumed from the state file");
 }
