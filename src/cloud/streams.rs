@@ -23,8 +23,9 @@ use crate::shutdown::DrainSignal;
 /// What a session stream hands its consumer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionStreamItem {
-    /// A new event, in sequence order, never one at or below the cursor.
-    Event(SessionEvent),
+    /// A new event, in sequence order, never one at or below the cursor. Boxed: a queue slot
+    /// per open stream stays small.
+    Event(Box<SessionEvent>),
     /// After `snapshot.required`: Cloud dropped events up to `sequence`; persist it as the cursor.
     CursorJump(u64),
 }
@@ -144,7 +145,7 @@ async fn read_session_events(
                 continue;
             }
             *cursor = event.sequence;
-            SessionStreamItem::Event(event)
+            SessionStreamItem::Event(Box::new(event))
         };
         backoff.reset();
         match unless_draining(drain, items.send(item)).await {

@@ -2,8 +2,9 @@
 //! per (binding, target) lane — strictly in order within a lane, concurrent across lanes up to
 //! `maxConcurrency` — sent through the binding's provider (chunked, chunk ids
 //! `<deliveryId>:chunk:<n>`) and acknowledged. Transient failures are acked `failed` with a
-//! backoff (or the provider's rate-limit delay) up to 5 attempts, then `dead`; a full queue sheds
-//! to the lease (never dropped); a sent-cache of 2,048 ids keeps a re-served delivery from going
+//! backoff (or the provider's rate-limit delay) up to 5 attempts, then `dead`; a full queue stops
+//! reading the stream (backpressure), and a delivery whose lease is nearly over when its turn
+//! comes is left to the lease (shed, never dropped or sent twice); a sent-cache of 2,048 ids keeps a re-served delivery from going
 //! out twice; a failed `sent` ack is retried while the lease lasts, never turned into `dead`.
 //! A per-provider circuit breaker stops hammering a failing channel.
 
@@ -108,7 +109,8 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
             break;
         }
         tokio::select! {
-            delivery = incoming.recv(), if open => match delivery {
+            // A full queue stops reading: the stream backs up instead of dropping claims.
+            delivery = incoming.recv(), if open && queued < cap => match delivery {
                 None => open = false,
                 Some(delivery) => {
                     let key = (delivery.channel_binding_id.clone(), delivery.delivery_id.clone());
@@ -118,9 +120,6 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
                         tokio::task::spawn_local(async move { ack_sent(&gateway, &client, &delivery).await });
                     } else if known.contains(&key) {
                         gateway.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
-                    } else if queued >= cap {
-                        // Left unacked: the lease expires and Cloud serves it again.
-                        gateway.metrics.increment(Stat::DeliverySheds);
                     } else {
                         let lane = lane_key(&delivery);
                         known.insert(key);
@@ -149,6 +148,18 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
             let Some(lane) = ready.pop_front() else { break };
             let Some(delivery) = lanes.get_mut(&lane).and_then(VecDeque::pop_front) else { continue };
             queued -= 1;
+            if lease_nearly_over(&delivery) {
+                // Sending now could race Cloud re-serving it to another claimant: leave it to its
+                // lease, unacked, and let Cloud serve it again.
+                gateway.metrics.increment(Stat::DeliverySheds);
+                known.remove(&(delivery.channel_binding_id.clone(), delivery.delivery_id.clone()));
+                if lanes.get(&lane).is_some_and(|l| !l.is_empty()) {
+                    ready.push_back(lane);
+                } else {
+                    lanes.remove(&lane);
+                }
+                continue;
+            }
             active += 1;
             busy_lanes.insert(lane.clone());
             let key = (delivery.channel_binding_id.clone(), delivery.delivery_id.clone());
@@ -165,6 +176,13 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
             _ => {}
         }
     }
+}
+
+/// Less than this much lease left: too late to start a send.
+const LEASE_MARGIN_MS: u64 = 5_000;
+
+fn lease_nearly_over(delivery: &DeliveryRecord) -> bool {
+    delivery.field_str("claimExpiresAt").and_then(crate::time::parse_iso).is_some_and(|end| end < crate::time::now_ms() + LEASE_MARGIN_MS)
 }
 
 fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &str) -> ChannelTarget {
