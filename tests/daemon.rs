@@ -254,3 +254,54 @@ fn demo_echoes_a_piped_line_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ["echo: hello"], "replies only on stdout");
 }
+
+/// The dev Cloud as a child process, and the env block it printed.
+fn dev_cloud() -> (std::process::Child, std::collections::HashMap<String, String>, support::TempDir) {
+    use std::io::BufRead as _;
+    let dir = support::TempDir::new("devcloud");
+    let mut child = support::command(&dir.0, &[]).args(["dev-cloud", "--port", "0"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut block = std::collections::HashMap::new();
+    while !block.contains_key("OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN") {
+        let line = lines.next().expect("dev-cloud output").unwrap();
+        let (key, value) = line.split_once('=').unwrap();
+        block.insert(key.to_owned(), value.to_owned());
+    }
+    (child, block, dir)
+}
+
+#[test]
+fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
+    let (mut cloud, block, _dir) = dev_cloud();
+    let cloud_address: std::net::SocketAddr = block["OPEN_COWORK_CLOUD_BASE_URL"].trim_start_matches("http://").parse().unwrap();
+    let admin = format!("Bearer {}", block["OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN"]);
+    let mut env = base_env();
+    env.retain(|(k, _)| !k.starts_with("OPEN_COWORK_CLOUD_BASE_URL") && *k != "OPEN_COWORK_GATEWAY_SERVICE_TOKEN");
+    env.push(("OPEN_COWORK_CLOUD_BASE_URL", &block["OPEN_COWORK_CLOUD_BASE_URL"]));
+    env.push(("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &block["OPEN_COWORK_GATEWAY_SERVICE_TOKEN"]));
+    env.push(("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "2000"));
+    let mut gateway = Gateway::start(&env, &[]);
+    for _ in 0..200 {
+        if gateway.get("/ready", &[]).status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for n in 0..200 {
+        let body = serde_json::json!({"deliveryId": format!("q-{n}"), "channelBindingId": "fake-binding", "target": {"externalChatId": format!("c-{}", n % 7)}, "payload": {"text": "x"}});
+        let response = request(cloud_address, "POST", "/api/channels/deliveries", &[("authorization", &admin), ("content-type", "application/json")], body.to_string().as_bytes());
+        assert_eq!(response.status, 201);
+    }
+    gateway.signal(SIGTERM);
+    let status = gateway.wait_exit(Duration::from_secs(20)).expect("exits within the drain budget");
+    assert_eq!(status.code(), Some(0), "{}", gateway.output());
+    let listed = request(cloud_address, "GET", "/api/channels/deliveries?channelBindingId=fake-binding&limit=200", &[("authorization", &admin)], b"");
+    let deliveries = listed.json()["deliveries"].as_array().unwrap().clone();
+    assert_eq!(deliveries.len(), 200);
+    for delivery in deliveries {
+        let status = delivery["status"].as_str().unwrap();
+        assert!(["sent", "claimed", "pending"].contains(&status), "{} is {status}", delivery["deliveryId"]);
+    }
+    let _ = cloud.kill();
+    let _ = cloud.wait();
+}
