@@ -647,19 +647,12 @@ pub fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Env};
 
     fn config() -> Config {
-        let env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            (
-                "OPEN_COWORK_GATEWAY_PROVIDERS",
-                r#"[{"id":"webhook-b","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s"}},{"id":"fake","kind":"fake","channelBindingId":"f"}]"#,
-            ),
-        ]);
-        resolve(&serde_json::json!({}), &env).unwrap()
+        crate::config::test_config(&[(
+            "OPEN_COWORK_GATEWAY_PROVIDERS",
+            r#"[{"id":"webhook-b","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s"}},{"id":"fake","kind":"fake","channelBindingId":"f"}]"#,
+        )])
     }
 
     #[test]

@@ -259,7 +259,12 @@ fn demo_echoes_a_piped_line_and_exits_zero() {
 fn dev_cloud() -> (std::process::Child, std::collections::HashMap<String, String>, support::TempDir) {
     use std::io::BufRead as _;
     let dir = support::TempDir::new("devcloud");
-    let mut child = support::command(&dir.0, &[]).args(["dev-cloud", "--port", "0"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = support::command(&dir.0, &[])
+        .args(["dev-cloud", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut block = std::collections::HashMap::new();
     while !block.contains_key("OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN") {
@@ -289,7 +294,13 @@ fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
     }
     for n in 0..200 {
         let body = serde_json::json!({"deliveryId": format!("q-{n}"), "channelBindingId": "fake-binding", "target": {"externalChatId": format!("c-{}", n % 7)}, "payload": {"text": "x"}});
-        let response = request(cloud_address, "POST", "/api/channels/deliveries", &[("authorization", &admin), ("content-type", "application/json")], body.to_string().as_bytes());
+        let response = request(
+            cloud_address,
+            "POST",
+            "/api/channels/deliveries",
+            &[("authorization", &admin), ("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
         assert_eq!(response.status, 201);
     }
     gateway.signal(SIGTERM);

@@ -444,6 +444,25 @@ fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
         .ok_or_else(|| ConfigError::new(format!("Unsupported gateway mode {text} in {source}. Valid values: self-host, managed.")))
 }
 
+/// A valid loopback configuration for unit tests, with `extra` variables on top (the fake
+/// provider unless `extra` names providers).
+#[cfg(test)]
+pub(crate) fn test_config(extra: &[(&str, &str)]) -> Config {
+    let mut env = Env::from_pairs([
+        ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
+        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
+        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+    ]);
+    for (key, value) in extra {
+        env.set(*key, *value);
+    }
+    match resolve(&Value::Object(serde_json::Map::new()), &env) {
+        Ok(config) => config,
+        Err(error) => panic!("test configuration: {error}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

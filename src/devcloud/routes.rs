@@ -865,7 +865,6 @@ fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Response<Respons
         return error(400, "Channel delivery ack requires status sent, failed, or dead.");
     };
     let claimant = call.text("claimedBy").or_else(|| call.query_value("claimedBy")).unwrap_or_else(|| call.principal.token_id.clone());
-    let binding = call.text("channelBindingId");
     let next_attempt = match call.body.get("nextAttemptAt") {
         Some(Value::String(text)) => match parse_iso(text) {
             Some(ms) => Some(ms),
@@ -874,34 +873,44 @@ fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Response<Respons
         _ => None,
     };
     let mut store = cloud.store.borrow_mut();
+    let Some(index) = unique_delivery(&store, call, delivery_id, Some(&claimant)) else { return error(404, "Channel delivery was not found.") };
+    let last_error = call.text("lastError").map(|e| e.chars().take(1024).collect());
+    let public = settle_delivery(&mut store, index, status, last_error, next_attempt);
+    drop(store);
+    cloud.changed.notify_waiters();
+    json_response(200, &json!({"delivery": public}))
+}
+
+/// The one delivery with this id the caller may act on (filtered by the body's binding and,
+/// for acks, the claimant); `None` for zero or several matches.
+fn unique_delivery(store: &super::store::Store, call: &Call, delivery_id: &str, claimant: Option<&str>) -> Option<usize> {
+    let binding = call.text("channelBindingId");
+    let mut matches = store.deliveries.iter().enumerate().filter(|(_, d)| {
+        d.delivery_id == delivery_id
+            && binding.as_ref().is_none_or(|b| *b == d.channel_binding_id)
+            && claimant.is_none_or(|c| d.claimed_by.as_deref() == Some(c))
+            && delivery_visible(call, d)
+    });
+    match (matches.next(), matches.next()) {
+        (Some((index, _)), None) => Some(index),
+        _ => None,
+    }
+}
+
+/// Sets a delivery's outcome and releases its claim; returns its public form.
+fn settle_delivery(store: &mut super::store::Store, index: usize, status: String, last_error: Option<String>, next_attempt_ms: Option<u64>) -> Value {
     let (now_ms, now) = store.now();
-    let matches: Vec<usize> = store
-        .deliveries
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| {
-            d.delivery_id == delivery_id
-                && binding.as_ref().is_none_or(|b| *b == d.channel_binding_id)
-                && d.claimed_by.as_deref() == Some(claimant.as_str())
-                && delivery_visible(call, d)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let [index] = matches.as_slice() else { return error(404, "Channel delivery was not found.") };
-    let delivery = &mut store.deliveries[*index];
+    let delivery = &mut store.deliveries[index];
     delivery.status = status;
     delivery.claimed_by = None;
     delivery.claim_expires_at = None;
     delivery.claim_expires_ms = 0;
-    delivery.last_error = call.text("lastError").map(|e| e.chars().take(1024).collect());
-    let next = next_attempt.unwrap_or(now_ms);
+    delivery.last_error = last_error;
+    let next = next_attempt_ms.unwrap_or(now_ms);
     delivery.next_attempt_ms = next;
     delivery.next_attempt_at = iso(next);
     delivery.updated_at = now;
-    let public = delivery.public();
-    drop(store);
-    cloud.changed.notify_waiters();
-    json_response(200, &json!({"delivery": public}))
+    delivery.public()
 }
 
 fn list_deliveries(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
@@ -926,28 +935,14 @@ fn list_deliveries(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
 }
 
 fn delivery_action(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str, dead: bool) -> Response<ResponseBody> {
-    let binding = call.text("channelBindingId");
     let mut store = cloud.store.borrow_mut();
-    let (now_ms, now) = store.now();
-    let matches: Vec<usize> = store
-        .deliveries
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.delivery_id == delivery_id && binding.as_ref().is_none_or(|b| *b == d.channel_binding_id) && delivery_visible(call, d))
-        .map(|(i, _)| i)
-        .collect();
-    let [index] = matches.as_slice() else { return error(404, "Channel delivery was not found.") };
-    let delivery = &mut store.deliveries[*index];
-    delivery.status = if dead { "dead" } else { "failed" }.into();
-    delivery.last_error =
-        if dead { Some(call.text("lastError").unwrap_or_else(|| "Manually dead-lettered by gateway operator.".into())) } else { None };
-    delivery.next_attempt_ms = now_ms;
-    delivery.next_attempt_at = now.clone();
-    delivery.claimed_by = None;
-    delivery.claim_expires_at = None;
-    delivery.claim_expires_ms = 0;
-    delivery.updated_at = now;
-    let public = delivery.public();
+    let Some(index) = unique_delivery(&store, call, delivery_id, None) else { return error(404, "Channel delivery was not found.") };
+    let (status, last_error) = if dead {
+        ("dead", Some(call.text("lastError").unwrap_or_else(|| "Manually dead-lettered by gateway operator.".into())))
+    } else {
+        ("failed", None)
+    };
+    let public = settle_delivery(&mut store, index, status.into(), last_error, None);
     drop(store);
     cloud.changed.notify_waiters();
     json_response(200, &json!({"delivery": public}))

@@ -39,6 +39,36 @@ fn stream_response(session_stream: bool) -> (mpsc::Sender<Result<Bytes, std::io:
     (tx, response)
 }
 
+/// Why a stream task woke up.
+enum Wake {
+    /// Events or deliveries changed.
+    Work,
+    /// The heartbeat interval passed with nothing to write.
+    Idle,
+    /// The lifetime ended, the client left or the dev Cloud stopped: end the stream.
+    End,
+}
+
+/// Waits for the next reason to write, or for the end of the stream.
+async fn wake(
+    changed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    tick: std::time::Duration,
+    deadline: tokio::time::Instant,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    halted: &mut tokio::sync::watch::Receiver<bool>,
+) -> Wake {
+    tokio::select! {
+        _ = changed => Wake::Work,
+        _ = tokio::time::sleep(tick) => Wake::Idle,
+        _ = tokio::time::sleep_until(deadline) => Wake::End,
+        _ = tx.closed() => Wake::End,
+        _ = halted.wait_for(|h| *h) => {
+            let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud stopped"))).await;
+            Wake::End
+        }
+    }
+}
+
 fn frame(id: &str, event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n"))
 }
@@ -103,19 +133,14 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
                     return;
                 }
             }
-            tokio::select! {
-                _ = changed => {}
-                _ = tokio::time::sleep(cloud.options.keep_alive) => {
+            match wake(changed, cloud.options.keep_alive, deadline, &tx, &mut halted).await {
+                Wake::Work => {}
+                Wake::Idle => {
                     if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
                         return;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return,
-                _ = tx.closed() => return,
-                _ = halted.wait_for(|h| *h) => {
-                    let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud stopped"))).await;
-                    return;
-                }
+                Wake::End => return,
             }
         }
     });
@@ -166,15 +191,8 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
                     return;
                 }
             }
-            tokio::select! {
-                _ = changed => {}
-                _ = tokio::time::sleep(cloud.options.poll_interval) => {}
-                _ = tokio::time::sleep_until(deadline) => return,
-                _ = tx.closed() => return,
-                _ = halted.wait_for(|h| *h) => {
-                    let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud stopped"))).await;
-                    return;
-                }
+            if let Wake::End = wake(changed, cloud.options.poll_interval, deadline, &tx, &mut halted).await {
+                return;
             }
         }
     });

@@ -225,7 +225,6 @@ where
 mod tests {
     use super::*;
     use crate::cloud::LocalBoxFuture;
-    use crate::config::{resolve, Env};
     use http_body_util::{BodyExt, Empty, Full};
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -281,16 +280,10 @@ mod tests {
     }
 
     fn gateway(cloud: Option<Rc<MemoryDeliveries>>) -> Rc<Gateway> {
-        let env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            (
-                "OPEN_COWORK_GATEWAY_PROVIDERS",
-                r#"[{"id":"fake","kind":"fake","channelBindingId":"b1"},{"id":"cli","kind":"cli","channelBindingId":"b2"}]"#,
-            ),
-        ]);
-        let config = resolve(&json!({}), &env).unwrap();
+        let config = crate::config::test_config(&[(
+            "OPEN_COWORK_GATEWAY_PROVIDERS",
+            r#"[{"id":"fake","kind":"fake","channelBindingId":"b1"},{"id":"cli","kind":"cli","channelBindingId":"b2"}]"#,
+        )]);
         Gateway::new(config, cloud.map(|c| c as Rc<dyn DeliveryOperations>))
     }
 

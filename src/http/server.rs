@@ -159,7 +159,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Env};
     use bytes::Bytes;
     use http::StatusCode;
     use http_body_util::{BodyExt, Empty};
@@ -176,13 +175,7 @@ mod tests {
     }
 
     fn gateway() -> Rc<Gateway> {
-        let env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-        ]);
-        Gateway::new(resolve(&json!({}), &env).unwrap(), None)
+        Gateway::new(crate::config::test_config(&[]), None)
     }
 
     async fn call(gateway: &Rc<Gateway>, method: &str, uri: &str) -> (StatusCode, Value) {

@@ -101,22 +101,13 @@ fn accepted() -> Response<ResponseBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Env};
     use http_body_util::Full;
     use std::rc::Rc;
 
     fn gateway(extra: &[(&str, &str)]) -> Rc<Gateway> {
-        let mut env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-            ("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "1024"),
-        ]);
-        for (k, v) in extra {
-            env.set(*k, *v);
-        }
-        Gateway::new(resolve(&json!({}), &env).unwrap(), None)
+        let mut variables = vec![("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "1024")];
+        variables.extend_from_slice(extra);
+        Gateway::new(crate::config::test_config(&variables), None)
     }
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

@@ -298,19 +298,12 @@ fn state_of(registration: &ProviderRegistration) -> ProviderState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Env};
 
     fn config() -> Config {
-        let env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            (
-                "OPEN_COWORK_GATEWAY_PROVIDERS",
-                r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"slack","kind":"slack","channelBindingId":"s","credentials":{"botToken":"xoxb-1","signingSecret":"x"}},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#,
-            ),
-        ]);
-        resolve(&json!({}), &env).unwrap()
+        crate::config::test_config(&[(
+            "OPEN_COWORK_GATEWAY_PROVIDERS",
+            r#"[{"id":"fake","kind":"fake","channelBindingId":"f"},{"id":"cli","kind":"cli","channelBindingId":"c"},{"id":"slack","kind":"slack","channelBindingId":"s","credentials":{"botToken":"xoxb-1","signingSecret":"x"}},{"id":"webhook-off","kind":"webhook","enabled":false,"channelBindingId":"w","credentials":{"sharedSecret":"s"}}]"#,
+        )])
     }
 
     #[test]
