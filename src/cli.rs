@@ -16,6 +16,7 @@ Usage:
   open-cowork-gateway dev-cloud [--host H] [--port P] [--pending-identities]
                                              run the in-memory dev Cloud on loopback and print
                                              the env block a gateway needs to use it
+  open-cowork-gateway setup [--help]         write an appliance env file (/etc/open-cowork/gateway.env)
   open-cowork-gateway version                print version and target
   open-cowork-gateway help                   show this text
 
@@ -42,6 +43,10 @@ pub enum Command {
     },
     /// The gateway with the CLI provider on the embedded dev Cloud.
     Demo,
+    /// Writes an env file; its flags are parsed by [`crate::setup`].
+    Setup {
+        args: Vec<String>,
+    },
     /// The in-memory dev Cloud; loopback only.
     DevCloud {
         host: String,
@@ -86,7 +91,12 @@ where
     let mut dev_host: Option<String> = None;
     let mut dev_port: Option<u16> = None;
     let mut pending_identities = false;
-    let mut args = args.into_iter().map(Into::into);
+    let mut args = args.into_iter().map(Into::into).peekable();
+    if args.peek().is_some_and(|first| first == "setup") {
+        args.next();
+        cli.command = Command::Setup { args: args.collect() };
+        return Ok(cli);
+    }
     while let Some(arg) = args.next() {
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
@@ -133,7 +143,9 @@ where
                     "version" => Command::Version,
                     "help" => Command::Help,
                     other => {
-                        return Err(UsageError(format!("Unknown command {other:?}. Commands: run, demo, check-config, dev-cloud, version, help.")))
+                        return Err(UsageError(format!(
+                            "Unknown command {other:?}. Commands: run, demo, setup, check-config, dev-cloud, version, help."
+                        )))
                     }
                 });
             }

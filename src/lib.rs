@@ -16,6 +16,7 @@
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
+//! | [`setup`] | `setup`: writes an appliance env file that passes `check-config` |
 //! | [`time`] | epoch milliseconds and ISO-8601 timestamps as Cloud writes them |
 //! | [`daemon`] | `run`: wires everything, binds, serves, drains, exits |
 
@@ -33,6 +34,7 @@ pub mod notify;
 pub mod providers;
 pub mod render;
 pub mod runtime;
+pub mod setup;
 pub mod shutdown;
 pub mod signals;
 pub mod time;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         }
         Command::DevCloud { host, port, pending_identities } => return dev_cloud(&host, port, pending_identities),
         Command::Demo => return demo(cli.log_level),
+        Command::Setup { args } => return setup(&args),
         Command::Run | Command::CheckConfig { .. } => {}
     }
 
@@ -228,4 +229,21 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
 fn demo(_: Option<config::LogLevel>) -> ExitCode {
     eprintln!("open-cowork-gateway: this binary was built without the devcloud feature, which the demo needs.");
     ExitCode::from(EX_USAGE)
+}
+
+/// `setup`: usage mistakes exit 64, write failures 73 (EX_CANTCREAT).
+fn setup(args: &[String]) -> ExitCode {
+    use open_cowork_gateway::setup::{self, SetupError};
+    let result = setup::parse(args).and_then(|options| setup::run(&options, &mut std::io::stdout()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(SetupError::Usage(message)) => {
+            eprintln!("open-cowork-gateway setup: {message}\n\n{}", setup::USAGE);
+            ExitCode::from(EX_USAGE)
+        }
+        Err(SetupError::Io(message)) => {
+            eprintln!("open-cowork-gateway setup: {message}");
+            ExitCode::from(73)
+        }
+    }
 }

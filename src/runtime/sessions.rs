@@ -18,7 +18,8 @@ use super::Gateway;
 use crate::cloud::client::CloudClient;
 use crate::cloud::streams::{follow_session_events, SessionStreamItem};
 use crate::cloud::types::{CursorUpdate, SessionBindingRecord};
-use crate::metrics::Stat;
+use crate::config::ProviderKind;
+use crate::metrics::{bounded_channel_kind, Direction, Outcome, Stat};
 use crate::net::backoff::Backoff;
 use crate::providers::ChannelTarget;
 use crate::render::{render_event, RenderContext, RenderState};
@@ -242,6 +243,17 @@ async fn run_stream(
                         Err(error) => break Err(error),
                     }
                 };
+                // Session render telemetry counts under the runtime provider kind (§3.11).
+                let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, &provider_id));
+                if attempt > 1 || rendered.as_ref().is_ok_and(|r| r.handled) || rendered.is_err() {
+                    gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+                    let outcome = match &rendered {
+                        Ok(_) => Outcome::Success,
+                        Err(error) if error.transient => Outcome::Retry,
+                        Err(_) => Outcome::Error,
+                    };
+                    gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
+                }
                 match rendered {
                     Ok(rendered) if rendered.handled => {
                         if rendered.last_chat_message_id.is_some() {

@@ -1,0 +1,350 @@
+//! `open-cowork-gateway setup`: writes a gateway env file for an appliance (spec §1.8), with
+//! upstream's flags. Unlike upstream, every file it writes passes `check-config` (§8.3): it
+//! generates the admin token and the Telegram webhook secret when none is given, requires a real
+//! service token, and never writes a key twice. The file is created with mode 0600 and is not
+//! overwritten without `--force`; `--print` refuses to show secrets without `--allow-secret-print`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::config::urls::{normalize_public_https_url, PublicUrlProblem};
+use crate::render::text::base64url_encode;
+
+pub const USAGE: &str = "\
+Usage: open-cowork-gateway setup [options]
+
+  --mode remote|local             remote Cloud (default) or a Cloud on this machine (http://127.0.0.1:8787)
+  --cloud-url URL                 the Cloud URL (required for remote)
+  --service-token TOKEN           the gateway-scoped Cloud token (required)
+  --provider telegram|fake        the channel (default telegram)
+  --telegram-mode polling|webhook default polling
+  --telegram-bot-token TOKEN      from BotFather (required for telegram)
+  --telegram-webhook-secret S     generated when webhook mode needs one and none is given
+  --public-url URL                public HTTPS URL of this gateway (required for webhook mode)
+  --admin-token TOKEN             operator token; generated when not given
+  --output PATH                   default /etc/open-cowork/gateway.env (written with mode 0600)
+  --force                         overwrite an existing file
+  --print                         print the env file instead of writing it
+  --allow-secret-print            allow --print to show the secrets it contains
+  -h, --help                      this text
+";
+
+/// What went wrong; the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupOptions {
+    pub local: bool,
+    pub cloud_url: Option<String>,
+    pub service_token: Option<String>,
+    pub telegram: bool,
+    pub telegram_webhook: bool,
+    pub telegram_bot_token: Option<String>,
+    pub telegram_webhook_secret: Option<String>,
+    pub public_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub output: PathBuf,
+    pub force: bool,
+    pub print: bool,
+    pub allow_secret_print: bool,
+    pub help: bool,
+}
+
+fn usage(message: impl Into<String>) -> SetupError {
+    SetupError::Usage(message.into())
+}
+
+/// Parses the flags after `setup`.
+pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
+    let mut options = SetupOptions {
+        local: false,
+        cloud_url: None,
+        service_token: None,
+        telegram: true,
+        telegram_webhook: false,
+        telegram_bot_token: None,
+        telegram_webhook_secret: None,
+        public_url: None,
+        admin_token: None,
+        output: PathBuf::from("/etc/open-cowork/gateway.env"),
+        force: false,
+        print: false,
+        allow_secret_print: false,
+        help: false,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String, SetupError> {
+            match inline.clone().or_else(|| args.next().cloned()) {
+                Some(v) if !v.is_empty() && !v.starts_with("--") => Ok(v),
+                _ => Err(usage(format!("{flag} requires a value."))),
+            }
+        };
+        match flag {
+            "--mode" => {
+                options.local = match value()?.as_str() {
+                    "remote" => false,
+                    "local" => true,
+                    _ => return Err(usage("--mode must be one of: remote, local")),
+                }
+            }
+            "--provider" => {
+                options.telegram = match value()?.as_str() {
+                    "telegram" => true,
+                    "fake" => false,
+                    _ => return Err(usage("--provider must be one of: telegram, fake")),
+                }
+            }
+            "--telegram-mode" => {
+                options.telegram_webhook = match value()?.as_str() {
+                    "polling" => false,
+                    "webhook" => true,
+                    _ => return Err(usage("--telegram-mode must be one of: polling, webhook")),
+                }
+            }
+            "--cloud-url" => options.cloud_url = Some(value()?),
+            "--service-token" => options.service_token = Some(value()?),
+            "--telegram-bot-token" => options.telegram_bot_token = Some(value()?),
+            "--telegram-webhook-secret" => options.telegram_webhook_secret = Some(value()?),
+            "--public-url" => options.public_url = Some(value()?),
+            "--admin-token" => options.admin_token = Some(value()?),
+            "--output" => options.output = PathBuf::from(value()?),
+            "--force" => options.force = true,
+            "--print" => options.print = true,
+            "--allow-secret-print" => options.allow_secret_print = true,
+            "-h" | "--help" => options.help = true,
+            other if other.starts_with('-') => return Err(usage(format!("Unknown option {other}."))),
+            other => return Err(usage(format!("Unexpected argument: {other}"))),
+        }
+    }
+    Ok(options)
+}
+
+/// A random secret: 32 bytes from the system's CSPRNG, base64url.
+fn generate_secret() -> Result<String, SetupError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| SetupError::Io("the system random generator failed".into()))?;
+    Ok(base64url_encode(&bytes))
+}
+
+/// One value per line: newlines are removed, as upstream does.
+fn clean(value: &str) -> String {
+    value.replace(['\r', '\n'], "")
+}
+
+/// The env file's text.
+pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
+    let cloud_url = match (&options.cloud_url, options.local) {
+        (Some(url), _) => url.clone(),
+        (None, true) => "http://127.0.0.1:8787".to_owned(),
+        (None, false) => return Err(usage("--cloud-url is required in remote mode.")),
+    };
+    let service_token = options
+        .service_token
+        .clone()
+        .ok_or_else(|| usage("--service-token is required: create a gateway-scoped token in Open Cowork Cloud and pass it here."))?;
+    let webhook = options.telegram && options.telegram_webhook;
+    if options.telegram && options.telegram_bot_token.is_none() {
+        return Err(usage("--telegram-bot-token is required for the Telegram provider."));
+    }
+    let public_url = match (&options.public_url, webhook) {
+        (Some(url), _) => Some(normalize_public_https_url(url).map_err(|problem| match problem {
+            PublicUrlProblem::Invalid => usage("--public-url must be a valid HTTPS URL, for example https://gateway.example.com."),
+            PublicUrlProblem::NotHttps => usage("--public-url must be HTTPS for Telegram webhook mode."),
+            PublicUrlProblem::Loopback => usage("--public-url must be publicly reachable, not loopback."),
+        })?),
+        (None, true) => return Err(usage("--public-url is required for Telegram webhook mode.")),
+        (None, false) => None,
+    };
+    let admin_token = match &options.admin_token {
+        Some(token) => token.clone(),
+        None => generate_secret()?,
+    };
+    let mut lines = vec![
+        "# Generated by open-cowork-gateway setup.".to_owned(),
+        "# Store this file outside git and rotate every token if it is exposed.".to_owned(),
+    ];
+    let mut set = |key: &str, value: &str| lines.push(format!("{key}={}", clean(value)));
+    set("OPEN_COWORK_CLOUD_BASE_URL", &cloud_url);
+    set("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &service_token);
+    set("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", &admin_token);
+    set("OPEN_COWORK_GATEWAY_HOST", if webhook { "0.0.0.0" } else { "127.0.0.1" });
+    set("OPEN_COWORK_GATEWAY_PORT", "8790");
+    set("OPEN_COWORK_GATEWAY_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
+    set("OPEN_COWORK_GATEWAY_PRODUCT_MODE", "cloud_channel");
+    set("OPEN_COWORK_GATEWAY_MODE", "self-host");
+    set("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "false");
+    set("OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", "false");
+    set("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "false");
+    set("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", "");
+    set("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", if options.telegram { "false" } else { "true" });
+    if options.telegram {
+        let secret = match (&options.telegram_webhook_secret, webhook) {
+            (Some(secret), _) => secret.clone(),
+            (None, true) => generate_secret()?,
+            (None, false) => String::new(),
+        };
+        set("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", options.telegram_bot_token.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_TELEGRAM_CHANNEL_BINDING_ID", "telegram");
+        set("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", if webhook { "webhook" } else { "polling" });
+        set("OPEN_COWORK_GATEWAY_TELEGRAM_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
+        set("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", &secret);
+    } else {
+        set("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID", "fake-binding");
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The steps after writing the file.
+fn next_steps(path: &Path) -> String {
+    format!(
+        "Next steps:\n\
+         1. Review {path} (mode 0600; it holds secrets).\n\
+         2. Validate it: open-cowork-gateway check-config --env-file {path}\n\
+         3. Install the service: scripts/install (systemd on Linux, launchd on macOS).\n\
+         4. Start it: systemctl enable --now open-cowork-gateway (or launchctl bootstrap system …).\n\
+         5. Check /health and /ready: curl -s http://127.0.0.1:8790/health; curl -s http://127.0.0.1:8790/ready\n",
+        path = path.display()
+    )
+}
+
+/// Writes `text` to a new file with mode 0600 (or replaces it with `force`).
+fn write_env_file(path: &Path, text: &str, force: bool) -> Result<(), SetupError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| SetupError::Io(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            SetupError::Usage(format!("{} already exists; pass --force to replace it.", path.display()))
+        } else {
+            SetupError::Io(format!("cannot write {}: {e}", path.display()))
+        }
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // An existing file keeps its mode on open: tighten it too.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| SetupError::Io(format!("cannot set the mode of {}: {e}", path.display())))?;
+    }
+    file.write_all(text.as_bytes()).map_err(|e| SetupError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Runs `setup` with its output on `out`.
+pub fn run(options: &SetupOptions, out: &mut dyn Write) -> Result<(), SetupError> {
+    if options.help {
+        let _ = out.write_all(USAGE.as_bytes());
+        return Ok(());
+    }
+    let text = render(options)?;
+    if options.print {
+        if !options.allow_secret_print {
+            return Err(usage(
+                "--print would write live gateway secrets to stdout. Pass --allow-secret-print to accept that, or write the file with --output.",
+            ));
+        }
+        return out.write_all(text.as_bytes()).map_err(|e| SetupError::Io(e.to_string()));
+    }
+    write_env_file(&options.output, &text, options.force)?;
+    let _ = writeln!(out, "Wrote {}.", options.output.display());
+    let _ = out.write_all(next_steps(&options.output).as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn flags_and_errors() {
+        assert_eq!(parse(&args(&["--mode", "cluster"])).unwrap_err(), usage("--mode must be one of: remote, local"));
+        assert_eq!(parse(&args(&["--provider", "irc"])).unwrap_err(), usage("--provider must be one of: telegram, fake"));
+        assert_eq!(parse(&args(&["--cloud-url"])).unwrap_err(), usage("--cloud-url requires a value."));
+        assert_eq!(parse(&args(&["--cloud-url", "--print"])).unwrap_err(), usage("--cloud-url requires a value."));
+        assert_eq!(parse(&args(&["stray"])).unwrap_err(), usage("Unexpected argument: stray"));
+        let options = parse(&args(&["--mode=local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
+        assert!(options.local && !options.telegram && options.print);
+    }
+
+    #[test]
+    fn rendering_generates_what_the_mode_needs() {
+        let options = parse(&args(&[
+            "--cloud-url",
+            "https://cloud.example.com",
+            "--service-token",
+            "occ_x_y",
+            "--telegram-bot-token",
+            "1:abc",
+            "--telegram-mode",
+            "webhook",
+            "--public-url",
+            "https://bot.example.com/",
+        ]))
+        .unwrap();
+        let text = render(&options).unwrap();
+        assert!(text.contains("OPEN_COWORK_GATEWAY_HOST=0.0.0.0\n"));
+        assert!(text.contains("OPEN_COWORK_GATEWAY_PUBLIC_URL=https://bot.example.com\n"));
+        let secret = text.lines().find_map(|l| l.strip_prefix("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET=")).unwrap();
+        assert_eq!(secret.len(), 43, "a generated 32-byte secret");
+        let admin = text.lines().find_map(|l| l.strip_prefix("OPEN_COWORK_GATEWAY_ADMIN_TOKEN=")).unwrap();
+        assert_eq!(admin.len(), 43);
+        assert_ne!(admin, secret);
+        let keys: Vec<&str> = text.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "no key twice");
+        let http = SetupOptions { public_url: Some("http://bot.example.com".into()), ..options };
+        assert_eq!(render(&http).unwrap_err(), usage("--public-url must be HTTPS for Telegram webhook mode."));
+    }
+
+    #[test]
+    fn print_refuses_secrets_and_files_are_private() {
+        let mut options = parse(&args(&["--mode", "local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
+        let mut out = Vec::new();
+        assert!(run(&options, &mut out).unwrap_err().to_string().starts_with("--print would write live gateway secrets"));
+        options.allow_secret_print = true;
+        run(&options, &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("OPEN_COWORK_CLOUD_BASE_URL=http://127.0.0.1:8787"));
+
+        let dir = std::env::temp_dir().join(format!("ocg-setup-{}", std::process::id()));
+        let path = dir.join("etc/gateway.env");
+        options.print = false;
+        options.output = path.clone();
+        run(&options, &mut Vec::new()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(run(&options, &mut Vec::new()).unwrap_err().to_string().contains("pass --force"));
+        options.force = true;
+        run(&options, &mut Vec::new()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
