@@ -179,13 +179,6 @@ impl Config {
     pub fn is_publicly_exposed(&self) -> bool {
         urls::is_public_bind_host(&self.server.host) || self.server.public_base_url.is_some()
     }
-
-    /// Every configured secret value, for tests and log scrubbing.
-    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
-        std::iter::once(&self.cloud.service_token)
-            .chain(self.server.admin_token.iter())
-            .chain(self.providers.iter().flat_map(|p| p.credentials.values()))
-    }
 }
 
 /// Command-line overrides that take part in resolution.

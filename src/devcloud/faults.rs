@@ -59,8 +59,4 @@ impl Faults {
             None => false,
         }
     }
-
-    pub fn clear(&mut self) {
-        *self = Self::default();
-    }
 }

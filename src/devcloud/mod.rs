@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -210,16 +210,5 @@ impl DevCloud {
         let store = self.store.borrow();
         let binding = store.session_binding(session_binding_id)?;
         store.sessions.get(&binding.session_id).map(|s| s.next_sequence - 1)
-    }
-
-    /// A JSON summary for logs and tests.
-    pub fn summary(&self) -> Value {
-        let store = self.store.borrow();
-        json!({
-            "sessions": store.sessions.len(),
-            "sessionBindings": store.session_bindings.len(),
-            "providerEvents": store.provider_events.len(),
-            "deliveries": store.deliveries.len(),
-        })
     }
 }

@@ -92,10 +92,6 @@ fn payload_text<'a>(payload: &'a Value, keys: &[&str]) -> Option<&'a str> {
     keys.iter().find_map(|k| payload.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
 }
 
-/// The session event types that render something (`channelRenderable`).
-pub const RENDERED_EVENT_TYPES: [&str; 6] =
-    ["assistant.message", "tool.call", "permission.requested", "question.asked", "artifact.created", "artifact.updated"];
-
 pub async fn render_event(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
     match event.event_type.as_str() {
         "assistant.message" => render_assistant(context, state, event).await,

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::state::{OpenStreamEntry, StateFile};
 use super::Gateway;
 use crate::cloud::client::CloudClient;
+use crate::cloud::retry::with_retry;
 use crate::cloud::streams::{follow_session_events, SessionStreamItem};
 use crate::cloud::types::{CursorUpdate, SessionBindingRecord};
 use crate::config::ProviderKind;
@@ -151,7 +152,10 @@ struct Cursor {
 
 impl Cursor {
     async fn persist(&mut self, gateway: &Gateway, client: &CloudClient, binding_id: &str, sequence: u64) {
-        match client.update_cursor(binding_id, sequence, self.workspace, self.last_chat_message_id.as_deref()).await {
+        // A chatty session can meet Cloud's per-token rate limit: wait as long as Cloud asks.
+        let (workspace, message_id) = (self.workspace, self.last_chat_message_id.clone());
+        let written = with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())).await;
+        match written {
             Ok(CursorUpdate::Updated(binding) | CursorUpdate::Stale(binding)) => {
                 self.persisted.set(binding.last_event_sequence.max(sequence));
                 self.workspace = binding.last_workspace_sequence;
