@@ -71,15 +71,14 @@ struct Shared {
     circuits: HashMap<SmolStr, Circuit>,
 }
 
-fn target_of(delivery: &DeliveryRecord) -> &serde_json::Map<String, Value> {
-    static EMPTY: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
-    delivery.rest.get("target").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(serde_json::Map::new))
+fn target_of(delivery: &DeliveryRecord) -> Option<&serde_json::Map<String, Value>> {
+    delivery.rest.get("target").and_then(Value::as_object)
 }
 
 /// `<binding>\0<target keys sorted, k=v joined with &>`.
 fn lane_key(delivery: &DeliveryRecord) -> String {
     let mut parts: Vec<String> =
-        target_of(delivery).iter().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
+        target_of(delivery).into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
     parts.sort();
     format!("{}\0{}", delivery.channel_binding_id, parts.join("&"))
 }
@@ -187,7 +186,7 @@ fn lease_nearly_over(delivery: &DeliveryRecord) -> bool {
 
 fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &str) -> ChannelTarget {
     let target = target_of(delivery);
-    let field = |keys: &[&str]| keys.iter().find_map(|k| target.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty())).map(str::to_owned);
+    let field = |keys: &[&str]| keys.iter().find_map(|k| target?.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty())).map(str::to_owned);
     ChannelTarget {
         provider,
         provider_kind: provider_kind.into(),
