@@ -87,6 +87,13 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
     let dispatcher = tokio::task::spawn_local(crate::runtime::deliveries::run_dispatcher(Rc::clone(&gateway), client, deliveries_rx));
     let cli_reader = read_stdin.then(|| spawn_cli_reader(&gateway)).flatten();
     let resume = tokio::task::spawn_local(crate::runtime::sessions::resume_saved(Rc::clone(&gateway)));
+    let mut background = Vec::new();
+    #[cfg(feature = "telegram")]
+    for registration in gateway.providers.borrow().registrations() {
+        if let Some(Provider::Telegram(bot)) = registration.provider.as_deref() {
+            background.push(tokio::task::spawn_local(crate::providers::telegram::poll::run(Rc::clone(&gateway), bot.clone())));
+        }
+    }
     let sweeper = {
         let gateway = Rc::clone(&gateway);
         tokio::task::spawn_local(async move {
@@ -104,7 +111,16 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
     let address = listener.local_addr().map_err(|source| DaemonError::Bind { address: gateway.config.server.host.clone(), source })?;
     let server = tokio::task::spawn_local(crate::http::server::serve_gateway(listener, Rc::clone(&gateway)));
     tracing::info!(%address, instance = %gateway.config.instance_id, providers = gateway.providers.borrow().registrations().len(), "listening");
-    Ok(Running { gateway, address, dispatcher, cli_reader, background: vec![follower, sweeper, server, resume] })
+    Ok(Running {
+        gateway,
+        address,
+        dispatcher,
+        cli_reader,
+        background: {
+            background.extend([follower, sweeper, server, resume]);
+            background
+        },
+    })
 }
 
 /// Reads the CLI provider's input lines and runs each through the inbound pipeline, in order.

@@ -351,6 +351,8 @@ pub struct Metrics {
     channel_messages: RefCell<BTreeMap<(&'static str, Direction, Outcome), u64>>,
     channel_latency: RefCell<BTreeMap<(&'static str, Direction, Outcome), Histogram>>,
     streams: [[Cell<u64>; 4]; 2],
+    /// Provider-specific events (`update`, `send`, `edit`, `rate_limited`) per configured provider.
+    provider_events: RefCell<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -384,7 +386,20 @@ impl Metrics {
             channel_messages: RefCell::new(channel_messages),
             channel_latency: RefCell::new(BTreeMap::new()),
             streams: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))),
+            provider_events: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// Counts a provider-specific event for a configured provider (others are ignored, so no
+    /// label value comes from outside).
+    pub fn increment_provider_event(&self, provider_id: &str, event: &'static str) {
+        if self.providers.borrow().iter().any(|r| r.id == provider_id) {
+            *self.provider_events.borrow_mut().entry((provider_id.to_owned(), event)).or_insert(0) += 1;
+        }
+    }
+
+    pub fn provider_event_count(&self, provider_id: &str, event: &'static str) -> u64 {
+        self.provider_events.borrow().get(&(provider_id.to_owned(), event)).copied().unwrap_or(0)
     }
 
     /// Counts a Cloud stream event; reconnects and errors also feed upstream's
@@ -482,6 +497,16 @@ impl Metrics {
             write_provider_families(&mut out, &sorted);
         }
         self.write_channel_telemetry(&mut out, &providers);
+        header(
+            &mut out,
+            "open_cowork_gateway_provider_events_total",
+            "counter",
+            "Provider-specific events (Telegram updates, sends, edits, rate limits).",
+        );
+        for ((provider, event), value) in self.provider_events.borrow().iter() {
+            let _ =
+                writeln!(out, "open_cowork_gateway_provider_events_total{{provider_id=\"{}\",event=\"{event}\"}} {value}", escape_label(provider));
+        }
         for (stat_index, (_, name, _, help)) in STREAM_STATS.iter().enumerate() {
             header(&mut out, name, "counter", help);
             for (kind_index, (_, kind)) in STREAM_KINDS.iter().enumerate() {

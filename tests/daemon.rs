@@ -186,6 +186,8 @@ fn configured_secrets_never_appear_in_output() {
     env.retain(|(k, _)| *k != "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER");
     env.extend([
         ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", SECRETS[2]),
+        // Loopback only: a closed port stands in for the Bot API.
+        ("OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL", "http://127.0.0.1:9"),
         ("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", SECRETS[3]),
         ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", "https://hooks.example.com/in"),
         ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", SECRETS[4]),

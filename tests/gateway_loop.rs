@@ -58,7 +58,7 @@ fn fake(running: &Running) -> Rc<Provider> {
 fn as_fake(provider: &Provider) -> &FakeProvider {
     match provider {
         Provider::Fake(fake) => fake,
-        Provider::Cli(_) => panic!("not the fake provider"),
+        _ => panic!("not the fake provider"),
     }
 }
 

@@ -255,6 +255,11 @@ impl CloudClient {
         &self.base_url
     }
 
+    /// The shared HTTPS client, for providers (one pool, one TLS setup).
+    pub fn http(&self) -> &HttpsClient {
+        &self.http
+    }
+
     fn build_request(&self, method: Method, path: &str, body: Option<&Value>, sse: bool) -> Result<Request<Full<Bytes>>, CloudError> {
         if !path.starts_with("/api/") {
             return Err(CloudError::transport(CloudErrorKind::Request, format!("Cloud request path must start with /api/: {path}")));

@@ -184,7 +184,12 @@ fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<
             "TELEGRAM_CHANNEL_BINDING_ID",
             None,
             vec![("botToken", Some(token)), ("webhookSecret", var("TELEGRAM_WEBHOOK_SECRET"))],
-            vec![("mode", var("TELEGRAM_MODE")), ("publicBaseUrl", public_url), ("respondInGroups", var("TELEGRAM_RESPOND_IN_GROUPS"))],
+            vec![
+                ("mode", var("TELEGRAM_MODE")),
+                ("publicBaseUrl", public_url),
+                ("respondInGroups", var("TELEGRAM_RESPOND_IN_GROUPS")),
+                ("apiBaseUrl", var("TELEGRAM_API_BASE_URL")),
+            ],
         );
     }
     if let Some(token) = var("SLACK_BOT_TOKEN") {
@@ -402,6 +407,14 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
                 if !has_credential("webhookSecret") {
                     return Err(provider_error(&id, "requires credential webhookSecret when Telegram webhook mode is enabled."));
                 }
+                // Telegram refuses other secret_token values at setWebhook time; fail here instead.
+                let secret = credentials.get("webhookSecret").map(Secret::expose).unwrap_or("");
+                if secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                    return Err(provider_error(
+                        &id,
+                        "credential webhookSecret must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's secret_token rule).",
+                    ));
+                }
                 let url = setting_text(&settings, "publicBaseUrl").ok_or_else(|| {
                     provider_error(&id, "requires setting publicBaseUrl or OPEN_COWORK_GATEWAY_PUBLIC_URL when Telegram webhook mode is enabled.")
                 })?;
@@ -418,6 +431,19 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
             other => return Err(provider_error(&id, format!("has unsupported Telegram mode {other}. Use polling or webhook."))),
         }
         settings.insert("mode".into(), mode.into());
+        if let Some(base) = setting_text(&settings, "apiBaseUrl") {
+            // A self-hosted Bot API server, or a fake one in tests: HTTPS, or plain HTTP on loopback.
+            let allowed = match super::urls::parse_http_url(&base) {
+                Ok(url) => url.https || super::urls::is_loopback_host(&url.host),
+                Err(_) => false,
+            };
+            if !allowed {
+                return Err(provider_error(
+                    &id,
+                    "setting apiBaseUrl (OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL) must be an HTTPS URL, or HTTP on loopback.",
+                ));
+            }
+        }
     }
     if kind == ProviderKind::Slack {
         for key in ["botToken", "signingSecret"] {

@@ -71,13 +71,18 @@ where
     let outcome = gateway.providers.borrow().handle_webhook(provider_id, request, crate::time::now_ms());
     match outcome {
         Ok(WebhookOutcome::Challenge(challenge)) => Ok(response::json(StatusCode::OK, &json!({"challenge": challenge}))),
-        Ok(WebhookOutcome::Message(message)) => {
-            // The inbound pipeline runs inside the request: its outcome is the status (a
-            // duplicate is a 202 too).
-            match crate::runtime::inbound::handle_message(gateway, provider_id, *message).await {
-                Ok(()) => Ok(accepted()),
-                Err(_) => Err(PROVIDER_FAILED),
+        Ok(WebhookOutcome::Ignored) => Ok(accepted()),
+        Ok(WebhookOutcome::Message(message)) => run_pipeline(gateway, provider_id, *message).await,
+        #[cfg(feature = "telegram")]
+        Ok(WebhookOutcome::TelegramUpdate(bot, update)) => {
+            let Some(message) = bot.map_update(&update).await else { return Ok(accepted()) };
+            let result = run_pipeline(gateway, provider_id, message.clone()).await;
+            if result.is_err() {
+                // Telegram retries a failed delivery: let that retry through the de-duplication.
+                bot.forget_update(&update);
             }
+            bot.after_inbound(&message).await;
+            result
         }
         Err(error) => {
             tracing::debug!(provider = provider_id, error = %crate::config::redact::redact_text(&error.detail), "webhook rejected");
@@ -91,6 +96,14 @@ where
                 WebhookErrorCode::Upstream => PROVIDER_FAILED,
             })
         }
+    }
+}
+
+/// The inbound pipeline runs inside the request: its outcome is the status (a duplicate is a 202 too).
+async fn run_pipeline(gateway: &std::rc::Rc<Gateway>, provider_id: &str, message: crate::providers::InboundMessage) -> RouteResult {
+    match crate::runtime::inbound::handle_message(gateway, provider_id, message).await {
+        Ok(()) => Ok(accepted()),
+        Err(_) => Err(PROVIDER_FAILED),
     }
 }
 

@@ -7,6 +7,8 @@
 
 pub mod cli;
 pub mod fake;
+#[cfg(feature = "telegram")]
+pub mod telegram;
 pub mod types;
 
 use std::rc::Rc;
@@ -32,6 +34,8 @@ pub fn random_id() -> String {
 pub enum Provider {
     Fake(FakeProvider),
     Cli(CliProvider),
+    #[cfg(feature = "telegram")]
+    Telegram(telegram::TelegramProvider),
 }
 
 impl Provider {
@@ -39,6 +43,8 @@ impl Provider {
         match self {
             Provider::Fake(p) => p.capabilities(),
             Provider::Cli(p) => p.capabilities(),
+            #[cfg(feature = "telegram")]
+            Provider::Telegram(p) => p.capabilities(),
         }
     }
 
@@ -51,12 +57,16 @@ impl Provider {
                 p.send_text(target, text, options)
             }
             Provider::Cli(p) => p.send_text(target, text, options),
+            #[cfg(feature = "telegram")]
+            Provider::Telegram(p) => p.send_text(target, text, options).await,
         }
     }
 
-    pub async fn edit_text(&self, _target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+    pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         match self {
             Provider::Fake(p) => p.edit_text(message_id, text),
+            #[cfg(feature = "telegram")]
+            Provider::Telegram(p) => p.edit_text(target, message_id, text).await,
             Provider::Cli(_) => Err(SendError::permanent("CLI provider does not support message editing; use appended output instead.")),
         }
     }
@@ -64,6 +74,8 @@ impl Provider {
     pub async fn send_buttons(&self, target: &ChannelTarget, text: &str, buttons: &[Vec<Button>]) -> Result<SentMessage, SendError> {
         match self {
             Provider::Fake(p) => p.send_buttons(target, text, buttons),
+            #[cfg(feature = "telegram")]
+            Provider::Telegram(p) => p.send_buttons(target, text, buttons).await,
             Provider::Cli(_) => Err(SendError::permanent("CLI provider does not support inline buttons; use token approval fallback.")),
         }
     }
@@ -72,7 +84,19 @@ impl Provider {
         match self {
             Provider::Fake(p) => p.answer_interaction(interaction_id, text),
             Provider::Cli(p) => p.answer_interaction(interaction_id, text),
+            #[cfg(feature = "telegram")]
+            Provider::Telegram(p) => p.answer_interaction(interaction_id, text).await,
         }
+    }
+
+    /// After the inbound pipeline handled (or failed) a message of this provider.
+    pub async fn after_inbound(&self, message: &InboundMessage) {
+        #[cfg(feature = "telegram")]
+        if let Provider::Telegram(p) = self {
+            p.after_inbound(message).await;
+        }
+        #[cfg(not(feature = "telegram"))]
+        let _ = message;
     }
 }
 
@@ -89,15 +113,21 @@ impl Default for ProviderFactory {
 }
 
 impl ProviderFactory {
-    /// `None` when this build has no implementation for the kind.
-    fn build(&self, config: &ProviderConfig, body_cap: usize) -> Option<Provider> {
+    /// The provider, or why it cannot run in this process.
+    fn build(&self, config: &ProviderConfig, body_cap: usize, http: Option<&crate::net::https::HttpsClient>) -> Result<Provider, String> {
+        let unavailable = || format!("The {} provider is not implemented in this build yet.", config.kind.as_str());
         match config.kind {
-            ProviderKind::Fake if cfg!(feature = "devcloud") => Some(Provider::Fake(FakeProvider::new(body_cap))),
+            #[cfg(feature = "telegram")]
+            ProviderKind::Telegram => match http {
+                Some(http) => Ok(Provider::Telegram(telegram::TelegramProvider::new(config, http.clone()))),
+                None => Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached.".into()),
+            },
+            ProviderKind::Fake if cfg!(feature = "devcloud") => Ok(Provider::Fake(FakeProvider::new(body_cap))),
             ProviderKind::Cli if cfg!(feature = "cli") => {
                 let (mode, out) = (self.cli_output)();
-                Some(Provider::Cli(CliProvider::new(config.id.clone(), mode, out)))
+                Ok(Provider::Cli(CliProvider::new(config.id.clone(), mode, out)))
             }
-            _ => None,
+            _ => Err(unavailable()),
         }
     }
 }
@@ -130,12 +160,17 @@ pub struct WebhookRequest<'a> {
 }
 
 /// What a provider made of an accepted webhook.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum WebhookOutcome {
     /// A message for the inbound pipeline.
     Message(Box<InboundMessage>),
     /// Slack's `url_verification` challenge, answered as `200 {"challenge": …}`.
     Challenge(String),
+    /// Accepted without a message (a repeated or irrelevant update).
+    Ignored,
+    /// A Telegram update, mapped by its (async) provider before the pipeline.
+    #[cfg(feature = "telegram")]
+    TelegramUpdate(telegram::TelegramProvider, Value),
 }
 
 /// The error classes of `channelWebhookErrorCode` (§2.5); the detail is for logs, never the response.
@@ -203,22 +238,27 @@ impl ProviderRegistry {
     }
 
     /// Starts providers in config order, isolating failures (§3.8).
-    pub fn start_all(&mut self, metrics: &Metrics, factory: &ProviderFactory, body_cap: usize) {
+    pub fn start_all(&mut self, metrics: &Metrics, factory: &ProviderFactory, body_cap: usize, http: Option<&crate::net::https::HttpsClient>) {
         for registration in &mut self.registrations {
             metrics.set_provider_state(registration.id(), ProviderState::Starting);
-            match factory.build(&registration.config, body_cap) {
-                Some(provider) => {
+            match factory.build(&registration.config, body_cap, http) {
+                Ok(provider) => {
+                    // A bot is healthy once its own task has reached Telegram.
+                    let starting = match &provider {
+                        #[cfg(feature = "telegram")]
+                        Provider::Telegram(_) => Some("Telegram is starting.".to_owned()),
+                        _ => None,
+                    };
                     registration.provider = Some(Rc::new(provider));
                     registration.started = true;
-                    registration.healthy = true;
-                    registration.last_error = None;
+                    registration.healthy = starting.is_none();
+                    registration.last_error = starting;
                 }
-                None => {
+                Err(reason) => {
                     registration.started = false;
                     registration.healthy = false;
-                    registration.last_error =
-                        Some(format!("The {} provider is not implemented in this build yet.", registration.config.kind.as_str()));
-                    tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), "provider cannot start: not implemented in this build");
+                    tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), "provider cannot start: {reason}");
+                    registration.last_error = Some(reason);
                 }
             }
             metrics.set_provider_state(registration.id(), state_of(registration));
@@ -280,6 +320,21 @@ impl ProviderRegistry {
         }
         match registration.provider.as_deref() {
             Some(Provider::Fake(_)) => Ok(WebhookOutcome::Message(Box::new(fake::inbound_from_webhook(request.payload, now_ms)))),
+            #[cfg(feature = "telegram")]
+            Some(Provider::Telegram(bot)) => {
+                // D1: the header must carry the configured secret.
+                let Some(webhook) = bot.webhook() else {
+                    return Err(WebhookError::new(WebhookErrorCode::NotFound, "Telegram webhook updates require webhook mode"));
+                };
+                let presented = request.headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !crate::http::admin::constant_time_equal(presented, webhook.secret.expose()) {
+                    return Err(WebhookError::new(WebhookErrorCode::Auth, "Telegram webhook secret verification failed"));
+                }
+                if bot.seen_before(request.payload) {
+                    return Ok(WebhookOutcome::Ignored);
+                }
+                Ok(WebhookOutcome::TelegramUpdate(bot.clone(), request.payload.clone()))
+            }
             _ => Err(WebhookError::new(WebhookErrorCode::Upstream, format!("Gateway provider {provider_id} has no webhook handler in this build."))),
         }
     }
@@ -314,7 +369,7 @@ mod tests {
         assert_eq!(registry.registrations().len(), 3, "disabled providers are not registered");
         assert_eq!(registry.registrations()[0].runtime_id, "cli", "the fake provider runs as cli");
         let factory = ProviderFactory { cli_output: Box::new(|| (CliOutputMode::Json, Box::new(std::io::sink()))) };
-        registry.start_all(&metrics, &factory, 1024);
+        registry.start_all(&metrics, &factory, 1024, None);
         assert!(registry.any_healthy());
         assert_eq!(metrics.provider_state("fake"), Some(ProviderState::Healthy));
         assert_eq!(metrics.provider_state("slack"), Some(ProviderState::Failed));

@@ -230,7 +230,9 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
     let result = match open {
         Some(wait) => Err(SendError { kind: SendErrorKind::RateLimited(wait), message: format!("Delivery circuit for provider {id} is open.") }),
         None => match provider.filter(|_| healthy || half_open) {
-            None => Err(SendError::permanent(format!("Gateway provider {id} is not started or healthy."))),
+            // Unlike upstream (dead at once), an unhealthy channel is usually a passing state
+            // (starting, reconnecting, rate-limited): retry with backoff; the attempt cap still ends it.
+            None => Err(SendError::transient(format!("Gateway provider {id} is not started or healthy."))),
             Some(provider) => {
                 let target = channel_target(&delivery, runtime_id, runtime_kind);
                 let text = crate::render::delivery_text(delivery.rest.get("payload").unwrap_or(&Value::Null));

@@ -31,7 +31,8 @@ pub enum InboundError {
 }
 
 impl InboundError {
-    fn retryable(&self) -> bool {
+    /// A Cloud failure worth trying again (network, 5xx, 429).
+    pub fn is_retryable(&self) -> bool {
         matches!(self, InboundError::Cloud(error) if error.is_retryable())
     }
 }
@@ -104,7 +105,7 @@ pub async fn handle_message(gateway: &Rc<Gateway>, provider_id: &str, message: I
             Ok(())
         }
         Err(error) => {
-            let retryable = error.retryable();
+            let retryable = error.is_retryable();
             if !committed {
                 let message_text = crate::render::text::sanitize(&error.to_string(), 1024);
                 let recorded = client.complete_provider_event(&event_id, &complete("failed", Some(retryable), Some(message_text))).await.ok();

@@ -101,7 +101,8 @@ impl Gateway {
 
     /// Starts the providers and marks the runtime started (§3.9 step 3.1).
     pub fn start(&self) {
-        self.providers.borrow_mut().start_all(&self.metrics, &self.factory, self.config.server.max_request_body_bytes);
+        let http = self.client.as_ref().map(|c| c.http());
+        self.providers.borrow_mut().start_all(&self.metrics, &self.factory, self.config.server.max_request_body_bytes, http);
         self.started.set(true);
     }
 

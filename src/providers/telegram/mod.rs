@@ -1,0 +1,402 @@
+//! Telegram (providers.md §4, §15 D1/D3/D4/D6): long polling by default, webhook mode on request,
+//! HTML messages with a plain-text fallback, inline keyboards whose `callback_data` is a short id
+//! mapped to the Cloud interaction token (Cloud tokens do not fit Telegram's 64 bytes), edits at
+//! most once per second per message, and Bot API errors mapped for the dispatcher: 403 and "chat not
+//! found" are permanent, 429 waits exactly `retry_after`, a migrated group is followed.
+
+pub mod api;
+pub mod html;
+pub mod poll;
+pub mod update;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use smol_str::SmolStr;
+use tokio::time::Instant;
+
+use super::{Button, Capabilities, ChannelTarget, InboundMessage, SendError, SendErrorKind, SendOptions, SentMessage};
+use crate::config::{ProviderConfig, Secret};
+use crate::net::https::HttpsClient;
+use api::{chat_id, thread_id, BotApi, TelegramError};
+use update::{GroupPolicy, Mapping};
+
+/// Telegram's text limit, in UTF-16 units of the message text.
+pub const MAX_TEXT: usize = 4096;
+/// Timeout of an ordinary Bot API call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Button ids kept for mapping callbacks back to tokens.
+const BUTTON_TABLE: usize = 10_000;
+/// Webhook update ids remembered for de-duplication.
+const SEEN_UPDATES: usize = 10_000;
+/// Edits of one message are sent at most this often; newer text replaces a pending edit.
+const EDIT_INTERVAL: Duration = Duration::from_secs(1);
+const EDIT_STATES: usize = 512;
+/// Prefix of the short `callback_data` ids.
+const BUTTON_PREFIX: &str = "b:";
+
+/// Webhook mode settings.
+pub struct WebhookMode {
+    /// The URL Telegram posts to: `<publicBaseUrl>/webhooks/<id>`.
+    pub url: String,
+    pub secret: Secret,
+}
+
+struct EditState {
+    last_sent: Instant,
+    pending: Option<(ChannelTarget, String)>,
+    flushing: bool,
+}
+
+struct Inner {
+    id: SmolStr,
+    api: BotApi,
+    webhook: Option<WebhookMode>,
+    groups: GroupPolicy,
+    observe_unmentioned: bool,
+    capabilities: Capabilities,
+    /// `getMe`: the bot's id and username, for mentions and replies.
+    bot: RefCell<Option<(i64, Option<String>)>>,
+    buttons: RefCell<(u64, VecDeque<(u64, String)>)>,
+    /// Callback queries not answered yet.
+    open_callbacks: RefCell<VecDeque<String>>,
+    edits: RefCell<HashMap<String, EditState>>,
+    /// Groups that became supergroups: old chat id → new chat id.
+    migrated: RefCell<HashMap<String, String>>,
+    seen_updates: RefCell<VecDeque<String>>,
+}
+
+/// A configured bot. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct TelegramProvider {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for TelegramProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramProvider").field("id", &self.inner.id).finish_non_exhaustive()
+    }
+}
+
+impl TelegramProvider {
+    pub fn new(config: &ProviderConfig, http: HttpsClient) -> Self {
+        let token = config.credentials.get("botToken").cloned().unwrap_or_else(|| Secret::new(""));
+        let base = config.setting_str("apiBaseUrl").unwrap_or("https://api.telegram.org");
+        let webhook = (config.setting_str("mode") == Some("webhook")).then(|| WebhookMode {
+            url: format!(
+                "{}/webhooks/{}",
+                config.setting_str("publicBaseUrl").unwrap_or("").trim_end_matches('/'),
+                crate::cloud::client::encode_component(&config.id)
+            ),
+            secret: config.credentials.get("webhookSecret").cloned().unwrap_or_else(|| Secret::new("")),
+        });
+        Self {
+            inner: Rc::new(Inner {
+                id: config.id.clone(),
+                api: BotApi::new(http, base, token),
+                webhook,
+                groups: GroupPolicy::parse(config.setting_str("respondInGroups")),
+                observe_unmentioned: config.settings.get("observeUnmentionedGroupMessages") == Some(&Value::Bool(true)),
+                capabilities: Capabilities {
+                    message_editing: true,
+                    inline_buttons: true,
+                    file_downloads: true,
+                    max_text_length: MAX_TEXT,
+                    max_buttons_per_message: 8,
+                    max_button_rows: 4,
+                    // Buttons carry short ids, so any Cloud token fits (§8.11: the provider declares its limits).
+                    max_button_token_bytes: 1024,
+                    max_file_bytes: 20 * 1024 * 1024,
+                },
+                bot: RefCell::new(None),
+                buttons: RefCell::new((0, VecDeque::new())),
+                open_callbacks: RefCell::new(VecDeque::new()),
+                edits: RefCell::new(HashMap::new()),
+                migrated: RefCell::new(HashMap::new()),
+                seen_updates: RefCell::new(VecDeque::new()),
+            }),
+        }
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn webhook(&self) -> Option<&WebhookMode> {
+        self.inner.webhook.as_ref()
+    }
+
+    pub(crate) fn api(&self) -> &BotApi {
+        &self.inner.api
+    }
+
+    pub(crate) fn set_bot(&self, id: i64, username: Option<String>) {
+        *self.inner.bot.borrow_mut() = Some((id, username));
+    }
+
+    /// Maps an update, turning a button's short id back into its interaction token. A press on a
+    /// button whose id is no longer known is answered with a notice and not passed on.
+    pub async fn map_update(&self, update: &Value) -> Option<InboundMessage> {
+        let mut message = {
+            let bot = self.inner.bot.borrow();
+            let mapping = Mapping {
+                provider_id: &self.inner.id,
+                bot_id: bot.as_ref().map(|(id, _)| *id),
+                bot_username: bot.as_ref().and_then(|(_, name)| name.as_deref()),
+                groups: self.inner.groups,
+                observe_unmentioned: self.inner.observe_unmentioned,
+            };
+            update::map_update(&mapping, update)?
+        };
+        if let Some(interaction) = message.interaction.as_mut() {
+            remember(&mut self.inner.open_callbacks.borrow_mut(), interaction.id.clone(), 1024);
+            let short = interaction.token.strip_prefix(BUTTON_PREFIX).and_then(|n| n.parse::<u64>().ok());
+            let token = short.and_then(|n| self.inner.buttons.borrow().1.iter().find(|(id, _)| *id == n).map(|(_, token)| token.clone()));
+            match token {
+                Some(token) => {
+                    interaction.token = token.clone();
+                    message.text = token.clone();
+                    message.raw_text = token;
+                }
+                None => {
+                    let id = interaction.id.clone();
+                    self.answer_interaction(&id, "This button has expired: use the /approve or /answer command instead.").await.ok();
+                    return None;
+                }
+            }
+        }
+        Some(message)
+    }
+
+    /// Webhook updates are de-duplicated by `update_id`; `true` when this one was seen before.
+    pub fn seen_before(&self, update: &Value) -> bool {
+        let Some(id) = update.get("update_id").and_then(Value::as_i64).map(|i| i.to_string()) else { return false };
+        let mut seen = self.inner.seen_updates.borrow_mut();
+        if seen.contains(&id) {
+            return true;
+        }
+        remember(&mut seen, id, SEEN_UPDATES);
+        false
+    }
+
+    /// Forgets a webhook update whose handling failed, so Telegram's retry is processed.
+    pub fn forget_update(&self, update: &Value) {
+        if let Some(id) = update.get("update_id").and_then(Value::as_i64).map(|i| i.to_string()) {
+            self.inner.seen_updates.borrow_mut().retain(|s| *s != id);
+        }
+    }
+
+    /// After the pipeline: a button press is always answered, even when it failed.
+    pub async fn after_inbound(&self, message: &InboundMessage) {
+        if let Some(interaction) = &message.interaction {
+            if self.inner.open_callbacks.borrow().contains(&interaction.id) {
+                self.answer_interaction(&interaction.id, "").await.ok();
+            }
+        }
+    }
+
+    fn resolve_chat(&self, chat: &str) -> String {
+        self.inner.migrated.borrow().get(chat).cloned().unwrap_or_else(|| chat.to_owned())
+    }
+
+    async fn call(&self, method: &'static str, body: &Value) -> Result<Value, TelegramError> {
+        self.inner.api.call(method, body, CALL_TIMEOUT).await
+    }
+
+    /// Sends one message body, following a group→supergroup migration once and falling back to
+    /// plain text when Telegram cannot parse the HTML.
+    async fn send_body(&self, chat: &str, mut body: Value, plain: &str) -> Result<Value, SendError> {
+        let mut migrated = false;
+        let mut fell_back = false;
+        loop {
+            match self.call("sendMessage", &body).await {
+                Ok(result) => return Ok(result),
+                Err(TelegramError::Api { migrate_to_chat_id: Some(new_chat), .. }) if !migrated => {
+                    migrated = true;
+                    self.inner.migrated.borrow_mut().insert(chat.to_owned(), new_chat.to_string());
+                    body["chat_id"] = Value::from(new_chat);
+                }
+                Err(error) if !fell_back && error.code() == Some(400) && error.description().contains("can't parse entities") => {
+                    fell_back = true;
+                    if let Some(object) = body.as_object_mut() {
+                        object.remove("parse_mode");
+                        object.insert("text".into(), Value::from(plain));
+                    }
+                }
+                Err(error) => return Err(send_error(error)),
+            }
+        }
+    }
+
+    pub async fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+        let chat = self.resolve_chat(&target.chat_id);
+        let mut last = None;
+        for chunk in html::chunk_html(&html::escape(text), MAX_TEXT) {
+            let mut body = json!({"chat_id": chat_id(&chat), "text": chunk, "parse_mode": "HTML"});
+            if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
+                body["message_thread_id"] = Value::from(thread);
+            }
+            let result = self.send_body(&chat, body, &html::unescape(&chunk)).await?;
+            last = result.get("message_id").and_then(Value::as_i64);
+        }
+        Ok(SentMessage {
+            chat_id: self.resolve_chat(&target.chat_id),
+            message_id: last.map(|m| m.to_string()).unwrap_or_default(),
+            provider_delivery_id: options.delivery_id.clone(),
+        })
+    }
+
+    /// Edits at most once per second per message; a newer text replaces a pending one, which a
+    /// background flush sends when the second is up.
+    pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+        let now = Instant::now();
+        let wait = {
+            let mut edits = self.inner.edits.borrow_mut();
+            if edits.len() >= EDIT_STATES && !edits.contains_key(message_id) {
+                edits.retain(|_, state| state.flushing || now.duration_since(state.last_sent) < EDIT_INTERVAL);
+            }
+            match edits.get_mut(message_id) {
+                Some(state) if now.duration_since(state.last_sent) < EDIT_INTERVAL => {
+                    state.pending = Some((target.clone(), text.to_owned()));
+                    if state.flushing {
+                        return Ok(());
+                    }
+                    state.flushing = true;
+                    Some(state.last_sent + EDIT_INTERVAL)
+                }
+                _ => {
+                    edits.insert(message_id.to_owned(), EditState { last_sent: now, pending: None, flushing: false });
+                    None
+                }
+            }
+        };
+        match wait {
+            None => self.edit_now(target, message_id, text).await,
+            Some(at) => {
+                let provider = self.clone();
+                let message_id = message_id.to_owned();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(at).await;
+                    let pending = provider.inner.edits.borrow_mut().get_mut(&message_id).and_then(|state| {
+                        state.flushing = false;
+                        state.last_sent = Instant::now();
+                        state.pending.take()
+                    });
+                    if let Some((target, text)) = pending {
+                        if let Err(error) = provider.edit_now(&target, &message_id, &text).await {
+                            tracing::warn!(provider = %provider.inner.id, %error, "a coalesced Telegram edit failed");
+                        }
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
+    async fn edit_now(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+        let chat = self.resolve_chat(&target.chat_id);
+        let body = json!({"chat_id": chat_id(&chat), "message_id": message_id.parse::<i64>().ok(), "text": html::escape(text), "parse_mode": "HTML"});
+        match self.call("editMessageText", &body).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.description().contains("message is not modified") => Ok(()),
+            Err(error) => Err(send_error(error)),
+        }
+    }
+
+    pub async fn send_buttons(&self, target: &ChannelTarget, text: &str, rows: &[Vec<Button>]) -> Result<SentMessage, SendError> {
+        let keyboard: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|button| {
+                        let mut table = self.inner.buttons.borrow_mut();
+                        table.0 += 1;
+                        let id = table.0;
+                        table.1.push_back((id, button.token.clone()));
+                        if table.1.len() > BUTTON_TABLE {
+                            table.1.pop_front();
+                        }
+                        json!({"text": button.label, "callback_data": format!("{BUTTON_PREFIX}{id}")})
+                    })
+                    .collect()
+            })
+            .collect();
+        let chat = self.resolve_chat(&target.chat_id);
+        let mut body =
+            json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
+        if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
+            body["message_thread_id"] = Value::from(thread);
+        }
+        let result = self.send_body(&chat, body, text).await?;
+        Ok(SentMessage {
+            chat_id: self.resolve_chat(&target.chat_id),
+            message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
+            provider_delivery_id: None,
+        })
+    }
+
+    /// `answerCallbackQuery`, only for callback queries this provider received (a text command's
+    /// id is a message id, which Telegram would reject).
+    pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        let known = {
+            let mut open = self.inner.open_callbacks.borrow_mut();
+            let before = open.len();
+            open.retain(|id| id != interaction_id);
+            open.len() != before
+        };
+        if !known {
+            return Ok(());
+        }
+        let mut body = json!({"callback_query_id": interaction_id});
+        if !text.is_empty() {
+            body["text"] = Value::from(text);
+        }
+        self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error)
+    }
+}
+
+fn remember(list: &mut VecDeque<String>, value: String, cap: usize) {
+    list.push_back(value);
+    if list.len() > cap {
+        list.pop_front();
+    }
+}
+
+/// Bot API errors for the dispatcher and the renderer.
+pub fn send_error(error: TelegramError) -> SendError {
+    let message = error.to_string();
+    let kind = match &error {
+        TelegramError::Api { code: 429, retry_after, .. } => SendErrorKind::RateLimited(Duration::from_secs(retry_after.unwrap_or(3))),
+        TelegramError::Api { code: 403, .. } => SendErrorKind::Permanent,
+        TelegramError::Api { code: 400, description, .. } if description.contains("chat not found") => SendErrorKind::Permanent,
+        error if error.is_transient() => SendErrorKind::Transient,
+        _ => SendErrorKind::Permanent,
+    };
+    SendError { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, description: &str, retry_after: Option<u64>) -> TelegramError {
+        TelegramError::Api { method: "sendMessage", code, description: description.into(), retry_after, migrate_to_chat_id: None }
+    }
+
+    #[test]
+    fn error_mapping() {
+        assert_eq!(send_error(api_error(403, "Forbidden: bot was blocked by the user", None)).kind, SendErrorKind::Permanent);
+        assert_eq!(send_error(api_error(400, "Bad Request: chat not found", None)).kind, SendErrorKind::Permanent);
+        assert_eq!(send_error(api_error(429, "Too Many Requests: retry after 7", Some(7))).kind, SendErrorKind::RateLimited(Duration::from_secs(7)));
+        assert_eq!(send_error(api_error(502, "Bad Gateway", None)).kind, SendErrorKind::Transient);
+        assert_eq!(send_error(TelegramError::Network { method: "sendMessage" }).kind, SendErrorKind::Transient);
+        assert_eq!(send_error(api_error(400, "Bad Request: message text is empty", None)).kind, SendErrorKind::Permanent);
+    }
+}

@@ -1,0 +1,194 @@
+//! Starting a bot and, in polling mode, long polling (providers.md §4.2–§4.3, §8.12, D3):
+//! `getMe` (401 → an auth reason and one log line, no retry storm), then `getWebhookInfo` and
+//! `deleteWebhook` (pending updates kept) only when a webhook is set, then `getUpdates` with the
+//! offset after the last handled update. Updates are handled one at a time; a transient failure of
+//! the pipeline retries the same update (Cloud's claim makes that safe) instead of losing it.
+//! 409 (another poller) backs off with a `conflict` reason; 429 waits exactly `retry_after`.
+//! In webhook mode it registers the webhook, unless one that is not ours is set.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::api::TelegramError;
+use super::TelegramProvider;
+use crate::net::backoff::Backoff;
+use crate::runtime::Gateway;
+
+/// `getUpdates` long-poll timeout, in seconds.
+pub const POLL_TIMEOUT_SECS: u64 = 30;
+/// The HTTP timeout of a long poll: the poll timeout plus a margin (the stall watchdog).
+const POLL_HTTP_TIMEOUT: Duration = Duration::from_secs(POLL_TIMEOUT_SECS + 15);
+const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
+
+fn set_health(gateway: &Gateway, provider_id: &str, reason: Option<String>) {
+    gateway.providers.borrow_mut().set_health(provider_id, reason.is_none(), reason, &gateway.metrics);
+}
+
+/// Waits `delay` unless the drain starts; `false` when it did.
+async fn pause(gateway: &Gateway, delay: Duration) -> bool {
+    let mut drain = gateway.shutdown.signal();
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = drain.started() => false,
+    }
+}
+
+/// Calls until success, a permanent error or the drain; transient errors back off (429 waits
+/// exactly `retry_after`).
+async fn call_until_ok(gateway: &Gateway, bot: &TelegramProvider, method: &'static str, body: &Value) -> Option<Result<Value, TelegramError>> {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        match bot.api().call(method, body, Duration::from_secs(30)).await {
+            Ok(value) => return Some(Ok(value)),
+            Err(error) if error.is_transient() => {
+                let wait = match &error {
+                    TelegramError::Api { code: 429, retry_after, .. } => Duration::from_secs(retry_after.unwrap_or(3)),
+                    _ => backoff.next_delay().max(Duration::from_millis(200)),
+                };
+                set_health(gateway, bot.id(), Some(format!("Telegram is unreachable ({error}); retrying.")));
+                if !pause(gateway, wait).await {
+                    return None;
+                }
+            }
+            Err(error) => return Some(Err(error)),
+        }
+    }
+}
+
+/// Runs the bot until the drain: identity, webhook handling, then polling (polling mode).
+pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
+    let id = bot.id().to_owned();
+    set_health(&gateway, &id, Some("Telegram is starting.".into()));
+    let me = match call_until_ok(&gateway, &bot, "getMe", &json!({})).await {
+        None => return,
+        Some(Ok(me)) => me,
+        Some(Err(error)) => {
+            let reason =
+                if matches!(error.code(), Some(401 | 404)) { format!("auth: Telegram rejected the bot token ({error}).") } else { error.to_string() };
+            tracing::error!(provider = %id, "{reason}");
+            set_health(&gateway, &id, Some(reason));
+            return;
+        }
+    };
+    bot.set_bot(me.get("id").and_then(Value::as_i64).unwrap_or(0), me.get("username").and_then(Value::as_str).map(str::to_owned));
+    let Some(info) = call_until_ok(&gateway, &bot, "getWebhookInfo", &json!({})).await else { return };
+    let current = info.ok().and_then(|i| i.get("url").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
+    match bot.webhook() {
+        Some(webhook) => {
+            if !current.is_empty() && current != webhook.url {
+                let reason = format!(
+                    "webhook: Telegram delivers to another URL ({}); not overwriting it. Delete that webhook or point OPEN_COWORK_GATEWAY_PUBLIC_URL at it.",
+                    crate::config::redact::redact_text(&current)
+                );
+                tracing::warn!(provider = %id, "{reason}");
+                set_health(&gateway, &id, Some(reason));
+                return;
+            }
+            let body = json!({"url": webhook.url, "secret_token": webhook.secret.expose(), "allowed_updates": ALLOWED_UPDATES});
+            match call_until_ok(&gateway, &bot, "setWebhook", &body).await {
+                None => {}
+                Some(Ok(_)) => set_health(&gateway, &id, None),
+                Some(Err(error)) => set_health(&gateway, &id, Some(format!("setWebhook failed: {error}"))),
+            }
+        }
+        None => {
+            if !current.is_empty() {
+                // Polling and a webhook exclude each other; pending updates are kept (§8.12).
+                if let Some(Err(error)) = call_until_ok(&gateway, &bot, "deleteWebhook", &json!({"drop_pending_updates": false})).await {
+                    set_health(&gateway, &id, Some(format!("deleteWebhook failed: {error}")));
+                    return;
+                }
+            }
+            poll(&gateway, &bot).await;
+        }
+    }
+}
+
+async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
+    let id = bot.id().to_owned();
+    let mut offset: i64 = 0;
+    let mut first = true;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut conflict_backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+    let mut drain = gateway.shutdown.signal();
+    set_health(gateway, &id, None);
+    'polling: loop {
+        let mut body = json!({"offset": offset, "timeout": POLL_TIMEOUT_SECS});
+        if first {
+            body["allowed_updates"] = json!(ALLOWED_UPDATES);
+        }
+        let result = tokio::select! {
+            result = bot.api().call("getUpdates", &body, POLL_HTTP_TIMEOUT) => result,
+            _ = drain.started() => break 'polling,
+        };
+        let updates = match result {
+            Ok(Value::Array(updates)) => updates,
+            Ok(_) => Vec::new(),
+            Err(error) => {
+                let (reason, wait) = match &error {
+                    TelegramError::Api { code: 401 | 404, .. } => {
+                        let reason = format!("auth: Telegram rejected the bot token ({error}).");
+                        tracing::error!(provider = %id, "{reason}");
+                        set_health(gateway, &id, Some(reason));
+                        return;
+                    }
+                    TelegramError::Api { code: 409, .. } => {
+                        if let Some(suppressed) = gateway.warnings.allow("telegram-conflict", std::time::Instant::now()) {
+                            tracing::warn!(provider = %id, suppressed, "another getUpdates poller or a webhook holds this bot; backing off");
+                        }
+                        (
+                            "conflict: another poller or a webhook is using this bot token.".to_owned(),
+                            conflict_backoff.next_delay().max(Duration::from_secs(1)),
+                        )
+                    }
+                    TelegramError::Api { code: 429, retry_after, .. } => {
+                        gateway.metrics.increment_provider_event(&id, "rate_limited");
+                        ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
+                    }
+                    TelegramError::Network { .. } => {
+                        ("polling stalled: Telegram did not answer getUpdates.".to_owned(), backoff.next_delay().max(Duration::from_millis(200)))
+                    }
+                    _ => (format!("polling failed: {error}"), backoff.next_delay().max(Duration::from_millis(200))),
+                };
+                set_health(gateway, &id, Some(reason));
+                if !pause(gateway, wait).await {
+                    break 'polling;
+                }
+                continue;
+            }
+        };
+        first = false;
+        backoff.reset();
+        conflict_backoff.reset();
+        set_health(gateway, &id, None);
+        for update in updates {
+            let Some(update_id) = update.get("update_id").and_then(Value::as_i64) else { continue };
+            gateway.metrics.increment_provider_event(&id, "update");
+            if let Some(message) = bot.map_update(&update).await {
+                let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+                loop {
+                    match crate::runtime::inbound::handle_message(gateway, &id, message.clone()).await {
+                        Ok(()) => break,
+                        // D3: a transient failure keeps the update (Cloud's claim makes the retry safe).
+                        Err(error) if error.is_retryable() => {
+                            set_health(gateway, &id, Some(format!("degraded: retrying update {update_id} after a Cloud error.")));
+                            if !pause(gateway, retry.next_delay()).await {
+                                // Not acknowledged: Telegram serves it again after a restart.
+                                break 'polling;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                bot.after_inbound(&message).await;
+            }
+            offset = update_id + 1;
+        }
+    }
+    // Acknowledge what was handled, so a restart does not see it again (the claim would skip it anyway).
+    if offset > 0 {
+        let _ = bot.api().call("getUpdates", &json!({"offset": offset, "limit": 1, "timeout": 0}), Duration::from_secs(5)).await;
+    }
+}

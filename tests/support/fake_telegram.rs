@@ -1,0 +1,129 @@
+//! A fake Telegram Bot API on loopback: `POST /bot<token>/<method>`, scriptable answers per
+//! method, recorded requests, and `getUpdates` that serves queued updates and confirms them by
+//! offset the way Telegram does.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use open_cowork_gateway::http::response::{self, ResponseBody};
+use serde_json::{json, Value};
+
+pub const TOKEN: &str = "123456789:FakeTelegramBotTokenForTests00000";
+
+#[derive(Default)]
+pub struct FakeBot {
+    /// Every call: (method, body).
+    pub requests: Vec<(String, Value)>,
+    /// Updates not yet confirmed by an offset.
+    pub updates: VecDeque<Value>,
+    /// Scripted answers per method, used before the defaults: (HTTP status, body).
+    pub scripted: HashMap<String, VecDeque<(u16, Value)>>,
+    pub webhook_url: String,
+    next_message_id: i64,
+}
+
+impl FakeBot {
+    pub fn calls(&self, method: &str) -> Vec<Value> {
+        self.requests.iter().filter(|(m, _)| m == method).map(|(_, b)| b.clone()).collect()
+    }
+
+    pub fn script(&mut self, method: &str, status: u16, body: Value) {
+        self.scripted.entry(method.to_owned()).or_default().push_back((status, body));
+    }
+
+    pub fn error(&mut self, method: &str, code: u16, description: &str, parameters: Option<Value>) {
+        let mut body = json!({"ok": false, "error_code": code, "description": description});
+        if let Some(parameters) = parameters {
+            body["parameters"] = parameters;
+        }
+        self.script(method, code, body);
+    }
+
+    pub fn push_update(&mut self, update: Value) {
+        self.updates.push_back(update);
+    }
+
+    pub fn texts_sent(&self) -> Vec<String> {
+        self.calls("sendMessage").iter().filter_map(|b| b["text"].as_str().map(str::to_owned)).collect()
+    }
+}
+
+pub type Shared = Rc<RefCell<FakeBot>>;
+
+/// Starts the fake on the current `LocalSet`; returns its base URL.
+pub async fn start(bot: Shared) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::task::spawn_local(open_cowork_gateway::http::server::serve(listener, move |request, _peer| {
+        let bot = Rc::clone(&bot);
+        async move { answer(bot, request).await }
+    }));
+    format!("http://{address}")
+}
+
+fn reply(status: u16, body: &Value) -> http::Response<ResponseBody> {
+    response::json(http::StatusCode::from_u16(status).unwrap(), body)
+}
+
+async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> http::Response<ResponseBody> {
+    let path = request.uri().path().to_owned();
+    let bytes = request.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
+    let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")).map(str::to_owned) else {
+        return reply(401, &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
+    };
+    bot.borrow_mut().requests.push((method.clone(), body.clone()));
+    let scripted = bot.borrow_mut().scripted.get_mut(&method).and_then(VecDeque::pop_front);
+    if let Some((status, answer)) = scripted {
+        return reply(status, &answer);
+    }
+    let ok = |result: Value| reply(200, &json!({"ok": true, "result": result}));
+    match method.as_str() {
+        "getMe" => ok(json!({"id": 42, "is_bot": true, "first_name": "Gateway", "username": "GatewayBot"})),
+        "getWebhookInfo" => ok(json!({"url": bot.borrow().webhook_url, "pending_update_count": 0})),
+        "deleteWebhook" => {
+            bot.borrow_mut().webhook_url.clear();
+            ok(json!(true))
+        }
+        "setWebhook" => {
+            bot.borrow_mut().webhook_url = body["url"].as_str().unwrap_or("").to_owned();
+            ok(json!(true))
+        }
+        "getUpdates" => {
+            let offset = body["offset"].as_i64().unwrap_or(0);
+            // An offset confirms every update below it.
+            bot.borrow_mut().updates.retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            let limit = body["limit"].as_u64().unwrap_or(100) as usize;
+            let mut batch: Vec<Value> = bot.borrow().updates.iter().take(limit).cloned().collect();
+            if batch.is_empty() && body["timeout"].as_u64().unwrap_or(0) > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                batch = bot.borrow().updates.iter().take(limit).cloned().collect();
+            }
+            ok(Value::from(batch))
+        }
+        "sendMessage" => {
+            let mut state = bot.borrow_mut();
+            state.next_message_id += 1;
+            ok(json!({"message_id": state.next_message_id, "chat": {"id": body["chat_id"]}, "text": body["text"]}))
+        }
+        "editMessageText" => ok(json!({"message_id": body["message_id"], "text": body["text"]})),
+        _ => ok(json!(true)),
+    }
+}
+
+/// A private text message update.
+pub fn text_update(update_id: i64, chat: i64, text: &str) -> Value {
+    json!({"update_id": update_id, "message": {"message_id": update_id * 10, "date": 1_700_000_000, "text": text,
+        "chat": {"id": chat, "type": "private"}, "from": {"id": chat, "is_bot": false, "first_name": "Ada"}}})
+}
+
+/// A button press on message `message_id`.
+pub fn callback_update(update_id: i64, chat: i64, message_id: i64, data: &str) -> Value {
+    json!({"update_id": update_id, "callback_query": {"id": format!("cbq-{update_id}"), "data": data, "from": {"id": chat, "is_bot": false},
+        "message": {"message_id": message_id, "chat": {"id": chat, "type": "private"}}}})
+}

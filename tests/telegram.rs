@@ -1,0 +1,337 @@
+//! Telegram against a fake Bot API and the dev Cloud, all on loopback.
+
+#![cfg(all(feature = "devcloud", feature = "telegram"))]
+
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::daemon::{self, Running};
+use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+use open_cowork_gateway::metrics::Stat;
+use open_cowork_gateway::providers::ProviderFactory;
+use serde_json::{json, Value};
+use support::fake_telegram::{self, callback_update, text_update, FakeBot, Shared, TOKEN};
+use tokio::task::LocalSet;
+
+fn run<F: std::future::Future<Output = ()>>(test: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    LocalSet::new().block_on(&runtime, test);
+}
+
+struct World {
+    cloud: Rc<DevCloud>,
+    bot: Shared,
+    cloud_url: String,
+    bot_url: String,
+    token: String,
+}
+
+async fn world() -> World {
+    let cloud = DevCloud::new(DevCloudOptions {
+        poll_interval: Duration::from_millis(20),
+        agent_delay: Duration::from_millis(1),
+        ..DevCloudOptions::default()
+    });
+    let token = cloud.seed().gateway_token;
+    let address = cloud.start("127.0.0.1", 0).await.unwrap();
+    let bot: Shared = Rc::new(RefCell::new(FakeBot::default()));
+    let bot_url = fake_telegram::start(Rc::clone(&bot)).await;
+    World { cloud, bot, cloud_url: format!("http://{address}"), bot_url, token }
+}
+
+async fn gateway(world: &World, extra: &[(&str, &str)]) -> Running {
+    let mut env = Env::from_pairs([
+        ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
+        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
+        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+        ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", TOKEN),
+        ("OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL", world.bot_url.as_str()),
+        ("OPEN_COWORK_GATEWAY_PORT", "0"),
+        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "tg"),
+    ]);
+    for (key, value) in extra {
+        env.set(*key, *value);
+    }
+    daemon::start(resolve(&json!({}), &env).unwrap(), ProviderFactory::default(), false).await.unwrap()
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn health(running: &Running) -> (bool, Option<String>) {
+    let providers = running.gateway.providers.borrow();
+    let registration = providers.get("telegram").unwrap();
+    (registration.healthy, registration.last_error.clone())
+}
+
+fn prompts_for_chat(cloud: &DevCloud, chat: &str) -> Vec<String> {
+    let session = cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone());
+    session.map(|s| cloud.prompts(&s)).unwrap_or_default()
+}
+
+#[test]
+fn polling_round_trip_with_offsets_and_html() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(1001, 123, "hello <bot> & co"));
+        let running = gateway(&world, &[]).await;
+        eventually("the reply", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
+        assert_eq!(prompts_for_chat(&world.cloud, "123"), ["hello <bot> & co"]);
+        let reply = world.bot.borrow().calls("sendMessage").into_iter().find(|b| b["text"].as_str().unwrap().starts_with("echo:")).unwrap();
+        assert_eq!(reply["text"], "echo: hello &lt;bot&gt; &amp; co", "escaped for parse_mode HTML");
+        assert_eq!(reply["parse_mode"], "HTML");
+        assert_eq!(reply["chat_id"], 123);
+        assert!(reply.get("message_thread_id").is_none(), "D6: no thread id for a private chat");
+        assert_eq!(world.bot.borrow().calls("getUpdates")[0], json!({"offset": 0, "timeout": 30, "allowed_updates": ["message", "callback_query"]}));
+        eventually("the next offset", || world.bot.borrow().calls("getUpdates").iter().skip(1).any(|p| p == &json!({"offset": 1002, "timeout": 30})))
+            .await;
+        assert!(world.bot.borrow().calls("deleteWebhook").is_empty(), "no webhook was set, so none is deleted");
+        assert!(health(&running).0);
+        assert!(running.gateway.metrics.provider_event_count("telegram", "update") >= 1);
+        running.drain(Duration::from_secs(5)).await;
+        running.stop();
+    });
+}
+
+#[test]
+fn a_rejected_token_is_an_auth_reason_without_retries() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().error("getMe", 401, "Unauthorized", None);
+        let running = gateway(&world, &[]).await;
+        eventually("the auth reason", || health(&running).1.is_some_and(|e| e.starts_with("auth:"))).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(world.bot.borrow().calls("getMe").len(), 1, "no retry storm");
+        assert!(!running.gateway.is_ready());
+        running.stop();
+    });
+}
+
+#[test]
+fn a_set_webhook_is_deleted_keeping_pending_updates_then_polling_starts() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().webhook_url = "https://old.example.com/hook".into();
+        let running = gateway(&world, &[]).await;
+        eventually("polling", || !world.bot.borrow().calls("getUpdates").is_empty()).await;
+        assert_eq!(world.bot.borrow().calls("deleteWebhook"), [json!({"drop_pending_updates": false})]);
+        running.stop();
+    });
+}
+
+#[test]
+fn conflict_and_rate_limits_back_off_and_recover() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().error("getUpdates", 409, "Conflict: terminated by other getUpdates request", None);
+        let running = gateway(&world, &[]).await;
+        eventually("the conflict reason", || health(&running).1.is_some_and(|e| e.starts_with("conflict:"))).await;
+        let status = running.gateway.providers.borrow().status_json();
+        assert!(status[0]["error"].as_str().unwrap().starts_with("conflict:"));
+        eventually("recovered", || health(&running).0).await;
+
+        world.bot.borrow_mut().error("getUpdates", 429, "Too Many Requests: retry after 1", Some(json!({"retry_after": 1})));
+        let before = world.bot.borrow().calls("getUpdates").len();
+        eventually("the 429 answered", || world.bot.borrow().calls("getUpdates").len() > before).await;
+        let limited_at = tokio::time::Instant::now();
+        let count = world.bot.borrow().calls("getUpdates").len();
+        eventually("the next poll", || world.bot.borrow().calls("getUpdates").len() > count).await;
+        assert!(limited_at.elapsed() >= Duration::from_millis(900), "waited retry_after");
+        assert_eq!(running.gateway.metrics.provider_event_count("telegram", "rate_limited"), 1);
+        running.stop();
+    });
+}
+
+#[test]
+fn a_restart_mid_batch_processes_every_update_once() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(1, 500, "first"));
+        let first = gateway(&world, &[]).await;
+        eventually("the first prompt", || prompts_for_chat(&world.cloud, "500") == ["first"]).await;
+        // Then Cloud fails every prompt: the first gateway keeps retrying update 2 and is stopped.
+        world.cloud.faults.borrow_mut().fail_next("prompt", 1000, 503, None);
+        for (id, text) in [(2, "second"), (3, "third")] {
+            world.bot.borrow_mut().push_update(text_update(id, 500, text));
+        }
+        eventually("update 2 retried", || health(&first).1.is_some_and(|e| e.starts_with("degraded:"))).await;
+        first.drain(Duration::from_secs(5)).await;
+        first.stop();
+
+        world.cloud.faults.borrow_mut().fail_next("prompt", 0, 503, None);
+        let second = gateway(&world, &[]).await;
+        eventually("all prompts", || prompts_for_chat(&world.cloud, "500").len() == 3).await;
+        assert_eq!(prompts_for_chat(&world.cloud, "500"), ["first", "second", "third"], "none lost, none twice");
+        second.stop();
+    });
+}
+
+#[test]
+fn approval_buttons_use_short_ids_and_answer_the_callback() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(10, 777, "please /approve-me"));
+        let running = gateway(&world, &[]).await;
+        eventually("the keyboard", || world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())).await;
+        let (message_id, approve) = {
+            let bot = world.bot.borrow();
+            let calls = bot.calls("sendMessage");
+            let index = calls.iter().position(|b| b.get("reply_markup").is_some()).unwrap();
+            let keyboard = &calls[index]["reply_markup"]["inline_keyboard"];
+            assert_eq!(keyboard[0][0]["text"], "Approve");
+            let data = keyboard[0][0]["callback_data"].as_str().unwrap().to_owned();
+            assert!(data.len() <= 64 && data.starts_with("b:"), "{data}");
+            (index as i64 + 1, data)
+        };
+        world.bot.borrow_mut().push_update(callback_update(11, 777, message_id, &approve));
+        eventually("granted", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted"))).await;
+        assert_eq!(world.bot.borrow().calls("answerCallbackQuery"), [json!({"callback_query_id": "cbq-11", "text": "Approved"})]);
+
+        // A press on an unknown id is answered and not passed on.
+        world.bot.borrow_mut().push_update(callback_update(12, 777, message_id, "b:999999"));
+        eventually("the expiry notice", || world.bot.borrow().calls("answerCallbackQuery").len() == 2).await;
+        assert_eq!(running.gateway.metrics.get(Stat::InteractionsResolved), 1);
+        running.stop();
+    });
+}
+
+#[test]
+fn webhook_mode_registers_verifies_the_secret_and_deduplicates() {
+    run(async {
+        let world = world().await;
+        let running = gateway(
+            &world,
+            &[
+                ("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", "webhook"),
+                ("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", "tg-secret_123"),
+                ("OPEN_COWORK_GATEWAY_PUBLIC_URL", "https://bot.example.com/base"),
+            ],
+        )
+        .await;
+        eventually("setWebhook", || !world.bot.borrow().calls("setWebhook").is_empty()).await;
+        assert_eq!(
+            world.bot.borrow().calls("setWebhook")[0],
+            json!({"url": "https://bot.example.com/base/webhooks/telegram", "secret_token": "tg-secret_123", "allowed_updates": ["message", "callback_query"]})
+        );
+        assert!(world.bot.borrow().calls("getUpdates").is_empty(), "never both");
+        eventually("healthy", || health(&running).0).await;
+
+        let post = |secret: Option<&'static str>, update: Value| {
+            let address = running.address;
+            async move {
+                let http = open_cowork_gateway::net::https::build_client(None).unwrap();
+                let mut request = http::Request::post(format!("http://{address}/webhooks/telegram")).header("content-type", "application/json");
+                if let Some(secret) = secret {
+                    request = request.header("x-telegram-bot-api-secret-token", secret);
+                }
+                http.request(request.body(http_body_util::Full::new(bytes::Bytes::from(update.to_string()))).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(post(None, text_update(1, 88, "no secret")).await, 401);
+        assert_eq!(post(Some("wrong"), text_update(1, 88, "wrong secret")).await, 401);
+        assert_eq!(post(Some("tg-secret_123"), text_update(2, 88, "via webhook")).await, 202);
+        assert_eq!(post(Some("tg-secret_123"), text_update(2, 88, "via webhook")).await, 202);
+        assert_eq!(prompts_for_chat(&world.cloud, "88"), ["via webhook"]);
+        running.stop();
+    });
+}
+
+#[test]
+fn a_webhook_that_is_not_ours_is_reported_not_overwritten() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().webhook_url = "https://someone-else.example.com/hook".into();
+        let running = gateway(
+            &world,
+            &[
+                ("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", "webhook"),
+                ("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", "s3cr3t"),
+                ("OPEN_COWORK_GATEWAY_PUBLIC_URL", "https://bot.example.com"),
+            ],
+        )
+        .await;
+        eventually("the webhook reason", || health(&running).1.is_some_and(|e| e.starts_with("webhook:"))).await;
+        assert!(world.bot.borrow().calls("setWebhook").is_empty());
+        running.stop();
+    });
+}
+
+fn delivery_status(cloud: &DevCloud, id: &str) -> Value {
+    cloud.delivery("telegram", id).map(|d| d["status"].clone()).unwrap_or(Value::Null)
+}
+
+#[test]
+fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[]).await;
+        eventually("healthy", || health(&running).0).await;
+        world.bot.borrow_mut().error("sendMessage", 403, "Forbidden: bot was blocked by the user", None);
+        world.cloud.enqueue_delivery("telegram", "blocked", json!({"externalChatId": "1"}), json!({"text": "x"}));
+        eventually("dead", || delivery_status(&world.cloud, "blocked") == "dead").await;
+
+        world.bot.borrow_mut().error("sendMessage", 429, "Too Many Requests: retry after 30", Some(json!({"retry_after": 30})));
+        world.cloud.enqueue_delivery("telegram", "limited", json!({"externalChatId": "2"}), json!({"text": "x"}));
+        eventually("failed with a delay", || delivery_status(&world.cloud, "limited") == "failed").await;
+        let record = world.cloud.delivery("telegram", "limited").unwrap();
+        let next = open_cowork_gateway::time::parse_iso(record["nextAttemptAt"].as_str().unwrap()).unwrap();
+        assert!(next >= open_cowork_gateway::time::now_ms() + 25_000, "the dispatcher waits retry_after");
+
+        world.bot.borrow_mut().error(
+            "sendMessage",
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            Some(json!({"migrate_to_chat_id": -1001234})),
+        );
+        world.cloud.enqueue_delivery("telegram", "migrated", json!({"externalChatId": "-55"}), json!({"text": "moved"}));
+        eventually("sent", || delivery_status(&world.cloud, "migrated") == "sent").await;
+        let last = world.bot.borrow().calls("sendMessage").last().cloned().unwrap();
+        assert_eq!((last["chat_id"].clone(), last["text"].clone()), (json!(-1001234), json!("moved")));
+
+        world.bot.borrow_mut().error("sendMessage", 400, "Bad Request: can't parse entities: unexpected end tag", None);
+        world.cloud.enqueue_delivery("telegram", "plain", json!({"externalChatId": "3"}), json!({"text": "a < b"}));
+        eventually("sent as plain text", || delivery_status(&world.cloud, "plain") == "sent").await;
+        let last = world.bot.borrow().calls("sendMessage").last().cloned().unwrap();
+        assert_eq!(last["text"], "a < b");
+        assert!(last.get("parse_mode").is_none());
+        running.stop();
+    });
+}
+
+#[test]
+fn edits_are_coalesced_to_one_per_second_and_unchanged_text_is_fine() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(1, 321, "stream please"));
+        let running = gateway(&world, &[]).await;
+        eventually("the echo", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
+        let session = world.cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == "321").map(|b| b.session_id.clone()).unwrap();
+        for text in ["Hel", "Hello", "Hello wor", "Hello world"] {
+            world.cloud.append_session_event(&session, "assistant.message", json!({"messageId": "stream-1", "content": text}));
+        }
+        eventually("the final text", || world.bot.borrow().calls("editMessageText").iter().any(|b| b["text"] == "Hello world")).await;
+        let edits = world.bot.borrow().calls("editMessageText").len();
+        assert!(edits <= 2, "{edits} edits for 3 changes within a second");
+
+        world.bot.borrow_mut().error("editMessageText", 400, "Bad Request: message is not modified", None);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        world.cloud.append_session_event(&session, "assistant.message", json!({"messageId": "stream-1", "content": "Hello world!"}));
+        eventually("the edit tried", || world.bot.borrow().scripted.get("editMessageText").is_none_or(|q| q.is_empty())).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(running.gateway.metrics.get(Stat::SessionRenderRetries), 0, "not modified counts as success");
+        running.stop();
+    });
+}
