@@ -390,11 +390,11 @@ impl Metrics {
         }
     }
 
-    /// Counts a provider-specific event for a configured provider (others are ignored, so no
+    /// Records a provider's own counter for a configured provider (others are ignored, so no
     /// label value comes from outside).
-    pub fn increment_provider_event(&self, provider_id: &str, event: &'static str) {
+    pub fn set_provider_event(&self, provider_id: &str, event: &'static str, value: u64) {
         if self.providers.borrow().iter().any(|r| r.id == provider_id) {
-            *self.provider_events.borrow_mut().entry((provider_id.to_owned(), event)).or_insert(0) += 1;
+            self.provider_events.borrow_mut().insert((provider_id.to_owned(), event), value);
         }
     }
 
@@ -610,6 +610,12 @@ impl Metrics {
             })
             .collect();
         object.insert("cloudStreams".into(), Value::Object(streams));
+        let mut provider_events = Map::new();
+        for ((provider, event), value) in self.provider_events.borrow().iter() {
+            let entry = provider_events.entry(provider.clone()).or_insert_with(|| Value::Object(Map::new()));
+            entry[*event] = Value::from(*value);
+        }
+        object.insert("providerEvents".into(), Value::Object(provider_events));
         object.insert(
             "channelTelemetry".into(),
             json!({"surface": SURFACE, "stacks": {STACK: {"schemaVersion": 2}}, "bindings": bindings, "messages": messages, "latencies": latencies}),

@@ -96,7 +96,11 @@ fn polling_round_trip_with_offsets_and_html() {
             .await;
         assert!(world.bot.borrow().calls("deleteWebhook").is_empty(), "no webhook was set, so none is deleted");
         assert!(health(&running).0);
+        running.gateway.sync_provider_counters();
         assert!(running.gateway.metrics.provider_event_count("telegram", "update") >= 1);
+        assert!(running.gateway.metrics.provider_event_count("telegram", "send") >= 1);
+        let text = running.gateway.metrics.render_prometheus();
+        assert!(text.contains("open_cowork_gateway_provider_events_total{provider_id=\"telegram\",event=\"update\"}"), "{text}");
         running.drain(Duration::from_secs(5)).await;
         running.stop();
     });
@@ -146,6 +150,7 @@ fn conflict_and_rate_limits_back_off_and_recover() {
         let count = world.bot.borrow().calls("getUpdates").len();
         eventually("the next poll", || world.bot.borrow().calls("getUpdates").len() > count).await;
         assert!(limited_at.elapsed() >= Duration::from_millis(900), "waited retry_after");
+        running.gateway.sync_provider_counters();
         assert_eq!(running.gateway.metrics.provider_event_count("telegram", "rate_limited"), 1);
         running.stop();
     });
@@ -333,5 +338,32 @@ fn edits_are_coalesced_to_one_per_second_and_unchanged_text_is_fine() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(running.gateway.metrics.get(Stat::SessionRenderRetries), 0, "not modified counts as success");
         running.stop();
+    });
+}
+
+#[test]
+fn buttons_survive_a_restart_with_a_state_directory() {
+    run(async {
+        let state = std::env::temp_dir().join(format!("ocg-tg-state-{}", std::process::id()));
+        std::fs::create_dir_all(&state).unwrap();
+        let state_dir = state.to_str().unwrap().to_owned();
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(20, 901, "/approve-me now"));
+        let first = gateway(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        eventually("the keyboard", || world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())).await;
+        let (message_id, approve) = {
+            let bot = world.bot.borrow();
+            let calls = bot.calls("sendMessage");
+            let index = calls.iter().position(|b| b.get("reply_markup").is_some()).unwrap();
+            (index as i64 + 1, calls[index]["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_owned())
+        };
+        first.drain(Duration::from_secs(5)).await;
+        first.stop();
+
+        let second = gateway(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        world.bot.borrow_mut().push_update(callback_update(21, 901, message_id, &approve));
+        eventually("granted after the restart", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted"))).await;
+        second.stop();
+        std::fs::remove_dir_all(&state).unwrap();
     });
 }

@@ -61,6 +61,7 @@ pub fn metrics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResult {
     if !admin() {
         return Err(ADMIN_REQUIRED);
     }
+    gateway.sync_provider_counters();
     Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, gateway.metrics.render_prometheus()))
 }
 
@@ -71,6 +72,7 @@ pub fn diagnostics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResu
     if !admin() {
         return Err(ADMIN_REQUIRED);
     }
+    gateway.sync_provider_counters();
     ok_json(json!({
         "ok": true,
         "config": gateway.config,

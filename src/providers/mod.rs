@@ -114,12 +114,13 @@ impl Default for ProviderFactory {
 
 impl ProviderFactory {
     /// The provider, or why it cannot run in this process.
-    fn build(&self, config: &ProviderConfig, body_cap: usize, http: Option<&crate::net::https::HttpsClient>) -> Result<Provider, String> {
+    fn build(&self, config: &ProviderConfig, context: &StartContext<'_>) -> Result<Provider, String> {
+        let (body_cap, http) = (context.body_cap, context.http);
         let unavailable = || format!("The {} provider is not implemented in this build yet.", config.kind.as_str());
         match config.kind {
             #[cfg(feature = "telegram")]
             ProviderKind::Telegram => match http {
-                Some(http) => Ok(Provider::Telegram(telegram::TelegramProvider::new(config, http.clone()))),
+                Some(http) => Ok(Provider::Telegram(telegram::TelegramProvider::new(config, http.clone(), context.state_dir))),
                 None => Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached.".into()),
             },
             ProviderKind::Fake if cfg!(feature = "devcloud") => Ok(Provider::Fake(FakeProvider::new(body_cap))),
@@ -130,6 +131,16 @@ impl ProviderFactory {
             _ => Err(unavailable()),
         }
     }
+}
+
+/// What providers get from the gateway when they are built.
+pub struct StartContext<'a> {
+    /// `server.maxRequestBodyBytes` (the fake provider's file cap).
+    pub body_cap: usize,
+    /// The shared HTTPS client; `None` without a Cloud client.
+    pub http: Option<&'a crate::net::https::HttpsClient>,
+    /// The §8.13 state directory, if any.
+    pub state_dir: Option<&'a std::path::Path>,
 }
 
 /// One enabled provider and its lifecycle flags.
@@ -238,10 +249,10 @@ impl ProviderRegistry {
     }
 
     /// Starts providers in config order, isolating failures (§3.8).
-    pub fn start_all(&mut self, metrics: &Metrics, factory: &ProviderFactory, body_cap: usize, http: Option<&crate::net::https::HttpsClient>) {
+    pub fn start_all(&mut self, metrics: &Metrics, factory: &ProviderFactory, context: &StartContext<'_>) {
         for registration in &mut self.registrations {
             metrics.set_provider_state(registration.id(), ProviderState::Starting);
-            match factory.build(&registration.config, body_cap, http) {
+            match factory.build(&registration.config, context) {
                 Ok(provider) => {
                     // A bot is healthy once its own task has reached Telegram.
                     let starting = match &provider {
@@ -369,7 +380,7 @@ mod tests {
         assert_eq!(registry.registrations().len(), 3, "disabled providers are not registered");
         assert_eq!(registry.registrations()[0].runtime_id, "cli", "the fake provider runs as cli");
         let factory = ProviderFactory { cli_output: Box::new(|| (CliOutputMode::Json, Box::new(std::io::sink()))) };
-        registry.start_all(&metrics, &factory, 1024, None);
+        registry.start_all(&metrics, &factory, &StartContext { body_cap: 1024, http: None, state_dir: None });
         assert!(registry.any_healthy());
         assert_eq!(metrics.provider_state("fake"), Some(ProviderState::Healthy));
         assert_eq!(metrics.provider_state("slack"), Some(ProviderState::Failed));

@@ -101,8 +101,12 @@ impl Gateway {
 
     /// Starts the providers and marks the runtime started (§3.9 step 3.1).
     pub fn start(&self) {
-        let http = self.client.as_ref().map(|c| c.http());
-        self.providers.borrow_mut().start_all(&self.metrics, &self.factory, self.config.server.max_request_body_bytes, http);
+        let context = crate::providers::StartContext {
+            body_cap: self.config.server.max_request_body_bytes,
+            http: self.client.as_ref().map(|c| c.http()),
+            state_dir: self.config.state_dir.as_deref(),
+        };
+        self.providers.borrow_mut().start_all(&self.metrics, &self.factory, &context);
         self.started.set(true);
     }
 
@@ -112,6 +116,18 @@ impl Gateway {
         self.metrics.set_gauge(crate::metrics::Stat::SessionStreams, 0);
         self.providers.borrow_mut().stop_all(&self.metrics);
         self.started.set(false);
+    }
+
+    /// Copies the providers' own counters into the metrics (before they are shown).
+    pub fn sync_provider_counters(&self) {
+        #[cfg(feature = "telegram")]
+        for registration in self.providers.borrow().registrations() {
+            if let Some(crate::providers::Provider::Telegram(bot)) = registration.provider.as_deref() {
+                for (event, value) in bot.counters() {
+                    self.metrics.set_provider_event(registration.id(), event, value);
+                }
+            }
+        }
     }
 
     /// Started, not draining, one healthy provider, and every registered condition holds.

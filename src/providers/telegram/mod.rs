@@ -60,14 +60,20 @@ struct Inner {
     capabilities: Capabilities,
     /// `getMe`: the bot's id and username, for mentions and replies.
     bot: RefCell<Option<(i64, Option<String>)>>,
-    buttons: RefCell<(u64, VecDeque<(u64, String)>)>,
+    buttons: RefCell<ButtonTable>,
+    buttons_file: Option<std::path::PathBuf>,
     /// Callback queries not answered yet.
     open_callbacks: RefCell<VecDeque<String>>,
     edits: RefCell<HashMap<String, EditState>>,
     /// Groups that became supergroups: old chat id → new chat id.
     migrated: RefCell<HashMap<String, String>>,
     seen_updates: RefCell<VecDeque<String>>,
+    /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
+    counters: [std::cell::Cell<u64>; 4],
 }
+
+/// The names of [`TelegramProvider::counters`], as metric `event` labels.
+pub const COUNTERS: [&str; 4] = ["update", "send", "edit", "rate_limited"];
 
 /// A configured bot. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -82,7 +88,11 @@ impl std::fmt::Debug for TelegramProvider {
 }
 
 impl TelegramProvider {
-    pub fn new(config: &ProviderConfig, http: HttpsClient) -> Self {
+    /// `state_dir` keeps the button table across restarts (§8.13), so buttons sent before a
+    /// restart still work after it.
+    pub fn new(config: &ProviderConfig, http: HttpsClient, state_dir: Option<&std::path::Path>) -> Self {
+        let buttons_file = state_dir.map(|dir| dir.join(format!("telegram-{}-buttons.json", config.id)));
+        let buttons = buttons_file.as_deref().map(load_buttons).unwrap_or_default();
         let token = config.credentials.get("botToken").cloned().unwrap_or_else(|| Secret::new(""));
         let base = config.setting_str("apiBaseUrl").unwrap_or("https://api.telegram.org");
         let webhook = (config.setting_str("mode") == Some("webhook")).then(|| WebhookMode {
@@ -112,11 +122,13 @@ impl TelegramProvider {
                     max_file_bytes: 20 * 1024 * 1024,
                 },
                 bot: RefCell::new(None),
-                buttons: RefCell::new((0, VecDeque::new())),
+                buttons: RefCell::new(buttons),
+                buttons_file,
                 open_callbacks: RefCell::new(VecDeque::new()),
                 edits: RefCell::new(HashMap::new()),
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(VecDeque::new()),
+                counters: Default::default(),
             }),
         }
     }
@@ -135,6 +147,19 @@ impl TelegramProvider {
 
     pub(crate) fn api(&self) -> &BotApi {
         &self.inner.api
+    }
+
+    /// Counts one of [`COUNTERS`].
+    pub(crate) fn count(&self, event: &str) {
+        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
+            let cell = &self.inner.counters[index];
+            cell.set(cell.get() + 1);
+        }
+    }
+
+    /// `(event, count)` for every counter.
+    pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get()))
     }
 
     pub(crate) fn set_bot(&self, id: i64, username: Option<String>) {
@@ -207,7 +232,14 @@ impl TelegramProvider {
     }
 
     async fn call(&self, method: &'static str, body: &Value) -> Result<Value, TelegramError> {
-        self.inner.api.call(method, body, CALL_TIMEOUT).await
+        let result = self.inner.api.call(method, body, CALL_TIMEOUT).await;
+        match &result {
+            Ok(_) if method == "sendMessage" => self.count("send"),
+            Ok(_) if method == "editMessageText" => self.count("edit"),
+            Err(error) if error.code() == Some(429) => self.count("rate_limited"),
+            _ => {}
+        }
+        result
     }
 
     /// Sends one message body, following a group→supergroup migration once and falling back to
@@ -328,6 +360,9 @@ impl TelegramProvider {
                     .collect()
             })
             .collect();
+        if let Some(path) = &self.inner.buttons_file {
+            save_buttons(path, &self.inner.buttons.borrow());
+        }
         let chat = self.resolve_chat(&target.chat_id);
         let mut body =
             json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
@@ -359,6 +394,41 @@ impl TelegramProvider {
             body["text"] = Value::from(text);
         }
         self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error)
+    }
+}
+
+type ButtonTable = (u64, VecDeque<(u64, String)>);
+
+/// The saved button table; a missing or unreadable file is an empty table.
+fn load_buttons(path: &std::path::Path) -> ButtonTable {
+    let Ok(text) = std::fs::read_to_string(path) else { return (0, VecDeque::new()) };
+    match serde_json::from_str::<(u64, VecDeque<(u64, String)>)>(&text) {
+        Ok((next, mut entries)) => {
+            while entries.len() > BUTTON_TABLE {
+                entries.pop_front();
+            }
+            (next, entries)
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "ignoring an unreadable Telegram button table");
+            (0, VecDeque::new())
+        }
+    }
+}
+
+/// Writes the table atomically with mode 0600 (it holds interaction tokens).
+fn save_buttons(path: &std::path::Path, table: &ButtonTable) {
+    let temporary = path.with_extension("json.tmp");
+    let result = serde_json::to_vec(table).map_err(std::io::Error::other).and_then(|bytes| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&temporary)?, &bytes)?;
+        std::fs::rename(&temporary, path)
+    });
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "cannot save the Telegram button table");
     }
 }
 

@@ -144,7 +144,7 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                         )
                     }
                     TelegramError::Api { code: 429, retry_after, .. } => {
-                        gateway.metrics.increment_provider_event(&id, "rate_limited");
+                        bot.count("rate_limited");
                         ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
                     }
                     TelegramError::Network { .. } => {
@@ -165,7 +165,7 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
         set_health(gateway, &id, None);
         for update in updates {
             let Some(update_id) = update.get("update_id").and_then(Value::as_i64) else { continue };
-            gateway.metrics.increment_provider_event(&id, "update");
+            bot.count("update");
             if let Some(message) = bot.map_update(&update).await {
                 let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
                 loop {
