@@ -367,3 +367,33 @@ fn buttons_survive_a_restart_with_a_state_directory() {
         std::fs::remove_dir_all(&state).unwrap();
     });
 }
+
+#[test]
+fn artifacts_go_out_as_documents() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(30, 404, "make a report"));
+        let running = gateway(&world, &[]).await;
+        eventually("the echo", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
+        let session = world.cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == "404").map(|b| b.session_id.clone()).unwrap();
+        world.cloud.store.borrow_mut().artifacts.push(open_cowork_gateway::devcloud::store::Artifact {
+            artifact_id: "art-7".into(),
+            session_id: session.clone(),
+            filename: "report.txt".into(),
+            content_type: Some("text/plain".into()),
+            data: b"quarterly numbers".to_vec(),
+        });
+        world.cloud.append_session_event(
+            &session,
+            "artifact.created",
+            json!({"artifactId": "art-7", "filename": "report.txt", "contentType": "text/plain", "size": 17}),
+        );
+        eventually("sendDocument", || !world.bot.borrow().calls("sendDocument").is_empty()).await;
+        let upload = world.bot.borrow().calls("sendDocument")[0].clone();
+        assert!(upload["contentType"].as_str().unwrap().starts_with("multipart/form-data; boundary="));
+        let raw = upload["raw"].as_str().unwrap();
+        assert!(raw.contains("name=\"chat_id\"\r\n\r\n404\r\n"), "{raw}");
+        assert!(raw.contains("filename=\"report.txt\"") && raw.contains("quarterly numbers"), "{raw}");
+        running.stop();
+    });
+}

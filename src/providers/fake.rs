@@ -20,6 +20,7 @@ pub enum FakeRecord {
     Edit { message_id: String, text: String },
     Buttons { target: ChannelTarget, text: String, buttons: Vec<Vec<Button>> },
     Answer { interaction_id: String, text: String },
+    File { target: ChannelTarget, filename: String, bytes: usize },
 }
 
 pub struct FakeProvider {
@@ -67,7 +68,7 @@ impl FakeProvider {
             .iter()
             .filter_map(|r| match r {
                 FakeRecord::Text { text, .. } | FakeRecord::Edit { text, .. } | FakeRecord::Buttons { text, .. } => Some(text.clone()),
-                FakeRecord::Answer { .. } => None,
+                FakeRecord::Answer { .. } | FakeRecord::File { .. } => None,
             })
             .collect()
     }
@@ -124,6 +125,15 @@ impl FakeProvider {
         self.take_failure()?;
         self.check_length(text)?;
         let message_id = self.record(FakeRecord::Buttons { target: target.clone(), text: text.to_owned(), buttons: buttons.to_vec() });
+        Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
+    }
+
+    pub fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+        self.take_failure()?;
+        if data.len() > self.capabilities.max_file_bytes {
+            return Err(SendError::permanent(format!("Fake channel file exceeds maxFileBytes {}", self.capabilities.max_file_bytes)));
+        }
+        let message_id = self.record(FakeRecord::File { target: target.clone(), filename: filename.to_owned(), bytes: data.len() });
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 

@@ -80,6 +80,16 @@ impl Provider {
         }
     }
 
+    /// Sends a file (the renderer checks `file_downloads` and `max_file_bytes` first).
+    pub async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+        match self {
+            Provider::Fake(p) => p.send_file(target, filename, data),
+            Provider::Cli(_) => Err(SendError::permanent("CLI provider does not send local files; render artifact links instead.")),
+            #[cfg(feature = "telegram")]
+            Provider::Telegram(p) => p.send_file(target, filename, data).await,
+        }
+    }
+
     pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         match self {
             Provider::Fake(p) => p.answer_interaction(interaction_id, text),

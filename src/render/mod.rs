@@ -353,6 +353,22 @@ async fn render_artifact(context: &RenderContext<'_>, state: &mut RenderState, e
         .map(|f| sanitize(&f.replace(['\\', '/', ':', '\0'], "-"), 180))
         .filter(|f| f != "." && f != "..")
         .unwrap_or_else(|| "artifact".into());
+    let size = payload.get("size").and_then(Value::as_u64).unwrap_or(0);
+    let capabilities = context.provider.capabilities();
+    if event.event_type == "artifact.created" && capabilities.file_downloads && size > 0 && size <= capabilities.max_file_bytes as u64 {
+        let attachment = context.client.read_artifact(&context.binding.binding_id, &artifact_id).await?;
+        let data = attachment
+            .url
+            .split_once(";base64,")
+            .and_then(|(_, encoded)| text::base64url_decode(encoded))
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| RenderError { transient: false, message: "Cloud artifact attachment did not include a base64 data URL.".into() })?;
+        if data.len() <= capabilities.max_file_bytes {
+            let sent = context.provider.send_file(&context.target, &filename, &data).await?;
+            state.artifacts.set(artifact_id, event.sequence);
+            return Ok(Rendered { handled: true, last_chat_message_id: Some(sent.message_id) });
+        }
+    }
     let url = context.client.artifact_url(&context.binding.binding_id, &artifact_id);
     let label = if event.event_type == "artifact.updated" {
         let status = payload_text(payload, &["status"]).map(|s| format!(" ({s})")).unwrap_or_default();

@@ -109,15 +109,30 @@ pub fn base64url_encode(data: &[u8]) -> String {
     out
 }
 
-/// Decodes base64url with or without padding; `None` on a bad character.
+/// Decodes base64 in either alphabet (standard or URL-safe), with or without padding; `None` on
+/// a bad character.
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    const INVALID: u8 = 0xff;
+    static TABLE: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = [INVALID; 256];
+        for (value, byte) in BASE64URL.iter().enumerate() {
+            table[usize::from(*byte)] = value as u8;
+        }
+        table[usize::from(b'+')] = 62;
+        table[usize::from(b'/')] = 63;
+        table
+    });
     let text = text.trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut buffer = 0u32;
     let mut bits = 0;
     for byte in text.bytes() {
-        let value = BASE64URL.iter().position(|b| *b == byte)? as u32;
-        buffer = (buffer << 6) | value;
+        let value = table[usize::from(byte)];
+        if value == INVALID {
+            return None;
+        }
+        buffer = (buffer << 6) | u32::from(value);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
@@ -173,6 +188,7 @@ mod tests {
         }
         assert_eq!(base64url_encode(b"Yes"), "WWVz");
         assert_eq!(base64url_decode("!!"), None);
+        assert_eq!(base64url_decode("aGVsbG8/+w==").unwrap(), base64url_decode("aGVsbG8_-w").unwrap(), "both alphabets");
     }
 
     proptest! {

@@ -72,8 +72,10 @@ fn reply(status: u16, body: &Value) -> http::Response<ResponseBody> {
 
 async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> http::Response<ResponseBody> {
     let path = request.uri().path().to_owned();
+    let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
+    // Multipart uploads are recorded as their content type and raw text.
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"contentType": content_type, "raw": String::from_utf8_lossy(&bytes)}));
     let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")).map(str::to_owned) else {
         return reply(401, &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     };

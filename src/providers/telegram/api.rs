@@ -62,13 +62,41 @@ impl BotApi {
 
     /// `POST <base>/bot<token>/<method>` with a JSON body; `timeout` bounds the whole exchange.
     pub async fn call(&self, method: &'static str, body: &Value, timeout: Duration) -> Result<Value, TelegramError> {
+        let bytes = serde_json::to_vec(body).map_err(|_| TelegramError::Network { method })?;
+        self.post(method, "application/json".to_owned(), Bytes::from(bytes), timeout).await
+    }
+
+    /// `multipart/form-data` with text fields and one file part (`sendDocument`).
+    pub async fn call_with_file(
+        &self,
+        method: &'static str,
+        fields: &[(&str, String)],
+        file: (&str, &str, &[u8]),
+        timeout: Duration,
+    ) -> Result<Value, TelegramError> {
+        let boundary = format!("ocg{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        let mut body = Vec::with_capacity(file.2.len() + 512);
+        for (name, value) in fields {
+            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+        }
+        let (name, filename, data) = file;
+        // Quotes and line breaks would end the header: keep the rest of the name.
+        let filename: String = filename.chars().filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\')).collect();
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.post(method, format!("multipart/form-data; boundary={boundary}"), Bytes::from(body), timeout).await
+    }
+
+    async fn post(&self, method: &'static str, content_type: String, body: Bytes, timeout: Duration) -> Result<Value, TelegramError> {
         let network = || TelegramError::Network { method };
-        let bytes = serde_json::to_vec(body).map_err(|_| network())?;
         let request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/bot{}/{method}", self.base, self.token.expose()))
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(bytes)))
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(body))
             .map_err(|_| network())?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|_| network())?;

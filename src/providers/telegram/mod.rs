@@ -377,6 +377,27 @@ impl TelegramProvider {
         })
     }
 
+    /// `sendDocument` with the file as a multipart upload.
+    pub async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+        let chat = self.resolve_chat(&target.chat_id);
+        let mut fields = vec![("chat_id", chat.clone())];
+        if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
+            fields.push(("message_thread_id", thread.to_string()));
+        }
+        let result = self
+            .inner
+            .api
+            .call_with_file("sendDocument", &fields, ("document", filename, data), Duration::from_secs(120))
+            .await
+            .map_err(send_error)?;
+        self.count("send");
+        Ok(SentMessage {
+            chat_id: chat,
+            message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
+            provider_delivery_id: None,
+        })
+    }
+
     /// `answerCallbackQuery`, only for callback queries this provider received (a text command's
     /// id is a message id, which Telegram would reject).
     pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
