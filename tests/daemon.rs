@@ -318,3 +318,12 @@ fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
     let _ = cloud.kill();
     let _ = cloud.wait();
 }
+
+#[test]
+fn oversized_request_heads_are_refused() {
+    let gateway = Gateway::start(&base_env(), &[]);
+    let huge = "x".repeat(20 * 1024);
+    let response = request(gateway.address, "GET", "/health", &[("x-padding", &huge)], b"");
+    assert_eq!(response.status, 431, "request head over the 16 KiB cap");
+    assert_eq!(gateway.get("/health", &[]).status, 200, "the server carries on");
+}

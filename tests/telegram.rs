@@ -397,3 +397,20 @@ fn artifacts_go_out_as_documents() {
         running.stop();
     });
 }
+
+#[test]
+fn server_errors_back_off_and_recover() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().error("getMe", 502, "Bad Gateway", None);
+        world.bot.borrow_mut().error("getUpdates", 502, "Bad Gateway", None);
+        world.bot.borrow_mut().error("getUpdates", 500, "Internal Server Error", None);
+        world.bot.borrow_mut().push_update(text_update(40, 606, "after the outage"));
+        let running = gateway(&world, &[]).await;
+        eventually("the prompt", || prompts_for_chat(&world.cloud, "606") == ["after the outage"]).await;
+        assert_eq!(world.bot.borrow().calls("getMe").len(), 2, "a 5xx getMe is retried, unlike a 401");
+        assert!(world.bot.borrow().calls("getUpdates").len() >= 3);
+        eventually("healthy", || health(&running).0).await;
+        running.stop();
+    });
+}
