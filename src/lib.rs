@@ -4,13 +4,15 @@
 //!
 //! | Module | Concern |
 //! |---|---|
-//! | `main.rs` | process entry: builds the current_thread runtime, maps errors to exit codes |
-//! | [`cli`] | command-line parsing: `run`, `check-config`, `version`, flags; usage errors |
+//! | `main.rs` | process entry: builds the current_thread runtime, runs a command, maps outcomes to exit codes |
+//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `dev-cloud`, `version`; usage errors |
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, fail-closed checks, secrets, redaction |
-//! | [`http`] | operator/webhook HTTP server: accept loop, router, operator routes, admin auth, webhook pipeline, rate limiter, client IP |
-//! | [`cloud`] | the Cloud-facing interfaces the HTTP surface calls (delivery operations) and their record types |
-//! | [`providers`] | the provider registry: configured channel providers, their state and webhook dispatch |
-//! | [`runtime`] | the running gateway: shared state and readiness conditions |
+//! | [`http`] | the HTTP server: accept loop, route table, operator routes, admin auth, webhook pipeline, rate limiter, client IP |
+//! | [`net`] | the shared HTTPS client (rustls on ring) and backoff with jitter |
+//! | [`cloud`] | the Cloud client: one function per call, the SSE parser, the two resubscribing streams, errors, records |
+//! | [`providers`] | the provider registry and the channels: `fake`, `cli`, `telegram` |
+//! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
+//! | [`runtime`] | the running gateway: shared state, readiness, inbound claims, interactions, session streams, deliveries, state file |
 //! | [`metrics`] | counters and the Prometheus text writer |
 //! | [`shutdown`] | the drain signal and the "all in-flight work done" wait |
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
@@ -18,7 +20,8 @@
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
 //! | [`setup`] | `setup`: writes an appliance env file that passes `check-config` |
 //! | [`time`] | epoch milliseconds and ISO-8601 timestamps as Cloud writes them |
-//! | [`daemon`] | `run`: wires everything, binds, serves, drains, exits |
+//! | [`daemon`] | `run`: starts providers, the Cloud subscription and the listener; drains and stops |
+//! | `devcloud` | (feature `devcloud`) the in-memory Cloud for the demo and the tests |
 
 pub mod cli;
 pub mod cloud;

@@ -437,17 +437,9 @@ fn load_buttons(path: &std::path::Path) -> ButtonTable {
     }
 }
 
-/// Writes the table atomically with mode 0600 (it holds interaction tokens).
+/// Writes the table (it holds interaction tokens, hence the private state file).
 fn save_buttons(path: &std::path::Path, table: &ButtonTable) {
-    let temporary = path.with_extension("json.tmp");
-    let result = serde_json::to_vec(table).map_err(std::io::Error::other).and_then(|bytes| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        std::io::Write::write_all(&mut options.open(&temporary)?, &bytes)?;
-        std::fs::rename(&temporary, path)
-    });
+    let result = serde_json::to_vec(table).map_err(std::io::Error::other).and_then(|bytes| crate::runtime::state::write_private(path, &bytes));
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "cannot save the Telegram button table");
     }
