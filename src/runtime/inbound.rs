@@ -14,7 +14,7 @@ use super::Gateway;
 use crate::cloud::client::{BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity};
 use crate::cloud::CloudError;
 use crate::metrics::{bounded_channel_kind, Direction, Outcome, ProviderStat, Stat};
-use crate::providers::{InboundMessage, SendOptions};
+use crate::providers::{InboundMessage, Provider, SendOptions};
 
 /// Lease Cloud puts on an inbound claim.
 const CLAIM_TTL_MS: u64 = 300_000;
@@ -87,7 +87,7 @@ pub async fn handle_message(gateway: &Rc<Gateway>, provider_id: &str, message: I
     }
     let event_id = claim.event.event_id.clone();
     let mut committed = false;
-    let result = process(gateway, &client, provider_id, &config, &message, &event_id, &mut committed).await;
+    let result = process(gateway, &client, provider.as_deref(), provider_id, &config, &message, &event_id, &mut committed).await;
     let complete = |status: &'static str, retryable: Option<bool>, last_error: Option<String>| CompleteProviderEvent {
         claimed_by: claimed_by.clone(),
         status,
@@ -143,9 +143,11 @@ fn elapsed_ms(started: Instant) -> f64 {
 }
 
 /// Steps 5–10: interaction or prompt. Sets `committed` once Cloud accepted the side effect.
+#[allow(clippy::too_many_arguments)]
 async fn process(
     gateway: &Rc<Gateway>,
     client: &CloudClient,
+    provider: Option<&Provider>,
     provider_id: &str,
     config: &crate::config::ProviderConfig,
     message: &InboundMessage,
@@ -158,7 +160,6 @@ async fn process(
         *committed = true;
         gateway.metrics.increment(Stat::InteractionsResolved);
         gateway.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
-        let provider = gateway.providers.borrow().get(provider_id).and_then(|r| r.provider.clone());
         if let Some(provider) = provider {
             if let Err(error) = provider.answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement()).await {
                 gateway.metrics.increment(Stat::Errors);

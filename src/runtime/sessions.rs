@@ -215,14 +215,9 @@ async fn run_stream(
         match item {
             SessionStreamItem::CursorJump(sequence) => cursor.persist(&gateway, &client, &binding.binding_id, sequence).await,
             SessionStreamItem::Event(event) => {
-                let provider = gateway.providers.borrow().get(&provider_id).and_then(|r| r.provider.clone());
-                let Some(provider) = provider else { break };
-                let (runtime_id, runtime_kind) = gateway
-                    .providers
-                    .borrow()
-                    .get(&provider_id)
-                    .map(|r| (r.runtime_id.clone(), r.runtime_kind))
-                    .unwrap_or_else(|| (provider_id.clone(), "cli"));
+                let registration =
+                    gateway.providers.borrow().get(&provider_id).and_then(|r| Some((r.provider.clone()?, r.runtime_id.clone(), r.runtime_kind)));
+                let Some((provider, runtime_id, runtime_kind)) = registration else { break };
                 let target = ChannelTarget {
                     provider: runtime_id,
                     provider_kind: runtime_kind.into(),
