@@ -37,22 +37,27 @@ const CIRCUIT_OPEN: Duration = Duration::from_secs(30);
 /// `(channelBindingId, deliveryId)`.
 type DeliveryKey = (SmolStr, SmolStr);
 
-/// The most recent sent delivery keys.
+/// The most recent sent delivery keys: a set for lookups, a queue for their age.
 #[derive(Default)]
 struct SentCache {
     keys: VecDeque<DeliveryKey>,
+    lookup: HashSet<DeliveryKey>,
 }
 
 impl SentCache {
     fn contains(&self, key: &DeliveryKey) -> bool {
-        self.keys.contains(key)
+        self.lookup.contains(key)
     }
 
     fn insert(&mut self, key: DeliveryKey) {
-        self.keys.retain(|k| *k != key);
+        if !self.lookup.insert(key.clone()) {
+            self.keys.retain(|k| *k != key);
+        }
         self.keys.push_back(key);
         if self.keys.len() > SENT_CACHE {
-            self.keys.pop_front();
+            if let Some(oldest) = self.keys.pop_front() {
+                self.lookup.remove(&oldest);
+            }
         }
     }
 }
@@ -387,7 +392,9 @@ mod tests {
         }
         assert!(!cache.contains(&("b".into(), "0".into())));
         assert!(cache.contains(&("b".into(), (SENT_CACHE + 9).to_string().into())));
-        assert_eq!(cache.keys.len(), SENT_CACHE);
+        assert_eq!((cache.keys.len(), cache.lookup.len()), (SENT_CACHE, SENT_CACHE));
+        cache.insert(("b".into(), (SENT_CACHE + 9).to_string().into()));
+        assert_eq!((cache.keys.len(), cache.lookup.len()), (SENT_CACHE, SENT_CACHE), "re-inserting moves, never duplicates");
     }
 
     #[test]
