@@ -35,6 +35,8 @@ const SEEN_UPDATES: usize = 10_000;
 /// Edits of one message are sent at most this often; newer text replaces a pending edit.
 const EDIT_INTERVAL: Duration = Duration::from_secs(1);
 const EDIT_STATES: usize = 512;
+/// Group→supergroup migrations remembered.
+const MIGRATED_CHATS: usize = 1024;
 /// Prefix of the short `callback_data` ids.
 const BUTTON_PREFIX: &str = "b:";
 
@@ -252,7 +254,12 @@ impl TelegramProvider {
                 Ok(result) => return Ok(result),
                 Err(TelegramError::Api { migrate_to_chat_id: Some(new_chat), .. }) if !migrated => {
                     migrated = true;
-                    self.inner.migrated.borrow_mut().insert(chat.to_owned(), new_chat.to_string());
+                    let mut table = self.inner.migrated.borrow_mut();
+                    // Migrations are rare; the bound only guards against a misbehaving server.
+                    if table.len() < MIGRATED_CHATS {
+                        table.insert(chat.to_owned(), new_chat.to_string());
+                    }
+                    drop(table);
                     body["chat_id"] = Value::from(new_chat);
                 }
                 Err(error) if !fell_back && error.code() == Some(400) && error.description().contains("can't parse entities") => {
