@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::store::{hashed_id, random_base64url, random_uuid, ChannelBinding, Identity, Interaction, ProviderEvent, SessionBinding};
+use super::store::{hashed_id, random_base64url, random_uuid, ChannelBinding, Identity, Interaction, ProviderEvent, SessionBinding, MAX_RECORDS};
 use super::time::{iso, parse_iso};
 use super::DevCloud;
 use crate::http::response::{full, ResponseBody};
@@ -173,6 +173,11 @@ fn rate_limited(retry_after_ms: u64) -> Response<ResponseBody> {
     );
     response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_ms.div_ceil(1000).max(1)));
     response
+}
+
+/// The answer when a table reached its bound.
+fn store_full() -> Response<ResponseBody> {
+    error(503, "The dev Cloud holds too many records; restart it.")
 }
 
 fn binding_scope_required() -> Response<ResponseBody> {
@@ -392,6 +397,7 @@ fn resolve_identity(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let index = store.identities.iter().position(|i| i.provider == provider && i.external_workspace_id == workspace && i.external_user_id == user);
     let index = match index {
         Some(index) => index,
+        None if store.identities.len() >= MAX_RECORDS => return store_full(),
         None => {
             let (role, status) = if auto { ("member", "active") } else { ("viewer", "pending") };
             store.identities.push(Identity {
@@ -466,6 +472,9 @@ fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
         }
         let session = store.sessions.get(&existing.session_id).map(|s| s.view(&store.org_id)).unwrap_or(Value::Null);
         return json_response(200, &json!({"binding": existing, "session": session}));
+    }
+    if store.session_bindings.len() >= MAX_RECORDS || store.sessions.len() >= MAX_RECORDS {
+        return store_full();
     }
     let org = store.org_id.clone();
     let session_id = hashed_id("channel_session_", &[&org, &provider, workspace.as_deref().unwrap_or(""), &chat, &thread]);
@@ -600,6 +609,9 @@ fn claim_event(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     );
     let mut metadata = call.body.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     metadata.insert("channelBindingId".into(), Value::from(binding.binding_id.clone()));
+    if !store.provider_events.contains_key(&event_id) && store.provider_events.len() >= MAX_RECORDS {
+        return store_full();
+    }
     let org = store.org_id.clone();
     let event = store.provider_events.entry(event_id.clone()).or_insert_with(|| ProviderEvent {
         event_id: event_id.clone(),
@@ -688,6 +700,9 @@ fn create_interaction(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let interaction_id = hashed_id("channel_interaction_", &[&store.org_id, &binding.channel_binding_id, &requested]);
     if store.interactions.contains_key(&interaction_id) {
         return error(500, "Internal server error.");
+    }
+    if store.interactions.len() >= MAX_RECORDS {
+        return store_full();
     }
     let (now_ms, now) = store.now();
     let expires_ms = call.text("expiresAt").and_then(|t| parse_iso(&t)).unwrap_or(now_ms + 600_000);
