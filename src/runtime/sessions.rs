@@ -307,3 +307,48 @@ pub async fn resume_saved(gateway: Rc<Gateway>) {
     }
     tracing::info!(resumed, "session streams resumed from the state file");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> OpenStreamEntry {
+        OpenStreamEntry {
+            session_binding_id: id.into(),
+            provider_id: "fake".into(),
+            provider: "cli".into(),
+            external_workspace_id: None,
+            external_chat_id: id.into(),
+            external_thread_id: id.into(),
+        }
+    }
+
+    fn open(streams: &mut SessionStreams, id: &str) {
+        let task = tokio::task::spawn_local(std::future::pending::<()>());
+        streams
+            .open
+            .insert(id.into(), OpenStream { entry: entry(id), last_activity: Instant::now(), task, cursor: Rc::new(std::cell::Cell::new(0)) });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_streams_are_evicted_after_the_ttl_and_the_least_recent_at_the_cap() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let mut streams = SessionStreams::new(None);
+                open(&mut streams, "old");
+                tokio::time::advance(IDLE_TTL / 2).await;
+                open(&mut streams, "recent");
+                assert_eq!(streams.sweep(Instant::now()), 0);
+                tokio::time::advance(IDLE_TTL / 2 + Duration::from_secs(1)).await;
+                assert_eq!(streams.sweep(Instant::now()), 1, "only the stream idle for the whole TTL");
+                assert_eq!(streams.cursors().len(), 1);
+                open(&mut streams, "newest");
+                streams.evict_least_recent();
+                let left: Vec<SmolStr> = streams.cursors().into_iter().map(|(id, _)| id).collect();
+                assert_eq!(left, ["newest"], "the least recently active goes first");
+                streams.close_all();
+                assert!(streams.is_empty());
+            })
+            .await;
+    }
+}
