@@ -99,11 +99,7 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
         tokio::task::spawn_local(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
-                let evicted = gateway.sessions.borrow_mut().sweep(tokio::time::Instant::now());
-                for _ in 0..evicted {
-                    gateway.metrics.increment(crate::metrics::Stat::StreamEvictions);
-                }
-                gateway.metrics.set_gauge(crate::metrics::Stat::SessionStreams, gateway.sessions.borrow().len() as u64);
+                crate::runtime::sessions::sweep_idle(&gateway);
             }
         })
     };

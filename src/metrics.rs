@@ -423,8 +423,12 @@ impl Metrics {
     }
 
     pub fn increment(&self, stat: Stat) {
+        self.add(stat, 1);
+    }
+
+    pub fn add(&self, stat: Stat, count: u64) {
         let cell = &self.stats[stat_index(stat)];
-        cell.set(cell.get() + 1);
+        cell.set(cell.get() + count);
     }
 
     pub fn get(&self, stat: Stat) -> u64 {

@@ -123,21 +123,26 @@ pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id:
             return;
         }
     }
-    let evicted = streams.sweep(now);
-    let mut over_cap = 0;
+    let mut evicted = streams.sweep(now);
     while streams.open.len() >= MAX_STREAMS {
         streams.evict_least_recent();
-        over_cap += 1;
+        evicted += 1;
     }
-    for _ in 0..evicted + over_cap {
-        gateway.metrics.increment(Stat::StreamEvictions);
-    }
+    gateway.metrics.add(Stat::StreamEvictions, evicted as u64);
     let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
     let entry = OpenStreamEntry::new(&binding, provider_id);
     let task = tokio::task::spawn_local(run_stream(Rc::clone(gateway), client, binding.clone(), SmolStr::new(provider_id), Rc::clone(&cursor)));
     streams.open.insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, cursor });
     streams.save();
     gateway.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
+}
+
+/// Evicts idle streams and refreshes the open-streams gauge (the daemon's periodic sweep).
+pub fn sweep_idle(gateway: &Gateway) {
+    let mut streams = gateway.sessions.borrow_mut();
+    let evicted = streams.sweep(Instant::now());
+    gateway.metrics.add(Stat::StreamEvictions, evicted as u64);
+    gateway.metrics.set_gauge(Stat::SessionStreams, streams.len() as u64);
 }
 
 /// The binding's persisted cursor and last provider message id.
@@ -348,6 +353,21 @@ mod tests {
                 assert_eq!(left, ["newest"], "the least recently active goes first");
                 streams.close_all();
                 assert!(streams.is_empty());
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_sweep_counts_evictions_and_refreshes_the_gauge() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let gateway = Gateway::new(crate::config::test_config(&[]), None);
+                open(&mut gateway.sessions.borrow_mut(), "idle");
+                gateway.metrics.set_gauge(Stat::SessionStreams, 1);
+                tokio::time::advance(IDLE_TTL + Duration::from_secs(1)).await;
+                sweep_idle(&gateway);
+                assert_eq!(gateway.metrics.get(Stat::StreamEvictions), 1);
+                assert_eq!(gateway.metrics.get(Stat::SessionStreams), 0);
             })
             .await;
     }
