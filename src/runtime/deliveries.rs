@@ -37,6 +37,19 @@ const CIRCUIT_OPEN: Duration = Duration::from_secs(30);
 /// `(channelBindingId, deliveryId)`.
 type DeliveryKey = (SmolStr, SmolStr);
 
+fn delivery_key(delivery: &DeliveryRecord) -> DeliveryKey {
+    (delivery.channel_binding_id.clone(), delivery.delivery_id.clone())
+}
+
+/// After a lane's head left it: the lane is ready again if it has more, else forgotten.
+fn requeue_lane(lanes: &mut HashMap<String, VecDeque<DeliveryRecord>>, ready: &mut VecDeque<String>, lane: String) {
+    if lanes.get(&lane).is_some_and(|l| !l.is_empty()) {
+        ready.push_back(lane);
+    } else {
+        lanes.remove(&lane);
+    }
+}
+
 /// The most recent sent delivery keys: a set for lookups, a queue for their age.
 #[derive(Default)]
 struct SentCache {
@@ -117,7 +130,7 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
             delivery = incoming.recv(), if open && queued < cap => match delivery {
                 None => open = false,
                 Some(delivery) => {
-                    let key = (delivery.channel_binding_id.clone(), delivery.delivery_id.clone());
+                    let key = delivery_key(&delivery);
                     if shared.borrow().sent.contains(&key) {
                         gateway.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
                         let (gateway, client) = (Rc::clone(&gateway), Rc::clone(&client));
@@ -141,11 +154,7 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
                 active -= 1;
                 known.remove(&key);
                 busy_lanes.remove(&lane);
-                if lanes.get(&lane).is_some_and(|l| !l.is_empty()) {
-                    ready.push_back(lane);
-                } else {
-                    lanes.remove(&lane);
-                }
+                requeue_lane(&mut lanes, &mut ready, lane);
             }
         }
         while active < max_concurrency {
@@ -156,17 +165,13 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
                 // Sending now could race Cloud re-serving it to another claimant: leave it to its
                 // lease, unacked, and let Cloud serve it again.
                 gateway.metrics.increment(Stat::DeliverySheds);
-                known.remove(&(delivery.channel_binding_id.clone(), delivery.delivery_id.clone()));
-                if lanes.get(&lane).is_some_and(|l| !l.is_empty()) {
-                    ready.push_back(lane);
-                } else {
-                    lanes.remove(&lane);
-                }
+                known.remove(&delivery_key(&delivery));
+                requeue_lane(&mut lanes, &mut ready, lane);
                 continue;
             }
             active += 1;
             busy_lanes.insert(lane.clone());
-            let key = (delivery.channel_binding_id.clone(), delivery.delivery_id.clone());
+            let key = delivery_key(&delivery);
             let (gateway, client, shared, done) = (Rc::clone(&gateway), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
             tokio::task::spawn_local(async move {
                 handle_delivery(&gateway, &client, &shared, delivery).await;
@@ -260,7 +265,7 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
         Ok(()) => {
             gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Success, Some(received.elapsed().as_secs_f64() * 1000.0));
             close_circuit(gateway, shared, &id);
-            shared.borrow_mut().sent.insert((delivery.channel_binding_id.clone(), delivery.delivery_id.clone()));
+            shared.borrow_mut().sent.insert(delivery_key(&delivery));
             if ack_sent(gateway, client, &delivery).await {
                 gateway.metrics.increment(Stat::DeliveriesSent);
                 gateway.metrics.increment_provider(&id, ProviderStat::DeliveriesSent);
