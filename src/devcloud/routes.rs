@@ -12,11 +12,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::store::{hashed_id, random_base64url, random_uuid, ChannelBinding, Identity, Interaction, ProviderEvent, SessionBinding, MAX_RECORDS};
+use super::store::{hashed_id, random_base64url, ChannelBinding, Identity, Interaction, ProviderEvent, SessionBinding, MAX_RECORDS};
 use super::time::{iso, parse_iso};
 use super::DevCloud;
 use crate::http::response::{full, ResponseBody};
 use crate::http::router::{match_table, Segment, Table};
+use crate::providers::random_id;
 
 use Segment::{Literal, RawParam};
 
@@ -401,7 +402,7 @@ fn resolve_identity(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
         None => {
             let (role, status) = if auto { ("member", "active") } else { ("viewer", "pending") };
             store.identities.push(Identity {
-                identity_id: random_uuid(),
+                identity_id: random_id(),
                 org_id: org,
                 provider: provider.clone(),
                 external_workspace_id: workspace,
@@ -492,7 +493,7 @@ fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     });
     store.append_event(&session_id, "session.created", json!({"title": title, "runtimePending": true}));
     let record = SessionBinding {
-        binding_id: random_uuid(),
+        binding_id: random_id(),
         org_id: org,
         agent_id: binding.agent_id.clone(),
         channel_binding_id,
@@ -564,7 +565,7 @@ fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     let org = store.org_id.clone();
     let command_id = match call.text("idempotencyKey") {
         Some(key) => hashed_id("channel_command_", &[&org, &binding_id, &key]),
-        None => random_uuid(),
+        None => random_id(),
     };
     let (_, now) = store.now();
     let Some(session) = store.sessions.get_mut(&binding.session_id) else { return error(404, "Cloud session was not found.") };
@@ -796,7 +797,7 @@ fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
     let public = json!(stored);
     let Some(session) = store.sessions.get_mut(&interaction.session_id) else { return not_found() };
     let command = json!({
-        "commandId": random_uuid(), "tenantId": org, "userId": "dev-account", "sessionId": interaction.session_id, "kind": kind, "payload": payload,
+        "commandId": random_id(), "tenantId": org, "userId": "dev-account", "sessionId": interaction.session_id, "kind": kind, "payload": payload,
         "targetLeaseToken": null, "createdSequence": session.next_sequence, "createdAt": now, "status": "pending", "attemptCount": 0,
     });
     session.commands.push(command.clone());

@@ -24,21 +24,8 @@ pub fn hashed_id(prefix: &str, parts: &[&str]) -> String {
 
 /// `n` random bytes as unpadded base64url.
 pub fn random_base64url(n: usize) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes: Vec<u8> = (0..n).map(|_| fastrand::u8(..)).collect();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let value = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((value >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-pub fn random_uuid() -> String {
-    let hex: String = (0..16).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
-    format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+    crate::render::text::base64url_encode(&bytes)
 }
 
 #[derive(Debug, Clone)]
@@ -424,7 +411,7 @@ impl Store {
     /// `POST /api/channels/deliveries` (enqueue): idempotent per binding + delivery id.
     pub fn enqueue_delivery(&mut self, input: &Map<String, Value>, channel_binding: &ChannelBinding) -> Delivery {
         let text = |k: &str| input.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_owned);
-        let delivery_id = text("deliveryId").unwrap_or_else(random_uuid);
+        let delivery_id = text("deliveryId").unwrap_or_else(crate::providers::random_id);
         if let Some(existing) = self.deliveries.iter().find(|d| d.channel_binding_id == channel_binding.binding_id && d.delivery_id == delivery_id) {
             return existing.clone();
         }
@@ -475,7 +462,6 @@ mod tests {
         assert_eq!(id, hashed_id("channel_session_", &["org", "cli", "", "chat", "chat"]));
         assert_eq!(random_base64url(12).len(), 16);
         assert_eq!(random_base64url(32).len(), 43);
-        assert_eq!(random_uuid().len(), 36);
     }
 
     #[test]

@@ -375,6 +375,15 @@ fn state_of(registration: &ProviderRegistration) -> ProviderState {
 mod tests {
     use super::*;
 
+    #[test]
+    fn random_ids_have_the_uuid_v4_shape() {
+        let id = random_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, random_id());
+    }
+
     fn config() -> Config {
         crate::config::test_config(&[(
             "OPEN_COWORK_GATEWAY_PROVIDERS",
