@@ -63,6 +63,8 @@ impl Provider {
     }
 
     pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+        #[cfg(not(feature = "telegram"))]
+        let _ = target;
         match self {
             Provider::Fake(p) => p.edit_text(message_id, text),
             #[cfg(feature = "telegram")]
@@ -125,15 +127,14 @@ impl Default for ProviderFactory {
 impl ProviderFactory {
     /// The provider, or why it cannot run in this process.
     fn build(&self, config: &ProviderConfig, context: &StartContext<'_>) -> Result<Provider, String> {
-        let (body_cap, http) = (context.body_cap, context.http);
         let unavailable = || format!("The {} provider is not implemented in this build yet.", config.kind.as_str());
         match config.kind {
             #[cfg(feature = "telegram")]
-            ProviderKind::Telegram => match http {
+            ProviderKind::Telegram => match context.http {
                 Some(http) => Ok(Provider::Telegram(telegram::TelegramProvider::new(config, http.clone(), context.state_dir))),
                 None => Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached.".into()),
             },
-            ProviderKind::Fake if cfg!(feature = "devcloud") => Ok(Provider::Fake(FakeProvider::new(body_cap))),
+            ProviderKind::Fake if cfg!(feature = "devcloud") => Ok(Provider::Fake(FakeProvider::new(context.body_cap))),
             ProviderKind::Cli if cfg!(feature = "cli") => {
                 let (mode, out) = (self.cli_output)();
                 Ok(Provider::Cli(CliProvider::new(config.id.clone(), mode, out)))
