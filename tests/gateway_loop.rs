@@ -3,6 +3,8 @@
 
 #![cfg(feature = "devcloud")]
 
+mod support;
+
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -345,9 +347,8 @@ fn drain_with_200_queued_deliveries_acks_only_what_was_sent() {
 #[test]
 fn open_streams_resume_after_a_restart_from_the_state_file() {
     run(async {
-        let state = std::env::temp_dir().join(format!("ocg-loop-state-{}", std::process::id()));
-        std::fs::create_dir_all(&state).unwrap();
-        let state_dir = state.to_str().unwrap().to_owned();
+        let state = support::TempDir::new("loop-state");
+        let state_dir = state.0.to_str().unwrap().to_owned();
         let (cloud, seeded, base) = cloud(options()).await;
         let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         let first_provider = fake(&first);
@@ -368,7 +369,6 @@ fn open_streams_resume_after_a_restart_from_the_state_file() {
             "resumed from the Cloud cursor: nothing rendered twice"
         );
         second.stop();
-        std::fs::remove_dir_all(&state).unwrap();
     });
 }
 

@@ -344,9 +344,8 @@ fn edits_are_coalesced_to_one_per_second_and_unchanged_text_is_fine() {
 #[test]
 fn buttons_survive_a_restart_with_a_state_directory() {
     run(async {
-        let state = std::env::temp_dir().join(format!("ocg-tg-state-{}", std::process::id()));
-        std::fs::create_dir_all(&state).unwrap();
-        let state_dir = state.to_str().unwrap().to_owned();
+        let state = support::TempDir::new("tg-state");
+        let state_dir = state.0.to_str().unwrap().to_owned();
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(20, 901, "/approve-me now"));
         let first = gateway(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
@@ -364,7 +363,6 @@ fn buttons_survive_a_restart_with_a_state_directory() {
         world.bot.borrow_mut().push_update(callback_update(21, 901, message_id, &approve));
         eventually("granted after the restart", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted"))).await;
         second.stop();
-        std::fs::remove_dir_all(&state).unwrap();
     });
 }
 
