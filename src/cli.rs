@@ -103,7 +103,10 @@ where
             _ => (arg.clone(), None),
         };
         let mut value = |name: &str| -> Result<String, UsageError> {
-            let v = inline_value.clone().or_else(|| args.next()).ok_or_else(|| UsageError(format!("{name} requires a value.")))?;
+            let v = inline_value
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| UsageError(format!("{name} requires a value.")))?;
             if v.is_empty() || (inline_value.is_none() && v.starts_with("--")) {
                 return Err(UsageError(format!("{name} requires a value.")));
             }
@@ -114,20 +117,22 @@ where
             "--env-file" => cli.env_file = Some(PathBuf::from(value("--env-file")?)),
             "--log-level" => {
                 let text = value("--log-level")?;
-                cli.log_level = Some(
-                    LogLevel::parse(&text)
-                        .ok_or_else(|| UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?}).")))?,
-                );
+                cli.log_level = Some(LogLevel::parse(&text).ok_or_else(|| {
+                    UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?})."))
+                })?);
             }
             "--log-format" => {
                 let text = value("--log-format")?;
-                cli.log_format = LogFormat::parse(&text)
-                    .ok_or_else(|| UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?}).")))?;
+                cli.log_format = LogFormat::parse(&text).ok_or_else(|| {
+                    UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?})."))
+                })?;
             }
             "--host" => dev_host = Some(value("--host")?),
             "--port" => {
                 let text = value("--port")?;
-                dev_port = Some(text.parse().map_err(|_| UsageError(format!("--port must be a port number from 0 to 65535 (got {text:?}).")))?);
+                dev_port = Some(text.parse().map_err(|_| {
+                    UsageError(format!("--port must be a port number from 0 to 65535 (got {text:?})."))
+                })?);
             }
             "--pending-identities" if inline_value.is_none() => pending_identities = true,
             "--allow-insecure-env-file" if inline_value.is_none() => cli.allow_insecure_env_file = true,
@@ -156,11 +161,15 @@ where
     let dev_flags = dev_host.is_some() || dev_port.is_some() || pending_identities;
     cli.command = match command.unwrap_or(Command::Run) {
         Command::CheckConfig { .. } if !dev_flags => Command::CheckConfig { print },
-        Command::DevCloud { .. } if !print => {
-            Command::DevCloud { host: dev_host.unwrap_or_else(|| "127.0.0.1".into()), port: dev_port.unwrap_or(8787), pending_identities }
-        }
+        Command::DevCloud { .. } if !print => Command::DevCloud {
+            host: dev_host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: dev_port.unwrap_or(8787),
+            pending_identities,
+        },
         _ if print => return Err(UsageError("--print only applies to check-config.".into())),
-        _ if dev_flags => return Err(UsageError("--host, --port and --pending-identities only apply to dev-cloud.".into())),
+        _ if dev_flags => {
+            return Err(UsageError("--host, --port and --pending-identities only apply to dev-cloud.".into()))
+        }
         other => other,
     };
     Ok(cli)
@@ -179,7 +188,16 @@ mod tests {
 
     #[test]
     fn commands_and_flags() {
-        let cli = parse(["check-config", "--print", "--config", "/etc/gw.jsonc", "--env-file=/etc/gw.env", "--log-level", "debug"]).unwrap();
+        let cli = parse([
+            "check-config",
+            "--print",
+            "--config",
+            "/etc/gw.jsonc",
+            "--env-file=/etc/gw.env",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
         assert_eq!(cli.command, Command::CheckConfig { print: true });
         assert_eq!(cli.config_file.as_deref(), Some(std::path::Path::new("/etc/gw.jsonc")));
         assert_eq!(cli.env_file.as_deref(), Some(std::path::Path::new("/etc/gw.env")));

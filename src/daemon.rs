@@ -47,7 +47,9 @@ pub enum DaemonError {
 /// Binds `host:port`; a bracketed IPv6 host is accepted as written in URLs.
 pub async fn bind(host: &str, port: u16) -> Result<TcpListener, DaemonError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    TcpListener::bind((bare, port)).await.map_err(|source| DaemonError::Bind { address: format!("{host}:{port}"), source })
+    TcpListener::bind((bare, port))
+        .await
+        .map_err(|source| DaemonError::Bind { address: format!("{host}:{port}"), source })
 }
 
 /// A started gateway.
@@ -82,16 +84,25 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
     let (deliveries_tx, deliveries_rx) = mpsc::channel(gateway.config.delivery.max_queue_depth.max(16));
     let follower = {
         let (gateway, client) = (Rc::clone(&gateway), Rc::clone(&client));
-        tokio::task::spawn_local(async move { follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), deliveries_tx).await })
+        tokio::task::spawn_local(async move {
+            follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), deliveries_tx).await
+        })
     };
-    let dispatcher = tokio::task::spawn_local(crate::runtime::deliveries::run_dispatcher(Rc::clone(&gateway), client, deliveries_rx));
+    let dispatcher = tokio::task::spawn_local(crate::runtime::deliveries::run_dispatcher(
+        Rc::clone(&gateway),
+        client,
+        deliveries_rx,
+    ));
     let cli_reader = read_stdin.then(|| spawn_cli_reader(&gateway)).flatten();
     let resume = tokio::task::spawn_local(crate::runtime::sessions::resume_saved(Rc::clone(&gateway)));
     let mut background = Vec::new();
     #[cfg(feature = "telegram")]
     for registration in gateway.providers.borrow().registrations() {
         if let Some(Provider::Telegram(bot)) = registration.provider.as_deref() {
-            background.push(tokio::task::spawn_local(crate::providers::telegram::poll::run(Rc::clone(&gateway), bot.clone())));
+            background.push(tokio::task::spawn_local(crate::providers::telegram::poll::run(
+                Rc::clone(&gateway),
+                bot.clone(),
+            )));
         }
     }
     let sweeper = {
@@ -104,7 +115,9 @@ pub async fn start(config: Config, factory: ProviderFactory, read_stdin: bool) -
         })
     };
     let listener = bind(&gateway.config.server.host, gateway.config.server.port).await?;
-    let address = listener.local_addr().map_err(|source| DaemonError::Bind { address: gateway.config.server.host.clone(), source })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Bind { address: gateway.config.server.host.clone(), source })?;
     let server = tokio::task::spawn_local(crate::http::server::serve_gateway(listener, Rc::clone(&gateway)));
     tracing::info!(%address, instance = %gateway.config.instance_id, providers = gateway.providers.borrow().registrations().len(), "listening");
     Ok(Running {
@@ -141,7 +154,9 @@ fn spawn_cli_reader(gateway: &Rc<Gateway>) -> Option<JoinHandle<()>> {
                 Ok(Some(InputLine::Text(line))) => line,
                 Ok(Some(InputLine::TooLong)) => {
                     if let Provider::Cli(cli) = provider.as_ref() {
-                        cli.report_error(&format!("CLI input line is longer than {MAX_CLI_LINE} bytes and was skipped."));
+                        cli.report_error(&format!(
+                            "CLI input line is longer than {MAX_CLI_LINE} bytes and was skipped."
+                        ));
                     }
                     continue;
                 }
@@ -182,7 +197,10 @@ enum InputLine {
 }
 
 /// Reads one line of at most `max` bytes; `Ok(None)` at end of input.
-async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> io::Result<Option<InputLine>> {
+async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> io::Result<Option<InputLine>> {
     let mut line = Vec::new();
     let mut too_long = false;
     loop {
@@ -219,7 +237,10 @@ impl Running {
         gateway.shutdown.begin_drain();
         let finished = gateway.shutdown.wait_for_work(budget).await;
         if !finished {
-            tracing::warn!(in_flight = gateway.shutdown.in_flight(), "drain deadline passed; unfinished deliveries are left to their Cloud leases");
+            tracing::warn!(
+                in_flight = gateway.shutdown.in_flight(),
+                "drain deadline passed; unfinished deliveries are left to their Cloud leases"
+            );
         }
         finished
     }
@@ -243,7 +264,11 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, DaemonError
     let drain_budget = Duration::from_millis(config.timeouts.shutdown_drain_ms);
     let read_stdin = config.enabled_providers().any(|p| p.kind == ProviderKind::Cli);
     let running = start(config, ProviderFactory::default(), read_stdin).await?;
-    println!("Open Cowork gateway listening on http://{}:{}", running.gateway.config.server.host, running.address.port());
+    println!(
+        "Open Cowork gateway listening on http://{}:{}",
+        running.gateway.config.server.host,
+        running.address.port()
+    );
     notify(&notifier, "READY=1");
     let watchdog = Notifier::watchdog_interval().map(|interval| {
         let notifier = notifier.clone();
@@ -292,6 +317,14 @@ mod tests {
         while let Some(line) = read_line_bounded(&mut input, 10).await.unwrap() {
             lines.push(line);
         }
-        assert_eq!(lines, [InputLine::Text("hello".into()), InputLine::TooLong, InputLine::Text("ok".into()), InputLine::Text("last".into())]);
+        assert_eq!(
+            lines,
+            [
+                InputLine::Text("hello".into()),
+                InputLine::TooLong,
+                InputLine::Text("ok".into()),
+                InputLine::Text("last".into())
+            ]
+        );
     }
 }

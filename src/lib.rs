@@ -23,6 +23,8 @@
 //! | [`daemon`] | `run`: starts providers, the Cloud subscription and the listener; drains and stops |
 //! | `devcloud` | (feature `devcloud`) the in-memory Cloud for the demo and the tests |
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod cloud;
 pub mod config;

@@ -67,8 +67,9 @@ pub fn init(format: LogFormat, filter: Targets) -> Option<String> {
     if wants_journald {
         match tracing_journald::layer() {
             Ok(layer) => {
-                let _ =
-                    tracing_subscriber::registry().with(layer.with_syslog_identifier("open-cowork-gateway".into()).with_filter(filter)).try_init();
+                let _ = tracing_subscriber::registry()
+                    .with(layer.with_syslog_identifier("open-cowork-gateway".into()).with_filter(filter))
+                    .try_init();
                 return None;
             }
             Err(error) => {
@@ -82,7 +83,8 @@ pub fn init(format: LogFormat, filter: Targets) -> Option<String> {
 }
 
 fn init_stderr(filter: Targets) {
-    let layer = tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let layer =
+        tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).with_target(false).with_filter(filter);
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
@@ -127,8 +129,14 @@ mod tests {
     #[test]
     fn level_precedence() {
         let show = |t: Targets| format!("{t:?}");
-        assert_eq!(show(filter(Some(LogLevel::Debug), Some("error"), LogLevel::Warn)), show(Targets::new().with_default(LevelFilter::DEBUG)));
-        assert_eq!(show(filter(None, Some("error"), LogLevel::Warn)), show(Targets::new().with_default(LevelFilter::ERROR)));
+        assert_eq!(
+            show(filter(Some(LogLevel::Debug), Some("error"), LogLevel::Warn)),
+            show(Targets::new().with_default(LevelFilter::DEBUG))
+        );
+        assert_eq!(
+            show(filter(None, Some("error"), LogLevel::Warn)),
+            show(Targets::new().with_default(LevelFilter::ERROR))
+        );
         assert_eq!(show(filter(None, Some(""), LogLevel::Warn)), show(Targets::new().with_default(LevelFilter::WARN)));
         assert_eq!(show(filter(None, None, LogLevel::Silent)), show(Targets::new().with_default(LevelFilter::OFF)));
         let targets = filter(None, Some("open_cowork_gateway=debug,hyper=warn"), LogLevel::Info);

@@ -1,6 +1,8 @@
 //! The `open-cowork-gateway` binary: parses the command line, loads the configuration, builds the
 //! current_thread runtime and maps every outcome to an exit code (§8.15).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -117,7 +119,10 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
         eprintln!("open-cowork-gateway: dev-cloud serves well-known dev tokens and listens on loopback only (got --host {host}).");
         return ExitCode::from(EX_USAGE);
     }
-    let _ = logging::init(logging::LogFormat::Stderr, logging::filter(None, std::env::var("RUST_LOG").ok().as_deref(), config::LogLevel::Info));
+    let _ = logging::init(
+        logging::LogFormat::Stderr,
+        logging::filter(None, std::env::var("RUST_LOG").ok().as_deref(), config::LogLevel::Info),
+    );
     let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
@@ -128,7 +133,10 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let cloud = DevCloud::new(DevCloudOptions { auto_activate_identities: !pending_identities, ..DevCloudOptions::default() });
+        let cloud = DevCloud::new(DevCloudOptions {
+            auto_activate_identities: !pending_identities,
+            ..DevCloudOptions::default()
+        });
         let seeded = cloud.seed();
         let address = match cloud.start(host, port).await {
             Ok(address) => address,

@@ -54,8 +54,20 @@ const fn info(stat: Stat, name: &'static str, gauge: bool, json_key: &'static st
 
 /// Stats printed before the delivery latency histogram, in upstream order.
 const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
-    info(Stat::IncomingMessages, "open_cowork_gateway_incoming_messages_total", false, "incomingMessages", "Inbound channel messages handled."),
-    info(Stat::PromptedMessages, "open_cowork_gateway_prompted_messages_total", false, "promptedMessages", "Prompts sent to Cloud sessions."),
+    info(
+        Stat::IncomingMessages,
+        "open_cowork_gateway_incoming_messages_total",
+        false,
+        "incomingMessages",
+        "Inbound channel messages handled.",
+    ),
+    info(
+        Stat::PromptedMessages,
+        "open_cowork_gateway_prompted_messages_total",
+        false,
+        "promptedMessages",
+        "Prompts sent to Cloud sessions.",
+    ),
     info(
         Stat::InteractionsResolved,
         "open_cowork_gateway_interactions_resolved_total",
@@ -63,8 +75,20 @@ const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
         "interactionsResolved",
         "Approval and question interactions resolved.",
     ),
-    info(Stat::DeliveriesReceived, "open_cowork_gateway_deliveries_received_total", false, "deliveriesReceived", "Cloud deliveries handled."),
-    info(Stat::DeliveriesSent, "open_cowork_gateway_deliveries_sent_total", false, "deliveriesSent", "Deliveries acknowledged as sent."),
+    info(
+        Stat::DeliveriesReceived,
+        "open_cowork_gateway_deliveries_received_total",
+        false,
+        "deliveriesReceived",
+        "Cloud deliveries handled.",
+    ),
+    info(
+        Stat::DeliveriesSent,
+        "open_cowork_gateway_deliveries_sent_total",
+        false,
+        "deliveriesSent",
+        "Deliveries acknowledged as sent.",
+    ),
     info(
         Stat::DeliveryRetries,
         "open_cowork_gateway_delivery_retries_total",
@@ -72,7 +96,13 @@ const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
         "deliveryRetries",
         "Deliveries acknowledged as failed for retry.",
     ),
-    info(Stat::DeliveryDeadLetters, "open_cowork_gateway_delivery_dead_letters_total", false, "deliveryDeadLetters", "Deliveries dead-lettered."),
+    info(
+        Stat::DeliveryDeadLetters,
+        "open_cowork_gateway_delivery_dead_letters_total",
+        false,
+        "deliveryDeadLetters",
+        "Deliveries dead-lettered.",
+    ),
 ];
 
 /// Stats printed after the delivery latency histogram, in upstream order.
@@ -84,9 +114,27 @@ const STATS_AFTER_LATENCY: [StatInfo; 14] = [
         "webhookRequests",
         "Webhook requests received, including rejected ones.",
     ),
-    info(Stat::SessionStreams, "open_cowork_gateway_session_streams", true, "sessionStreams", "Open Cloud session event streams."),
-    info(Stat::StreamReconnects, "open_cowork_gateway_stream_reconnects_total", false, "streamReconnects", "Cloud stream reconnects."),
-    info(Stat::StreamEvictions, "open_cowork_gateway_stream_evictions_total", false, "streamEvictions", "Idle session streams evicted."),
+    info(
+        Stat::SessionStreams,
+        "open_cowork_gateway_session_streams",
+        true,
+        "sessionStreams",
+        "Open Cloud session event streams.",
+    ),
+    info(
+        Stat::StreamReconnects,
+        "open_cowork_gateway_stream_reconnects_total",
+        false,
+        "streamReconnects",
+        "Cloud stream reconnects.",
+    ),
+    info(
+        Stat::StreamEvictions,
+        "open_cowork_gateway_stream_evictions_total",
+        false,
+        "streamEvictions",
+        "Idle session streams evicted.",
+    ),
     info(
         Stat::SessionRenderRetries,
         "open_cowork_gateway_session_render_retries_total",
@@ -115,8 +163,20 @@ const STATS_AFTER_LATENCY: [StatInfo; 14] = [
         "cloudSubscriptionErrors",
         "Cloud stream subscription errors.",
     ),
-    info(Stat::Errors, "open_cowork_gateway_errors_total", false, "errors", "Requests that ended in a gateway error response."),
-    info(Stat::DroppedSessionEvents, "open_cowork_gateway_dropped_session_events_total", false, "droppedSessionEvents", "Session events dropped."),
+    info(
+        Stat::Errors,
+        "open_cowork_gateway_errors_total",
+        false,
+        "errors",
+        "Requests that ended in a gateway error response.",
+    ),
+    info(
+        Stat::DroppedSessionEvents,
+        "open_cowork_gateway_dropped_session_events_total",
+        false,
+        "droppedSessionEvents",
+        "Session events dropped.",
+    ),
     info(
         Stat::StreamBackpressureDisconnects,
         "open_cowork_gateway_stream_backpressure_disconnects_total",
@@ -220,7 +280,8 @@ pub enum ProviderState {
 }
 
 impl ProviderState {
-    const ALL: [ProviderState; 6] = [Self::Configured, Self::Starting, Self::Healthy, Self::Unhealthy, Self::Failed, Self::Stopped];
+    const ALL: [ProviderState; 6] =
+        [Self::Configured, Self::Starting, Self::Healthy, Self::Unhealthy, Self::Failed, Self::Stopped];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -250,15 +311,40 @@ pub enum ProviderStat {
 }
 
 const PROVIDER_STATS: [(ProviderStat, &str, &str, &str); 10] = [
-    (ProviderStat::IncomingMessages, "incoming_messages_total", "incomingMessages", "Inbound messages handled per provider."),
-    (ProviderStat::InboundDuplicates, "inbound_duplicates_total", "inboundDuplicates", "Duplicate inbound events per provider."),
+    (
+        ProviderStat::IncomingMessages,
+        "incoming_messages_total",
+        "incomingMessages",
+        "Inbound messages handled per provider.",
+    ),
+    (
+        ProviderStat::InboundDuplicates,
+        "inbound_duplicates_total",
+        "inboundDuplicates",
+        "Duplicate inbound events per provider.",
+    ),
     (ProviderStat::InboundFailures, "inbound_failures_total", "inboundFailures", "Failed inbound events per provider."),
     (ProviderStat::PromptedMessages, "prompted_messages_total", "promptedMessages", "Prompts sent per provider."),
-    (ProviderStat::InteractionsResolved, "interactions_resolved_total", "interactionsResolved", "Interactions resolved per provider."),
-    (ProviderStat::DeliveriesReceived, "deliveries_received_total", "deliveriesReceived", "Deliveries handled per provider."),
+    (
+        ProviderStat::InteractionsResolved,
+        "interactions_resolved_total",
+        "interactionsResolved",
+        "Interactions resolved per provider.",
+    ),
+    (
+        ProviderStat::DeliveriesReceived,
+        "deliveries_received_total",
+        "deliveriesReceived",
+        "Deliveries handled per provider.",
+    ),
     (ProviderStat::DeliveriesSent, "deliveries_sent_total", "deliveriesSent", "Deliveries sent per provider."),
     (ProviderStat::DeliveryRetries, "delivery_retries_total", "deliveryRetries", "Delivery retries per provider."),
-    (ProviderStat::DeliveryDeadLetters, "delivery_dead_letters_total", "deliveryDeadLetters", "Delivery dead letters per provider."),
+    (
+        ProviderStat::DeliveryDeadLetters,
+        "delivery_dead_letters_total",
+        "deliveryDeadLetters",
+        "Delivery dead letters per provider.",
+    ),
     (ProviderStat::WebhookRequests, "webhook_requests_total", "webhookRequests", "Webhook requests per provider."),
 ];
 
@@ -340,7 +426,12 @@ const STREAM_STATS: [(StreamStat, &str, &str, &str); 4] = [
         "Cloud SSE streams reopened after a close or an error.",
     ),
     (StreamStat::Frames, "open_cowork_gateway_cloud_stream_frames_total", "frames", "Cloud SSE events received."),
-    (StreamStat::Errors, "open_cowork_gateway_cloud_stream_errors_total", "errors", "Cloud SSE connection failures and in-band errors."),
+    (
+        StreamStat::Errors,
+        "open_cowork_gateway_cloud_stream_errors_total",
+        "errors",
+        "Cloud SSE connection failures and in-band errors.",
+    ),
 ];
 
 /// All gateway metrics. Lives in the shared runtime state; single-threaded by construction.
@@ -418,8 +509,9 @@ impl Metrics {
     }
 
     pub fn stream_count(&self, kind: StreamKind, stat: StreamStat) -> u64 {
-        self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)][STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)]
-            .get()
+        self.streams[STREAM_KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)]
+            [STREAM_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0)]
+        .get()
     }
 
     pub fn increment(&self, stat: Stat) {
@@ -466,7 +558,13 @@ impl Metrics {
     }
 
     /// Records a channel message outcome; latency is recorded for terminal outcomes only.
-    pub fn record_channel_message(&self, kind: &'static str, direction: Direction, outcome: Outcome, latency_ms: Option<f64>) {
+    pub fn record_channel_message(
+        &self,
+        kind: &'static str,
+        direction: Direction,
+        outcome: Outcome,
+        latency_ms: Option<f64>,
+    ) {
         *self.channel_messages.borrow_mut().entry((kind, direction, outcome)).or_insert(0) += 1;
         if let (Some(latency), false) = (latency_ms.filter(|l| l.is_finite()), outcome == Outcome::Attempt) {
             self.channel_latency
@@ -492,8 +590,18 @@ impl Metrics {
         for stat in &STATS_BEFORE_LATENCY {
             self.write_stat(&mut out, stat);
         }
-        header(&mut out, "open_cowork_gateway_delivery_latency_ms", "histogram", "Delivery latency from claim to acknowledgement, in milliseconds.");
-        self.delivery_latency.borrow().write(&mut out, "open_cowork_gateway_delivery_latency_ms", &DELIVERY_BUCKETS_MS, "");
+        header(
+            &mut out,
+            "open_cowork_gateway_delivery_latency_ms",
+            "histogram",
+            "Delivery latency from claim to acknowledgement, in milliseconds.",
+        );
+        self.delivery_latency.borrow().write(
+            &mut out,
+            "open_cowork_gateway_delivery_latency_ms",
+            &DELIVERY_BUCKETS_MS,
+            "",
+        );
         for stat in &STATS_AFTER_LATENCY {
             self.write_stat(&mut out, stat);
         }
@@ -510,8 +618,11 @@ impl Metrics {
             "Provider-specific events (Telegram updates, sends, edits, rate limits).",
         );
         for ((provider, event), value) in self.provider_events.borrow().iter() {
-            let _ =
-                writeln!(out, "open_cowork_gateway_provider_events_total{{provider_id=\"{}\",event=\"{event}\"}} {value}", escape_label(provider));
+            let _ = writeln!(
+                out,
+                "open_cowork_gateway_provider_events_total{{provider_id=\"{}\",event=\"{event}\"}} {value}",
+                escape_label(provider)
+            );
         }
         for (stat_index, (_, name, _, help)) in STREAM_STATS.iter().enumerate() {
             header(&mut out, name, "counter", help);
@@ -536,7 +647,10 @@ impl Metrics {
 
     fn write_channel_telemetry(&self, out: &mut String, providers: &[ProviderRecord]) {
         header(out, "open_cowork_channel_stack_info", "gauge", "Declared channel stacks.");
-        let _ = writeln!(out, "open_cowork_channel_stack_info{{schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"}} 1");
+        let _ = writeln!(
+            out,
+            "open_cowork_channel_stack_info{{schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"}} 1"
+        );
         header(out, "open_cowork_channel_bindings", "gauge", "Channel bindings by kind and status.");
         for (kind, (configured, active)) in binding_counts(providers) {
             for (status, value) in [("active", active), ("configured", configured)] {
@@ -555,7 +669,12 @@ impl Metrics {
                 outcome_name(*outcome)
             );
         }
-        header(out, "open_cowork_channel_operation_latency_ms", "histogram", "Channel operation latency in milliseconds.");
+        header(
+            out,
+            "open_cowork_channel_operation_latency_ms",
+            "histogram",
+            "Channel operation latency in milliseconds.",
+        );
         for ((kind, direction, outcome), histogram) in self.channel_latency.borrow().iter() {
             let labels = format!(
                 "direction=\"{}\",outcome=\"{}\",provider_kind=\"{kind}\",schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"",
@@ -598,20 +717,27 @@ impl Metrics {
             .channel_messages
             .borrow()
             .iter()
-            .map(|((kind, direction, outcome), value)| (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), (*value).into()))
+            .map(|((kind, direction, outcome), value)| {
+                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), (*value).into())
+            })
             .collect();
         let latencies: Map<String, Value> = self
             .channel_latency
             .borrow()
             .iter()
-            .map(|((kind, direction, outcome), h)| (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json()))
+            .map(|((kind, direction, outcome), h)| {
+                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json())
+            })
             .collect();
         let streams: Map<String, Value> = STREAM_KINDS
             .iter()
             .enumerate()
             .map(|(k, (_, kind))| {
-                let counts: Map<String, Value> =
-                    STREAM_STATS.iter().enumerate().map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into())).collect();
+                let counts: Map<String, Value> = STREAM_STATS
+                    .iter()
+                    .enumerate()
+                    .map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into()))
+                    .collect();
                 ((*kind).to_owned(), Value::Object(counts))
             })
             .collect();
@@ -649,12 +775,18 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 }
 
 fn write_provider_families(out: &mut String, records: &[&ProviderRecord]) {
-    let labels = |r: &ProviderRecord| format!("provider_id=\"{}\",provider_kind=\"{}\"", escape_label(&r.id), r.kind.as_str());
+    let labels =
+        |r: &ProviderRecord| format!("provider_id=\"{}\",provider_kind=\"{}\"", escape_label(&r.id), r.kind.as_str());
     header(out, "open_cowork_gateway_provider_state", "gauge", "Provider lifecycle state (1 for the current state).");
     for record in records {
         for state in ProviderState::ALL {
             let value = u8::from(record.state == state);
-            let _ = writeln!(out, "open_cowork_gateway_provider_state{{{},state=\"{}\"}} {value}", labels(record), state.as_str());
+            let _ = writeln!(
+                out,
+                "open_cowork_gateway_provider_state{{{},state=\"{}\"}} {value}",
+                labels(record),
+                state.as_str()
+            );
         }
     }
     for (index, (_, suffix, _, help)) in PROVIDER_STATS.iter().enumerate() {

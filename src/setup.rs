@@ -151,17 +151,18 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
         (None, true) => "http://127.0.0.1:8787".to_owned(),
         (None, false) => return Err(usage("--cloud-url is required in remote mode.")),
     };
-    let service_token = options
-        .service_token
-        .clone()
-        .ok_or_else(|| usage("--service-token is required: create a gateway-scoped token in Open Cowork Cloud and pass it here."))?;
+    let service_token = options.service_token.clone().ok_or_else(|| {
+        usage("--service-token is required: create a gateway-scoped token in Open Cowork Cloud and pass it here.")
+    })?;
     let webhook = options.telegram && options.telegram_webhook;
     if options.telegram && options.telegram_bot_token.is_none() {
         return Err(usage("--telegram-bot-token is required for the Telegram provider."));
     }
     let public_url = match (&options.public_url, webhook) {
         (Some(url), _) => Some(normalize_public_https_url(url).map_err(|problem| match problem {
-            PublicUrlProblem::Invalid => usage("--public-url must be a valid HTTPS URL, for example https://gateway.example.com."),
+            PublicUrlProblem::Invalid => {
+                usage("--public-url must be a valid HTTPS URL, for example https://gateway.example.com.")
+            }
             PublicUrlProblem::NotHttps => usage("--public-url must be HTTPS for Telegram webhook mode."),
             PublicUrlProblem::Loopback => usage("--public-url must be publicly reachable, not loopback."),
         })?),
@@ -223,7 +224,8 @@ fn next_steps(path: &Path) -> String {
 /// Writes `text` to a new file with mode 0600 (or replaces it with `force`).
 fn write_env_file(path: &Path, text: &str, force: bool) -> Result<(), SetupError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| SetupError::Io(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| SetupError::Io(format!("cannot create {}: {e}", parent.display())))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -283,11 +285,15 @@ mod tests {
     #[test]
     fn flags_and_errors() {
         assert_eq!(parse(&args(&["--mode", "cluster"])).unwrap_err(), usage("--mode must be one of: remote, local"));
-        assert_eq!(parse(&args(&["--provider", "irc"])).unwrap_err(), usage("--provider must be one of: telegram, fake"));
+        assert_eq!(
+            parse(&args(&["--provider", "irc"])).unwrap_err(),
+            usage("--provider must be one of: telegram, fake")
+        );
         assert_eq!(parse(&args(&["--cloud-url"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["--cloud-url", "--print"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["stray"])).unwrap_err(), usage("Unexpected argument: stray"));
-        let options = parse(&args(&["--mode=local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
+        let options =
+            parse(&args(&["--mode=local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
         assert!(options.local && !options.telegram && options.print);
     }
 
@@ -325,9 +331,13 @@ mod tests {
 
     #[test]
     fn print_refuses_secrets_and_files_are_private() {
-        let mut options = parse(&args(&["--mode", "local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
+        let mut options =
+            parse(&args(&["--mode", "local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
         let mut out = Vec::new();
-        assert!(run(&options, &mut out).unwrap_err().to_string().starts_with("--print would write live gateway secrets"));
+        assert!(run(&options, &mut out)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--print would write live gateway secrets"));
         options.allow_secret_print = true;
         run(&options, &mut out).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("OPEN_COWORK_CLOUD_BASE_URL=http://127.0.0.1:8787"));

@@ -42,7 +42,13 @@ pub fn iso(ms: u64) -> String {
     let seconds = ms / 1000;
     let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
     let rest = seconds % 86_400;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rest / 3600, rest % 3600 / 60, rest % 60, ms % 1000)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms % 1000
+    )
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (what Cloud and the gateway send).

@@ -2,6 +2,8 @@
 //! error statuses, token and grant rejections, both streams with resume, reconnect, cuts,
 //! `snapshot.required` and lease expiry, and the operator delivery routes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 #![cfg(feature = "devcloud")]
 
 use std::rc::Rc;
@@ -10,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use open_cowork_gateway::cloud::client::*;
-use open_cowork_gateway::cloud::streams::{follow_deliveries, follow_session_events, DeliveryStreamOptions, SessionStreamItem};
+use open_cowork_gateway::cloud::streams::{
+    follow_deliveries, follow_session_events, DeliveryStreamOptions, SessionStreamItem,
+};
 use open_cowork_gateway::cloud::types::CursorUpdate;
 use open_cowork_gateway::cloud::{CloudErrorKind, DeliveryOperations};
 use open_cowork_gateway::config::{resolve, Env, Secret};
@@ -120,10 +124,16 @@ fn gateway_for(base_url: &str, token: &str) -> Rc<Gateway> {
 }
 
 /// Reads session stream items until `done` says so, with a generous timeout.
-async fn collect_until(rx: &mut mpsc::Receiver<SessionStreamItem>, mut done: impl FnMut(&[SessionStreamItem]) -> bool) -> Vec<SessionStreamItem> {
+async fn collect_until(
+    rx: &mut mpsc::Receiver<SessionStreamItem>,
+    mut done: impl FnMut(&[SessionStreamItem]) -> bool,
+) -> Vec<SessionStreamItem> {
     let mut items = Vec::new();
     while !done(&items) {
-        let item = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("stream item in time").expect("stream open");
+        let item = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("stream item in time")
+            .expect("stream open");
         items.push(item);
     }
     items
@@ -140,10 +150,17 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
         let client = &h.client;
         let identity_record = client.resolve_identity(&identity("u1")).await.unwrap();
         assert!(identity_record.is_active(), "dev mode activates new identities");
-        assert_eq!(client.resolve_identity(&identity("u1")).await.unwrap().identity_id, identity_record.identity_id, "idempotent");
+        assert_eq!(
+            client.resolve_identity(&identity("u1")).await.unwrap().identity_id,
+            identity_record.identity_id,
+            "idempotent"
+        );
 
         let bound = client.bind_session(&bind("chat-1", "u1")).await.unwrap();
-        assert_eq!(client.bind_session(&bind("chat-1", "u1")).await.unwrap().binding.binding_id, bound.binding.binding_id);
+        assert_eq!(
+            client.bind_session(&bind("chat-1", "u1")).await.unwrap().binding.binding_id,
+            bound.binding.binding_id
+        );
         let found = client.find_session_by_thread("cli", None, "chat-1", "chat-1").await.unwrap().unwrap();
         assert_eq!(found.binding.binding_id, bound.binding.binding_id);
         assert!(client.find_session_by_thread("cli", None, "nope", "nope").await.unwrap().is_none());
@@ -155,11 +172,13 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
         let duplicate = client.claim_provider_event(&claim("evt-1")).await.unwrap();
         assert!(!duplicate.claimed && duplicate.duplicate, "a live lease is a duplicate");
 
-        let accepted = client.prompt(&prompt(&bound.binding.binding_id, "hello", &claimed.event.event_id)).await.unwrap();
+        let accepted =
+            client.prompt(&prompt(&bound.binding.binding_id, "hello", &claimed.event.event_id)).await.unwrap();
         let command_id = accepted.command["commandId"].clone();
         let replay = client.prompt(&prompt(&bound.binding.binding_id, "hello", &claimed.event.event_id)).await.unwrap();
         assert_eq!(replay.command["commandId"], command_id, "same idempotency key, same command");
-        let changed = client.prompt(&prompt(&bound.binding.binding_id, "different", &claimed.event.event_id)).await.unwrap_err();
+        let changed =
+            client.prompt(&prompt(&bound.binding.binding_id, "different", &claimed.event.event_id)).await.unwrap_err();
         assert_eq!((changed.status, changed.kind), (Some(500), CloudErrorKind::Server));
         assert_eq!(h.cloud.prompts(&bound.binding.session_id), ["hello"]);
 
@@ -170,15 +189,22 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
             retryable: None,
             last_error: None,
         };
-        assert_eq!(client.complete_provider_event(&claimed.event.event_id, &complete).await.unwrap().status, "processed");
+        assert_eq!(
+            client.complete_provider_event(&claimed.event.event_id, &complete).await.unwrap().status,
+            "processed"
+        );
         let again = client.complete_provider_event(&claimed.event.event_id, &complete).await.unwrap_err();
         assert_eq!((again.status, again.message.as_str()), (Some(404), "Provider event claim was not found."));
-        assert!(client.claim_provider_event(&claim("evt-1")).await.unwrap().duplicate, "processed stays a duplicate, also after a restart");
+        assert!(
+            client.claim_provider_event(&claim("evt-1")).await.unwrap().duplicate,
+            "processed stays a duplicate, also after a restart"
+        );
 
         let mut stream = client.open_session_events(&bound.binding.binding_id, 0).await.unwrap();
         let mut seen = Vec::new();
         while !seen.iter().any(|(t, _): &(String, Value)| t == "session.idle") {
-            let frame = tokio::time::timeout(Duration::from_secs(10), stream.next_event()).await.unwrap().unwrap().unwrap();
+            let frame =
+                tokio::time::timeout(Duration::from_secs(10), stream.next_event()).await.unwrap().unwrap().unwrap();
             let data: Value = serde_json::from_str(&frame.data).unwrap();
             assert_eq!(frame.event.as_deref(), data["type"].as_str());
             seen.push((data["type"].as_str().unwrap().to_owned(), data));
@@ -188,7 +214,9 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
         let last = seen.last().unwrap().1["sequence"].as_u64().unwrap();
 
         match client.update_cursor(&bound.binding.binding_id, last, 0, Some("m-5")).await.unwrap() {
-            CursorUpdate::Updated(binding) => assert_eq!((binding.last_event_sequence, binding.last_chat_message_id.as_deref()), (last, Some("m-5"))),
+            CursorUpdate::Updated(binding) => {
+                assert_eq!((binding.last_event_sequence, binding.last_chat_message_id.as_deref()), (last, Some("m-5")))
+            }
             other => panic!("{other:?}"),
         }
         match client.update_cursor(&bound.binding.binding_id, 1, 0, None).await.unwrap() {
@@ -225,7 +253,11 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
         assert_eq!(resolved.command["kind"], "permission.respond");
         let twice = client.resolve_interaction(&resolve_input).await.unwrap_err();
         assert_eq!(twice.message, "Channel interaction was not found or is no longer pending.");
-        assert_eq!(client.create_interaction(&create).await.unwrap_err().status, Some(500), "an interaction id is used once");
+        assert_eq!(
+            client.create_interaction(&create).await.unwrap_err().status,
+            Some(500),
+            "an interaction id is used once"
+        );
 
         h.cloud.store.borrow_mut().artifacts.push(Artifact {
             artifact_id: "art-1".into(),
@@ -239,8 +271,14 @@ fn identity_session_prompt_claims_cursor_interactions_and_artifacts() {
             (artifact.mime.as_str(), artifact.url.as_str(), artifact.filename.as_str()),
             ("text/plain", "data:text/plain;base64,aGVsbG8=", "report.txt")
         );
-        assert_eq!(client.read_artifact(&bound.binding.binding_id, "missing").await.unwrap_err().message, "Cloud artifact was not found.");
-        assert_eq!(client.artifact_url("b 1", "a/1"), format!("{}/api/channels/sessions/b%201/artifacts/a%2F1", h.base_url));
+        assert_eq!(
+            client.read_artifact(&bound.binding.binding_id, "missing").await.unwrap_err().message,
+            "Cloud artifact was not found."
+        );
+        assert_eq!(
+            client.artifact_url("b 1", "a/1"),
+            format!("{}/api/channels/sessions/b%201/artifacts/a%2F1", h.base_url)
+        );
     });
 }
 
@@ -259,22 +297,32 @@ fn tokens_grants_and_error_statuses() {
         let narrow = h.cloud.store.borrow_mut().issue_token(vec!["gateway".into()], vec!["slack".into()]);
         let narrow_client = client_for(&h.base_url, &narrow.plaintext);
         let denied = narrow_client.claim_provider_event(&claim("evt-x")).await.unwrap_err();
-        assert_eq!((denied.status, denied.policy_code.as_deref()), (Some(403), Some("channels.binding_scope_required")));
-        let stream_denied = narrow_client.open_delivery_stream("gateway:x", 120_000, &["fake-binding".into()]).await.err().unwrap();
+        assert_eq!(
+            (denied.status, denied.policy_code.as_deref()),
+            (Some(403), Some("channels.binding_scope_required"))
+        );
+        let stream_denied =
+            narrow_client.open_delivery_stream("gateway:x", 120_000, &["fake-binding".into()]).await.err().unwrap();
         assert_eq!(stream_denied.status, Some(403), "an ungranted binding is refused before the stream opens");
 
         // A gateway-created identity is pending: binding is refused until an admin promotes it.
         let pending = h.client.resolve_identity(&identity("new-user")).await.unwrap();
         assert_eq!((pending.status.as_str(), pending.role.as_str()), ("pending", "viewer"));
         let refused = h.client.bind_session(&bind("chat-p", "new-user")).await.unwrap_err();
-        assert_eq!((refused.status, refused.message.as_str()), (Some(403), "Channel actor identity is not authorized for this channel session."));
+        assert_eq!(
+            (refused.status, refused.message.as_str()),
+            (Some(403), "Channel actor identity is not authorized for this channel session.")
+        );
 
         let missing_fields = ClaimProviderEvent { provider_event_id: String::new(), ..claim("") };
         assert_eq!(h.client.claim_provider_event(&missing_fields).await.unwrap_err().status, Some(400));
 
         h.cloud.faults.borrow_mut().fail_next("claim", 1, 429, Some(1_234));
         let limited = h.client.claim_provider_event(&claim("evt-2")).await.unwrap_err();
-        assert_eq!((limited.kind, limited.retry_after), (CloudErrorKind::RateLimited, Some(Duration::from_millis(1_234))));
+        assert_eq!(
+            (limited.kind, limited.retry_after),
+            (CloudErrorKind::RateLimited, Some(Duration::from_millis(1_234)))
+        );
         h.cloud.faults.borrow_mut().fail_next("claim", 1, 503, None);
         assert!(h.client.claim_provider_event(&claim("evt-2")).await.unwrap_err().is_retryable());
         assert!(h.client.claim_provider_event(&claim("evt-2")).await.unwrap().claimed, "the fault was used up");
@@ -327,13 +375,19 @@ fn session_stream_resumes_after_clean_close_and_cut_without_gaps_or_duplicates()
         // Then a cut in the middle of the second frame of the next connection.
         h.cloud.faults.borrow_mut().cut_session_stream_after = Some(1);
         for n in 0..4 {
-            h.cloud.append_session_event(&session, "tool.call", json!({"id": format!("t{n}"), "status": "running", "name": "x"}));
+            h.cloud.append_session_event(
+                &session,
+                "tool.call",
+                json!({"id": format!("t{n}"), "status": "running", "name": "x"}),
+            );
         }
         let rest = collect_until(&mut rx, |items| sequences(items).last() == Some(&11)).await;
         assert_eq!(sequences(&rest), [7, 8, 9, 10, 11], "no gap, no duplicate");
         assert!(
-            gateway.metrics.stream_count(open_cowork_gateway::metrics::StreamKind::Session, open_cowork_gateway::metrics::StreamStat::Reconnects)
-                >= 2
+            gateway.metrics.stream_count(
+                open_cowork_gateway::metrics::StreamKind::Session,
+                open_cowork_gateway::metrics::StreamStat::Reconnects
+            ) >= 2
         );
         gateway.shutdown.begin_drain();
         tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap();
@@ -360,7 +414,11 @@ fn snapshot_required_jumps_the_cursor() {
             tokio::task::spawn_local(async move { follow_session_events(&gateway, &client, binding, 2, tx).await })
         };
         let items = collect_until(&mut rx, |items| !items.is_empty()).await;
-        assert_eq!(items[0], SessionStreamItem::CursorJump(7), "the snapshot's projection is ahead of the retained events");
+        assert_eq!(
+            items[0],
+            SessionStreamItem::CursorJump(7),
+            "the snapshot's projection is ahead of the retained events"
+        );
         assert!(sequences(&items).iter().all(|s| *s > 7), "nothing at or below the jump is forwarded");
         h.cloud.append_session_event(&session, "assistant.message", json!({"content": "next"}));
         let next = collect_until(&mut rx, |items| !sequences(items).is_empty()).await;
@@ -370,7 +428,9 @@ fn snapshot_required_jumps_the_cursor() {
     });
 }
 
-async fn next(rx: &mut mpsc::Receiver<open_cowork_gateway::cloud::DeliveryRecord>) -> open_cowork_gateway::cloud::DeliveryRecord {
+async fn next(
+    rx: &mut mpsc::Receiver<open_cowork_gateway::cloud::DeliveryRecord>,
+) -> open_cowork_gateway::cloud::DeliveryRecord {
     tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a delivery in time").expect("stream open")
 }
 
@@ -383,11 +443,21 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         let follower = {
             let gateway = Rc::clone(&gateway);
             let client = client_for(&h.base_url, &h.seeded.gateway_token);
-            tokio::task::spawn_local(async move { follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await })
+            tokio::task::spawn_local(async move {
+                follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await
+            })
         };
-        h.cloud.enqueue_delivery("fake-binding", "d1", json!({"externalChatId": "c"}), json!({"text": "one", "token": "secret-ish"}));
+        h.cloud.enqueue_delivery(
+            "fake-binding",
+            "d1",
+            json!({"externalChatId": "c"}),
+            json!({"text": "one", "token": "secret-ish"}),
+        );
         let first = next(&mut rx).await;
-        assert_eq!((first.delivery_id.as_str(), first.attempt_count(), first.claimed_by()), ("d1", 1, Some("gateway:test")));
+        assert_eq!(
+            (first.delivery_id.as_str(), first.attempt_count(), first.claimed_by()),
+            ("d1", 1, Some("gateway:test"))
+        );
         assert_eq!(first.rest["payload"]["token"], "secret-ish", "the stream carries the raw record");
         assert!(gateway.readiness.borrow().holds("delivery_subscription"));
 
@@ -416,7 +486,11 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         assert_eq!(after_cut.delivery_id, "d3", "the cut frame's delivery stays leased");
         h.cloud.store.borrow().clock.advance(120_001);
         let reserved = next(&mut rx).await;
-        assert_eq!((reserved.delivery_id.as_str(), reserved.attempt_count()), ("d2", 2), "and is re-served when its lease expires: nothing lost");
+        assert_eq!(
+            (reserved.delivery_id.as_str(), reserved.attempt_count()),
+            ("d2", 2),
+            "and is re-served when its lease expires: nothing lost"
+        );
 
         // In-band errors keep the stream open.
         h.cloud.faults.borrow_mut().delivery_stream_error = Some("Gateway delivery quota exceeded.".into());
@@ -450,9 +524,16 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         gateway.shutdown.begin_drain();
         tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap();
         assert!(!gateway.readiness.borrow().holds("delivery_subscription"), "closed at drain");
-        let dead = h.client.dead_letter_delivery("d1", "fake-binding", Some("operator gave up")).await.unwrap().unwrap();
-        assert_eq!((dead.status(), dead.field_str("lastError")), (Some(open_cowork_gateway::cloud::DeliveryStatus::Dead), Some("operator gave up")));
-        assert!(h.client.retry_delivery("unclaimed", "cli").await.unwrap().is_none(), "a gateway token only sees deliveries it claimed");
+        let dead =
+            h.client.dead_letter_delivery("d1", "fake-binding", Some("operator gave up")).await.unwrap().unwrap();
+        assert_eq!(
+            (dead.status(), dead.field_str("lastError")),
+            (Some(open_cowork_gateway::cloud::DeliveryStatus::Dead), Some("operator gave up"))
+        );
+        assert!(
+            h.client.retry_delivery("unclaimed", "cli").await.unwrap().is_none(),
+            "a gateway token only sees deliveries it claimed"
+        );
     });
 }
 
@@ -462,7 +543,8 @@ fn operator_delivery_routes_go_through_the_cloud_client() {
         let h = harness(fast_options()).await;
         h.cloud.enqueue_delivery("fake-binding", "op-1", json!({"externalChatId": "c"}), json!({"text": "x"}));
         // Claim it through the stream so the gateway token may see it.
-        let mut stream = h.client.open_delivery_stream("gateway:test", 120_000, &["fake-binding".into()]).await.unwrap();
+        let mut stream =
+            h.client.open_delivery_stream("gateway:test", 120_000, &["fake-binding".into()]).await.unwrap();
         while stream.next_event().await.unwrap().is_none_or(|f| f.event.as_deref() != Some("channel.delivery")) {}
         let gateway = gateway_for(&h.base_url, &h.seeded.gateway_token);
         let call = |method: &str, uri: &str| {
@@ -474,9 +556,15 @@ fn operator_delivery_routes_go_through_the_cloud_client() {
                 .unwrap();
             let gateway = Rc::clone(&gateway);
             async move {
-                let response = open_cowork_gateway::http::server::dispatch(&gateway, std::net::IpAddr::from([127, 0, 0, 1]), request).await;
+                let response = open_cowork_gateway::http::server::dispatch(
+                    &gateway,
+                    std::net::IpAddr::from([127, 0, 0, 1]),
+                    request,
+                )
+                .await;
                 let status = response.status().as_u16();
-                let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+                let body: Value =
+                    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
                 (status, body)
             }
         };
@@ -486,7 +574,10 @@ fn operator_delivery_routes_go_through_the_cloud_client() {
         let (status, body) = call("POST", "/deliveries/op-1/retry").await;
         assert_eq!((status, body["delivery"]["status"].as_str()), (200, Some("failed")));
         let (status, body) = call("POST", "/deliveries/op-1/dead-letter").await;
-        assert_eq!((status, body["delivery"]["lastError"].as_str()), (200, Some("Manually dead-lettered by gateway operator.")));
+        assert_eq!(
+            (status, body["delivery"]["lastError"].as_str()),
+            (200, Some("Manually dead-lettered by gateway operator."))
+        );
         assert_eq!(call("POST", "/deliveries/missing/retry").await.0, 404);
         let (_, diagnostics) = call("GET", "/diagnostics").await;
         assert_eq!(diagnostics["deliveryOperator"]["disabledReason"], Value::Null);

@@ -5,6 +5,8 @@
 //! as `--config`) and `<name>.central.jsonc` (a central file, found through
 //! `OPEN_COWORK_CONFIG_PATH`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -14,8 +16,11 @@ use open_cowork_gateway::config::env::parse_env_file;
 
 fn cases(folder: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config").join(folder);
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "env")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "env"))
+        .collect();
     files.sort();
     files
 }
@@ -51,7 +56,11 @@ fn invalid_configs_fail_with_their_message() {
         let expect = expect.unwrap_or_else(|| panic!("{} has no `# expect:` line", case.display()));
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.code() != Some(78) || !stderr.contains(&expect) {
-            failures.push(format!("{}: exit {:?}, stderr {stderr:?}, expected {expect:?}", case.display(), output.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, stderr {stderr:?}, expected {expect:?}",
+                case.display(),
+                output.status.code()
+            ));
         }
         assert_eq!(stderr.lines().count(), 1, "{}: one line: {stderr}", case.display());
     }
@@ -66,7 +75,8 @@ fn valid_configs_pass_and_print_without_secrets() {
         let (output, _) = check(case, &["--print"]);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(0), "{}: {}", case.display(), String::from_utf8_lossy(&output.stderr));
-        let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+        let printed: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         assert_eq!(printed["productMode"], "cloud_channel");
         let env = parse_env_file(&std::fs::read_to_string(case).unwrap()).unwrap();
         for (key, value) in env {

@@ -1,6 +1,8 @@
 //! The binary end to end on loopback: operator routes, admin auth, errors, signals, exit codes,
 //! and that no configured secret ever shows up in what the gateway prints or serves.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 mod support;
 
 use std::io::Write;
@@ -126,7 +128,12 @@ fn drain_waits_for_in_flight_requests_and_a_second_signal_exits_at_once() {
     for _ in 0..100 {
         let ready = gateway.get("/ready", &[("authorization", &bearer())]);
         assert_eq!(ready.status, 503);
-        if ready.json()["conditions"].as_array().unwrap().iter().any(|c| c["name"] == "not_draining" && c["ok"] == false) {
+        if ready.json()["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "not_draining" && c["ok"] == false)
+        {
             saw_draining = true;
             break;
         }
@@ -234,9 +241,15 @@ fn check_config_opens_no_socket_and_env_file_completes_the_environment() {
     // The port from the file is in use; check-config must not care, because it never binds.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let ok = support::command(&dir.0, &[("OPEN_COWORK_GATEWAY_PORT", &port)]).args(["check-config", "--env-file", path_text]).output().unwrap();
+    let ok = support::command(&dir.0, &[("OPEN_COWORK_GATEWAY_PORT", &port)])
+        .args(["check-config", "--env-file", path_text])
+        .output()
+        .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("127.0.0.1:{port}")), "the real environment wins over the file");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains(&format!("127.0.0.1:{port}")),
+        "the real environment wins over the file"
+    );
 }
 
 #[test]
@@ -280,7 +293,8 @@ fn dev_cloud() -> (std::process::Child, std::collections::HashMap<String, String
 #[test]
 fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
     let (mut cloud, block, _dir) = dev_cloud();
-    let cloud_address: std::net::SocketAddr = block["OPEN_COWORK_CLOUD_BASE_URL"].trim_start_matches("http://").parse().unwrap();
+    let cloud_address: std::net::SocketAddr =
+        block["OPEN_COWORK_CLOUD_BASE_URL"].trim_start_matches("http://").parse().unwrap();
     let admin = format!("Bearer {}", block["OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN"]);
     let mut env = base_env();
     env.retain(|(k, _)| !k.starts_with("OPEN_COWORK_CLOUD_BASE_URL") && *k != "OPEN_COWORK_GATEWAY_SERVICE_TOKEN");
@@ -308,7 +322,13 @@ fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
     gateway.signal(SIGTERM);
     let status = gateway.wait_exit(Duration::from_secs(20)).expect("exits within the drain budget");
     assert_eq!(status.code(), Some(0), "{}", gateway.output());
-    let listed = request(cloud_address, "GET", "/api/channels/deliveries?channelBindingId=fake-binding&limit=200", &[("authorization", &admin)], b"");
+    let listed = request(
+        cloud_address,
+        "GET",
+        "/api/channels/deliveries?channelBindingId=fake-binding&limit=200",
+        &[("authorization", &admin)],
+        b"",
+    );
     let deliveries = listed.json()["deliveries"].as_array().unwrap().clone();
     assert_eq!(deliveries.len(), 200);
     for delivery in deliveries {

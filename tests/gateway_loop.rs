@@ -1,6 +1,8 @@
 //! The gateway loop end to end, in process, on loopback: the dev Cloud, the daemon with the fake
 //! provider, webhooks in, session events rendered, deliveries sent and acknowledged.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 #![cfg(feature = "devcloud")]
 
 mod support;
@@ -87,7 +89,14 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 fn session_of(cloud: &DevCloud, chat: &str) -> String {
-    cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone()).expect("a session binding")
+    cloud
+        .store
+        .borrow()
+        .session_bindings
+        .iter()
+        .find(|b| b.external_chat_id == chat)
+        .map(|b| b.session_id.clone())
+        .expect("a session binding")
 }
 
 fn delivery_status(cloud: &DevCloud, id: &str) -> String {
@@ -100,7 +109,12 @@ fn round_trip_inbound_prompt_render_and_delivery() {
         let (cloud, seeded, base) = cloud(options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         eventually("ready", || running.gateway.is_ready()).await;
-        let (status, body) = post(&running, "/webhooks/fake", json!({"id": "m-1", "text": "ship it", "chatId": "chat-1", "userId": "user-1"})).await;
+        let (status, body) = post(
+            &running,
+            "/webhooks/fake",
+            json!({"id": "m-1", "text": "ship it", "chatId": "chat-1", "userId": "user-1"}),
+        )
+        .await;
         assert_eq!((status, body), (202, json!({"ok": true})));
         assert_eq!(cloud.prompts(&session_of(&cloud, "chat-1")), ["ship it"]);
         let provider = fake(&running);
@@ -108,7 +122,12 @@ fn round_trip_inbound_prompt_render_and_delivery() {
         assert_eq!(running.gateway.metrics.get(Stat::PromptedMessages), 1);
         assert_eq!(running.gateway.metrics.get(Stat::WebhookRequests), 1);
 
-        cloud.enqueue_delivery("fake-binding", "d-1", json!({"externalChatId": "chat-1"}), json!({"text": "workflow done"}));
+        cloud.enqueue_delivery(
+            "fake-binding",
+            "d-1",
+            json!({"externalChatId": "chat-1"}),
+            json!({"text": "workflow done"}),
+        );
         eventually("the delivery acked sent", || delivery_status(&cloud, "d-1") == "sent").await;
         let records = as_fake(&provider).records();
         assert!(records.iter().any(
@@ -142,7 +161,12 @@ fn a_pending_identity_gets_the_notice_and_no_prompt() {
     run(async {
         let (cloud, seeded, base) = cloud(DevCloudOptions { auto_activate_identities: false, ..options() }).await;
         let running = gateway(&base, &seeded, &[]).await;
-        let (status, _) = post(&running, "/webhooks/fake", json!({"id": "p-1", "text": "hello?", "chatId": "chat-p", "userId": "stranger"})).await;
+        let (status, _) = post(
+            &running,
+            "/webhooks/fake",
+            json!({"id": "p-1", "text": "hello?", "chatId": "chat-p", "userId": "stranger"}),
+        )
+        .await;
         assert_eq!(status, 502);
         let provider = fake(&running);
         assert_eq!(as_fake(&provider).texts(), ["Sorry — I could not process that message. Please try again."]);
@@ -157,14 +181,18 @@ fn render_failures_retry_in_order_and_a_poison_event_is_skipped() {
         let (cloud, seeded, base) = cloud(options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
-        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "r-1", "text": "first", "chatId": "chat-r"})).await.0, 202);
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "r-1", "text": "first", "chatId": "chat-r"})).await.0,
+            202
+        );
         eventually("the first echo", || as_fake(&provider).texts().contains(&"echo: first".to_owned())).await;
         let session = session_of(&cloud, "chat-r");
 
         as_fake(&provider).fail_next([SendError::transient("503 service unavailable")]);
         cloud.append_session_event(&session, "assistant.message", json!({"messageId": "a", "content": "alpha"}));
         cloud.append_session_event(&session, "assistant.message", json!({"messageId": "b", "content": "beta"}));
-        eventually("both rendered", || as_fake(&provider).texts().ends_with(&["alpha".to_owned(), "beta".to_owned()])).await;
+        eventually("both rendered", || as_fake(&provider).texts().ends_with(&["alpha".to_owned(), "beta".to_owned()]))
+            .await;
         assert_eq!(running.gateway.metrics.get(Stat::SessionRenderRetries), 1);
 
         as_fake(&provider).fail_next([SendError::permanent("Fake channel text exceeds maxTextLength 4096")]);
@@ -185,7 +213,12 @@ fn deliveries_retry_then_succeed_die_when_permanent_and_chunk_long_text() {
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         as_fake(&provider).fail_next([SendError::transient("ECONNRESET")]);
-        cloud.enqueue_delivery("fake-binding", "retry-me", json!({"externalChatId": "c"}), json!({"text": "eventually"}));
+        cloud.enqueue_delivery(
+            "fake-binding",
+            "retry-me",
+            json!({"externalChatId": "c"}),
+            json!({"text": "eventually"}),
+        );
         eventually("acked failed", || delivery_status(&cloud, "retry-me") == "failed").await;
         let failed = cloud.delivery("fake-binding", "retry-me").unwrap();
         assert_eq!(failed["lastError"], "ECONNRESET");
@@ -233,37 +266,81 @@ fn approvals_and_questions_by_button_and_by_command() {
         let provider = fake(&running);
         let fake_provider = || as_fake(&provider);
 
-        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "a-1", "text": "go /approve-me", "chatId": "chat-a"})).await.0, 202);
-        eventually("approval buttons", || fake_provider().records().iter().any(|r| matches!(r, FakeRecord::Buttons { .. }))).await;
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "a-1", "text": "go /approve-me", "chatId": "chat-a"}))
+                .await
+                .0,
+            202
+        );
+        eventually("approval buttons", || {
+            fake_provider().records().iter().any(|r| matches!(r, FakeRecord::Buttons { .. }))
+        })
+        .await;
         let rows = buttons(fake_provider());
         assert_eq!(rows[0][0].label, "Approve");
         let approve = rows[0][0].token.clone();
         assert!(approve.starts_with("apv:occi_"));
-        let (status, _) =
-            post(&running, "/webhooks/fake", json!({"id": "click-1", "chatId": "chat-a", "interaction": {"id": "cb-1", "token": approve}})).await;
+        let (status, _) = post(
+            &running,
+            "/webhooks/fake",
+            json!({"id": "click-1", "chatId": "chat-a", "interaction": {"id": "cb-1", "token": approve}}),
+        )
+        .await;
         assert_eq!(status, 202);
         eventually("granted", || fake_provider().texts().iter().any(|t| t.contains("Permission granted"))).await;
-        assert!(fake_provider().records().contains(&FakeRecord::Answer { interaction_id: "cb-1".into(), text: "Approved".into() }));
+        assert!(fake_provider()
+            .records()
+            .contains(&FakeRecord::Answer { interaction_id: "cb-1".into(), text: "Approved".into() }));
 
-        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "q-1", "text": "then /ask", "chatId": "chat-a"})).await.0, 202);
-        eventually("question buttons", || buttons(fake_provider()).len() == 2 && buttons(fake_provider())[1][0].label == "Reject").await;
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "q-1", "text": "then /ask", "chatId": "chat-a"})).await.0,
+            202
+        );
+        eventually("question buttons", || {
+            buttons(fake_provider()).len() == 2 && buttons(fake_provider())[1][0].label == "Reject"
+        })
+        .await;
         let answer = buttons(fake_provider())[0][0].token.clone();
         assert!(answer.starts_with("ans:WWVz:"), "base64url of Yes: {answer}");
         assert_eq!(
-            post(&running, "/webhooks/fake", json!({"id": "click-2", "chatId": "chat-a", "interaction": {"id": "cb-2", "token": answer}})).await.0,
+            post(
+                &running,
+                "/webhooks/fake",
+                json!({"id": "click-2", "chatId": "chat-a", "interaction": {"id": "cb-2", "token": answer}})
+            )
+            .await
+            .0,
             202
         );
         eventually("answered", || fake_provider().texts().iter().any(|t| t == "You answered: Yes")).await;
 
         // By command: deny a new permission with its fallback token.
-        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "a-2", "text": "again /approve-me", "chatId": "chat-a"})).await.0, 202);
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "a-2", "text": "again /approve-me", "chatId": "chat-a"}))
+                .await
+                .0,
+            202
+        );
         eventually("second approval", || {
-            fake_provider().records().iter().filter(|r| matches!(r, FakeRecord::Buttons { buttons, .. } if buttons[0][0].label == "Approve")).count()
+            fake_provider()
+                .records()
+                .iter()
+                .filter(|r| matches!(r, FakeRecord::Buttons { buttons, .. } if buttons[0][0].label == "Approve"))
+                .count()
                 == 2
         })
         .await;
         let token = buttons(fake_provider())[0][1].token.strip_prefix("den:").unwrap().to_owned();
-        assert_eq!(post(&running, "/webhooks/fake", json!({"id": "cmd-1", "text": format!("/deny {token}"), "chatId": "chat-a"})).await.0, 202);
+        assert_eq!(
+            post(
+                &running,
+                "/webhooks/fake",
+                json!({"id": "cmd-1", "text": format!("/deny {token}"), "chatId": "chat-a"})
+            )
+            .await
+            .0,
+            202
+        );
         eventually("denied", || fake_provider().texts().iter().any(|t| t.contains("Permission denied"))).await;
         assert_eq!(running.gateway.metrics.get(Stat::InteractionsResolved), 3);
         running.stop();
@@ -287,12 +364,22 @@ fn cloud_faults_lose_nothing() {
         // A cut session stream resumes without losing events.
         let session = session_of(&cloud, "chat-f");
         cloud.faults.borrow_mut().cut_session_stream_after = Some(0);
-        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "x", "content": "through the cut"}));
-        eventually("rendered after the cut", || as_fake(&provider).texts().contains(&"through the cut".to_owned())).await;
+        cloud.append_session_event(
+            &session,
+            "assistant.message",
+            json!({"messageId": "x", "content": "through the cut"}),
+        );
+        eventually("rendered after the cut", || as_fake(&provider).texts().contains(&"through the cut".to_owned()))
+            .await;
 
         // A 429 on the sent ack is retried after its hint; the delivery is sent once.
         cloud.faults.borrow_mut().fail_next("ack", 1, 429, Some(50));
-        cloud.enqueue_delivery("fake-binding", "acked-late", json!({"externalChatId": "chat-f"}), json!({"text": "ack me"}));
+        cloud.enqueue_delivery(
+            "fake-binding",
+            "acked-late",
+            json!({"externalChatId": "chat-f"}),
+            json!({"text": "ack me"}),
+        );
         eventually("sent", || delivery_status(&cloud, "acked-late") == "sent").await;
         let sends = as_fake(&provider).texts().iter().filter(|t| *t == "ack me").count();
         assert_eq!(sends, 1);
@@ -339,7 +426,10 @@ fn drain_with_200_queued_deliveries_acks_only_what_was_sent() {
         // What was not acked is served again once its lease expires.
         cloud.store.borrow().clock.advance(120_001);
         let bindings = vec!["fake-binding".to_owned()];
-        let reclaimed = std::iter::from_fn(|| cloud.store.borrow_mut().claim_next_delivery(&bindings, "gateway:next", "tok", 1_000)).count();
+        let reclaimed = std::iter::from_fn(|| {
+            cloud.store.borrow_mut().claim_next_delivery(&bindings, "gateway:next", "tok", 1_000)
+        })
+        .count();
         assert_eq!(reclaimed, 200 - acked_sent);
     });
 }
@@ -352,18 +442,28 @@ fn open_streams_resume_after_a_restart_from_the_state_file() {
         let (cloud, seeded, base) = cloud(options()).await;
         let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         let first_provider = fake(&first);
-        assert_eq!(post(&first, "/webhooks/fake", json!({"id": "s-1", "text": "remember me", "chatId": "chat-s"})).await.0, 202);
+        assert_eq!(
+            post(&first, "/webhooks/fake", json!({"id": "s-1", "text": "remember me", "chatId": "chat-s"})).await.0,
+            202
+        );
         eventually("echo", || as_fake(&first_provider).texts().contains(&"echo: remember me".to_owned())).await;
         first.drain(Duration::from_secs(5)).await;
         first.stop();
 
         // While the gateway is down the agent says more.
         let session = session_of(&cloud, "chat-s");
-        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "late", "content": "said while you were away"}));
+        cloud.append_session_event(
+            &session,
+            "assistant.message",
+            json!({"messageId": "late", "content": "said while you were away"}),
+        );
 
         let second = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         let second_provider = fake(&second);
-        eventually("rendered without a new message", || as_fake(&second_provider).texts().contains(&"said while you were away".to_owned())).await;
+        eventually("rendered without a new message", || {
+            as_fake(&second_provider).texts().contains(&"said while you were away".to_owned())
+        })
+        .await;
         assert!(
             !as_fake(&second_provider).texts().contains(&"echo: remember me".to_owned()),
             "resumed from the Cloud cursor: nothing rendered twice"
@@ -381,7 +481,12 @@ fn a_failing_channel_opens_its_delivery_circuit_and_shows_in_ready() {
         eventually("ready", || running.gateway.is_ready()).await;
         as_fake(&provider).fail_next((0..5).map(|_| SendError::transient("503 service unavailable")));
         for n in 0..5 {
-            cloud.enqueue_delivery("fake-binding", &format!("c-{n}"), json!({"externalChatId": format!("chat-{n}")}), json!({"text": "x"}));
+            cloud.enqueue_delivery(
+                "fake-binding",
+                &format!("c-{n}"),
+                json!({"externalChatId": format!("chat-{n}")}),
+                json!({"text": "x"}),
+            );
         }
         eventually("circuit open", || !running.gateway.is_ready()).await;
         let status = running.gateway.providers.borrow().status_json();
@@ -402,7 +507,12 @@ fn a_circuit_half_opens_and_closes_on_success() {
         let provider = fake(&running);
         as_fake(&provider).fail_next((0..5).map(|_| SendError::transient("503 service unavailable")));
         for n in 0..5 {
-            cloud.enqueue_delivery("fake-binding", &format!("h-{n}"), json!({"externalChatId": format!("chat-{n}")}), json!({"text": "x"}));
+            cloud.enqueue_delivery(
+                "fake-binding",
+                &format!("h-{n}"),
+                json!({"externalChatId": format!("chat-{n}")}),
+                json!({"text": "x"}),
+            );
         }
         eventually("circuit open", || !running.gateway.providers.borrow().any_healthy()).await;
         // Cloud re-serves the failed deliveries after their backoff; the circuit stays open 30 s,

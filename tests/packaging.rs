@@ -2,6 +2,8 @@
 //! and the launchd plist carry what operators rely on, and `scripts/install --root` lays out
 //! the files with the right modes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -49,7 +51,10 @@ fn every_setup_combination_passes_check_config() {
         assert_eq!(written.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&written.stderr));
         assert_eq!(std::fs::metadata(&output_path).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
         let text = std::fs::read_to_string(&output_path).unwrap();
-        assert!(!String::from_utf8_lossy(&written.stdout).contains("occ_tok_abcdefghijkl_0123456789"), "{name}: no secret on stdout");
+        assert!(
+            !String::from_utf8_lossy(&written.stdout).contains("occ_tok_abcdefghijkl_0123456789"),
+            "{name}: no secret on stdout"
+        );
         let checked = support::command(&dir.0, &[]).args(["check-config", "--env-file", &path_text]).output().unwrap();
         assert_eq!(checked.status.code(), Some(0), "{name}: {}\n{text}", String::from_utf8_lossy(&checked.stderr));
     }
@@ -60,13 +65,23 @@ fn setup_refuses_to_overwrite_or_print_secrets_and_names_bad_flags() {
     let dir = support::TempDir::new("setup-refuse");
     let path = dir.0.join("gateway.env");
     let path_text = path.to_str().unwrap();
-    let args = ["--mode", "local", "--provider", "fake", "--service-token", "occ_tok_abcdefghijkl_0123456789", "--output", path_text];
+    let args = [
+        "--mode",
+        "local",
+        "--provider",
+        "fake",
+        "--service-token",
+        "occ_tok_abcdefghijkl_0123456789",
+        "--output",
+        path_text,
+    ];
     assert_eq!(run_setup(&dir.0, &args).status.code(), Some(0));
     let again = run_setup(&dir.0, &args);
     assert_eq!(again.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&again.stderr).contains("pass --force"));
     assert_eq!(run_setup(&dir.0, &[&args[..], &["--force"]].concat()).status.code(), Some(0));
-    let printed = run_setup(&dir.0, &["--mode", "local", "--provider", "fake", "--service-token", "occ_tok_x_y", "--print"]);
+    let printed =
+        run_setup(&dir.0, &["--mode", "local", "--provider", "fake", "--service-token", "occ_tok_x_y", "--print"]);
     assert_eq!(printed.status.code(), Some(64));
     assert!(printed.stdout.is_empty());
     let bad = run_setup(&dir.0, &["--telegram-mode", "push"]);
@@ -115,7 +130,8 @@ fn systemd_unit_is_notify_hardened_and_verifies() {
         std::fs::write(&unit, text.replace("/usr/local/bin/open-cowork-gateway", support::BINARY)).unwrap();
         let verify = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
         assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
-        let security = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&unit).output().unwrap();
+        let security =
+            Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&unit).output().unwrap();
         let report = String::from_utf8_lossy(&security.stdout);
         if let Some(line) = report.lines().find(|l| l.contains("Overall exposure level")) {
             println!("{line}");
@@ -131,11 +147,17 @@ import json, plistlib, sys
 with open(sys.argv[1], "rb") as f:
     print(json.dumps(plistlib.load(f)))
 "#;
-    let output = Command::new("python3").arg("-c").arg(script).arg(&plist).output().expect("python3 is needed to parse the plist");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&plist)
+        .output()
+        .expect("python3 is needed to parse the plist");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let plist: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(plist["Label"], "com.open-cowork.gateway");
-    let arguments: Vec<&str> = plist["ProgramArguments"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let arguments: Vec<&str> =
+        plist["ProgramArguments"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(arguments, ["/usr/local/bin/open-cowork-gateway", "run", "--env-file", "/etc/open-cowork/gateway.env"]);
     assert_eq!(plist["RunAtLoad"], true);
     assert!(plist.get("KeepAlive").is_some());

@@ -1,5 +1,7 @@
 //! Telegram against a fake Bot API and the dev Cloud, all on loopback.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 #![cfg(all(feature = "devcloud", feature = "telegram"))]
 
 mod support;
@@ -74,7 +76,8 @@ fn health(running: &Running) -> (bool, Option<String>) {
 }
 
 fn prompts_for_chat(cloud: &DevCloud, chat: &str) -> Vec<String> {
-    let session = cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone());
+    let session =
+        cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone());
     session.map(|s| cloud.prompts(&s)).unwrap_or_default()
 }
 
@@ -86,21 +89,35 @@ fn polling_round_trip_with_offsets_and_html() {
         let running = gateway(&world, &[]).await;
         eventually("the reply", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
         assert_eq!(prompts_for_chat(&world.cloud, "123"), ["hello <bot> & co"]);
-        let reply = world.bot.borrow().calls("sendMessage").into_iter().find(|b| b["text"].as_str().unwrap().starts_with("echo:")).unwrap();
+        let reply = world
+            .bot
+            .borrow()
+            .calls("sendMessage")
+            .into_iter()
+            .find(|b| b["text"].as_str().unwrap().starts_with("echo:"))
+            .unwrap();
         assert_eq!(reply["text"], "echo: hello &lt;bot&gt; &amp; co", "escaped for parse_mode HTML");
         assert_eq!(reply["parse_mode"], "HTML");
         assert_eq!(reply["chat_id"], 123);
         assert!(reply.get("message_thread_id").is_none(), "D6: no thread id for a private chat");
-        assert_eq!(world.bot.borrow().calls("getUpdates")[0], json!({"offset": 0, "timeout": 30, "allowed_updates": ["message", "callback_query"]}));
-        eventually("the next offset", || world.bot.borrow().calls("getUpdates").iter().skip(1).any(|p| p == &json!({"offset": 1002, "timeout": 30})))
-            .await;
+        assert_eq!(
+            world.bot.borrow().calls("getUpdates")[0],
+            json!({"offset": 0, "timeout": 30, "allowed_updates": ["message", "callback_query"]})
+        );
+        eventually("the next offset", || {
+            world.bot.borrow().calls("getUpdates").iter().skip(1).any(|p| p == &json!({"offset": 1002, "timeout": 30}))
+        })
+        .await;
         assert!(world.bot.borrow().calls("deleteWebhook").is_empty(), "no webhook was set, so none is deleted");
         assert!(health(&running).0);
         running.gateway.sync_provider_counters();
         assert!(running.gateway.metrics.provider_event_count("telegram", "update") >= 1);
         assert!(running.gateway.metrics.provider_event_count("telegram", "send") >= 1);
         let text = running.gateway.metrics.render_prometheus();
-        assert!(text.contains("open_cowork_gateway_provider_events_total{provider_id=\"telegram\",event=\"update\"}"), "{text}");
+        assert!(
+            text.contains("open_cowork_gateway_provider_events_total{provider_id=\"telegram\",event=\"update\"}"),
+            "{text}"
+        );
         running.drain(Duration::from_secs(5)).await;
         running.stop();
     });
@@ -143,7 +160,12 @@ fn conflict_and_rate_limits_back_off_and_recover() {
         assert!(status[0]["error"].as_str().unwrap().starts_with("conflict:"));
         eventually("recovered", || health(&running).0).await;
 
-        world.bot.borrow_mut().error("getUpdates", 429, "Too Many Requests: retry after 1", Some(json!({"retry_after": 1})));
+        world.bot.borrow_mut().error(
+            "getUpdates",
+            429,
+            "Too Many Requests: retry after 1",
+            Some(json!({"retry_after": 1})),
+        );
         let before = world.bot.borrow().calls("getUpdates").len();
         eventually("the 429 answered", || world.bot.borrow().calls("getUpdates").len() > before).await;
         let limited_at = tokio::time::Instant::now();
@@ -186,7 +208,10 @@ fn approval_buttons_use_short_ids_and_answer_the_callback() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(10, 777, "please /approve-me"));
         let running = gateway(&world, &[]).await;
-        eventually("the keyboard", || world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())).await;
+        eventually("the keyboard", || {
+            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
+        })
+        .await;
         let (message_id, approve) = {
             let bot = world.bot.borrow();
             let calls = bot.calls("sendMessage");
@@ -198,8 +223,12 @@ fn approval_buttons_use_short_ids_and_answer_the_callback() {
             (index as i64 + 1, data)
         };
         world.bot.borrow_mut().push_update(callback_update(11, 777, message_id, &approve));
-        eventually("granted", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted"))).await;
-        assert_eq!(world.bot.borrow().calls("answerCallbackQuery"), [json!({"callback_query_id": "cbq-11", "text": "Approved"})]);
+        eventually("granted", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted")))
+            .await;
+        assert_eq!(
+            world.bot.borrow().calls("answerCallbackQuery"),
+            [json!({"callback_query_id": "cbq-11", "text": "Approved"})]
+        );
 
         // A press on an unknown id is answered and not passed on.
         world.bot.borrow_mut().push_update(callback_update(12, 777, message_id, "b:999999"));
@@ -234,7 +263,8 @@ fn webhook_mode_registers_verifies_the_secret_and_deduplicates() {
             let address = running.address;
             async move {
                 let http = open_cowork_gateway::net::https::build_client(None).unwrap();
-                let mut request = http::Request::post(format!("http://{address}/webhooks/telegram")).header("content-type", "application/json");
+                let mut request = http::Request::post(format!("http://{address}/webhooks/telegram"))
+                    .header("content-type", "application/json");
                 if let Some(secret) = secret {
                     request = request.header("x-telegram-bot-api-secret-token", secret);
                 }
@@ -288,7 +318,12 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
         world.cloud.enqueue_delivery("telegram", "blocked", json!({"externalChatId": "1"}), json!({"text": "x"}));
         eventually("dead", || delivery_status(&world.cloud, "blocked") == "dead").await;
 
-        world.bot.borrow_mut().error("sendMessage", 429, "Too Many Requests: retry after 30", Some(json!({"retry_after": 30})));
+        world.bot.borrow_mut().error(
+            "sendMessage",
+            429,
+            "Too Many Requests: retry after 30",
+            Some(json!({"retry_after": 30})),
+        );
         world.cloud.enqueue_delivery("telegram", "limited", json!({"externalChatId": "2"}), json!({"text": "x"}));
         eventually("failed with a delay", || delivery_status(&world.cloud, "limited") == "failed").await;
         let record = world.cloud.delivery("telegram", "limited").unwrap();
@@ -301,7 +336,12 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
             "Bad Request: group chat was upgraded to a supergroup chat",
             Some(json!({"migrate_to_chat_id": -1001234})),
         );
-        world.cloud.enqueue_delivery("telegram", "migrated", json!({"externalChatId": "-55"}), json!({"text": "moved"}));
+        world.cloud.enqueue_delivery(
+            "telegram",
+            "migrated",
+            json!({"externalChatId": "-55"}),
+            json!({"text": "moved"}),
+        );
         eventually("sent", || delivery_status(&world.cloud, "migrated") == "sent").await;
         let last = world.bot.borrow().calls("sendMessage").last().cloned().unwrap();
         assert_eq!((last["chat_id"].clone(), last["text"].clone()), (json!(-1001234), json!("moved")));
@@ -323,18 +363,40 @@ fn edits_are_coalesced_to_one_per_second_and_unchanged_text_is_fine() {
         world.bot.borrow_mut().push_update(text_update(1, 321, "stream please"));
         let running = gateway(&world, &[]).await;
         eventually("the echo", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
-        let session = world.cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == "321").map(|b| b.session_id.clone()).unwrap();
+        let session = world
+            .cloud
+            .store
+            .borrow()
+            .session_bindings
+            .iter()
+            .find(|b| b.external_chat_id == "321")
+            .map(|b| b.session_id.clone())
+            .unwrap();
         for text in ["Hel", "Hello", "Hello wor", "Hello world"] {
-            world.cloud.append_session_event(&session, "assistant.message", json!({"messageId": "stream-1", "content": text}));
+            world.cloud.append_session_event(
+                &session,
+                "assistant.message",
+                json!({"messageId": "stream-1", "content": text}),
+            );
         }
-        eventually("the final text", || world.bot.borrow().calls("editMessageText").iter().any(|b| b["text"] == "Hello world")).await;
+        eventually("the final text", || {
+            world.bot.borrow().calls("editMessageText").iter().any(|b| b["text"] == "Hello world")
+        })
+        .await;
         let edits = world.bot.borrow().calls("editMessageText").len();
         assert!(edits <= 2, "{edits} edits for 3 changes within a second");
 
         world.bot.borrow_mut().error("editMessageText", 400, "Bad Request: message is not modified", None);
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        world.cloud.append_session_event(&session, "assistant.message", json!({"messageId": "stream-1", "content": "Hello world!"}));
-        eventually("the edit tried", || world.bot.borrow().scripted.get("editMessageText").is_none_or(|q| q.is_empty())).await;
+        world.cloud.append_session_event(
+            &session,
+            "assistant.message",
+            json!({"messageId": "stream-1", "content": "Hello world!"}),
+        );
+        eventually("the edit tried", || {
+            world.bot.borrow().scripted.get("editMessageText").is_none_or(|q| q.is_empty())
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(running.gateway.metrics.get(Stat::SessionRenderRetries), 0, "not modified counts as success");
         running.stop();
@@ -349,19 +411,28 @@ fn buttons_survive_a_restart_with_a_state_directory() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(20, 901, "/approve-me now"));
         let first = gateway(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
-        eventually("the keyboard", || world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())).await;
+        eventually("the keyboard", || {
+            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
+        })
+        .await;
         let (message_id, approve) = {
             let bot = world.bot.borrow();
             let calls = bot.calls("sendMessage");
             let index = calls.iter().position(|b| b.get("reply_markup").is_some()).unwrap();
-            (index as i64 + 1, calls[index]["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_owned())
+            (
+                index as i64 + 1,
+                calls[index]["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_owned(),
+            )
         };
         first.drain(Duration::from_secs(5)).await;
         first.stop();
 
         let second = gateway(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         world.bot.borrow_mut().push_update(callback_update(21, 901, message_id, &approve));
-        eventually("granted after the restart", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted"))).await;
+        eventually("granted after the restart", || {
+            world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted"))
+        })
+        .await;
         second.stop();
     });
 }
@@ -373,7 +444,15 @@ fn artifacts_go_out_as_documents() {
         world.bot.borrow_mut().push_update(text_update(30, 404, "make a report"));
         let running = gateway(&world, &[]).await;
         eventually("the echo", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
-        let session = world.cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == "404").map(|b| b.session_id.clone()).unwrap();
+        let session = world
+            .cloud
+            .store
+            .borrow()
+            .session_bindings
+            .iter()
+            .find(|b| b.external_chat_id == "404")
+            .map(|b| b.session_id.clone())
+            .unwrap();
         world.cloud.store.borrow_mut().artifacts.push(open_cowork_gateway::devcloud::store::Artifact {
             artifact_id: "art-7".into(),
             session_id: session.clone(),

@@ -260,12 +260,22 @@ impl CloudClient {
         &self.http
     }
 
-    fn build_request(&self, method: Method, path: &str, body: Option<&Value>, sse: bool) -> Result<Request<Full<Bytes>>, CloudError> {
+    fn build_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        sse: bool,
+    ) -> Result<Request<Full<Bytes>>, CloudError> {
         if !path.starts_with("/api/") {
-            return Err(CloudError::transport(CloudErrorKind::Request, format!("Cloud request path must start with /api/: {path}")));
+            return Err(CloudError::transport(
+                CloudErrorKind::Request,
+                format!("Cloud request path must start with /api/: {path}"),
+            ));
         }
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
-            .map_err(|_| CloudError::transport(CloudErrorKind::Request, "the service token is not a valid header value"))?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())).map_err(|_| {
+            CloudError::transport(CloudErrorKind::Request, "the service token is not a valid header value")
+        })?;
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_url))
@@ -277,25 +287,43 @@ impl CloudClient {
         let bytes = match body {
             Some(value) => {
                 builder = builder.header(CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(value).map_err(|e| CloudError::transport(CloudErrorKind::Request, e.to_string()))?)
+                Bytes::from(
+                    serde_json::to_vec(value)
+                        .map_err(|e| CloudError::transport(CloudErrorKind::Request, e.to_string()))?,
+                )
             }
             None => Bytes::new(),
         };
-        builder.body(Full::new(bytes)).map_err(|e| CloudError::transport(CloudErrorKind::Request, format!("invalid Cloud request: {e}")))
+        builder
+            .body(Full::new(bytes))
+            .map_err(|e| CloudError::transport(CloudErrorKind::Request, format!("invalid Cloud request: {e}")))
     }
 
     /// Sends a request and reads the whole body (both within the timeout). Non-success statuses
     /// become errors; `expected` lists the success statuses.
-    async fn exchange(&self, method: Method, path: &str, body: Option<&Value>, expected: &[u16], cap: usize) -> Result<Bytes, CloudError> {
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        expected: &[u16],
+        cap: usize,
+    ) -> Result<Bytes, CloudError> {
         let request = self.build_request(method, path, body, false)?;
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
             let status = response.status().as_u16();
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = Limited::new(response.into_body(), cap)
                 .collect()
                 .await
-                .map_err(|e| CloudError::transport(CloudErrorKind::Network, format!("reading the Cloud response failed: {e}")))?
+                .map_err(|e| {
+                    CloudError::transport(CloudErrorKind::Network, format!("reading the Cloud response failed: {e}"))
+                })?
                 .to_bytes();
             if expected.contains(&status) {
                 Ok(bytes)
@@ -304,11 +332,20 @@ impl CloudClient {
             }
         };
         tokio::time::timeout(self.timeout, exchange).await.unwrap_or_else(|_| {
-            Err(CloudError::transport(CloudErrorKind::Timeout, format!("Cloud did not answer within {} ms.", self.timeout.as_millis())))
+            Err(CloudError::transport(
+                CloudErrorKind::Timeout,
+                format!("Cloud did not answer within {} ms.", self.timeout.as_millis()),
+            ))
         })
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>, expected: &[u16]) -> Result<T, CloudError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        expected: &[u16],
+    ) -> Result<T, CloudError> {
         let bytes = self.exchange(method, path, body, expected, MAX_JSON_BYTES).await?;
         parse_json(&bytes)
     }
@@ -319,7 +356,8 @@ impl CloudClient {
 
     /// `POST /api/channels/identities/resolve` → 200 `{identity}`.
     pub async fn resolve_identity(&self, input: &ResolveIdentity) -> Result<IdentityRecord, CloudError> {
-        let body: IdentityBody = self.call(Method::POST, "/api/channels/identities/resolve", Some(&Self::to_body(input)?), &[200]).await?;
+        let body: IdentityBody =
+            self.call(Method::POST, "/api/channels/identities/resolve", Some(&Self::to_body(input)?), &[200]).await?;
         Ok(body.identity)
     }
 
@@ -351,7 +389,13 @@ impl CloudClient {
 
     /// `GET /api/channels/sessions/{id}/snapshot` → `CloudSessionView`.
     pub async fn get_session(&self, session_binding_id: &str) -> Result<SessionView, CloudError> {
-        self.call(Method::GET, &format!("/api/channels/sessions/{}/snapshot", encode_component(session_binding_id)), None, &[200]).await
+        self.call(
+            Method::GET,
+            &format!("/api/channels/sessions/{}/snapshot", encode_component(session_binding_id)),
+            None,
+            &[200],
+        )
+        .await
     }
 
     /// `POST /api/channels/sessions/prompt` → **202**.
@@ -365,7 +409,11 @@ impl CloudClient {
     }
 
     /// `POST /api/channels/provider-events/{eventId}/complete` → 200 `{event}`.
-    pub async fn complete_provider_event(&self, event_id: &str, input: &CompleteProviderEvent) -> Result<ProviderEventRecord, CloudError> {
+    pub async fn complete_provider_event(
+        &self,
+        event_id: &str,
+        input: &CompleteProviderEvent,
+    ) -> Result<ProviderEventRecord, CloudError> {
         let path = format!("/api/channels/provider-events/{}/complete", encode_component(event_id));
         let body: EventBody = self.call(Method::POST, &path, Some(&Self::to_body(input)?), &[200]).await?;
         Ok(body.event)
@@ -383,16 +431,33 @@ impl CloudClient {
 
     /// `artifactUrl`: the authenticated artifact endpoint, no request made.
     pub fn artifact_url(&self, session_binding_id: &str, artifact_id: &str) -> String {
-        format!("{}/api/channels/sessions/{}/artifacts/{}", self.base_url, encode_component(session_binding_id), encode_component(artifact_id))
+        format!(
+            "{}/api/channels/sessions/{}/artifacts/{}",
+            self.base_url,
+            encode_component(session_binding_id),
+            encode_component(artifact_id)
+        )
     }
 
     /// `GET /api/channels/sessions/{id}/artifacts/{artifactId}` as a `data:` URL attachment.
-    pub async fn read_artifact(&self, session_binding_id: &str, artifact_id: &str) -> Result<ArtifactAttachment, CloudError> {
-        let path = format!("/api/channels/sessions/{}/artifacts/{}", encode_component(session_binding_id), encode_component(artifact_id));
+    pub async fn read_artifact(
+        &self,
+        session_binding_id: &str,
+        artifact_id: &str,
+    ) -> Result<ArtifactAttachment, CloudError> {
+        let path = format!(
+            "/api/channels/sessions/{}/artifacts/{}",
+            encode_component(session_binding_id),
+            encode_component(artifact_id)
+        );
         let bytes = self.exchange(Method::GET, &path, None, &[200], MAX_ARTIFACT_BYTES).await?;
         let body: ArtifactBody = parse_json(&bytes)?;
         let artifact = body.artifact;
-        let mime = artifact.content_type.filter(|m| !m.is_empty()).or(artifact.mime).unwrap_or_else(|| "application/octet-stream".into());
+        let mime = artifact
+            .content_type
+            .filter(|m| !m.is_empty())
+            .or(artifact.mime)
+            .unwrap_or_else(|| "application/octet-stream".into());
         Ok(ArtifactAttachment {
             url: format!("data:{mime};base64,{}", artifact.data_base64),
             mime,
@@ -420,13 +485,14 @@ impl CloudClient {
             Err(error) => return Err(error),
         };
         Ok(match (response.result, response.binding) {
-            (Some(CursorResult { ok: true, binding: Some(b), .. }), _) | (Some(CursorResult { ok: true, binding: None, .. }), Some(b)) => {
-                CursorUpdate::Updated(b)
+            (Some(CursorResult { ok: true, binding: Some(b), .. }), _)
+            | (Some(CursorResult { ok: true, binding: None, .. }), Some(b)) => CursorUpdate::Updated(b),
+            (Some(CursorResult { ok: false, reason, binding, .. }), outer) if reason.as_deref() == Some("stale") => {
+                match binding.or(outer) {
+                    Some(b) => CursorUpdate::Stale(b),
+                    None => CursorUpdate::NotFound,
+                }
             }
-            (Some(CursorResult { ok: false, reason, binding, .. }), outer) if reason.as_deref() == Some("stale") => match binding.or(outer) {
-                Some(b) => CursorUpdate::Stale(b),
-                None => CursorUpdate::NotFound,
-            },
             (None, Some(b)) => CursorUpdate::Updated(b),
             _ => CursorUpdate::NotFound,
         })
@@ -448,11 +514,17 @@ impl CloudClient {
             ("channelBindingId", query.channel_binding_id.as_str()),
             ("limit", limit.as_str()),
         ]);
-        let body: DeliveriesBody = self.call(Method::GET, &format!("/api/channels/deliveries{query}"), None, &[200]).await?;
+        let body: DeliveriesBody =
+            self.call(Method::GET, &format!("/api/channels/deliveries{query}"), None, &[200]).await?;
         Ok(body.deliveries)
     }
 
-    async fn delivery_action(&self, delivery_id: &str, action: &str, body: Value) -> Result<Option<DeliveryRecord>, CloudError> {
+    async fn delivery_action(
+        &self,
+        delivery_id: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<Option<DeliveryRecord>, CloudError> {
         let path = format!("/api/channels/deliveries/{}/{action}", encode_component(delivery_id));
         match self.call::<DeliveryBody>(Method::POST, &path, Some(&body), &[200]).await {
             Ok(body) => Ok(Some(body.delivery)),
@@ -462,7 +534,11 @@ impl CloudClient {
     }
 
     /// `POST /api/channels/deliveries/{id}/retry`; `None` when Cloud does not know it.
-    pub async fn retry_delivery(&self, delivery_id: &str, channel_binding_id: &str) -> Result<Option<DeliveryRecord>, CloudError> {
+    pub async fn retry_delivery(
+        &self,
+        delivery_id: &str,
+        channel_binding_id: &str,
+    ) -> Result<Option<DeliveryRecord>, CloudError> {
         self.delivery_action(delivery_id, "retry", json!({"channelBindingId": channel_binding_id})).await
     }
 
@@ -484,7 +560,11 @@ impl CloudClient {
     async fn open_stream(&self, path: &str) -> Result<SseConnection, CloudError> {
         let request = self.build_request(Method::GET, path, None, true)?;
         let open = async {
-            let response = self.http.request(request).await.map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
             let status = response.status().as_u16();
             if status == 200 {
                 return Ok(SseConnection {
@@ -495,21 +575,34 @@ impl CloudClient {
                 });
             }
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES).collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             Err(CloudError::from_response(status, &bytes, retry_after.as_deref()))
         };
-        tokio::time::timeout(self.timeout, open)
-            .await
-            .unwrap_or_else(|_| Err(CloudError::transport(CloudErrorKind::Timeout, "Cloud did not open the stream in time.")))
+        tokio::time::timeout(self.timeout, open).await.unwrap_or_else(|_| {
+            Err(CloudError::transport(CloudErrorKind::Timeout, "Cloud did not open the stream in time."))
+        })
     }
 
     /// `GET /api/channels/sessions/{id}/events?after=N` (`after=0` included).
     pub async fn open_session_events(&self, session_binding_id: &str, after: u64) -> Result<SseConnection, CloudError> {
-        self.open_stream(&format!("/api/channels/sessions/{}/events?after={after}", encode_component(session_binding_id))).await
+        self.open_stream(&format!(
+            "/api/channels/sessions/{}/events?after={after}",
+            encode_component(session_binding_id)
+        ))
+        .await
     }
 
     /// `GET /api/channels/deliveries/stream?claimedBy=&ttlMs=&channelBindingId=…`.
-    pub async fn open_delivery_stream(&self, claimed_by: &str, ttl_ms: u64, channel_binding_ids: &[SmolStr]) -> Result<SseConnection, CloudError> {
+    pub async fn open_delivery_stream(
+        &self,
+        claimed_by: &str,
+        ttl_ms: u64,
+        channel_binding_ids: &[SmolStr],
+    ) -> Result<SseConnection, CloudError> {
         let ttl = ttl_ms.to_string();
         let pairs = [("claimedBy", claimed_by), ("ttlMs", ttl.as_str())]
             .into_iter()
@@ -520,7 +613,8 @@ impl CloudClient {
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CloudError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    serde_json::from_slice(bytes).map_err(|e| CloudError::transport(CloudErrorKind::Parse, format!("Cloud answered with unexpected JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| CloudError::transport(CloudErrorKind::Parse, format!("Cloud answered with unexpected JSON: {e}")))
 }
 
 /// A transport error without the URL (which is safe, but long) and never with headers.
@@ -561,7 +655,12 @@ impl SseConnection {
                         self.parser.push(&data, &mut out).map_err(sse_error)?;
                     }
                 }
-                Some(Err(error)) => return Err(CloudError::transport(CloudErrorKind::Network, format!("the Cloud stream broke: {error}"))),
+                Some(Err(error)) => {
+                    return Err(CloudError::transport(
+                        CloudErrorKind::Network,
+                        format!("the Cloud stream broke: {error}"),
+                    ))
+                }
                 None => {
                     self.ended = true;
                     self.parser.finish(&mut out).map_err(sse_error)?;
@@ -613,7 +712,13 @@ mod tests {
         assert_eq!(encode_component("x-_.!~*'()"), "x-_.!~*'()");
         assert_eq!(encode_component("é"), "%C3%A9");
         assert_eq!(
-            query_string([("claimedBy", "gateway:pi"), ("ttlMs", "120000"), ("empty", ""), ("channelBindingId", "a"), ("channelBindingId", "b c")]),
+            query_string([
+                ("claimedBy", "gateway:pi"),
+                ("ttlMs", "120000"),
+                ("empty", ""),
+                ("channelBindingId", "a"),
+                ("channelBindingId", "b c")
+            ]),
             "?claimedBy=gateway%3Api&ttlMs=120000&channelBindingId=a&channelBindingId=b+c"
         );
         assert_eq!(query_string([("x", "")]), "");

@@ -78,9 +78,13 @@ impl CloudError {
     pub fn from_response(status: u16, body: &[u8], retry_after_header: Option<&str>) -> Self {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
         let header_delay = retry_after_header.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
-        let body_delay =
-            parsed.as_ref().and_then(|b| b.retry_after_ms).filter(|ms| ms.is_finite() && *ms > 0.0).map(|ms| Duration::from_millis(ms.ceil() as u64));
-        let message = parsed.as_ref().and_then(|b| b.error.clone()).unwrap_or_else(|| format!("Cloud answered HTTP {status}."));
+        let body_delay = parsed
+            .as_ref()
+            .and_then(|b| b.retry_after_ms)
+            .filter(|ms| ms.is_finite() && *ms > 0.0)
+            .map(|ms| Duration::from_millis(ms.ceil() as u64));
+        let message =
+            parsed.as_ref().and_then(|b| b.error.clone()).unwrap_or_else(|| format!("Cloud answered HTTP {status}."));
         Self {
             kind: CloudErrorKind::from_status(status),
             status: Some(status),
@@ -95,7 +99,11 @@ impl CloudError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            CloudErrorKind::Network | CloudErrorKind::Timeout | CloudErrorKind::Server | CloudErrorKind::RateLimited | CloudErrorKind::Sse
+            CloudErrorKind::Network
+                | CloudErrorKind::Timeout
+                | CloudErrorKind::Server
+                | CloudErrorKind::RateLimited
+                | CloudErrorKind::Sse
         ) || (self.kind == CloudErrorKind::Http && self.status.is_some_and(|s| s == 408))
     }
 
@@ -118,7 +126,11 @@ mod tests {
         let body = br#"{"error":"Too many cloud requests. Try again later.","retryAfterMs":48666,"verdict":{"allowed":false,"policyCode":"rate_limit.http_exceeded"}}"#;
         let error = CloudError::from_response(429, body, Some("49"));
         assert_eq!(error.kind, CloudErrorKind::RateLimited);
-        assert_eq!(error.retry_after, Some(Duration::from_millis(48_666)), "the body's milliseconds beat the header's seconds");
+        assert_eq!(
+            error.retry_after,
+            Some(Duration::from_millis(48_666)),
+            "the body's milliseconds beat the header's seconds"
+        );
         assert_eq!(error.policy_code.as_deref(), Some("rate_limit.http_exceeded"));
         assert!(error.is_retryable());
 

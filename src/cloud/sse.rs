@@ -52,7 +52,17 @@ impl Default for SseParser {
 
 impl SseParser {
     pub fn new(max_line: usize, max_event: usize) -> Self {
-        Self { max_line, max_event, line: Vec::new(), after_cr: false, data: String::new(), has_data: false, event: None, last_id: None, retry: None }
+        Self {
+            max_line,
+            max_event,
+            line: Vec::new(),
+            after_cr: false,
+            data: String::new(),
+            has_data: false,
+            event: None,
+            last_id: None,
+            retry: None,
+        }
     }
 
     /// Feeds bytes; complete events are appended to `out`.
@@ -126,7 +136,9 @@ impl SseParser {
             }
             "event" => self.event = Some(value.to_owned()),
             "id" if !value.contains('\0') => self.last_id = Some(value.to_owned()),
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => self.retry = value.parse().ok(),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry = value.parse().ok()
+            }
             _ => {}
         }
         Ok(())
@@ -163,13 +175,22 @@ mod tests {
         let text = b": connected\n\nid: 1\nevent: session.created\ndata: {\"sequence\":1}\n\n: keep-alive\n\nid: 2\nevent: assistant.message\ndata: {\"sequence\":2}\n\n";
         let events = parse_all(&[text]);
         assert_eq!(events.len(), 2);
-        assert_eq!(events[0], SseEvent { event: Some("session.created".into()), id: Some("1".into()), data: "{\"sequence\":1}".into(), retry: None });
+        assert_eq!(
+            events[0],
+            SseEvent {
+                event: Some("session.created".into()),
+                id: Some("1".into()),
+                data: "{\"sequence\":1}".into(),
+                retry: None
+            }
+        );
         assert_eq!(events[1].id.as_deref(), Some("2"));
     }
 
     #[test]
     fn line_ends_multiline_data_and_fields() {
-        let events = parse_all(&[b"data:a\r\ndata: b\rdata:  c\n\nevent: error\ndata: {\"error\":\"x\"}\nretry: 1500\n\n"]);
+        let events =
+            parse_all(&[b"data:a\r\ndata: b\rdata:  c\n\nevent: error\ndata: {\"error\":\"x\"}\nretry: 1500\n\n"]);
         assert_eq!(events[0].data, "a\nb\n c");
         assert_eq!(events[0].event, None);
         assert_eq!(events[1].event.as_deref(), Some("error"));
@@ -217,7 +238,8 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..12),
         ];
         let end = prop_oneof![Just(b"\n".to_vec()), Just(b"\r\n".to_vec()), Just(b"\r".to_vec())];
-        proptest::collection::vec((line, end), 0..24).prop_map(|parts| parts.into_iter().flat_map(|(l, e)| l.into_iter().chain(e)).collect())
+        proptest::collection::vec((line, end), 0..24)
+            .prop_map(|parts| parts.into_iter().flat_map(|(l, e)| l.into_iter().chain(e)).collect())
     }
 
     proptest! {

@@ -51,7 +51,11 @@ fn note_error(gateway: &Gateway, kind: StreamKind, error: &CloudError) {
     gateway.metrics.record_stream(kind, StreamStat::Errors);
     if error.is_auth() {
         let was_ok = gateway.readiness.borrow().holds(CLOUD_AUTH);
-        gateway.readiness.borrow_mut().set(CLOUD_AUTH, false, Some(format!("Cloud rejected the service token: {}", error.message)));
+        gateway.readiness.borrow_mut().set(
+            CLOUD_AUTH,
+            false,
+            Some(format!("Cloud rejected the service token: {}", error.message)),
+        );
         if was_ok {
             tracing::error!(status = ?error.status, error = %error.message, "Cloud rejected the gateway service token; check OPEN_COWORK_GATEWAY_SERVICE_TOKEN and its channel-binding grants");
         }
@@ -73,13 +77,29 @@ pub async fn follow_session_events(
     let mut backoff = Backoff::for_streams();
     let mut connected_before = false;
     loop {
-        let Some(opened) = unless_draining(&mut drain, client.open_session_events(&session_binding_id, cursor)).await else { return };
+        let Some(opened) = unless_draining(&mut drain, client.open_session_events(&session_binding_id, cursor)).await
+        else {
+            return;
+        };
         match opened {
             Ok(mut connection) => {
-                gateway.metrics.record_stream(StreamKind::Session, if connected_before { StreamStat::Reconnects } else { StreamStat::Connects });
+                gateway.metrics.record_stream(
+                    StreamKind::Session,
+                    if connected_before { StreamStat::Reconnects } else { StreamStat::Connects },
+                );
                 connected_before = true;
                 gateway.readiness.borrow_mut().set(CLOUD_AUTH, true, None);
-                match read_session_events(gateway, client, &session_binding_id, &mut connection, &mut cursor, &items, &mut drain, &mut backoff).await
+                match read_session_events(
+                    gateway,
+                    client,
+                    &session_binding_id,
+                    &mut connection,
+                    &mut cursor,
+                    &items,
+                    &mut drain,
+                    &mut backoff,
+                )
+                .await
                 {
                     Ended::Drain | Ended::ConsumerGone => return,
                     Ended::Reconnect => {}
@@ -178,18 +198,30 @@ fn set_subscription(gateway: &Gateway, live: bool, reason: &str) {
 /// Follows the delivery stream for every enabled channel binding until the drain starts (which
 /// closes the subscription first, so no new claims arrive while sends drain) or the consumer
 /// goes away. The `delivery_subscription` readiness condition holds exactly while connected.
-pub async fn follow_deliveries(gateway: &Gateway, client: &CloudClient, options: DeliveryStreamOptions, deliveries: mpsc::Sender<DeliveryRecord>) {
+pub async fn follow_deliveries(
+    gateway: &Gateway,
+    client: &CloudClient,
+    options: DeliveryStreamOptions,
+    deliveries: mpsc::Sender<DeliveryRecord>,
+) {
     let mut drain = gateway.shutdown.signal();
     let mut backoff = Backoff::for_streams();
     let claimed_by = gateway.config.claimed_by();
     let bindings = gateway.config.channel_binding_ids();
     let mut connected_before = false;
     loop {
-        let Some(opened) = unless_draining(&mut drain, client.open_delivery_stream(&claimed_by, options.ttl_ms, &bindings)).await else { break };
+        let Some(opened) =
+            unless_draining(&mut drain, client.open_delivery_stream(&claimed_by, options.ttl_ms, &bindings)).await
+        else {
+            break;
+        };
         let mut rotate = false;
         match opened {
             Ok(mut connection) => {
-                gateway.metrics.record_stream(StreamKind::Delivery, if connected_before { StreamStat::Reconnects } else { StreamStat::Connects });
+                gateway.metrics.record_stream(
+                    StreamKind::Delivery,
+                    if connected_before { StreamStat::Reconnects } else { StreamStat::Connects },
+                );
                 if !connected_before {
                     tracing::info!(bindings = bindings.len(), claimed_by = %claimed_by, "delivery subscription connected");
                 }
@@ -205,7 +237,11 @@ pub async fn follow_deliveries(gateway: &Gateway, client: &CloudClient, options:
             }
             Err(error) => {
                 note_error(gateway, StreamKind::Delivery, &error);
-                set_subscription(gateway, false, &format!("The Cloud delivery stream cannot connect: {}", error.message));
+                set_subscription(
+                    gateway,
+                    false,
+                    &format!("The Cloud delivery stream cannot connect: {}", error.message),
+                );
             }
         }
         let delay = if rotate { Duration::ZERO } else { backoff.next_delay() };
@@ -280,7 +316,8 @@ async fn read_deliveries(
     }
 }
 
-#[cfg(all(test, feature = "devcloud"))]
+#[cfg(test)]
+#[cfg(feature = "devcloud")]
 mod tests {
     use super::*;
     use crate::config::{resolve, Env, Secret};
@@ -302,7 +339,10 @@ mod tests {
     fn ready_follows_the_delivery_subscription() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         tokio::task::LocalSet::new().block_on(&runtime, async {
-            let cloud = DevCloud::new(DevCloudOptions { poll_interval: Duration::from_millis(20), ..DevCloudOptions::default() });
+            let cloud = DevCloud::new(DevCloudOptions {
+                poll_interval: Duration::from_millis(20),
+                ..DevCloudOptions::default()
+            });
             let seeded = cloud.seed();
             let address = cloud.start("127.0.0.1", 0).await.unwrap();
             let base_url = format!("http://{address}");
@@ -316,17 +356,28 @@ mod tests {
             gateway.start();
             assert!(!gateway.is_ready(), "no subscription yet");
 
-            let client = CloudClient::new(build_client(None).unwrap(), &base_url, Secret::new(seeded.gateway_token.clone()), Duration::from_secs(5));
+            let client = CloudClient::new(
+                build_client(None).unwrap(),
+                &base_url,
+                Secret::new(seeded.gateway_token.clone()),
+                Duration::from_secs(5),
+            );
             let (tx, _rx) = mpsc::channel(8);
             let follower = {
                 let gateway = Rc::clone(&gateway);
-                tokio::task::spawn_local(async move { follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await })
+                tokio::task::spawn_local(async move {
+                    follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await
+                })
             };
             wait_until(|| gateway.is_ready()).await;
 
             cloud.stop();
             wait_until(|| !gateway.is_ready()).await;
-            let reason = gateway.readiness_conditions().into_iter().find(|c| c.name == DELIVERY_SUBSCRIPTION).and_then(|c| c.reason);
+            let reason = gateway
+                .readiness_conditions()
+                .into_iter()
+                .find(|c| c.name == DELIVERY_SUBSCRIPTION)
+                .and_then(|c| c.reason);
             assert!(reason.is_some_and(|r| r.contains("delivery stream")), "the reason is shown to operators");
 
             cloud.start("127.0.0.1", address.port()).await.unwrap();
@@ -353,11 +404,18 @@ mod tests {
                 ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
             ]);
             let gateway = Gateway::new(resolve(&serde_json::json!({}), &env).unwrap(), None);
-            let client = CloudClient::new(build_client(None).unwrap(), &base_url, Secret::new("occ_tok_revoked_secret"), Duration::from_secs(5));
+            let client = CloudClient::new(
+                build_client(None).unwrap(),
+                &base_url,
+                Secret::new("occ_tok_revoked_secret"),
+                Duration::from_secs(5),
+            );
             let (tx, _rx) = mpsc::channel(8);
             let follower = {
                 let gateway = Rc::clone(&gateway);
-                tokio::task::spawn_local(async move { follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await })
+                tokio::task::spawn_local(async move {
+                    follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await
+                })
             };
             wait_until(|| !gateway.readiness.borrow().holds(CLOUD_AUTH)).await;
             // Backoff, not a hot loop: after half a second only a handful of attempts were made.

@@ -31,7 +31,12 @@ pub struct Branding {
 
 impl Default for Branding {
     fn default() -> Self {
-        let labels = [("desktopToken", "Desktop token"), ("gatewayToken", "Gateway token"), ("apiToken", "API token"), ("cloudUrl", "Cloud URL")];
+        let labels = [
+            ("desktopToken", "Desktop token"),
+            ("gatewayToken", "Gateway token"),
+            ("apiToken", "API token"),
+            ("cloudUrl", "Cloud URL"),
+        ];
         Self {
             product_name: "Open Cowork Cloud".into(),
             short_name: "OC".into(),
@@ -48,7 +53,8 @@ impl Default for Branding {
 }
 
 /// URL fields and whether `mailto:` is accepted for them.
-const URL_FIELDS: [(&str, bool); 5] = [("logoUrl", false), ("supportUrl", true), ("privacyUrl", false), ("securityUrl", false), ("legalUrl", false)];
+const URL_FIELDS: [(&str, bool); 5] =
+    [("logoUrl", false), ("supportUrl", true), ("privacyUrl", false), ("securityUrl", false), ("legalUrl", false)];
 
 pub fn resolve(raw: &Value, env: &Env) -> Result<Branding, ConfigError> {
     let mut branding = Branding::default();
@@ -56,8 +62,8 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Branding, ConfigError> {
         apply_layer(&mut branding, layer);
     }
     if let Some(text) = env.string("OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON") {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| ConfigError::new(format!("Invalid OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError::new(format!("Invalid OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON: {e}")))?;
         if let Value::Object(layer) = value {
             apply_layer(&mut branding, &layer);
         }
@@ -116,7 +122,10 @@ mod tests {
     fn layers_and_url_validation() {
         let raw = json!({"branding": {"productName": "Acme", "supportUrl": "mailto:help@acme.test", "privacyUrl": "https://acme.test/privacy", "theme": {"accent": " #f00 ", "bad": 3}}});
         let env = Env::from_pairs([
-            ("OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON", r#"{"shortName": "AC", "privacyUrl": "http://insecure.test"}"#),
+            (
+                "OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON",
+                r#"{"shortName": "AC", "privacyUrl": "http://insecure.test"}"#,
+            ),
             ("OPEN_COWORK_GATEWAY_BRAND_NAME", "  "),
             ("OPEN_COWORK_GATEWAY_LEGAL_URL", "https://acme.test/legal"),
         ]);
@@ -134,7 +143,10 @@ mod tests {
     #[test]
     fn invalid_branding_json_fails() {
         let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON", "{nope")]);
-        assert!(resolve(&json!({}), &env).unwrap_err().to_string().starts_with("Invalid OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON: "));
+        assert!(resolve(&json!({}), &env)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Invalid OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON: "));
         let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON", "[1]")]);
         assert_eq!(resolve(&json!({}), &env).unwrap(), Branding::default());
     }

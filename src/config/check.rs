@@ -29,7 +29,9 @@ pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<
     let trimmed = value.trim().trim_end_matches('/');
     let url = parse_http_url(trimmed).map_err(|problem| match problem {
         UrlProblem::NotHttp => ConfigError::new("Cloud base URL must be HTTP or HTTPS."),
-        UrlProblem::Unparseable => ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL must be a valid URL, for example https://cloud.example.com."),
+        UrlProblem::Unparseable => {
+            ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL must be a valid URL, for example https://cloud.example.com.")
+        }
     })?;
     if !url.https && !is_loopback_host(&url.host) && !allow_insecure_http {
         return Err(ConfigError::new("Cloud base URL must use HTTPS unless it is loopback or OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP is enabled."));
@@ -58,14 +60,17 @@ pub fn is_placeholder(value: &str) -> bool {
 fn is_secret_credential_key(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();
     ["token", "secret", "password", "credential"].iter().any(|word| lower.contains(word))
-        || ["api", "private", "access"].iter().any(|prefix| ["key", "_key", "-key"].iter().any(|suffix| lower.contains(&format!("{prefix}{suffix}"))))
+        || ["api", "private", "access"]
+            .iter()
+            .any(|prefix| ["key", "_key", "-key"].iter().any(|suffix| lower.contains(&format!("{prefix}{suffix}"))))
 }
 
 /// Rule 4 (`assertGatewayConfigSafe`), steps 1–9 in order. Steps 5 and 6 cannot fail after step 3
 /// but are kept so the order stays upstream's if step 3 ever changes.
 pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
     let server = &config.server;
-    let bypass_allowed = is_loopback_host(&server.host) && config.mode == DeploymentMode::SelfHost && server.public_base_url.is_none();
+    let bypass_allowed =
+        is_loopback_host(&server.host) && config.mode == DeploymentMode::SelfHost && server.public_base_url.is_none();
     if server.allow_loopback_operator_bypass && !bypass_allowed {
         return Err(ConfigError::new(
             "OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS is only allowed for self-host gateways bound to loopback without a public Gateway URL.",
@@ -94,11 +99,19 @@ pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
             "Gateway public deployments require OPEN_COWORK_GATEWAY_ADMIN_TOKEN for metrics, diagnostics, and delivery operations.",
         ));
     }
-    if super::urls::is_public_bind_host(&server.host) && (config.metrics_enabled || config.diagnostics_enabled) && admin_token.is_none() {
-        return Err(ConfigError::new("Gateway metrics or diagnostics on a public bind require OPEN_COWORK_GATEWAY_ADMIN_TOKEN."));
+    if super::urls::is_public_bind_host(&server.host)
+        && (config.metrics_enabled || config.diagnostics_enabled)
+        && admin_token.is_none()
+    {
+        return Err(ConfigError::new(
+            "Gateway metrics or diagnostics on a public bind require OPEN_COWORK_GATEWAY_ADMIN_TOKEN.",
+        ));
     }
     let enabled_kind = |kind: ProviderKind| config.enabled_providers().any(|p| p.kind == kind);
-    if exposed && enabled_kind(ProviderKind::Fake) && !(config.allow_public_fake_provider && config.mode == DeploymentMode::SelfHost) {
+    if exposed
+        && enabled_kind(ProviderKind::Fake)
+        && !(config.allow_public_fake_provider && config.mode == DeploymentMode::SelfHost)
+    {
         return Err(ConfigError::new(
             "Gateway fake provider cannot be exposed publicly unless OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER=true is set explicitly for a self-host demo.",
         ));
@@ -109,7 +122,10 @@ pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
     for provider in &config.providers {
         for (key, value) in &provider.credentials {
             if is_secret_credential_key(key) && is_placeholder(value.expose()) {
-                return Err(ConfigError::new(format!("Gateway provider {} credential {key} is still a placeholder.", provider.id)));
+                return Err(ConfigError::new(format!(
+                    "Gateway provider {} credential {key} is still a placeholder.",
+                    provider.id
+                )));
             }
         }
     }
@@ -130,7 +146,16 @@ mod tests {
 
     #[test]
     fn secret_credential_keys() {
-        for key in ["botToken", "signingSecret", "smtpPassword", "apiKey", "api_key", "PRIVATE-KEY", "accessKey", "credentialRef"] {
+        for key in [
+            "botToken",
+            "signingSecret",
+            "smtpPassword",
+            "apiKey",
+            "api_key",
+            "PRIVATE-KEY",
+            "accessKey",
+            "credentialRef",
+        ] {
             assert!(is_secret_credential_key(key), "{key}");
         }
         assert!(!is_secret_credential_key("username"));
@@ -138,11 +163,20 @@ mod tests {
 
     #[test]
     fn cloud_url_policy() {
-        assert_eq!(cloud_base_url(Some(" https://c.example.com/prefix// "), false).unwrap(), "https://c.example.com/prefix");
+        assert_eq!(
+            cloud_base_url(Some(" https://c.example.com/prefix// "), false).unwrap(),
+            "https://c.example.com/prefix"
+        );
         assert_eq!(cloud_base_url(Some("http://127.0.0.1:8787"), false).unwrap(), "http://127.0.0.1:8787");
         assert_eq!(cloud_base_url(Some("http://cloud.internal"), true).unwrap(), "http://cloud.internal");
-        assert!(cloud_base_url(Some("http://cloud.internal"), false).unwrap_err().to_string().starts_with("Cloud base URL must use HTTPS"));
-        assert_eq!(cloud_base_url(Some("ftp://x"), false).unwrap_err().to_string(), "Cloud base URL must be HTTP or HTTPS.");
+        assert!(cloud_base_url(Some("http://cloud.internal"), false)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Cloud base URL must use HTTPS"));
+        assert_eq!(
+            cloud_base_url(Some("ftp://x"), false).unwrap_err().to_string(),
+            "Cloud base URL must be HTTP or HTTPS."
+        );
         assert_eq!(cloud_base_url(None, false).unwrap_err().to_string(), "OPEN_COWORK_CLOUD_BASE_URL is required.");
     }
 }

@@ -21,7 +21,11 @@ pub struct Env {
 impl Env {
     /// Snapshot of the process environment (variables that are not valid UTF-8 are skipped).
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect() }
+        Self {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
@@ -46,16 +50,20 @@ impl Env {
     /// real environment win, so an operator can override one line without editing the file.
     pub fn merge_env_file(&mut self, path: &Path, allow_insecure: bool) -> Result<(), ConfigError> {
         let shown = path.display();
-        let metadata = std::fs::metadata(path)
-            .map_err(|e| ConfigError::new(format!("Cannot read env file {shown} (--env-file / OPEN_COWORK_GATEWAY_ENV_FILE): {e}.")))?;
+        let metadata = std::fs::metadata(path).map_err(|e| {
+            ConfigError::new(format!("Cannot read env file {shown} (--env-file / OPEN_COWORK_GATEWAY_ENV_FILE): {e}."))
+        })?;
         if !metadata.is_file() {
             return Err(ConfigError::new(format!("Env file {shown} is not a regular file.")));
         }
         if metadata.len() > MAX_ENV_FILE_BYTES {
-            return Err(ConfigError::new(format!("Env file {shown} is larger than 1 MiB; it should hold KEY=value lines only.")));
+            return Err(ConfigError::new(format!(
+                "Env file {shown} is larger than 1 MiB; it should hold KEY=value lines only."
+            )));
         }
         check_env_file_mode(path, &metadata, allow_insecure)?;
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(format!("Cannot read env file {shown}: {e}.")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("Cannot read env file {shown}: {e}.")))?;
         for (key, value) in parse_env_file(&text).map_err(|e| ConfigError::new(format!("Env file {shown} {e}")))? {
             self.vars.entry(key).or_insert(value);
         }
@@ -99,7 +107,10 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
             return Err(format!("line {number}: expected KEY=value."));
         };
         let key = key.trim();
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || key.as_bytes()[0].is_ascii_digit() {
+        if key.is_empty()
+            || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || key.as_bytes()[0].is_ascii_digit()
+        {
             return Err(format!("line {number}: {key:?} is not a valid variable name."));
         }
         let value = unquote(value.trim()).map_err(|e| format!("line {number} ({key}): {e}."))?;
@@ -120,7 +131,11 @@ fn unquote(value: &str) -> Result<String, &'static str> {
     while let Some(c) = chars.next() {
         match c {
             '"' => {
-                return if chars.as_str().trim().is_empty() { Ok(out) } else { Err("text after the closing double quote") };
+                return if chars.as_str().trim().is_empty() {
+                    Ok(out)
+                } else {
+                    Err("text after the closing double quote")
+                };
             }
             '\\' => match chars.next() {
                 Some('n') => out.push('\n'),

@@ -254,7 +254,10 @@ mod tests {
     #[test]
     fn deep_merge_replaces_arrays_and_drops_prototype_keys() {
         let mut lower = json!({"server": {"host": "a", "port": 1}, "providers": [1, 2]});
-        deep_merge(&mut lower, json!({"server": {"port": 2, "__proto__": {"x": 1}}, "providers": [3], "constructor": 1}));
+        deep_merge(
+            &mut lower,
+            json!({"server": {"port": 2, "__proto__": {"x": 1}}, "providers": [3], "constructor": 1}),
+        );
         assert_eq!(lower, json!({"server": {"host": "a", "port": 2}, "providers": [3]}));
     }
 

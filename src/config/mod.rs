@@ -225,7 +225,9 @@ fn resolve_bool(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, defaul
 
 fn json_integer(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.is_finite()).map(|f| f as i64)),
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.is_finite()).map(|f| f as i64))
+        }
         Value::String(s) => env::parse_integer(s),
         _ => None,
     }
@@ -292,7 +294,8 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
     let branding = branding::resolve(raw, env)?;
 
     // Rule 0: product mode, before anything about the Cloud; then the deployment mode (§8.9).
-    let product_mode = resolve_text(env, "OPEN_COWORK_GATEWAY_PRODUCT_MODE", raw, "/productMode").unwrap_or_else(|| "cloud_channel".into());
+    let product_mode = resolve_text(env, "OPEN_COWORK_GATEWAY_PRODUCT_MODE", raw, "/productMode")
+        .unwrap_or_else(|| "cloud_channel".into());
     check::product_mode(&product_mode)?;
     let mode = resolve_mode(env, raw)?;
 
@@ -307,7 +310,15 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
         base_url,
         service_token,
         allow_insecure_http,
-        request_timeout_ms: resolve_bounded(env, "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS", raw, None, 30_000, 100, 120_000) as u64,
+        request_timeout_ms: resolve_bounded(
+            env,
+            "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS",
+            raw,
+            None,
+            30_000,
+            100,
+            120_000,
+        ) as u64,
         ca_file: match env.string("OPEN_COWORK_GATEWAY_CA_FILE") {
             Some(path) => {
                 crate::net::https::load_ca_certificates(Path::new(path))
@@ -327,7 +338,9 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
     let trusted_proxy_cidrs = match env.raw("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS").and_then(env::non_blank) {
         Some(list) => list.split(',').filter_map(env::non_blank).map(str::to_owned).collect(),
         None => match json_at(raw, "/server/trustedProxyCidrs") {
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).filter_map(env::non_blank).map(str::to_owned).collect(),
+            Some(Value::Array(items)) => {
+                items.iter().filter_map(Value::as_str).filter_map(env::non_blank).map(str::to_owned).collect()
+            }
             _ => Vec::new(),
         },
     };
@@ -352,18 +365,28 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
             1024,
             providers::MAX_ATTACHMENT_BYTES,
         ) as usize,
-        trust_proxy_headers: resolve_bool(env, "OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", raw, Some("/server/trustProxyHeaders"), false),
+        trust_proxy_headers: resolve_bool(
+            env,
+            "OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS",
+            raw,
+            Some("/server/trustProxyHeaders"),
+            false,
+        ),
         trusted_proxy_cidrs,
     };
 
     // Rule 3: providers.
-    let context =
-        providers::ProviderContext { gateway_public_url: server.public_base_url.as_deref(), max_request_body_bytes: server.max_request_body_bytes };
+    let context = providers::ProviderContext {
+        gateway_public_url: server.public_base_url.as_deref(),
+        max_request_body_bytes: server.max_request_body_bytes,
+    };
     let provider_list = providers::resolve_providers(env, raw, &context)?;
 
-    let instance_source =
-        resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId").or_else(|| env.string("HOSTNAME").map(str::to_owned));
-    let timeout = |var: &str, pointer: &str, default: i64| resolve_bounded(env, var, raw, Some(pointer), default, 100, 120_000) as u64;
+    let instance_source = resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId")
+        .or_else(|| env.string("HOSTNAME").map(str::to_owned));
+    let timeout = |var: &str, pointer: &str, default: i64| {
+        resolve_bounded(env, var, raw, Some(pointer), default, 100, 120_000) as u64
+    };
     let config = Config {
         product_mode: "cloud_channel",
         mode,
@@ -383,15 +406,38 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
             mode == DeploymentMode::SelfHost,
         ),
         timeouts: TimeoutConfig {
-            webhook_delivery_ms: timeout("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS", "/timeouts/webhookDeliveryMs", 15_000),
+            webhook_delivery_ms: timeout(
+                "OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS",
+                "/timeouts/webhookDeliveryMs",
+                15_000,
+            ),
             smtp_ms: timeout("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "/timeouts/smtpMs", 30_000),
-            shutdown_drain_ms: timeout("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "/timeouts/shutdownDrainMs", 10_000),
+            shutdown_drain_ms: timeout(
+                "OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS",
+                "/timeouts/shutdownDrainMs",
+                10_000,
+            ),
         },
         delivery: DeliveryConfig {
-            max_concurrency: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", raw, None, 8, 1, 256) as usize,
-            max_queue_depth: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_QUEUE_DEPTH", raw, None, 512, 16, 100_000) as usize,
+            max_concurrency: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", raw, None, 8, 1, 256)
+                as usize,
+            max_queue_depth: resolve_bounded(
+                env,
+                "OPEN_COWORK_GATEWAY_MAX_DELIVERY_QUEUE_DEPTH",
+                raw,
+                None,
+                512,
+                16,
+                100_000,
+            ) as usize,
         },
-        allow_public_fake_provider: resolve_bool(env, "OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER", raw, None, false),
+        allow_public_fake_provider: resolve_bool(
+            env,
+            "OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER",
+            raw,
+            None,
+            false,
+        ),
         server,
         providers: provider_list,
         branding,
@@ -414,7 +460,10 @@ fn resolve_state_dir(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
     };
     let path = PathBuf::from(value);
     if !path.is_dir() {
-        return Err(ConfigError::new(format!("{source} {} is not a directory. Create it, or unset {source} to keep no state.", path.display())));
+        return Err(ConfigError::new(format!(
+            "{source} {} is not a directory. Create it, or unset {source} to keep no state.",
+            path.display()
+        )));
     }
     Ok(Some(path))
 }
@@ -433,8 +482,9 @@ fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
             _ => return Ok(DeploymentMode::SelfHost),
         },
     };
-    DeploymentMode::parse(text)
-        .ok_or_else(|| ConfigError::new(format!("Unsupported gateway mode {text} in {source}. Valid values: self-host, managed.")))
+    DeploymentMode::parse(text).ok_or_else(|| {
+        ConfigError::new(format!("Unsupported gateway mode {text} in {source}. Valid values: self-host, managed."))
+    })
 }
 
 /// A valid loopback configuration for unit tests, with `extra` variables on top (the fake

@@ -31,8 +31,17 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 9] =
-        [Self::Telegram, Self::Slack, Self::Email, Self::Webhook, Self::Discord, Self::Whatsapp, Self::Signal, Self::Cli, Self::Fake];
+    pub const ALL: [ProviderKind; 9] = [
+        Self::Telegram,
+        Self::Slack,
+        Self::Email,
+        Self::Webhook,
+        Self::Discord,
+        Self::Whatsapp,
+        Self::Signal,
+        Self::Cli,
+        Self::Fake,
+    ];
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
@@ -111,11 +120,16 @@ pub struct ProviderContext<'a> {
 }
 
 /// Builds the final provider list from env and JSON, normalises it and applies the list rules.
-pub fn resolve_providers(env: &Env, raw: &Value, context: &ProviderContext) -> Result<Vec<ProviderConfig>, ConfigError> {
+pub fn resolve_providers(
+    env: &Env,
+    raw: &Value,
+    context: &ProviderContext,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
     let env_list = match env.string("OPEN_COWORK_GATEWAY_PROVIDERS") {
         Some(text) => {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| ConfigError::new(format!("Invalid gateway config JSON from OPEN_COWORK_GATEWAY_PROVIDERS: {e}")))?;
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                ConfigError::new(format!("Invalid gateway config JSON from OPEN_COWORK_GATEWAY_PROVIDERS: {e}"))
+            })?;
             match value {
                 Value::Array(items) => items,
                 _ => Vec::new(),
@@ -128,7 +142,9 @@ pub fn resolve_providers(env: &Env, raw: &Value, context: &ProviderContext) -> R
         _ => Vec::new(),
     };
     let mut merged = merge_provider_overrides(json_list, env_list);
-    if merged.is_empty() && env.string("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER").and_then(super::env::parse_bool) == Some(true) {
+    if merged.is_empty()
+        && env.string("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER").and_then(super::env::parse_bool) == Some(true)
+    {
         let binding = env.string("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID").unwrap_or("fake-binding");
         let mut fake = serde_json::json!({"id": "fake", "kind": "fake", "enabled": true, "channelBindingId": binding});
         if let Some(workspace) = env.string("OPEN_COWORK_GATEWAY_FAKE_WORKSPACE_ID") {
@@ -199,7 +215,11 @@ fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<
             "SLACK_CHANNEL_BINDING_ID",
             team.clone(),
             vec![("botToken", Some(token)), ("signingSecret", var("SLACK_SIGNING_SECRET"))],
-            vec![("teamId", team), ("defaultChannelId", var("SLACK_DEFAULT_CHANNEL_ID")), ("apiBaseUrl", var("SLACK_API_BASE_URL"))],
+            vec![
+                ("teamId", team),
+                ("defaultChannelId", var("SLACK_DEFAULT_CHANNEL_ID")),
+                ("apiBaseUrl", var("SLACK_API_BASE_URL")),
+            ],
         );
     }
     if let Some(secret) = var("EMAIL_INBOUND_SECRET") {
@@ -219,7 +239,9 @@ fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<
             ],
         );
     }
-    for (kind, prefix) in [("webhook", "WEBHOOK"), ("discord", "DISCORD"), ("whatsapp", "WHATSAPP"), ("signal", "SIGNAL")] {
+    for (kind, prefix) in
+        [("webhook", "WEBHOOK"), ("discord", "DISCORD"), ("whatsapp", "WHATSAPP"), ("signal", "SIGNAL")]
+    {
         let Some(url) = var(&format!("{prefix}_DELIVERY_URL")) else { continue };
         let workspace = if kind == "webhook" { None } else { var(&format!("{prefix}_WORKSPACE_ID")) };
         push(
@@ -255,13 +277,17 @@ fn merge_provider_overrides(json_list: Vec<Value>, env_list: Vec<Value>) -> Vec<
     let mut merged = Vec::with_capacity(json_list.len() + env_list.len());
     for json_entry in json_list {
         let matches: [&dyn Fn(&Value) -> bool; 3] = [
-            &|env_entry| str_field(env_entry, "id").is_some() && str_field(env_entry, "id") == str_field(&json_entry, "id"),
+            &|env_entry| {
+                str_field(env_entry, "id").is_some() && str_field(env_entry, "id") == str_field(&json_entry, "id")
+            },
             &|env_entry| {
                 str_field(env_entry, "kind") == str_field(&json_entry, "kind")
                     && str_field(env_entry, "channelBindingId").is_some()
                     && str_field(env_entry, "channelBindingId") == str_field(&json_entry, "channelBindingId")
             },
-            &|env_entry| str_field(env_entry, "kind").is_some() && str_field(env_entry, "kind") == str_field(&json_entry, "kind"),
+            &|env_entry| {
+                str_field(env_entry, "kind").is_some() && str_field(env_entry, "kind") == str_field(&json_entry, "kind")
+            },
         ];
         let found = matches.iter().find_map(|rule| (0..env_list.len()).find(|&i| !used[i] && rule(&env_list[i])));
         match found {
@@ -331,13 +357,17 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
         Some(other) => other.to_string(),
         None => "undefined".to_owned(),
     };
-    let kind = ProviderKind::parse(&kind_text).ok_or_else(|| ConfigError::new(format!("Unsupported gateway provider kind: {kind_text}")))?;
+    let kind = ProviderKind::parse(&kind_text)
+        .ok_or_else(|| ConfigError::new(format!("Unsupported gateway provider kind: {kind_text}")))?;
     let id = str_field(entry, "id").map(str::to_owned).unwrap_or_else(|| format!("{}-{}", kind.as_str(), index + 1));
     if kind != ProviderKind::Fake && !is_valid_provider_id(&id, kind) {
-        return Err(ConfigError::new(format!("Channel provider id {id} must equal {kind} or start with {kind}-.", kind = kind.as_str())));
+        return Err(ConfigError::new(format!(
+            "Channel provider id {id} must equal {kind} or start with {kind}-.",
+            kind = kind.as_str()
+        )));
     }
-    let channel_binding_id =
-        str_field(entry, "channelBindingId").ok_or_else(|| ConfigError::new(format!("Gateway provider {id} requires channelBindingId.")))?;
+    let channel_binding_id = str_field(entry, "channelBindingId")
+        .ok_or_else(|| ConfigError::new(format!("Gateway provider {id} requires channelBindingId.")))?;
     if !kind.compiled_in() {
         return Err(provider_error(
             &id,
@@ -349,15 +379,23 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
         ));
     }
     let credentials: BTreeMap<String, Secret> = match entry.get("credentials") {
-        Some(Value::Object(map)) => map.iter().filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?)))).collect(),
+        Some(Value::Object(map)) => {
+            map.iter().filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?)))).collect()
+        }
         _ => BTreeMap::new(),
     };
     let mut settings: Map<String, Value> = match entry.get("settings") {
-        Some(Value::Object(map)) => map.iter().filter(|(_, v)| !v.is_null() && v.as_str() != Some("")).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         _ => Map::new(),
     };
     let has_credential = |key: &str| credentials.get(key).is_some_and(|s| non_blank(s.expose()).is_some());
-    let setting_text = |settings: &Map<String, Value>, key: &str| settings.get(key).and_then(Value::as_str).and_then(non_blank).map(str::to_owned);
+    let setting_text = |settings: &Map<String, Value>, key: &str| {
+        settings.get(key).and_then(Value::as_str).and_then(non_blank).map(str::to_owned)
+    };
 
     if kind == ProviderKind::Telegram && setting_text(&settings, "publicBaseUrl").is_none() {
         if let Some(url) = context.gateway_public_url {
@@ -373,27 +411,43 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
             None => limit,
             Some(value) => {
                 let parsed = match value {
-                    Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+                    Value::Number(n) => {
+                        n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                    }
                     Value::String(s) => parse_integer(s),
                     _ => None,
                 };
                 match parsed {
                     Some(n) if (1..=MAX_ATTACHMENT_BYTES).contains(&n) => n,
-                    _ => return Err(provider_error(&id, "maxAttachmentBytes must be an integer between 1 and 67108864.")),
+                    _ => {
+                        return Err(provider_error(
+                            &id,
+                            "maxAttachmentBytes must be an integer between 1 and 67108864.",
+                        ))
+                    }
                 }
             }
         };
         if bytes > limit {
-            return Err(provider_error(&id, format!("maxAttachmentBytes cannot exceed server.maxRequestBodyBytes ({limit}).")));
+            return Err(provider_error(
+                &id,
+                format!("maxAttachmentBytes cannot exceed server.maxRequestBodyBytes ({limit})."),
+            ));
         }
         settings.insert("maxAttachmentBytes".into(), bytes.into());
     }
     if kind.is_bridge() {
         if !has_credential("sharedSecret") {
-            return Err(provider_error(&id, format!("requires credential sharedSecret for authenticated {} bridge ingress.", kind.as_str())));
+            return Err(provider_error(
+                &id,
+                format!("requires credential sharedSecret for authenticated {} bridge ingress.", kind.as_str()),
+            ));
         }
         if setting_text(&settings, "deliveryUrl").is_none() {
-            return Err(provider_error(&id, format!("requires setting deliveryUrl for {} bridge delivery.", kind.as_str())));
+            return Err(provider_error(
+                &id,
+                format!("requires setting deliveryUrl for {} bridge delivery.", kind.as_str()),
+            ));
         }
     }
     if kind == ProviderKind::Telegram {
@@ -405,7 +459,10 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
             "polling" => {}
             "webhook" => {
                 if !has_credential("webhookSecret") {
-                    return Err(provider_error(&id, "requires credential webhookSecret when Telegram webhook mode is enabled."));
+                    return Err(provider_error(
+                        &id,
+                        "requires credential webhookSecret when Telegram webhook mode is enabled.",
+                    ));
                 }
                 // Telegram refuses other secret_token values at setWebhook time; fail here instead.
                 let secret = credentials.get("webhookSecret").map(Secret::expose).unwrap_or("");
@@ -428,7 +485,12 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
                 })?;
                 settings.insert("publicBaseUrl".into(), normalized.into());
             }
-            other => return Err(provider_error(&id, format!("has unsupported Telegram mode {other}. Use polling or webhook."))),
+            other => {
+                return Err(provider_error(
+                    &id,
+                    format!("has unsupported Telegram mode {other}. Use polling or webhook."),
+                ))
+            }
         }
         settings.insert("mode".into(), mode.into());
         if let Some(base) = setting_text(&settings, "apiBaseUrl") {
@@ -514,13 +576,14 @@ mod tests {
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.id, "webhook-1");
         assert_eq!(provider.settings["maxAttachmentBytes"], json!(1048576));
-        let entry =
-            json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
+        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
         assert_eq!(normalize_provider(&entry, 0, &context()).unwrap().settings["maxAttachmentBytes"], json!(2048));
-        let entry =
-            json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
+        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
         let err = normalize_provider(&entry, 0, &context()).unwrap_err().to_string();
-        assert_eq!(err, "Gateway provider webhook-1 maxAttachmentBytes cannot exceed server.maxRequestBodyBytes (1048576).");
+        assert_eq!(
+            err,
+            "Gateway provider webhook-1 maxAttachmentBytes cannot exceed server.maxRequestBodyBytes (1048576)."
+        );
     }
 
     #[test]
@@ -534,8 +597,7 @@ mod tests {
 
     #[test]
     fn settings_drop_nulls_and_empty_strings_and_credentials_drop_non_strings() {
-        let entry =
-            json!({"kind": "cli", "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
+        let entry = json!({"kind": "cli", "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.credentials.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(Value::Object(provider.settings), json!({"k": "v", "z": 0}));

@@ -63,7 +63,9 @@ pub fn redact_value(value: &Value, key: Option<&str>) -> Value {
         }
         Value::String(text) => Value::String(redact_text(text)),
         Value::Array(items) => Value::Array(items.iter().map(|item| redact_value(item, key)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), redact_value(v, Some(k)))).collect::<Map<_, _>>()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), redact_value(v, Some(k)))).collect::<Map<_, _>>())
+        }
         other => other.clone(),
     }
 }
@@ -97,7 +99,10 @@ fn looks_like_token(word: &str) -> bool {
     if TOKEN_PREFIXES.iter().any(|prefix| word.starts_with(prefix) && word.len() > prefix.len() + 3) {
         return true;
     }
-    if (word.starts_with("dapi") || word.starts_with("AKIA")) && word.len() >= 16 && word[4..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if (word.starts_with("dapi") || word.starts_with("AKIA"))
+        && word.len() >= 16
+        && word[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return true;
     }
     // A JWT: three base64url parts, the first starting with `eyJ` (`{"`).
@@ -116,7 +121,11 @@ fn looks_like_token(word: &str) -> bool {
 
 fn looks_like_email(word: &str) -> bool {
     let Some((local, domain)) = word.split_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
 }
 
 /// A URL with its user info and secret-named query values replaced.
@@ -134,7 +143,9 @@ fn redact_url(url: &str) -> String {
             let params: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if is_secret_key(key) || key.eq_ignore_ascii_case("key") => format!("{key}={REDACTED}"),
+                    Some((key, _)) if is_secret_key(key) || key.eq_ignore_ascii_case("key") => {
+                        format!("{key}={REDACTED}")
+                    }
                     _ => redact_word_body(pair),
                 })
                 .collect();
@@ -149,7 +160,9 @@ fn redact_url(url: &str) -> String {
 /// Redacts a path fragment that may hold a token (Telegram puts the bot token in the path).
 fn redact_word_body(text: &str) -> String {
     text.split('/')
-        .map(|segment| if looks_like_token(segment.strip_prefix("bot").unwrap_or(segment)) { REDACTED } else { segment })
+        .map(
+            |segment| if looks_like_token(segment.strip_prefix("bot").unwrap_or(segment)) { REDACTED } else { segment },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -194,7 +207,9 @@ fn redact_word(word: &str) -> String {
 /// `redactGatewayDiagnosticText`: free text made safe to show an operator. Words are runs
 /// between whitespace and quoting punctuation; the word after `Bearer` is always redacted.
 pub fn redact_text(text: &str) -> String {
-    let is_separator = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | ',' | ';' | '`' | '[' | ']' | '{' | '}');
+    let is_separator = |c: char| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | ',' | ';' | '`' | '[' | ']' | '{' | '}')
+    };
     let mut out = String::with_capacity(text.len());
     let mut word_start: Option<usize> = None;
     let mut after_bearer = false;
@@ -235,7 +250,10 @@ mod tests {
                 "GET https://user:pw@api.example.com/x?token=abc&page=2 failed",
                 "GET https://[redacted]@api.example.com/x?token=[redacted]&page=2 failed",
             ),
-            ("POST https://api.telegram.org/bot123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAA/getMe", "POST https://api.telegram.org/[redacted]/getMe"),
+            (
+                "POST https://api.telegram.org/bot123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAA/getMe",
+                "POST https://api.telegram.org/[redacted]/getMe",
+            ),
             ("authorization: Bearer abc.def", "authorization: Bearer [redacted]"),
             ("api_key=abcdefghijklmnopqrstuvwxyz", "api_key=[redacted]"),
             ("token xoxb-1234-abcdef and occ_gw1_secretpart", "token [redacted] and [redacted]"),

@@ -92,7 +92,16 @@ mod tests {
         for host in ["localhost", "127.0.0.1", "127.1.22.255", "::1", "[::1]"] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["127.attacker.example", "LOCALHOST", "127.0.0", "127.0.0.1.2", "127.0.0.1234", "10.0.0.1", "::ffff:127.0.0.1", ""] {
+        for host in [
+            "127.attacker.example",
+            "LOCALHOST",
+            "127.0.0",
+            "127.0.0.1.2",
+            "127.0.0.1234",
+            "10.0.0.1",
+            "::ffff:127.0.0.1",
+            "",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -108,7 +117,10 @@ mod tests {
 
     #[test]
     fn public_urls() {
-        assert_eq!(normalize_public_https_url("https://gw.example.com/base/"), Ok("https://gw.example.com/base".into()));
+        assert_eq!(
+            normalize_public_https_url("https://gw.example.com/base/"),
+            Ok("https://gw.example.com/base".into())
+        );
         assert_eq!(normalize_public_https_url("http://gw.example.com"), Err(PublicUrlProblem::NotHttps));
         assert_eq!(normalize_public_https_url("ftp://gw.example.com"), Err(PublicUrlProblem::NotHttps));
         assert_eq!(normalize_public_https_url("https://127.0.0.1:8443"), Err(PublicUrlProblem::Loopback));

@@ -67,8 +67,10 @@ fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
         }
         "permission.respond" => {
             let response = &payload["response"];
-            let allowed =
-                response.get("allowed") == Some(&Value::Bool(true)) || *response == Value::Bool(true) || *response == "allow" || *response == "once";
+            let allowed = response.get("allowed") == Some(&Value::Bool(true))
+                || *response == Value::Bool(true)
+                || *response == "allow"
+                || *response == "once";
             let id = payload["permissionId"].clone();
             events.push((
                 "permission.resolved",
@@ -76,18 +78,32 @@ fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
             ));
             events.push((
                 "assistant.message",
-                message("2", if allowed { "Permission granted: the command ran.".into() } else { "Permission denied: nothing ran.".into() }),
+                message(
+                    "2",
+                    if allowed {
+                        "Permission granted: the command ran.".into()
+                    } else {
+                        "Permission denied: nothing ran.".into()
+                    },
+                ),
             ));
         }
         "question.reply" => {
-            let answers: Vec<&str> = payload["answers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let answers: Vec<&str> =
+                payload["answers"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
             let id = payload["requestId"].clone();
-            events.push(("question.resolved", json!({"sessionId": runtime_session, "requestId": id, "id": id, "answers": answers})));
+            events.push((
+                "question.resolved",
+                json!({"sessionId": runtime_session, "requestId": id, "id": id, "answers": answers}),
+            ));
             events.push(("assistant.message", message("2", format!("You answered: {}", answers.join(", ")))));
         }
         "question.reject" => {
             let id = payload["requestId"].clone();
-            events.push(("question.resolved", json!({"sessionId": runtime_session, "requestId": id, "id": id, "rejected": true})));
+            events.push((
+                "question.resolved",
+                json!({"sessionId": runtime_session, "requestId": id, "id": id, "rejected": true}),
+            ));
             events.push(("assistant.message", message("2", "Question rejected.".into())));
         }
         _ => {}
@@ -102,9 +118,20 @@ mod tests {
 
     #[test]
     fn prompts_echo_and_can_ask_or_request_permission() {
-        let command = json!({"commandId": "c1", "kind": "prompt", "payload": {"text": "hi /ask /approve-me", "agent": "build"}});
+        let command =
+            json!({"commandId": "c1", "kind": "prompt", "payload": {"text": "hi /ask /approve-me", "agent": "build"}});
         let types: Vec<&str> = respond("channel_session_0123456789", &command).into_iter().map(|(t, _)| t).collect();
-        assert_eq!(types, ["session.status", "prompt.submitted", "assistant.message", "question.asked", "permission.requested", "session.idle"]);
+        assert_eq!(
+            types,
+            [
+                "session.status",
+                "prompt.submitted",
+                "assistant.message",
+                "question.asked",
+                "permission.requested",
+                "session.idle"
+            ]
+        );
         let events = respond("s", &command);
         assert_eq!(events[2].1["content"], "echo: hi /ask /approve-me");
         let deny = json!({"commandId": "c2", "kind": "permission.respond", "payload": {"permissionId": "p", "response": {"allowed": false}}});

@@ -46,7 +46,8 @@ impl Faults {
     /// Counts one frame about to be written on a session (`true`) or delivery stream; says
     /// whether this frame is the one to cut. A cut fires once.
     pub fn cut_now(&mut self, session_stream: bool) -> bool {
-        let counter = if session_stream { &mut self.cut_session_stream_after } else { &mut self.cut_delivery_stream_after };
+        let counter =
+            if session_stream { &mut self.cut_session_stream_after } else { &mut self.cut_delivery_stream_after };
         match counter {
             Some(0) => {
                 *counter = None;

@@ -80,14 +80,38 @@ pub struct Seeded {
 
 /// The default channel-binding ids of gateway.md §1.4, one per built-in provider kind.
 pub const SEEDED_BINDINGS: [SeededBinding; 9] = [
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID", binding_id: "fake-binding", provider: "cli" },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_TELEGRAM_CHANNEL_BINDING_ID", binding_id: "telegram", provider: "telegram" },
+    SeededBinding {
+        env_var: "OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID",
+        binding_id: "fake-binding",
+        provider: "cli",
+    },
+    SeededBinding {
+        env_var: "OPEN_COWORK_GATEWAY_TELEGRAM_CHANNEL_BINDING_ID",
+        binding_id: "telegram",
+        provider: "telegram",
+    },
     SeededBinding { env_var: "OPEN_COWORK_GATEWAY_SLACK_CHANNEL_BINDING_ID", binding_id: "slack", provider: "slack" },
     SeededBinding { env_var: "OPEN_COWORK_GATEWAY_EMAIL_CHANNEL_BINDING_ID", binding_id: "email", provider: "email" },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_WEBHOOK_CHANNEL_BINDING_ID", binding_id: "webhook", provider: "webhook" },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_DISCORD_CHANNEL_BINDING_ID", binding_id: "discord", provider: "discord" },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_WHATSAPP_CHANNEL_BINDING_ID", binding_id: "whatsapp", provider: "whatsapp" },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID", binding_id: "signal", provider: "signal" },
+    SeededBinding {
+        env_var: "OPEN_COWORK_GATEWAY_WEBHOOK_CHANNEL_BINDING_ID",
+        binding_id: "webhook",
+        provider: "webhook",
+    },
+    SeededBinding {
+        env_var: "OPEN_COWORK_GATEWAY_DISCORD_CHANNEL_BINDING_ID",
+        binding_id: "discord",
+        provider: "discord",
+    },
+    SeededBinding {
+        env_var: "OPEN_COWORK_GATEWAY_WHATSAPP_CHANNEL_BINDING_ID",
+        binding_id: "whatsapp",
+        provider: "whatsapp",
+    },
+    SeededBinding {
+        env_var: "OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID",
+        binding_id: "signal",
+        provider: "signal",
+    },
     SeededBinding { env_var: "OPEN_COWORK_GATEWAY_CLI_CHANNEL_BINDING_ID", binding_id: "cli", provider: "cli" },
 ];
 
@@ -128,7 +152,12 @@ impl DevCloud {
         let grants: Vec<String> = SEEDED_BINDINGS.iter().map(|b| b.binding_id.to_owned()).collect();
         let gateway = store.issue_token(vec!["gateway".into()], grants.clone());
         let admin = store.issue_token(vec!["gateway".into(), "admin".into()], grants);
-        Seeded { agent_id: agent.agent_id, gateway_token: gateway.plaintext, admin_token: admin.plaintext, bindings: SEEDED_BINDINGS.to_vec() }
+        Seeded {
+            agent_id: agent.agent_id,
+            gateway_token: gateway.plaintext,
+            admin_token: admin.plaintext,
+            bindings: SEEDED_BINDINGS.to_vec(),
+        }
     }
 
     /// Binds and serves in the background (on the current `LocalSet`).
@@ -137,7 +166,9 @@ impl DevCloud {
         let address = listener.local_addr()?;
         let cloud = Rc::clone(self);
         self.halted.send_replace(false);
-        let server = tokio::task::spawn_local(crate::http::server::serve(listener, move |request, _peer| routes::handle(Rc::clone(&cloud), request)));
+        let server = tokio::task::spawn_local(crate::http::server::serve(listener, move |request, _peer| {
+            routes::handle(Rc::clone(&cloud), request)
+        }));
         if let Some(previous) = self.server.borrow_mut().replace(server) {
             previous.abort();
         }
@@ -159,7 +190,13 @@ impl DevCloud {
     }
 
     /// Enqueues an outbound delivery, as `POST /api/channels/deliveries` does.
-    pub fn enqueue_delivery(&self, channel_binding_id: &str, delivery_id: &str, target: Value, payload: Value) -> Option<Delivery> {
+    pub fn enqueue_delivery(
+        &self,
+        channel_binding_id: &str,
+        delivery_id: &str,
+        target: Value,
+        payload: Value,
+    ) -> Option<Delivery> {
         let binding = self.store.borrow().channel_binding(channel_binding_id).cloned()?;
         let mut input = Map::new();
         input.insert("deliveryId".into(), delivery_id.into());
@@ -173,7 +210,12 @@ impl DevCloud {
 
     /// A delivery's current record (raw form).
     pub fn delivery(&self, channel_binding_id: &str, delivery_id: &str) -> Option<Value> {
-        self.store.borrow().deliveries.iter().find(|d| d.channel_binding_id == channel_binding_id && d.delivery_id == delivery_id).map(Delivery::raw)
+        self.store
+            .borrow()
+            .deliveries
+            .iter()
+            .find(|d| d.channel_binding_id == channel_binding_id && d.delivery_id == delivery_id)
+            .map(Delivery::raw)
     }
 
     /// Drops a session's events up to `sequence`, as retention pruning does.
@@ -196,7 +238,13 @@ impl DevCloud {
             .borrow()
             .sessions
             .get(session_id)
-            .map(|s| s.commands.iter().filter(|c| c["kind"] == "prompt").filter_map(|c| c["payload"]["text"].as_str().map(str::to_owned)).collect())
+            .map(|s| {
+                s.commands
+                    .iter()
+                    .filter(|c| c["kind"] == "prompt")
+                    .filter_map(|c| c["payload"]["text"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

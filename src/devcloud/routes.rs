@@ -12,7 +12,9 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
-use super::store::{hashed_id, random_base64url, ChannelBinding, Identity, Interaction, ProviderEvent, SessionBinding, MAX_RECORDS};
+use super::store::{
+    hashed_id, random_base64url, ChannelBinding, Identity, Interaction, ProviderEvent, SessionBinding, MAX_RECORDS,
+};
 use super::time::{iso, parse_iso};
 use super::DevCloud;
 use crate::http::response::{full, ResponseBody};
@@ -60,13 +62,17 @@ const ROUTES: &Table<Route> = &[
     (Method::GET, &[API, CH, Literal("sessions"), Literal("by-thread")], |_| Route::FindByThread),
     (Method::POST, &[API, CH, Literal("sessions"), Literal("prompt")], |_| Route::Prompt),
     (Method::GET, &[API, CH, Literal("sessions"), RawParam, Literal("snapshot")], |mut p| Route::Snapshot(p.remove(0))),
-    (Method::GET, &[API, CH, Literal("sessions"), RawParam, Literal("events")], |mut p| Route::SessionEvents(p.remove(0))),
+    (Method::GET, &[API, CH, Literal("sessions"), RawParam, Literal("events")], |mut p| {
+        Route::SessionEvents(p.remove(0))
+    }),
     (Method::GET, &[API, CH, Literal("sessions"), RawParam, Literal("artifacts"), RawParam], |mut p| {
         let artifact = p.remove(1);
         Route::Artifact(p.remove(0), artifact)
     }),
     (Method::POST, &[API, CH, Literal("provider-events"), Literal("claim")], |_| Route::ClaimEvent),
-    (Method::POST, &[API, CH, Literal("provider-events"), RawParam, Literal("complete")], |mut p| Route::CompleteEvent(p.remove(0))),
+    (Method::POST, &[API, CH, Literal("provider-events"), RawParam, Literal("complete")], |mut p| {
+        Route::CompleteEvent(p.remove(0))
+    }),
     (Method::POST, &[API, CH, Literal("interactions"), Literal("resolve")], |_| Route::ResolveInteraction),
     (Method::POST, &[API, CH, Literal("interactions")], |_| Route::CreateInteraction),
     (Method::POST, &[API, CH, Literal("cursor")], |_| Route::Cursor),
@@ -74,12 +80,18 @@ const ROUTES: &Table<Route> = &[
     (Method::GET, &[API, CH, Literal("deliveries")], |_| Route::ListDeliveries),
     (Method::POST, &[API, CH, Literal("deliveries")], |_| Route::EnqueueDelivery),
     (Method::POST, &[API, CH, Literal("deliveries"), RawParam, Literal("ack")], |mut p| Route::Ack(p.remove(0))),
-    (Method::POST, &[API, CH, Literal("deliveries"), RawParam, Literal("retry")], |mut p| Route::RetryDelivery(p.remove(0))),
-    (Method::POST, &[API, CH, Literal("deliveries"), RawParam, Literal("dead-letter")], |mut p| Route::DeadLetter(p.remove(0))),
+    (Method::POST, &[API, CH, Literal("deliveries"), RawParam, Literal("retry")], |mut p| {
+        Route::RetryDelivery(p.remove(0))
+    }),
+    (Method::POST, &[API, CH, Literal("deliveries"), RawParam, Literal("dead-letter")], |mut p| {
+        Route::DeadLetter(p.remove(0))
+    }),
     (Method::POST, &[API, CH, Literal("agents")], |_| Route::CreateAgent),
     (Method::POST, &[API, CH, Literal("bindings")], |_| Route::CreateBinding),
     (Method::POST, &[API, Literal("api-tokens")], |_| Route::CreateToken),
-    (Method::POST, &[API, Literal("api-tokens"), RawParam, Literal("channel-bindings")], |mut p| Route::GrantToken(p.remove(0))),
+    (Method::POST, &[API, Literal("api-tokens"), RawParam, Literal("channel-bindings")], |mut p| {
+        Route::GrantToken(p.remove(0))
+    }),
     (Method::DELETE, &[API, Literal("api-tokens"), RawParam], |mut p| Route::RevokeToken(p.remove(0))),
 ];
 
@@ -116,14 +128,24 @@ impl Route {
             Route::RetryDelivery(_) => "retry",
             Route::DeadLetter(_) => "dead-letter",
             Route::EnqueueDelivery => "enqueue",
-            Route::CreateAgent | Route::CreateBinding | Route::CreateToken | Route::GrantToken(_) | Route::RevokeToken(_) => "setup",
+            Route::CreateAgent
+            | Route::CreateBinding
+            | Route::CreateToken
+            | Route::GrantToken(_)
+            | Route::RevokeToken(_) => "setup",
         }
     }
 
     fn access(&self) -> Access {
         match self {
-            Route::ResolveIdentity | Route::ListDeliveries | Route::RetryDelivery(_) | Route::DeadLetter(_) => Access::GatewayOrAdmin,
-            Route::CreateAgent | Route::CreateBinding | Route::CreateToken | Route::GrantToken(_) | Route::RevokeToken(_) => Access::Admin,
+            Route::ResolveIdentity | Route::ListDeliveries | Route::RetryDelivery(_) | Route::DeadLetter(_) => {
+                Access::GatewayOrAdmin
+            }
+            Route::CreateAgent
+            | Route::CreateBinding
+            | Route::CreateToken
+            | Route::GrantToken(_)
+            | Route::RevokeToken(_) => Access::Admin,
             _ => Access::Service,
         }
     }
@@ -163,7 +185,10 @@ pub fn error(status: u16, message: &str) -> Response<ResponseBody> {
 }
 
 fn policy_error(status: u16, message: &str, code: &str) -> Response<ResponseBody> {
-    json_response(status, &json!({"error": message, "verdict": {"allowed": false, "reason": message, "policyCode": code}}))
+    json_response(
+        status,
+        &json!({"error": message, "verdict": {"allowed": false, "reason": message, "policyCode": code}}),
+    )
 }
 
 fn rate_limited(retry_after_ms: u64) -> Response<ResponseBody> {
@@ -226,7 +251,9 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
         .map(|v| v[7..].trim().to_owned());
     let Some(presented) = presented else { return error(401, "Cloud API token authorization is required.") };
     let principal = match cloud.store.borrow().token_by_plaintext(&presented) {
-        Some(token) => Principal { token_id: token.token_id.clone(), scopes: token.scopes.clone(), grants: token.grants.clone() },
+        Some(token) => {
+            Principal { token_id: token.token_id.clone(), scopes: token.scopes.clone(), grants: token.grants.clone() }
+        }
         None => return error(401, "Cloud API token is invalid or expired."),
     };
     let Ok(route) = match_table(ROUTES, &parts.method, parts.uri.path()) else {
@@ -263,8 +290,13 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
 /// The policy layer: scope, then binding-scope proof for gateway-scoped callers.
 fn authorize(cloud: &DevCloud, call: &Call) -> Option<Response<ResponseBody>> {
     let principal = &call.principal;
-    let scope_required =
-        || policy_error(403, "The authenticated service token is not authorized for this workspace action.", "authorization.scope_required");
+    let scope_required = || {
+        policy_error(
+            403,
+            "The authenticated service token is not authorized for this workspace action.",
+            "authorization.scope_required",
+        )
+    };
     let access = call.route.access();
     match access {
         Access::Service if !principal.has("gateway") => return Some(scope_required()),
@@ -278,15 +310,20 @@ fn authorize(cloud: &DevCloud, call: &Call) -> Option<Response<ResponseBody>> {
     }
     let store = cloud.store.borrow();
     let granted_active = |binding_id: &str| {
-        principal.grants.iter().any(|g| g == binding_id) && store.channel_binding(binding_id).is_some_and(|b| b.status == "active")
+        principal.grants.iter().any(|g| g == binding_id)
+            && store.channel_binding(binding_id).is_some_and(|b| b.status == "active")
     };
     if !principal.grants.iter().any(|g| granted_active(g)) {
         return Some(binding_scope_required());
     }
-    let session_binding_ok = |id: &str| store.session_binding(id).is_some_and(|b| b.status == "active" && granted_active(&b.channel_binding_id));
+    let session_binding_ok = |id: &str| {
+        store.session_binding(id).is_some_and(|b| b.status == "active" && granted_active(&b.channel_binding_id))
+    };
     let ok = match &call.route {
         Route::Snapshot(id) | Route::SessionEvents(id) | Route::Artifact(id, _) => session_binding_ok(id),
-        Route::ListDeliveries | Route::DeliveryStream => call.query_values("channelBindingId").iter().all(|b| granted_active(b)),
+        Route::ListDeliveries | Route::DeliveryStream => {
+            call.query_values("channelBindingId").iter().all(|b| granted_active(b))
+        }
         Route::FindByThread | Route::ResolveInteraction => true,
         route => match call.text("channelBindingId") {
             Some(binding) => granted_active(&binding),
@@ -346,9 +383,15 @@ fn workspace_field(call: &Call) -> Option<Option<String>> {
 
 /// Resolves the channel binding a gateway call is about: explicit, or the unique granted active
 /// binding for the provider (and workspace).
-fn resolve_channel_binding(cloud: &DevCloud, call: &Call, provider: &str) -> Result<ChannelBinding, Response<ResponseBody>> {
+fn resolve_channel_binding(
+    cloud: &DevCloud,
+    call: &Call,
+    provider: &str,
+) -> Result<ChannelBinding, Response<ResponseBody>> {
     let store = cloud.store.borrow();
-    let in_scope = |b: &ChannelBinding| b.status == "active" && (!call.principal.is_gateway_only() || call.principal.grants.contains(&b.binding_id));
+    let in_scope = |b: &ChannelBinding| {
+        b.status == "active" && (!call.principal.is_gateway_only() || call.principal.grants.contains(&b.binding_id))
+    };
     let binding = match call.text("channelBindingId") {
         Some(id) => match store.channel_binding(&id) {
             Some(binding) if in_scope(binding) => binding.clone(),
@@ -360,12 +403,21 @@ fn resolve_channel_binding(cloud: &DevCloud, call: &Call, provider: &str) -> Res
             let matches: Vec<&ChannelBinding> = store
                 .channel_bindings
                 .iter()
-                .filter(|b| in_scope(b) && b.provider == provider && workspace.as_ref().is_none_or(|w| *w == b.external_workspace_id))
+                .filter(|b| {
+                    in_scope(b)
+                        && b.provider == provider
+                        && workspace.as_ref().is_none_or(|w| *w == b.external_workspace_id)
+                })
                 .collect();
             match matches.as_slice() {
                 [one] => (*one).clone(),
                 [] => return Err(error(403, "Gateway API token is not authorized for the requested channel binding.")),
-                _ => return Err(error(400, "Channel identity resolution requires channelBindingId when multiple channel bindings match.")),
+                _ => {
+                    return Err(error(
+                        400,
+                        "Channel identity resolution requires channelBindingId when multiple channel bindings match.",
+                    ))
+                }
             }
         }
     };
@@ -381,7 +433,9 @@ fn resolve_channel_binding(cloud: &DevCloud, call: &Call, provider: &str) -> Res
 }
 
 fn resolve_identity(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
-    let (Some(provider), Some(user)) = (call.text("provider").filter(|p| valid_provider(p)), call.text("externalUserId")) else {
+    let (Some(provider), Some(user)) =
+        (call.text("provider").filter(|p| valid_provider(p)), call.text("externalUserId"))
+    else {
         return error(400, "Channel identity resolution requires provider and externalUserId.");
     };
     let binding = match resolve_channel_binding(cloud, call, &provider) {
@@ -395,7 +449,10 @@ fn resolve_identity(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let workspace = binding.external_workspace_id.clone();
     let auto = store.auto_activate_identities;
     let org = store.org_id.clone();
-    let index = store.identities.iter().position(|i| i.provider == provider && i.external_workspace_id == workspace && i.external_user_id == user);
+    let index = store
+        .identities
+        .iter()
+        .position(|i| i.provider == provider && i.external_workspace_id == workspace && i.external_user_id == user);
     let index = match index {
         Some(index) => index,
         None if store.identities.len() >= MAX_RECORDS => return store_full(),
@@ -421,7 +478,9 @@ fn resolve_identity(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     identity.metadata = metadata;
     identity.updated_at = now;
     if admin {
-        if let Some(role) = call.text("role").filter(|r| ["owner", "admin", "member", "approver", "viewer"].contains(&r.as_str())) {
+        if let Some(role) =
+            call.text("role").filter(|r| ["owner", "admin", "member", "approver", "viewer"].contains(&r.as_str()))
+        {
             identity.role = role;
         }
         if let Some(status) = call.text("status").filter(|s| ["active", "disabled", "pending"].contains(&s.as_str())) {
@@ -439,7 +498,10 @@ fn actor_allowed(cloud: &DevCloud, call: &Call, provider: &str, workspace: &Opti
         None => {
             let Some(user) = call.text("externalUserId") else { return false };
             let workspace = workspace_field(call).unwrap_or_else(|| workspace.clone());
-            store.identities.iter().find(|i| i.provider == provider && i.external_workspace_id == workspace && i.external_user_id == user)
+            store
+                .identities
+                .iter()
+                .find(|i| i.provider == provider && i.external_workspace_id == workspace && i.external_user_id == user)
         }
     };
     identity.is_some_and(|i| i.status == "active" && i.provider == provider && roles.contains(&i.role.as_str()))
@@ -449,10 +511,16 @@ const PROMPT_ROLES: [&str; 3] = ["owner", "admin", "member"];
 const APPROVE_ROLES: [&str; 4] = ["owner", "admin", "member", "approver"];
 
 fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
-    let (Some(channel_binding_id), Some(provider), Some(chat), Some(thread)) =
-        (call.text("channelBindingId"), call.text("provider"), call.text("externalChatId"), call.text("externalThreadId"))
-    else {
-        return error(400, "Channel session binding requires channelBindingId, provider, externalChatId, and externalThreadId.");
+    let (Some(channel_binding_id), Some(provider), Some(chat), Some(thread)) = (
+        call.text("channelBindingId"),
+        call.text("provider"),
+        call.text("externalChatId"),
+        call.text("externalThreadId"),
+    ) else {
+        return error(
+            400,
+            "Channel session binding requires channelBindingId, provider, externalChatId, and externalThreadId.",
+        );
     };
     let binding = match resolve_channel_binding(cloud, call, &provider) {
         Ok(binding) => binding,
@@ -463,11 +531,12 @@ fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     }
     let mut store = cloud.store.borrow_mut();
     let workspace = binding.external_workspace_id.clone();
-    if let Some(existing) = store
-        .session_bindings
-        .iter()
-        .find(|b| b.provider == provider && b.external_workspace_id == workspace && b.external_chat_id == chat && b.external_thread_id == thread)
-    {
+    if let Some(existing) = store.session_bindings.iter().find(|b| {
+        b.provider == provider
+            && b.external_workspace_id == workspace
+            && b.external_chat_id == chat
+            && b.external_thread_id == thread
+    }) {
         if existing.channel_binding_id != channel_binding_id {
             return error(409, "Channel thread is already bound to a different channel authority.");
         }
@@ -478,7 +547,8 @@ fn bind_session(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
         return store_full();
     }
     let org = store.org_id.clone();
-    let session_id = hashed_id("channel_session_", &[&org, &provider, workspace.as_deref().unwrap_or(""), &chat, &thread]);
+    let session_id =
+        hashed_id("channel_session_", &[&org, &provider, workspace.as_deref().unwrap_or(""), &chat, &thread]);
     let (_, now) = store.now();
     let title: String = call.text("title").unwrap_or_else(|| format!("Channel {provider}")).chars().take(256).collect();
     store.sessions.entry(session_id.clone()).or_insert_with(|| super::store::Session {
@@ -551,12 +621,15 @@ fn snapshot(cloud: &DevCloud, session_binding_id: &str) -> Response<ResponseBody
 }
 
 fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
-    let (Some(binding_id), Some(text)) =
-        (call.text("bindingId"), call.body.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()).map(str::to_owned))
-    else {
+    let (Some(binding_id), Some(text)) = (
+        call.text("bindingId"),
+        call.body.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()).map(str::to_owned),
+    ) else {
         return error(400, "Channel prompt requires bindingId and text.");
     };
-    let Some(binding) = cloud.store.borrow().session_binding(&binding_id).cloned() else { return binding_scope_required() };
+    let Some(binding) = cloud.store.borrow().session_binding(&binding_id).cloned() else {
+        return binding_scope_required();
+    };
     if !actor_allowed(cloud, call, &binding.provider, &binding.external_workspace_id, &PROMPT_ROLES) {
         return error(403, "Channel actor identity is not authorized for this channel session.");
     }
@@ -568,13 +641,18 @@ fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
         None => random_id(),
     };
     let (_, now) = store.now();
-    let Some(session) = store.sessions.get_mut(&binding.session_id) else { return error(404, "Cloud session was not found.") };
+    let Some(session) = store.sessions.get_mut(&binding.session_id) else {
+        return error(404, "Cloud session was not found.");
+    };
     if let Some(existing) = session.commands.iter().find(|c| c["commandId"] == command_id.as_str()).cloned() {
         if existing["payload"]["text"] != text.as_str() || existing["payload"]["agent"] != agent.as_str() {
             return error(500, "Internal server error.");
         }
         let view = session.view(&org);
-        return json_response(202, &json!({"binding": binding, "command": existing, "processed": 0, "view": view, "projectionFence": null}));
+        return json_response(
+            202,
+            &json!({"binding": binding, "command": existing, "processed": 0, "view": view, "projectionFence": null}),
+        );
     }
     let command = json!({
         "commandId": command_id, "tenantId": org, "userId": "dev-account", "sessionId": binding.session_id, "kind": "prompt",
@@ -586,15 +664,25 @@ fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     let view = session.view(&org);
     drop(store);
     super::agent::run_command(cloud, binding.session_id.clone(), command.clone());
-    json_response(202, &json!({"binding": binding, "command": command, "processed": 0, "view": view, "projectionFence": null}))
+    json_response(
+        202,
+        &json!({"binding": binding, "command": command, "processed": 0, "view": view, "projectionFence": null}),
+    )
 }
 
 fn claim_event(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let event_type = call.text("eventType").filter(|t| ["message", "command", "interaction"].contains(&t.as_str()));
-    let (Some(provider), Some(instance), Some(provider_event_id), Some(event_type), Some(claimed_by)) =
-        (call.text("provider"), call.text("providerInstanceId"), call.text("providerEventId"), event_type, call.text("claimedBy"))
-    else {
-        return error(400, "Provider event claim requires provider, providerInstanceId, providerEventId, eventType, and claimedBy.");
+    let (Some(provider), Some(instance), Some(provider_event_id), Some(event_type), Some(claimed_by)) = (
+        call.text("provider"),
+        call.text("providerInstanceId"),
+        call.text("providerEventId"),
+        event_type,
+        call.text("claimedBy"),
+    ) else {
+        return error(
+            400,
+            "Provider event claim requires provider, providerInstanceId, providerEventId, eventType, and claimedBy.",
+        );
     };
     let binding = match resolve_channel_binding(cloud, call, &provider) {
         Ok(binding) => binding,
@@ -606,7 +694,15 @@ fn claim_event(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let workspace = binding.external_workspace_id.clone();
     let event_id = hashed_id(
         "channel_provider_event_",
-        &[&store.org_id, &binding.binding_id, &provider, &instance, workspace.as_deref().unwrap_or(""), &event_type, &provider_event_id],
+        &[
+            &store.org_id,
+            &binding.binding_id,
+            &provider,
+            &instance,
+            workspace.as_deref().unwrap_or(""),
+            &event_type,
+            &provider_event_id,
+        ],
     );
     let mut metadata = call.body.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     metadata.insert("channelBindingId".into(), Value::from(binding.binding_id.clone()));
@@ -662,7 +758,8 @@ fn complete_event(cloud: &DevCloud, call: &Call, event_id: &str) -> Response<Res
     let principal = &call.principal;
     let Some(event) = store.provider_events.get_mut(event_id).filter(|e| {
         e.claimed_by.as_deref() == Some(claimed_by.as_str())
-            && (!principal.is_gateway_only() || e.channel_binding_id.as_ref().is_some_and(|b| principal.grants.contains(b)))
+            && (!principal.is_gateway_only()
+                || e.channel_binding_id.as_ref().is_some_and(|b| principal.grants.contains(b)))
     }) else {
         return error(404, "Provider event claim was not found.");
     };
@@ -691,10 +788,14 @@ fn create_interaction(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
         None => store
             .session_bindings
             .iter()
-            .find(|b| b.session_id == session_id && b.agent_id == agent_id && b.provider == provider && b.status == "active")
+            .find(|b| {
+                b.session_id == session_id && b.agent_id == agent_id && b.provider == provider && b.status == "active"
+            })
             .cloned(),
     };
-    let Some(binding) = binding.filter(|b| b.session_id == session_id && b.agent_id == agent_id && b.provider == provider) else {
+    let Some(binding) =
+        binding.filter(|b| b.session_id == session_id && b.agent_id == agent_id && b.provider == provider)
+    else {
         return error(403, "Gateway API token is not authorized for the requested channel binding.");
     };
     let requested = call.text("interactionId").unwrap_or_else(|| format!("gw_{kind}_{}", random_base64url(9)));
@@ -734,18 +835,26 @@ fn create_interaction(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
 
 fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     if !cloud.store.borrow().allow_remote_approvals {
-        return policy_error(403, "Remote question and approval responses are disabled for this cloud profile.", "gateway-remote-approval-disabled");
+        return policy_error(
+            403,
+            "Remote question and approval responses are disabled for this cloud profile.",
+            "gateway-remote-approval-disabled",
+        );
     }
     let not_found = || error(404, "Channel interaction was not found or is no longer pending.");
     let provider = call.text("provider").unwrap_or_default();
     let interaction = {
         let store = cloud.store.borrow();
         let found = match call.text("token") {
-            Some(token) => store.interactions.values().find(|i| crate::http::admin::constant_time_equal(&i.token, &token)),
+            Some(token) => {
+                store.interactions.values().find(|i| crate::http::admin::constant_time_equal(&i.token, &token))
+            }
             None => {
                 let external = call.text("externalInteractionId");
-                let mut matches =
-                    store.interactions.values().filter(|i| external.is_some() && i.external_interaction_id == external && i.provider == provider);
+                let mut matches = store
+                    .interactions
+                    .values()
+                    .filter(|i| external.is_some() && i.external_interaction_id == external && i.provider == provider);
                 match (matches.next(), matches.next()) {
                     (Some(one), None) => Some(one),
                     _ => None,
@@ -766,27 +875,33 @@ fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
         }
         return not_found();
     }
-    let workspace =
-        cloud.store.borrow().session_binding(interaction.session_binding_id.as_deref().unwrap_or("")).and_then(|b| b.external_workspace_id.clone());
+    let workspace = cloud
+        .store
+        .borrow()
+        .session_binding(interaction.session_binding_id.as_deref().unwrap_or(""))
+        .and_then(|b| b.external_workspace_id.clone());
     if interaction.provider != provider || !actor_allowed(cloud, call, &provider, &workspace, &APPROVE_ROLES) {
         return not_found();
     }
     let chat = call.text("externalChatId");
-    let same_chat = cloud
-        .store
-        .borrow()
-        .session_bindings
-        .iter()
-        .any(|b| b.session_id == interaction.session_id && b.status == "active" && Some(&b.external_chat_id) == chat.as_ref());
+    let same_chat = cloud.store.borrow().session_bindings.iter().any(|b| {
+        b.session_id == interaction.session_id && b.status == "active" && Some(&b.external_chat_id) == chat.as_ref()
+    });
     if !same_chat {
         return not_found();
     }
     let (kind, payload) = if interaction.kind == "permission" {
-        ("permission.respond", json!({"permissionId": interaction.target_id, "response": call.body.get("response").cloned().unwrap_or(Value::Null)}))
+        (
+            "permission.respond",
+            json!({"permissionId": interaction.target_id, "response": call.body.get("response").cloned().unwrap_or(Value::Null)}),
+        )
     } else if call.body.get("reject") == Some(&Value::Bool(true)) {
         ("question.reject", json!({"requestId": interaction.target_id}))
     } else {
-        ("question.reply", json!({"requestId": interaction.target_id, "answers": call.body.get("answers").cloned().unwrap_or_else(|| json!([]))}))
+        (
+            "question.reply",
+            json!({"requestId": interaction.target_id, "answers": call.body.get("answers").cloned().unwrap_or_else(|| json!([]))}),
+        )
     };
     let mut store = cloud.store.borrow_mut();
     let org = store.org_id.clone();
@@ -804,13 +919,18 @@ fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
     let view = session.view(&org);
     drop(store);
     super::agent::run_command(cloud, interaction.session_id.clone(), command.clone());
-    json_response(202, &json!({"interaction": public, "command": command, "processed": 0, "view": view, "projectionFence": null}))
+    json_response(
+        202,
+        &json!({"interaction": public, "command": command, "processed": 0, "view": view, "projectionFence": null}),
+    )
 }
 
 fn artifact_route(cloud: &DevCloud, session_binding_id: &str, artifact_id: &str) -> Response<ResponseBody> {
     let store = cloud.store.borrow();
     let Some(binding) = store.session_binding(session_binding_id) else { return binding_scope_required() };
-    let Some(artifact) = store.artifacts.iter().find(|a| a.artifact_id == artifact_id && a.session_id == binding.session_id) else {
+    let Some(artifact) =
+        store.artifacts.iter().find(|a| a.artifact_id == artifact_id && a.session_id == binding.session_id)
+    else {
         return error(404, "Cloud artifact was not found.");
     };
     let (_, now) = store.now();
@@ -845,7 +965,9 @@ fn base64_standard(data: &[u8]) -> String {
 }
 
 fn cursor(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
-    let Some(binding_id) = call.text("bindingId") else { return error(400, "Channel cursor update requires bindingId.") };
+    let Some(binding_id) = call.text("bindingId") else {
+        return error(400, "Channel cursor update requires bindingId.");
+    };
     let number = |key: &str| call.body.get(key).and_then(Value::as_u64).unwrap_or(0);
     let (events, workspace) = (number("lastEventSequence"), number("lastWorkspaceSequence"));
     let mut store = cloud.store.borrow_mut();
@@ -855,7 +977,10 @@ fn cursor(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     };
     if events < binding.last_event_sequence || workspace < binding.last_workspace_sequence {
         let stored = json!(binding);
-        return json_response(200, &json!({"binding": stored, "result": {"ok": false, "reason": "stale", "binding": stored}}));
+        return json_response(
+            200,
+            &json!({"binding": stored, "result": {"ok": false, "reason": "stale", "binding": stored}}),
+        );
     }
     binding.last_event_sequence = events;
     binding.last_workspace_sequence = workspace;
@@ -880,7 +1005,10 @@ fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Response<Respons
     let Some(status) = call.text("status").filter(|s| ["sent", "failed", "dead"].contains(&s.as_str())) else {
         return error(400, "Channel delivery ack requires status sent, failed, or dead.");
     };
-    let claimant = call.text("claimedBy").or_else(|| call.query_value("claimedBy")).unwrap_or_else(|| call.principal.token_id.clone());
+    let claimant = call
+        .text("claimedBy")
+        .or_else(|| call.query_value("claimedBy"))
+        .unwrap_or_else(|| call.principal.token_id.clone());
     let next_attempt = match call.body.get("nextAttemptAt") {
         Some(Value::String(text)) => match parse_iso(text) {
             Some(ms) => Some(ms),
@@ -889,7 +1017,9 @@ fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Response<Respons
         _ => None,
     };
     let mut store = cloud.store.borrow_mut();
-    let Some(index) = unique_delivery(&store, call, delivery_id, Some(&claimant)) else { return error(404, "Channel delivery was not found.") };
+    let Some(index) = unique_delivery(&store, call, delivery_id, Some(&claimant)) else {
+        return error(404, "Channel delivery was not found.");
+    };
     let last_error = call.text("lastError").map(|e| e.chars().take(1024).collect());
     let public = settle_delivery(&mut store, index, status, last_error, next_attempt);
     drop(store);
@@ -899,7 +1029,12 @@ fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Response<Respons
 
 /// The one delivery with this id the caller may act on (filtered by the body's binding and,
 /// for acks, the claimant); `None` for zero or several matches.
-fn unique_delivery(store: &super::store::Store, call: &Call, delivery_id: &str, claimant: Option<&str>) -> Option<usize> {
+fn unique_delivery(
+    store: &super::store::Store,
+    call: &Call,
+    delivery_id: &str,
+    claimant: Option<&str>,
+) -> Option<usize> {
     let binding = call.text("channelBindingId");
     let mut matches = store.deliveries.iter().enumerate().filter(|(_, d)| {
         d.delivery_id == delivery_id
@@ -914,7 +1049,13 @@ fn unique_delivery(store: &super::store::Store, call: &Call, delivery_id: &str, 
 }
 
 /// Sets a delivery's outcome and releases its claim; returns its public form.
-fn settle_delivery(store: &mut super::store::Store, index: usize, status: String, last_error: Option<String>, next_attempt_ms: Option<u64>) -> Value {
+fn settle_delivery(
+    store: &mut super::store::Store,
+    index: usize,
+    status: String,
+    last_error: Option<String>,
+    next_attempt_ms: Option<u64>,
+) -> Value {
     let (now_ms, now) = store.now();
     let delivery = &mut store.deliveries[index];
     delivery.status = status;
@@ -930,7 +1071,8 @@ fn settle_delivery(store: &mut super::store::Store, index: usize, status: String
 }
 
 fn list_deliveries(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
-    let status = call.query_value("status").filter(|s| ["pending", "claimed", "sent", "failed", "dead"].contains(&s.as_str()));
+    let status =
+        call.query_value("status").filter(|s| ["pending", "claimed", "sent", "failed", "dead"].contains(&s.as_str()));
     let limit = call.query_value("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).clamp(1, 200);
     let id = call.query_value("deliveryId");
     let binding = call.query_value("channelBindingId");
@@ -945,14 +1087,21 @@ fn list_deliveries(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
                 && binding.as_ref().is_none_or(|b| *b == d.channel_binding_id)
         })
         .collect();
-    found.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then_with(|| b.created_at.cmp(&a.created_at)).then_with(|| b.sequence.cmp(&a.sequence)));
+    found.sort_by(|a, b| {
+        b.updated_at
+            .cmp(&a.updated_at)
+            .then_with(|| b.created_at.cmp(&a.created_at))
+            .then_with(|| b.sequence.cmp(&a.sequence))
+    });
     let deliveries: Vec<Value> = found.into_iter().take(limit).map(super::store::Delivery::public).collect();
     json_response(200, &json!({"deliveries": deliveries}))
 }
 
 fn delivery_action(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str, dead: bool) -> Response<ResponseBody> {
     let mut store = cloud.store.borrow_mut();
-    let Some(index) = unique_delivery(&store, call, delivery_id, None) else { return error(404, "Channel delivery was not found.") };
+    let Some(index) = unique_delivery(&store, call, delivery_id, None) else {
+        return error(404, "Channel delivery was not found.");
+    };
     let (status, last_error) = if dead {
         ("dead", Some(call.text("lastError").unwrap_or_else(|| "Manually dead-lettered by gateway operator.".into())))
     } else {
@@ -965,7 +1114,9 @@ fn delivery_action(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str, dead: b
 }
 
 fn enqueue_delivery(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
-    let Some(binding_id) = call.text("channelBindingId") else { return error(400, "Channel delivery requires channelBindingId.") };
+    let Some(binding_id) = call.text("channelBindingId") else {
+        return error(400, "Channel delivery requires channelBindingId.");
+    };
     let Some(binding) = cloud.store.borrow().channel_binding(&binding_id).cloned() else {
         return error(403, "Gateway API token is not authorized for the requested channel binding.");
     };
@@ -982,14 +1133,16 @@ fn create_agent(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
 }
 
 fn create_binding(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
-    let (Some(agent_id), Some(provider)) = (call.text("agentId"), call.text("provider").filter(|p| valid_provider(p))) else {
+    let (Some(agent_id), Some(provider)) = (call.text("agentId"), call.text("provider").filter(|p| valid_provider(p)))
+    else {
         return error(400, "Channel binding requires agentId and provider.");
     };
     if !cloud.store.borrow().agents.iter().any(|a| a.agent_id == agent_id) {
         return error(404, "Headless agent was not found.");
     }
     let id = call.text("bindingId").unwrap_or_else(|| format!("channel_binding_{}", random_base64url(12)));
-    let binding = cloud.store.borrow_mut().add_channel_binding(&id, &agent_id, &provider, call.text("externalWorkspaceId"));
+    let binding =
+        cloud.store.borrow_mut().add_channel_binding(&id, &agent_id, &provider, call.text("externalWorkspaceId"));
     json_response(201, &json!({"binding": binding}))
 }
 
@@ -999,10 +1152,16 @@ fn token_json(token: &super::store::ApiToken) -> Value {
 
 fn create_token(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
     let strings = |key: &str| -> Vec<String> {
-        call.body.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        call.body
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     };
     let scopes = strings("scopes");
-    if scopes.is_empty() || !scopes.iter().all(|s| ["desktop", "gateway", "admin", "operator", "worker-internal"].contains(&s.as_str())) {
+    if scopes.is_empty()
+        || !scopes.iter().all(|s| ["desktop", "gateway", "admin", "operator", "worker-internal"].contains(&s.as_str()))
+    {
         return error(400, "API token scopes are invalid.");
     }
     let token = cloud.store.borrow_mut().issue_token(scopes, strings("channelBindingIds"));
@@ -1010,11 +1169,15 @@ fn create_token(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
 }
 
 fn grant_token(cloud: &DevCloud, call: &Call, token_id: &str) -> Response<ResponseBody> {
-    let Some(binding) = call.text("channelBindingId") else { return error(400, "Channel binding grant requires channelBindingId.") };
+    let Some(binding) = call.text("channelBindingId") else {
+        return error(400, "Channel binding grant requires channelBindingId.");
+    };
     let mut store = cloud.store.borrow_mut();
     let org = store.org_id.clone();
     let (_, now) = store.now();
-    let Some(token) = store.tokens.iter_mut().find(|t| t.token_id == token_id) else { return error(404, "API token was not found.") };
+    let Some(token) = store.tokens.iter_mut().find(|t| t.token_id == token_id) else {
+        return error(404, "API token was not found.");
+    };
     if !token.has_scope("gateway") {
         return error(400, "Only gateway tokens accept channel binding grants.");
     }
@@ -1029,7 +1192,9 @@ fn grant_token(cloud: &DevCloud, call: &Call, token_id: &str) -> Response<Respon
 
 fn revoke_token(cloud: &DevCloud, token_id: &str) -> Response<ResponseBody> {
     let mut store = cloud.store.borrow_mut();
-    let Some(token) = store.tokens.iter_mut().find(|t| t.token_id == token_id) else { return error(404, "API token was not found.") };
+    let Some(token) = store.tokens.iter_mut().find(|t| t.token_id == token_id) else {
+        return error(404, "API token was not found.");
+    };
     token.revoked = true;
     json_response(200, &json!({"token": token_json(token), "revoked": true}))
 }
@@ -1071,7 +1236,10 @@ mod tests {
 
     #[test]
     fn routes_do_not_decode_ids() {
-        assert_eq!(match_table(ROUTES, &Method::POST, "/api/channels/deliveries/a%3Ab/ack"), Ok(Route::Ack("a%3Ab".into())));
+        assert_eq!(
+            match_table(ROUTES, &Method::POST, "/api/channels/deliveries/a%3Ab/ack"),
+            Ok(Route::Ack("a%3Ab".into()))
+        );
         assert_eq!(match_table(ROUTES, &Method::POST, "/api/channels/deliveries"), Ok(Route::EnqueueDelivery));
         assert!(match_table(ROUTES, &Method::GET, "/api/channels/provider-events/claim").is_err());
     }

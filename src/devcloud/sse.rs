@@ -78,7 +78,9 @@ async fn write(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Bytes, c
     if cut {
         let half = bytes.slice(..bytes.len() / 2);
         let _ = tx.send(Ok(half)).await;
-        let _ = tx.send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud fault: stream cut"))).await;
+        let _ = tx
+            .send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "dev Cloud fault: stream cut")))
+            .await;
         return false;
     }
     tx.send(Ok(bytes)).await.is_ok()
@@ -86,7 +88,8 @@ async fn write(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Bytes, c
 
 /// `GET /api/channels/sessions/{id}/events`.
 pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &str) -> Response<ResponseBody> {
-    let Some(session_id) = cloud.store.borrow().session_binding(session_binding_id).map(|b| b.session_id.clone()) else {
+    let Some(session_id) = cloud.store.borrow().session_binding(session_binding_id).map(|b| b.session_id.clone())
+    else {
         return error(403, "Channel binding scope is required for this action.");
     };
     let after = call.query_value("after").and_then(|a| a.parse::<u64>().ok()).filter(|a| *a > 0);
@@ -150,7 +153,10 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
 /// `GET /api/channels/deliveries/stream?claimedBy=&ttlMs=&channelBindingId=…`.
 pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody> {
     let principal = &call.principal;
-    let claimed_by = call.query_value("claimedBy").map(|c| c.chars().take(256).collect()).unwrap_or_else(|| principal.token_id.clone());
+    let claimed_by = call
+        .query_value("claimedBy")
+        .map(|c| c.chars().take(256).collect())
+        .unwrap_or_else(|| principal.token_id.clone());
     let ttl = call.query_value("ttlMs").and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0).unwrap_or(30_000);
     let requested = call.query_values("channelBindingId");
     let bindings: Vec<String> = if requested.is_empty() {
@@ -174,7 +180,11 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
             changed.as_mut().enable();
             let in_band_error = cloud.faults.borrow().delivery_stream_error.clone();
             if let Some(message) = in_band_error {
-                if tx.send(Ok(Bytes::from(format!("event: error\ndata: {}\n\n", json!({"error": message}))))).await.is_err() {
+                if tx
+                    .send(Ok(Bytes::from(format!("event: error\ndata: {}\n\n", json!({"error": message})))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             } else {

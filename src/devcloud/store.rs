@@ -226,8 +226,18 @@ pub struct Artifact {
 }
 
 /// Keys that the public (JSON endpoint) form of a delivery redacts.
-const SANITIZED_SUFFIXES: [&str; 10] =
-    ["authorization", "cookie", "token", "secret", "password", "credential", "api_key", "kms_ref", "ciphertext", "envelope"];
+const SANITIZED_SUFFIXES: [&str; 10] = [
+    "authorization",
+    "cookie",
+    "token",
+    "secret",
+    "password",
+    "credential",
+    "api_key",
+    "kms_ref",
+    "ciphertext",
+    "envelope",
+];
 
 /// The public form of target/payload: secret-looking keys redacted, arrays ≤50, depth ≤4.
 pub fn sanitize(value: &Value, depth: usize) -> Value {
@@ -244,7 +254,9 @@ pub fn sanitize(value: &Value, depth: usize) -> Value {
                 })
                 .collect(),
         ),
-        Value::Array(items) if depth < 4 => Value::Array(items.iter().take(50).map(|v| sanitize(v, depth + 1)).collect()),
+        Value::Array(items) if depth < 4 => {
+            Value::Array(items.iter().take(50).map(|v| sanitize(v, depth + 1)).collect())
+        }
         Value::Object(_) | Value::Array(_) => Value::from("[truncated]"),
         other => other.clone(),
     }
@@ -339,7 +351,13 @@ impl Store {
         agent
     }
 
-    pub fn add_channel_binding(&mut self, binding_id: &str, agent_id: &str, provider: &str, workspace: Option<String>) -> ChannelBinding {
+    pub fn add_channel_binding(
+        &mut self,
+        binding_id: &str,
+        agent_id: &str,
+        provider: &str,
+        workspace: Option<String>,
+    ) -> ChannelBinding {
         let (_, now) = self.now();
         let binding = ChannelBinding {
             binding_id: binding_id.into(),
@@ -385,7 +403,13 @@ impl Store {
     }
 
     /// Claims the next due delivery for `bindings` (oldest `nextAttemptAt`, then `createdAt`).
-    pub fn claim_next_delivery(&mut self, bindings: &[String], claimed_by: &str, token_id: &str, ttl_ms: u64) -> Option<Value> {
+    pub fn claim_next_delivery(
+        &mut self,
+        bindings: &[String],
+        claimed_by: &str,
+        token_id: &str,
+        ttl_ms: u64,
+    ) -> Option<Value> {
         let (now_ms, now) = self.now();
         let due = |d: &Delivery| {
             bindings.contains(&d.channel_binding_id)
@@ -395,8 +419,13 @@ impl Store {
                     _ => false,
                 }
         };
-        let index =
-            self.deliveries.iter().enumerate().filter(|(_, d)| due(d)).min_by_key(|(_, d)| (d.next_attempt_ms, d.sequence)).map(|(i, _)| i)?;
+        let index = self
+            .deliveries
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| due(d))
+            .min_by_key(|(_, d)| (d.next_attempt_ms, d.sequence))
+            .map(|(i, _)| i)?;
         let delivery = &mut self.deliveries[index];
         delivery.status = "claimed".into();
         delivery.claimed_by = Some(claimed_by.into());
@@ -412,7 +441,11 @@ impl Store {
     pub fn enqueue_delivery(&mut self, input: &Map<String, Value>, channel_binding: &ChannelBinding) -> Delivery {
         let text = |k: &str| input.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_owned);
         let delivery_id = text("deliveryId").unwrap_or_else(crate::providers::random_id);
-        if let Some(existing) = self.deliveries.iter().find(|d| d.channel_binding_id == channel_binding.binding_id && d.delivery_id == delivery_id) {
+        if let Some(existing) = self
+            .deliveries
+            .iter()
+            .find(|d| d.channel_binding_id == channel_binding.binding_id && d.delivery_id == delivery_id)
+        {
             return existing.clone();
         }
         let (now_ms, now) = self.now();
@@ -467,7 +500,10 @@ mod tests {
     #[test]
     fn sanitizer_redacts_secret_keys() {
         let value = json!({"text": "done", "token": "secret-ish", "nested": {"apiToken": "x", "list": [1, 2]}});
-        assert_eq!(sanitize(&value, 0), json!({"text": "done", "token": "[redacted]", "nested": {"apiToken": "[redacted]", "list": [1, 2]}}));
+        assert_eq!(
+            sanitize(&value, 0),
+            json!({"text": "done", "token": "[redacted]", "nested": {"apiToken": "[redacted]", "list": [1, 2]}})
+        );
     }
 
     #[test]

@@ -107,7 +107,11 @@ mod tests {
         let config = config(Some("admin-secret-1"), false, &[]);
         assert!(is_admin_request(&config, &headers(&[("authorization", "Bearer admin-secret-1")]), LOOPBACK));
         assert!(is_admin_request(&config, &headers(&[("authorization", "bEaReR   admin-secret-1  ")]), LOOPBACK));
-        assert!(is_admin_request(&config, &headers(&[("x-open-cowork-gateway-admin-token", "admin-secret-1")]), LOOPBACK));
+        assert!(is_admin_request(
+            &config,
+            &headers(&[("x-open-cowork-gateway-admin-token", "admin-secret-1")]),
+            LOOPBACK
+        ));
         assert!(!is_admin_request(&config, &headers(&[]), LOOPBACK));
         assert!(!is_admin_request(&config, &headers(&[("authorization", "Bearer wrong")]), LOOPBACK));
         assert!(!is_admin_request(&config, &headers(&[("authorization", "Basic admin-secret-1")]), LOOPBACK));
@@ -116,14 +120,16 @@ mod tests {
     #[test]
     fn wrong_bearer_beats_a_correct_header() {
         let config = config(Some("admin-secret-1"), false, &[]);
-        let request = headers(&[("authorization", "Bearer wrong"), ("x-open-cowork-gateway-admin-token", "admin-secret-1")]);
+        let request =
+            headers(&[("authorization", "Bearer wrong"), ("x-open-cowork-gateway-admin-token", "admin-secret-1")]);
         assert!(!is_admin_request(&config, &request, LOOPBACK));
     }
 
     #[test]
     fn a_non_bearer_authorization_falls_back_to_the_header() {
         let config = config(Some("admin-secret-1"), false, &[]);
-        let request = headers(&[("authorization", "Basic xyz"), ("x-open-cowork-gateway-admin-token", "admin-secret-1")]);
+        let request =
+            headers(&[("authorization", "Basic xyz"), ("x-open-cowork-gateway-admin-token", "admin-secret-1")]);
         assert!(is_admin_request(&config, &request, LOOPBACK));
     }
 
@@ -154,7 +160,10 @@ mod tests {
         }
         assert!(!is_admin_request(&config, &ok, None), "unknown peer fails closed");
         assert!(!is_admin_request(&config, &ok, Some("10.1.2.3".parse().unwrap())));
-        assert!(!is_admin_request(&config, &ok, Some("::ffff:127.0.0.1".parse().unwrap())), "IPv4-mapped is not loopback");
+        assert!(
+            !is_admin_request(&config, &ok, Some("::ffff:127.0.0.1".parse().unwrap())),
+            "IPv4-mapped is not loopback"
+        );
         assert!(!is_admin_request(&config, &headers(&[("host", "127.attacker.example")]), LOOPBACK));
         assert!(!is_admin_request(&config, &headers(&[("host", "gateway.example.com:8790")]), LOOPBACK));
     }

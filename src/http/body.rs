@@ -77,7 +77,10 @@ mod tests {
         impl hyper::body::Body for Iter {
             type Data = Bytes;
             type Error = std::convert::Infallible;
-            fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
                 Poll::Ready(self.0.pop_front())
             }
         }
@@ -87,11 +90,20 @@ mod tests {
     async fn body_cap_is_enforced_while_streaming_and_multibyte_splits_survive() {
         let deadline = Duration::from_secs(5);
         // "é" split across two frames.
-        let body = frames::Iter(vec![Ok(Frame::data(Bytes::from_static(b"{\"t\":\"\xc3"))), Ok(Frame::data(Bytes::from_static(b"\xa9\"}")))].into());
+        let body = frames::Iter(
+            vec![
+                Ok(Frame::data(Bytes::from_static(b"{\"t\":\"\xc3"))),
+                Ok(Frame::data(Bytes::from_static(b"\xa9\"}"))),
+            ]
+            .into(),
+        );
         let bytes = read_limited(body, 1024, deadline).await.unwrap();
         assert_eq!(std::str::from_utf8(&bytes).unwrap(), "{\"t\":\"é\"}");
 
-        let body = frames::Iter(vec![Ok(Frame::data(Bytes::from_static(&[b'x'; 600]))), Ok(Frame::data(Bytes::from_static(&[b'x'; 600])))].into());
+        let body = frames::Iter(
+            vec![Ok(Frame::data(Bytes::from_static(&[b'x'; 600]))), Ok(Frame::data(Bytes::from_static(&[b'x'; 600])))]
+                .into(),
+        );
         assert_eq!(read_limited(body, 1024, deadline).await.unwrap_err(), BODY_TOO_LARGE);
 
         let declared = Full::new(Bytes::from_static(&[b'x'; 2048]));

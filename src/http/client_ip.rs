@@ -23,7 +23,9 @@ impl Cidr {
         let network: IpAddr = address.parse().ok()?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|p| *p <= max)?
+            }
             Some(_) => return None,
             None => max,
         };
@@ -150,11 +152,13 @@ mod tests {
     #[test]
     fn trusted_proxy_resolves_xff() {
         let trusted = cidrs(&["127.0.0.0/8"]);
-        let a = resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "203.0.113.10, 127.0.0.2")]), true, &trusted);
+        let a =
+            resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "203.0.113.10, 127.0.0.2")]), true, &trusted);
         let b = resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "198.51.100.7")]), true, &trusted);
         assert_eq!(a, "203.0.113.10");
         assert_eq!(b, "198.51.100.7");
-        let all_trusted = resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "127.0.0.9, 127.0.0.2")]), true, &trusted);
+        let all_trusted =
+            resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "127.0.0.9, 127.0.0.2")]), true, &trusted);
         assert_eq!(all_trusted, "127.0.0.9");
     }
 
@@ -162,9 +166,15 @@ mod tests {
     fn untrusted_peer_ignores_spoofed_headers() {
         let trusted = cidrs(&["10.0.0.0/8"]);
         for spoof in ["1.1.1.1", "2.2.2.2"] {
-            assert_eq!(resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", spoof)]), true, &trusted), "127.0.0.1");
+            assert_eq!(
+                resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", spoof)]), true, &trusted),
+                "127.0.0.1"
+            );
         }
-        assert_eq!(resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "1.1.1.1")]), false, &cidrs(&["127.0.0.0/8"])), "127.0.0.1");
+        assert_eq!(
+            resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "1.1.1.1")]), false, &cidrs(&["127.0.0.0/8"])),
+            "127.0.0.1"
+        );
         assert_eq!(resolve_client_source(LOCAL, &headers(&[("x-forwarded-for", "1.1.1.1")]), true, &[]), "127.0.0.1");
     }
 

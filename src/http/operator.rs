@@ -18,12 +18,16 @@ use crate::runtime::Gateway;
 
 const METRICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Metrics are disabled.");
 const DIAGNOSTICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
-const LISTING_UNAVAILABLE: HttpError = HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery listing is not available.");
-const RETRY_UNAVAILABLE: HttpError = HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery retry is not available.");
-const DEAD_LETTER_UNAVAILABLE: HttpError = HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery dead-letter is not available.");
+const LISTING_UNAVAILABLE: HttpError =
+    HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery listing is not available.");
+const RETRY_UNAVAILABLE: HttpError =
+    HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery retry is not available.");
+const DEAD_LETTER_UNAVAILABLE: HttpError =
+    HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery dead-letter is not available.");
 const DELIVERY_NOT_FOUND: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Delivery not found.");
 const CLOUD_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_GATEWAY, "Cloud delivery request failed.");
-const BAD_ACTION_BODY: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Delivery action body must be valid JSON.");
+const BAD_ACTION_BODY: HttpError =
+    HttpError::thrown(StatusCode::BAD_REQUEST, "Delivery action body must be valid JSON.");
 
 pub type RouteResult = Result<Response<ResponseBody>, HttpError>;
 
@@ -33,7 +37,9 @@ fn ok_json(body: Value) -> RouteResult {
 
 pub fn health(gateway: &Gateway) -> RouteResult {
     let config = &gateway.config;
-    ok_json(json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": config.cloud.base_url}))
+    ok_json(
+        json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": config.cloud.base_url}),
+    )
 }
 
 /// 200 when ready, else 503; admin callers also get `providers` and the readiness `conditions`.
@@ -85,7 +91,10 @@ pub fn diagnostics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResu
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).filter(|v| !v.is_empty())
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The bindings a request may touch: the given one if configured (else none), or all configured.
@@ -131,13 +140,21 @@ async fn list_across(
     let calls = bindings
         .iter()
         .map(|binding| {
-            cloud.list_deliveries(DeliveryQuery { delivery_id: delivery_id.map(SmolStr::new), status, channel_binding_id: binding.clone(), limit })
+            cloud.list_deliveries(DeliveryQuery {
+                delivery_id: delivery_id.map(SmolStr::new),
+                status,
+                channel_binding_id: binding.clone(),
+                limit,
+            })
         })
         .collect();
     let mut all: Vec<DeliveryRecord> = Vec::new();
     for result in join_all(calls).await {
         for record in result? {
-            if !all.iter().any(|r| r.channel_binding_id == record.channel_binding_id && r.delivery_id == record.delivery_id) {
+            if !all
+                .iter()
+                .any(|r| r.channel_binding_id == record.channel_binding_id && r.delivery_id == record.delivery_id)
+            {
                 all.push(record);
             }
         }
@@ -192,7 +209,8 @@ where
         return Err(ADMIN_REQUIRED);
     }
     let cloud = gateway.cloud.as_deref().ok_or(LISTING_UNAVAILABLE)?;
-    let bytes = read_limited(body, gateway.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
+    let bytes =
+        read_limited(body, gateway.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
     let fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
@@ -202,7 +220,9 @@ where
             Err(_) => return Err(BAD_ACTION_BODY),
         }
     };
-    let field = |name: &str| fields.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let field = |name: &str| {
+        fields.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    };
     let requested = field("channelBindingId").or_else(|| query_param(query, "channelBindingId"));
     match action {
         DeliveryAction::Retry if !cloud.supports_retry() => return Err(RETRY_UNAVAILABLE),
@@ -215,7 +235,9 @@ where
     let binding = found.channel_binding_id.clone();
     let result = match action {
         DeliveryAction::Retry => cloud.retry_delivery(delivery_id, &binding).await,
-        DeliveryAction::DeadLetter => cloud.dead_letter_delivery(delivery_id, &binding, field("lastError").as_deref()).await,
+        DeliveryAction::DeadLetter => {
+            cloud.dead_letter_delivery(delivery_id, &binding, field("lastError").as_deref()).await
+        }
     };
     match result.map_err(|e| cloud_failure(&e))? {
         Some(delivery) => ok_json(json!({"ok": true, "delivery": delivery})),
@@ -251,11 +273,17 @@ mod tests {
 
     impl DeliveryOperations for MemoryDeliveries {
         fn list_deliveries(&self, query: DeliveryQuery) -> LocalBoxFuture<'_, Result<Vec<DeliveryRecord>, CloudError>> {
-            self.calls.borrow_mut().push(format!("list {} {:?} {:?} {}", query.channel_binding_id, query.delivery_id, query.status, query.limit));
+            self.calls.borrow_mut().push(format!(
+                "list {} {:?} {:?} {}",
+                query.channel_binding_id, query.delivery_id, query.status, query.limit
+            ));
             let found = self
                 .records
                 .iter()
-                .filter(|r| r.channel_binding_id == query.channel_binding_id && query.delivery_id.as_ref().is_none_or(|id| *id == r.delivery_id))
+                .filter(|r| {
+                    r.channel_binding_id == query.channel_binding_id
+                        && query.delivery_id.as_ref().is_none_or(|id| *id == r.delivery_id)
+                })
                 .cloned()
                 .collect();
             Box::pin(async move { Ok(found) })
@@ -266,7 +294,11 @@ mod tests {
         fn supports_dead_letter(&self) -> bool {
             true
         }
-        fn retry_delivery<'a>(&'a self, id: &'a str, binding: &'a str) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
+        fn retry_delivery<'a>(
+            &'a self,
+            id: &'a str,
+            binding: &'a str,
+        ) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
             self.calls.borrow_mut().push(format!("retry {id} {binding}"));
             Box::pin(async move { Ok(Some(record(id, binding, "later"))) })
         }
@@ -321,7 +353,8 @@ mod tests {
         });
         let gateway = gateway(Some(Rc::clone(&cloud)));
         let body = body_json(list_deliveries(&gateway, true, Some("status=bogus&limit=2")).await.unwrap()).await;
-        let ids: Vec<&str> = body["deliveries"].as_array().unwrap().iter().map(|d| d["deliveryId"].as_str().unwrap()).collect();
+        let ids: Vec<&str> =
+            body["deliveries"].as_array().unwrap().iter().map(|d| d["deliveryId"].as_str().unwrap()).collect();
         assert_eq!(ids, ["b", "a"]);
         assert_eq!(*cloud.calls.borrow(), ["list b1 None None 2", "list b2 None None 2"]);
 
@@ -330,7 +363,10 @@ mod tests {
         assert_eq!(body["deliveries"], json!([]));
         assert!(cloud.calls.borrow().is_empty(), "an unconfigured binding makes no Cloud call");
 
-        let body = body_json(list_deliveries(&gateway, true, Some("channelBindingId=b1&status=sent&limit=999")).await.unwrap()).await;
+        let body = body_json(
+            list_deliveries(&gateway, true, Some("channelBindingId=b1&status=sent&limit=999")).await.unwrap(),
+        )
+        .await;
         assert_eq!(body["deliveries"].as_array().unwrap().len(), 2);
         assert_eq!(*cloud.calls.borrow(), ["list b1 None Some(Sent) 200"]);
     }
@@ -342,13 +378,23 @@ mod tests {
             ..Default::default()
         });
         let gateway = gateway(Some(Rc::clone(&cloud)));
-        let response = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await.unwrap();
+        let response =
+            delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await.unwrap();
         assert_eq!(body_json(response).await["delivery"]["deliveryId"], "d1");
         assert!(cloud.calls.borrow().contains(&"retry d1 b1".to_owned()));
 
-        let ambiguous = delivery_action(&gateway, true, DeliveryAction::Retry, "dup", None, Empty::<Bytes>::new()).await;
+        let ambiguous =
+            delivery_action(&gateway, true, DeliveryAction::Retry, "dup", None, Empty::<Bytes>::new()).await;
         assert_eq!(ambiguous.unwrap_err(), DELIVERY_NOT_FOUND);
-        let chosen = delivery_action(&gateway, true, DeliveryAction::Retry, "dup", Some("channelBindingId=b2"), Empty::<Bytes>::new()).await;
+        let chosen = delivery_action(
+            &gateway,
+            true,
+            DeliveryAction::Retry,
+            "dup",
+            Some("channelBindingId=b2"),
+            Empty::<Bytes>::new(),
+        )
+        .await;
         assert!(chosen.is_ok());
         let by_body = Full::new(Bytes::from_static(br#"{"channelBindingId":"b2","lastError":"operator gave up"}"#));
         let dead = delivery_action(&gateway, true, DeliveryAction::DeadLetter, "dup", None, by_body).await;
@@ -356,15 +402,35 @@ mod tests {
         assert!(cloud.calls.borrow().contains(&"dead dup b2 Some(\"operator gave up\")".to_owned()));
         let missing = delivery_action(&gateway, true, DeliveryAction::Retry, "nope", None, Empty::<Bytes>::new()).await;
         assert_eq!(missing.unwrap_err(), DELIVERY_NOT_FOUND);
-        let unconfigured = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", Some("channelBindingId=other"), Empty::<Bytes>::new()).await;
+        let unconfigured = delivery_action(
+            &gateway,
+            true,
+            DeliveryAction::Retry,
+            "d1",
+            Some("channelBindingId=other"),
+            Empty::<Bytes>::new(),
+        )
+        .await;
         assert_eq!(unconfigured.unwrap_err(), DELIVERY_NOT_FOUND);
     }
 
     #[tokio::test]
     async fn invalid_action_body_is_400_and_missing_capability_is_503() {
-        let cloud = Rc::new(MemoryDeliveries { records: vec![record("d1", "b1", "t")], without_retry: true, ..Default::default() });
+        let cloud = Rc::new(MemoryDeliveries {
+            records: vec![record("d1", "b1", "t")],
+            without_retry: true,
+            ..Default::default()
+        });
         let gateway = gateway(Some(cloud));
-        let bad = delivery_action(&gateway, true, DeliveryAction::DeadLetter, "d1", None, Full::new(Bytes::from_static(b"{oops"))).await;
+        let bad = delivery_action(
+            &gateway,
+            true,
+            DeliveryAction::DeadLetter,
+            "d1",
+            None,
+            Full::new(Bytes::from_static(b"{oops")),
+        )
+        .await;
         assert_eq!(bad.unwrap_err(), BAD_ACTION_BODY);
         let retry = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await;
         assert_eq!(retry.unwrap_err(), RETRY_UNAVAILABLE);

@@ -127,8 +127,16 @@ mod tests {
             assert_eq!(limiter.claim("request:a:p", 1_000, 60_000, 120), Verdict::Allowed);
         }
         assert_eq!(limiter.claim("request:a:p", 2_000, 60_000, 120), Verdict::Refused { retry_after_ms: 59_000 });
-        assert_eq!(limiter.claim("request:b:p", 2_000, 60_000, 120), Verdict::Allowed, "another source has its own bucket");
-        assert_eq!(limiter.claim("request:a:p", 61_000, 60_000, 120), Verdict::Allowed, "a new window clears the block");
+        assert_eq!(
+            limiter.claim("request:b:p", 2_000, 60_000, 120),
+            Verdict::Allowed,
+            "another source has its own bucket"
+        );
+        assert_eq!(
+            limiter.claim("request:a:p", 61_000, 60_000, 120),
+            Verdict::Allowed,
+            "a new window clears the block"
+        );
     }
 
     #[test]
@@ -152,7 +160,10 @@ mod tests {
         limiter.claim("idle", 100, 1_000, 10);
         limiter.claim("fresh", 200, 1_000, 10);
         assert_eq!(limiter.len(), 2);
-        assert!(matches!(limiter.check("attacker", 500, 1_000), Verdict::Refused { .. }), "the blocked record survived");
+        assert!(
+            matches!(limiter.check("attacker", 500, 1_000), Verdict::Refused { .. }),
+            "the blocked record survived"
+        );
         assert!(limiter.records.contains_key("fresh"));
         assert!(!limiter.records.contains_key("idle"));
     }

@@ -22,7 +22,8 @@ pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub fn json(status: StatusCode, body: &Value) -> Response<ResponseBody> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{\"ok\":false,\"error\":\"Internal gateway error.\"}".to_vec());
+    let bytes =
+        serde_json::to_vec(body).unwrap_or_else(|_| b"{\"ok\":false,\"error\":\"Internal gateway error.\"}".to_vec());
     let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
@@ -74,11 +75,16 @@ impl HttpError {
 }
 
 pub const NOT_FOUND: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Not found.");
-pub const ADMIN_REQUIRED: HttpError = HttpError::written(StatusCode::UNAUTHORIZED, "Gateway admin authorization is required.");
-pub const BAD_PATH_ENCODING: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Request path has an invalid percent-encoding.");
-pub const BODY_TOO_LARGE: HttpError = HttpError::thrown(StatusCode::PAYLOAD_TOO_LARGE, "Gateway request body exceeds the configured limit.");
-pub const BODY_TIMEOUT: HttpError = HttpError::thrown(StatusCode::REQUEST_TIMEOUT, "Gateway request body was not received in time.");
-pub const BODY_READ_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway request body could not be read.");
+pub const ADMIN_REQUIRED: HttpError =
+    HttpError::written(StatusCode::UNAUTHORIZED, "Gateway admin authorization is required.");
+pub const BAD_PATH_ENCODING: HttpError =
+    HttpError::thrown(StatusCode::BAD_REQUEST, "Request path has an invalid percent-encoding.");
+pub const BODY_TOO_LARGE: HttpError =
+    HttpError::thrown(StatusCode::PAYLOAD_TOO_LARGE, "Gateway request body exceeds the configured limit.");
+pub const BODY_TIMEOUT: HttpError =
+    HttpError::thrown(StatusCode::REQUEST_TIMEOUT, "Gateway request body was not received in time.");
+pub const BODY_READ_FAILED: HttpError =
+    HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway request body could not be read.");
 
 #[cfg(test)]
 mod tests {

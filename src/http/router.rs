@@ -49,8 +49,12 @@ pub const GATEWAY_ROUTES: &Table<Route> = &[
     (Method::GET, &[Literal("metrics")], |_| Route::Metrics),
     (Method::GET, &[Literal("diagnostics")], |_| Route::Diagnostics),
     (Method::GET, &[Literal("deliveries")], |_| Route::Deliveries),
-    (Method::POST, &[Literal("deliveries"), Param, Literal("retry")], |mut p| Route::DeliveryRetry { delivery_id: p.remove(0) }),
-    (Method::POST, &[Literal("deliveries"), Param, Literal("dead-letter")], |mut p| Route::DeliveryDeadLetter { delivery_id: p.remove(0) }),
+    (Method::POST, &[Literal("deliveries"), Param, Literal("retry")], |mut p| Route::DeliveryRetry {
+        delivery_id: p.remove(0),
+    }),
+    (Method::POST, &[Literal("deliveries"), Param, Literal("dead-letter")], |mut p| Route::DeliveryDeadLetter {
+        delivery_id: p.remove(0),
+    }),
     (Method::POST, &[Literal("webhooks"), Param], |mut p| Route::Webhook { provider_id: p.remove(0) }),
 ];
 
@@ -131,8 +135,14 @@ mod tests {
 
     #[test]
     fn params_are_single_decoded_segments() {
-        assert_eq!(route(&Method::POST, "/deliveries/d%201/retry"), Ok(Route::DeliveryRetry { delivery_id: "d 1".into() }));
-        assert_eq!(route(&Method::POST, "/deliveries/a%2Fb/dead-letter"), Ok(Route::DeliveryDeadLetter { delivery_id: "a/b".into() }));
+        assert_eq!(
+            route(&Method::POST, "/deliveries/d%201/retry"),
+            Ok(Route::DeliveryRetry { delivery_id: "d 1".into() })
+        );
+        assert_eq!(
+            route(&Method::POST, "/deliveries/a%2Fb/dead-letter"),
+            Ok(Route::DeliveryDeadLetter { delivery_id: "a/b".into() })
+        );
         assert_eq!(route(&Method::POST, "/webhooks/telegram"), Ok(Route::Webhook { provider_id: "telegram".into() }));
         assert_eq!(route(&Method::POST, "/webhooks/"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/webhooks/a/b"), Err(RouteError::NotFound));

@@ -51,7 +51,9 @@ pub enum AcceptFailure {
 
 pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
     match error.raw_os_error().map(Errno::from_raw) {
-        Some(Errno::ECONNABORTED | Errno::ECONNRESET | Errno::EINTR | Errno::EAGAIN | Errno::EPROTO | Errno::EPERM) => AcceptFailure::PeerGone,
+        Some(Errno::ECONNABORTED | Errno::ECONNRESET | Errno::EINTR | Errno::EAGAIN | Errno::EPROTO | Errno::EPERM) => {
+            AcceptFailure::PeerGone
+        }
         Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => AcceptFailure::ResourceExhausted,
         _ => AcceptFailure::Unexpected,
     }
@@ -146,7 +148,9 @@ where
         Ok(Route::DeliveryDeadLetter { delivery_id }) => {
             operator::delivery_action(gateway, admin(), DeliveryAction::DeadLetter, &delivery_id, query, body).await
         }
-        Ok(Route::Webhook { provider_id }) => webhook::handle(gateway, &provider_id, peer, &parts.headers, body, gateway.clock_ms()).await,
+        Ok(Route::Webhook { provider_id }) => {
+            webhook::handle(gateway, &provider_id, peer, &parts.headers, body, gateway.clock_ms()).await
+        }
     };
     result.unwrap_or_else(|error| {
         if error.counted {
@@ -179,7 +183,8 @@ mod tests {
     }
 
     async fn call(gateway: &Rc<Gateway>, method: &str, uri: &str) -> (StatusCode, Value) {
-        let request = Request::builder().method(method).uri(uri).header("host", "127.0.0.1").body(Empty::<Bytes>::new()).unwrap();
+        let request =
+            Request::builder().method(method).uri(uri).header("host", "127.0.0.1").body(Empty::<Bytes>::new()).unwrap();
         let response = dispatch(gateway, IpAddr::from([127, 0, 0, 1]), request).await;
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -189,7 +194,10 @@ mod tests {
     #[tokio::test]
     async fn routing_errors_and_error_counting() {
         let gateway = gateway();
-        assert_eq!(call(&gateway, "GET", "/nope").await, (StatusCode::NOT_FOUND, json!({"ok": false, "error": "Not found."})));
+        assert_eq!(
+            call(&gateway, "GET", "/nope").await,
+            (StatusCode::NOT_FOUND, json!({"ok": false, "error": "Not found."}))
+        );
         assert_eq!(gateway.metrics.get(Stat::Errors), 0, "a plain 404 is written, not thrown");
         let (status, body) = call(&gateway, "POST", "/deliveries/%E0%A4%A/retry").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

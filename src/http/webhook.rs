@@ -22,17 +22,28 @@ const MAX_REQUESTS: u32 = 120;
 const MAX_AUTH_FAILURES: u32 = 20;
 const AUTH_BACKOFF_MS: u64 = 60_000;
 
-const DRAINING: HttpError = HttpError::thrown(StatusCode::SERVICE_UNAVAILABLE, "Gateway is shutting down; webhook intake is closed.");
-const TOO_MANY: HttpError = HttpError::thrown(StatusCode::TOO_MANY_REQUESTS, "Too many Gateway webhook requests. Try again later.");
-const TOO_MANY_REJECTED: HttpError = HttpError::thrown(StatusCode::TOO_MANY_REQUESTS, "Too many rejected Gateway webhook requests. Try again later.");
-const BAD_BODY: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway webhook body must be valid JSON or form-encoded payload.");
+const DRAINING: HttpError =
+    HttpError::thrown(StatusCode::SERVICE_UNAVAILABLE, "Gateway is shutting down; webhook intake is closed.");
+const TOO_MANY: HttpError =
+    HttpError::thrown(StatusCode::TOO_MANY_REQUESTS, "Too many Gateway webhook requests. Try again later.");
+const TOO_MANY_REJECTED: HttpError =
+    HttpError::thrown(StatusCode::TOO_MANY_REQUESTS, "Too many rejected Gateway webhook requests. Try again later.");
+const BAD_BODY: HttpError =
+    HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway webhook body must be valid JSON or form-encoded payload.");
 const NOT_FOUND: HttpError = HttpError::thrown(StatusCode::NOT_FOUND, "Gateway webhook provider was not found.");
 const AUTH_FAILED: HttpError = HttpError::thrown(StatusCode::UNAUTHORIZED, "Gateway webhook authorization failed.");
 const BAD_PAYLOAD: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway webhook payload is invalid.");
 const PROVIDER_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_GATEWAY, "Gateway webhook provider failed.");
 
 /// Runs the pipeline. `now_ms` is a monotonic clock reading for the rate limiter.
-pub async fn handle<B>(gateway: &std::rc::Rc<Gateway>, provider_id: &str, peer: IpAddr, headers: &HeaderMap, body: B, now_ms: u64) -> RouteResult
+pub async fn handle<B>(
+    gateway: &std::rc::Rc<Gateway>,
+    provider_id: &str,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    body: B,
+    now_ms: u64,
+) -> RouteResult
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -70,7 +81,9 @@ where
     let request = WebhookRequest { payload: &payload, headers, raw_body };
     let outcome = gateway.providers.borrow().handle_webhook(provider_id, request, crate::time::now_ms());
     match outcome {
-        Ok(WebhookOutcome::Challenge(challenge)) => Ok(response::json(StatusCode::OK, &json!({"challenge": challenge}))),
+        Ok(WebhookOutcome::Challenge(challenge)) => {
+            Ok(response::json(StatusCode::OK, &json!({"challenge": challenge})))
+        }
         Ok(WebhookOutcome::Ignored) => Ok(accepted()),
         Ok(WebhookOutcome::Message(message)) => run_pipeline(gateway, provider_id, *message).await,
         #[cfg(feature = "telegram")]
@@ -89,7 +102,13 @@ where
             Err(match error.code {
                 WebhookErrorCode::NotFound => NOT_FOUND,
                 WebhookErrorCode::Auth => {
-                    gateway.rate_limiter.borrow_mut().backoff(&auth_key, now_ms, WINDOW_MS, MAX_AUTH_FAILURES, AUTH_BACKOFF_MS);
+                    gateway.rate_limiter.borrow_mut().backoff(
+                        &auth_key,
+                        now_ms,
+                        WINDOW_MS,
+                        MAX_AUTH_FAILURES,
+                        AUTH_BACKOFF_MS,
+                    );
                     AUTH_FAILED
                 }
                 WebhookErrorCode::Payload => BAD_PAYLOAD,
@@ -100,7 +119,11 @@ where
 }
 
 /// The inbound pipeline runs inside the request: its outcome is the status (a duplicate is a 202 too).
-async fn run_pipeline(gateway: &std::rc::Rc<Gateway>, provider_id: &str, message: crate::providers::InboundMessage) -> RouteResult {
+async fn run_pipeline(
+    gateway: &std::rc::Rc<Gateway>,
+    provider_id: &str,
+    message: crate::providers::InboundMessage,
+) -> RouteResult {
     match crate::runtime::inbound::handle_message(gateway, provider_id, message).await {
         Ok(()) => Ok(accepted()),
         Err(_) => Err(PROVIDER_FAILED),
@@ -148,12 +171,18 @@ mod tests {
         let gateway = gateway(&[]);
         let headers = HeaderMap::new();
         let big = Full::new(Bytes::from(vec![b' '; 2048]));
-        assert_eq!(handle(&gateway, "fake", PEER, &headers, big, 0).await.unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            handle(&gateway, "fake", PEER, &headers, big, 0).await.unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert_eq!(handle(&gateway, "fake", PEER, &headers, body("{nope"), 0).await.unwrap_err(), BAD_BODY);
         let invalid_utf8 = Full::new(Bytes::from_static(b"\"\xff\""));
         assert_eq!(handle(&gateway, "fake", PEER, &headers, invalid_utf8, 0).await.unwrap_err(), BAD_BODY);
         // The fake provider is registered but cannot start in this build: 502, as upstream for an unstarted provider.
-        assert_eq!(handle(&gateway, "fake", PEER, &headers, body("{\"text\":\"hi\"}"), 0).await.unwrap_err(), PROVIDER_FAILED);
+        assert_eq!(
+            handle(&gateway, "fake", PEER, &headers, body("{\"text\":\"hi\"}"), 0).await.unwrap_err(),
+            PROVIDER_FAILED
+        );
     }
 
     #[tokio::test]
@@ -165,13 +194,19 @@ mod tests {
 
     #[tokio::test]
     async fn forwarded_clients_get_their_own_buckets_behind_a_trusted_proxy() {
-        let gateway = gateway(&[("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "true"), ("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", "127.0.0.0/8")]);
+        let gateway = gateway(&[
+            ("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "true"),
+            ("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", "127.0.0.0/8"),
+        ]);
         let mut first = HeaderMap::new();
         first.insert("x-forwarded-for", "203.0.113.10, 127.0.0.2".parse().unwrap());
         for _ in 0..120 {
             let _ = handle(&gateway, "missing", PEER, &first, body("{}"), 0).await;
         }
-        assert_eq!(handle(&gateway, "missing", PEER, &first, body("{}"), 0).await.unwrap_err().status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            handle(&gateway, "missing", PEER, &first, body("{}"), 0).await.unwrap_err().status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
         let mut second = HeaderMap::new();
         second.insert("x-forwarded-for", "203.0.113.11".parse().unwrap());
         assert_eq!(handle(&gateway, "missing", PEER, &second, body("{}"), 0).await.unwrap_err(), NOT_FOUND);

@@ -47,7 +47,9 @@ pub fn build_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
         for certificate in load_ca_certificates(path)? {
-            roots.add(certificate).map_err(|e| HttpsError::CaFile { path: path.display().to_string(), detail: e.to_string() })?;
+            roots
+                .add(certificate)
+                .map_err(|e| HttpsError::CaFile { path: path.display().to_string(), detail: e.to_string() })?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -60,7 +62,8 @@ pub fn build_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let connector = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+    let connector =
+        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))

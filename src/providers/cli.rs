@@ -52,7 +52,9 @@ impl CliProvider {
 
     fn write_line(&self, line: &str) -> Result<(), SendError> {
         let mut out = self.out.borrow_mut();
-        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| SendError::transient(format!("CLI output failed: {e}")))
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| SendError::transient(format!("CLI output failed: {e}")))
     }
 
     fn envelope(&self, kind: &str) -> Map<String, Value> {
@@ -63,10 +65,18 @@ impl CliProvider {
         line
     }
 
-    pub fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+    pub fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
         let allowed = target.provider_kind == "cli" || target.provider == "cli" || target.provider.starts_with("cli-");
         if !allowed {
-            return Err(SendError::permanent(format!("CLI provider cannot deliver target for provider {}.", target.provider)));
+            return Err(SendError::permanent(format!(
+                "CLI provider cannot deliver target for provider {}.",
+                target.provider
+            )));
         }
         if target.chat_id.trim().is_empty() {
             return Err(SendError::permanent("CLI target.chatId is required."));
@@ -87,7 +97,11 @@ impl CliProvider {
                 self.write_line(&Value::Object(line).to_string())?;
             }
         }
-        Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: options.delivery_id.clone() })
+        Ok(SentMessage {
+            chat_id: target.chat_id.clone(),
+            message_id,
+            provider_delivery_id: options.delivery_id.clone(),
+        })
     }
 
     pub fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
@@ -136,21 +150,27 @@ pub fn parse_line(provider_id: &str, line: &str, now_ms: u64) -> Option<Result<I
 }
 
 fn message_from_payload(provider_id: &str, payload: Value, now_ms: u64) -> Result<InboundMessage, String> {
-    let text_field = |key: &str| payload.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let text_field = |key: &str| {
+        payload.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    };
     let id = text_field("id").unwrap_or_else(crate::providers::random_id);
     let text = text_field("text").unwrap_or_default();
     let raw_text = text_field("rawText").unwrap_or_else(|| text.clone());
     let mut words = text.strip_prefix('/').map(|rest| rest.split_whitespace()).into_iter().flatten();
     let command = words.next().filter(|verb| {
         let bytes = verb.as_bytes();
-        !bytes.is_empty() && bytes[0].is_ascii_alphabetic() && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+        !bytes.is_empty()
+            && bytes[0].is_ascii_alphabetic()
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
     });
     let interaction = match payload.get("interaction") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => None,
         Some(value) => {
             let id = value.get("id").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
             let token = value.get("token").and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
-            let (Some(id), Some(token)) = (id, token) else { return Err("CLI interaction requires id and token.".into()) };
+            let (Some(id), Some(token)) = (id, token) else {
+                return Err("CLI interaction requires id and token.".into());
+            };
             Some(InteractionRef {
                 id: id.into(),
                 token: token.into(),
@@ -182,7 +202,11 @@ fn message_from_payload(provider_id: &str, payload: Value, now_ms: u64) -> Resul
             user_id: text_field("userId"),
             message_id: None,
         },
-        sender: Sender { provider_user_id: user, username: text_field("username"), display_name: text_field("displayName") },
+        sender: Sender {
+            provider_user_id: user,
+            username: text_field("username"),
+            display_name: text_field("displayName"),
+        },
         is_command: command.is_some(),
         command: command.map(str::to_ascii_lowercase),
         text,
@@ -201,15 +225,24 @@ mod tests {
     #[test]
     fn lines_map_as_upstream() {
         let hello = parse_line("cli", "hello", 1).unwrap().unwrap();
-        assert_eq!((hello.text.as_str(), hello.target.chat_id.as_str(), hello.sender.provider_user_id.as_str()), ("hello", "local-cli", "cli-user"));
+        assert_eq!(
+            (hello.text.as_str(), hello.target.chat_id.as_str(), hello.sender.provider_user_id.as_str()),
+            ("hello", "local-cli", "cli-user")
+        );
         let approve = parse_line("cli", r#"{"id":"msg-1","chatId":"terminal-1","userId":"operator","text":"/approve token-1","interaction":{"id":"interaction-1","token":"token-1"}}"#, 1)
             .unwrap()
             .unwrap();
-        assert_eq!((approve.command.as_deref(), approve.interaction.as_ref().unwrap().kind), (Some("approve"), "command"));
+        assert_eq!(
+            (approve.command.as_deref(), approve.interaction.as_ref().unwrap().kind),
+            (Some("approve"), "command")
+        );
         assert_eq!(approve.provider_event_id(), "msg-1");
         assert!(parse_line("cli", "   ", 1).is_none());
         assert!(parse_line("cli", "{oops", 1).unwrap().is_err());
-        assert_eq!(parse_line("cli", r#"{"interaction":{"id":"x"}}"#, 1).unwrap().unwrap_err(), "CLI interaction requires id and token.");
+        assert_eq!(
+            parse_line("cli", r#"{"interaction":{"id":"x"}}"#, 1).unwrap().unwrap_err(),
+            "CLI interaction requires id and token."
+        );
     }
 
     #[test]
@@ -227,11 +260,24 @@ mod tests {
         }
         let buffer = Shared::default();
         let cli = CliProvider::new("cli".into(), CliOutputMode::Json, Box::new(buffer.clone()));
-        let target = ChannelTarget { provider: "cli".into(), provider_kind: "cli".into(), chat_id: "local-cli".into(), ..ChannelTarget::default() };
+        let target = ChannelTarget {
+            provider: "cli".into(),
+            provider_kind: "cli".into(),
+            chat_id: "local-cli".into(),
+            ..ChannelTarget::default()
+        };
         cli.send_text(&target, "hi", &SendOptions { delivery_id: Some("d1".into()) }).unwrap();
         let line: Value = serde_json::from_slice(buffer.0.borrow().split(|b| *b == b'\n').next().unwrap()).unwrap();
-        assert_eq!((line["type"].as_str(), line["text"].as_str(), line["providerDeliveryId"].as_str()), (Some("text"), Some("hi"), Some("d1")));
-        let other = ChannelTarget { provider: "telegram".into(), provider_kind: "telegram".into(), chat_id: "c".into(), ..ChannelTarget::default() };
+        assert_eq!(
+            (line["type"].as_str(), line["text"].as_str(), line["providerDeliveryId"].as_str()),
+            (Some("text"), Some("hi"), Some("d1"))
+        );
+        let other = ChannelTarget {
+            provider: "telegram".into(),
+            provider_kind: "telegram".into(),
+            chat_id: "c".into(),
+            ..ChannelTarget::default()
+        };
         assert!(cli.send_text(&other, "x", &SendOptions::default()).is_err());
     }
 }

@@ -67,7 +67,9 @@ impl FakeProvider {
             .borrow()
             .iter()
             .filter_map(|r| match r {
-                FakeRecord::Text { text, .. } | FakeRecord::Edit { text, .. } | FakeRecord::Buttons { text, .. } => Some(text.clone()),
+                FakeRecord::Text { text, .. } | FakeRecord::Edit { text, .. } | FakeRecord::Buttons { text, .. } => {
+                    Some(text.clone())
+                }
                 FakeRecord::Answer { .. } | FakeRecord::File { .. } => None,
             })
             .collect()
@@ -102,16 +104,29 @@ impl FakeProvider {
 
     fn check_length(&self, text: &str) -> Result<(), SendError> {
         if text.encode_utf16().count() > self.capabilities.max_text_length {
-            return Err(SendError::permanent(format!("Fake channel text exceeds maxTextLength {}", self.capabilities.max_text_length)));
+            return Err(SendError::permanent(format!(
+                "Fake channel text exceeds maxTextLength {}",
+                self.capabilities.max_text_length
+            )));
         }
         Ok(())
     }
 
-    pub fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+    pub fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
         self.take_failure()?;
         self.check_length(text)?;
-        let message_id = self.record(FakeRecord::Text { target: target.clone(), text: text.to_owned(), options: options.clone() });
-        Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: options.delivery_id.clone() })
+        let message_id =
+            self.record(FakeRecord::Text { target: target.clone(), text: text.to_owned(), options: options.clone() });
+        Ok(SentMessage {
+            chat_id: target.chat_id.clone(),
+            message_id,
+            provider_delivery_id: options.delivery_id.clone(),
+        })
     }
 
     pub fn edit_text(&self, message_id: &str, text: &str) -> Result<(), SendError> {
@@ -121,19 +136,32 @@ impl FakeProvider {
         Ok(())
     }
 
-    pub fn send_buttons(&self, target: &ChannelTarget, text: &str, buttons: &[Vec<Button>]) -> Result<SentMessage, SendError> {
+    pub fn send_buttons(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        buttons: &[Vec<Button>],
+    ) -> Result<SentMessage, SendError> {
         self.take_failure()?;
         self.check_length(text)?;
-        let message_id = self.record(FakeRecord::Buttons { target: target.clone(), text: text.to_owned(), buttons: buttons.to_vec() });
+        let message_id = self.record(FakeRecord::Buttons {
+            target: target.clone(),
+            text: text.to_owned(),
+            buttons: buttons.to_vec(),
+        });
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 
     pub fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
         self.take_failure()?;
         if data.len() > self.capabilities.max_file_bytes {
-            return Err(SendError::permanent(format!("Fake channel file exceeds maxFileBytes {}", self.capabilities.max_file_bytes)));
+            return Err(SendError::permanent(format!(
+                "Fake channel file exceeds maxFileBytes {}",
+                self.capabilities.max_file_bytes
+            )));
         }
-        let message_id = self.record(FakeRecord::File { target: target.clone(), filename: filename.to_owned(), bytes: data.len() });
+        let message_id =
+            self.record(FakeRecord::File { target: target.clone(), filename: filename.to_owned(), bytes: data.len() });
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 
@@ -193,9 +221,15 @@ mod tests {
     #[test]
     fn webhook_mapping() {
         let message = inbound_from_webhook(&json!({"text": "ship it", "chatId": "chat-1", "userId": "user-1"}), 42);
-        assert_eq!((message.id.as_str(), message.target.chat_id.as_str(), message.sender.provider_user_id.as_str()), ("fake-42", "chat-1", "user-1"));
+        assert_eq!(
+            (message.id.as_str(), message.target.chat_id.as_str(), message.sender.provider_user_id.as_str()),
+            ("fake-42", "chat-1", "user-1")
+        );
         assert_eq!((message.provider.as_str(), message.event_type()), ("cli", "message"));
-        let command = inbound_from_webhook(&json!({"id": "m1", "text": "/approve tok", "interaction": {"id": " i1 ", "token": "apv:t"}}), 1);
+        let command = inbound_from_webhook(
+            &json!({"id": "m1", "text": "/approve tok", "interaction": {"id": " i1 ", "token": "apv:t"}}),
+            1,
+        );
         assert_eq!(command.provider_event_id(), "m1");
         assert_eq!(command.event_type(), "interaction");
         assert_eq!(command.interaction.as_ref().unwrap().kind, "button");
@@ -212,7 +246,11 @@ mod tests {
         fake.fail_next([SendError::transient("503 service unavailable")]);
         assert!(fake.send_text(&target, "two", &SendOptions::default()).is_err());
         assert_eq!(fake.send_text(&target, "two", &SendOptions::default()).unwrap().message_id, "2");
-        assert!(fake.send_text(&target, &"x".repeat(4097), &SendOptions::default()).unwrap_err().message.contains("maxTextLength 4096"));
+        assert!(fake
+            .send_text(&target, &"x".repeat(4097), &SendOptions::default())
+            .unwrap_err()
+            .message
+            .contains("maxTextLength 4096"));
         assert_eq!(fake.texts(), ["one", "two"]);
     }
 }

@@ -48,7 +48,12 @@ impl Provider {
         }
     }
 
-    pub async fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+    pub async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
         match self {
             Provider::Fake(p) => {
                 if !p.latency().is_zero() {
@@ -69,24 +74,40 @@ impl Provider {
             Provider::Fake(p) => p.edit_text(message_id, text),
             #[cfg(feature = "telegram")]
             Provider::Telegram(p) => p.edit_text(target, message_id, text).await,
-            Provider::Cli(_) => Err(SendError::permanent("CLI provider does not support message editing; use appended output instead.")),
+            Provider::Cli(_) => {
+                Err(SendError::permanent("CLI provider does not support message editing; use appended output instead."))
+            }
         }
     }
 
-    pub async fn send_buttons(&self, target: &ChannelTarget, text: &str, buttons: &[Vec<Button>]) -> Result<SentMessage, SendError> {
+    pub async fn send_buttons(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        buttons: &[Vec<Button>],
+    ) -> Result<SentMessage, SendError> {
         match self {
             Provider::Fake(p) => p.send_buttons(target, text, buttons),
             #[cfg(feature = "telegram")]
             Provider::Telegram(p) => p.send_buttons(target, text, buttons).await,
-            Provider::Cli(_) => Err(SendError::permanent("CLI provider does not support inline buttons; use token approval fallback.")),
+            Provider::Cli(_) => {
+                Err(SendError::permanent("CLI provider does not support inline buttons; use token approval fallback."))
+            }
         }
     }
 
     /// Sends a file (the renderer checks `file_downloads` and `max_file_bytes` first).
-    pub async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+    pub async fn send_file(
+        &self,
+        target: &ChannelTarget,
+        filename: &str,
+        data: &[u8],
+    ) -> Result<SentMessage, SendError> {
         match self {
             Provider::Fake(p) => p.send_file(target, filename, data),
-            Provider::Cli(_) => Err(SendError::permanent("CLI provider does not send local files; render artifact links instead.")),
+            Provider::Cli(_) => {
+                Err(SendError::permanent("CLI provider does not send local files; render artifact links instead."))
+            }
             #[cfg(feature = "telegram")]
             Provider::Telegram(p) => p.send_file(target, filename, data).await,
         }
@@ -131,8 +152,13 @@ impl ProviderFactory {
         match config.kind {
             #[cfg(feature = "telegram")]
             ProviderKind::Telegram => match context.http {
-                Some(http) => Ok(Provider::Telegram(telegram::TelegramProvider::new(config, http.clone(), context.state_dir))),
-                None => Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached.".into()),
+                Some(http) => {
+                    Ok(Provider::Telegram(telegram::TelegramProvider::new(config, http.clone(), context.state_dir)))
+                }
+                None => {
+                    Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached."
+                        .into())
+                }
             },
             ProviderKind::Fake if cfg!(feature = "devcloud") => Ok(Provider::Fake(FakeProvider::new(context.body_cap))),
             ProviderKind::Cli if cfg!(feature = "cli") => {
@@ -330,34 +356,60 @@ impl ProviderRegistry {
     }
 
     /// Turns a webhook into an inbound message (§2.5 registry behaviour).
-    pub fn handle_webhook(&self, provider_id: &str, request: WebhookRequest<'_>, now_ms: u64) -> Result<WebhookOutcome, WebhookError> {
+    pub fn handle_webhook(
+        &self,
+        provider_id: &str,
+        request: WebhookRequest<'_>,
+        now_ms: u64,
+    ) -> Result<WebhookOutcome, WebhookError> {
         let Some(registration) = self.get(provider_id) else {
-            return Err(WebhookError::new(WebhookErrorCode::NotFound, format!("Gateway webhook provider {provider_id} was not found.")));
+            return Err(WebhookError::new(
+                WebhookErrorCode::NotFound,
+                format!("Gateway webhook provider {provider_id} was not found."),
+            ));
         };
         if registration.config.kind == ProviderKind::Cli {
-            return Err(WebhookError::new(WebhookErrorCode::NotFound, format!("Gateway provider {provider_id} does not expose a webhook endpoint.")));
+            return Err(WebhookError::new(
+                WebhookErrorCode::NotFound,
+                format!("Gateway provider {provider_id} does not expose a webhook endpoint."),
+            ));
         }
         if !(registration.started && registration.healthy) {
-            return Err(WebhookError::new(WebhookErrorCode::Upstream, format!("Gateway provider {provider_id} is not started and healthy.")));
+            return Err(WebhookError::new(
+                WebhookErrorCode::Upstream,
+                format!("Gateway provider {provider_id} is not started and healthy."),
+            ));
         }
         match registration.provider.as_deref() {
-            Some(Provider::Fake(_)) => Ok(WebhookOutcome::Message(Box::new(fake::inbound_from_webhook(request.payload, now_ms)))),
+            Some(Provider::Fake(_)) => {
+                Ok(WebhookOutcome::Message(Box::new(fake::inbound_from_webhook(request.payload, now_ms))))
+            }
             #[cfg(feature = "telegram")]
             Some(Provider::Telegram(bot)) => {
                 // D1: the header must carry the configured secret.
                 let Some(webhook) = bot.webhook() else {
-                    return Err(WebhookError::new(WebhookErrorCode::NotFound, "Telegram webhook updates require webhook mode"));
+                    return Err(WebhookError::new(
+                        WebhookErrorCode::NotFound,
+                        "Telegram webhook updates require webhook mode",
+                    ));
                 };
-                let presented = request.headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let presented =
+                    request.headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
                 if !crate::http::admin::constant_time_equal(presented, webhook.secret.expose()) {
-                    return Err(WebhookError::new(WebhookErrorCode::Auth, "Telegram webhook secret verification failed"));
+                    return Err(WebhookError::new(
+                        WebhookErrorCode::Auth,
+                        "Telegram webhook secret verification failed",
+                    ));
                 }
                 if bot.seen_before(request.payload) {
                     return Ok(WebhookOutcome::Ignored);
                 }
                 Ok(WebhookOutcome::TelegramUpdate(bot.clone(), request.payload.clone()))
             }
-            _ => Err(WebhookError::new(WebhookErrorCode::Upstream, format!("Gateway provider {provider_id} has no webhook handler in this build."))),
+            _ => Err(WebhookError::new(
+                WebhookErrorCode::Upstream,
+                format!("Gateway provider {provider_id} has no webhook handler in this build."),
+            )),
         }
     }
 }

@@ -92,7 +92,11 @@ fn payload_text<'a>(payload: &'a Value, keys: &[&str]) -> Option<&'a str> {
     keys.iter().find_map(|k| payload.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
 }
 
-pub async fn render_event(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+pub async fn render_event(
+    context: &RenderContext<'_>,
+    state: &mut RenderState,
+    event: &SessionEvent,
+) -> Result<Rendered, RenderError> {
     match event.event_type.as_str() {
         "assistant.message" => render_assistant(context, state, event).await,
         "tool.call" => render_tool(context, state, event).await,
@@ -115,13 +119,24 @@ fn fits(context: &RenderContext<'_>, text: &str) -> bool {
     utf16_len(text) <= context.provider.capabilities().max_text_length
 }
 
-async fn render_assistant(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+async fn render_assistant(
+    context: &RenderContext<'_>,
+    state: &mut RenderState,
+    event: &SessionEvent,
+) -> Result<Rendered, RenderError> {
     let payload = &event.payload;
     let key = payload_text(payload, &["messageId", "id"])
         .map(str::to_owned)
         .or_else(|| event.rest.get("entityId").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| format!("{}:assistant:{}", if event.session_id.is_empty() { "session" } else { &event.session_id }, event.sequence));
-    let Some(content) = payload_text(payload, &["content", "text", "message"]).map(|c| c.trim().trim_end().to_owned()) else {
+        .unwrap_or_else(|| {
+            format!(
+                "{}:assistant:{}",
+                if event.session_id.is_empty() { "session" } else { &event.session_id },
+                event.sequence
+            )
+        });
+    let Some(content) = payload_text(payload, &["content", "text", "message"]).map(|c| c.trim().trim_end().to_owned())
+    else {
         return Ok(Rendered::default());
     };
     let (existing_id, existing_text) = state.assistant.get(&key).cloned().unwrap_or((None, String::new()));
@@ -135,7 +150,9 @@ async fn render_assistant(context: &RenderContext<'_>, state: &mut RenderState, 
             context.provider.edit_text(&context.target, id, &next).await?;
             Some(id.clone())
         }
-        (None, true) => Some(context.provider.send_text(&context.target, &next, &SendOptions::default()).await?.message_id),
+        (None, true) => {
+            Some(context.provider.send_text(&context.target, &next, &SendOptions::default()).await?.message_id)
+        }
         _ => {
             let suffix = next.strip_prefix(existing_text.as_str()).map(str::trim_start).unwrap_or(&next);
             send_chunks(context, suffix).await?.or(existing_id)
@@ -145,7 +162,11 @@ async fn render_assistant(context: &RenderContext<'_>, state: &mut RenderState, 
     Ok(Rendered { handled: true, last_chat_message_id: message_id })
 }
 
-async fn render_tool(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+async fn render_tool(
+    context: &RenderContext<'_>,
+    state: &mut RenderState,
+    event: &SessionEvent,
+) -> Result<Rendered, RenderError> {
     let payload = &event.payload;
     let key = payload_text(payload, &["id", "callId", "toolCallId"])
         .map(str::to_owned)
@@ -177,14 +198,25 @@ async fn render_tool(context: &RenderContext<'_>, state: &mut RenderState, event
             context.provider.edit_text(&context.target, id, &summary).await?;
             id.clone()
         }
-        _ => context.provider.send_text(&context.target, &truncate(&summary, max), &SendOptions::default()).await?.message_id,
+        _ => {
+            context
+                .provider
+                .send_text(&context.target, &truncate(&summary, max), &SendOptions::default())
+                .await?
+                .message_id
+        }
     };
     state.tools.set(key, (Some(message_id.clone()), summary));
     Ok(Rendered { handled: true, last_chat_message_id: Some(message_id) })
 }
 
 /// Issues a Cloud interaction for a prompt and returns its plaintext token.
-async fn issue_interaction(context: &RenderContext<'_>, event: &SessionEvent, kind: &'static str, target_id: &str) -> Result<String, RenderError> {
+async fn issue_interaction(
+    context: &RenderContext<'_>,
+    event: &SessionEvent,
+    kind: &'static str,
+    target_id: &str,
+) -> Result<String, RenderError> {
     let random: Vec<u8> = (0..9).map(|_| fastrand::u8(..)).collect();
     let binding = context.binding;
     let issued = context
@@ -212,7 +244,12 @@ fn buttons_fit(context: &RenderContext<'_>, text: &str, rows: &[Vec<Button>]) ->
         && rows.iter().flatten().all(|b| !b.label.is_empty() && b.token.len() <= capabilities.max_button_token_bytes)
 }
 
-async fn send_prompt(context: &RenderContext<'_>, text: &str, rows: Vec<Vec<Button>>, fallback: String) -> Result<Rendered, RenderError> {
+async fn send_prompt(
+    context: &RenderContext<'_>,
+    text: &str,
+    rows: Vec<Vec<Button>>,
+    fallback: String,
+) -> Result<Rendered, RenderError> {
     let message_id = if !rows.is_empty() && buttons_fit(context, text, &rows) {
         Some(context.provider.send_buttons(&context.target, text, &rows).await?.message_id)
     } else {
@@ -272,8 +309,15 @@ fn read_questions(payload: &Value) -> Vec<Question> {
                         .filter_map(|o| match o {
                             Value::String(label) => Some((label.clone(), None)),
                             other => {
-                                let label = payload_text(other, &["label"]).or_else(|| payload_text(other, &["description"]))?.to_owned();
-                                Some((label, payload_text(other, &["description"]).map(str::to_owned).filter(|_| other.get("label").is_some())))
+                                let label = payload_text(other, &["label"])
+                                    .or_else(|| payload_text(other, &["description"]))?
+                                    .to_owned();
+                                Some((
+                                    label,
+                                    payload_text(other, &["description"])
+                                        .map(str::to_owned)
+                                        .filter(|_| other.get("label").is_some()),
+                                ))
                             }
                         })
                         .collect()
@@ -291,7 +335,9 @@ fn read_questions(payload: &Value) -> Vec<Question> {
 
 async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> Result<Rendered, RenderError> {
     let payload = &event.payload;
-    let Some(request_id) = payload_text(payload, &["requestId", "requestID", "id"]) else { return Ok(Rendered::default()) };
+    let Some(request_id) = payload_text(payload, &["requestId", "requestID", "id"]) else {
+        return Ok(Rendered::default());
+    };
     let token = issue_interaction(context, event, "question", request_id).await?;
     let questions = read_questions(payload);
     let several = questions.len() > 1;
@@ -302,8 +348,13 @@ async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> R
             .iter()
             .enumerate()
             .map(|(index, q)| {
-                let default_header = if several { format!("Question {}", index + 1) } else { "Question requested".to_owned() };
-                let mut block = format!("{}\n{}", sanitize(q.header.as_deref().unwrap_or(&default_header), 120), sanitize(&q.question, 320));
+                let default_header =
+                    if several { format!("Question {}", index + 1) } else { "Question requested".to_owned() };
+                let mut block = format!(
+                    "{}\n{}",
+                    sanitize(q.header.as_deref().unwrap_or(&default_header), 120),
+                    sanitize(&q.question, 320)
+                );
                 for (label, description) in &q.options {
                     match description {
                         Some(d) => block.push_str(&format!("\n- {}: {}", sanitize(label, 80), sanitize(d, 120))),
@@ -333,7 +384,11 @@ async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> R
     send_prompt(context, &text, rows, fallback).await
 }
 
-async fn render_artifact(context: &RenderContext<'_>, state: &mut RenderState, event: &SessionEvent) -> Result<Rendered, RenderError> {
+async fn render_artifact(
+    context: &RenderContext<'_>,
+    state: &mut RenderState,
+    event: &SessionEvent,
+) -> Result<Rendered, RenderError> {
     let payload = &event.payload;
     let from_path = payload_text(payload, &["filePath"])
         .and_then(|p| p.strip_prefix("cloud-artifact://"))
@@ -355,14 +410,21 @@ async fn render_artifact(context: &RenderContext<'_>, state: &mut RenderState, e
         .unwrap_or_else(|| "artifact".into());
     let size = payload.get("size").and_then(Value::as_u64).unwrap_or(0);
     let capabilities = context.provider.capabilities();
-    if event.event_type == "artifact.created" && capabilities.file_downloads && size > 0 && size <= capabilities.max_file_bytes as u64 {
+    if event.event_type == "artifact.created"
+        && capabilities.file_downloads
+        && size > 0
+        && size <= capabilities.max_file_bytes as u64
+    {
         let attachment = context.client.read_artifact(&context.binding.binding_id, &artifact_id).await?;
         let data = attachment
             .url
             .split_once(";base64,")
             .and_then(|(_, encoded)| text::base64url_decode(encoded))
             .filter(|d| !d.is_empty())
-            .ok_or_else(|| RenderError { transient: false, message: "Cloud artifact attachment did not include a base64 data URL.".into() })?;
+            .ok_or_else(|| RenderError {
+                transient: false,
+                message: "Cloud artifact attachment did not include a base64 data URL.".into(),
+            })?;
         if data.len() <= capabilities.max_file_bytes {
             let sent = context.provider.send_file(&context.target, &filename, &data).await?;
             state.artifacts.set(artifact_id, event.sequence);
@@ -391,7 +453,9 @@ pub fn delivery_text(payload: &Value) -> String {
         return message.to_owned();
     }
     let field = |k: &str| payload.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
-    if let (Some(status), true) = (field("status"), payload.get("workflowId").is_some() || payload.get("runId").is_some()) {
+    if let (Some(status), true) =
+        (field("status"), payload.get("workflowId").is_some() || payload.get("runId").is_some())
+    {
         let name = field("workflowId").or(field("runId")).unwrap_or("workflow");
         let mut line = format!("Workflow {name} {status}.");
         if let Some(detail) = field("summary").or(field("error")) {
@@ -413,7 +477,9 @@ mod tests {
         assert_eq!(delivery_text(&json!({"text": "done", "message": "x"})), "done");
         assert_eq!(delivery_text(&json!({"message": "failed run"})), "failed run");
         assert_eq!(
-            delivery_text(&json!({"workflowId": "nightly", "runId": "r1", "status": "completed", "summary": "3 reports"})),
+            delivery_text(
+                &json!({"workflowId": "nightly", "runId": "r1", "status": "completed", "summary": "3 reports"})
+            ),
             "Workflow nightly completed.\n3 reports"
         );
         assert_eq!(delivery_text(&json!({"other": 1})), "{\"other\":1}");

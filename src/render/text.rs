@@ -44,7 +44,11 @@ pub fn chunk_text(input: &str, max: usize) -> Vec<String> {
         let end = byte_index_at_utf16(rest, window).max(rest.chars().next().map_or(1, char::len_utf8));
         let floor = byte_index_at_utf16(rest, (max as f64 * 0.65) as usize);
         let slice = &rest[..end];
-        let split = [slice.rfind("\n\n"), slice.rfind('\n'), slice.rfind(' ')].into_iter().flatten().find(|&i| i >= floor && i > 0).unwrap_or(end);
+        let split = [slice.rfind("\n\n"), slice.rfind('\n'), slice.rfind(' ')]
+            .into_iter()
+            .flatten()
+            .find(|&i| i >= floor && i > 0)
+            .unwrap_or(end);
         let piece = rest[..split].trim_end();
         let fences = piece.lines().filter(|l| is_fence_line(l)).count();
         let open_after = in_fence ^ (fences % 2 == 1);
@@ -188,7 +192,11 @@ mod tests {
         }
         assert_eq!(base64url_encode(b"Yes"), "WWVz");
         assert_eq!(base64url_decode("!!"), None);
-        assert_eq!(base64url_decode("aGVsbG8/+w==").unwrap(), base64url_decode("aGVsbG8_-w").unwrap(), "both alphabets");
+        assert_eq!(
+            base64url_decode("aGVsbG8/+w==").unwrap(),
+            base64url_decode("aGVsbG8_-w").unwrap(),
+            "both alphabets"
+        );
     }
 
     proptest! {

@@ -95,8 +95,11 @@ fn target_of(delivery: &DeliveryRecord) -> Option<&serde_json::Map<String, Value
 
 /// `<binding>\0<target keys sorted, k=v joined with &>`.
 fn lane_key(delivery: &DeliveryRecord) -> String {
-    let mut parts: Vec<String> =
-        target_of(delivery).into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect();
+    let mut parts: Vec<String> = target_of(delivery)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect();
     parts.sort();
     format!("{}\0{}", delivery.channel_binding_id, parts.join("&"))
 }
@@ -109,7 +112,11 @@ pub fn retry_delay(attempt_count: u64) -> Duration {
 }
 
 /// Runs until the delivery stream closes and everything queued was handled.
-pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut incoming: mpsc::Receiver<DeliveryRecord>) {
+pub async fn run_dispatcher(
+    gateway: Rc<Gateway>,
+    client: Rc<CloudClient>,
+    mut incoming: mpsc::Receiver<DeliveryRecord>,
+) {
     let max_concurrency = gateway.config.delivery.max_concurrency;
     let cap = gateway.config.delivery.max_queue_depth.max(max_concurrency);
     let shared = Rc::new(RefCell::new(Shared::default()));
@@ -172,7 +179,8 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
             active += 1;
             busy_lanes.insert(lane.clone());
             let key = delivery_key(&delivery);
-            let (gateway, client, shared, done) = (Rc::clone(&gateway), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
+            let (gateway, client, shared, done) =
+                (Rc::clone(&gateway), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
             tokio::task::spawn_local(async move {
                 handle_delivery(&gateway, &client, &shared, delivery).await;
                 let _ = done.send((lane, key)).await;
@@ -191,12 +199,17 @@ pub async fn run_dispatcher(gateway: Rc<Gateway>, client: Rc<CloudClient>, mut i
 const LEASE_MARGIN_MS: u64 = 5_000;
 
 fn lease_nearly_over(delivery: &DeliveryRecord) -> bool {
-    delivery.field_str("claimExpiresAt").and_then(crate::time::parse_iso).is_some_and(|end| end < crate::time::now_ms() + LEASE_MARGIN_MS)
+    delivery
+        .field_str("claimExpiresAt")
+        .and_then(crate::time::parse_iso)
+        .is_some_and(|end| end < crate::time::now_ms() + LEASE_MARGIN_MS)
 }
 
 fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &str) -> ChannelTarget {
     let target = target_of(delivery);
-    let field = |keys: &[&str]| keys.iter().find_map(|k| target?.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty())).map(str::to_owned);
+    let field = |keys: &[&str]| {
+        keys.iter().find_map(|k| target?.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty())).map(str::to_owned)
+    };
     ChannelTarget {
         provider,
         provider_kind: provider_kind.into(),
@@ -208,14 +221,18 @@ fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &
     }
 }
 
-async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &RefCell<Shared>, delivery: DeliveryRecord) {
+async fn handle_delivery(
+    gateway: &Rc<Gateway>,
+    client: &CloudClient,
+    shared: &RefCell<Shared>,
+    delivery: DeliveryRecord,
+) {
     let received = Instant::now();
     gateway.metrics.increment(Stat::DeliveriesReceived);
-    let registration = gateway
-        .providers
-        .borrow()
-        .for_binding(&delivery.channel_binding_id)
-        .map(|r| (r.config.clone(), r.provider.clone(), r.runtime_id.clone(), r.runtime_kind, r.started && r.healthy));
+    let registration =
+        gateway.providers.borrow().for_binding(&delivery.channel_binding_id).map(|r| {
+            (r.config.clone(), r.provider.clone(), r.runtime_id.clone(), r.runtime_kind, r.started && r.healthy)
+        });
     let Some((config, provider, runtime_id, runtime_kind, healthy)) = registration else {
         let provider_name = delivery.field_str("provider").unwrap_or("unknown").to_owned();
         gateway.metrics.increment(Stat::Errors);
@@ -238,7 +255,10 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
     };
     let attempted = open.is_none();
     let result = match open {
-        Some(wait) => Err(SendError { kind: SendErrorKind::RateLimited(wait), message: format!("Delivery circuit for provider {id} is open.") }),
+        Some(wait) => Err(SendError {
+            kind: SendErrorKind::RateLimited(wait),
+            message: format!("Delivery circuit for provider {id} is open."),
+        }),
         None => match provider.filter(|_| healthy || half_open) {
             // Unlike upstream (dead at once), an unhealthy channel is usually a passing state
             // (starting, reconnecting, rate-limited): retry with backoff; the attempt cap still ends it.
@@ -250,9 +270,14 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
                 let several = chunks.len() > 1;
                 let mut outcome = Ok(());
                 for (index, chunk) in chunks.iter().enumerate() {
-                    let delivery_id =
-                        if several { format!("{}:chunk:{}", delivery.delivery_id, index + 1) } else { delivery.delivery_id.to_string() };
-                    if let Err(error) = provider.send_text(&target, chunk, &SendOptions { delivery_id: Some(delivery_id) }).await {
+                    let delivery_id = if several {
+                        format!("{}:chunk:{}", delivery.delivery_id, index + 1)
+                    } else {
+                        delivery.delivery_id.to_string()
+                    };
+                    if let Err(error) =
+                        provider.send_text(&target, chunk, &SendOptions { delivery_id: Some(delivery_id) }).await
+                    {
                         outcome = Err(error);
                         break;
                     }
@@ -263,7 +288,12 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
     };
     match result {
         Ok(()) => {
-            gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Success, Some(received.elapsed().as_secs_f64() * 1000.0));
+            gateway.metrics.record_channel_message(
+                kind,
+                Direction::Outbound,
+                Outcome::Success,
+                Some(received.elapsed().as_secs_f64() * 1000.0),
+            );
             close_circuit(gateway, shared, &id);
             shared.borrow_mut().sent.insert(delivery_key(&delivery));
             if ack_sent(gateway, client, &delivery).await {
@@ -276,7 +306,9 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
             gateway.metrics.increment(Stat::Errors);
             let (retry, delay) = match &error.kind {
                 SendErrorKind::Permanent => (false, None),
-                SendErrorKind::Transient => (delivery.attempt_count() < MAX_ATTEMPTS, Some(retry_delay(delivery.attempt_count()))),
+                SendErrorKind::Transient => {
+                    (delivery.attempt_count() < MAX_ATTEMPTS, Some(retry_delay(delivery.attempt_count())))
+                }
                 SendErrorKind::RateLimited(wait) => (delivery.attempt_count() < MAX_ATTEMPTS, Some(*wait)),
             };
             if attempted && !matches!(error.kind, SendErrorKind::Permanent) {
@@ -290,11 +322,19 @@ async fn handle_delivery(gateway: &Rc<Gateway>, client: &CloudClient, shared: &R
                 gateway.metrics.increment(Stat::DeliveryDeadLetters);
                 gateway.metrics.increment_provider(&id, ProviderStat::DeliveryDeadLetters);
             }
-            let next_attempt = retry.then(|| delay.map(|d| crate::time::iso(crate::time::now_ms() + d.as_millis() as u64))).flatten();
-            if let Err(ack_error) = ack(client, &delivery, status, Some(sanitize(&error.message, 320)), next_attempt).await {
+            let next_attempt =
+                retry.then(|| delay.map(|d| crate::time::iso(crate::time::now_ms() + d.as_millis() as u64))).flatten();
+            if let Err(ack_error) =
+                ack(client, &delivery, status, Some(sanitize(&error.message, 320)), next_attempt).await
+            {
                 tracing::warn!(error = %ack_error, delivery = %delivery.delivery_id, "acknowledging a failed delivery failed; its lease will expire");
             }
-            gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, Some(received.elapsed().as_secs_f64() * 1000.0));
+            gateway.metrics.record_channel_message(
+                kind,
+                Direction::Outbound,
+                outcome,
+                Some(received.elapsed().as_secs_f64() * 1000.0),
+            );
         }
     }
 }
@@ -323,12 +363,18 @@ async fn ack(
 /// Acks `sent`, retrying with backoff while the claim lease lasts (§8.5): the message was
 /// delivered, so it is never turned into `dead`. Returns whether Cloud took the ack.
 async fn ack_sent(gateway: &Gateway, client: &CloudClient, delivery: &DeliveryRecord) -> bool {
-    let lease_end = delivery.field_str("claimExpiresAt").and_then(crate::time::parse_iso).unwrap_or_else(|| crate::time::now_ms() + 120_000);
+    let lease_end = delivery
+        .field_str("claimExpiresAt")
+        .and_then(crate::time::parse_iso)
+        .unwrap_or_else(|| crate::time::now_ms() + 120_000);
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
         match ack(client, delivery, "sent", None, None).await {
             Ok(_) => return true,
-            Err(error) if error.is_retryable() && crate::time::now_ms() + backoff.ceiling().as_millis() as u64 <= lease_end => {
+            Err(error)
+                if error.is_retryable()
+                    && crate::time::now_ms() + backoff.ceiling().as_millis() as u64 <= lease_end =>
+            {
                 gateway.metrics.increment(Stat::Errors);
                 tokio::time::sleep(error.retry_after.unwrap_or_else(|| backoff.next_delay())).await;
             }
@@ -351,7 +397,10 @@ fn note_transient_failure(gateway: &Gateway, shared: &RefCell<Shared>, provider_
         })
     };
     if let Some(failures) = opened {
-        let reason = format!("Delivery circuit open after {failures} consecutive transient failures; retrying in {} s.", CIRCUIT_OPEN.as_secs());
+        let reason = format!(
+            "Delivery circuit open after {failures} consecutive transient failures; retrying in {} s.",
+            CIRCUIT_OPEN.as_secs()
+        );
         tracing::warn!(provider = provider_id, "{reason}");
         gateway.providers.borrow_mut().set_health(provider_id, false, Some(reason), &gateway.metrics);
     }
@@ -375,8 +424,14 @@ mod tests {
 
     #[test]
     fn lanes_are_per_binding_and_target() {
-        assert_eq!(lane_key(&record(json!({"externalThreadId": "t", "externalChatId": "c"}))), "b\0externalChatId=c&externalThreadId=t");
-        assert_ne!(lane_key(&record(json!({"externalChatId": "c"}))), lane_key(&record(json!({"externalChatId": "d"}))));
+        assert_eq!(
+            lane_key(&record(json!({"externalThreadId": "t", "externalChatId": "c"}))),
+            "b\0externalChatId=c&externalThreadId=t"
+        );
+        assert_ne!(
+            lane_key(&record(json!({"externalChatId": "c"}))),
+            lane_key(&record(json!({"externalChatId": "d"})))
+        );
     }
 
     #[test]
@@ -399,13 +454,24 @@ mod tests {
         assert!(cache.contains(&("b".into(), (SENT_CACHE + 9).to_string().into())));
         assert_eq!((cache.keys.len(), cache.lookup.len()), (SENT_CACHE, SENT_CACHE));
         cache.insert(("b".into(), (SENT_CACHE + 9).to_string().into()));
-        assert_eq!((cache.keys.len(), cache.lookup.len()), (SENT_CACHE, SENT_CACHE), "re-inserting moves, never duplicates");
+        assert_eq!(
+            (cache.keys.len(), cache.lookup.len()),
+            (SENT_CACHE, SENT_CACHE),
+            "re-inserting moves, never duplicates"
+        );
     }
 
     #[test]
     fn targets_map_from_cloud_fields() {
-        let target = channel_target(&record(json!({"externalChatId": "c1", "threadId": "t1", "lastChatMessageId": "m"})), "cli".into(), "cli");
-        assert_eq!((target.chat_id.as_str(), target.thread_id.as_deref(), target.message_id.as_deref()), ("c1", Some("t1"), Some("m")));
+        let target = channel_target(
+            &record(json!({"externalChatId": "c1", "threadId": "t1", "lastChatMessageId": "m"})),
+            "cli".into(),
+            "cli",
+        );
+        assert_eq!(
+            (target.chat_id.as_str(), target.thread_id.as_deref(), target.message_id.as_deref()),
+            ("c1", Some("t1"), Some("m"))
+        );
         assert_eq!(channel_target(&record(json!({})), "cli".into(), "cli").chat_id, "unknown");
     }
 }

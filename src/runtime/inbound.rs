@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::interactions::{intent_of, resolution};
 use super::Gateway;
-use crate::cloud::client::{BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity};
+use crate::cloud::client::{
+    BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity,
+};
 use crate::cloud::CloudError;
 use crate::metrics::{bounded_channel_kind, Direction, Outcome, ProviderStat, Stat};
 use crate::providers::{InboundMessage, Provider, SendOptions};
@@ -38,11 +40,17 @@ impl InboundError {
 }
 
 /// Handles one normalised message from provider `provider_id`.
-pub async fn handle_message(gateway: &Rc<Gateway>, provider_id: &str, message: InboundMessage) -> Result<(), InboundError> {
+pub async fn handle_message(
+    gateway: &Rc<Gateway>,
+    provider_id: &str,
+    message: InboundMessage,
+) -> Result<(), InboundError> {
     let started = Instant::now();
     gateway.metrics.increment(Stat::IncomingMessages);
     gateway.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
-    let Some((config, provider)) = gateway.providers.borrow().get(provider_id).map(|r| (r.config.clone(), r.provider.clone())) else {
+    let Some((config, provider)) =
+        gateway.providers.borrow().get(provider_id).map(|r| (r.config.clone(), r.provider.clone()))
+    else {
         return Err(InboundError::UnknownProvider(provider_id.to_owned()));
     };
     let kind = bounded_channel_kind(config.kind, &config.id);
@@ -87,7 +95,8 @@ pub async fn handle_message(gateway: &Rc<Gateway>, provider_id: &str, message: I
     }
     let event_id = claim.event.event_id.clone();
     let mut committed = false;
-    let result = process(gateway, &client, provider.as_deref(), provider_id, &config, &message, &event_id, &mut committed).await;
+    let result =
+        process(gateway, &client, provider.as_deref(), provider_id, &config, &message, &event_id, &mut committed).await;
     let complete = |status: &'static str, retryable: Option<bool>, last_error: Option<String>| CompleteProviderEvent {
         claimed_by: claimed_by.clone(),
         status,
@@ -108,21 +117,37 @@ pub async fn handle_message(gateway: &Rc<Gateway>, provider_id: &str, message: I
             let retryable = error.is_retryable();
             if !committed {
                 let message_text = crate::render::text::sanitize(&error.to_string(), 1024);
-                let recorded = client.complete_provider_event(&event_id, &complete("failed", Some(retryable), Some(message_text))).await.ok();
-                let outcome = if recorded.is_some_and(|e| e.status == "failed" && e.retryable) { Outcome::Retry } else { Outcome::Error };
+                let recorded = client
+                    .complete_provider_event(&event_id, &complete("failed", Some(retryable), Some(message_text)))
+                    .await
+                    .ok();
+                let outcome = if recorded.is_some_and(|e| e.status == "failed" && e.retryable) {
+                    Outcome::Retry
+                } else {
+                    Outcome::Error
+                };
                 gateway.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
                 if !retryable {
                     if let Some(provider) = provider {
                         gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
                         let notice = provider
-                            .send_text(&message.target, DROPPED_NOTICE, &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) })
+                            .send_text(
+                                &message.target,
+                                DROPPED_NOTICE,
+                                &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) },
+                            )
                             .await;
                         let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
                         gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
                     }
                 }
             } else {
-                gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Error, Some(elapsed_ms(started)));
+                gateway.metrics.record_channel_message(
+                    kind,
+                    Direction::Inbound,
+                    Outcome::Error,
+                    Some(elapsed_ms(started)),
+                );
             }
             gateway.metrics.increment(Stat::Errors);
             gateway.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
@@ -161,7 +186,9 @@ async fn process(
         gateway.metrics.increment(Stat::InteractionsResolved);
         gateway.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
         if let Some(provider) = provider {
-            if let Err(error) = provider.answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement()).await {
+            if let Err(error) =
+                provider.answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement()).await
+            {
                 gateway.metrics.increment(Stat::Errors);
                 tracing::debug!(%error, "interaction acknowledgement failed");
             }
@@ -187,7 +214,12 @@ async fn process(
             channel_binding_id: config.channel_binding_id.clone(),
             provider: message.provider.clone(),
             external_chat_id: message.target.chat_id.clone(),
-            external_thread_id: message.target.thread_id.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| message.target.chat_id.clone()),
+            external_thread_id: message
+                .target
+                .thread_id
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| message.target.chat_id.clone()),
             identity_id: Some(identity.identity_id.clone()),
             external_user_id: Some(message.sender.provider_user_id.clone()),
             external_workspace_id: workspace.clone(),

@@ -96,7 +96,11 @@ pub fn intent_of(message: &InboundMessage) -> Option<Intent> {
 }
 
 /// The `resolveChannelInteraction` body for an intent.
-pub fn resolution(message: &InboundMessage, intent: &Intent, external_workspace_id: Option<String>) -> ResolveInteraction {
+pub fn resolution(
+    message: &InboundMessage,
+    intent: &Intent,
+    external_workspace_id: Option<String>,
+) -> ResolveInteraction {
     let (response, answers, reject) = match &intent.decision {
         Decision::Approve => (Some(json!({"allowed": true})), None, None),
         Decision::Deny => (Some(json!({"allowed": false})), None, None),
@@ -130,7 +134,11 @@ mod tests {
             parse_button_token(&format!("ans:{}:occi_a_b", base64url_encode("Yes please".as_bytes()))),
             ("occi_a_b".into(), Decision::Answer("Yes please".into()))
         );
-        assert_eq!(parse_button_token("ans::t"), ("ans::t".into(), Decision::Deny), "an empty answer part is not an answer");
+        assert_eq!(
+            parse_button_token("ans::t"),
+            ("ans::t".into(), Decision::Deny),
+            "an empty answer part is not an answer"
+        );
         assert_eq!(parse_button_token("mystery"), ("mystery".into(), Decision::Deny), "unknown tokens fail closed");
     }
 
@@ -140,7 +148,10 @@ mod tests {
         assert_eq!(parse_command("  /ALLOW   tok  "), Some(("tok".into(), Decision::Approve)));
         assert_eq!(parse_command("/deny tok"), Some(("tok".into(), Decision::Deny)));
         assert_eq!(parse_command("/reject tok"), Some(("tok".into(), Decision::Reject)));
-        assert_eq!(parse_command("/answer tok  blue and green "), Some(("tok".into(), Decision::Answer("blue and green".into()))));
+        assert_eq!(
+            parse_command("/answer tok  blue and green "),
+            Some(("tok".into(), Decision::Answer("blue and green".into())))
+        );
         for text in ["/approve", "/answer tok", "/help me", "approve tok", "/approve   "] {
             assert_eq!(parse_command(text), None, "{text}");
         }

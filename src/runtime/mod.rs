@@ -64,7 +64,12 @@ impl Gateway {
         Self::build(config, Some(Rc::clone(&client) as Rc<dyn DeliveryOperations>), Some(client), factory)
     }
 
-    fn build(config: Config, cloud: Option<Rc<dyn DeliveryOperations>>, client: Option<Rc<CloudClient>>, factory: ProviderFactory) -> Rc<Self> {
+    fn build(
+        config: Config,
+        cloud: Option<Rc<dyn DeliveryOperations>>,
+        client: Option<Rc<CloudClient>>,
+        factory: ProviderFactory,
+    ) -> Rc<Self> {
         let metrics = Metrics::new(&config);
         let providers = ProviderRegistry::new(&config);
         let mut readiness = Readiness::default();
@@ -132,7 +137,10 @@ impl Gateway {
 
     /// Started, not draining, one healthy provider, and every registered condition holds.
     pub fn is_ready(&self) -> bool {
-        self.started.get() && !self.shutdown.is_draining() && self.providers.borrow().any_healthy() && self.readiness.borrow().all_hold()
+        self.started.get()
+            && !self.shutdown.is_draining()
+            && self.providers.borrow().any_healthy()
+            && self.readiness.borrow().all_hold()
     }
 
     /// Every condition, including the built-in ones, for admin `/ready` and `/diagnostics`.

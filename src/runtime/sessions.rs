@@ -131,7 +131,13 @@ pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id:
     gateway.metrics.add(Stat::StreamEvictions, evicted as u64);
     let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
     let entry = OpenStreamEntry::new(&binding, provider_id);
-    let task = tokio::task::spawn_local(run_stream(Rc::clone(gateway), client, binding.clone(), SmolStr::new(provider_id), Rc::clone(&cursor)));
+    let task = tokio::task::spawn_local(run_stream(
+        Rc::clone(gateway),
+        client,
+        binding.clone(),
+        SmolStr::new(provider_id),
+        Rc::clone(&cursor),
+    ));
     streams.open.insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, cursor });
     streams.save();
     gateway.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
@@ -159,7 +165,8 @@ impl Cursor {
     async fn persist(&mut self, gateway: &Gateway, client: &CloudClient, binding_id: &str, sequence: u64) {
         // A chatty session can meet Cloud's per-token rate limit: wait as long as Cloud asks.
         let (workspace, message_id) = (self.workspace, self.last_chat_message_id.clone());
-        let written = with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())).await;
+        let written =
+            with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())).await;
         match written {
             Ok(CursorUpdate::Updated(binding) | CursorUpdate::Stale(binding)) => {
                 self.persisted.set(binding.last_event_sequence.max(sequence));
@@ -218,10 +225,15 @@ async fn run_stream(
         };
         let Some(item) = item else { break };
         match item {
-            SessionStreamItem::CursorJump(sequence) => cursor.persist(&gateway, &client, &binding.binding_id, sequence).await,
+            SessionStreamItem::CursorJump(sequence) => {
+                cursor.persist(&gateway, &client, &binding.binding_id, sequence).await
+            }
             SessionStreamItem::Event(event) => {
-                let registration =
-                    gateway.providers.borrow().get(&provider_id).and_then(|r| Some((r.provider.clone()?, r.runtime_id.clone(), r.runtime_kind)));
+                let registration = gateway
+                    .providers
+                    .borrow()
+                    .get(&provider_id)
+                    .and_then(|r| Some((r.provider.clone()?, r.runtime_id.clone(), r.runtime_kind)));
                 let Some((provider, runtime_id, runtime_kind)) = registration else { break };
                 let target = ChannelTarget {
                     provider: runtime_id,
@@ -299,7 +311,12 @@ pub async fn resume_saved(gateway: Rc<Gateway>) {
             continue;
         }
         match client
-            .find_session_by_thread(&entry.provider, entry.external_workspace_id.as_deref(), &entry.external_chat_id, &entry.external_thread_id)
+            .find_session_by_thread(
+                &entry.provider,
+                entry.external_workspace_id.as_deref(),
+                &entry.external_chat_id,
+                &entry.external_thread_id,
+            )
             .await
         {
             Ok(Some(bound)) => {
@@ -307,7 +324,9 @@ pub async fn resume_saved(gateway: Rc<Gateway>) {
                 resumed += 1;
             }
             Ok(None) => {}
-            Err(error) => tracing::warn!(error = %error, "cannot look up a saved session binding; it reopens on its next message"),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot look up a saved session binding; it reopens on its next message")
+            }
         }
     }
     tracing::info!(resumed, "session streams resumed from the state file");
@@ -330,9 +349,15 @@ mod tests {
 
     fn open(streams: &mut SessionStreams, id: &str) {
         let task = tokio::task::spawn_local(std::future::pending::<()>());
-        streams
-            .open
-            .insert(id.into(), OpenStream { entry: entry(id), last_activity: Instant::now(), task, cursor: Rc::new(std::cell::Cell::new(0)) });
+        streams.open.insert(
+            id.into(),
+            OpenStream {
+                entry: entry(id),
+                last_activity: Instant::now(),
+                task,
+                cursor: Rc::new(std::cell::Cell::new(0)),
+            },
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -81,7 +81,9 @@ impl StateFile {
     /// Replaces the file with `entries` (write to a temporary file, then rename).
     pub fn save(&self, entries: &[OpenStreamEntry]) {
         let contents = Contents { version: 1, streams: entries.to_vec() };
-        let result = serde_json::to_vec(&contents).map_err(std::io::Error::other).and_then(|bytes| write_private(&self.path, &bytes));
+        let result = serde_json::to_vec(&contents)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_private(&self.path, &bytes));
         if let Err(error) = result {
             tracing::warn!(path = %self.path.display(), %error, "cannot write the session state file");
         }

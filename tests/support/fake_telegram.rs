@@ -2,7 +2,7 @@
 //! method, recorded requests, and `getUpdates` that serves queued updates and confirms them by
 //! offset the way Telegram does.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -75,7 +75,8 @@ async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> h
     let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     // Multipart uploads are recorded as their content type and raw text.
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"contentType": content_type, "raw": String::from_utf8_lossy(&bytes)}));
+    let body: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({"contentType": content_type, "raw": String::from_utf8_lossy(&bytes)}));
     let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")).map(str::to_owned) else {
         return reply(401, &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     };

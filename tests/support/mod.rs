@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: start the real binary on an ephemeral loopback port,
 //! talk to it with minimal HTTP/1.1 requests, and collect its output.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_telegram;
 
@@ -85,7 +85,12 @@ impl Gateway {
     /// Starts the binary and waits for its "listening on" line.
     pub fn start(env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = TempDir::new("gw");
-        let mut child = command(&dir.0, env).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the gateway");
+        let mut child = command(&dir.0, env)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the gateway");
         let stdout = pump(child.stdout.take().unwrap());
         let stderr = pump(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -95,7 +100,13 @@ impl Gateway {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("Open Cowork gateway listening on http://") {
                         let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-                        return Self { child, address: SocketAddr::from(([127, 0, 0, 1], port)), stderr, stdout, _dir: dir };
+                        return Self {
+                            child,
+                            address: SocketAddr::from(([127, 0, 0, 1], port)),
+                            stderr,
+                            stdout,
+                            _dir: dir,
+                        };
                     }
                 }
                 Err(_) => {
@@ -172,8 +183,11 @@ impl HttpResponse {
 pub fn request(address: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n", address.port(), body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        address.port(),
+        body.len()
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -190,6 +204,7 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head in {text:?}"));
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     HttpResponse { status, headers, body: body.to_owned() }
 }

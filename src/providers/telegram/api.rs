@@ -20,7 +20,13 @@ const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub enum TelegramError {
     /// Telegram answered `ok: false`.
     #[error("Call to '{method}' failed! ({code}: {description})")]
-    Api { method: &'static str, code: u16, description: String, retry_after: Option<u64>, migrate_to_chat_id: Option<i64> },
+    Api {
+        method: &'static str,
+        code: u16,
+        description: String,
+        retry_after: Option<u64>,
+        migrate_to_chat_id: Option<i64>,
+    },
     /// Transport failure, timeout or a body that is not the Bot API's JSON.
     #[error("Network request for '{method}' failed!")]
     Network { method: &'static str },
@@ -77,7 +83,10 @@ impl BotApi {
         let boundary = format!("ocg{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let mut body = Vec::with_capacity(file.2.len() + 512);
         for (name, value) in fields {
-            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
         }
         let (name, filename, data) = file;
         // Quotes and line breaks would end the header: keep the rest of the name.
@@ -90,7 +99,13 @@ impl BotApi {
         self.post(method, format!("multipart/form-data; boundary={boundary}"), Bytes::from(body), timeout).await
     }
 
-    async fn post(&self, method: &'static str, content_type: String, body: Bytes, timeout: Duration) -> Result<Value, TelegramError> {
+    async fn post(
+        &self,
+        method: &'static str,
+        content_type: String,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Value, TelegramError> {
         let network = || TelegramError::Network { method };
         let request = Request::builder()
             .method(Method::POST)
@@ -100,7 +115,11 @@ impl BotApi {
             .map_err(|_| network())?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|_| network())?;
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|_| network())?.to_bytes();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|_| network())?
+                .to_bytes();
             let parsed: Map<String, Value> = serde_json::from_slice(&body).map_err(|_| network())?;
             if parsed.get("ok") == Some(&Value::Bool(true)) {
                 return Ok(parsed.get("result").cloned().unwrap_or(Value::Null));
@@ -122,7 +141,13 @@ impl BotApi {
 pub fn chat_id(chat: &str) -> Value {
     let digits = chat.strip_prefix('-').unwrap_or(chat);
     match chat.parse::<i64>() {
-        Ok(number) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && number.unsigned_abs() < (1 << 53) => Value::from(number),
+        Ok(number)
+            if !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && number.unsigned_abs() < (1 << 53) =>
+        {
+            Value::from(number)
+        }
         _ => Value::from(chat),
     }
 }
@@ -154,10 +179,18 @@ mod tests {
 
     #[test]
     fn error_messages_name_only_the_method() {
-        let error =
-            TelegramError::Api { method: "getMe", code: 401, description: "Unauthorized".into(), retry_after: None, migrate_to_chat_id: None };
+        let error = TelegramError::Api {
+            method: "getMe",
+            code: 401,
+            description: "Unauthorized".into(),
+            retry_after: None,
+            migrate_to_chat_id: None,
+        };
         assert_eq!(error.to_string(), "Call to 'getMe' failed! (401: Unauthorized)");
-        assert_eq!(TelegramError::Network { method: "getUpdates" }.to_string(), "Network request for 'getUpdates' failed!");
+        assert_eq!(
+            TelegramError::Network { method: "getUpdates" }.to_string(),
+            "Network request for 'getUpdates' failed!"
+        );
         assert!(TelegramError::Network { method: "x" }.is_transient());
         assert!(!error.is_transient());
     }

@@ -185,7 +185,9 @@ impl TelegramProvider {
         if let Some(interaction) = message.interaction.as_mut() {
             remember(&mut self.inner.open_callbacks.borrow_mut(), interaction.id.clone(), 1024);
             let short = interaction.token.strip_prefix(BUTTON_PREFIX).and_then(|n| n.parse::<u64>().ok());
-            let token = short.and_then(|n| self.inner.buttons.borrow().1.iter().find(|(id, _)| *id == n).map(|(_, token)| token.clone()));
+            let token = short.and_then(|n| {
+                self.inner.buttons.borrow().1.iter().find(|(id, _)| *id == n).map(|(_, token)| token.clone())
+            });
             match token {
                 Some(token) => {
                     interaction.token = token.clone();
@@ -194,7 +196,12 @@ impl TelegramProvider {
                 }
                 None => {
                     let id = interaction.id.clone();
-                    self.answer_interaction(&id, "This button has expired: use the /approve or /answer command instead.").await.ok();
+                    self.answer_interaction(
+                        &id,
+                        "This button has expired: use the /approve or /answer command instead.",
+                    )
+                    .await
+                    .ok();
                     return None;
                 }
             }
@@ -262,7 +269,11 @@ impl TelegramProvider {
                     drop(table);
                     body["chat_id"] = Value::from(new_chat);
                 }
-                Err(error) if !fell_back && error.code() == Some(400) && error.description().contains("can't parse entities") => {
+                Err(error)
+                    if !fell_back
+                        && error.code() == Some(400)
+                        && error.description().contains("can't parse entities") =>
+                {
                     fell_back = true;
                     if let Some(object) = body.as_object_mut() {
                         object.remove("parse_mode");
@@ -274,7 +285,12 @@ impl TelegramProvider {
         }
     }
 
-    pub async fn send_text(&self, target: &ChannelTarget, text: &str, options: &SendOptions) -> Result<SentMessage, SendError> {
+    pub async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
         let chat = self.resolve_chat(&target.chat_id);
         let mut last = None;
         for chunk in html::chunk_html(&html::escape(text), MAX_TEXT) {
@@ -349,7 +365,12 @@ impl TelegramProvider {
         }
     }
 
-    pub async fn send_buttons(&self, target: &ChannelTarget, text: &str, rows: &[Vec<Button>]) -> Result<SentMessage, SendError> {
+    pub async fn send_buttons(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        rows: &[Vec<Button>],
+    ) -> Result<SentMessage, SendError> {
         let keyboard: Vec<Vec<Value>> = rows
             .iter()
             .map(|row| {
@@ -371,8 +392,7 @@ impl TelegramProvider {
             save_buttons(path, &self.inner.buttons.borrow());
         }
         let chat = self.resolve_chat(&target.chat_id);
-        let mut body =
-            json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
+        let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
             body["message_thread_id"] = Value::from(thread);
         }
@@ -385,7 +405,12 @@ impl TelegramProvider {
     }
 
     /// `sendDocument` with the file as a multipart upload.
-    pub async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+    pub async fn send_file(
+        &self,
+        target: &ChannelTarget,
+        filename: &str,
+        data: &[u8],
+    ) -> Result<SentMessage, SendError> {
         let chat = self.resolve_chat(&target.chat_id);
         let mut fields = vec![("chat_id", chat.clone())];
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
@@ -446,7 +471,9 @@ fn load_buttons(path: &std::path::Path) -> ButtonTable {
 
 /// Writes the table (it holds interaction tokens, hence the private state file).
 fn save_buttons(path: &std::path::Path, table: &ButtonTable) {
-    let result = serde_json::to_vec(table).map_err(std::io::Error::other).and_then(|bytes| crate::runtime::state::write_private(path, &bytes));
+    let result = serde_json::to_vec(table)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| crate::runtime::state::write_private(path, &bytes));
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "cannot save the Telegram button table");
     }
@@ -463,9 +490,13 @@ fn remember(list: &mut VecDeque<String>, value: String, cap: usize) {
 pub fn send_error(error: TelegramError) -> SendError {
     let message = error.to_string();
     let kind = match &error {
-        TelegramError::Api { code: 429, retry_after, .. } => SendErrorKind::RateLimited(Duration::from_secs(retry_after.unwrap_or(3))),
+        TelegramError::Api { code: 429, retry_after, .. } => {
+            SendErrorKind::RateLimited(Duration::from_secs(retry_after.unwrap_or(3)))
+        }
         TelegramError::Api { code: 403, .. } => SendErrorKind::Permanent,
-        TelegramError::Api { code: 400, description, .. } if description.contains("chat not found") => SendErrorKind::Permanent,
+        TelegramError::Api { code: 400, description, .. } if description.contains("chat not found") => {
+            SendErrorKind::Permanent
+        }
         error if error.is_transient() => SendErrorKind::Transient,
         _ => SendErrorKind::Permanent,
     };
@@ -477,16 +508,31 @@ mod tests {
     use super::*;
 
     fn api_error(code: u16, description: &str, retry_after: Option<u64>) -> TelegramError {
-        TelegramError::Api { method: "sendMessage", code, description: description.into(), retry_after, migrate_to_chat_id: None }
+        TelegramError::Api {
+            method: "sendMessage",
+            code,
+            description: description.into(),
+            retry_after,
+            migrate_to_chat_id: None,
+        }
     }
 
     #[test]
     fn error_mapping() {
-        assert_eq!(send_error(api_error(403, "Forbidden: bot was blocked by the user", None)).kind, SendErrorKind::Permanent);
+        assert_eq!(
+            send_error(api_error(403, "Forbidden: bot was blocked by the user", None)).kind,
+            SendErrorKind::Permanent
+        );
         assert_eq!(send_error(api_error(400, "Bad Request: chat not found", None)).kind, SendErrorKind::Permanent);
-        assert_eq!(send_error(api_error(429, "Too Many Requests: retry after 7", Some(7))).kind, SendErrorKind::RateLimited(Duration::from_secs(7)));
+        assert_eq!(
+            send_error(api_error(429, "Too Many Requests: retry after 7", Some(7))).kind,
+            SendErrorKind::RateLimited(Duration::from_secs(7))
+        );
         assert_eq!(send_error(api_error(502, "Bad Gateway", None)).kind, SendErrorKind::Transient);
         assert_eq!(send_error(TelegramError::Network { method: "sendMessage" }).kind, SendErrorKind::Transient);
-        assert_eq!(send_error(api_error(400, "Bad Request: message text is empty", None)).kind, SendErrorKind::Permanent);
+        assert_eq!(
+            send_error(api_error(400, "Bad Request: message text is empty", None)).kind,
+            SendErrorKind::Permanent
+        );
     }
 }

@@ -37,7 +37,12 @@ async fn pause(gateway: &Gateway, delay: Duration) -> bool {
 
 /// Calls until success, a permanent error or the drain; transient errors back off (429 waits
 /// exactly `retry_after`).
-async fn call_until_ok(gateway: &Gateway, bot: &TelegramProvider, method: &'static str, body: &Value) -> Option<Result<Value, TelegramError>> {
+async fn call_until_ok(
+    gateway: &Gateway,
+    bot: &TelegramProvider,
+    method: &'static str,
+    body: &Value,
+) -> Option<Result<Value, TelegramError>> {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         match bot.api().call(method, body, Duration::from_secs(30)).await {
@@ -65,14 +70,20 @@ pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
         None => return,
         Some(Ok(me)) => me,
         Some(Err(error)) => {
-            let reason =
-                if matches!(error.code(), Some(401 | 404)) { format!("auth: Telegram rejected the bot token ({error}).") } else { error.to_string() };
+            let reason = if matches!(error.code(), Some(401 | 404)) {
+                format!("auth: Telegram rejected the bot token ({error}).")
+            } else {
+                error.to_string()
+            };
             tracing::error!(provider = %id, "{reason}");
             set_health(&gateway, &id, Some(reason));
             return;
         }
     };
-    bot.set_bot(me.get("id").and_then(Value::as_i64).unwrap_or(0), me.get("username").and_then(Value::as_str).map(str::to_owned));
+    bot.set_bot(
+        me.get("id").and_then(Value::as_i64).unwrap_or(0),
+        me.get("username").and_then(Value::as_str).map(str::to_owned),
+    );
     let Some(info) = call_until_ok(&gateway, &bot, "getWebhookInfo", &json!({})).await else { return };
     let current = info.ok().and_then(|i| i.get("url").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
     match bot.webhook() {
@@ -96,7 +107,9 @@ pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
         None => {
             if !current.is_empty() {
                 // Polling and a webhook exclude each other; pending updates are kept (§8.12).
-                if let Some(Err(error)) = call_until_ok(&gateway, &bot, "deleteWebhook", &json!({"drop_pending_updates": false})).await {
+                if let Some(Err(error)) =
+                    call_until_ok(&gateway, &bot, "deleteWebhook", &json!({"drop_pending_updates": false})).await
+                {
                     set_health(&gateway, &id, Some(format!("deleteWebhook failed: {error}")));
                     return;
                 }
@@ -135,7 +148,8 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                         return;
                     }
                     TelegramError::Api { code: 409, .. } => {
-                        if let Some(suppressed) = gateway.warnings.allow("telegram-conflict", std::time::Instant::now()) {
+                        if let Some(suppressed) = gateway.warnings.allow("telegram-conflict", std::time::Instant::now())
+                        {
                             tracing::warn!(provider = %id, suppressed, "another getUpdates poller or a webhook holds this bot; backing off");
                         }
                         (
@@ -147,9 +161,10 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                         bot.count("rate_limited");
                         ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
                     }
-                    TelegramError::Network { .. } => {
-                        ("polling stalled: Telegram did not answer getUpdates.".to_owned(), backoff.next_delay().max(Duration::from_millis(200)))
-                    }
+                    TelegramError::Network { .. } => (
+                        "polling stalled: Telegram did not answer getUpdates.".to_owned(),
+                        backoff.next_delay().max(Duration::from_millis(200)),
+                    ),
                     _ => (format!("polling failed: {error}"), backoff.next_delay().max(Duration::from_millis(200))),
                 };
                 set_health(gateway, &id, Some(reason));
@@ -173,7 +188,11 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                         Ok(()) => break,
                         // D3: a transient failure keeps the update (Cloud's claim makes the retry safe).
                         Err(error) if error.is_retryable() => {
-                            set_health(gateway, &id, Some(format!("degraded: retrying update {update_id} after a Cloud error.")));
+                            set_health(
+                                gateway,
+                                &id,
+                                Some(format!("degraded: retrying update {update_id} after a Cloud error.")),
+                            );
                             if !pause(gateway, retry.next_delay()).await {
                                 // Not acknowledged: Telegram serves it again after a restart.
                                 break 'polling;
@@ -189,6 +208,9 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
     }
     // Acknowledge what was handled, so a restart does not see it again (the claim would skip it anyway).
     if offset > 0 {
-        let _ = bot.api().call("getUpdates", &json!({"offset": offset, "limit": 1, "timeout": 0}), Duration::from_secs(5)).await;
+        let _ = bot
+            .api()
+            .call("getUpdates", &json!({"offset": offset, "limit": 1, "timeout": 0}), Duration::from_secs(5))
+            .await;
     }
 }

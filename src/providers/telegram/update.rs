@@ -62,8 +62,11 @@ fn id_string(value: &Value) -> Option<String> {
 }
 
 fn display_name(from: &Value) -> Option<String> {
-    let parts: Vec<&str> =
-        ["first_name", "last_name"].iter().filter_map(|k| from.get(*k).and_then(Value::as_str)).filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = ["first_name", "last_name"]
+        .iter()
+        .filter_map(|k| from.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .collect();
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
@@ -133,8 +136,8 @@ fn map_message(mapping: &Mapping<'_>, update: &Value, message: &Value) -> Option
     }
     let target = target(mapping.provider_id, message, from)?;
     let message_id = message.get("message_id").and_then(id_string)?;
-    let attachment_count =
-        usize::from(message.get("document").is_some()) + usize::from(message.get("photo").and_then(Value::as_array).is_some_and(|p| !p.is_empty()));
+    let attachment_count = usize::from(message.get("document").is_some())
+        + usize::from(message.get("photo").and_then(Value::as_array).is_some_and(|p| !p.is_empty()));
     Some(InboundMessage {
         id: message_id.clone(),
         provider_event_id: Some(update_id(update).unwrap_or_else(|| message_id.clone())),
@@ -187,7 +190,13 @@ mod tests {
     use serde_json::json;
 
     fn mapping(groups: GroupPolicy) -> Mapping<'static> {
-        Mapping { provider_id: "telegram", bot_id: Some(42), bot_username: Some("GatewayBot"), groups, observe_unmentioned: false }
+        Mapping {
+            provider_id: "telegram",
+            bot_id: Some(42),
+            bot_username: Some("GatewayBot"),
+            groups,
+            observe_unmentioned: false,
+        }
     }
 
     #[test]
@@ -204,7 +213,10 @@ mod tests {
         let update = json!({"update_id": 1001, "message": {"message_id": 7, "date": 1700000000, "text": "hi <there>",
             "chat": {"id": 123, "type": "private"}, "from": {"id": 555, "is_bot": false, "first_name": "Ada", "last_name": "L", "username": "ada"}}});
         let message = map_update(&mapping(GroupPolicy::CommandsOnly), &update).unwrap();
-        assert_eq!((message.id.as_str(), message.provider_event_id.as_deref(), message.target.chat_id.as_str()), ("7", Some("1001"), "123"));
+        assert_eq!(
+            (message.id.as_str(), message.provider_event_id.as_deref(), message.target.chat_id.as_str()),
+            ("7", Some("1001"), "123")
+        );
         assert_eq!(message.sender.display_name.as_deref(), Some("Ada L"));
         assert_eq!(message.received_at_ms, 1_700_000_000_000);
         assert_eq!(message.target.is_direct, Some(true));
@@ -237,8 +249,7 @@ mod tests {
         let message = map_update(&mapping(GroupPolicy::CommandsOnly), &callback).unwrap();
         assert_eq!(message.interaction.as_ref().map(|i| (i.id.as_str(), i.token.as_str())), Some(("cbq-1", "b:1")));
         assert_eq!(message.provider_event_id.as_deref(), Some("9"));
-        let edited =
-            json!({"update_id": 10, "edited_message": {"message_id": 1, "text": "x", "chat": {"id": 1, "type": "private"}, "from": {"id": 2}}});
+        let edited = json!({"update_id": 10, "edited_message": {"message_id": 1, "text": "x", "chat": {"id": 1, "type": "private"}, "from": {"id": 2}}});
         assert!(map_update(&mapping(GroupPolicy::All), &edited).is_none());
         let from_bot = json!({"update_id": 11, "message": {"message_id": 1, "text": "x", "chat": {"id": 1, "type": "private"}, "from": {"id": 2, "is_bot": true}}});
         assert!(map_update(&mapping(GroupPolicy::All), &from_bot).is_none());
