@@ -3,7 +3,6 @@
 //! `snapshot.required` and lease expiry, and the operator delivery routes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
-
 #![cfg(feature = "devcloud")]
 
 use std::rc::Rc;

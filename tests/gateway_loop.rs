@@ -2,7 +2,6 @@
 //! provider, webhooks in, session events rendered, deliveries sent and acknowledged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
-
 #![cfg(feature = "devcloud")]
 
 mod support;
