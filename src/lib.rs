@@ -43,6 +43,7 @@ pub mod setup;
 pub mod shutdown;
 pub mod signals;
 pub mod time;
+pub mod util;
 
 /// The crate version, as `version` and `build_info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

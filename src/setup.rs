@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::urls::{normalize_public_https_url, PublicUrlProblem};
-use crate::render::text::base64url_encode;
 
 pub const USAGE: &str = "\
 Usage: open-cowork-gateway setup [options]
@@ -136,7 +135,7 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
 fn generate_secret() -> Result<String, SetupError> {
     let mut bytes = [0u8; 32];
     SystemRandom::new().fill(&mut bytes).map_err(|_| SetupError::Io("the system random generator failed".into()))?;
-    Ok(base64url_encode(&bytes))
+    Ok(crate::util::base64::encode_url(&bytes))
 }
 
 /// One value per line: newlines are removed, as upstream does.

@@ -2,6 +2,7 @@
 //! methods, paths, segment and query encoding, headers, success statuses and timeout, and errors
 //! mapped into [`CloudError`].
 
+use crate::util::percent::encode_component;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,19 +26,6 @@ use crate::net::https::HttpsClient;
 const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
 /// An artifact travels base64-encoded in JSON: a 20 MiB file is about 27 MiB.
 const MAX_ARTIFACT_BYTES: usize = 32 * 1024 * 1024;
-
-/// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` is percent-encoded.
-pub fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
 
 /// `URLSearchParams` serialisation: empty strings skipped, repeated keys kept in order.
 pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {

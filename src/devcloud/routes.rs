@@ -19,7 +19,7 @@ use super::time::{iso, parse_iso};
 use super::DevCloud;
 use crate::http::response::{full, ResponseBody};
 use crate::http::router::{match_table, Segment, Table};
-use crate::providers::random_id;
+use crate::util::ids::random_id;
 
 use Segment::{Literal, RawParam};
 
@@ -846,9 +846,7 @@ fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
     let interaction = {
         let store = cloud.store.borrow();
         let found = match call.text("token") {
-            Some(token) => {
-                store.interactions.values().find(|i| crate::http::admin::constant_time_equal(&i.token, &token))
-            }
+            Some(token) => store.interactions.values().find(|i| crate::util::ct::constant_time_equal(&i.token, &token)),
             None => {
                 let external = call.text("externalInteractionId");
                 let mut matches = store
@@ -936,32 +934,15 @@ fn artifact_route(cloud: &DevCloud, session_binding_id: &str, artifact_id: &str)
     let (_, now) = store.now();
     let mut body = json!({
         "artifactId": artifact.artifact_id, "id": artifact.artifact_id, "toolId": "cloud-artifact", "toolName": "cloud.artifact",
-        "filePath": format!("cloud-artifact://{}/{}", crate::cloud::client::encode_component(&artifact.artifact_id), crate::cloud::client::encode_component(&artifact.filename)),
+        "filePath": format!("cloud-artifact://{}/{}", crate::util::percent::encode_component(&artifact.artifact_id), crate::util::percent::encode_component(&artifact.filename)),
         "filename": artifact.filename, "order": 0, "source": "cloud", "cloudArtifactId": artifact.artifact_id, "sessionId": artifact.session_id,
         "sessionTitle": null, "workspaceId": null, "contentType": artifact.content_type, "size": artifact.data.len(), "createdAt": now, "updatedAt": now,
-        "kind": "document", "status": "final", "dataBase64": base64_standard(&artifact.data),
+        "kind": "document", "status": "final", "dataBase64": crate::util::base64::encode_standard(&artifact.data),
     });
     if let Some(mime) = &artifact.content_type {
         body["mime"] = Value::from(mime.clone());
     }
     json_response(200, &json!({"artifact": body}))
-}
-
-/// Standard base64 with padding, for artifact bodies.
-fn base64_standard(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let value = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((value >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn cursor(cloud: &DevCloud, call: &Call) -> Response<ResponseBody> {
@@ -1219,11 +1200,11 @@ mod tests {
 
     #[test]
     fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64_standard(b""), "");
-        assert_eq!(base64_standard(b"f"), "Zg==");
-        assert_eq!(base64_standard(b"fo"), "Zm8=");
-        assert_eq!(base64_standard(b"foo"), "Zm9v");
-        assert_eq!(base64_standard(b"foobar"), "Zm9vYmFy");
+        assert_eq!(crate::util::base64::encode_standard(b""), "");
+        assert_eq!(crate::util::base64::encode_standard(b"f"), "Zg==");
+        assert_eq!(crate::util::base64::encode_standard(b"fo"), "Zm8=");
+        assert_eq!(crate::util::base64::encode_standard(b"foo"), "Zm9v");
+        assert_eq!(crate::util::base64::encode_standard(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub fn hashed_id(prefix: &str, parts: &[&str]) -> String {
 /// `n` random bytes as unpadded base64url.
 pub fn random_base64url(n: usize) -> String {
     let bytes: Vec<u8> = (0..n).map(|_| fastrand::u8(..)).collect();
-    crate::render::text::base64url_encode(&bytes)
+    crate::util::base64::encode_url(&bytes)
 }
 
 #[derive(Debug, Clone)]
@@ -325,7 +325,7 @@ impl Store {
     }
 
     pub fn token_by_plaintext(&self, plaintext: &str) -> Option<&ApiToken> {
-        self.tokens.iter().find(|t| !t.revoked && crate::http::admin::constant_time_equal(&t.plaintext, plaintext))
+        self.tokens.iter().find(|t| !t.revoked && crate::util::ct::constant_time_equal(&t.plaintext, plaintext))
     }
 
     pub fn issue_token(&mut self, scopes: Vec<String>, grants: Vec<String>) -> ApiToken {
@@ -440,7 +440,7 @@ impl Store {
     /// `POST /api/channels/deliveries` (enqueue): idempotent per binding + delivery id.
     pub fn enqueue_delivery(&mut self, input: &Map<String, Value>, channel_binding: &ChannelBinding) -> Delivery {
         let text = |k: &str| input.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_owned);
-        let delivery_id = text("deliveryId").unwrap_or_else(crate::providers::random_id);
+        let delivery_id = text("deliveryId").unwrap_or_else(crate::util::ids::random_id);
         if let Some(existing) = self
             .deliveries
             .iter()

@@ -1,10 +1,10 @@
 //! Operator authorization (`isAdminRequest`, spec §2.3).
 
+use crate::util::ct::constant_time_equal;
 use std::net::IpAddr;
 
 use http::header::{AUTHORIZATION, HOST};
 use http::HeaderMap;
-use subtle::ConstantTimeEq;
 
 use crate::config::urls::is_loopback_host;
 use crate::config::Config;
@@ -28,14 +28,6 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         }
     }
     headers.get(ADMIN_TOKEN_HEADER).and_then(|v| v.to_str().ok())
-}
-
-/// `constantTimeStringEqual`: UTF-8 bytes, empty never matches, lengths compared first.
-pub fn constant_time_equal(presented: &str, expected: &str) -> bool {
-    if presented.is_empty() || expected.is_empty() || presented.len() != expected.len() {
-        return false;
-    }
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 fn is_loopback_bypass_request(config: &Config, headers: &HeaderMap, remote: Option<IpAddr>) -> bool {

@@ -153,7 +153,7 @@ fn message_from_payload(provider_id: &str, payload: Value, now_ms: u64) -> Resul
     let text_field = |key: &str| {
         payload.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
     };
-    let id = text_field("id").unwrap_or_else(crate::providers::random_id);
+    let id = text_field("id").unwrap_or_else(crate::util::ids::random_id);
     let text = text_field("text").unwrap_or_default();
     let raw_text = text_field("rawText").unwrap_or_else(|| text.clone());
     let mut words = text.strip_prefix('/').map(|rest| rest.split_whitespace()).into_iter().flatten();

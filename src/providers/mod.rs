@@ -24,12 +24,6 @@ use cli::{CliOutputMode, CliProvider};
 use fake::FakeProvider;
 pub use types::*;
 
-/// A random id in UUID form (not cryptographic: message ids).
-pub fn random_id() -> String {
-    let hex: String = (0..16).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
-    format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
-}
-
 /// The compiled-in channel implementations.
 pub enum Provider {
     Fake(FakeProvider),
@@ -395,7 +389,7 @@ impl ProviderRegistry {
                 };
                 let presented =
                     request.headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !crate::http::admin::constant_time_equal(presented, webhook.secret.expose()) {
+                if !crate::util::ct::constant_time_equal(presented, webhook.secret.expose()) {
                     return Err(WebhookError::new(
                         WebhookErrorCode::Auth,
                         "Telegram webhook secret verification failed",
@@ -427,15 +421,6 @@ fn state_of(registration: &ProviderRegistration) -> ProviderState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_ids_have_the_uuid_v4_shape() {
-        let id = random_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(id.matches('-').count(), 4);
-        assert_eq!(&id[14..15], "4");
-        assert_ne!(id, random_id());
-    }
 
     fn config() -> Config {
         crate::config::test_config(&[(

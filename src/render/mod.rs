@@ -11,7 +11,7 @@ use crate::cloud::client::{CloudClient, CreateInteraction};
 use crate::cloud::types::{SessionBindingRecord, SessionEvent};
 use crate::cloud::CloudError;
 use crate::providers::{Button, ChannelTarget, Provider, SendError, SendErrorKind, SendOptions};
-use text::{base64url_encode, chunk_text, merge_streaming_text, sanitize, truncate, utf16_len};
+use text::{chunk_text, merge_streaming_text, sanitize, truncate, utf16_len};
 
 /// Render-state entries kept per kind (upstream's LRU cap).
 const STATE_CAP: usize = 512;
@@ -228,7 +228,7 @@ async fn issue_interaction(
             provider: binding.provider.clone(),
             kind,
             target_id: target_id.to_owned(),
-            interaction_id: format!("gw_{kind}_{}", base64url_encode(&random)),
+            interaction_id: format!("gw_{kind}_{}", crate::util::base64::encode_url(&random)),
         })
         .await?;
     Ok(issued.plaintext_token)
@@ -372,7 +372,7 @@ async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> R
                 .iter()
                 .map(|(label, _)| Button {
                     label: sanitize(label, 40),
-                    token: format!("ans:{}:{token}", base64url_encode(label.as_bytes())),
+                    token: format!("ans:{}:{token}", crate::util::base64::encode_url(label.as_bytes())),
                     style: "primary",
                 })
                 .collect(),
@@ -419,7 +419,7 @@ async fn render_artifact(
         let data = attachment
             .url
             .split_once(";base64,")
-            .and_then(|(_, encoded)| text::base64url_decode(encoded))
+            .and_then(|(_, encoded)| crate::util::base64::decode(encoded))
             .filter(|d| !d.is_empty())
             .ok_or_else(|| RenderError {
                 transient: false,

@@ -99,53 +99,6 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}\n...[truncated]", text[..keep].trim_end())
 }
 
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// Unpadded base64url.
-pub fn base64url_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let value = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(BASE64URL[((value >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// Decodes base64 in either alphabet (standard or URL-safe), with or without padding; `None` on
-/// a bad character.
-pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    const INVALID: u8 = 0xff;
-    static TABLE: std::sync::OnceLock<[u8; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut table = [INVALID; 256];
-        for (value, byte) in BASE64URL.iter().enumerate() {
-            table[usize::from(*byte)] = value as u8;
-        }
-        table[usize::from(b'+')] = 62;
-        table[usize::from(b'/')] = 63;
-        table
-    });
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text.bytes() {
-        let value = table[usize::from(byte)];
-        if value == INVALID {
-            return None;
-        }
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,20 +136,6 @@ mod tests {
         let long = "word ".repeat(200);
         let cut = truncate(&long, 100);
         assert!(utf16_len(&cut) <= 100 && cut.ends_with("\n...[truncated]"));
-    }
-
-    #[test]
-    fn base64url_round_trip() {
-        for text in ["", "Yes", "No way", "é😀"] {
-            assert_eq!(base64url_decode(&base64url_encode(text.as_bytes())).unwrap(), text.as_bytes());
-        }
-        assert_eq!(base64url_encode(b"Yes"), "WWVz");
-        assert_eq!(base64url_decode("!!"), None);
-        assert_eq!(
-            base64url_decode("aGVsbG8/+w==").unwrap(),
-            base64url_decode("aGVsbG8_-w").unwrap(),
-            "both alphabets"
-        );
     }
 
     proptest! {

@@ -6,7 +6,6 @@ use serde_json::json;
 
 use crate::cloud::client::ResolveInteraction;
 use crate::providers::InboundMessage;
-use crate::render::text::base64url_decode;
 
 /// What the user decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +51,9 @@ pub fn parse_button_token(token: &str) -> (String, Decision) {
     }
     if let Some(rest) = token.strip_prefix("ans:") {
         if let Some(separator) = rest.find(':').filter(|&i| i > 0) {
-            if let Some(answer) = base64url_decode(&rest[..separator]).and_then(|b| String::from_utf8(b).ok()) {
+            if let Some(answer) =
+                crate::util::base64::decode(&rest[..separator]).and_then(|b| String::from_utf8(b).ok())
+            {
                 return (rest[separator + 1..].to_owned(), Decision::Answer(answer));
             }
         }
@@ -123,7 +124,6 @@ pub fn resolution(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::text::base64url_encode;
 
     #[test]
     fn button_tokens() {
@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(parse_button_token("den:t"), ("t".into(), Decision::Deny));
         assert_eq!(parse_button_token("rej:t"), ("t".into(), Decision::Reject));
         assert_eq!(
-            parse_button_token(&format!("ans:{}:occi_a_b", base64url_encode("Yes please".as_bytes()))),
+            parse_button_token(&format!("ans:{}:occi_a_b", crate::util::base64::encode_url("Yes please".as_bytes()))),
             ("occi_a_b".into(), Decision::Answer("Yes please".into()))
         );
         assert_eq!(

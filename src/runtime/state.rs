@@ -83,23 +83,11 @@ impl StateFile {
         let contents = Contents { version: 1, streams: entries.to_vec() };
         let result = serde_json::to_vec(&contents)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| write_private(&self.path, &bytes));
+            .and_then(|bytes| crate::util::durable::write_private(&self.path, &bytes));
         if let Err(error) = result {
             tracing::warn!(path = %self.path.display(), %error, "cannot write the session state file");
         }
     }
-}
-
-/// Writes a state file atomically (temporary file, then rename) with mode 0600: state files can
-/// hold interaction tokens.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(&temporary)?, bytes)?;
-    std::fs::rename(&temporary, path)
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl TelegramProvider {
             url: format!(
                 "{}/webhooks/{}",
                 config.setting_str("publicBaseUrl").unwrap_or("").trim_end_matches('/'),
-                crate::cloud::client::encode_component(&config.id)
+                crate::util::percent::encode_component(&config.id)
             ),
             secret: config.credentials.get("webhookSecret").cloned().unwrap_or_else(|| Secret::new("")),
         });
@@ -473,7 +473,7 @@ fn load_buttons(path: &std::path::Path) -> ButtonTable {
 fn save_buttons(path: &std::path::Path, table: &ButtonTable) {
     let result = serde_json::to_vec(table)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| crate::runtime::state::write_private(path, &bytes));
+        .and_then(|bytes| crate::util::durable::write_private(path, &bytes));
     if let Err(error) = result {
         tracing::warn!(path = %path.display(), %error, "cannot save the Telegram button table");
     }
