@@ -25,10 +25,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod channel;
 pub mod cli;
 pub mod cloud;
 pub mod config;
-pub mod daemon;
 #[cfg(feature = "devcloud")]
 pub mod devcloud;
 pub mod http;

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use open_cowork_gateway::app::{self, AppError, Exit};
 use open_cowork_gateway::cli::{self, Command};
 use open_cowork_gateway::config::{self, Env, Overrides};
-use open_cowork_gateway::daemon::{self, DaemonError, Exit};
 use open_cowork_gateway::notify::Notifier;
 use open_cowork_gateway::{logging, TARGET, VERSION};
 
@@ -87,10 +87,10 @@ fn main() -> ExitCode {
 
     let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
     let local = tokio::task::LocalSet::new();
-    match local.block_on(&runtime, daemon::run(config, Notifier::from_env())) {
+    match local.block_on(&runtime, app::run(config, Notifier::from_env())) {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Forced) => ExitCode::FAILURE,
-        Err(error @ DaemonError::Bind { .. }) => {
+        Err(error @ AppError::Bind { .. }) => {
             eprintln!("open-cowork-gateway: {error}");
             ExitCode::from(EX_UNAVAILABLE)
         }
@@ -204,8 +204,9 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
                 return ExitCode::from(EX_CONFIG);
             }
         };
-        let factory = ProviderFactory { cli_output: Box::new(|| (CliOutputMode::Text, Box::new(std::io::stdout()))) };
-        let running = match daemon::start(config, factory, true).await {
+        let mut factory = ProviderFactory::default();
+        factory.cli_output = Box::new(|| (CliOutputMode::Text, Box::new(std::io::stdout())));
+        let running = match app::start(config, factory).await {
             Ok(running) => running,
             Err(error) => {
                 eprintln!("open-cowork-gateway: {error}");
@@ -213,15 +214,13 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
             }
         };
         eprintln!("Open Cowork gateway demo: type a message for the echo agent. \"/ask\" asks you a question, \"/approve-me\" asks for approval; end with Ctrl-D.");
-        if let Some(reader) = running.cli_reader.as_ref() {
-            while !reader.is_finished() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        while !running.factory.cli_input_ended() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // End of input: wait, bounded, until the agent is done and every reply was rendered.
         let settled = || {
             cloud.agent_idle()
-                && running.gateway.sessions.borrow().cursors().iter().all(|(binding, cursor)| cloud.latest_sequence(binding).is_none_or(|latest| *cursor >= latest))
+                && running.sessions.streams().borrow().cursors().iter().all(|(binding, cursor)| cloud.latest_sequence(binding).is_none_or(|latest| *cursor >= latest))
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while !settled() && tokio::time::Instant::now() < deadline {

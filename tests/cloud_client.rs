@@ -12,15 +12,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use open_cowork_gateway::cloud::client::*;
 use open_cowork_gateway::cloud::streams::{
-    follow_deliveries, follow_session_events, DeliveryStreamOptions, SessionStreamItem,
+    follow_deliveries, follow_session_events, CloudStatus, CloudStatusReporter, DeliveryStreamOptions,
+    SessionStreamItem, StreamContext,
 };
 use open_cowork_gateway::cloud::types::CursorUpdate;
 use open_cowork_gateway::cloud::{CloudErrorKind, DeliveryOperations};
-use open_cowork_gateway::config::{resolve, Env, Secret};
+use open_cowork_gateway::config::Secret;
 use open_cowork_gateway::devcloud::store::Artifact;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::net::https::build_client;
-use open_cowork_gateway::runtime::Gateway;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::LocalSet;
@@ -109,17 +109,66 @@ fn prompt(binding: &str, text: &str, key: &str) -> PromptInput {
     }
 }
 
-fn gateway_for(base_url: &str, token: &str) -> Rc<Gateway> {
-    let env = Env::from_pairs([
+/// What a stream follower reports to, with the drain that stops it.
+struct Streams {
+    context: StreamContext,
+    status: tokio::sync::watch::Receiver<CloudStatus>,
+    shutdown: open_cowork_gateway::shutdown::Shutdown,
+}
+
+fn gateway_for(_base_url: &str, _token: &str) -> Rc<Streams> {
+    let config = open_cowork_gateway::config::resolve(
+        &json!({}),
+        &open_cowork_gateway::config::Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+            ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+        ]),
+    )
+    .unwrap();
+    let shutdown = open_cowork_gateway::shutdown::Shutdown::new();
+    let (status, receiver) = CloudStatusReporter::new("not connected yet");
+    let context = StreamContext {
+        metrics: Rc::new(open_cowork_gateway::metrics::Metrics::new(&config)),
+        drain: shutdown.signal(),
+        status,
+        warnings: Rc::new(open_cowork_gateway::logging::WarnLimiter::new(Duration::from_secs(60))),
+    };
+    Rc::new(Streams { context, status: receiver, shutdown })
+}
+
+/// The operator routes' state with the Cloud client as their delivery operations.
+fn operator_for(base_url: &str, token: &str) -> Rc<open_cowork_gateway::http::state::HttpState> {
+    use open_cowork_gateway::channel::{ChannelRegistry, Ingress};
+    let env = open_cowork_gateway::config::Env::from_pairs([
         ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
         ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", token),
         ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
         ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
         ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "test"),
     ]);
-    let config = resolve(&json!({}), &env).unwrap();
+    let config = Rc::new(open_cowork_gateway::config::resolve(&json!({}), &env).unwrap());
+    let metrics = Rc::new(open_cowork_gateway::metrics::Metrics::new(&config));
+    let registry = Rc::new(ChannelRegistry::new(&config, Rc::clone(&metrics)));
+    let shutdown = open_cowork_gateway::shutdown::Shutdown::new();
+    let readiness = open_cowork_gateway::runtime::Readiness::new(shutdown.clone(), Rc::clone(&registry), None);
+    let (ingress, queue) = Ingress::bounded(4);
+    std::mem::forget(queue);
     let client = Rc::new(client_for(base_url, token));
-    Gateway::new(config, Some(client as Rc<dyn DeliveryOperations>))
+    Rc::new(open_cowork_gateway::http::state::HttpState::new(
+        config,
+        metrics,
+        readiness,
+        registry,
+        ingress,
+        Some(client as Rc<dyn DeliveryOperations>),
+        shutdown,
+    ))
+}
+
+fn delivery_options() -> DeliveryStreamOptions {
+    DeliveryStreamOptions::new("gateway:test".into(), vec!["fake-binding".into()])
 }
 
 /// Reads session stream items until `done` says so, with a generous timeout.
@@ -359,7 +408,9 @@ fn session_stream_resumes_after_clean_close_and_cut_without_gaps_or_duplicates()
             let gateway = Rc::clone(&gateway);
             let client = client_for(&h.base_url, &h.seeded.gateway_token);
             let binding = bound.binding.binding_id.clone();
-            tokio::task::spawn_local(async move { follow_session_events(&gateway, &client, binding, 0, tx).await })
+            tokio::task::spawn_local(
+                async move { follow_session_events(&gateway.context, &client, binding, 0, tx).await },
+            )
         };
         let session = bound.binding.session_id.to_string();
         for n in 0..5 {
@@ -383,7 +434,7 @@ fn session_stream_resumes_after_clean_close_and_cut_without_gaps_or_duplicates()
         let rest = collect_until(&mut rx, |items| sequences(items).last() == Some(&11)).await;
         assert_eq!(sequences(&rest), [7, 8, 9, 10, 11], "no gap, no duplicate");
         assert!(
-            gateway.metrics.stream_count(
+            gateway.context.metrics.stream_count(
                 open_cowork_gateway::metrics::StreamKind::Session,
                 open_cowork_gateway::metrics::StreamStat::Reconnects
             ) >= 2
@@ -410,7 +461,9 @@ fn snapshot_required_jumps_the_cursor() {
         let binding = bound.binding.binding_id.clone();
         let follower = {
             let gateway = Rc::clone(&gateway);
-            tokio::task::spawn_local(async move { follow_session_events(&gateway, &client, binding, 2, tx).await })
+            tokio::task::spawn_local(
+                async move { follow_session_events(&gateway.context, &client, binding, 2, tx).await },
+            )
         };
         let items = collect_until(&mut rx, |items| !items.is_empty()).await;
         assert_eq!(
@@ -443,7 +496,7 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
             let gateway = Rc::clone(&gateway);
             let client = client_for(&h.base_url, &h.seeded.gateway_token);
             tokio::task::spawn_local(async move {
-                follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await
+                follow_deliveries(&gateway.context, &client, delivery_options(), tx).await
             })
         };
         h.cloud.enqueue_delivery(
@@ -458,7 +511,7 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
             ("d1", 1, Some("gateway:test"))
         );
         assert_eq!(first.rest["payload"]["token"], "secret-ish", "the stream carries the raw record");
-        assert!(gateway.readiness.borrow().holds("delivery_subscription"));
+        assert!(gateway.status.borrow().subscription.is_ok());
 
         // Not acked: when the 120 s lease expires Cloud re-serves it.
         h.cloud.store.borrow().clock.advance(120_001);
@@ -502,8 +555,8 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
             }
         }
         use open_cowork_gateway::metrics::{StreamKind, StreamStat};
-        assert!(gateway.metrics.stream_count(StreamKind::Delivery, StreamStat::Reconnects) >= 1);
-        assert!(gateway.metrics.stream_count(StreamKind::Delivery, StreamStat::Errors) >= 2);
+        assert!(gateway.context.metrics.stream_count(StreamKind::Delivery, StreamStat::Reconnects) >= 1);
+        assert!(gateway.context.metrics.stream_count(StreamKind::Delivery, StreamStat::Errors) >= 2);
 
         // The gateway token lists only what it claimed; retry and dead-letter change the status.
         let listed = h
@@ -522,7 +575,7 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         assert_eq!(retried.status(), Some(open_cowork_gateway::cloud::DeliveryStatus::Failed));
         gateway.shutdown.begin_drain();
         tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap();
-        assert!(!gateway.readiness.borrow().holds("delivery_subscription"), "closed at drain");
+        assert!(gateway.status.borrow().subscription.is_err(), "closed at drain");
         let dead =
             h.client.dead_letter_delivery("d1", "fake-binding", Some("operator gave up")).await.unwrap().unwrap();
         assert_eq!(
@@ -545,7 +598,7 @@ fn operator_delivery_routes_go_through_the_cloud_client() {
         let mut stream =
             h.client.open_delivery_stream("gateway:test", 120_000, &["fake-binding".into()]).await.unwrap();
         while stream.next_event().await.unwrap().is_none_or(|f| f.event.as_deref() != Some("channel.delivery")) {}
-        let gateway = gateway_for(&h.base_url, &h.seeded.gateway_token);
+        let gateway = operator_for(&h.base_url, &h.seeded.gateway_token);
         let call = |method: &str, uri: &str| {
             let request = http::Request::builder()
                 .method(method)

@@ -5,7 +5,8 @@
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 use open_cowork_gateway::http::client_ip::parse_ip;
-use open_cowork_gateway::http::router::{percent_decode, route};
+use open_cowork_gateway::http::router::route;
+use open_cowork_gateway::util::percent::percent_decode;
 
 fuzz_target!(|input: &[u8]| {
     if let Ok(text) = std::str::from_utf8(input) {

@@ -5,20 +5,71 @@
 //! Each follower forwards what it reads into a bounded channel; when the consumer is slow the
 //! follower stops reading, which is the backpressure Cloud expects.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::Value;
 use smol_str::SmolStr;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::{CloudClient, SseConnection};
 use super::error::CloudError;
 use super::types::{DeliveryRecord, SessionEvent};
-use crate::metrics::{StreamKind, StreamStat};
+use crate::logging::WarnLimiter;
+use crate::metrics::{Metrics, StreamKind, StreamStat};
 use crate::net::backoff::Backoff;
-use crate::runtime::{Gateway, CLOUD_AUTH, DELIVERY_SUBSCRIPTION};
 use crate::shutdown::DrainSignal;
+
+/// What the streams tell the rest of the gateway: whether the delivery subscription is live and
+/// whether Cloud accepts the service token. Readiness watches it; the streams never reach into
+/// the gateway's state themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudStatus {
+    /// `Err(reason)` while the delivery subscription is not connected.
+    pub subscription: Result<(), String>,
+    /// `Err(reason)` while Cloud rejects the service token (401/403).
+    pub token: Result<(), String>,
+}
+
+/// The writing side of [`CloudStatus`], shared by every stream follower.
+#[derive(Clone)]
+pub struct CloudStatusReporter(Rc<watch::Sender<CloudStatus>>);
+
+impl CloudStatusReporter {
+    /// A reporter and the receiver readiness reads; the subscription starts as not connected
+    /// with `initial_reason`.
+    pub fn new(initial_reason: &str) -> (Self, watch::Receiver<CloudStatus>) {
+        let (sender, receiver) =
+            watch::channel(CloudStatus { subscription: Err(initial_reason.to_owned()), token: Ok(()) });
+        (Self(Rc::new(sender)), receiver)
+    }
+
+    fn subscription(&self, live: bool, reason: &str) {
+        self.0.send_modify(|status| status.subscription = if live { Ok(()) } else { Err(reason.to_owned()) });
+    }
+
+    fn token_accepted(&self) {
+        self.0.send_if_modified(|status| std::mem::replace(&mut status.token, Ok(())).is_err());
+    }
+
+    /// Returns whether the token was accepted until now (so the outage is logged once).
+    fn token_rejected(&self, reason: String) -> bool {
+        let mut was_ok = false;
+        self.0.send_modify(|status| was_ok = std::mem::replace(&mut status.token, Err(reason)).is_ok());
+        was_ok
+    }
+}
+
+/// What a stream follower needs besides the Cloud client.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub metrics: Rc<Metrics>,
+    pub drain: DrainSignal,
+    pub status: CloudStatusReporter,
+    /// Repeated in-band stream errors are logged once a minute.
+    pub warnings: Rc<WarnLimiter>,
+}
 
 /// What a session stream hands its consumer.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,15 +98,10 @@ async fn unless_draining<T>(drain: &mut DrainSignal, future: impl std::future::F
 
 /// Records a failed connection or stream error; auth failures raise the `cloud_auth` condition
 /// and are logged once per outage, not on every retry.
-fn note_error(gateway: &Gateway, kind: StreamKind, error: &CloudError) {
-    gateway.metrics.record_stream(kind, StreamStat::Errors);
+fn note_error(context: &StreamContext, kind: StreamKind, error: &CloudError) {
+    context.metrics.record_stream(kind, StreamStat::Errors);
     if error.is_auth() {
-        let was_ok = gateway.readiness.borrow().holds(CLOUD_AUTH);
-        gateway.readiness.borrow_mut().set(
-            CLOUD_AUTH,
-            false,
-            Some(format!("Cloud rejected the service token: {}", error.message)),
-        );
+        let was_ok = context.status.token_rejected(format!("Cloud rejected the service token: {}", error.message));
         if was_ok {
             tracing::error!(status = ?error.status, error = %error.message, "Cloud rejected the gateway service token; check OPEN_COWORK_GATEWAY_SERVICE_TOKEN and its channel-binding grants");
         }
@@ -67,13 +113,13 @@ fn note_error(gateway: &Gateway, kind: StreamKind, error: &CloudError) {
 /// Follows one session binding's events from `cursor` until the drain starts or the consumer
 /// goes away.
 pub async fn follow_session_events(
-    gateway: &Gateway,
+    context: &StreamContext,
     client: &CloudClient,
     session_binding_id: SmolStr,
     mut cursor: u64,
     items: mpsc::Sender<SessionStreamItem>,
 ) {
-    let mut drain = gateway.shutdown.signal();
+    let mut drain = context.drain.clone();
     let mut backoff = Backoff::for_streams();
     let mut connected_before = false;
     loop {
@@ -83,14 +129,14 @@ pub async fn follow_session_events(
         };
         match opened {
             Ok(mut connection) => {
-                gateway.metrics.record_stream(
+                context.metrics.record_stream(
                     StreamKind::Session,
                     if connected_before { StreamStat::Reconnects } else { StreamStat::Connects },
                 );
                 connected_before = true;
-                gateway.readiness.borrow_mut().set(CLOUD_AUTH, true, None);
+                context.status.token_accepted();
                 match read_session_events(
-                    gateway,
+                    context,
                     client,
                     &session_binding_id,
                     &mut connection,
@@ -105,7 +151,7 @@ pub async fn follow_session_events(
                     Ended::Reconnect => {}
                 }
             }
-            Err(error) => note_error(gateway, StreamKind::Session, &error),
+            Err(error) => note_error(context, StreamKind::Session, &error),
         }
         if unless_draining(&mut drain, tokio::time::sleep(backoff.next_delay())).await.is_none() {
             return;
@@ -115,7 +161,7 @@ pub async fn follow_session_events(
 
 #[allow(clippy::too_many_arguments)]
 async fn read_session_events(
-    gateway: &Gateway,
+    context: &StreamContext,
     client: &CloudClient,
     session_binding_id: &str,
     connection: &mut SseConnection,
@@ -130,15 +176,15 @@ async fn read_session_events(
             Ok(Some(frame)) => frame,
             Ok(None) => return Ended::Reconnect,
             Err(error) => {
-                note_error(gateway, StreamKind::Session, &error);
+                note_error(context, StreamKind::Session, &error);
                 return Ended::Reconnect;
             }
         };
-        gateway.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
+        context.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
         let event: SessionEvent = match serde_json::from_str(&frame.data) {
             Ok(event) => event,
             Err(error) => {
-                gateway.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
+                context.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
                 tracing::warn!(%error, "a session event was not valid JSON; reconnecting from the cursor");
                 return Ended::Reconnect;
             }
@@ -148,7 +194,7 @@ async fn read_session_events(
                 None => return Ended::Drain,
                 Some(Ok(view)) => view,
                 Some(Err(error)) => {
-                    note_error(gateway, StreamKind::Session, &error);
+                    note_error(context, StreamKind::Session, &error);
                     return Ended::Reconnect;
                 }
             };
@@ -179,35 +225,35 @@ async fn read_session_events(
 /// Delivery subscription settings.
 #[derive(Debug, Clone)]
 pub struct DeliveryStreamOptions {
+    /// This gateway's claimant name (`claimedBy`).
+    pub claimed_by: String,
+    /// The channel bindings whose deliveries this gateway serves.
+    pub bindings: Vec<SmolStr>,
     /// Claim lease Cloud puts on each delivery (the gateway sends 120000).
     pub ttl_ms: u64,
     /// Reopen the stream when no delivery arrived for this long (heartbeats do not count).
     pub quiet_rotation: Duration,
 }
 
-impl Default for DeliveryStreamOptions {
-    fn default() -> Self {
-        Self { ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
+impl DeliveryStreamOptions {
+    /// The gateway's settings: a 120 s claim lease, a 5-minute quiet rotation.
+    pub fn new(claimed_by: String, bindings: Vec<SmolStr>) -> Self {
+        Self { claimed_by, bindings, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
     }
-}
-
-fn set_subscription(gateway: &Gateway, live: bool, reason: &str) {
-    gateway.readiness.borrow_mut().set(DELIVERY_SUBSCRIPTION, live, Some(reason.to_owned()));
 }
 
 /// Follows the delivery stream for every enabled channel binding until the drain starts (which
 /// closes the subscription first, so no new claims arrive while sends drain) or the consumer
 /// goes away. The `delivery_subscription` readiness condition holds exactly while connected.
 pub async fn follow_deliveries(
-    gateway: &Gateway,
+    context: &StreamContext,
     client: &CloudClient,
     options: DeliveryStreamOptions,
     deliveries: mpsc::Sender<DeliveryRecord>,
 ) {
-    let mut drain = gateway.shutdown.signal();
+    let mut drain = context.drain.clone();
     let mut backoff = Backoff::for_streams();
-    let claimed_by = gateway.config.claimed_by();
-    let bindings = gateway.config.channel_binding_ids();
+    let (claimed_by, bindings) = (options.claimed_by.clone(), options.bindings.clone());
     let mut connected_before = false;
     loop {
         let Some(opened) =
@@ -218,7 +264,7 @@ pub async fn follow_deliveries(
         let mut rotate = false;
         match opened {
             Ok(mut connection) => {
-                gateway.metrics.record_stream(
+                context.metrics.record_stream(
                     StreamKind::Delivery,
                     if connected_before { StreamStat::Reconnects } else { StreamStat::Connects },
                 );
@@ -226,22 +272,20 @@ pub async fn follow_deliveries(
                     tracing::info!(bindings = bindings.len(), claimed_by = %claimed_by, "delivery subscription connected");
                 }
                 connected_before = true;
-                set_subscription(gateway, true, "");
-                gateway.readiness.borrow_mut().set(CLOUD_AUTH, true, None);
-                match read_deliveries(gateway, &mut connection, &options, &deliveries, &mut drain, &mut backoff).await {
+                context.status.subscription(true, "");
+                context.status.token_accepted();
+                match read_deliveries(context, &mut connection, &options, &deliveries, &mut drain, &mut backoff).await {
                     DeliveryEnd::Drain | DeliveryEnd::ConsumerGone => break,
                     DeliveryEnd::Quiet => rotate = true,
                     DeliveryEnd::Reconnect => {}
                 }
-                set_subscription(gateway, false, "The Cloud delivery stream is reconnecting.");
+                context.status.subscription(false, "The Cloud delivery stream is reconnecting.");
             }
             Err(error) => {
-                note_error(gateway, StreamKind::Delivery, &error);
-                set_subscription(
-                    gateway,
-                    false,
-                    &format!("The Cloud delivery stream cannot connect: {}", error.message),
-                );
+                note_error(context, StreamKind::Delivery, &error);
+                context
+                    .status
+                    .subscription(false, &format!("The Cloud delivery stream cannot connect: {}", error.message));
             }
         }
         let delay = if rotate { Duration::ZERO } else { backoff.next_delay() };
@@ -249,7 +293,7 @@ pub async fn follow_deliveries(
             break;
         }
     }
-    set_subscription(gateway, false, "The delivery subscription is closed.");
+    context.status.subscription(false, "The delivery subscription is closed.");
 }
 
 enum DeliveryEnd {
@@ -260,7 +304,7 @@ enum DeliveryEnd {
 }
 
 async fn read_deliveries(
-    gateway: &Gateway,
+    context: &StreamContext,
     connection: &mut SseConnection,
     options: &DeliveryStreamOptions,
     deliveries: &mpsc::Sender<DeliveryRecord>,
@@ -278,21 +322,21 @@ async fn read_deliveries(
             Ok(Some(frame)) => frame,
             Ok(None) => return DeliveryEnd::Reconnect,
             Err(error) => {
-                note_error(gateway, StreamKind::Delivery, &error);
+                note_error(context, StreamKind::Delivery, &error);
                 return DeliveryEnd::Reconnect;
             }
         };
-        gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Frames);
+        context.metrics.record_stream(StreamKind::Delivery, StreamStat::Frames);
         let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(&frame.data) else {
-            gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+            context.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
             tracing::warn!("a delivery stream frame was not a JSON object; reconnecting");
             return DeliveryEnd::Reconnect;
         };
         if let Some(error) = data.get("error") {
             // In-band errors (quota, scope) leave the stream open; Cloud retries on its next poll.
-            gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+            context.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
             let now = std::time::Instant::now();
-            if let Some(suppressed) = gateway.warnings.allow("delivery-stream-error", now) {
+            if let Some(suppressed) = context.warnings.allow("delivery-stream-error", now) {
                 tracing::warn!(error = %error.as_str().unwrap_or("unknown"), suppressed, "Cloud reported a delivery stream error");
             }
             continue;
@@ -301,7 +345,7 @@ async fn read_deliveries(
         let record: DeliveryRecord = match serde_json::from_value(record) {
             Ok(record) => record,
             Err(error) => {
-                gateway.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+                context.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
                 tracing::warn!(%error, "a delivery record had an unexpected shape; its lease will expire and Cloud re-serves it");
                 continue;
             }
@@ -320,10 +364,9 @@ async fn read_deliveries(
 #[cfg(feature = "devcloud")]
 mod tests {
     use super::*;
-    use crate::config::{resolve, Env, Secret};
+    use crate::config::Secret;
     use crate::devcloud::{DevCloud, DevCloudOptions};
     use crate::net::https::build_client;
-    use std::rc::Rc;
 
     async fn wait_until(mut condition: impl FnMut() -> bool) {
         tokio::time::timeout(Duration::from_secs(20), async {
@@ -335,8 +378,24 @@ mod tests {
         .expect("condition reached in time");
     }
 
+    fn context(shutdown: &crate::shutdown::Shutdown) -> (StreamContext, watch::Receiver<CloudStatus>) {
+        let (status, receiver) = CloudStatusReporter::new("not connected yet");
+        let config = crate::config::test_config(&[]);
+        let context = StreamContext {
+            metrics: Rc::new(Metrics::new(&config)),
+            drain: shutdown.signal(),
+            status,
+            warnings: Rc::new(WarnLimiter::new(Duration::from_secs(60))),
+        };
+        (context, receiver)
+    }
+
+    fn options() -> DeliveryStreamOptions {
+        DeliveryStreamOptions::new("gateway-test".into(), vec!["fake-binding".into()])
+    }
+
     #[test]
-    fn ready_follows_the_delivery_subscription() {
+    fn the_status_follows_the_delivery_subscription() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         tokio::task::LocalSet::new().block_on(&runtime, async {
             let cloud = DevCloud::new(DevCloudOptions {
@@ -346,15 +405,9 @@ mod tests {
             let seeded = cloud.seed();
             let address = cloud.start("127.0.0.1", 0).await.unwrap();
             let base_url = format!("http://{address}");
-            let env = Env::from_pairs([
-                ("OPEN_COWORK_CLOUD_BASE_URL", base_url.as_str()),
-                ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
-                ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-                ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-            ]);
-            let gateway = Gateway::new(resolve(&serde_json::json!({}), &env).unwrap(), None);
-            gateway.start();
-            assert!(!gateway.is_ready(), "no subscription yet");
+            let shutdown = crate::shutdown::Shutdown::new();
+            let (context, status) = context(&shutdown);
+            assert!(status.borrow().subscription.is_err(), "no subscription yet");
 
             let client = CloudClient::new(
                 build_client(None).unwrap(),
@@ -363,47 +416,35 @@ mod tests {
                 Duration::from_secs(5),
             );
             let (tx, _rx) = mpsc::channel(8);
-            let follower = {
-                let gateway = Rc::clone(&gateway);
-                tokio::task::spawn_local(async move {
-                    follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await
-                })
-            };
-            wait_until(|| gateway.is_ready()).await;
+            let follower =
+                tokio::task::spawn_local(async move { follow_deliveries(&context, &client, options(), tx).await });
+            wait_until(|| status.borrow().subscription.is_ok()).await;
 
             cloud.stop();
-            wait_until(|| !gateway.is_ready()).await;
-            let reason = gateway
-                .readiness_conditions()
-                .into_iter()
-                .find(|c| c.name == DELIVERY_SUBSCRIPTION)
-                .and_then(|c| c.reason);
-            assert!(reason.is_some_and(|r| r.contains("delivery stream")), "the reason is shown to operators");
+            wait_until(|| status.borrow().subscription.is_err()).await;
+            let reason = status.borrow().subscription.clone().unwrap_err();
+            assert!(reason.contains("delivery stream"), "the reason is shown to operators: {reason}");
 
             cloud.start("127.0.0.1", address.port()).await.unwrap();
-            wait_until(|| gateway.is_ready()).await;
+            wait_until(|| status.borrow().subscription.is_ok()).await;
 
-            gateway.shutdown.begin_drain();
+            shutdown.begin_drain();
             follower.await.unwrap();
-            assert!(!gateway.is_ready());
+            assert!(status.borrow().subscription.is_err(), "a closed subscription is not live");
         });
     }
 
     #[test]
-    fn a_rejected_token_raises_the_cloud_auth_condition() {
+    fn a_rejected_token_is_reported_once_and_retried_with_backoff() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         tokio::task::LocalSet::new().block_on(&runtime, async {
             let cloud = DevCloud::new(DevCloudOptions::default());
             cloud.seed();
             let address = cloud.start("127.0.0.1", 0).await.unwrap();
             let base_url = format!("http://{address}");
-            let env = Env::from_pairs([
-                ("OPEN_COWORK_CLOUD_BASE_URL", base_url.as_str()),
-                ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_tok_revoked_secret"),
-                ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-                ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-            ]);
-            let gateway = Gateway::new(resolve(&serde_json::json!({}), &env).unwrap(), None);
+            let shutdown = crate::shutdown::Shutdown::new();
+            let (context, status) = context(&shutdown);
+            let metrics = Rc::clone(&context.metrics);
             let client = CloudClient::new(
                 build_client(None).unwrap(),
                 &base_url,
@@ -411,18 +452,14 @@ mod tests {
                 Duration::from_secs(5),
             );
             let (tx, _rx) = mpsc::channel(8);
-            let follower = {
-                let gateway = Rc::clone(&gateway);
-                tokio::task::spawn_local(async move {
-                    follow_deliveries(&gateway, &client, DeliveryStreamOptions::default(), tx).await
-                })
-            };
-            wait_until(|| !gateway.readiness.borrow().holds(CLOUD_AUTH)).await;
+            let follower =
+                tokio::task::spawn_local(async move { follow_deliveries(&context, &client, options(), tx).await });
+            wait_until(|| status.borrow().token.is_err()).await;
             // Backoff, not a hot loop: after half a second only a handful of attempts were made.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let attempts = gateway.metrics.stream_count(StreamKind::Delivery, StreamStat::Errors);
+            let attempts = metrics.stream_count(StreamKind::Delivery, StreamStat::Errors);
             assert!((1..=10).contains(&attempts), "{attempts} attempts");
-            gateway.shutdown.begin_drain();
+            shutdown.begin_drain();
             follower.await.unwrap();
         });
     }

@@ -506,6 +506,27 @@ pub(crate) fn test_config(extra: &[(&str, &str)]) -> Config {
     }
 }
 
+impl ProviderConfig {
+    /// The provider id the runtime reports for this entry: the config id, except `cli` for the
+    /// fake provider, which stands in for the CLI channel (§8.1).
+    pub fn runtime_id(&self) -> SmolStr {
+        if self.kind == ProviderKind::Fake {
+            SmolStr::new_static("cli")
+        } else {
+            self.id.clone()
+        }
+    }
+
+    /// The channel kind the runtime reports (`cli` for the fake provider).
+    pub fn runtime_kind(&self) -> &'static str {
+        if self.kind == ProviderKind::Fake {
+            "cli"
+        } else {
+            self.kind.as_str()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

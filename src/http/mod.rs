@@ -8,4 +8,5 @@ pub mod rate_limit;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod state;
 pub mod webhook;

@@ -13,8 +13,8 @@ use smol_str::SmolStr;
 
 use super::body::read_limited;
 use super::response::{self, HttpError, ResponseBody, ADMIN_REQUIRED};
+use super::state::HttpState;
 use crate::cloud::{CloudError, DeliveryOperations, DeliveryQuery, DeliveryRecord, DeliveryStatus};
-use crate::runtime::Gateway;
 
 const METRICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Metrics are disabled.");
 const DIAGNOSTICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
@@ -35,7 +35,7 @@ fn ok_json(body: Value) -> RouteResult {
     Ok(response::json(StatusCode::OK, &body))
 }
 
-pub fn health(gateway: &Gateway) -> RouteResult {
+pub fn health(gateway: &HttpState) -> RouteResult {
     let config = &gateway.config;
     ok_json(
         json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": config.cloud.base_url}),
@@ -43,8 +43,8 @@ pub fn health(gateway: &Gateway) -> RouteResult {
 }
 
 /// 200 when ready, else 503; admin callers also get `providers` and the readiness `conditions`.
-pub fn ready(gateway: &Gateway, admin: bool) -> RouteResult {
-    let ready = gateway.is_ready();
+pub fn ready(gateway: &HttpState, admin: bool) -> RouteResult {
+    let ready = gateway.readiness.is_ready();
     let mut body = json!({
         "ok": ready,
         "status": if ready { "ready" } else { "not_ready" },
@@ -52,41 +52,41 @@ pub fn ready(gateway: &Gateway, admin: bool) -> RouteResult {
         "cloudBaseUrl": gateway.config.cloud.base_url,
     });
     if admin {
-        body["providers"] = Value::from(gateway.providers.borrow().status_json());
-        body["conditions"] = json!(gateway.readiness_conditions());
+        body["providers"] = Value::from(gateway.registry.status_json());
+        body["conditions"] = json!(gateway.readiness.conditions());
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(response::json(status, &body))
 }
 
 /// Disabled is checked before authorization, as upstream.
-pub fn metrics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResult {
+pub fn metrics(gateway: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
     if !gateway.config.metrics_enabled {
         return Err(METRICS_DISABLED);
     }
     if !admin() {
         return Err(ADMIN_REQUIRED);
     }
-    gateway.sync_provider_counters();
+    gateway.registry.sync_metrics();
     Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, gateway.metrics.render_prometheus()))
 }
 
-pub fn diagnostics(gateway: &Gateway, admin: impl FnOnce() -> bool) -> RouteResult {
+pub fn diagnostics(gateway: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
     if !gateway.config.diagnostics_enabled {
         return Err(DIAGNOSTICS_DISABLED);
     }
     if !admin() {
         return Err(ADMIN_REQUIRED);
     }
-    gateway.sync_provider_counters();
+    gateway.registry.sync_metrics();
     ok_json(json!({
         "ok": true,
-        "config": gateway.config,
-        "ready": gateway.is_ready(),
-        "readiness": gateway.readiness_conditions(),
-        "providers": gateway.providers.borrow().status_json(),
+        "config": &*gateway.config,
+        "ready": gateway.readiness.is_ready(),
+        "readiness": gateway.readiness.conditions(),
+        "providers": gateway.registry.status_json(),
         "metrics": gateway.metrics.to_json(),
-        "deliveryOperator": gateway.delivery_operator_json(),
+        "deliveryOperator": delivery_operator_json(gateway),
     }))
 }
 
@@ -98,7 +98,41 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// The bindings a request may touch: the given one if configured (else none), or all configured.
-fn scoped_bindings(gateway: &Gateway, requested: Option<&str>) -> Vec<SmolStr> {
+/// The `deliveryOperator` block of `/diagnostics` (§2.9).
+pub fn delivery_operator_json(gateway: &HttpState) -> Value {
+    let bindings = gateway.config.channel_binding_ids();
+    let has_bindings = !bindings.is_empty();
+    let cloud = gateway.deliveries.as_ref();
+    let listing = cloud.is_some();
+    let retry = cloud.is_some_and(|c| c.supports_retry());
+    let dead_letter = cloud.is_some_and(|c| c.supports_dead_letter());
+    let mut reasons = Vec::new();
+    if cloud.is_none() {
+        reasons.push("Cloud client is not attached to this gateway HTTP server.");
+    }
+    if !has_bindings {
+        reasons.push("No enabled provider channel bindings are configured.");
+    }
+    if !listing {
+        reasons.push("Cloud delivery listing is not available.");
+    }
+    if !retry {
+        reasons.push("Cloud delivery retry is not available.");
+    }
+    if !dead_letter {
+        reasons.push("Cloud delivery dead-letter is not available.");
+    }
+    json!({
+        "scope": "configured-channel-bindings",
+        "channelBindingIds": bindings,
+        "listAllowed": has_bindings && listing,
+        "retryAllowed": has_bindings && listing && retry,
+        "deadLetterAllowed": has_bindings && listing && dead_letter,
+        "disabledReason": if reasons.is_empty() { Value::Null } else { Value::from(reasons.join(" ")) },
+    })
+}
+
+fn scoped_bindings(gateway: &HttpState, requested: Option<&str>) -> Vec<SmolStr> {
     let configured = gateway.config.channel_binding_ids();
     match requested {
         Some(binding) => configured.into_iter().filter(|b| b == binding).collect(),
@@ -170,11 +204,11 @@ fn cloud_failure(error: &CloudError) -> HttpError {
 }
 
 /// `GET /deliveries?status=&channelBindingId=&limit=`.
-pub async fn list_deliveries(gateway: &Gateway, admin: bool, query: Option<&str>) -> RouteResult {
+pub async fn list_deliveries(gateway: &HttpState, admin: bool, query: Option<&str>) -> RouteResult {
     if !admin {
         return Err(ADMIN_REQUIRED);
     }
-    let cloud = gateway.cloud.as_deref().ok_or(LISTING_UNAVAILABLE)?;
+    let cloud = gateway.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
     let status = query_param(query, "status").and_then(|s| DeliveryStatus::parse(&s));
     let limit = match query_param(query, "limit").and_then(|l| crate::config::env::parse_integer(&l)) {
         Some(n) if n > 0 => n.min(200) as u32,
@@ -195,7 +229,7 @@ pub enum DeliveryAction {
 
 /// `POST /deliveries/<id>/retry` and `/dead-letter`, in the spec's step order.
 pub async fn delivery_action<B>(
-    gateway: &Gateway,
+    gateway: &HttpState,
     admin: bool,
     action: DeliveryAction,
     delivery_id: &str,
@@ -208,7 +242,7 @@ where
     if !admin {
         return Err(ADMIN_REQUIRED);
     }
-    let cloud = gateway.cloud.as_deref().ok_or(LISTING_UNAVAILABLE)?;
+    let cloud = gateway.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
     let bytes =
         read_limited(body, gateway.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
     let fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -313,12 +347,12 @@ mod tests {
         }
     }
 
-    fn gateway(cloud: Option<Rc<MemoryDeliveries>>) -> Rc<Gateway> {
+    fn gateway(cloud: Option<Rc<MemoryDeliveries>>) -> Rc<HttpState> {
         let config = crate::config::test_config(&[(
             "OPEN_COWORK_GATEWAY_PROVIDERS",
             r#"[{"id":"fake","kind":"fake","channelBindingId":"b1"},{"id":"cli","kind":"cli","channelBindingId":"b2"}]"#,
         )]);
-        Gateway::new(config, cloud.map(|c| c as Rc<dyn DeliveryOperations>))
+        HttpState::for_tests(config, cloud.map(|c| c as Rc<dyn DeliveryOperations>))
     }
 
     async fn body_json(response: Response<ResponseBody>) -> Value {
@@ -332,7 +366,7 @@ mod tests {
         assert_eq!(list_deliveries(&gateway, false, None).await.unwrap_err(), ADMIN_REQUIRED);
         let result = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await;
         assert_eq!(result.unwrap_err(), LISTING_UNAVAILABLE);
-        let operator = gateway.delivery_operator_json();
+        let operator = delivery_operator_json(&gateway);
         assert_eq!(operator["listAllowed"], false);
         assert_eq!(
             operator["disabledReason"],
@@ -434,7 +468,7 @@ mod tests {
         assert_eq!(bad.unwrap_err(), BAD_ACTION_BODY);
         let retry = delivery_action(&gateway, true, DeliveryAction::Retry, "d1", None, Empty::<Bytes>::new()).await;
         assert_eq!(retry.unwrap_err(), RETRY_UNAVAILABLE);
-        assert_eq!(gateway.delivery_operator_json()["disabledReason"], "Cloud delivery retry is not available.");
+        assert_eq!(delivery_operator_json(&gateway)["disabledReason"], "Cloud delivery retry is not available.");
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! percent-decoded strictly (a bad escape or invalid UTF-8 is a 400, not upstream's 500, §8.7).
 //! Paths match exactly: no trailing slash, query ignored, a method mismatch is a 404.
 
+use crate::util::percent::percent_decode;
 use http::Method;
 
 /// A matched route with its decoded parameters.
@@ -89,30 +90,6 @@ pub fn match_table<R>(table: &Table<R>, method: &Method, path: &str) -> Result<R
         return Ok(build(params));
     }
     Err(RouteError::NotFound)
-}
-
-/// `decodeURIComponent` without its exception: every `%` must start a two-digit hex escape and
-/// the bytes must be UTF-8. `+` stays `+`.
-pub fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-            // from_str_radix accepts a leading `+`; an escape must be exactly two hex digits.
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(value);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -21,10 +21,10 @@ use super::admin::is_admin_request;
 use super::operator::{self, DeliveryAction, RouteResult};
 use super::response::{ResponseBody, BAD_PATH_ENCODING, NOT_FOUND};
 use super::router::{route, Route, RouteError};
+use super::state::HttpState;
 use super::webhook;
 use crate::logging::WarnLimiter;
 use crate::metrics::Stat;
-use crate::runtime::Gateway;
 
 /// Upstream's `maxConnections`.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -60,7 +60,7 @@ pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
 }
 
 /// Serves the gateway's routes until the task is dropped. Must run inside a `LocalSet`.
-pub async fn serve_gateway(listener: TcpListener, gateway: Rc<Gateway>) {
+pub async fn serve_gateway(listener: TcpListener, gateway: Rc<HttpState>) {
     serve(listener, move |request: Request<Incoming>, peer: SocketAddr| {
         let gateway = Rc::clone(&gateway);
         async move { dispatch(&gateway, peer.ip(), request).await }
@@ -126,7 +126,7 @@ where
 }
 
 /// Routes one request. Every request is in-flight work for the drain.
-pub async fn dispatch<B>(gateway: &Rc<Gateway>, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
+pub async fn dispatch<B>(gateway: &Rc<HttpState>, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
 {
@@ -178,11 +178,11 @@ mod tests {
         assert_eq!(classify_accept_error(&std::io::Error::other("x")), AcceptFailure::Unexpected);
     }
 
-    fn gateway() -> Rc<Gateway> {
-        Gateway::new(crate::config::test_config(&[]), None)
+    fn gateway() -> Rc<HttpState> {
+        HttpState::for_tests(crate::config::test_config(&[]), None)
     }
 
-    async fn call(gateway: &Rc<Gateway>, method: &str, uri: &str) -> (StatusCode, Value) {
+    async fn call(gateway: &Rc<HttpState>, method: &str, uri: &str) -> (StatusCode, Value) {
         let request =
             Request::builder().method(method).uri(uri).header("host", "127.0.0.1").body(Empty::<Bytes>::new()).unwrap();
         let response = dispatch(gateway, IpAddr::from([127, 0, 0, 1]), request).await;
@@ -215,12 +215,26 @@ mod tests {
 
     #[tokio::test]
     async fn ready_is_503_while_draining_even_when_everything_else_holds() {
-        let gateway = gateway();
-        gateway.start();
-        assert_eq!(call(&gateway, "GET", "/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
-        gateway.shutdown.begin_drain();
-        let conditions = gateway.readiness_conditions();
-        assert!(conditions.iter().any(|c| c.name == "not_draining" && !c.ok));
-        assert_eq!(call(&gateway, "GET", "/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        use crate::channel::{ChannelRegistry, Ingress};
+        use crate::cloud::streams::CloudStatus;
+        use crate::runtime::Readiness;
+        use crate::shutdown::Shutdown;
+
+        let config = Rc::new(crate::config::test_config(&[]));
+        let metrics = Rc::new(crate::metrics::Metrics::new(&config));
+        let registry = Rc::new(ChannelRegistry::new(&config, Rc::clone(&metrics)));
+        let shutdown = Shutdown::new();
+        let (ingress, _queue) = Ingress::bounded(4);
+        let factory = crate::providers::ProviderFactory::default();
+        registry.start_all(&|p| factory.build(p), &ingress, &shutdown);
+        let (_status, live) = tokio::sync::watch::channel(CloudStatus { subscription: Ok(()), token: Ok(()) });
+        let readiness = Readiness::new(shutdown.clone(), Rc::clone(&registry), Some(live));
+        readiness.set_started(true);
+        let state = Rc::new(HttpState::new(config, metrics, readiness, registry, ingress, None, shutdown));
+        assert_eq!(call(&state, "GET", "/ready").await.0, StatusCode::OK, "every condition holds before the drain");
+        state.shutdown.begin_drain();
+        let failing: Vec<_> = state.readiness.conditions().into_iter().filter(|c| !c.ok).map(|c| c.name).collect();
+        assert_eq!(failing, ["not_draining"], "only the drain fails");
+        assert_eq!(call(&state, "GET", "/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -13,9 +13,10 @@ use super::client_ip::resolve_client_source;
 use super::operator::RouteResult;
 use super::rate_limit::Verdict;
 use super::response::{self, HttpError, ResponseBody};
+use super::state::HttpState;
+use crate::channel::ingress::{claim_result, Refused};
+use crate::channel::{WebhookErrorCode, WebhookReply, WebhookRequest};
 use crate::metrics::{ProviderStat, Stat};
-use crate::providers::{WebhookErrorCode, WebhookOutcome, WebhookRequest};
-use crate::runtime::Gateway;
 
 const WINDOW_MS: u64 = 60_000;
 const MAX_REQUESTS: u32 = 120;
@@ -34,10 +35,14 @@ const NOT_FOUND: HttpError = HttpError::thrown(StatusCode::NOT_FOUND, "Gateway w
 const AUTH_FAILED: HttpError = HttpError::thrown(StatusCode::UNAUTHORIZED, "Gateway webhook authorization failed.");
 const BAD_PAYLOAD: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway webhook payload is invalid.");
 const PROVIDER_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_GATEWAY, "Gateway webhook provider failed.");
+const QUEUE_FULL: HttpError =
+    HttpError::thrown(StatusCode::SERVICE_UNAVAILABLE, "Gateway inbound queue is full. Try again shortly.");
+/// How long a platform is asked to wait when the inbound queue is full.
+const QUEUE_FULL_RETRY_MS: u64 = 1_000;
 
 /// Runs the pipeline. `now_ms` is a monotonic clock reading for the rate limiter.
 pub async fn handle<B>(
-    gateway: &std::rc::Rc<Gateway>,
+    gateway: &std::rc::Rc<HttpState>,
     provider_id: &str,
     peer: IpAddr,
     headers: &HeaderMap,
@@ -48,7 +53,7 @@ where
     B: Body<Data = Bytes> + Unpin,
 {
     gateway.metrics.increment(Stat::WebhookRequests);
-    let registered = gateway.providers.borrow().is_registered(provider_id);
+    let registered = gateway.registry.is_registered(provider_id);
     if registered {
         gateway.metrics.increment_provider(provider_id, ProviderStat::WebhookRequests);
     }
@@ -78,25 +83,11 @@ where
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let payload = parse_request_body(raw_body, content_type).map_err(|_| BAD_BODY)?;
 
-    let request = WebhookRequest { payload: &payload, headers, raw_body };
-    let outcome = gateway.providers.borrow().handle_webhook(provider_id, request, crate::time::now_ms());
-    match outcome {
-        Ok(WebhookOutcome::Challenge(challenge)) => {
-            Ok(response::json(StatusCode::OK, &json!({"challenge": challenge})))
-        }
-        Ok(WebhookOutcome::Ignored) => Ok(accepted()),
-        Ok(WebhookOutcome::Message(message)) => run_pipeline(gateway, provider_id, *message).await,
-        #[cfg(feature = "telegram")]
-        Ok(WebhookOutcome::TelegramUpdate(bot, update)) => {
-            let Some(message) = bot.map_update(&update).await else { return Ok(accepted()) };
-            let result = run_pipeline(gateway, provider_id, message.clone()).await;
-            if result.is_err() {
-                // Telegram retries a failed delivery: let that retry through the de-duplication.
-                bot.forget_update(&update);
-            }
-            bot.after_inbound(&message).await;
-            result
-        }
+    let request = WebhookRequest { payload: &payload, headers, raw_body, received_at_ms: crate::time::now_ms() };
+    match gateway.registry.handle_webhook(provider_id, request).await {
+        Ok(WebhookReply::Respond(answer)) => Ok(response::json(StatusCode::OK, &answer)),
+        Ok(WebhookReply::Ignored) => Ok(accepted()),
+        Ok(WebhookReply::Messages(messages)) => enqueue(gateway, provider_id, messages).await,
         Err(error) => {
             tracing::debug!(provider = provider_id, error = %crate::config::redact::redact_text(&error.detail), "webhook rejected");
             Err(match error.code {
@@ -118,16 +109,24 @@ where
     }
 }
 
-/// The inbound pipeline runs inside the request: its outcome is the status (a duplicate is a 202 too).
-async fn run_pipeline(
-    gateway: &std::rc::Rc<Gateway>,
-    provider_id: &str,
-    message: crate::providers::InboundMessage,
-) -> RouteResult {
-    match crate::runtime::inbound::handle_message(gateway, provider_id, message).await {
-        Ok(()) => Ok(accepted()),
-        Err(_) => Err(PROVIDER_FAILED),
+/// Queues the messages and answers once Cloud has claimed each (a duplicate is a 202 too);
+/// processing goes on after the answer. A full queue is a 503 with `Retry-After`.
+async fn enqueue(gateway: &HttpState, provider_id: &str, messages: Vec<crate::channel::InboundMessage>) -> RouteResult {
+    let mut claims = Vec::with_capacity(messages.len());
+    for message in messages {
+        match gateway.ingress.try_submit(provider_id, message) {
+            Ok(claim) => claims.push(claim),
+            Err(Refused::Full) => return Err(QUEUE_FULL.with_retry_after(QUEUE_FULL_RETRY_MS)),
+            Err(Refused::Closed) => return Err(DRAINING),
+        }
     }
+    for claim in claims {
+        if let Err(failure) = claim_result(claim).await {
+            tracing::debug!(provider = provider_id, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "webhook message not claimed");
+            return Err(PROVIDER_FAILED);
+        }
+    }
+    Ok(accepted())
 }
 
 fn accepted() -> Response<ResponseBody> {
@@ -140,10 +139,10 @@ mod tests {
     use http_body_util::Full;
     use std::rc::Rc;
 
-    fn gateway(extra: &[(&str, &str)]) -> Rc<Gateway> {
+    fn gateway(extra: &[(&str, &str)]) -> Rc<HttpState> {
         let mut variables = vec![("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "1024")];
         variables.extend_from_slice(extra);
-        Gateway::new(crate::config::test_config(&variables), None)
+        HttpState::for_tests(crate::config::test_config(&variables), None)
     }
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

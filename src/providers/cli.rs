@@ -3,11 +3,14 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 use smol_str::SmolStr;
+use tokio::io::AsyncBufReadExt;
+use tokio::task::JoinHandle;
 
-use super::types::*;
+use crate::channel::*;
 
 /// How outbound messages are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +21,34 @@ pub enum CliOutputMode {
     Text,
 }
 
+/// The CLI channel: writes to its output and, when it reads stdin, runs a reader task that
+/// pushes each line into the inbound queue in order.
 pub struct CliProvider {
-    id: SmolStr,
+    output: Rc<CliOutput>,
     capabilities: Capabilities,
+    sent: std::cell::Cell<u64>,
+    /// `Some` when this channel reads stdin: set once the input has ended.
+    input_ended: Option<Rc<std::cell::Cell<bool>>>,
+    reader: RefCell<Option<JoinHandle<()>>>,
+}
+
+/// Where the CLI writes; shared with the reader task, which reports bad input lines there.
+struct CliOutput {
+    id: SmolStr,
     mode: CliOutputMode,
     out: RefCell<Box<dyn Write>>,
-    sent: std::cell::Cell<u64>,
 }
 
 impl CliProvider {
-    pub fn new(id: SmolStr, mode: CliOutputMode, out: Box<dyn Write>) -> Self {
+    /// `input_ended`: read stdin, and set the flag when it ends; `None`: write only.
+    pub fn new(
+        id: SmolStr,
+        mode: CliOutputMode,
+        out: Box<dyn Write>,
+        input_ended: Option<Rc<std::cell::Cell<bool>>>,
+    ) -> Self {
         Self {
-            id,
+            output: Rc::new(CliOutput { id, mode, out: RefCell::new(out) }),
             capabilities: Capabilities {
                 message_editing: false,
                 inline_buttons: false,
@@ -40,32 +59,13 @@ impl CliProvider {
                 max_button_token_bytes: 0,
                 max_file_bytes: 10 * 1024 * 1024,
             },
-            mode,
-            out: RefCell::new(out),
             sent: std::cell::Cell::new(0),
+            input_ended,
+            reader: RefCell::new(None),
         }
     }
 
-    pub fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn write_line(&self, line: &str) -> Result<(), SendError> {
-        let mut out = self.out.borrow_mut();
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .map_err(|e| SendError::transient(format!("CLI output failed: {e}")))
-    }
-
-    fn envelope(&self, kind: &str) -> Map<String, Value> {
-        let mut line = Map::new();
-        line.insert("provider".into(), Value::from(self.id.as_str()));
-        line.insert("providerKind".into(), Value::from("cli"));
-        line.insert("type".into(), Value::from(kind));
-        line
-    }
-
-    pub fn send_text(
+    fn send_text_now(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -83,10 +83,11 @@ impl CliProvider {
         }
         self.sent.set(self.sent.get() + 1);
         let message_id = format!("cli-{}", self.sent.get());
-        match self.mode {
-            CliOutputMode::Text => self.write_line(text)?,
+        let output = &self.output;
+        match output.mode {
+            CliOutputMode::Text => output.write_line(text)?,
             CliOutputMode::Json => {
-                let mut line = self.envelope("text");
+                let mut line = output.envelope("text");
                 line.insert("target".into(), json!(target));
                 line.insert("messageId".into(), Value::from(message_id.clone()));
                 if let Some(id) = options.delivery_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -94,7 +95,7 @@ impl CliProvider {
                 }
                 line.insert("sentAt".into(), Value::from(crate::time::iso_now()));
                 line.insert("text".into(), Value::from(text));
-                self.write_line(&Value::Object(line).to_string())?;
+                output.write_line(&Value::Object(line).to_string())?;
             }
         }
         Ok(SentMessage {
@@ -104,20 +105,82 @@ impl CliProvider {
         })
     }
 
-    pub fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
-        match self.mode {
-            CliOutputMode::Text => self.write_line(&format!("({text})")),
+    fn answer_interaction_now(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        let output = &self.output;
+        match output.mode {
+            CliOutputMode::Text => output.write_line(&format!("({text})")),
             CliOutputMode::Json => {
-                let mut line = self.envelope("answer_interaction");
+                let mut line = output.envelope("answer_interaction");
                 line.insert("interactionId".into(), Value::from(interaction_id));
                 line.insert("text".into(), Value::from(text));
-                self.write_line(&Value::Object(line).to_string())
+                output.write_line(&Value::Object(line).to_string())
             }
         }
     }
+}
+
+impl Channel for CliProvider {
+    fn id(&self) -> &str {
+        &self.output.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn start(&self, context: ChannelContext) {
+        if let Some(ended) = self.input_ended.clone() {
+            let output = Rc::clone(&self.output);
+            let reader = async move {
+                read_input(output, tokio::io::stdin(), context).await;
+                ended.set(true);
+            };
+            *self.reader.borrow_mut() = Some(tokio::task::spawn_local(reader));
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(reader) = self.reader.borrow_mut().take() {
+            reader.abort();
+        }
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        options: &'a SendOptions,
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(std::future::ready(self.send_text_now(target, text, options)))
+    }
+
+    fn answer_interaction<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        Box::pin(std::future::ready(self.answer_interaction_now(interaction_id, text)))
+    }
+}
+
+impl CliOutput {
+    fn write_line(&self, line: &str) -> Result<(), SendError> {
+        let mut out = self.out.borrow_mut();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| SendError::transient(format!("CLI output failed: {e}")))
+    }
+
+    fn envelope(&self, kind: &str) -> Map<String, Value> {
+        let mut line = Map::new();
+        line.insert("provider".into(), Value::from(self.id.as_str()));
+        line.insert("providerKind".into(), Value::from("cli"));
+        line.insert("type".into(), Value::from(kind));
+        line
+    }
 
     /// Reports a failed input line, as upstream does, and keeps reading.
-    pub fn report_error(&self, error: &str) {
+    fn report_error(&self, error: &str) {
         let result = match self.mode {
             CliOutputMode::Text => self.write_line(&format!("error: {error}")),
             CliOutputMode::Json => {
@@ -128,6 +191,83 @@ impl CliProvider {
         };
         if let Err(failure) = result {
             tracing::warn!(%failure, "cannot write to the CLI output");
+        }
+    }
+}
+
+/// Longest CLI input line accepted; a longer one is reported and skipped.
+const MAX_CLI_LINE: usize = 1024 * 1024;
+
+/// Reads input lines and runs each through the inbound queue, in order, until the end of the
+/// input or the drain. A line's failure is reported on the output, as upstream does.
+async fn read_input<R: tokio::io::AsyncRead + Unpin>(output: Rc<CliOutput>, input: R, mut context: ChannelContext) {
+    let mut input = tokio::io::BufReader::new(input);
+    loop {
+        let line = tokio::select! {
+            line = read_line_bounded(&mut input, MAX_CLI_LINE) => line,
+            _ = context.drain.started() => return,
+        };
+        let line = match line {
+            Ok(Some(InputLine::Text(line))) => line,
+            Ok(Some(InputLine::TooLong)) => {
+                output.report_error(&format!("CLI input line is longer than {MAX_CLI_LINE} bytes and was skipped."));
+                continue;
+            }
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "reading the CLI input failed");
+                return;
+            }
+        };
+        match parse_line(&output.id, &line, crate::time::now_ms()) {
+            None => {}
+            Some(Err(error)) => output.report_error(&error),
+            Some(Ok(message)) => {
+                if let Err(error) = context.ingress.submit_and_wait(&output.id, message).await {
+                    output.report_error(&error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// One line of CLI input.
+#[derive(Debug, PartialEq, Eq)]
+enum InputLine {
+    Text(String),
+    /// Longer than the bound; its bytes were discarded.
+    TooLong,
+}
+
+/// Reads one line of at most `max` bytes; `Ok(None)` at end of input.
+async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<InputLine>> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        let at_end = buffer.is_empty();
+        let (taken, ended) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (buffer.len(), at_end),
+        };
+        if line.len() + taken <= max {
+            line.extend_from_slice(&buffer[..taken]);
+        } else {
+            too_long = true;
+        }
+        reader.consume(taken);
+        if ended {
+            if at_end && line.is_empty() && !too_long {
+                return Ok(None);
+            }
+            return Ok(Some(if too_long {
+                InputLine::TooLong
+            } else {
+                InputLine::Text(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
+            }));
         }
     }
 }
@@ -222,6 +362,24 @@ fn message_from_payload(provider_id: &str, payload: Value, now_ms: u64) -> Resul
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn input_lines_are_bounded() {
+        let mut input = tokio::io::BufReader::with_capacity(4, &b"hello\r\nthis line is too long\nok\nlast"[..]);
+        let mut lines = Vec::new();
+        while let Some(line) = read_line_bounded(&mut input, 10).await.unwrap() {
+            lines.push(line);
+        }
+        assert_eq!(
+            lines,
+            [
+                InputLine::Text("hello".into()),
+                InputLine::TooLong,
+                InputLine::Text("ok".into()),
+                InputLine::Text("last".into())
+            ]
+        );
+    }
+
     #[test]
     fn lines_map_as_upstream() {
         let hello = parse_line("cli", "hello", 1).unwrap().unwrap();
@@ -259,14 +417,14 @@ mod tests {
             }
         }
         let buffer = Shared::default();
-        let cli = CliProvider::new("cli".into(), CliOutputMode::Json, Box::new(buffer.clone()));
+        let cli = CliProvider::new("cli".into(), CliOutputMode::Json, Box::new(buffer.clone()), None);
         let target = ChannelTarget {
             provider: "cli".into(),
             provider_kind: "cli".into(),
             chat_id: "local-cli".into(),
             ..ChannelTarget::default()
         };
-        cli.send_text(&target, "hi", &SendOptions { delivery_id: Some("d1".into()) }).unwrap();
+        cli.send_text_now(&target, "hi", &SendOptions { delivery_id: Some("d1".into()) }).unwrap();
         let line: Value = serde_json::from_slice(buffer.0.borrow().split(|b| *b == b'\n').next().unwrap()).unwrap();
         assert_eq!(
             (line["type"].as_str(), line["text"].as_str(), line["providerDeliveryId"].as_str()),
@@ -278,6 +436,6 @@ mod tests {
             chat_id: "c".into(),
             ..ChannelTarget::default()
         };
-        assert!(cli.send_text(&other, "x", &SendOptions::default()).is_err());
+        assert!(cli.send_text_now(&other, "x", &SendOptions::default()).is_err());
     }
 }

@@ -5,10 +5,13 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use super::types::*;
+use smol_str::SmolStr;
+
+use crate::channel::*;
 
 /// Sent records kept for inspection.
 const MAX_RECORDS: usize = 10_000;
@@ -23,7 +26,14 @@ pub enum FakeRecord {
     File { target: ChannelTarget, filename: String, bytes: usize },
 }
 
+/// A fake channel; cheap to clone (tests keep a clone to read what was sent).
+#[derive(Clone)]
 pub struct FakeProvider {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    id: SmolStr,
     capabilities: Capabilities,
     records: RefCell<VecDeque<FakeRecord>>,
     sent_count: std::cell::Cell<u64>,
@@ -33,8 +43,9 @@ pub struct FakeProvider {
 }
 
 impl FakeProvider {
-    pub fn new(max_file_bytes: usize) -> Self {
-        Self {
+    pub fn new(id: SmolStr, max_file_bytes: usize) -> Self {
+        let inner = Inner {
+            id,
             capabilities: Capabilities {
                 message_editing: true,
                 inline_buttons: true,
@@ -49,21 +60,19 @@ impl FakeProvider {
             sent_count: std::cell::Cell::new(0),
             failures: RefCell::new(VecDeque::new()),
             latency: std::cell::Cell::new(std::time::Duration::ZERO),
-        }
-    }
-
-    pub fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
+        };
+        Self { inner: Rc::new(inner) }
     }
 
     /// Everything sent so far, oldest first.
     pub fn records(&self) -> Vec<FakeRecord> {
-        self.records.borrow().iter().cloned().collect()
+        self.inner.records.borrow().iter().cloned().collect()
     }
 
     /// The texts sent (new messages, edits and button prompts), in order.
     pub fn texts(&self) -> Vec<String> {
-        self.records
+        self.inner
+            .records
             .borrow()
             .iter()
             .filter_map(|r| match r {
@@ -76,43 +85,43 @@ impl FakeProvider {
     }
 
     pub fn set_latency(&self, latency: std::time::Duration) {
-        self.latency.set(latency);
+        self.inner.latency.set(latency);
     }
 
     pub fn latency(&self) -> std::time::Duration {
-        self.latency.get()
+        self.inner.latency.get()
     }
 
     /// Makes the next sends fail with these errors, one each.
     pub fn fail_next(&self, errors: impl IntoIterator<Item = SendError>) {
-        self.failures.borrow_mut().extend(errors);
+        self.inner.failures.borrow_mut().extend(errors);
     }
 
     fn take_failure(&self) -> Result<(), SendError> {
-        self.failures.borrow_mut().pop_front().map_or(Ok(()), Err)
+        self.inner.failures.borrow_mut().pop_front().map_or(Ok(()), Err)
     }
 
     fn record(&self, record: FakeRecord) -> String {
-        let mut records = self.records.borrow_mut();
+        let mut records = self.inner.records.borrow_mut();
         records.push_back(record);
         if records.len() > MAX_RECORDS {
             records.pop_front();
         }
-        self.sent_count.set(self.sent_count.get() + 1);
-        self.sent_count.get().to_string()
+        self.inner.sent_count.set(self.inner.sent_count.get() + 1);
+        self.inner.sent_count.get().to_string()
     }
 
     fn check_length(&self, text: &str) -> Result<(), SendError> {
-        if text.encode_utf16().count() > self.capabilities.max_text_length {
+        if text.encode_utf16().count() > self.inner.capabilities.max_text_length {
             return Err(SendError::permanent(format!(
                 "Fake channel text exceeds maxTextLength {}",
-                self.capabilities.max_text_length
+                self.inner.capabilities.max_text_length
             )));
         }
         Ok(())
     }
 
-    pub fn send_text(
+    fn send_text_now(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -129,14 +138,14 @@ impl FakeProvider {
         })
     }
 
-    pub fn edit_text(&self, message_id: &str, text: &str) -> Result<(), SendError> {
+    fn edit_text_now(&self, message_id: &str, text: &str) -> Result<(), SendError> {
         self.take_failure()?;
         self.check_length(text)?;
         self.record(FakeRecord::Edit { message_id: message_id.to_owned(), text: text.to_owned() });
         Ok(())
     }
 
-    pub fn send_buttons(
+    fn send_buttons_now(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -152,12 +161,12 @@ impl FakeProvider {
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 
-    pub fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+    fn send_file_now(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
         self.take_failure()?;
-        if data.len() > self.capabilities.max_file_bytes {
+        if data.len() > self.inner.capabilities.max_file_bytes {
             return Err(SendError::permanent(format!(
                 "Fake channel file exceeds maxFileBytes {}",
-                self.capabilities.max_file_bytes
+                self.inner.capabilities.max_file_bytes
             )));
         }
         let message_id =
@@ -165,9 +174,78 @@ impl FakeProvider {
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 
-    pub fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+    fn answer_interaction_now(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         self.record(FakeRecord::Answer { interaction_id: interaction_id.to_owned(), text: text.to_owned() });
         Ok(())
+    }
+}
+
+impl Channel for FakeProvider {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// Unauthenticated JSON (the configuration keeps the fake provider on loopback).
+    fn handle_webhook<'a>(
+        &'a self,
+        request: WebhookRequest<'a>,
+    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
+        let message = inbound_from_webhook(request.payload, request.received_at_ms);
+        Box::pin(std::future::ready(Ok(WebhookReply::Messages(vec![message]))))
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        options: &'a SendOptions,
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(async move {
+            let latency = self.latency();
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            self.send_text_now(target, text, options)
+        })
+    }
+
+    fn edit_text<'a>(
+        &'a self,
+        _target: &'a ChannelTarget,
+        message_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        Box::pin(std::future::ready(self.edit_text_now(message_id, text)))
+    }
+
+    fn send_buttons<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        buttons: &'a [Vec<Button>],
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(std::future::ready(self.send_buttons_now(target, text, buttons)))
+    }
+
+    fn send_file<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        filename: &'a str,
+        data: &'a [u8],
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(std::future::ready(self.send_file_now(target, filename, data)))
+    }
+
+    fn answer_interaction<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        Box::pin(std::future::ready(self.answer_interaction_now(interaction_id, text)))
     }
 }
 
@@ -240,14 +318,14 @@ mod tests {
 
     #[test]
     fn sends_are_recorded_and_failures_injected() {
-        let fake = FakeProvider::new(1024);
+        let fake = FakeProvider::new("fake".into(), 1024);
         let target = ChannelTarget { chat_id: "c".into(), ..ChannelTarget::default() };
-        assert_eq!(fake.send_text(&target, "one", &SendOptions::default()).unwrap().message_id, "1");
+        assert_eq!(fake.send_text_now(&target, "one", &SendOptions::default()).unwrap().message_id, "1");
         fake.fail_next([SendError::transient("503 service unavailable")]);
-        assert!(fake.send_text(&target, "two", &SendOptions::default()).is_err());
-        assert_eq!(fake.send_text(&target, "two", &SendOptions::default()).unwrap().message_id, "2");
+        assert!(fake.send_text_now(&target, "two", &SendOptions::default()).is_err());
+        assert_eq!(fake.send_text_now(&target, "two", &SendOptions::default()).unwrap().message_id, "2");
         assert!(fake
-            .send_text(&target, &"x".repeat(4097), &SendOptions::default())
+            .send_text_now(&target, &"x".repeat(4097), &SendOptions::default())
             .unwrap_err()
             .message
             .contains("maxTextLength 4096"));

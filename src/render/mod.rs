@@ -7,10 +7,10 @@ pub mod text;
 
 use serde_json::Value;
 
+use crate::channel::{Button, Channel, ChannelTarget, SendError, SendErrorKind, SendOptions};
 use crate::cloud::client::{CloudClient, CreateInteraction};
 use crate::cloud::types::{SessionBindingRecord, SessionEvent};
 use crate::cloud::CloudError;
-use crate::providers::{Button, ChannelTarget, Provider, SendError, SendErrorKind, SendOptions};
 use text::{chunk_text, merge_streaming_text, sanitize, truncate, utf16_len};
 
 /// Render-state entries kept per kind (upstream's LRU cap).
@@ -83,7 +83,7 @@ impl From<CloudError> for RenderError {
 /// Everything a render needs about where it goes.
 pub struct RenderContext<'a> {
     pub client: &'a CloudClient,
-    pub provider: &'a Provider,
+    pub provider: &'a dyn Channel,
     pub binding: &'a SessionBindingRecord,
     pub target: ChannelTarget,
 }
@@ -393,7 +393,7 @@ async fn render_artifact(
     let from_path = payload_text(payload, &["filePath"])
         .and_then(|p| p.strip_prefix("cloud-artifact://"))
         .and_then(|rest| rest.split('/').next())
-        .and_then(crate::http::router::percent_decode);
+        .and_then(crate::util::percent::percent_decode);
     let Some(artifact_id) = payload_text(payload, &["artifactId", "cloudArtifactId", "id"])
         .map(str::to_owned)
         .or(from_path)

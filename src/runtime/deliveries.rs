@@ -19,14 +19,24 @@ use serde_json::Value;
 use smol_str::SmolStr;
 use tokio::sync::mpsc;
 
-use super::Gateway;
+use crate::channel::{ChannelRegistry, ChannelTarget, SendError, SendErrorKind, SendOptions};
 use crate::cloud::client::{AckDelivery, CloudClient};
 use crate::cloud::DeliveryRecord;
-use crate::metrics::{bounded_channel_kind, Direction, Outcome, ProviderStat, Stat};
+use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, ProviderStat, Stat};
 use crate::net::backoff::Backoff;
-use crate::providers::{ChannelTarget, SendError, SendErrorKind, SendOptions};
 use crate::render::text::{chunk_text, sanitize};
-use crate::shutdown::WorkGuard;
+use crate::shutdown::{Shutdown, WorkGuard};
+
+/// What the dispatcher works with.
+pub struct Dispatcher {
+    pub metrics: Rc<Metrics>,
+    pub registry: Rc<ChannelRegistry>,
+    pub shutdown: Shutdown,
+    /// `delivery.maxConcurrency`: lanes sending at once.
+    pub max_concurrency: usize,
+    /// `delivery.maxQueueDepth`: deliveries waiting before the stream is no longer read.
+    pub max_queue_depth: usize,
+}
 
 const SENT_CACHE: usize = 2048;
 const MAX_ATTEMPTS: u64 = 5;
@@ -113,12 +123,13 @@ pub fn retry_delay(attempt_count: u64) -> Duration {
 
 /// Runs until the delivery stream closes and everything queued was handled.
 pub async fn run_dispatcher(
-    gateway: Rc<Gateway>,
+    gateway: Dispatcher,
     client: Rc<CloudClient>,
     mut incoming: mpsc::Receiver<DeliveryRecord>,
 ) {
-    let max_concurrency = gateway.config.delivery.max_concurrency;
-    let cap = gateway.config.delivery.max_queue_depth.max(max_concurrency);
+    let gateway = Rc::new(gateway);
+    let max_concurrency = gateway.max_concurrency;
+    let cap = gateway.max_queue_depth.max(max_concurrency);
     let shared = Rc::new(RefCell::new(Shared::default()));
     let (done_tx, mut done_rx) = mpsc::channel::<(String, DeliveryKey)>(max_concurrency.max(1));
     let mut lanes: HashMap<String, VecDeque<DeliveryRecord>> = HashMap::new();
@@ -222,17 +233,17 @@ fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &
 }
 
 async fn handle_delivery(
-    gateway: &Rc<Gateway>,
+    gateway: &Dispatcher,
     client: &CloudClient,
     shared: &RefCell<Shared>,
     delivery: DeliveryRecord,
 ) {
     let received = Instant::now();
     gateway.metrics.increment(Stat::DeliveriesReceived);
-    let registration =
-        gateway.providers.borrow().for_binding(&delivery.channel_binding_id).map(|r| {
-            (r.config.clone(), r.provider.clone(), r.runtime_id.clone(), r.runtime_kind, r.started && r.healthy)
-        });
+    let registration = gateway
+        .registry
+        .for_binding(&delivery.channel_binding_id)
+        .map(|r| (r.config.clone(), r.channel(), r.config.runtime_id(), r.config.runtime_kind(), r.is_healthy()));
     let Some((config, provider, runtime_id, runtime_kind, healthy)) = registration else {
         let provider_name = delivery.field_str("provider").unwrap_or("unknown").to_owned();
         gateway.metrics.increment(Stat::Errors);
@@ -362,7 +373,7 @@ async fn ack(
 
 /// Acks `sent`, retrying with backoff while the claim lease lasts (§8.5): the message was
 /// delivered, so it is never turned into `dead`. Returns whether Cloud took the ack.
-async fn ack_sent(gateway: &Gateway, client: &CloudClient, delivery: &DeliveryRecord) -> bool {
+async fn ack_sent(gateway: &Dispatcher, client: &CloudClient, delivery: &DeliveryRecord) -> bool {
     let lease_end = delivery
         .field_str("claimExpiresAt")
         .and_then(crate::time::parse_iso)
@@ -386,7 +397,7 @@ async fn ack_sent(gateway: &Gateway, client: &CloudClient, delivery: &DeliveryRe
     }
 }
 
-fn note_transient_failure(gateway: &Gateway, shared: &RefCell<Shared>, provider_id: &str) {
+fn note_transient_failure(gateway: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
     let opened = {
         let mut shared = shared.borrow_mut();
         let circuit = shared.circuits.entry(provider_id.into()).or_default();
@@ -402,14 +413,18 @@ fn note_transient_failure(gateway: &Gateway, shared: &RefCell<Shared>, provider_
             CIRCUIT_OPEN.as_secs()
         );
         tracing::warn!(provider = provider_id, "{reason}");
-        gateway.providers.borrow_mut().set_health(provider_id, false, Some(reason), &gateway.metrics);
+        if let Some(registration) = gateway.registry.get(provider_id) {
+            registration.set_circuit(Some(reason));
+        }
     }
 }
 
-fn close_circuit(gateway: &Gateway, shared: &RefCell<Shared>, provider_id: &str) {
+fn close_circuit(gateway: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
     let was_open = shared.borrow_mut().circuits.remove(provider_id).is_some_and(|c| c.open_until.is_some());
     if was_open {
-        gateway.providers.borrow_mut().set_health(provider_id, true, None, &gateway.metrics);
+        if let Some(registration) = gateway.registry.get(provider_id) {
+            registration.set_circuit(None);
+        }
     }
 }
 

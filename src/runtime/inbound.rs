@@ -1,22 +1,42 @@
-//! The inbound path (gateway.md §3.2): claim the provider event durably in Cloud, route
-//! interactions, resolve the sender, bind the thread to a session, open its stream, prompt with
-//! the claim's event id as the idempotency key, and complete the claim. A duplicate claim (also
-//! after a restart) is a silent no-op; a failure before the prompt completes the claim as failed
-//! (retryable when transient) so a redelivery can try again, and a permanent one tells the user.
+//! The inbound path (gateway.md §3.2), as the consumer of the one ingress queue: claim the
+//! provider event durably in Cloud, route interactions, resolve the sender, bind the thread to a
+//! session, open its stream, prompt with the claim's event id as the idempotency key, and complete
+//! the claim. A duplicate claim (also after a restart) is a silent no-op; a failure before the
+//! prompt completes the claim as failed (retryable when transient) so a redelivery can try again,
+//! and a permanent one tells the user.
+//!
+//! The queue is drained with bounded concurrency: up to [`MAX_CHATS_IN_FLIGHT`] chats at once,
+//! each chat's messages strictly one after another in arrival order. A webhook's item reports its
+//! claim as soon as Cloud has it (the webhook answers then) and is processed afterwards; since no
+//! platform retries after that answer, a transient Cloud failure after the claim is retried here
+//! a few times before the claim is completed as failed.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
 
 use super::interactions::{intent_of, resolution};
-use super::Gateway;
+use super::sessions::Sessions;
+use crate::channel::ingress::{Claim, InboundItem, IngressReceiver};
+use crate::channel::{Channel, ChannelRegistry, InboundFailure, InboundMessage, SendOptions};
 use crate::cloud::client::{
     BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity,
 };
 use crate::cloud::CloudError;
-use crate::metrics::{bounded_channel_kind, Direction, Outcome, ProviderStat, Stat};
-use crate::providers::{InboundMessage, Provider, SendOptions};
+use crate::config::ProviderConfig;
+use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, ProviderStat, Stat};
+use crate::net::backoff::Backoff;
+use crate::shutdown::Shutdown;
+
+/// Chats processed at the same time; a chat's own messages never overlap.
+pub const MAX_CHATS_IN_FLIGHT: usize = 32;
+/// Messages taken from the queue but waiting for their chat's turn, across all chats.
+const MAX_WAITING: usize = 1024;
+/// Attempts of the steps after the claim for an item whose platform already got its answer.
+const ATTEMPTS_AFTER_ANSWER: u32 = 3;
 
 /// Lease Cloud puts on an inbound claim.
 const CLAIM_TTL_MS: u64 = 300_000;
@@ -26,8 +46,6 @@ const DROPPED_NOTICE: &str = "Sorry — I could not process that message. Please
 pub enum InboundError {
     #[error("Unknown gateway provider {0}.")]
     UnknownProvider(String),
-    #[error("No Cloud client is attached to this gateway.")]
-    NoCloud,
     #[error("{0}")]
     Cloud(#[from] CloudError),
 }
@@ -37,127 +55,265 @@ impl InboundError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, InboundError::Cloud(error) if error.is_retryable())
     }
+
+    fn to_failure(&self) -> InboundFailure {
+        InboundFailure { retryable: self.is_retryable(), message: self.to_string() }
+    }
 }
 
-/// Handles one normalised message from provider `provider_id`.
-pub async fn handle_message(
-    gateway: &Rc<Gateway>,
-    provider_id: &str,
-    message: InboundMessage,
-) -> Result<(), InboundError> {
-    let started = Instant::now();
-    gateway.metrics.increment(Stat::IncomingMessages);
-    gateway.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
-    let Some((config, provider)) =
-        gateway.providers.borrow().get(provider_id).map(|r| (r.config.clone(), r.provider.clone()))
-    else {
-        return Err(InboundError::UnknownProvider(provider_id.to_owned()));
-    };
-    let kind = bounded_channel_kind(config.kind, &config.id);
-    gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
-    let client = gateway.client.clone().ok_or(InboundError::NoCloud)?;
-    let claimed_by = gateway.config.claimed_by();
-    let workspace = config.external_workspace_id.clone();
-    let claim = client
-        .claim_provider_event(&ClaimProviderEvent {
-            provider: message.provider.clone(),
-            provider_instance_id: config.id.clone(),
-            channel_binding_id: config.channel_binding_id.clone(),
-            external_workspace_id: Some(workspace.clone()),
-            provider_event_id: message.provider_event_id(),
-            event_type: message.event_type(),
-            claimed_by: claimed_by.clone(),
-            ttl_ms: CLAIM_TTL_MS,
-            metadata: json!({
-                "providerKind": config.kind.as_str(),
-                "providerMessageId": message.provider_message_id,
-                "targetChatId": message.target.chat_id,
-                "targetThreadId": message.target.thread_id,
-                "senderUserId": message.sender.provider_user_id,
-                "command": message.command,
-                "attachmentCount": message.attachment_count,
-                "interactionKind": message.interaction.as_ref().map(|i| i.kind),
-                "receivedAt": crate::time::iso(message.received_at_ms),
-            }),
-        })
-        .await;
-    let claim = match claim {
-        Ok(claim) => claim,
-        Err(error) => {
-            finish_failed(gateway, provider_id, kind, started);
-            return Err(error.into());
+/// What the inbound pipeline works with.
+#[derive(Clone)]
+pub struct Inbound {
+    pub metrics: Rc<Metrics>,
+    pub registry: Rc<ChannelRegistry>,
+    pub client: Rc<CloudClient>,
+    pub sessions: Sessions,
+    /// This gateway's claimant name (`claimedBy`).
+    pub claimed_by: String,
+}
+
+/// A chat: messages with the same key are processed in order, one at a time.
+type ChatKey = (smol_str::SmolStr, String, Option<String>);
+
+fn chat_key(item: &InboundItem) -> ChatKey {
+    let target = &item.message.target;
+    (item.provider_id.clone(), target.chat_id.clone(), target.thread_id.clone())
+}
+
+/// Drains the ingress queue until it closes (every producer gone) and the waiting work is done.
+/// Each processed item holds a drain work guard, so SIGTERM waits for it.
+pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown: Shutdown) {
+    let (done_tx, mut done_rx) = mpsc::channel::<ChatKey>(MAX_CHATS_IN_FLIGHT);
+    let mut waiting: HashMap<ChatKey, VecDeque<InboundItem>> = HashMap::new();
+    let mut ready: VecDeque<ChatKey> = VecDeque::new();
+    let mut busy: HashSet<ChatKey> = HashSet::new();
+    let mut waiting_total = 0usize;
+    let mut drain = shutdown.signal();
+    let mut open = true;
+    loop {
+        if !open && busy.is_empty() {
+            // Items still waiting were never claimed: dropping them answers their webhooks 503
+            // and leaves pollers' updates unacknowledged, so nothing is lost.
+            break;
         }
-    };
-    if !claim.claimed {
-        gateway.metrics.increment_provider(provider_id, ProviderStat::InboundDuplicates);
-        gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Ignored, Some(elapsed_ms(started)));
-        return Ok(());
-    }
-    let event_id = claim.event.event_id.clone();
-    let mut committed = false;
-    let result =
-        process(gateway, &client, provider.as_deref(), provider_id, &config, &message, &event_id, &mut committed).await;
-    let complete = |status: &'static str, retryable: Option<bool>, last_error: Option<String>| CompleteProviderEvent {
-        claimed_by: claimed_by.clone(),
-        status,
-        channel_binding_id: config.channel_binding_id.clone(),
-        retryable,
-        last_error,
-    };
-    match result {
-        Ok(outcome) => {
-            // The prompt (or interaction) is committed; a failed completion must not undo that.
-            if let Err(error) = client.complete_provider_event(&event_id, &complete("processed", None, None)).await {
-                tracing::warn!(error = %error, "completing a processed provider event failed; a redelivery stays a duplicate");
-            }
-            gateway.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
-            Ok(())
-        }
-        Err(error) => {
-            let retryable = error.is_retryable();
-            if !committed {
-                let message_text = crate::render::text::sanitize(&error.to_string(), 1024);
-                let recorded = client
-                    .complete_provider_event(&event_id, &complete("failed", Some(retryable), Some(message_text)))
-                    .await
-                    .ok();
-                let outcome = if recorded.is_some_and(|e| e.status == "failed" && e.retryable) {
-                    Outcome::Retry
-                } else {
-                    Outcome::Error
-                };
-                gateway.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
-                if !retryable {
-                    if let Some(provider) = provider {
-                        gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
-                        let notice = provider
-                            .send_text(
-                                &message.target,
-                                DROPPED_NOTICE,
-                                &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) },
-                            )
-                            .await;
-                        let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
-                        gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
+        tokio::select! {
+            item = queue.recv(), if open && waiting_total < MAX_WAITING => match item {
+                None => open = false,
+                Some(item) => {
+                    let key = chat_key(&item);
+                    let lane = waiting.entry(key.clone()).or_default();
+                    lane.push_back(item);
+                    waiting_total += 1;
+                    if lane.len() == 1 && !busy.contains(&key) {
+                        ready.push_back(key);
                     }
                 }
-            } else {
-                gateway.metrics.record_channel_message(
-                    kind,
-                    Direction::Inbound,
-                    Outcome::Error,
-                    Some(elapsed_ms(started)),
-                );
+            },
+            Some(key) = done_rx.recv() => {
+                busy.remove(&key);
+                if waiting.get(&key).is_some_and(|lane| !lane.is_empty()) {
+                    ready.push_back(key);
+                } else {
+                    waiting.remove(&key);
+                }
             }
-            gateway.metrics.increment(Stat::Errors);
-            gateway.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
-            tracing::warn!(provider = provider_id, retryable, error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
-            Err(error)
+            _ = drain.started(), if open => {
+                // Intake is closed: what waits was not claimed; only started work finishes.
+                open = false;
+                queue.close();
+                waiting.clear();
+                ready.clear();
+                waiting_total = 0;
+            }
+        }
+        while busy.len() < MAX_CHATS_IN_FLIGHT {
+            let Some(key) = ready.pop_front() else { break };
+            let Some(item) = waiting.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
+            waiting_total -= 1;
+            busy.insert(key.clone());
+            let (inbound, done, work) = (inbound.clone(), done_tx.clone(), shutdown.work_guard());
+            tokio::task::spawn_local(async move {
+                inbound.handle_item(item).await;
+                drop(work);
+                let _ = done.send(key).await;
+            });
         }
     }
 }
 
-fn finish_failed(gateway: &Gateway, provider_id: &str, kind: &'static str, started: Instant) {
+impl Inbound {
+    /// Runs one item through the pipeline and answers its reply slots.
+    async fn handle_item(&self, item: InboundItem) {
+        let InboundItem { provider_id, message, claimed, finished } = item;
+        let answered_early = claimed.is_some();
+        let mut claimed = claimed;
+        let result = self.handle_message(&provider_id, &message, &mut claimed, answered_early).await;
+        if let Some(channel) = self.registry.get(&provider_id).and_then(|r| r.channel()) {
+            channel.after_inbound(&message, result.is_ok()).await;
+        }
+        let failure = result.as_ref().err().map(InboundError::to_failure);
+        if let Some(claimed) = claimed {
+            // Failed before the claim answered: the webhook reports it (and its platform retries).
+            let _ = claimed.send(Err(failure.clone().unwrap_or_else(|| InboundFailure {
+                retryable: true,
+                message: "The message was not claimed.".into(),
+            })));
+        }
+        if let Some(finished) = finished {
+            let _ = finished.send(failure.map_or(Ok(()), Err));
+        }
+    }
+
+    /// Handles one normalised message from provider `provider_id`; `claimed` is answered as
+    /// soon as the claim is known.
+    async fn handle_message(
+        &self,
+        provider_id: &str,
+        message: &InboundMessage,
+        claimed: &mut Option<oneshot::Sender<Result<Claim, InboundFailure>>>,
+        answered_early: bool,
+    ) -> Result<(), InboundError> {
+        let gateway = self;
+        let started = Instant::now();
+        gateway.metrics.increment(Stat::IncomingMessages);
+        gateway.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
+        let Some((config, provider)) = gateway.registry.get(provider_id).map(|r| (r.config.clone(), r.channel()))
+        else {
+            return Err(InboundError::UnknownProvider(provider_id.to_owned()));
+        };
+        let kind = bounded_channel_kind(config.kind, &config.id);
+        gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
+        let client = Rc::clone(&self.client);
+        let claimed_by = self.claimed_by.clone();
+        let workspace = config.external_workspace_id.clone();
+        let claim = client
+            .claim_provider_event(&ClaimProviderEvent {
+                provider: message.provider.clone(),
+                provider_instance_id: config.id.clone(),
+                channel_binding_id: config.channel_binding_id.clone(),
+                external_workspace_id: Some(workspace.clone()),
+                provider_event_id: message.provider_event_id(),
+                event_type: message.event_type(),
+                claimed_by: claimed_by.clone(),
+                ttl_ms: CLAIM_TTL_MS,
+                metadata: json!({
+                    "providerKind": config.kind.as_str(),
+                    "providerMessageId": message.provider_message_id,
+                    "targetChatId": message.target.chat_id,
+                    "targetThreadId": message.target.thread_id,
+                    "senderUserId": message.sender.provider_user_id,
+                    "command": message.command,
+                    "attachmentCount": message.attachment_count,
+                    "interactionKind": message.interaction.as_ref().map(|i| i.kind),
+                    "receivedAt": crate::time::iso(message.received_at_ms),
+                }),
+            })
+            .await;
+        let claim = match claim {
+            Ok(claim) => claim,
+            Err(error) => {
+                finish_failed(gateway, provider_id, kind, started);
+                return Err(error.into());
+            }
+        };
+        if let Some(claimed) = claimed.take() {
+            let _ = claimed.send(Ok(if claim.claimed { Claim::New } else { Claim::Duplicate }));
+        }
+        if !claim.claimed {
+            gateway.metrics.increment_provider(provider_id, ProviderStat::InboundDuplicates);
+            gateway.metrics.record_channel_message(
+                kind,
+                Direction::Inbound,
+                Outcome::Ignored,
+                Some(elapsed_ms(started)),
+            );
+            return Ok(());
+        }
+        let event_id = claim.event.event_id.clone();
+        let mut committed = false;
+        let attempts = if answered_early { ATTEMPTS_AFTER_ANSWER } else { 1 };
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let mut attempt = 1;
+        let result = loop {
+            let result =
+                self.process(provider.as_deref(), provider_id, &config, message, &event_id, &mut committed).await;
+            match result {
+                Err(error) if error.is_retryable() && !committed && attempt < attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                result => break result,
+            }
+        };
+        let complete =
+            |status: &'static str, retryable: Option<bool>, last_error: Option<String>| CompleteProviderEvent {
+                claimed_by: claimed_by.clone(),
+                status,
+                channel_binding_id: config.channel_binding_id.clone(),
+                retryable,
+                last_error,
+            };
+        match result {
+            Ok(outcome) => {
+                // The prompt (or interaction) is committed; a failed completion must not undo that.
+                if let Err(error) = client.complete_provider_event(&event_id, &complete("processed", None, None)).await
+                {
+                    tracing::warn!(error = %error, "completing a processed provider event failed; a redelivery stays a duplicate");
+                }
+                gateway.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
+                Ok(())
+            }
+            Err(error) => {
+                let retryable = error.is_retryable();
+                if !committed {
+                    let message_text = crate::render::text::sanitize(&error.to_string(), 1024);
+                    let recorded = client
+                        .complete_provider_event(&event_id, &complete("failed", Some(retryable), Some(message_text)))
+                        .await
+                        .ok();
+                    let outcome = if recorded.is_some_and(|e| e.status == "failed" && e.retryable) {
+                        Outcome::Retry
+                    } else {
+                        Outcome::Error
+                    };
+                    gateway.metrics.record_channel_message(
+                        kind,
+                        Direction::Inbound,
+                        outcome,
+                        Some(elapsed_ms(started)),
+                    );
+                    if !retryable {
+                        if let Some(provider) = provider {
+                            gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+                            let notice = provider
+                                .send_text(
+                                    &message.target,
+                                    DROPPED_NOTICE,
+                                    &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) },
+                                )
+                                .await;
+                            let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
+                            gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
+                        }
+                    }
+                } else {
+                    gateway.metrics.record_channel_message(
+                        kind,
+                        Direction::Inbound,
+                        Outcome::Error,
+                        Some(elapsed_ms(started)),
+                    );
+                }
+                gateway.metrics.increment(Stat::Errors);
+                gateway.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
+                tracing::warn!(provider = provider_id, retryable, error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
+                Err(error)
+            }
+        }
+    }
+}
+
+fn finish_failed(gateway: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {
     gateway.metrics.increment(Stat::Errors);
     gateway.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
     gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Error, Some(elapsed_ms(started)));
@@ -167,80 +323,82 @@ fn elapsed_ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Steps 5–10: interaction or prompt. Sets `committed` once Cloud accepted the side effect.
-#[allow(clippy::too_many_arguments)]
-async fn process(
-    gateway: &Rc<Gateway>,
-    client: &CloudClient,
-    provider: Option<&Provider>,
-    provider_id: &str,
-    config: &crate::config::ProviderConfig,
-    message: &InboundMessage,
-    event_id: &str,
-    committed: &mut bool,
-) -> Result<Outcome, InboundError> {
-    let workspace = config.external_workspace_id.clone();
-    if let Some(intent) = intent_of(message) {
-        client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
-        *committed = true;
-        gateway.metrics.increment(Stat::InteractionsResolved);
-        gateway.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
-        if let Some(provider) = provider {
-            if let Err(error) =
-                provider.answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement()).await
-            {
-                gateway.metrics.increment(Stat::Errors);
-                tracing::debug!(%error, "interaction acknowledgement failed");
+impl Inbound {
+    /// Steps 5–10: interaction or prompt. Sets `committed` once Cloud accepted the side effect.
+    async fn process(
+        &self,
+        provider: Option<&dyn Channel>,
+        provider_id: &str,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+        event_id: &str,
+        committed: &mut bool,
+    ) -> Result<Outcome, InboundError> {
+        let (gateway, client) = (self, &*self.client);
+        let workspace = config.external_workspace_id.clone();
+        if let Some(intent) = intent_of(message) {
+            client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
+            *committed = true;
+            gateway.metrics.increment(Stat::InteractionsResolved);
+            gateway.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
+            if let Some(provider) = provider {
+                if let Err(error) = provider
+                    .answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement())
+                    .await
+                {
+                    gateway.metrics.increment(Stat::Errors);
+                    tracing::debug!(%error, "interaction acknowledgement failed");
+                }
             }
+            return Ok(Outcome::Success);
         }
-        return Ok(Outcome::Success);
+        let text = message.text.trim();
+        if text.is_empty() {
+            return Ok(Outcome::Ignored);
+        }
+        let identity = client
+            .resolve_identity(&ResolveIdentity {
+                provider: message.provider.clone(),
+                external_user_id: message.sender.provider_user_id.clone(),
+                channel_binding_id: config.channel_binding_id.clone(),
+                external_workspace_id: Some(workspace.clone()),
+                metadata: json!({"username": message.sender.username, "displayName": message.sender.display_name}),
+            })
+            .await?;
+        let title = String::from_utf16_lossy(&text.encode_utf16().take(80).collect::<Vec<u16>>());
+        let bound = client
+            .bind_session(&BindSession {
+                channel_binding_id: config.channel_binding_id.clone(),
+                provider: message.provider.clone(),
+                external_chat_id: message.target.chat_id.clone(),
+                external_thread_id: message
+                    .target
+                    .thread_id
+                    .clone()
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| message.target.chat_id.clone()),
+                identity_id: Some(identity.identity_id.clone()),
+                external_user_id: Some(message.sender.provider_user_id.clone()),
+                external_workspace_id: workspace.clone(),
+                title: Some(title),
+            })
+            .await?;
+        self.sessions.ensure(bound.binding.clone(), provider_id);
+        client
+            .prompt(&PromptInput {
+                binding_id: bound.binding.binding_id.clone(),
+                text: text.to_owned(),
+                agent: config.default_agent.clone(),
+                idempotency_key: event_id.into(),
+                identity_id: Some(identity.identity_id),
+                provider: message.provider.clone(),
+                external_workspace_id: Some(workspace),
+                external_user_id: message.sender.provider_user_id.clone(),
+            })
+            .await?;
+        *committed = true;
+        gateway.metrics.increment(Stat::PromptedMessages);
+        gateway.metrics.increment_provider(provider_id, ProviderStat::PromptedMessages);
+        Ok(Outcome::Success)
     }
-    let text = message.text.trim();
-    if text.is_empty() {
-        return Ok(Outcome::Ignored);
-    }
-    let identity = client
-        .resolve_identity(&ResolveIdentity {
-            provider: message.provider.clone(),
-            external_user_id: message.sender.provider_user_id.clone(),
-            channel_binding_id: config.channel_binding_id.clone(),
-            external_workspace_id: Some(workspace.clone()),
-            metadata: json!({"username": message.sender.username, "displayName": message.sender.display_name}),
-        })
-        .await?;
-    let title = String::from_utf16_lossy(&text.encode_utf16().take(80).collect::<Vec<u16>>());
-    let bound = client
-        .bind_session(&BindSession {
-            channel_binding_id: config.channel_binding_id.clone(),
-            provider: message.provider.clone(),
-            external_chat_id: message.target.chat_id.clone(),
-            external_thread_id: message
-                .target
-                .thread_id
-                .clone()
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| message.target.chat_id.clone()),
-            identity_id: Some(identity.identity_id.clone()),
-            external_user_id: Some(message.sender.provider_user_id.clone()),
-            external_workspace_id: workspace.clone(),
-            title: Some(title),
-        })
-        .await?;
-    super::sessions::ensure(gateway, bound.binding.clone(), provider_id);
-    client
-        .prompt(&PromptInput {
-            binding_id: bound.binding.binding_id.clone(),
-            text: text.to_owned(),
-            agent: config.default_agent.clone(),
-            idempotency_key: event_id.into(),
-            identity_id: Some(identity.identity_id),
-            provider: message.provider.clone(),
-            external_workspace_id: Some(workspace),
-            external_user_id: message.sender.provider_user_id.clone(),
-        })
-        .await?;
-    *committed = true;
-    gateway.metrics.increment(Stat::PromptedMessages);
-    gateway.metrics.increment_provider(provider_id, ProviderStat::PromptedMessages);
-    Ok(Outcome::Success)
 }

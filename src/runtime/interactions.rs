@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
+use crate::channel::InboundMessage;
 use crate::cloud::client::ResolveInteraction;
-use crate::providers::InboundMessage;
 
 /// What the user decided.
 #[derive(Debug, Clone, PartialEq, Eq)]

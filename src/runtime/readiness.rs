@@ -1,8 +1,22 @@
 //! Readiness as named conditions (spec §2.8): the gateway is ready when it has started, is not
-//! draining, at least one provider is healthy and every registered condition holds. Later
-//! capabilities register their own conditions (the delivery subscription, Cloud auth).
+//! draining, at least one provider is healthy, the Cloud delivery subscription is live and Cloud
+//! accepts the service token. The conditions are read from their owners when asked (the
+//! registry, the drain signal, the streams' status watch), never copied into a shared table.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::channel::ChannelRegistry;
+use crate::cloud::streams::CloudStatus;
+use crate::shutdown::Shutdown;
+
+/// Readiness condition: the Cloud delivery subscription is live.
+pub const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
+/// Readiness condition: Cloud accepts the service token (401/403 break it).
+pub const CLOUD_AUTH: &str = "cloud_auth";
 
 /// A condition's current verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -14,50 +28,81 @@ pub struct Condition {
     pub reason: Option<String>,
 }
 
-/// The registered conditions, in registration order.
-#[derive(Debug, Default, Clone)]
+/// The readiness view handed to the operator routes: cheap to clone, reads its sources live.
+#[derive(Clone)]
 pub struct Readiness {
-    conditions: Vec<Condition>,
+    started: Rc<Cell<bool>>,
+    shutdown: Shutdown,
+    registry: Rc<ChannelRegistry>,
+    /// The streams' status; `None` when no Cloud client is attached (operator-route tests).
+    cloud: Option<watch::Receiver<CloudStatus>>,
 }
 
 impl Readiness {
-    /// Registers or updates a condition.
-    pub fn set(&mut self, name: &'static str, ok: bool, reason: Option<String>) {
-        let condition = Condition { name, ok, reason: if ok { None } else { reason } };
-        match self.conditions.iter_mut().find(|c| c.name == name) {
-            Some(existing) => *existing = condition,
-            None => self.conditions.push(condition),
+    pub fn new(shutdown: Shutdown, registry: Rc<ChannelRegistry>, cloud: Option<watch::Receiver<CloudStatus>>) -> Self {
+        Self { started: Rc::new(Cell::new(false)), shutdown, registry, cloud }
+    }
+
+    /// Marks the runtime started (§3.9 step 3.1) or stopped.
+    pub fn set_started(&self, started: bool) {
+        self.started.set(started);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.conditions().iter().all(|c| c.ok)
+    }
+
+    /// Every condition, in a fixed order, for admin `/ready` and `/diagnostics`.
+    pub fn conditions(&self) -> Vec<Condition> {
+        let condition = |name, ok: bool, reason: &str| Condition { name, ok, reason: (!ok).then(|| reason.to_owned()) };
+        let from = |name, result: Result<(), String>| Condition { name, ok: result.is_ok(), reason: result.err() };
+        let mut conditions = vec![
+            condition("started", self.started.get(), "The gateway runtime has not started."),
+            condition("not_draining", !self.shutdown.is_draining(), "The gateway is shutting down."),
+            condition("provider_healthy", self.registry.any_healthy(), "No provider is started and healthy."),
+        ];
+        match &self.cloud {
+            Some(status) => {
+                let status = status.borrow();
+                conditions.push(from(DELIVERY_SUBSCRIPTION, status.subscription.clone()));
+                conditions.push(from(CLOUD_AUTH, status.token.clone()));
+            }
+            None => conditions.push(condition(
+                DELIVERY_SUBSCRIPTION,
+                false,
+                "No Cloud client is attached, so there is no delivery subscription.",
+            )),
         }
-    }
-
-    /// Whether `name` holds; an unregistered condition holds.
-    pub fn holds(&self, name: &str) -> bool {
-        self.conditions.iter().find(|c| c.name == name).is_none_or(|c| c.ok)
-    }
-
-    pub fn all_hold(&self) -> bool {
-        self.conditions.iter().all(|c| c.ok)
-    }
-
-    pub fn conditions(&self) -> &[Condition] {
-        &self.conditions
+        conditions
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Ingress;
+    use crate::cloud::streams::CloudStatusReporter;
+    use crate::metrics::Metrics;
 
     #[test]
-    fn conditions_update_in_place() {
-        let mut readiness = Readiness::default();
-        assert!(readiness.all_hold());
-        readiness.set("delivery_subscription", false, Some("not connected".into()));
-        readiness.set("cloud_auth", true, Some("ignored when ok".into()));
-        assert!(!readiness.all_hold());
-        readiness.set("delivery_subscription", true, None);
-        assert!(readiness.all_hold());
-        assert_eq!(readiness.conditions().len(), 2);
-        assert_eq!(readiness.conditions()[1].reason, None);
+    fn every_condition_must_hold_and_each_names_its_reason() {
+        let config = crate::config::test_config(&[]);
+        let registry = Rc::new(ChannelRegistry::new(&config, Rc::new(Metrics::new(&config))));
+        let shutdown = Shutdown::new();
+        let (_reporter, status) = CloudStatusReporter::new("The Cloud delivery subscription is not connected yet.");
+        let readiness = Readiness::new(shutdown.clone(), Rc::clone(&registry), Some(status));
+        let failing = |r: &Readiness| r.conditions().into_iter().filter(|c| !c.ok).map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(failing(&readiness), ["started", "provider_healthy", DELIVERY_SUBSCRIPTION]);
+        readiness.set_started(true);
+        let factory = crate::providers::ProviderFactory::with_cli_output(|| {
+            (crate::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
+        });
+        let (ingress, _queue) = Ingress::bounded(1);
+        registry.start_all(&|p| factory.build(p), &ingress, &shutdown);
+        assert_eq!(failing(&readiness), [DELIVERY_SUBSCRIPTION]);
+        let reason = readiness.conditions().into_iter().find(|c| !c.ok).and_then(|c| c.reason);
+        assert_eq!(reason.as_deref(), Some("The Cloud delivery subscription is not connected yet."));
+        shutdown.begin_drain();
+        assert!(failing(&readiness).contains(&"not_draining"));
     }
 }

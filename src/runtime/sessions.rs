@@ -4,6 +4,7 @@
 //! the retry budget the event is skipped ("poison") and counted. Idle streams are evicted after
 //! 30 minutes, and at most 2,000 are open; an evicted stream reopens on the next message.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,16 +15,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::state::{OpenStreamEntry, StateFile};
-use super::Gateway;
+use crate::channel::{ChannelRegistry, ChannelTarget};
 use crate::cloud::client::CloudClient;
 use crate::cloud::retry::with_retry;
-use crate::cloud::streams::{follow_session_events, SessionStreamItem};
+use crate::cloud::streams::{follow_session_events, SessionStreamItem, StreamContext};
 use crate::cloud::types::{CursorUpdate, SessionBindingRecord};
 use crate::config::ProviderKind;
-use crate::metrics::{bounded_channel_kind, Direction, Outcome, Stat};
+use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, Stat};
 use crate::net::backoff::Backoff;
-use crate::providers::ChannelTarget;
 use crate::render::{render_event, RenderContext, RenderState};
+use crate::shutdown::Shutdown;
 
 pub const MAX_STREAMS: usize = 2000;
 pub const IDLE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -47,11 +48,21 @@ struct OpenStream {
 pub struct SessionStreams {
     open: HashMap<SmolStr, OpenStream>,
     state_file: Option<StateFile>,
+    /// Rewrites the state file after changes; set by [`SessionStreams::shared`].
+    writer: Option<crate::util::durable::DebouncedFile>,
 }
 
 impl SessionStreams {
     pub fn new(state_file: Option<StateFile>) -> Self {
-        Self { open: HashMap::new(), state_file }
+        Self { open: HashMap::new(), state_file, writer: None }
+    }
+
+    /// The streams, shared, with the state file (if any) kept in step with them.
+    pub fn shared(state_file: Option<StateFile>) -> Rc<RefCell<Self>> {
+        let streams = Rc::new(RefCell::new(Self::new(state_file)));
+        let writer = streams.borrow().state_file.as_ref().map(|file| file.writer(Rc::downgrade(&streams)));
+        streams.borrow_mut().writer = writer;
+        streams
     }
 
     /// The streams a previous run left open (empty without a state directory).
@@ -59,11 +70,16 @@ impl SessionStreams {
         self.state_file.as_ref().map(|f| f.load(MAX_STREAMS)).unwrap_or_default()
     }
 
+    /// The open streams changed: the state file is rewritten shortly, off this path.
     fn save(&self) {
-        if let Some(file) = &self.state_file {
-            let entries: Vec<OpenStreamEntry> = self.open.values().map(|s| s.entry.clone()).collect();
-            file.save(&entries);
+        if let Some(writer) = &self.writer {
+            writer.mark_dirty();
         }
+    }
+
+    /// The entries the state file should hold now.
+    pub fn entries(&self) -> Vec<OpenStreamEntry> {
+        self.open.values().map(|s| s.entry.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -112,11 +128,64 @@ impl SessionStreams {
     }
 }
 
-/// Opens the binding's stream, or touches it if already open (§3.4 `ensure`).
-pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id: &str) {
-    let Some(client) = gateway.client.clone() else { return };
+/// The session streams and what they need, as one cheap handle: the inbound path opens streams
+/// through it, the wiring resumes, sweeps and closes them.
+#[derive(Clone)]
+pub struct Sessions {
+    streams: Rc<RefCell<SessionStreams>>,
+    metrics: Rc<Metrics>,
+    registry: Rc<ChannelRegistry>,
+    client: Rc<CloudClient>,
+    shutdown: Shutdown,
+    stream_context: StreamContext,
+}
+
+impl Sessions {
+    pub fn new(
+        streams: Rc<RefCell<SessionStreams>>,
+        registry: Rc<ChannelRegistry>,
+        client: Rc<CloudClient>,
+        shutdown: Shutdown,
+        stream_context: StreamContext,
+    ) -> Self {
+        Self { streams, metrics: Rc::clone(&stream_context.metrics), registry, client, shutdown, stream_context }
+    }
+
+    /// The open streams, for the operator views and tests.
+    pub fn streams(&self) -> &Rc<RefCell<SessionStreams>> {
+        &self.streams
+    }
+
+    /// Opens the binding's stream, or touches it if already open (§3.4 `ensure`).
+    pub fn ensure(&self, binding: SessionBindingRecord, provider_id: &str) {
+        ensure(self, binding, provider_id);
+    }
+
+    /// Evicts idle streams and refreshes the open-streams gauge (the periodic sweep).
+    pub fn sweep_idle(&self) {
+        let mut streams = self.streams.borrow_mut();
+        let evicted = streams.sweep(Instant::now());
+        self.metrics.add(Stat::StreamEvictions, evicted as u64);
+        self.metrics.set_gauge(Stat::SessionStreams, streams.len() as u64);
+    }
+
+    /// Stops every stream (the state file keeps them for the next start) and writes a pending
+    /// state file change now.
+    pub fn close_all(&self) {
+        // Written before the streams close, so the file still lists them for the next start.
+        let writer = self.streams.borrow().writer.clone();
+        if let Some(writer) = writer {
+            writer.flush_now();
+        }
+        self.streams.borrow_mut().close_all();
+        self.metrics.set_gauge(Stat::SessionStreams, 0);
+    }
+}
+
+fn ensure(gateway: &Sessions, binding: SessionBindingRecord, provider_id: &str) {
+    let client = Rc::clone(&gateway.client);
     let now = Instant::now();
-    let mut streams = gateway.sessions.borrow_mut();
+    let mut streams = gateway.streams.borrow_mut();
     if let Some(stream) = streams.open.get_mut(&binding.binding_id) {
         if !stream.task.is_finished() {
             stream.last_activity = now;
@@ -132,7 +201,7 @@ pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id:
     let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
     let entry = OpenStreamEntry::new(&binding, provider_id);
     let task = tokio::task::spawn_local(run_stream(
-        Rc::clone(gateway),
+        gateway.clone(),
         client,
         binding.clone(),
         SmolStr::new(provider_id),
@@ -141,14 +210,6 @@ pub fn ensure(gateway: &Rc<Gateway>, binding: SessionBindingRecord, provider_id:
     streams.open.insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, cursor });
     streams.save();
     gateway.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
-}
-
-/// Evicts idle streams and refreshes the open-streams gauge (the daemon's periodic sweep).
-pub fn sweep_idle(gateway: &Gateway) {
-    let mut streams = gateway.sessions.borrow_mut();
-    let evicted = streams.sweep(Instant::now());
-    gateway.metrics.add(Stat::StreamEvictions, evicted as u64);
-    gateway.metrics.set_gauge(Stat::SessionStreams, streams.len() as u64);
 }
 
 /// The binding's persisted cursor and last provider message id.
@@ -162,7 +223,7 @@ struct Cursor {
 }
 
 impl Cursor {
-    async fn persist(&mut self, gateway: &Gateway, client: &CloudClient, binding_id: &str, sequence: u64) {
+    async fn persist(&mut self, gateway: &Sessions, client: &CloudClient, binding_id: &str, sequence: u64) {
         // A chatty session can meet Cloud's per-token rate limit: wait as long as Cloud asks.
         let (workspace, message_id) = (self.workspace, self.last_chat_message_id.clone());
         let written =
@@ -182,7 +243,7 @@ impl Cursor {
         self.last_write = Instant::now();
     }
 
-    async fn flush(&mut self, gateway: &Gateway, client: &CloudClient, binding_id: &str) {
+    async fn flush(&mut self, gateway: &Sessions, client: &CloudClient, binding_id: &str) {
         if let Some(sequence) = self.pending {
             self.persist(gateway, client, binding_id, sequence).await;
         }
@@ -190,7 +251,7 @@ impl Cursor {
 }
 
 async fn run_stream(
-    gateway: Rc<Gateway>,
+    gateway: Sessions,
     client: Rc<CloudClient>,
     binding: SessionBindingRecord,
     provider_id: SmolStr,
@@ -200,11 +261,11 @@ async fn run_stream(
     let mut drain = gateway.shutdown.signal();
     let (tx, mut items) = mpsc::channel(QUEUE_DEPTH);
     let follower = {
-        let gateway = Rc::clone(&gateway);
+        let context = gateway.stream_context.clone();
         let client = Rc::clone(&client);
         let id = binding.binding_id.clone();
         let start = binding.last_event_sequence;
-        tokio::task::spawn_local(async move { follow_session_events(&gateway, &client, id, start, tx).await })
+        tokio::task::spawn_local(async move { follow_session_events(&context, &client, id, start, tx).await })
     };
     let mut cursor = Cursor {
         persisted,
@@ -230,10 +291,9 @@ async fn run_stream(
             }
             SessionStreamItem::Event(event) => {
                 let registration = gateway
-                    .providers
-                    .borrow()
+                    .registry
                     .get(&provider_id)
-                    .and_then(|r| Some((r.provider.clone()?, r.runtime_id.clone(), r.runtime_kind)));
+                    .and_then(|r| Some((r.channel()?, r.config.runtime_id(), r.config.runtime_kind())));
                 let Some((provider, runtime_id, runtime_kind)) = registration else { break };
                 let target = ChannelTarget {
                     provider: runtime_id,
@@ -244,7 +304,7 @@ async fn run_stream(
                     user_id: None,
                     message_id: cursor.last_chat_message_id.clone(),
                 };
-                let context = RenderContext { client: &client, provider: &provider, binding: &binding, target };
+                let context = RenderContext { client: &client, provider: &*provider, binding: &binding, target };
                 let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
                 let mut attempt = 1;
                 let rendered = loop {
@@ -299,15 +359,15 @@ async fn run_stream(
 }
 
 /// Reopens the streams a previous run left open, each from its current Cloud cursor.
-pub async fn resume_saved(gateway: Rc<Gateway>) {
-    let Some(client) = gateway.client.clone() else { return };
-    let saved = gateway.sessions.borrow().saved();
+pub async fn resume_saved(gateway: Sessions) {
+    let client = Rc::clone(&gateway.client);
+    let saved = gateway.streams.borrow().saved();
     if saved.is_empty() {
         return;
     }
     let mut resumed = 0;
     for entry in saved {
-        if !gateway.providers.borrow().get(&entry.provider_id).is_some_and(|r| r.started) {
+        if !gateway.registry.get(&entry.provider_id).is_some_and(|r| r.is_started()) {
             continue;
         }
         match client
@@ -320,7 +380,7 @@ pub async fn resume_saved(gateway: Rc<Gateway>) {
             .await
         {
             Ok(Some(bound)) => {
-                ensure(&gateway, bound.binding, &entry.provider_id);
+                gateway.ensure(bound.binding, &entry.provider_id);
                 resumed += 1;
             }
             Ok(None) => {}
@@ -335,6 +395,28 @@ pub async fn resume_saved(gateway: Rc<Gateway>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_sessions() -> Sessions {
+        let config = crate::config::test_config(&[]);
+        let metrics = Rc::new(Metrics::new(&config));
+        let shutdown = Shutdown::new();
+        let (status, _) = crate::cloud::streams::CloudStatusReporter::new("");
+        let context = StreamContext {
+            metrics: Rc::clone(&metrics),
+            drain: shutdown.signal(),
+            status,
+            warnings: Rc::new(crate::logging::WarnLimiter::new(Duration::from_secs(60))),
+        };
+        let http = crate::net::https::build_client(None).unwrap();
+        let client = Rc::new(CloudClient::new(
+            http,
+            "http://127.0.0.1:9",
+            crate::config::Secret::new("t"),
+            Duration::from_secs(1),
+        ));
+        let registry = Rc::new(ChannelRegistry::new(&config, metrics));
+        Sessions::new(SessionStreams::shared(None), registry, client, shutdown, context)
+    }
 
     fn entry(id: &str) -> OpenStreamEntry {
         OpenStreamEntry {
@@ -386,11 +468,11 @@ mod tests {
     async fn the_periodic_sweep_counts_evictions_and_refreshes_the_gauge() {
         tokio::task::LocalSet::new()
             .run_until(async {
-                let gateway = Gateway::new(crate::config::test_config(&[]), None);
-                open(&mut gateway.sessions.borrow_mut(), "idle");
+                let gateway = test_sessions();
+                open(&mut gateway.streams.borrow_mut(), "idle");
                 gateway.metrics.set_gauge(Stat::SessionStreams, 1);
                 tokio::time::advance(IDLE_TTL + Duration::from_secs(1)).await;
-                sweep_idle(&gateway);
+                gateway.sweep_idle();
                 assert_eq!(gateway.metrics.get(Stat::StreamEvictions), 1);
                 assert_eq!(gateway.metrics.get(Stat::SessionStreams), 0);
             })

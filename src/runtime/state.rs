@@ -1,16 +1,24 @@
 //! The state file of §8.13: which session streams were open, so a restarted gateway reopens
 //! them at once instead of waiting for the next inbound message. Cloud still owns the cursors:
 //! each entry is looked up again (`findSessionByThread`) before its stream resumes, so losing or
-//! corrupting the file loses no data. Written atomically with mode 0600.
+//! corrupting the file loses no data. Written durably (fsync, rename, fsync of the directory)
+//! with mode 0600, debounced and off the request path.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Weak;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
+use super::sessions::SessionStreams;
 use crate::cloud::types::SessionBindingRecord;
+use crate::util::durable::DebouncedFile;
 
 const FILE_NAME: &str = "session-streams.json";
+/// Changes within this long are written together.
+const SAVE_DELAY: Duration = Duration::from_millis(500);
 
 /// One open stream: enough to find its session binding again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,15 +86,13 @@ impl StateFile {
         }
     }
 
-    /// Replaces the file with `entries` (write to a temporary file, then rename).
-    pub fn save(&self, entries: &[OpenStreamEntry]) {
-        let contents = Contents { version: 1, streams: entries.to_vec() };
-        let result = serde_json::to_vec(&contents)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::util::durable::write_private(&self.path, &bytes));
-        if let Err(error) = result {
-            tracing::warn!(path = %self.path.display(), %error, "cannot write the session state file");
-        }
+    /// The debounced writer that keeps the file in step with `streams`.
+    pub fn writer(&self, streams: Weak<RefCell<SessionStreams>>) -> DebouncedFile {
+        let snapshot = move || {
+            let streams = streams.upgrade().map(|s| s.borrow().entries()).unwrap_or_default();
+            serde_json::to_vec(&Contents { version: 1, streams }).unwrap_or_default()
+        };
+        DebouncedFile::new(self.path.clone(), SAVE_DELAY, Box::new(snapshot))
     }
 }
 
@@ -108,7 +114,8 @@ mod tests {
             external_chat_id: "c".into(),
             external_thread_id: "c".into(),
         };
-        file.save(&[entry.clone(), entry.clone()]);
+        let contents = Contents { version: 1, streams: vec![entry.clone(), entry.clone()] };
+        crate::util::durable::write_private(file.path(), &serde_json::to_vec(&contents).unwrap()).unwrap();
         assert_eq!(file.load(1), vec![entry]);
         #[cfg(unix)]
         {

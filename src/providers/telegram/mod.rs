@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 use smol_str::SmolStr;
 use tokio::time::Instant;
 
-use super::{Button, Capabilities, ChannelTarget, InboundMessage, SendError, SendErrorKind, SendOptions, SentMessage};
+use crate::channel::{
+    Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError,
+    SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+};
 use crate::config::{ProviderConfig, Secret};
 use crate::net::https::HttpsClient;
 use api::{chat_id, thread_id, BotApi, TelegramError};
@@ -72,6 +75,8 @@ struct Inner {
     seen_updates: RefCell<VecDeque<String>>,
     /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
     counters: [std::cell::Cell<u64>; 4],
+    /// The bot's own task (identity, webhook registration, polling) while it runs.
+    task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// The names of [`TelegramProvider::counters`], as metric `event` labels.
@@ -131,6 +136,7 @@ impl TelegramProvider {
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(VecDeque::new()),
                 counters: Default::default(),
+                task: RefCell::new(None),
             }),
         }
     }
@@ -157,11 +163,6 @@ impl TelegramProvider {
             let cell = &self.inner.counters[index];
             cell.set(cell.get() + 1);
         }
-    }
-
-    /// `(event, count)` for every counter.
-    pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get()))
     }
 
     pub(crate) fn set_bot(&self, id: i64, username: Option<String>) {
@@ -220,15 +221,8 @@ impl TelegramProvider {
         false
     }
 
-    /// Forgets a webhook update whose handling failed, so Telegram's retry is processed.
-    pub fn forget_update(&self, update: &Value) {
-        if let Some(id) = update.get("update_id").and_then(Value::as_i64).map(|i| i.to_string()) {
-            self.inner.seen_updates.borrow_mut().retain(|s| *s != id);
-        }
-    }
-
     /// After the pipeline: a button press is always answered, even when it failed.
-    pub async fn after_inbound(&self, message: &InboundMessage) {
+    async fn answer_open_callback(&self, message: &InboundMessage) {
         if let Some(interaction) = &message.interaction {
             if self.inner.open_callbacks.borrow().contains(&interaction.id) {
                 self.answer_interaction(&interaction.id, "").await.ok();
@@ -447,6 +441,115 @@ impl TelegramProvider {
             body["text"] = Value::from(text);
         }
         self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error)
+    }
+}
+
+impl Channel for TelegramProvider {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    fn start(&self, context: ChannelContext) {
+        // Healthy only once the bot's own task has reached Telegram.
+        context.health.set_receiving(Some("Telegram is starting.".into()));
+        *self.inner.task.borrow_mut() = Some(tokio::task::spawn_local(poll::run(self.clone(), context)));
+    }
+
+    fn stop(&self) {
+        if let Some(task) = self.inner.task.borrow_mut().take() {
+            task.abort();
+        }
+    }
+
+    /// D1: the header must carry the configured secret; updates are de-duplicated by `update_id`.
+    fn handle_webhook<'a>(
+        &'a self,
+        request: WebhookRequest<'a>,
+    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
+        Box::pin(async move {
+            let Some(webhook) = self.webhook() else {
+                return Err(WebhookError::new(
+                    WebhookErrorCode::NotFound,
+                    "Telegram webhook updates require webhook mode",
+                ));
+            };
+            let presented =
+                request.headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !crate::util::ct::constant_time_equal(presented, webhook.secret.expose()) {
+                return Err(WebhookError::new(WebhookErrorCode::Auth, "Telegram webhook secret verification failed"));
+            }
+            if self.seen_before(request.payload) {
+                return Ok(WebhookReply::Ignored);
+            }
+            Ok(match self.map_update(request.payload).await {
+                Some(message) => WebhookReply::Messages(vec![message]),
+                None => WebhookReply::Ignored,
+            })
+        })
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        options: &'a SendOptions,
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(TelegramProvider::send_text(self, target, text, options))
+    }
+
+    fn edit_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        message_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        Box::pin(TelegramProvider::edit_text(self, target, message_id, text))
+    }
+
+    fn send_buttons<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        buttons: &'a [Vec<Button>],
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(TelegramProvider::send_buttons(self, target, text, buttons))
+    }
+
+    fn send_file<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        filename: &'a str,
+        data: &'a [u8],
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(TelegramProvider::send_file(self, target, filename, data))
+    }
+
+    fn answer_interaction<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        Box::pin(TelegramProvider::answer_interaction(self, interaction_id, text))
+    }
+
+    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+        Box::pin(async move {
+            if !succeeded {
+                // A webhook update whose handling failed is forgotten, so Telegram's retry is processed.
+                if let Some(update_id) = message.provider_event_id.as_deref() {
+                    self.inner.seen_updates.borrow_mut().retain(|seen| seen != update_id);
+                }
+            }
+            self.answer_open_callback(message).await;
+        })
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
     }
 }
 

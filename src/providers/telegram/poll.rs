@@ -6,15 +6,16 @@
 //! 409 (another poller) backs off with a `conflict` reason; 429 waits exactly `retry_after`.
 //! In webhook mode it registers the webhook, unless one that is not ours is set.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::api::TelegramError;
 use super::TelegramProvider;
+use crate::channel::{ChannelContext, HealthReporter, Ingress};
+use crate::logging::WarnLimiter;
 use crate::net::backoff::Backoff;
-use crate::runtime::Gateway;
+use crate::shutdown::DrainSignal;
 
 /// `getUpdates` long-poll timeout, in seconds.
 pub const POLL_TIMEOUT_SECS: u64 = 30;
@@ -22,38 +23,44 @@ pub const POLL_TIMEOUT_SECS: u64 = 30;
 const POLL_HTTP_TIMEOUT: Duration = Duration::from_secs(POLL_TIMEOUT_SECS + 15);
 const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
 
-fn set_health(gateway: &Gateway, provider_id: &str, reason: Option<String>) {
-    gateway.providers.borrow_mut().set_health(provider_id, reason.is_none(), reason, &gateway.metrics);
+/// What the bot's background task works with: its health, the drain and the inbound queue.
+struct Poller {
+    bot: TelegramProvider,
+    health: HealthReporter,
+    drain: DrainSignal,
+    ingress: Ingress,
+    /// A 409 conflict repeats every few seconds; it is logged once a minute.
+    warnings: WarnLimiter,
 }
 
-/// Waits `delay` unless the drain starts; `false` when it did.
-async fn pause(gateway: &Gateway, delay: Duration) -> bool {
-    let mut drain = gateway.shutdown.signal();
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
-        _ = drain.started() => false,
+impl Poller {
+    /// Waits `delay` unless the drain starts; `false` when it did.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.drain.started() => false,
+        }
     }
 }
 
 /// Calls until success, a permanent error or the drain; transient errors back off (429 waits
 /// exactly `retry_after`).
 async fn call_until_ok(
-    gateway: &Gateway,
-    bot: &TelegramProvider,
+    poller: &mut Poller,
     method: &'static str,
     body: &Value,
 ) -> Option<Result<Value, TelegramError>> {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
-        match bot.api().call(method, body, Duration::from_secs(30)).await {
+        match poller.bot.api().call(method, body, Duration::from_secs(30)).await {
             Ok(value) => return Some(Ok(value)),
             Err(error) if error.is_transient() => {
                 let wait = match &error {
                     TelegramError::Api { code: 429, retry_after, .. } => Duration::from_secs(retry_after.unwrap_or(3)),
                     _ => backoff.next_delay().max(Duration::from_millis(200)),
                 };
-                set_health(gateway, bot.id(), Some(format!("Telegram is unreachable ({error}); retrying.")));
-                if !pause(gateway, wait).await {
+                poller.health.set_receiving(Some(format!("Telegram is unreachable ({error}); retrying.")));
+                if !poller.pause(wait).await {
                     return None;
                 }
             }
@@ -63,10 +70,17 @@ async fn call_until_ok(
 }
 
 /// Runs the bot until the drain: identity, webhook handling, then polling (polling mode).
-pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
+pub async fn run(bot: TelegramProvider, context: ChannelContext) {
     let id = bot.id().to_owned();
-    set_health(&gateway, &id, Some("Telegram is starting.".into()));
-    let me = match call_until_ok(&gateway, &bot, "getMe", &json!({})).await {
+    let mut poller = Poller {
+        bot: bot.clone(),
+        health: context.health,
+        drain: context.drain,
+        ingress: context.ingress,
+        warnings: WarnLimiter::new(Duration::from_secs(60)),
+    };
+    poller.health.set_receiving(Some("Telegram is starting.".into()));
+    let me = match call_until_ok(&mut poller, "getMe", &json!({})).await {
         None => return,
         Some(Ok(me)) => me,
         Some(Err(error)) => {
@@ -75,8 +89,13 @@ pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
             } else {
                 error.to_string()
             };
-            tracing::error!(provider = %id, "{reason}");
-            set_health(&gateway, &id, Some(reason));
+            tracing::error!(provider = %id, "{}", crate::config::redact::redact_text(&reason));
+            // A rejected token stops sends too; other errors concern the start only.
+            if matches!(error.code(), Some(401 | 404)) {
+                poller.health.set_both(Some(reason));
+            } else {
+                poller.health.set_receiving(Some(reason));
+            }
             return;
         }
     };
@@ -84,7 +103,7 @@ pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
         me.get("id").and_then(Value::as_i64).unwrap_or(0),
         me.get("username").and_then(Value::as_str).map(str::to_owned),
     );
-    let Some(info) = call_until_ok(&gateway, &bot, "getWebhookInfo", &json!({})).await else { return };
+    let Some(info) = call_until_ok(&mut poller, "getWebhookInfo", &json!({})).await else { return };
     let current = info.ok().and_then(|i| i.get("url").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
     match bot.webhook() {
         Some(webhook) => {
@@ -94,39 +113,40 @@ pub async fn run(gateway: Rc<Gateway>, bot: TelegramProvider) {
                     crate::config::redact::redact_text(&current)
                 );
                 tracing::warn!(provider = %id, "{reason}");
-                set_health(&gateway, &id, Some(reason));
+                poller.health.set_receiving(Some(reason));
                 return;
             }
             let body = json!({"url": webhook.url, "secret_token": webhook.secret.expose(), "allowed_updates": ALLOWED_UPDATES});
-            match call_until_ok(&gateway, &bot, "setWebhook", &body).await {
+            match call_until_ok(&mut poller, "setWebhook", &body).await {
                 None => {}
-                Some(Ok(_)) => set_health(&gateway, &id, None),
-                Some(Err(error)) => set_health(&gateway, &id, Some(format!("setWebhook failed: {error}"))),
+                Some(Ok(_)) => poller.health.set_receiving(None),
+                Some(Err(error)) => poller.health.set_receiving(Some(format!("setWebhook failed: {error}"))),
             }
         }
         None => {
             if !current.is_empty() {
                 // Polling and a webhook exclude each other; pending updates are kept (§8.12).
                 if let Some(Err(error)) =
-                    call_until_ok(&gateway, &bot, "deleteWebhook", &json!({"drop_pending_updates": false})).await
+                    call_until_ok(&mut poller, "deleteWebhook", &json!({"drop_pending_updates": false})).await
                 {
-                    set_health(&gateway, &id, Some(format!("deleteWebhook failed: {error}")));
+                    poller.health.set_receiving(Some(format!("deleteWebhook failed: {error}")));
                     return;
                 }
             }
-            poll(&gateway, &bot).await;
+            poll(&mut poller).await;
         }
     }
 }
 
-async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
+async fn poll(poller: &mut Poller) {
+    let bot = poller.bot.clone();
     let id = bot.id().to_owned();
     let mut offset: i64 = 0;
     let mut first = true;
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut conflict_backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
-    let mut drain = gateway.shutdown.signal();
-    set_health(gateway, &id, None);
+    let mut drain = poller.drain.clone();
+    poller.health.set_receiving(None);
     'polling: loop {
         let mut body = json!({"offset": offset, "timeout": POLL_TIMEOUT_SECS});
         if first {
@@ -143,12 +163,12 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                 let (reason, wait) = match &error {
                     TelegramError::Api { code: 401 | 404, .. } => {
                         let reason = format!("auth: Telegram rejected the bot token ({error}).");
-                        tracing::error!(provider = %id, "{reason}");
-                        set_health(gateway, &id, Some(reason));
+                        tracing::error!(provider = %id, "{}", crate::config::redact::redact_text(&reason));
+                        poller.health.set_both(Some(reason));
                         return;
                     }
                     TelegramError::Api { code: 409, .. } => {
-                        if let Some(suppressed) = gateway.warnings.allow("telegram-conflict", std::time::Instant::now())
+                        if let Some(suppressed) = poller.warnings.allow("telegram-conflict", std::time::Instant::now())
                         {
                             tracing::warn!(provider = %id, suppressed, "another getUpdates poller or a webhook holds this bot; backing off");
                         }
@@ -167,8 +187,8 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                     ),
                     _ => (format!("polling failed: {error}"), backoff.next_delay().max(Duration::from_millis(200))),
                 };
-                set_health(gateway, &id, Some(reason));
-                if !pause(gateway, wait).await {
+                poller.health.set_receiving(Some(reason));
+                if !poller.pause(wait).await {
                     break 'polling;
                 }
                 continue;
@@ -177,23 +197,21 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
         first = false;
         backoff.reset();
         conflict_backoff.reset();
-        set_health(gateway, &id, None);
+        poller.health.set_receiving(None);
         for update in updates {
             let Some(update_id) = update.get("update_id").and_then(Value::as_i64) else { continue };
             bot.count("update");
             if let Some(message) = bot.map_update(&update).await {
                 let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
                 loop {
-                    match crate::runtime::inbound::handle_message(gateway, &id, message.clone()).await {
+                    match poller.ingress.submit_and_wait(&id, message.clone()).await {
                         Ok(()) => break,
                         // D3: a transient failure keeps the update (Cloud's claim makes the retry safe).
-                        Err(error) if error.is_retryable() => {
-                            set_health(
-                                gateway,
-                                &id,
-                                Some(format!("degraded: retrying update {update_id} after a Cloud error.")),
-                            );
-                            if !pause(gateway, retry.next_delay()).await {
+                        Err(error) if error.retryable => {
+                            poller.health.set_receiving(Some(format!(
+                                "degraded: retrying update {update_id} after a Cloud error."
+                            )));
+                            if !poller.pause(retry.next_delay()).await {
                                 // Not acknowledged: Telegram serves it again after a restart.
                                 break 'polling;
                             }
@@ -201,7 +219,6 @@ async fn poll(gateway: &Rc<Gateway>, bot: &TelegramProvider) {
                         Err(_) => break,
                     }
                 }
-                bot.after_inbound(&message).await;
             }
             offset = update_id + 1;
         }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use smol_str::SmolStr;
 
-use crate::providers::{ChannelTarget, InboundMessage, InteractionRef, Sender};
+use crate::channel::{ChannelTarget, InboundMessage, InteractionRef, Sender};
 
 /// When the bot answers in groups (`settings.respondInGroups`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The provider contract's data (gateway.md §4.2): targets, normalised inbound messages, sent
+//! The channel contract's data (gateway.md §4.2): targets, normalised inbound messages, sent
 //! messages, buttons, capabilities and the typed send error.
 
 use std::time::Duration;
@@ -128,6 +128,22 @@ pub struct Capabilities {
     pub max_button_rows: usize,
     pub max_button_token_bytes: usize,
     pub max_file_bytes: usize,
+}
+
+impl Capabilities {
+    /// A channel that takes plain text only, up to `max_text_length` UTF-16 units.
+    pub fn text_only(max_text_length: usize) -> Self {
+        Self {
+            message_editing: false,
+            inline_buttons: false,
+            file_downloads: false,
+            max_text_length,
+            max_buttons_per_message: 0,
+            max_button_rows: 0,
+            max_button_token_bytes: 0,
+            max_file_bytes: 0,
+        }
+    }
 }
 
 /// How a send failed, which decides retry, dead-letter or waiting.

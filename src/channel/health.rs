@@ -1,0 +1,106 @@
+//! Channel health, kept separately for receiving (a poller, a webhook registration) and for
+//! sending (the token works, the delivery circuit is closed): a bot whose poller is in a 409
+//! conflict can still send, and the delivery path needs to tell the two apart.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A problem, as the operator reads it in `/ready` and `/diagnostics`; `None` is healthy.
+type Problem = Option<String>;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct State {
+    receiving: Problem,
+    sending: Problem,
+    /// The delivery circuit breaker's reason while it is open (set by the runtime, not the channel).
+    circuit: Problem,
+}
+
+/// A snapshot of one channel's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelHealth {
+    pub receiving: Problem,
+    pub sending: Problem,
+}
+
+impl ChannelHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.receiving.is_none() && self.sending.is_none()
+    }
+
+    /// The first problem, for the single `error` field of the status JSON.
+    pub fn problem(&self) -> Option<&str> {
+        self.sending.as_deref().or(self.receiving.as_deref())
+    }
+}
+
+/// The shared health cell of one registration. The channel writes through its
+/// [`HealthReporter`]; the registry and the delivery circuit read and write the rest.
+#[derive(Debug, Default, Clone)]
+pub struct HealthCell(Rc<RefCell<State>>);
+
+impl HealthCell {
+    pub fn reporter(&self) -> HealthReporter {
+        HealthReporter(self.clone())
+    }
+
+    pub fn snapshot(&self) -> ChannelHealth {
+        let state = self.0.borrow();
+        ChannelHealth { receiving: state.receiving.clone(), sending: state.sending.clone().or(state.circuit.clone()) }
+    }
+
+    /// Opens (`Some(reason)`) or closes (`None`) the delivery circuit.
+    pub fn set_circuit(&self, reason: Problem) {
+        self.0.borrow_mut().circuit = reason;
+    }
+
+    /// Forgets everything (the channel stopped).
+    pub fn reset(&self) {
+        *self.0.borrow_mut() = State::default();
+    }
+}
+
+/// The channel's handle on its own health.
+#[derive(Debug, Clone)]
+pub struct HealthReporter(HealthCell);
+
+impl HealthReporter {
+    /// Receiving works (`None`) or why it does not.
+    pub fn set_receiving(&self, problem: Problem) {
+        (self.0).0.borrow_mut().receiving = problem;
+    }
+
+    /// Sending works (`None`) or why it does not (a rejected token).
+    pub fn set_sending(&self, problem: Problem) {
+        (self.0).0.borrow_mut().sending = problem;
+    }
+
+    /// The same problem (or recovery) for both directions, e.g. a token the platform rejects.
+    pub fn set_both(&self, problem: Problem) {
+        self.set_receiving(problem.clone());
+        self.set_sending(problem);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receiving_and_sending_are_reported_apart_and_the_circuit_counts_as_sending() {
+        let cell = HealthCell::default();
+        let reporter = cell.reporter();
+        assert!(cell.snapshot().is_healthy());
+        reporter.set_receiving(Some("conflict: another poller".into()));
+        let health = cell.snapshot();
+        assert_eq!(health.sending, None, "a poller conflict does not stop sends");
+        assert_eq!(health.problem(), Some("conflict: another poller"));
+        reporter.set_receiving(None);
+        cell.set_circuit(Some("circuit open".into()));
+        assert_eq!(cell.snapshot().sending.as_deref(), Some("circuit open"));
+        reporter.set_both(Some("auth: rejected".into()));
+        assert_eq!(cell.snapshot().problem(), Some("auth: rejected"));
+        cell.reset();
+        assert!(cell.snapshot().is_healthy());
+    }
+}

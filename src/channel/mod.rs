@@ -1,0 +1,145 @@
+//! The channel contract: the [`Channel`] trait every chat platform implements, its data types,
+//! health, the inbound queue channels push into, and the registry the core talks to.
+//!
+//! The core (runtime, http, the wiring) only ever holds `Rc<dyn Channel>` and never names a kind:
+//! kinds live in `providers/<kind>/` and `config/providers/`. A channel implements only what its
+//! platform has; every optional method answers "unsupported" by default, so a small channel (the
+//! CLI) is a few dozen lines and a rich one (Telegram) overrides edits, buttons and files.
+//!
+//! Dispatch is dynamic (`dyn Channel`, boxed futures): measured against the enum this replaced,
+//! the release binary grew by less than the noise of one added provider (see the README's size
+//! table), and it lets a kind be added without touching any core file.
+
+pub mod health;
+pub mod ingress;
+pub mod registry;
+pub mod types;
+pub mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use health::{ChannelHealth, HealthReporter};
+pub use ingress::{InboundFailure, Ingress};
+pub use registry::ChannelRegistry;
+pub use types::*;
+pub use webhook::{WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest};
+
+use crate::shutdown::DrainSignal;
+
+/// A future borrowed from a channel, run on the gateway's single thread.
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// What a channel gets when it starts.
+pub struct ChannelContext {
+    /// Where inbound messages go; pushing waits while the queue is full (a poller pauses).
+    pub ingress: Ingress,
+    /// Resolves when the gateway starts draining: background work stops taking new input then.
+    pub drain: DrainSignal,
+    /// The channel's half of its health, shown in `/ready` and `/diagnostics`.
+    pub health: HealthReporter,
+}
+
+/// One chat platform. Implementations own their wire client, their background work and their
+/// rendering quirks; the core calls them only through this trait.
+pub trait Channel {
+    /// The configured provider id (`providers[].id`).
+    fn id(&self) -> &str;
+
+    /// What the platform can do; the renderer and the delivery path shape messages to it.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Starts background work (a poller, webhook registration). The channel keeps the task
+    /// handles and ends them in [`Channel::stop`]. Default: nothing runs in the background.
+    fn start(&self, context: ChannelContext) {
+        drop(context);
+    }
+
+    /// Ends background work; called once, in reverse start order, after the drain.
+    fn stop(&self) {}
+
+    /// Verifies a webhook over its raw body and maps it. Default: this channel has no webhook.
+    fn handle_webhook<'a>(
+        &'a self,
+        request: WebhookRequest<'a>,
+    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
+        let _ = request;
+        let error = WebhookError::new(
+            WebhookErrorCode::NotFound,
+            format!("Gateway provider {} does not expose a webhook endpoint.", self.id()),
+        );
+        Box::pin(std::future::ready(Err(error)))
+    }
+
+    /// Sends text (the channel chunks to its own limits where the renderer did not).
+    fn send_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        options: &'a SendOptions,
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>>;
+
+    /// Replaces the text of a message this channel sent. Default: unsupported.
+    fn edit_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        message_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        let _ = (target, message_id, text);
+        unsupported(self.id(), "message editing")
+    }
+
+    /// Sends text with rows of buttons. Default: unsupported (the renderer checks capabilities
+    /// first and falls back to text commands).
+    fn send_buttons<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        buttons: &'a [Vec<Button>],
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        let _ = (target, text, buttons);
+        unsupported(self.id(), "inline buttons")
+    }
+
+    /// Sends a file within `capabilities().max_file_bytes`. Default: unsupported.
+    fn send_file<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        filename: &'a str,
+        data: &'a [u8],
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        let _ = (target, filename, data);
+        unsupported(self.id(), "files")
+    }
+
+    /// Acknowledges a button press on the platform (Telegram's `answerCallbackQuery`). Default:
+    /// nothing to acknowledge.
+    fn answer_interaction<'a>(
+        &'a self,
+        interaction_id: &'a str,
+        text: &'a str,
+    ) -> LocalFuture<'a, Result<(), SendError>> {
+        let _ = (interaction_id, text);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Called once the inbound pipeline is done with one of this channel's messages, whether it
+    /// `succeeded` or not (a button press is always answered; a failed webhook update is
+    /// forgotten so the platform's retry gets through de-duplication).
+    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+        let _ = (message, succeeded);
+        Box::pin(std::future::ready(()))
+    }
+
+    /// The channel's own event counters, exported as
+    /// `open_cowork_gateway_provider_events_total{provider, event}`.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+fn unsupported<T: 'static>(id: &str, what: &str) -> LocalFuture<'static, Result<T, SendError>> {
+    let error = SendError::permanent(format!("Gateway provider {id} does not support {what}."));
+    Box::pin(std::future::ready(Err(error)))
+}
