@@ -1,174 +1,32 @@
 //! The Cloud HTTP client: one typed function per gateway call of cloud-api.md §0, with upstream's
-//! methods, paths, segment and query encoding, headers, success statuses and timeout, and errors
-//! mapped into [`CloudError`].
+//! methods, paths, segment and query encoding and success statuses, and the response envelopes
+//! each call unwraps. How a request travels (headers, timeout, body caps, error mapping) is
+//! `transport.rs`; the call inputs are `requests.rs`.
 
-use crate::util::percent::encode_component;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
-use http::{HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use http::Method;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use smol_str::SmolStr;
 
-use super::error::{CloudError, CloudErrorKind};
-use super::sse::{SseError, SseEvent, SseParser};
+use super::error::CloudError;
+use super::transport::{parse_json, to_body, Transport};
 use super::types::*;
 use super::{DeliveryOperations, DeliveryQuery, LocalBoxFuture};
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
+use crate::util::percent::encode_component;
 
-/// JSON responses larger than this are refused; artifacts have their own, larger bound.
-const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
+// Inputs and transport pieces moved to their own files; callers keep importing them from here.
+pub use super::requests::{
+    AckDelivery, BindSession, ClaimProviderEvent, CompleteProviderEvent, CreateInteraction, PromptInput,
+    ResolveIdentity, ResolveInteraction,
+};
+pub use super::transport::{query_string, SseConnection};
+
 /// An artifact travels base64-encoded in JSON: a 20 MiB file is about 27 MiB.
 const MAX_ARTIFACT_BYTES: usize = 32 * 1024 * 1024;
-
-/// `URLSearchParams` serialisation: empty strings skipped, repeated keys kept in order.
-pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut serializer = form_urlencoded::Serializer::new(String::new());
-    let mut any = false;
-    for (key, value) in pairs {
-        if !value.is_empty() {
-            serializer.append_pair(key, value);
-            any = true;
-        }
-    }
-    if any {
-        format!("?{}", serializer.finish())
-    } else {
-        String::new()
-    }
-}
-
-/// `resolveIdentity` input (§3.1).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResolveIdentity {
-    pub provider: SmolStr,
-    pub external_user_id: String,
-    pub channel_binding_id: SmolStr,
-    /// Omitted (`None`) uses the binding's; `Some(None)` sends `null`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_workspace_id: Option<Option<String>>,
-    /// `{username, displayName}`: absent metadata would wipe what Cloud stored.
-    pub metadata: Value,
-}
-
-/// `bindSession` input (§3.2).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BindSession {
-    pub channel_binding_id: SmolStr,
-    pub provider: SmolStr,
-    pub external_chat_id: String,
-    pub external_thread_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity_id: Option<SmolStr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_user_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_workspace_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-}
-
-/// `prompt` input (§3.5).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PromptInput {
-    pub binding_id: SmolStr,
-    pub text: String,
-    pub agent: Option<String>,
-    pub idempotency_key: SmolStr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity_id: Option<SmolStr>,
-    pub provider: SmolStr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_workspace_id: Option<Option<String>>,
-    pub external_user_id: String,
-}
-
-/// `claimProviderEvent` input (§3.6).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClaimProviderEvent {
-    pub provider: SmolStr,
-    pub provider_instance_id: SmolStr,
-    pub channel_binding_id: SmolStr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_workspace_id: Option<Option<String>>,
-    pub provider_event_id: String,
-    /// `message|command|interaction`.
-    pub event_type: &'static str,
-    pub claimed_by: String,
-    pub ttl_ms: u64,
-    pub metadata: Value,
-}
-
-/// `completeProviderEvent` input (§3.7).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CompleteProviderEvent {
-    pub claimed_by: String,
-    /// `processed|failed`.
-    pub status: &'static str,
-    pub channel_binding_id: SmolStr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retryable: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-/// `resolveChannelInteraction` input (§3.8).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResolveInteraction {
-    pub token: String,
-    pub provider: SmolStr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_workspace_id: Option<Option<String>>,
-    pub external_user_id: String,
-    pub external_chat_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_interaction_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub answers: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reject: Option<bool>,
-}
-
-/// `createChannelInteraction` input (§3.9).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateInteraction {
-    pub agent_id: SmolStr,
-    pub session_id: SmolStr,
-    pub session_binding_id: SmolStr,
-    pub provider: SmolStr,
-    /// `permission|question`.
-    pub kind: &'static str,
-    pub target_id: String,
-    pub interaction_id: String,
-}
-
-/// `ackDelivery` input (§3.13).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AckDelivery {
-    /// `sent|failed|dead`.
-    pub status: &'static str,
-    pub channel_binding_id: SmolStr,
-    pub claimed_by: Option<String>,
-    pub last_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct IdentityBody {
@@ -227,131 +85,36 @@ struct ArtifactJson {
 /// The typed client. Cheap to share behind an `Rc`.
 #[derive(Clone)]
 pub struct CloudClient {
-    http: HttpsClient,
-    base_url: String,
-    token: Secret,
-    timeout: Duration,
+    transport: Transport,
 }
 
 impl CloudClient {
     /// `base_url` is the checked configuration value; trailing `/` is removed again.
     pub fn new(http: HttpsClient, base_url: &str, token: Secret, timeout: Duration) -> Self {
-        Self { http, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
+        Self { transport: Transport::new(http, base_url, token, timeout) }
     }
 
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        self.transport.base_url()
     }
 
     /// The shared HTTPS client, for providers (one pool, one TLS setup).
     pub fn http(&self) -> &HttpsClient {
-        &self.http
-    }
-
-    fn build_request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        sse: bool,
-    ) -> Result<Request<Full<Bytes>>, CloudError> {
-        if !path.starts_with("/api/") {
-            return Err(CloudError::transport(
-                CloudErrorKind::Request,
-                format!("Cloud request path must start with /api/: {path}"),
-            ));
-        }
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())).map_err(|_| {
-            CloudError::transport(CloudErrorKind::Request, "the service token is not a valid header value")
-        })?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base_url))
-            .header(AUTHORIZATION, bearer)
-            .header(USER_AGENT, concat!("open-cowork-gateway/", env!("CARGO_PKG_VERSION")));
-        if sse {
-            builder = builder.header(ACCEPT, "text/event-stream");
-        }
-        let bytes = match body {
-            Some(value) => {
-                builder = builder.header(CONTENT_TYPE, "application/json");
-                Bytes::from(
-                    serde_json::to_vec(value)
-                        .map_err(|e| CloudError::transport(CloudErrorKind::Request, e.to_string()))?,
-                )
-            }
-            None => Bytes::new(),
-        };
-        builder
-            .body(Full::new(bytes))
-            .map_err(|e| CloudError::transport(CloudErrorKind::Request, format!("invalid Cloud request: {e}")))
-    }
-
-    /// Sends a request and reads the whole body (both within the timeout). Non-success statuses
-    /// become errors; `expected` lists the success statuses.
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        expected: &[u16],
-        cap: usize,
-    ) -> Result<Bytes, CloudError> {
-        let request = self.build_request(method, path, body, false)?;
-        let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
-            let status = response.status().as_u16();
-            let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let bytes = Limited::new(response.into_body(), cap)
-                .collect()
-                .await
-                .map_err(|e| {
-                    CloudError::transport(CloudErrorKind::Network, format!("reading the Cloud response failed: {e}"))
-                })?
-                .to_bytes();
-            if expected.contains(&status) {
-                Ok(bytes)
-            } else {
-                Err(CloudError::from_response(status, &bytes, retry_after.as_deref()))
-            }
-        };
-        tokio::time::timeout(self.timeout, exchange).await.unwrap_or_else(|_| {
-            Err(CloudError::transport(
-                CloudErrorKind::Timeout,
-                format!("Cloud did not answer within {} ms.", self.timeout.as_millis()),
-            ))
-        })
-    }
-
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        expected: &[u16],
-    ) -> Result<T, CloudError> {
-        let bytes = self.exchange(method, path, body, expected, MAX_JSON_BYTES).await?;
-        parse_json(&bytes)
-    }
-
-    fn to_body(input: &impl Serialize) -> Result<Value, CloudError> {
-        serde_json::to_value(input).map_err(|e| CloudError::transport(CloudErrorKind::Request, e.to_string()))
+        self.transport.http()
     }
 
     /// `POST /api/channels/identities/resolve` → 200 `{identity}`.
     pub async fn resolve_identity(&self, input: &ResolveIdentity) -> Result<IdentityRecord, CloudError> {
-        let body: IdentityBody =
-            self.call(Method::POST, "/api/channels/identities/resolve", Some(&Self::to_body(input)?), &[200]).await?;
+        let body: IdentityBody = self
+            .transport
+            .call(Method::POST, "/api/channels/identities/resolve", Some(&to_body(input)?), &[200])
+            .await?;
         Ok(body.identity)
     }
 
     /// `POST /api/channels/sessions/bind` → 200 `{binding, session}`.
     pub async fn bind_session(&self, input: &BindSession) -> Result<BoundSession, CloudError> {
-        self.call(Method::POST, "/api/channels/sessions/bind", Some(&Self::to_body(input)?), &[200]).await
+        self.transport.call(Method::POST, "/api/channels/sessions/bind", Some(&to_body(input)?), &[200]).await
     }
 
     /// `GET /api/channels/sessions/by-thread` → `{binding, session}`, or `None` when not found.
@@ -368,7 +131,8 @@ impl CloudClient {
             ("externalChatId", external_chat_id),
             ("externalThreadId", external_thread_id),
         ]);
-        match self.call(Method::GET, &format!("/api/channels/sessions/by-thread{query}"), None, &[200]).await {
+        match self.transport.call(Method::GET, &format!("/api/channels/sessions/by-thread{query}"), None, &[200]).await
+        {
             Ok(found) => Ok(Some(found)),
             Err(error) if error.is_not_found() || error.message.to_ascii_lowercase().contains("not found") => Ok(None),
             Err(error) => Err(error),
@@ -377,23 +141,24 @@ impl CloudClient {
 
     /// `GET /api/channels/sessions/{id}/snapshot` → `CloudSessionView`.
     pub async fn get_session(&self, session_binding_id: &str) -> Result<SessionView, CloudError> {
-        self.call(
-            Method::GET,
-            &format!("/api/channels/sessions/{}/snapshot", encode_component(session_binding_id)),
-            None,
-            &[200],
-        )
-        .await
+        self.transport
+            .call(
+                Method::GET,
+                &format!("/api/channels/sessions/{}/snapshot", encode_component(session_binding_id)),
+                None,
+                &[200],
+            )
+            .await
     }
 
     /// `POST /api/channels/sessions/prompt` → **202**.
     pub async fn prompt(&self, input: &PromptInput) -> Result<PromptAccepted, CloudError> {
-        self.call(Method::POST, "/api/channels/sessions/prompt", Some(&Self::to_body(input)?), &[202]).await
+        self.transport.call(Method::POST, "/api/channels/sessions/prompt", Some(&to_body(input)?), &[202]).await
     }
 
     /// `POST /api/channels/provider-events/claim` → 200 `{event, claimed, duplicate}`.
     pub async fn claim_provider_event(&self, input: &ClaimProviderEvent) -> Result<ProviderEventClaim, CloudError> {
-        self.call(Method::POST, "/api/channels/provider-events/claim", Some(&Self::to_body(input)?), &[200]).await
+        self.transport.call(Method::POST, "/api/channels/provider-events/claim", Some(&to_body(input)?), &[200]).await
     }
 
     /// `POST /api/channels/provider-events/{eventId}/complete` → 200 `{event}`.
@@ -403,25 +168,25 @@ impl CloudClient {
         input: &CompleteProviderEvent,
     ) -> Result<ProviderEventRecord, CloudError> {
         let path = format!("/api/channels/provider-events/{}/complete", encode_component(event_id));
-        let body: EventBody = self.call(Method::POST, &path, Some(&Self::to_body(input)?), &[200]).await?;
+        let body: EventBody = self.transport.call(Method::POST, &path, Some(&to_body(input)?), &[200]).await?;
         Ok(body.event)
     }
 
     /// `POST /api/channels/interactions/resolve` → **202**.
     pub async fn resolve_interaction(&self, input: &ResolveInteraction) -> Result<InteractionResolved, CloudError> {
-        self.call(Method::POST, "/api/channels/interactions/resolve", Some(&Self::to_body(input)?), &[202]).await
+        self.transport.call(Method::POST, "/api/channels/interactions/resolve", Some(&to_body(input)?), &[202]).await
     }
 
     /// `POST /api/channels/interactions` → **201** `{interaction, plaintextToken}`.
     pub async fn create_interaction(&self, input: &CreateInteraction) -> Result<IssuedInteraction, CloudError> {
-        self.call(Method::POST, "/api/channels/interactions", Some(&Self::to_body(input)?), &[201]).await
+        self.transport.call(Method::POST, "/api/channels/interactions", Some(&to_body(input)?), &[201]).await
     }
 
     /// `artifactUrl`: the authenticated artifact endpoint, no request made.
     pub fn artifact_url(&self, session_binding_id: &str, artifact_id: &str) -> String {
         format!(
             "{}/api/channels/sessions/{}/artifacts/{}",
-            self.base_url,
+            self.transport.base_url(),
             encode_component(session_binding_id),
             encode_component(artifact_id)
         )
@@ -438,7 +203,7 @@ impl CloudClient {
             encode_component(session_binding_id),
             encode_component(artifact_id)
         );
-        let bytes = self.exchange(Method::GET, &path, None, &[200], MAX_ARTIFACT_BYTES).await?;
+        let bytes = self.transport.exchange(Method::GET, &path, None, &[200], MAX_ARTIFACT_BYTES).await?;
         let body: ArtifactBody = parse_json(&bytes)?;
         let artifact = body.artifact;
         let mime = artifact
@@ -467,11 +232,12 @@ impl CloudClient {
             "lastWorkspaceSequence": last_workspace_sequence,
             "lastChatMessageId": last_chat_message_id,
         });
-        let response: CursorBody = match self.call(Method::POST, "/api/channels/cursor", Some(&body), &[200]).await {
-            Ok(response) => response,
-            Err(error) if error.is_not_found() => return Ok(CursorUpdate::NotFound),
-            Err(error) => return Err(error),
-        };
+        let response: CursorBody =
+            match self.transport.call(Method::POST, "/api/channels/cursor", Some(&body), &[200]).await {
+                Ok(response) => response,
+                Err(error) if error.is_not_found() => return Ok(CursorUpdate::NotFound),
+                Err(error) => return Err(error),
+            };
         Ok(match (response.result, response.binding) {
             (Some(CursorResult { ok: true, binding: Some(b), .. }), _)
             | (Some(CursorResult { ok: true, binding: None, .. }), Some(b)) => CursorUpdate::Updated(b),
@@ -489,7 +255,7 @@ impl CloudClient {
     /// `POST /api/channels/deliveries/{id}/ack` → 200 `{delivery}`.
     pub async fn ack_delivery(&self, delivery_id: &str, input: &AckDelivery) -> Result<DeliveryRecord, CloudError> {
         let path = format!("/api/channels/deliveries/{}/ack", encode_component(delivery_id));
-        let body: DeliveryBody = self.call(Method::POST, &path, Some(&Self::to_body(input)?), &[200]).await?;
+        let body: DeliveryBody = self.transport.call(Method::POST, &path, Some(&to_body(input)?), &[200]).await?;
         Ok(body.delivery)
     }
 
@@ -503,7 +269,7 @@ impl CloudClient {
             ("limit", limit.as_str()),
         ]);
         let body: DeliveriesBody =
-            self.call(Method::GET, &format!("/api/channels/deliveries{query}"), None, &[200]).await?;
+            self.transport.call(Method::GET, &format!("/api/channels/deliveries{query}"), None, &[200]).await?;
         Ok(body.deliveries)
     }
 
@@ -514,7 +280,7 @@ impl CloudClient {
         body: Value,
     ) -> Result<Option<DeliveryRecord>, CloudError> {
         let path = format!("/api/channels/deliveries/{}/{action}", encode_component(delivery_id));
-        match self.call::<DeliveryBody>(Method::POST, &path, Some(&body), &[200]).await {
+        match self.transport.call::<DeliveryBody>(Method::POST, &path, Some(&body), &[200]).await {
             Ok(body) => Ok(Some(body.delivery)),
             Err(error) if error.is_not_found() => Ok(None),
             Err(error) => Err(error),
@@ -543,45 +309,14 @@ impl CloudClient {
         }
         self.delivery_action(delivery_id, "dead-letter", body).await
     }
-
-    /// Opens an SSE stream; the headers must arrive within the request timeout, the body has none.
-    async fn open_stream(&self, path: &str) -> Result<SseConnection, CloudError> {
-        let request = self.build_request(Method::GET, path, None, true)?;
-        let open = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
-            let status = response.status().as_u16();
-            if status == 200 {
-                return Ok(SseConnection {
-                    body: response.into_body(),
-                    parser: SseParser::default(),
-                    ready: std::collections::VecDeque::new(),
-                    ended: false,
-                });
-            }
-            let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            Err(CloudError::from_response(status, &bytes, retry_after.as_deref()))
-        };
-        tokio::time::timeout(self.timeout, open).await.unwrap_or_else(|_| {
-            Err(CloudError::transport(CloudErrorKind::Timeout, "Cloud did not open the stream in time."))
-        })
-    }
-
     /// `GET /api/channels/sessions/{id}/events?after=N` (`after=0` included).
     pub async fn open_session_events(&self, session_binding_id: &str, after: u64) -> Result<SseConnection, CloudError> {
-        self.open_stream(&format!(
-            "/api/channels/sessions/{}/events?after={after}",
-            encode_component(session_binding_id)
-        ))
-        .await
+        self.transport
+            .open_stream(&format!(
+                "/api/channels/sessions/{}/events?after={after}",
+                encode_component(session_binding_id)
+            ))
+            .await
     }
 
     /// `GET /api/channels/deliveries/stream?claimedBy=&ttlMs=&channelBindingId=…`.
@@ -595,67 +330,7 @@ impl CloudClient {
         let pairs = [("claimedBy", claimed_by), ("ttlMs", ttl.as_str())]
             .into_iter()
             .chain(channel_binding_ids.iter().map(|id| ("channelBindingId", id.as_str())));
-        self.open_stream(&format!("/api/channels/deliveries/stream{}", query_string(pairs))).await
-    }
-}
-
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CloudError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    serde_json::from_slice(bytes)
-        .map_err(|e| CloudError::transport(CloudErrorKind::Parse, format!("Cloud answered with unexpected JSON: {e}")))
-}
-
-/// A transport error without the URL (which is safe, but long) and never with headers.
-fn describe_transport(error: &hyper_util::client::legacy::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
-/// An open SSE response: call [`SseConnection::next_event`] until it returns `Ok(None)`
-/// (the server closed the stream cleanly).
-pub struct SseConnection {
-    body: Incoming,
-    parser: SseParser,
-    ready: std::collections::VecDeque<SseEvent>,
-    ended: bool,
-}
-
-impl SseConnection {
-    pub async fn next_event(&mut self) -> Result<Option<SseEvent>, CloudError> {
-        let sse_error = |e: SseError| CloudError::transport(CloudErrorKind::Sse, e.to_string());
-        loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Ok(Some(event));
-            }
-            if self.ended {
-                return Ok(None);
-            }
-            let mut out = Vec::new();
-            match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.parser.push(&data, &mut out).map_err(sse_error)?;
-                    }
-                }
-                Some(Err(error)) => {
-                    return Err(CloudError::transport(
-                        CloudErrorKind::Network,
-                        format!("the Cloud stream broke: {error}"),
-                    ))
-                }
-                None => {
-                    self.ended = true;
-                    self.parser.finish(&mut out).map_err(sse_error)?;
-                }
-            }
-            self.ready.extend(out);
-        }
+        self.transport.open_stream(&format!("/api/channels/deliveries/stream{}", query_string(pairs))).await
     }
 }
 
@@ -687,42 +362,5 @@ impl DeliveryOperations for CloudClient {
         last_error: Option<&'a str>,
     ) -> LocalBoxFuture<'a, Result<Option<DeliveryRecord>, CloudError>> {
         Box::pin(CloudClient::dead_letter_delivery(self, delivery_id, channel_binding_id, last_error))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encoding_matches_javascript() {
-        assert_eq!(encode_component("a b/c:d@e"), "a%20b%2Fc%3Ad%40e");
-        assert_eq!(encode_component("x-_.!~*'()"), "x-_.!~*'()");
-        assert_eq!(encode_component("é"), "%C3%A9");
-        assert_eq!(
-            query_string([
-                ("claimedBy", "gateway:pi"),
-                ("ttlMs", "120000"),
-                ("empty", ""),
-                ("channelBindingId", "a"),
-                ("channelBindingId", "b c")
-            ]),
-            "?claimedBy=gateway%3Api&ttlMs=120000&channelBindingId=a&channelBindingId=b+c"
-        );
-        assert_eq!(query_string([("x", "")]), "");
-    }
-
-    #[test]
-    fn workspace_omitted_versus_null() {
-        let mut input = ResolveIdentity {
-            provider: "cli".into(),
-            external_user_id: "u".into(),
-            channel_binding_id: "b".into(),
-            external_workspace_id: None,
-            metadata: json!({"username": null, "displayName": null}),
-        };
-        assert!(serde_json::to_value(&input).unwrap().get("externalWorkspaceId").is_none());
-        input.external_workspace_id = Some(None);
-        assert_eq!(serde_json::to_value(&input).unwrap()["externalWorkspaceId"], Value::Null);
     }
 }

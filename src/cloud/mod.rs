@@ -5,9 +5,11 @@
 
 pub mod client;
 pub mod error;
+mod requests;
 pub mod retry;
 pub mod sse;
 pub mod streams;
+mod transport;
 pub mod types;
 
 use std::future::Future;

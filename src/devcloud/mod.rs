@@ -8,7 +8,9 @@
 //! are enabled (upstream's default profile disables them), and setup calls need an admin token.
 
 pub mod agent;
+mod call;
 pub mod faults;
+mod respond;
 pub mod routes;
 pub mod sse;
 pub mod store;

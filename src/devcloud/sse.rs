@@ -13,7 +13,8 @@ use hyper::body::{Body, Frame};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::routes::{error, sse_headers, Call};
+use super::call::Call;
+use super::respond::{error, sse_headers};
 use super::DevCloud;
 use crate::http::response::ResponseBody;
 

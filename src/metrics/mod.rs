@@ -1,18 +1,21 @@
-//! Gateway metrics (spec §2.11): counters and gauges in `Cell`s (one thread, nothing to lock),
-//! a Prometheus text writer that keeps upstream's family order, and the raw JSON object that
-//! `/diagnostics` shows.
+//! Gateway metrics (spec §2.11), the registry: counters and gauges in `Cell`s (one thread,
+//! nothing to lock), per-provider records, channel-stack telemetry and Cloud stream counts. The two
+//! views of it live next door: `prometheus` writes the text exposition in upstream's family order,
+//! `json` builds the raw object that `/diagnostics` shows.
 //!
 //! Labels carry only configuration-bounded values (provider id and kind, fixed state and outcome
 //! names): never a user, chat or token.
 
+mod json;
+mod prometheus;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
-
 use crate::config::{Config, ProviderKind};
+
+pub use prometheus::escape_label;
 
 /// A gateway-wide value: a counter, or one of the two cell-backed gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,31 +243,6 @@ impl Histogram {
         self.counts[index] += 1;
         self.sum += value;
         self.count += 1;
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"counts": self.counts, "sum": self.sum, "count": self.count})
-    }
-
-    fn write(&self, out: &mut String, name: &str, bounds: &[f64], labels: &str) {
-        let mut cumulative = 0;
-        let separator = if labels.is_empty() { "" } else { "," };
-        for (index, count) in self.counts.iter().enumerate() {
-            cumulative += count;
-            let le = bounds.get(index).map_or_else(|| "+Inf".to_owned(), |b| format_number(*b));
-            let _ = writeln!(out, "{name}_bucket{{{labels}{separator}le=\"{le}\"}} {cumulative}");
-        }
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-        let _ = writeln!(out, "{name}_sum{braces} {}", format_number(self.sum));
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
-
-fn format_number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
     }
 }
 
@@ -574,186 +552,6 @@ impl Metrics {
                 .observe(&TELEMETRY_BUCKETS_MS, latency);
         }
     }
-
-    fn uptime_seconds(&self) -> u64 {
-        self.started.elapsed().as_secs()
-    }
-
-    /// Prometheus text exposition, version 0.0.4.
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        let providers = self.providers.borrow();
-        header(&mut out, "open_cowork_gateway_uptime_seconds", "gauge", "Seconds since the gateway started.");
-        let _ = writeln!(out, "open_cowork_gateway_uptime_seconds {}", self.uptime_seconds());
-        header(&mut out, "open_cowork_gateway_providers", "gauge", "Enabled providers.");
-        let _ = writeln!(out, "open_cowork_gateway_providers {}", providers.len());
-        for stat in &STATS_BEFORE_LATENCY {
-            self.write_stat(&mut out, stat);
-        }
-        header(
-            &mut out,
-            "open_cowork_gateway_delivery_latency_ms",
-            "histogram",
-            "Delivery latency from claim to acknowledgement, in milliseconds.",
-        );
-        self.delivery_latency.borrow().write(
-            &mut out,
-            "open_cowork_gateway_delivery_latency_ms",
-            &DELIVERY_BUCKETS_MS,
-            "",
-        );
-        for stat in &STATS_AFTER_LATENCY {
-            self.write_stat(&mut out, stat);
-        }
-        if !providers.is_empty() {
-            let mut sorted: Vec<&ProviderRecord> = providers.iter().collect();
-            sorted.sort_by(|a, b| a.id.cmp(&b.id));
-            write_provider_families(&mut out, &sorted);
-        }
-        self.write_channel_telemetry(&mut out, &providers);
-        header(
-            &mut out,
-            "open_cowork_gateway_provider_events_total",
-            "counter",
-            "Provider-specific events (Telegram updates, sends, edits, rate limits).",
-        );
-        for ((provider, event), value) in self.provider_events.borrow().iter() {
-            let _ = writeln!(
-                out,
-                "open_cowork_gateway_provider_events_total{{provider_id=\"{}\",event=\"{event}\"}} {value}",
-                escape_label(provider)
-            );
-        }
-        for (stat_index, (_, name, _, help)) in STREAM_STATS.iter().enumerate() {
-            header(&mut out, name, "counter", help);
-            for (kind_index, (_, kind)) in STREAM_KINDS.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{stream=\"{kind}\"}} {}", self.streams[kind_index][stat_index].get());
-            }
-        }
-        header(&mut out, "open_cowork_gateway_build_info", "gauge", "Version and target of this binary.");
-        let _ = writeln!(
-            out,
-            "open_cowork_gateway_build_info{{version=\"{}\",target=\"{}\"}} 1",
-            escape_label(crate::VERSION),
-            escape_label(crate::TARGET)
-        );
-        out
-    }
-
-    fn write_stat(&self, out: &mut String, stat: &StatInfo) {
-        header(out, stat.name, if stat.gauge { "gauge" } else { "counter" }, stat.help);
-        let _ = writeln!(out, "{} {}", stat.name, self.get(stat.stat));
-    }
-
-    fn write_channel_telemetry(&self, out: &mut String, providers: &[ProviderRecord]) {
-        header(out, "open_cowork_channel_stack_info", "gauge", "Declared channel stacks.");
-        let _ = writeln!(
-            out,
-            "open_cowork_channel_stack_info{{schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"}} 1"
-        );
-        header(out, "open_cowork_channel_bindings", "gauge", "Channel bindings by kind and status.");
-        for (kind, (configured, active)) in binding_counts(providers) {
-            for (status, value) in [("active", active), ("configured", configured)] {
-                let _ = writeln!(
-                    out,
-                    "open_cowork_channel_bindings{{provider_kind=\"{kind}\",stack=\"{STACK}\",status=\"{status}\",surface=\"{SURFACE}\"}} {value}"
-                );
-            }
-        }
-        header(out, "open_cowork_channel_messages_total", "counter", "Channel messages by direction and outcome.");
-        for ((kind, direction, outcome), value) in self.channel_messages.borrow().iter() {
-            let _ = writeln!(
-                out,
-                "open_cowork_channel_messages_total{{direction=\"{}\",outcome=\"{}\",provider_kind=\"{kind}\",schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"}} {value}",
-                direction_name(*direction),
-                outcome_name(*outcome)
-            );
-        }
-        header(
-            out,
-            "open_cowork_channel_operation_latency_ms",
-            "histogram",
-            "Channel operation latency in milliseconds.",
-        );
-        for ((kind, direction, outcome), histogram) in self.channel_latency.borrow().iter() {
-            let labels = format!(
-                "direction=\"{}\",outcome=\"{}\",provider_kind=\"{kind}\",schema_version=\"2\",stack=\"{STACK}\",surface=\"{SURFACE}\"",
-                direction_name(*direction),
-                outcome_name(*outcome)
-            );
-            histogram.write(out, "open_cowork_channel_operation_latency_ms", &TELEMETRY_BUCKETS_MS, &labels);
-        }
-    }
-
-    /// The raw metrics object of `/diagnostics` (§2.9), with real channel telemetry (§8.14).
-    pub fn to_json(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("startedAt".into(), self.started_at_ms.into());
-        for stat in all_stats() {
-            object.insert(stat.json_key.into(), self.get(stat.stat).into());
-        }
-        object.insert("deliveryLatency".into(), self.delivery_latency.borrow().to_json());
-        let providers = self.providers.borrow();
-        let provider_metrics: Map<String, Value> = providers
-            .iter()
-            .map(|record| {
-                let mut entry = Map::new();
-                entry.insert("id".into(), record.id.clone().into());
-                entry.insert("kind".into(), record.kind.as_str().into());
-                entry.insert("state".into(), record.state.as_str().into());
-                for (index, (_, _, key, _)) in PROVIDER_STATS.iter().enumerate() {
-                    entry.insert((*key).into(), record.counters[index].into());
-                }
-                entry.insert("deliveryLatency".into(), record.delivery_latency.to_json());
-                (record.id.clone(), Value::Object(entry))
-            })
-            .collect();
-        object.insert("providerMetrics".into(), Value::Object(provider_metrics));
-        let bindings: Map<String, Value> = binding_counts(&providers)
-            .into_iter()
-            .map(|(kind, (configured, active))| (kind.to_owned(), json!({"configured": configured, "active": active})))
-            .collect();
-        let messages: Map<String, Value> = self
-            .channel_messages
-            .borrow()
-            .iter()
-            .map(|((kind, direction, outcome), value)| {
-                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), (*value).into())
-            })
-            .collect();
-        let latencies: Map<String, Value> = self
-            .channel_latency
-            .borrow()
-            .iter()
-            .map(|((kind, direction, outcome), h)| {
-                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json())
-            })
-            .collect();
-        let streams: Map<String, Value> = STREAM_KINDS
-            .iter()
-            .enumerate()
-            .map(|(k, (_, kind))| {
-                let counts: Map<String, Value> = STREAM_STATS
-                    .iter()
-                    .enumerate()
-                    .map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into()))
-                    .collect();
-                ((*kind).to_owned(), Value::Object(counts))
-            })
-            .collect();
-        object.insert("cloudStreams".into(), Value::Object(streams));
-        let mut provider_events = Map::new();
-        for ((provider, event), value) in self.provider_events.borrow().iter() {
-            let entry = provider_events.entry(provider.clone()).or_insert_with(|| Value::Object(Map::new()));
-            entry[*event] = Value::from(*value);
-        }
-        object.insert("providerEvents".into(), Value::Object(provider_events));
-        object.insert(
-            "channelTelemetry".into(),
-            json!({"surface": SURFACE, "stacks": {STACK: {"schemaVersion": 2}}, "bindings": bindings, "messages": messages, "latencies": latencies}),
-        );
-        Value::Object(object)
-    }
 }
 
 fn binding_counts(providers: &[ProviderRecord]) -> BTreeMap<&'static str, (u64, u64)> {
@@ -774,50 +572,12 @@ fn outcome_name(outcome: Outcome) -> &'static str {
     OUTCOMES.iter().find(|(o, _)| *o == outcome).map_or("attempt", |(_, n)| n)
 }
 
-fn write_provider_families(out: &mut String, records: &[&ProviderRecord]) {
-    let labels =
-        |r: &ProviderRecord| format!("provider_id=\"{}\",provider_kind=\"{}\"", escape_label(&r.id), r.kind.as_str());
-    header(out, "open_cowork_gateway_provider_state", "gauge", "Provider lifecycle state (1 for the current state).");
-    for record in records {
-        for state in ProviderState::ALL {
-            let value = u8::from(record.state == state);
-            let _ = writeln!(
-                out,
-                "open_cowork_gateway_provider_state{{{},state=\"{}\"}} {value}",
-                labels(record),
-                state.as_str()
-            );
-        }
-    }
-    for (index, (_, suffix, _, help)) in PROVIDER_STATS.iter().enumerate() {
-        let name = format!("open_cowork_gateway_provider_{suffix}");
-        header(out, &name, "counter", help);
-        for record in records {
-            let _ = writeln!(out, "{name}{{{}}} {}", labels(record), record.counters[index]);
-        }
-    }
-    let name = "open_cowork_gateway_provider_delivery_latency_ms";
-    header(out, name, "histogram", "Delivery latency per provider, in milliseconds.");
-    for record in records {
-        record.delivery_latency.write(out, name, &DELIVERY_BUCKETS_MS, &labels(record));
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value for the text format: `\`, newline and `"`.
-pub fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config() -> Config {
+    /// One webhook and one fake provider; the view tests share it.
+    pub(super) fn config() -> Config {
         crate::config::test_config(&[(
             "OPEN_COWORK_GATEWAY_PROVIDERS",
             r#"[{"id":"webhook-b","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s"}},{"id":"fake","kind":"fake","channelBindingId":"f"}]"#,
@@ -833,72 +593,9 @@ mod tests {
     }
 
     #[test]
-    fn families_keep_upstream_order() {
-        let text = Metrics::new(&config()).render_prometheus();
-        let positions: Vec<usize> = [
-            "# TYPE open_cowork_gateway_uptime_seconds gauge",
-            "# TYPE open_cowork_gateway_providers gauge",
-            "# TYPE open_cowork_gateway_deliveries_sent_total counter",
-            "# TYPE open_cowork_gateway_delivery_latency_ms histogram",
-            "# TYPE open_cowork_gateway_webhook_requests_total counter",
-            "# TYPE open_cowork_gateway_session_streams gauge",
-            "# TYPE open_cowork_gateway_delivery_duplicates_suppressed_total counter",
-            "# TYPE open_cowork_gateway_provider_state gauge",
-            "# TYPE open_cowork_gateway_provider_webhook_requests_total counter",
-            "# TYPE open_cowork_gateway_provider_delivery_latency_ms histogram",
-            "# TYPE open_cowork_channel_stack_info gauge",
-            "# TYPE open_cowork_channel_messages_total counter",
-            "# TYPE open_cowork_gateway_build_info gauge",
-        ]
-        .iter()
-        .map(|needle| text.find(needle).unwrap_or_else(|| panic!("missing {needle}")))
-        .collect();
-        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
-        assert!(text.ends_with('\n'));
-        assert!(text.contains("open_cowork_gateway_providers 2\n"));
-        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"+Inf\"} 0\n"));
-    }
-
-    #[test]
-    fn provider_series_are_sorted_labelled_and_six_states_each() {
-        let metrics = Metrics::new(&config());
-        metrics.set_provider_state("webhook-b", ProviderState::Healthy);
-        metrics.increment_provider("webhook-b", ProviderStat::WebhookRequests);
-        metrics.increment_provider("not-configured", ProviderStat::WebhookRequests);
-        let text = metrics.render_prometheus();
-        let fake_state = text.find("open_cowork_gateway_provider_state{provider_id=\"fake\",provider_kind=\"fake\",state=\"configured\"} 1").unwrap();
-        let webhook_state =
-            text.find("open_cowork_gateway_provider_state{provider_id=\"webhook-b\",provider_kind=\"webhook\",state=\"healthy\"} 1").unwrap();
-        assert!(fake_state < webhook_state);
-        assert_eq!(text.matches("open_cowork_gateway_provider_state{").count(), 12);
-        assert!(text.contains("open_cowork_gateway_provider_webhook_requests_total{provider_id=\"webhook-b\",provider_kind=\"webhook\"} 1\n"));
-        assert!(!text.contains("not-configured"));
-        assert!(text.contains("open_cowork_channel_bindings{provider_kind=\"other\",stack=\"monorepo-provider\",status=\"configured\",surface=\"cloud-channel-gateway\"} 1"));
-        assert!(text.contains("open_cowork_channel_bindings{provider_kind=\"webhook\",stack=\"monorepo-provider\",status=\"active\",surface=\"cloud-channel-gateway\"} 1"));
-        assert_eq!(text.matches("open_cowork_channel_messages_total{").count(), 20, "10 pre-created series per kind");
-    }
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let metrics = Metrics::new(&config());
-        metrics.observe_delivery_latency("webhook-b", 70.0);
-        metrics.observe_delivery_latency("webhook-b", 40_000.0);
-        let text = metrics.render_prometheus();
-        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"50\"} 0\n"));
-        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"100\"} 1\n"));
-        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("open_cowork_gateway_delivery_latency_ms_sum 40070\n"));
-        assert!(text.contains("open_cowork_gateway_provider_delivery_latency_ms_count{provider_id=\"webhook-b\",provider_kind=\"webhook\"} 2\n"));
-        let json = metrics.to_json();
-        assert_eq!(json["deliveryLatency"]["count"], 2);
-        assert_eq!(json["providerMetrics"]["webhook-b"]["deliveryLatency"]["counts"][1], 1);
-    }
-
-    #[test]
-    fn bounded_kinds_and_label_escaping() {
+    fn bounded_kinds() {
         assert_eq!(bounded_channel_kind(ProviderKind::Telegram, "telegram-a"), "telegram");
         assert_eq!(bounded_channel_kind(ProviderKind::Fake, "fake"), "other");
         assert_eq!(bounded_channel_kind(ProviderKind::Fake, "slack-demo"), "slack");
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -1,0 +1,276 @@
+//! How a Cloud call travels: the request (path check, bearer token, user agent, JSON body), the
+//! exchange under the request timeout with a cap on the body read, opening an SSE stream and
+//! reading its events, and the mapping of transport failures and non-success statuses into
+//! [`CloudError`]. `client.rs` says which call is which; this file is the only place the service
+//! token leaves its `Secret`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::{CloudError, CloudErrorKind};
+use super::sse::{SseError, SseEvent, SseParser};
+use crate::config::Secret;
+use crate::net::https::HttpsClient;
+
+/// JSON responses larger than this are refused; artifacts have their own, larger bound.
+const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
+
+/// `URLSearchParams` serialisation: empty strings skipped, repeated keys kept in order.
+pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (key, value) in pairs {
+        if !value.is_empty() {
+            serializer.append_pair(key, value);
+            any = true;
+        }
+    }
+    if any {
+        format!("?{}", serializer.finish())
+    } else {
+        String::new()
+    }
+}
+
+/// The way to one Cloud: the shared HTTPS client, the base URL, the service token and the
+/// request timeout. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Transport {
+    http: HttpsClient,
+    base_url: String,
+    token: Secret,
+    timeout: Duration,
+}
+
+impl Transport {
+    /// `base_url` is the checked configuration value; trailing `/` is removed again.
+    pub(super) fn new(http: HttpsClient, base_url: &str, token: Secret, timeout: Duration) -> Self {
+        Self { http, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
+    }
+
+    pub(super) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub(super) fn http(&self) -> &HttpsClient {
+        &self.http
+    }
+
+    fn build_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        sse: bool,
+    ) -> Result<Request<Full<Bytes>>, CloudError> {
+        if !path.starts_with("/api/") {
+            return Err(CloudError::transport(
+                CloudErrorKind::Request,
+                format!("Cloud request path must start with /api/: {path}"),
+            ));
+        }
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())).map_err(|_| {
+            CloudError::transport(CloudErrorKind::Request, "the service token is not a valid header value")
+        })?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url))
+            .header(AUTHORIZATION, bearer)
+            .header(USER_AGENT, concat!("open-cowork-gateway/", env!("CARGO_PKG_VERSION")));
+        if sse {
+            builder = builder.header(ACCEPT, "text/event-stream");
+        }
+        let bytes = match body {
+            Some(value) => {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+                Bytes::from(
+                    serde_json::to_vec(value)
+                        .map_err(|e| CloudError::transport(CloudErrorKind::Request, e.to_string()))?,
+                )
+            }
+            None => Bytes::new(),
+        };
+        builder
+            .body(Full::new(bytes))
+            .map_err(|e| CloudError::transport(CloudErrorKind::Request, format!("invalid Cloud request: {e}")))
+    }
+
+    /// Sends a request and reads the whole body (both within the timeout). Non-success statuses
+    /// become errors; `expected` lists the success statuses.
+    pub(super) async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        expected: &[u16],
+        cap: usize,
+    ) -> Result<Bytes, CloudError> {
+        let request = self.build_request(method, path, body, false)?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let bytes = Limited::new(response.into_body(), cap)
+                .collect()
+                .await
+                .map_err(|e| {
+                    CloudError::transport(CloudErrorKind::Network, format!("reading the Cloud response failed: {e}"))
+                })?
+                .to_bytes();
+            if expected.contains(&status) {
+                Ok(bytes)
+            } else {
+                Err(CloudError::from_response(status, &bytes, retry_after.as_deref()))
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange).await.unwrap_or_else(|_| {
+            Err(CloudError::transport(
+                CloudErrorKind::Timeout,
+                format!("Cloud did not answer within {} ms.", self.timeout.as_millis()),
+            ))
+        })
+    }
+
+    pub(super) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        expected: &[u16],
+    ) -> Result<T, CloudError> {
+        let bytes = self.exchange(method, path, body, expected, MAX_JSON_BYTES).await?;
+        parse_json(&bytes)
+    }
+
+    /// Opens an SSE stream; the headers must arrive within the request timeout, the body has none.
+    pub(super) async fn open_stream(&self, path: &str) -> Result<SseConnection, CloudError> {
+        let request = self.build_request(Method::GET, path, None, true)?;
+        let open = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
+            let status = response.status().as_u16();
+            if status == 200 {
+                return Ok(SseConnection {
+                    body: response.into_body(),
+                    parser: SseParser::default(),
+                    ready: std::collections::VecDeque::new(),
+                    ended: false,
+                });
+            }
+            let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            Err(CloudError::from_response(status, &bytes, retry_after.as_deref()))
+        };
+        tokio::time::timeout(self.timeout, open).await.unwrap_or_else(|_| {
+            Err(CloudError::transport(CloudErrorKind::Timeout, "Cloud did not open the stream in time."))
+        })
+    }
+}
+
+/// A call's input as its JSON body.
+pub(super) fn to_body(input: &impl Serialize) -> Result<Value, CloudError> {
+    serde_json::to_value(input).map_err(|e| CloudError::transport(CloudErrorKind::Request, e.to_string()))
+}
+
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CloudError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    serde_json::from_slice(bytes)
+        .map_err(|e| CloudError::transport(CloudErrorKind::Parse, format!("Cloud answered with unexpected JSON: {e}")))
+}
+
+/// A transport error without the URL (which is safe, but long) and never with headers.
+fn describe_transport(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// An open SSE response: call [`SseConnection::next_event`] until it returns `Ok(None)`
+/// (the server closed the stream cleanly).
+pub struct SseConnection {
+    body: Incoming,
+    parser: SseParser,
+    ready: std::collections::VecDeque<SseEvent>,
+    ended: bool,
+}
+
+impl SseConnection {
+    pub async fn next_event(&mut self) -> Result<Option<SseEvent>, CloudError> {
+        let sse_error = |e: SseError| CloudError::transport(CloudErrorKind::Sse, e.to_string());
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.parser.push(&data, &mut out).map_err(sse_error)?;
+                    }
+                }
+                Some(Err(error)) => {
+                    return Err(CloudError::transport(
+                        CloudErrorKind::Network,
+                        format!("the Cloud stream broke: {error}"),
+                    ))
+                }
+                None => {
+                    self.ended = true;
+                    self.parser.finish(&mut out).map_err(sse_error)?;
+                }
+            }
+            self.ready.extend(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::percent::encode_component;
+
+    #[test]
+    fn encoding_matches_javascript() {
+        assert_eq!(encode_component("a b/c:d@e"), "a%20b%2Fc%3Ad%40e");
+        assert_eq!(encode_component("x-_.!~*'()"), "x-_.!~*'()");
+        assert_eq!(encode_component("é"), "%C3%A9");
+        assert_eq!(
+            query_string([
+                ("claimedBy", "gateway:pi"),
+                ("ttlMs", "120000"),
+                ("empty", ""),
+                ("channelBindingId", "a"),
+                ("channelBindingId", "b c")
+            ]),
+            "?claimedBy=gateway%3Api&ttlMs=120000&channelBindingId=a&channelBindingId=b+c"
+        );
+        assert_eq!(query_string([("x", "")]), "");
+    }
+}
