@@ -3,6 +3,8 @@
 //! generates the admin token and the Telegram webhook secret when none is given, requires a real
 //! service token, and never writes a key twice. The file is created with mode 0600 and is not
 //! overwritten without `--force`; `--print` refuses to show secrets without `--allow-secret-print`.
+//! A channel this binary was built without is refused at once (exit 64), rather than written into a
+//! file that `check-config` and the service would then reject.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::urls::{normalize_public_https_url, PublicUrlProblem};
+use crate::config::ProviderKind;
 
 pub const USAGE: &str = "\
 Usage: open-cowork-gateway setup [options]
@@ -143,8 +146,26 @@ fn clean(value: &str) -> String {
     value.replace(['\r', '\n'], "")
 }
 
+/// Why `setup` will not write a file for `kind`, if this binary cannot run it. Setup is where the
+/// operator chooses the channel, so that is where to hear it; a file naming it would only fail
+/// `check-config` with exit 78 at the first start of the service.
+fn unavailable_provider(kind: ProviderKind, compiled_in: bool) -> Option<SetupError> {
+    (!compiled_in).then(|| {
+        usage(format!(
+            "--provider {kind} is not available: this build of open-cowork-gateway was compiled without cargo feature \"{feature}\". \
+             Use a build with that feature, or choose another --provider.",
+            kind = kind.as_str(),
+            feature = kind.cargo_feature()
+        ))
+    })
+}
+
 /// The env file's text.
 pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
+    let kind = if options.telegram { ProviderKind::Telegram } else { ProviderKind::Fake };
+    if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
+        return Err(error);
+    }
     let cloud_url = match (&options.cloud_url, options.local) {
         (Some(url), _) => url.clone(),
         (None, true) => "http://127.0.0.1:8787".to_owned(),
@@ -296,6 +317,7 @@ mod tests {
         assert!(options.local && !options.telegram && options.print);
     }
 
+    #[cfg(feature = "telegram")]
     #[test]
     fn rendering_generates_what_the_mode_needs() {
         let options = parse(&args(&[
@@ -328,6 +350,7 @@ mod tests {
         assert_eq!(render(&http).unwrap_err(), usage("--public-url must be HTTPS for Telegram webhook mode."));
     }
 
+    #[cfg(feature = "devcloud")]
     #[test]
     fn print_refuses_secrets_and_files_are_private() {
         let mut options =
@@ -355,5 +378,18 @@ mod tests {
         options.force = true;
         run(&options, &mut Vec::new()).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_provider_this_build_cannot_run_is_refused_before_anything_is_written() {
+        assert_eq!(
+            unavailable_provider(ProviderKind::Telegram, false).unwrap().to_string(),
+            "--provider telegram is not available: this build of open-cowork-gateway was compiled without cargo \
+             feature \"telegram\". Use a build with that feature, or choose another --provider."
+        );
+        assert_eq!(unavailable_provider(ProviderKind::Fake, true), None);
+        let options =
+            parse(&args(&["--mode", "local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
+        assert_eq!(render(&options).is_ok(), cfg!(feature = "devcloud"), "fake needs the devcloud feature");
     }
 }

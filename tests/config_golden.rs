@@ -105,3 +105,35 @@ fn json_layers_resolve_as_documented() {
     assert_eq!(printed["server"]["host"], "localhost");
     assert_eq!(printed["logLevel"], "warn");
 }
+
+#[test]
+fn disabled_entries_of_any_kind_load_and_are_shown() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/config/valid/telegram-webhook-json-settings-with-disabled-kinds.env");
+    let (output, _) = check(&case, &["--print"]);
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let providers = printed["providers"].as_array().unwrap();
+    let kinds: Vec<(&str, bool)> =
+        providers.iter().map(|p| (p["kind"].as_str().unwrap(), p["enabled"].as_bool().unwrap())).collect();
+    assert_eq!(kinds, [("telegram", true), ("slack", false), ("email", false), ("discord", false)]);
+    assert_eq!(providers[0]["settings"]["publicBaseUrl"], "https://bot.example.com", "normalised at load");
+    assert_eq!(providers[1]["credentials"]["signingSecret"], "[redacted]");
+}
+
+/// `run` goes through the same load as `check-config`: a kind this build cannot run stops it
+/// with exit 78 and the same single line, before any socket is opened.
+#[test]
+fn an_unimplemented_kind_stops_run_with_exit_78() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/provider-kind-not-implemented.env");
+    let text = std::fs::read_to_string(&case).unwrap();
+    let env = parse_env_file(&text).unwrap();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = support::TempDir::new("golden-run");
+    let output = support::command(&dir.0, &env_refs).arg("run").output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "open-cowork-gateway: configuration error: Gateway provider slack-team (kind slack) is not implemented in this \
+         build of open-cowork-gateway; remove it or disable it (\"enabled\": false).\n"
+    );
+}

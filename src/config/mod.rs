@@ -21,7 +21,7 @@ use smol_str::SmolStr;
 
 pub use branding::Branding;
 pub use env::Env;
-pub use providers::{ProviderConfig, ProviderKind};
+pub use providers::{ChannelSettings, ProviderConfig, ProviderKind};
 pub use secret::Secret;
 
 /// A configuration error. The message names the setting and, where the spec allows, the fix.

@@ -1,5 +1,14 @@
 //! Provider list resolution (spec §1.4–§1.5): env shortcuts or `OPEN_COWORK_GATEWAY_PROVIDERS`,
 //! merged with the JSON `providers` list, then normalised entry by entry in the spec's order.
+//!
+//! Each kind this crate implements has a module here with one typed settings struct
+//! ([`ChannelSettings`]), parsed and checked once while the configuration loads, so a provider is
+//! built from typed values and a bad entry fails `check-config` (exit 78) instead of the start.
+//! An enabled entry of a kind this binary cannot run fails the load the same way.
+
+pub mod cli;
+pub mod fake;
+pub mod telegram;
 
 use std::collections::BTreeMap;
 
@@ -9,7 +18,6 @@ use smol_str::SmolStr;
 
 use super::env::{non_blank, parse_integer, Env};
 use super::secret::Secret;
-use super::urls::{normalize_public_https_url, PublicUrlProblem};
 use super::ConfigError;
 
 /// Upper bound of `settings.maxAttachmentBytes` (and of the server body cap).
@@ -83,6 +91,13 @@ impl ProviderKind {
         }
     }
 
+    /// Whether this crate has a provider for the kind (whatever the cargo features): exactly the
+    /// kinds with a settings module here and an arm in [`ChannelSettings`]. Upstream's other kinds
+    /// are still resolved and checked as the spec says, but only a disabled entry of them loads.
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Self::Telegram | Self::Cli | Self::Fake)
+    }
+
     /// Kinds whose inbound arrives as a request body, so attachments are bounded by the body cap.
     fn is_request_body_backed(self) -> bool {
         matches!(self, Self::Webhook | Self::Discord | Self::Whatsapp | Self::Signal | Self::Email)
@@ -90,6 +105,50 @@ impl ProviderKind {
 
     fn is_bridge(self) -> bool {
         matches!(self, Self::Discord | Self::Whatsapp | Self::Signal)
+    }
+}
+
+/// The typed settings of one entry, for the kinds this binary can run. Each arm exists only when
+/// its kind is compiled in, so a provider never has to handle settings of a kind it was built without.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelSettings {
+    #[cfg(feature = "telegram")]
+    Telegram(telegram::TelegramSettings),
+    #[cfg(feature = "cli")]
+    Cli(cli::CliSettings),
+    #[cfg(feature = "devcloud")]
+    Fake(fake::FakeSettings),
+    /// A disabled entry of a kind this binary cannot run (not implemented, or its cargo feature is
+    /// off). It stays in the list so the placeholder check and `/diagnostics` still see it, but it
+    /// is never started: an *enabled* entry of such a kind fails the load.
+    NotInThisBuild,
+}
+
+impl ChannelSettings {
+    /// Checks and types the settings of a normalised entry. Telegram's checks run whatever the
+    /// build, because the spec checks every entry, disabled or not.
+    #[cfg_attr(not(feature = "devcloud"), allow(unused_variables))] // `context` feeds only the fake provider
+    fn parse(
+        kind: ProviderKind,
+        id: &str,
+        credentials: &BTreeMap<String, Secret>,
+        settings: &mut Map<String, Value>,
+        context: &ProviderContext,
+    ) -> Result<Self, ConfigError> {
+        Ok(match kind {
+            #[cfg(feature = "telegram")]
+            ProviderKind::Telegram => Self::Telegram(telegram::TelegramSettings::parse(id, credentials, settings)?),
+            #[cfg(not(feature = "telegram"))]
+            ProviderKind::Telegram => {
+                telegram::TelegramSettings::parse(id, credentials, settings)?;
+                Self::NotInThisBuild
+            }
+            #[cfg(feature = "cli")]
+            ProviderKind::Cli => Self::Cli(cli::CliSettings {}),
+            #[cfg(feature = "devcloud")]
+            ProviderKind::Fake => Self::Fake(fake::FakeSettings { max_file_bytes: context.max_request_body_bytes }),
+            _ => Self::NotInThisBuild,
+        })
     }
 }
 
@@ -104,7 +163,11 @@ pub struct ProviderConfig {
     pub default_agent: Option<String>,
     /// Every credential is a secret, whatever its key.
     pub credentials: BTreeMap<String, Secret>,
+    /// The normalised JSON settings, kept for `/diagnostics` and redaction; providers read
+    /// [`ProviderConfig::channel`] instead.
     pub settings: Map<String, Value>,
+    /// The same entry, checked and typed for the provider that runs it.
+    pub channel: ChannelSettings,
 }
 
 impl ProviderConfig {
@@ -339,6 +402,39 @@ fn provider_error(id: &str, detail: impl std::fmt::Display) -> ConfigError {
     ConfigError::new(format!("Gateway provider {id} {detail}"))
 }
 
+/// A "required credential" (providers.md §3): present and not blank once trimmed.
+fn credential<'a>(credentials: &'a BTreeMap<String, Secret>, key: &str) -> Option<&'a Secret> {
+    credentials.get(key).filter(|secret| non_blank(secret.expose()).is_some())
+}
+
+/// A "setting string" (providers.md §3): a string, trimmed, not empty.
+fn setting_text(settings: &Map<String, Value>, key: &str) -> Option<String> {
+    settings.get(key).and_then(Value::as_str).and_then(non_blank).map(str::to_owned)
+}
+
+/// Why this binary cannot run an enabled entry of `kind`, if it cannot. A kind with no provider
+/// at all is named as such first: rebuilding with its feature would not help.
+fn unrunnable_kind(id: &str, kind: ProviderKind, compiled_in: bool) -> Option<ConfigError> {
+    const FIX: &str = "remove it or disable it (\"enabled\": false).";
+    let kind_name = kind.as_str();
+    if !kind.is_implemented() {
+        return Some(provider_error(
+            id,
+            format!("(kind {kind_name}) is not implemented in this build of open-cowork-gateway; {FIX}"),
+        ));
+    }
+    (!compiled_in).then(|| {
+        provider_error(
+            id,
+            format!(
+                "(kind {kind_name}) is not compiled into this build of open-cowork-gateway (cargo feature \"{}\"); \
+                 rebuild with that feature, or {FIX}",
+                kind.cargo_feature()
+            ),
+        )
+    })
+}
+
 fn is_valid_provider_id(id: &str, kind: ProviderKind) -> bool {
     if id == kind.as_str() {
         return true;
@@ -350,7 +446,9 @@ fn is_valid_provider_id(id: &str, kind: ProviderKind) -> bool {
     well_formed && id.starts_with(&format!("{}-", kind.as_str()))
 }
 
-/// `normalizeProvider`, rules 1–10 in order.
+/// `normalizeProvider`, rules 1–10 in order, with two project additions: after rule 3, an enabled
+/// entry must name a kind this binary can run; and rule 8 (telegram) runs last, as the parse of
+/// [`ChannelSettings`].
 fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) -> Result<ProviderConfig, ConfigError> {
     let kind_text = match entry.get("kind") {
         Some(Value::String(s)) => s.trim().to_owned(),
@@ -368,15 +466,13 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
     }
     let channel_binding_id = str_field(entry, "channelBindingId")
         .ok_or_else(|| ConfigError::new(format!("Gateway provider {id} requires channelBindingId.")))?;
-    if !kind.compiled_in() {
-        return Err(provider_error(
-            &id,
-            format!(
-                "uses kind {}, which this binary was built without. Rebuild with cargo feature {} or remove the provider.",
-                kind.as_str(),
-                kind.cargo_feature()
-            ),
-        ));
+    // Before any kind-specific rule: an operator should learn first that the kind cannot run here,
+    // not fix its secrets for nothing. Disabled entries never run, so they load whatever their kind.
+    let enabled = entry.get("enabled") != Some(&Value::Bool(false));
+    if enabled {
+        if let Some(error) = unrunnable_kind(&id, kind, kind.compiled_in()) {
+            return Err(error);
+        }
     }
     let credentials: BTreeMap<String, Secret> = match entry.get("credentials") {
         Some(Value::Object(map)) => {
@@ -392,10 +488,7 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
             .collect(),
         _ => Map::new(),
     };
-    let has_credential = |key: &str| credentials.get(key).is_some_and(|s| non_blank(s.expose()).is_some());
-    let setting_text = |settings: &Map<String, Value>, key: &str| {
-        settings.get(key).and_then(Value::as_str).and_then(non_blank).map(str::to_owned)
-    };
+    let has_credential = |key: &str| credential(&credentials, key).is_some();
 
     if kind == ProviderKind::Telegram && setting_text(&settings, "publicBaseUrl").is_none() {
         if let Some(url) = context.gateway_public_url {
@@ -450,63 +543,6 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
             ));
         }
     }
-    if kind == ProviderKind::Telegram {
-        if !has_credential("botToken") {
-            return Err(provider_error(&id, "requires credential botToken."));
-        }
-        let mode = setting_text(&settings, "mode").unwrap_or_else(|| "polling".to_owned());
-        match mode.as_str() {
-            "polling" => {}
-            "webhook" => {
-                if !has_credential("webhookSecret") {
-                    return Err(provider_error(
-                        &id,
-                        "requires credential webhookSecret when Telegram webhook mode is enabled.",
-                    ));
-                }
-                // Telegram refuses other secret_token values at setWebhook time; fail here instead.
-                let secret = credentials.get("webhookSecret").map(Secret::expose).unwrap_or("");
-                if secret.len() > 256 || !secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                    return Err(provider_error(
-                        &id,
-                        "credential webhookSecret must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's secret_token rule).",
-                    ));
-                }
-                let url = setting_text(&settings, "publicBaseUrl").ok_or_else(|| {
-                    provider_error(&id, "requires setting publicBaseUrl or OPEN_COWORK_GATEWAY_PUBLIC_URL when Telegram webhook mode is enabled.")
-                })?;
-                let normalized = normalize_public_https_url(&url).map_err(|problem| {
-                    let detail = match problem {
-                        PublicUrlProblem::Invalid => "be a valid HTTPS URL.",
-                        PublicUrlProblem::NotHttps => "use HTTPS.",
-                        PublicUrlProblem::Loopback => "be publicly reachable, not loopback.",
-                    };
-                    provider_error(&id, format!("Telegram publicBaseUrl must {detail}"))
-                })?;
-                settings.insert("publicBaseUrl".into(), normalized.into());
-            }
-            other => {
-                return Err(provider_error(
-                    &id,
-                    format!("has unsupported Telegram mode {other}. Use polling or webhook."),
-                ))
-            }
-        }
-        settings.insert("mode".into(), mode.into());
-        if let Some(base) = setting_text(&settings, "apiBaseUrl") {
-            // A self-hosted Bot API server, or a fake one in tests: HTTPS, or plain HTTP on loopback.
-            let allowed = match super::urls::parse_http_url(&base) {
-                Ok(url) => url.https || super::urls::is_loopback_host(&url.host),
-                Err(_) => false,
-            };
-            if !allowed {
-                return Err(provider_error(
-                    &id,
-                    "setting apiBaseUrl (OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL) must be an HTTPS URL, or HTTP on loopback.",
-                ));
-            }
-        }
-    }
     if kind == ProviderKind::Slack {
         for key in ["botToken", "signingSecret"] {
             if !has_credential(key) {
@@ -524,15 +560,19 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
             }
         }
     }
+    // Rule 8 (telegram) runs here, in the kind's own module; it shares no setting with rules 5-7,
+    // 9 and 10, so running it after them changes no outcome.
+    let channel = ChannelSettings::parse(kind, &id, &credentials, &mut settings, context)?;
     Ok(ProviderConfig {
         id: id.into(),
         kind,
-        enabled: entry.get("enabled") != Some(&Value::Bool(false)),
+        enabled,
         channel_binding_id: channel_binding_id.into(),
         external_workspace_id: str_field(entry, "externalWorkspaceId").map(str::to_owned),
         default_agent: str_field(entry, "defaultAgent").map(str::to_owned),
         credentials,
         settings,
+        channel,
     })
 }
 
@@ -545,6 +585,7 @@ mod tests {
         ProviderContext { gateway_public_url: None, max_request_body_bytes: 1024 * 1024 }
     }
 
+    #[cfg(feature = "telegram")]
     #[test]
     fn json_provider_takes_the_env_token_by_kind() {
         let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", "123456:abcdefghijklmnopqrstuvwxyz")]);
@@ -565,20 +606,24 @@ mod tests {
             ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", "s3cr3t-value-for-tests"),
             ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", "123456:abcdefghijklmnopqrstuvwxyz"),
         ]);
-        let raw = json!({"providers": [{"id": "slack-x", "kind": "slack", "channelBindingId": "s", "credentials": {"botToken": "xoxb-1", "signingSecret": "abc"}}]});
-        let ids: Vec<_> = resolve_providers(&env, &raw, &context()).unwrap().into_iter().map(|p| p.id).collect();
+        // The merge alone: this build cannot run a slack or webhook entry, but the order is upstream's.
+        let json_list = vec![json!({"id": "slack-x", "kind": "slack", "channelBindingId": "s"})];
+        let merged = merge_provider_overrides(json_list, providers_from_shortcuts(&env, None));
+        let ids: Vec<_> = merged.iter().filter_map(|entry| str_field(entry, "id")).collect();
         assert_eq!(ids, ["slack-x", "telegram", "webhook", "cli"]);
     }
 
     #[test]
     fn attachment_cap_defaults_to_the_body_cap_and_cannot_exceed_it() {
-        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}});
+        // Disabled, so the rule is checked although this build cannot run a webhook entry.
+        let entry =
+            json!({"kind": "webhook", "enabled": false, "channelBindingId": "w", "credentials": {"sharedSecret": "x"}});
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.id, "webhook-1");
         assert_eq!(provider.settings["maxAttachmentBytes"], json!(1048576));
-        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
+        let entry = json!({"kind": "webhook", "enabled": false, "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": "2048"}});
         assert_eq!(normalize_provider(&entry, 0, &context()).unwrap().settings["maxAttachmentBytes"], json!(2048));
-        let entry = json!({"kind": "webhook", "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
+        let entry = json!({"kind": "webhook", "enabled": false, "channelBindingId": "w", "credentials": {"sharedSecret": "x"}, "settings": {"maxAttachmentBytes": 2097152}});
         let err = normalize_provider(&entry, 0, &context()).unwrap_err().to_string();
         assert_eq!(
             err,
@@ -597,9 +642,81 @@ mod tests {
 
     #[test]
     fn settings_drop_nulls_and_empty_strings_and_credentials_drop_non_strings() {
-        let entry = json!({"kind": "cli", "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
+        let entry = json!({"kind": "cli", "enabled": false, "channelBindingId": "c", "credentials": {"a": 1, "b": "x"}, "settings": {"n": null, "e": "", "k": "v", "z": 0}});
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.credentials.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(Value::Object(provider.settings), json!({"k": "v", "z": 0}));
+    }
+
+    #[test]
+    fn an_enabled_entry_of_a_kind_this_build_cannot_run_fails_with_one_line_naming_it() {
+        for kind in ProviderKind::ALL.into_iter().filter(|kind| !kind.is_implemented()) {
+            let name = kind.as_str();
+            let entry = json!({"id": format!("{name}-main"), "kind": name, "channelBindingId": "b"});
+            assert_eq!(
+                normalize_provider(&entry, 0, &context()).unwrap_err().to_string(),
+                format!(
+                    "Gateway provider {name}-main (kind {name}) is not implemented in this build of open-cowork-gateway; \
+                     remove it or disable it (\"enabled\": false)."
+                )
+            );
+        }
+        let slack_off = json!({"id": "slack", "kind": "slack", "enabled": false, "channelBindingId": "s", "credentials": {"botToken": "xoxb-1", "signingSecret": "x"}});
+        let provider = normalize_provider(&slack_off, 0, &context()).unwrap();
+        assert_eq!(provider.channel, ChannelSettings::NotInThisBuild, "a disabled entry loads, typed as never run");
+        let slack_off_broken = json!({"id": "slack", "kind": "slack", "enabled": false, "channelBindingId": "s"});
+        assert_eq!(
+            normalize_provider(&slack_off_broken, 0, &context()).unwrap_err().to_string(),
+            "Gateway provider slack requires credential botToken.",
+            "a disabled entry is still checked by the spec's rules"
+        );
+        assert_eq!(
+            unrunnable_kind("telegram-a", ProviderKind::Telegram, false).unwrap().to_string(),
+            "Gateway provider telegram-a (kind telegram) is not compiled into this build of open-cowork-gateway \
+             (cargo feature \"telegram\"); rebuild with that feature, or remove it or disable it (\"enabled\": false)."
+        );
+        assert_eq!(unrunnable_kind("telegram-a", ProviderKind::Telegram, true), None);
+    }
+
+    #[test]
+    fn every_kind_this_build_runs_gets_its_typed_settings() {
+        let minimal = |kind: ProviderKind| match kind {
+            ProviderKind::Telegram => {
+                json!({"kind": "telegram", "channelBindingId": "t", "credentials": {"botToken": "1:a"}})
+            }
+            other => json!({"kind": other.as_str(), "channelBindingId": "b"}),
+        };
+        for kind in ProviderKind::ALL {
+            let result = normalize_provider(&minimal(kind), 0, &context());
+            if kind.is_implemented() && kind.compiled_in() {
+                let channel = result.unwrap().channel;
+                assert_ne!(channel, ChannelSettings::NotInThisBuild, "{kind:?} is implemented: give it an arm");
+            } else {
+                assert!(result.is_err(), "{kind:?} cannot run in this build, so an enabled entry must fail");
+            }
+        }
+    }
+
+    #[cfg(feature = "telegram")]
+    #[test]
+    fn telegram_shortcuts_become_typed_settings_with_the_gateway_public_url() {
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", "123456:abcdefghijklmnopqrstuvwxyz"),
+            ("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", "webhook"),
+            ("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", "hook-secret"),
+            ("OPEN_COWORK_GATEWAY_TELEGRAM_RESPOND_IN_GROUPS", "mentions_and_replies"),
+        ]);
+        let context = ProviderContext { gateway_public_url: Some("https://gw.example.com"), ..context() };
+        let providers = resolve_providers(&env, &json!({}), &context).unwrap();
+        let ChannelSettings::Telegram(settings) = &providers[0].channel else {
+            panic!("telegram settings expected, got {:?}", providers[0].channel)
+        };
+        assert_eq!(settings.bot_token.expose(), "123456:abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(settings.api_base_url, telegram::DEFAULT_API_BASE_URL);
+        assert_eq!(settings.respond_in_groups, telegram::GroupPolicy::MentionsAndReplies);
+        let webhook = settings.webhook.as_ref().unwrap();
+        assert_eq!(webhook.url(), "https://gw.example.com/webhooks/telegram");
+        assert_eq!(webhook.secret.expose(), "hook-secret");
+        assert_eq!(providers[0].setting_str("publicBaseUrl"), Some("https://gw.example.com"));
     }
 }
