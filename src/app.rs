@@ -114,11 +114,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     let (ingress, queue) = Ingress::bounded(INGRESS_DEPTH);
 
     // Upstream order: channels first, then the delivery subscription, then the listener.
-    factory.context = BuildContext {
-        body_cap: config.server.max_request_body_bytes,
-        http: Some(http),
-        state_dir: config.state_dir.clone(),
-    };
+    factory.context = BuildContext { http: Some(http), state_dir: config.state_dir.clone() };
     let factory = Rc::new(factory);
     registry.start_all(&|provider| factory.build(provider), &ingress, &shutdown);
     readiness.set_started(true);

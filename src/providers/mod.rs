@@ -15,7 +15,7 @@ use std::rc::Rc;
 use smol_str::SmolStr;
 
 use crate::channel::Channel;
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::{ChannelSettings, ProviderConfig};
 use crate::net::https::HttpsClient;
 use cli::CliOutputMode;
 
@@ -36,8 +36,6 @@ pub struct ProviderFactory {
 /// What channels get from the gateway when they are built.
 #[derive(Clone, Default)]
 pub struct BuildContext {
-    /// `server.maxRequestBodyBytes` (the fake provider's file cap).
-    pub body_cap: usize,
     /// The shared HTTPS client; `None` without a Cloud client.
     pub http: Option<HttpsClient>,
     /// The §8.13 state directory, if any.
@@ -62,14 +60,15 @@ impl ProviderFactory {
         Self { cli_output: Box::new(output), cli_reads_stdin: false, ..Self::default() }
     }
 
-    /// The channel for one provider entry, or why it cannot run in this process.
+    /// The channel for one provider entry, or why it cannot run in this process. The entry's
+    /// settings were typed and checked with the configuration; one arm per kind.
     pub fn build(&self, config: &ProviderConfig) -> Result<Rc<dyn Channel>, String> {
-        let unavailable = || format!("The {} provider is not implemented in this build.", config.kind.as_str());
-        match config.kind {
+        match &config.channel {
             #[cfg(feature = "telegram")]
-            ProviderKind::Telegram => match &self.context.http {
+            ChannelSettings::Telegram(settings) => match &self.context.http {
                 Some(http) => Ok(Rc::new(telegram::TelegramProvider::new(
-                    config,
+                    config.id.clone(),
+                    settings,
                     http.clone(),
                     self.context.state_dir.as_deref(),
                 ))),
@@ -78,17 +77,21 @@ impl ProviderFactory {
                         .into())
                 }
             },
-            ProviderKind::Fake if cfg!(feature = "devcloud") => {
-                let fake = fake::FakeProvider::new(config.id.clone(), self.context.body_cap);
+            #[cfg(feature = "devcloud")]
+            ChannelSettings::Fake(settings) => {
+                let fake = fake::FakeProvider::new(config.id.clone(), settings.max_file_bytes);
                 self.fakes.borrow_mut().insert(config.id.clone(), fake.clone());
                 Ok(Rc::new(fake))
             }
-            ProviderKind::Cli if cfg!(feature = "cli") => {
+            #[cfg(feature = "cli")]
+            ChannelSettings::Cli(_) => {
                 let (mode, out) = (self.cli_output)();
                 let input = self.cli_reads_stdin.then(|| Rc::clone(&self.cli_input_ended));
                 Ok(Rc::new(cli::CliProvider::new(config.id.clone(), mode, out, input)))
             }
-            _ => Err(unavailable()),
+            ChannelSettings::NotInThisBuild => {
+                Err(format!("The {} provider is not available in this build.", config.kind.as_str()))
+            }
         }
     }
 

@@ -22,7 +22,8 @@ use crate::channel::{
     Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError,
     SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
-use crate::config::{ProviderConfig, Secret};
+use crate::config::providers::telegram::TelegramSettings;
+use crate::config::Secret;
 use crate::net::https::HttpsClient;
 use api::{chat_id, thread_id, BotApi, TelegramError};
 use update::{GroupPolicy, Mapping};
@@ -97,26 +98,23 @@ impl std::fmt::Debug for TelegramProvider {
 impl TelegramProvider {
     /// `state_dir` keeps the button table across restarts (§8.13), so buttons sent before a
     /// restart still work after it.
-    pub fn new(config: &ProviderConfig, http: HttpsClient, state_dir: Option<&std::path::Path>) -> Self {
-        let buttons_file = state_dir.map(|dir| dir.join(format!("telegram-{}-buttons.json", config.id)));
+    pub fn new(
+        id: SmolStr,
+        settings: &TelegramSettings,
+        http: HttpsClient,
+        state_dir: Option<&std::path::Path>,
+    ) -> Self {
+        let buttons_file = state_dir.map(|dir| dir.join(format!("telegram-{id}-buttons.json")));
         let buttons = buttons_file.as_deref().map(load_buttons).unwrap_or_default();
-        let token = config.credentials.get("botToken").cloned().unwrap_or_else(|| Secret::new(""));
-        let base = config.setting_str("apiBaseUrl").unwrap_or("https://api.telegram.org");
-        let webhook = (config.setting_str("mode") == Some("webhook")).then(|| WebhookMode {
-            url: format!(
-                "{}/webhooks/{}",
-                config.setting_str("publicBaseUrl").unwrap_or("").trim_end_matches('/'),
-                crate::util::percent::encode_component(&config.id)
-            ),
-            secret: config.credentials.get("webhookSecret").cloned().unwrap_or_else(|| Secret::new("")),
-        });
+        let webhook =
+            settings.webhook.as_ref().map(|webhook| WebhookMode { url: webhook.url(), secret: webhook.secret.clone() });
         Self {
             inner: Rc::new(Inner {
-                id: config.id.clone(),
-                api: BotApi::new(http, base, token),
+                id,
+                api: BotApi::new(http, &settings.api_base_url, settings.bot_token.clone()),
                 webhook,
-                groups: GroupPolicy::parse(config.setting_str("respondInGroups")),
-                observe_unmentioned: config.settings.get("observeUnmentionedGroupMessages") == Some(&Value::Bool(true)),
+                groups: settings.respond_in_groups,
+                observe_unmentioned: settings.observe_unmentioned_group_messages,
                 capabilities: Capabilities {
                     message_editing: true,
                     inline_buttons: true,

@@ -6,24 +6,7 @@ use serde_json::Value;
 use smol_str::SmolStr;
 
 use crate::channel::{ChannelTarget, InboundMessage, InteractionRef, Sender};
-
-/// When the bot answers in groups (`settings.respondInGroups`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupPolicy {
-    CommandsOnly,
-    MentionsAndReplies,
-    All,
-}
-
-impl GroupPolicy {
-    pub fn parse(value: Option<&str>) -> Self {
-        match value {
-            Some("mentions_and_replies") => Self::MentionsAndReplies,
-            Some("all") => Self::All,
-            _ => Self::CommandsOnly,
-        }
-    }
-}
+pub use crate::config::providers::telegram::GroupPolicy;
 
 /// What the mapping needs to know about the bot and its settings.
 pub struct Mapping<'a> {
