@@ -88,10 +88,11 @@ async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> h
     let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")).map(str::to_owned) else {
         return reply(401, &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     };
-    let mut state = bot.borrow_mut();
-    state.requests.push((method.clone(), body.clone()));
-    state.requested_at.push(Instant::now());
-    drop(state);
+    {
+        let mut state = bot.borrow_mut();
+        state.requests.push((method.clone(), body.clone()));
+        state.requested_at.push(Instant::now());
+    }
     let scripted = bot.borrow_mut().scripted.get_mut(&method).and_then(VecDeque::pop_front);
     if let Some((status, answer)) = scripted {
         return reply(status, &answer);
