@@ -200,7 +200,13 @@ fn configured_secrets_never_appear_in_output() {
         ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", SECRETS[4]),
         ("OPEN_COWORK_GATEWAY_LOG_LEVEL", "debug"),
     ]);
-    let mut gateway = Gateway::start(&env, &["--log-format", "stderr"]);
+    // This build does not implement the webhook kind yet: the entry stays configured (its secret
+    // is still read and must still never show) but disabled, so the gateway starts.
+    let dir = support::TempDir::new("print");
+    let config = dir.0.join("gateway.jsonc");
+    std::fs::write(&config, r#"{"providers": [{"kind": "webhook", "enabled": false}]}"#).unwrap();
+    let config = config.to_str().unwrap();
+    let mut gateway = Gateway::start(&env, &["--log-format", "stderr", "--config", config]);
     let mut seen = String::new();
     for path in ["/diagnostics", "/ready", "/metrics", "/health"] {
         seen.push_str(&gateway.get(path, &[("authorization", &bearer())]).body);
@@ -210,8 +216,8 @@ fn configured_secrets_never_appear_in_output() {
     gateway.wait_exit(Duration::from_secs(20)).expect("exits");
     seen.push_str(&gateway.output());
 
-    let dir = support::TempDir::new("print");
-    let printed = support::command(&dir.0, &env).args(["check-config", "--print"]).output().unwrap();
+    let printed =
+        support::command(&dir.0, &env).args(["check-config", "--print", "--config", config]).output().unwrap();
     assert!(printed.status.success());
     seen.push_str(&String::from_utf8_lossy(&printed.stdout));
     seen.push_str(&String::from_utf8_lossy(&printed.stderr));
@@ -290,26 +296,92 @@ fn dev_cloud() -> (std::process::Child, std::collections::HashMap<String, String
     (child, block, dir)
 }
 
+/// The text of delivery `id`: large, so that the gateway's CLI output of the whole queue (200 × ~3 KB)
+/// is far more than a pipe holds.
+fn queued_text(id: &str) -> String {
+    format!("{id} {}", "x".repeat(3000))
+}
+
+/// A child process killed and reaped on drop, so a failing assertion leaves nothing running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
-    let (mut cloud, block, _dir) = dev_cloud();
+    use std::collections::{HashMap, HashSet};
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    use std::sync::mpsc::{self, RecvTimeoutError};
+
+    let (cloud, block, _dir) = dev_cloud();
+    let _cloud = Reaped(cloud);
     let cloud_address: std::net::SocketAddr =
         block["OPEN_COWORK_CLOUD_BASE_URL"].trim_start_matches("http://").parse().unwrap();
     let admin = format!("Bearer {}", block["OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN"]);
+    let binding = block["OPEN_COWORK_GATEWAY_CLI_CHANNEL_BINDING_ID"].clone();
+    // The CLI provider prints every send as a JSON line carrying its delivery id: the record of what
+    // actually went out, kept outside the gateway.
     let mut env = base_env();
-    env.retain(|(k, _)| !k.starts_with("OPEN_COWORK_CLOUD_BASE_URL") && *k != "OPEN_COWORK_GATEWAY_SERVICE_TOKEN");
+    env.retain(|(k, _)| {
+        !["OPEN_COWORK_CLOUD_BASE_URL", "OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER"]
+            .contains(k)
+    });
     env.push(("OPEN_COWORK_CLOUD_BASE_URL", &block["OPEN_COWORK_CLOUD_BASE_URL"]));
     env.push(("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &block["OPEN_COWORK_GATEWAY_SERVICE_TOKEN"]));
+    env.push(("OPEN_COWORK_GATEWAY_CLI_ENABLED", "true"));
+    env.push(("OPEN_COWORK_GATEWAY_CLI_CHANNEL_BINDING_ID", &binding));
     env.push(("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "2000"));
-    let mut gateway = Gateway::start(&env, &[]);
-    for _ in 0..200 {
-        if gateway.get("/ready", &[]).status == 200 {
-            break;
+    // One send at a time, so claims queue up in the gateway and the drain has queued work to finish.
+    env.push(("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "1"));
+    let run_dir = support::TempDir::new("drain");
+    let mut gateway = Reaped(
+        support::command(&run_dir.0, &env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = gateway.0.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    // A rendezvous channel: the reader hands over one line only when the test takes it, so while
+    // the test takes none the pipe fills and the gateway's next CLI write blocks in the middle of a send.
+    let (tx, stdout) = mpsc::sync_channel::<String>(0);
+    let pipe = gateway.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
         }
+    });
+    let next_line = |what: &str| stdout.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no {what}"));
+
+    let port: u16 = loop {
+        let line = next_line("listening line");
+        if let Some(url) = line.strip_prefix("Open Cowork gateway listening on http://") {
+            break url.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let gateway_address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while request(gateway_address, "GET", "/ready", &[], b"").status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the gateway never got ready (delivery subscription)");
         std::thread::sleep(Duration::from_millis(20));
     }
+
+    // All due at one moment after the last is queued: Cloud then claims them in one burst, which the
+    // gateway reads far faster than it sends one at a time, so most of them wait in its queue.
+    let due = open_cowork_gateway::time::iso(open_cowork_gateway::time::now_ms() + 1000);
     for n in 0..200 {
-        let body = serde_json::json!({"deliveryId": format!("q-{n}"), "channelBindingId": "fake-binding", "target": {"externalChatId": format!("c-{}", n % 7)}, "payload": {"text": "x"}});
+        let id = format!("q-{n}");
+        let body = serde_json::json!({"deliveryId": id, "channelBindingId": binding, "target": {"externalChatId": format!("c-{}", n % 7)}, "payload": {"text": queued_text(&id)}, "nextAttemptAt": due});
         let response = request(
             cloud_address,
             "POST",
@@ -319,24 +391,70 @@ fn sigterm_with_200_queued_deliveries_exits_zero_and_loses_none() {
         );
         assert_eq!(response.status, 201);
     }
-    gateway.signal(SIGTERM);
-    let status = gateway.wait_exit(Duration::from_secs(20)).expect("exits within the drain budget");
-    assert_eq!(status.code(), Some(0), "{}", gateway.output());
+    // Sending has begun, and since the test holds the rest of the output back, at most a pipe's worth
+    // (a few dozen of the 200) can go out before SIGTERM lands: it arrives mid-queue.
+    let mut printed = vec![];
+    loop {
+        let line = next_line("delivery sent");
+        let sent = serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|v| v["type"] == "text");
+        printed.push(line);
+        if sent {
+            break;
+        }
+    }
+    let pid = gateway.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-15", &pid]).status().unwrap().success());
+    loop {
+        match stdout.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => printed.push(line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("the gateway did not finish within the drain budget"),
+        }
+    }
+    let status = gateway.0.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let mut sends: HashMap<String, usize> = HashMap::new();
+    for line in &printed {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if line["type"] != "text" {
+            continue;
+        }
+        let id = line["providerDeliveryId"].as_str().unwrap().to_owned();
+        assert_eq!(line["text"].as_str(), Some(queued_text(&id).as_str()));
+        *sends.entry(id).or_default() += 1;
+    }
     let listed = request(
         cloud_address,
         "GET",
-        "/api/channels/deliveries?channelBindingId=fake-binding&limit=200",
+        &format!("/api/channels/deliveries?channelBindingId={binding}&limit=200"),
         &[("authorization", &admin)],
         b"",
     );
     let deliveries = listed.json()["deliveries"].as_array().unwrap().clone();
     assert_eq!(deliveries.len(), 200);
-    for delivery in deliveries {
-        let status = delivery["status"].as_str().unwrap();
-        assert!(["sent", "claimed", "pending"].contains(&status), "{} is {status}", delivery["deliveryId"]);
+    let ids: HashSet<&str> = deliveries.iter().map(|d| d["deliveryId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 200);
+    for (id, count) in &sends {
+        assert!(ids.contains(id.as_str()), "sent {id}, which was never queued");
+        assert_eq!(*count, 1, "{id} went out {count} times");
     }
-    let _ = cloud.kill();
-    let _ = cloud.wait();
+    let mut acked = 0;
+    for delivery in &deliveries {
+        let id = delivery["deliveryId"].as_str().unwrap();
+        match delivery["status"].as_str().unwrap() {
+            "sent" => {
+                assert!(sends.contains_key(id), "{id} was acked sent but never went out: lost\n{stderr}");
+                acked += 1;
+            }
+            // Never attempted, or claimed and left to its lease: Cloud serves it again.
+            "pending" => {}
+            "claimed" => assert!(delivery["claimExpiresAt"].is_string(), "{id} is claimed without a lease"),
+            other => panic!("{id} is {other} after a drain ({})\n{stderr}", delivery["lastError"]),
+        }
+    }
+    assert!(acked >= 1, "no delivery was sent and acked\n{stderr}");
 }
 
 #[test]

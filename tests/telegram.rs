@@ -23,6 +23,15 @@ fn run<F: std::future::Future<Output = ()>>(test: F) {
     LocalSet::new().block_on(&runtime, test);
 }
 
+/// Like [`run`], on a paused clock that jumps to the next timer whenever every task is idle. The
+/// fake Bot API and the dev Cloud answer over loopback on this same thread, so the clock stands
+/// still while a request is in flight: the times the fake records are exactly when the gateway
+/// chose to call, and long waits cost no real time.
+fn run_paused<F: std::future::Future<Output = ()>>(test: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    LocalSet::new().block_on(&runtime, test);
+}
+
 struct World {
     cloud: Rc<DevCloud>,
     bot: Shared,
@@ -160,7 +169,7 @@ fn a_set_webhook_is_deleted_keeping_pending_updates_then_polling_starts() {
 
 #[test]
 fn conflict_and_rate_limits_back_off_and_recover() {
-    run(async {
+    run_paused(async {
         let world = world().await;
         world.bot.borrow_mut().error("getUpdates", 409, "Conflict: terminated by other getUpdates request", None);
         let running = gateway(&world, &[]).await;
@@ -169,18 +178,22 @@ fn conflict_and_rate_limits_back_off_and_recover() {
         assert!(status[0]["error"].as_str().unwrap().starts_with("conflict:"));
         eventually("recovered", || health(&running).0).await;
 
+        // 7 s: unlike the 3 s fallback or the ≤ 1 s first backoff, so only honouring retry_after fits.
         world.bot.borrow_mut().error(
             "getUpdates",
             429,
-            "Too Many Requests: retry after 1",
-            Some(json!({"retry_after": 1})),
+            "Too Many Requests: retry after 7",
+            Some(json!({"retry_after": 7})),
         );
-        let before = world.bot.borrow().calls("getUpdates").len();
-        eventually("the 429 answered", || world.bot.borrow().calls("getUpdates").len() > before).await;
-        let limited_at = tokio::time::Instant::now();
-        let count = world.bot.borrow().calls("getUpdates").len();
-        eventually("the next poll", || world.bot.borrow().calls("getUpdates").len() > count).await;
-        assert!(limited_at.elapsed() >= Duration::from_millis(900), "waited retry_after");
+        // The next getUpdates takes the 429 (nothing awaits between scripting it and counting).
+        let limited = world.bot.borrow().calls("getUpdates").len();
+        eventually("the poll after the 429", || world.bot.borrow().calls("getUpdates").len() > limited + 1).await;
+        let times = world.bot.borrow().call_times("getUpdates");
+        let waited = times[limited + 1] - times[limited];
+        assert!(
+            waited >= Duration::from_secs(7) && waited < Duration::from_millis(7050),
+            "polled again {waited:?} after the 429, not retry_after (7 s)"
+        );
         running.registry.sync_metrics();
         assert_eq!(running.metrics.provider_event_count("telegram", "rate_limited"), 1);
         running.stop();
@@ -368,7 +381,7 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
 
 #[test]
 fn edits_are_coalesced_to_one_per_second_and_unchanged_text_is_fine() {
-    run(async {
+    run_paused(async {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(1, 321, "stream please"));
         let running = gateway(&world, &[]).await;
@@ -393,8 +406,19 @@ fn edits_are_coalesced_to_one_per_second_and_unchanged_text_is_fine() {
             world.bot.borrow().calls("editMessageText").iter().any(|b| b["text"] == "Hello world")
         })
         .await;
-        let edits = world.bot.borrow().calls("editMessageText").len();
-        assert!(edits <= 2, "{edits} edits for 3 changes within a second");
+        // Room for any further edit to go out; on the paused clock this costs no real time.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (edits, times) = {
+            let bot = world.bot.borrow();
+            (bot.calls("editMessageText"), bot.call_times("editMessageText"))
+        };
+        let texts: Vec<&str> = edits.iter().map(|b| b["text"].as_str().unwrap()).collect();
+        assert_eq!(texts.last(), Some(&"Hello world"), "the newest text is the last edit");
+        assert!(texts.len() < 3, "3 changes within a second, coalesced: {texts:?}");
+        for (pair, at) in edits.windows(2).zip(times.windows(2)) {
+            assert_eq!(pair[0]["message_id"], pair[1]["message_id"]);
+            assert!(at[1] - at[0] >= Duration::from_secs(1), "edits {:?} apart: {texts:?}", at[1] - at[0]);
+        }
 
         world.bot.borrow_mut().error("editMessageText", 400, "Bad Request: message is not modified", None);
         tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use open_cowork_gateway::http::response::{self, ResponseBody};
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
 pub const TOKEN: &str = "123456789:FakeTelegramBotTokenForTests00000";
 
@@ -19,6 +20,8 @@ pub const TOKEN: &str = "123456789:FakeTelegramBotTokenForTests00000";
 pub struct FakeBot {
     /// Every call: (method, body).
     pub requests: Vec<(String, Value)>,
+    /// When each of `requests` arrived, on the tokio clock (paused in tests about timing).
+    pub requested_at: Vec<Instant>,
     /// Updates not yet confirmed by an offset.
     pub updates: VecDeque<Value>,
     /// Scripted answers per method, used before the defaults: (HTTP status, body).
@@ -30,6 +33,11 @@ pub struct FakeBot {
 impl FakeBot {
     pub fn calls(&self, method: &str) -> Vec<Value> {
         self.requests.iter().filter(|(m, _)| m == method).map(|(_, b)| b.clone()).collect()
+    }
+
+    /// When each call of `method` arrived, oldest first.
+    pub fn call_times(&self, method: &str) -> Vec<Instant> {
+        self.requests.iter().zip(&self.requested_at).filter(|((m, _), _)| m == method).map(|(_, at)| *at).collect()
     }
 
     pub fn script(&mut self, method: &str, status: u16, body: Value) {
@@ -80,7 +88,11 @@ async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> h
     let Some(method) = path.strip_prefix(&format!("/bot{TOKEN}/")).map(str::to_owned) else {
         return reply(401, &json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     };
-    bot.borrow_mut().requests.push((method.clone(), body.clone()));
+    {
+        let mut state = bot.borrow_mut();
+        state.requests.push((method.clone(), body.clone()));
+        state.requested_at.push(Instant::now());
+    }
     let scripted = bot.borrow_mut().scripted.get_mut(&method).and_then(VecDeque::pop_front);
     if let Some((status, answer)) = scripted {
         return reply(status, &answer);
