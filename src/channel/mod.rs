@@ -4,7 +4,7 @@
 //! The core (runtime, http, the wiring) only ever holds `Rc<dyn Channel>` and never names a kind:
 //! kinds live in `providers/<kind>/` and `config/providers/`. A channel implements only what its
 //! platform has; every optional method answers "unsupported" by default, so a small channel (the
-//! CLI) is a few dozen lines and a rich one (Telegram) overrides edits, buttons and files.
+//! command-line channel) is a few dozen lines and a rich one overrides edits, buttons and files.
 //!
 //! Dispatch is dynamic (`dyn Channel`, boxed futures): measured against the enum this replaced,
 //! the release binary grew by less than the noise of one added provider (see the README's size
@@ -113,7 +113,8 @@ pub trait Channel {
         unsupported(self.id(), "files")
     }
 
-    /// Acknowledges a button press on the platform (Telegram's `answerCallbackQuery`). Default:
+    /// Acknowledges a button press on the platform (some platforms require an answer to every
+    /// press, or the button keeps spinning). Default:
     /// nothing to acknowledge.
     fn answer_interaction<'a>(
         &'a self,

@@ -20,7 +20,7 @@ pub struct WebhookRequest<'a> {
 pub enum WebhookReply {
     /// Messages for the inbound queue; the request is answered 202 once each is claimed in Cloud.
     Messages(Vec<InboundMessage>),
-    /// An answer the protocol needs at once (Slack's `url_verification`): `200` with this JSON.
+    /// An answer the protocol needs at once (a URL-verification challenge): `200` with this JSON.
     Respond(Value),
     /// Accepted without anything to do (a repeated or irrelevant event): `202`.
     Ignored,

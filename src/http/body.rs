@@ -40,7 +40,7 @@ where
 pub struct UnparseableBody;
 
 /// `parseRequestBody`: empty is `{}`; form-encoded bodies use a non-empty `payload` field as JSON
-/// (Slack interactivity) or become a flat string object; anything else is JSON.
+/// (interactivity callbacks) or become a flat string object; anything else is JSON.
 pub fn parse_request_body(text: &str, content_type: Option<&str>) -> Result<Value, UnparseableBody> {
     if text.is_empty() {
         return Ok(Value::Object(Map::new()));
