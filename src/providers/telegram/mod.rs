@@ -5,6 +5,8 @@
 //! found" are permanent, 429 waits exactly `retry_after`, a migrated group is followed.
 
 pub mod api;
+mod buttons;
+mod edits;
 pub mod html;
 pub mod poll;
 pub mod update;
@@ -16,7 +18,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use smol_str::SmolStr;
-use tokio::time::Instant;
 
 use crate::channel::{
     Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError,
@@ -26,35 +27,24 @@ use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
 use api::{chat_id, thread_id, BotApi, TelegramError};
+use buttons::ButtonTable;
+use edits::EditState;
 use update::{GroupPolicy, Mapping};
 
 /// Telegram's text limit, in UTF-16 units of the message text.
 pub const MAX_TEXT: usize = 4096;
 /// Timeout of an ordinary Bot API call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Button ids kept for mapping callbacks back to tokens.
-const BUTTON_TABLE: usize = 10_000;
 /// Webhook update ids remembered for de-duplication.
 const SEEN_UPDATES: usize = 10_000;
-/// Edits of one message are sent at most this often; newer text replaces a pending edit.
-const EDIT_INTERVAL: Duration = Duration::from_secs(1);
-const EDIT_STATES: usize = 512;
 /// Group→supergroup migrations remembered.
 const MIGRATED_CHATS: usize = 1024;
-/// Prefix of the short `callback_data` ids.
-const BUTTON_PREFIX: &str = "b:";
 
 /// Webhook mode settings.
 pub struct WebhookMode {
     /// The URL Telegram posts to: `<publicBaseUrl>/webhooks/<id>`.
     pub url: String,
     pub secret: Secret,
-}
-
-struct EditState {
-    last_sent: Instant,
-    pending: Option<(ChannelTarget, String)>,
-    flushing: bool,
 }
 
 struct Inner {
@@ -66,8 +56,7 @@ struct Inner {
     capabilities: Capabilities,
     /// `getMe`: the bot's id and username, for mentions and replies.
     bot: RefCell<Option<(i64, Option<String>)>>,
-    buttons: RefCell<ButtonTable>,
-    buttons_file: Option<std::path::PathBuf>,
+    buttons: ButtonTable,
     /// Callback queries not answered yet.
     open_callbacks: RefCell<VecDeque<String>>,
     edits: RefCell<HashMap<String, EditState>>,
@@ -105,7 +94,7 @@ impl TelegramProvider {
         state_dir: Option<&std::path::Path>,
     ) -> Self {
         let buttons_file = state_dir.map(|dir| dir.join(format!("telegram-{id}-buttons.json")));
-        let buttons = buttons_file.as_deref().map(load_buttons).unwrap_or_default();
+        let buttons = ButtonTable::open(buttons_file.as_deref());
         let webhook =
             settings.webhook.as_ref().map(|webhook| WebhookMode { url: webhook.url(), secret: webhook.secret.clone() });
         Self {
@@ -127,8 +116,7 @@ impl TelegramProvider {
                     max_file_bytes: 20 * 1024 * 1024,
                 },
                 bot: RefCell::new(None),
-                buttons: RefCell::new(buttons),
-                buttons_file,
+                buttons,
                 open_callbacks: RefCell::new(VecDeque::new()),
                 edits: RefCell::new(HashMap::new()),
                 migrated: RefCell::new(HashMap::new()),
@@ -183,10 +171,7 @@ impl TelegramProvider {
         };
         if let Some(interaction) = message.interaction.as_mut() {
             remember(&mut self.inner.open_callbacks.borrow_mut(), interaction.id.clone(), 1024);
-            let short = interaction.token.strip_prefix(BUTTON_PREFIX).and_then(|n| n.parse::<u64>().ok());
-            let token = short.and_then(|n| {
-                self.inner.buttons.borrow().1.iter().find(|(id, _)| *id == n).map(|(_, token)| token.clone())
-            });
+            let token = self.inner.buttons.token(&interaction.token);
             match token {
                 Some(token) => {
                     interaction.token = token.clone();
@@ -300,63 +285,6 @@ impl TelegramProvider {
         })
     }
 
-    /// Edits at most once per second per message; a newer text replaces a pending one, which a
-    /// background flush sends when the second is up.
-    pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        let now = Instant::now();
-        let wait = {
-            let mut edits = self.inner.edits.borrow_mut();
-            if edits.len() >= EDIT_STATES && !edits.contains_key(message_id) {
-                edits.retain(|_, state| state.flushing || now.duration_since(state.last_sent) < EDIT_INTERVAL);
-            }
-            match edits.get_mut(message_id) {
-                Some(state) if now.duration_since(state.last_sent) < EDIT_INTERVAL => {
-                    state.pending = Some((target.clone(), text.to_owned()));
-                    if state.flushing {
-                        return Ok(());
-                    }
-                    state.flushing = true;
-                    Some(state.last_sent + EDIT_INTERVAL)
-                }
-                _ => {
-                    edits.insert(message_id.to_owned(), EditState { last_sent: now, pending: None, flushing: false });
-                    None
-                }
-            }
-        };
-        match wait {
-            None => self.edit_now(target, message_id, text).await,
-            Some(at) => {
-                let provider = self.clone();
-                let message_id = message_id.to_owned();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep_until(at).await;
-                    let pending = provider.inner.edits.borrow_mut().get_mut(&message_id).and_then(|state| {
-                        state.flushing = false;
-                        state.last_sent = Instant::now();
-                        state.pending.take()
-                    });
-                    if let Some((target, text)) = pending {
-                        if let Err(error) = provider.edit_now(&target, &message_id, &text).await {
-                            tracing::warn!(provider = %provider.inner.id, %error, "a coalesced Telegram edit failed");
-                        }
-                    }
-                });
-                Ok(())
-            }
-        }
-    }
-
-    async fn edit_now(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        let chat = self.resolve_chat(&target.chat_id);
-        let body = json!({"chat_id": chat_id(&chat), "message_id": message_id.parse::<i64>().ok(), "text": html::escape(text), "parse_mode": "HTML"});
-        match self.call("editMessageText", &body).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.description().contains("message is not modified") => Ok(()),
-            Err(error) => Err(send_error(error)),
-        }
-    }
-
     pub async fn send_buttons(
         &self,
         target: &ChannelTarget,
@@ -367,22 +295,10 @@ impl TelegramProvider {
             .iter()
             .map(|row| {
                 row.iter()
-                    .map(|button| {
-                        let mut table = self.inner.buttons.borrow_mut();
-                        table.0 += 1;
-                        let id = table.0;
-                        table.1.push_back((id, button.token.clone()));
-                        if table.1.len() > BUTTON_TABLE {
-                            table.1.pop_front();
-                        }
-                        json!({"text": button.label, "callback_data": format!("{BUTTON_PREFIX}{id}")})
-                    })
+                    .map(|button| json!({"text": button.label, "callback_data": self.inner.buttons.issue(&button.token)}))
                     .collect()
             })
             .collect();
-        if let Some(path) = &self.inner.buttons_file {
-            save_buttons(path, &self.inner.buttons.borrow());
-        }
         let chat = self.resolve_chat(&target.chat_id);
         let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
@@ -461,6 +377,7 @@ impl Channel for TelegramProvider {
         if let Some(task) = self.inner.task.borrow_mut().take() {
             task.abort();
         }
+        self.inner.buttons.flush();
     }
 
     /// D1: the header must carry the configured secret; updates are de-duplicated by `update_id`.
@@ -548,35 +465,6 @@ impl Channel for TelegramProvider {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
-    }
-}
-
-type ButtonTable = (u64, VecDeque<(u64, String)>);
-
-/// The saved button table; a missing or unreadable file is an empty table.
-fn load_buttons(path: &std::path::Path) -> ButtonTable {
-    let Ok(text) = std::fs::read_to_string(path) else { return (0, VecDeque::new()) };
-    match serde_json::from_str::<(u64, VecDeque<(u64, String)>)>(&text) {
-        Ok((next, mut entries)) => {
-            while entries.len() > BUTTON_TABLE {
-                entries.pop_front();
-            }
-            (next, entries)
-        }
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "ignoring an unreadable Telegram button table");
-            (0, VecDeque::new())
-        }
-    }
-}
-
-/// Writes the table (it holds interaction tokens, hence the private state file).
-fn save_buttons(path: &std::path::Path, table: &ButtonTable) {
-    let result = serde_json::to_vec(table)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| crate::util::durable::write_private(path, &bytes));
-    if let Err(error) = result {
-        tracing::warn!(path = %path.display(), %error, "cannot save the Telegram button table");
     }
 }
 
