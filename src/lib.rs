@@ -1,27 +1,65 @@
 //! open-cowork-gateway: the Open Cowork Cloud Channel Gateway as one small appliance binary.
 //!
-//! Module map (one concern per module):
+//! # Data flow
+//!
+//! ```text
+//!  channels (a poller | POST /webhooks/<id> | CLI stdin)       Cloud (HTTPS JSON + 2 SSE streams)
+//!     │ verify + map → inbound messages                            ▲                │
+//!     ▼                                                            │                ▼
+//!  channel::Ingress (bounded) ──► runtime::inbound: claim → identity → bind → prompt   cloud::streams
+//!    (a webhook is answered once its event is claimed)                   (status on a watch)
+//!                                        runtime::sessions (ordered per session) ◄───┤ session events
+//!                                        runtime::deliveries (lanes, retries, ack) ◄──┘ deliveries
+//!                                              │ render → outbound messages
+//!                                              ▼
+//!                                        dyn Channel: send / edit / buttons / file ──► the platform
+//! ```
+//!
+//! # Layers (imports only point down; `tests/layers.rs` enforces it)
+//!
+//! `util`, `time`, `shutdown`, `notify`, `signals` · `net` · `config` · `logging`, `metrics` ·
+//! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup` ·
+//! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
+//! `app` names a channel kind: kinds live in `providers/<kind>/` and `config/providers/<kind>.rs`.
+//!
+//! # Module map (one concern per module)
 //!
 //! | Module | Concern |
 //! |---|---|
 //! | `main.rs` | process entry: builds the current_thread runtime, runs a command, maps outcomes to exit codes |
-//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `dev-cloud`, `version`; usage errors |
-//! | [`config`] | typed configuration: env + env file, JSON layers, provider list, fail-closed checks, secrets, redaction |
-//! | [`http`] | the HTTP server: accept loop, route table, operator routes, admin auth, webhook pipeline, rate limiter, client IP |
-//! | [`net`] | the shared HTTPS client (rustls on ring) and backoff with jitter |
-//! | [`cloud`] | the Cloud client: one function per call, the SSE parser, the two resubscribing streams, errors, records |
-//! | [`providers`] | the provider registry and the channels: `fake`, `cli`, `telegram` |
+//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `dev-cloud`, `version` |
+//! | [`app`] | the wiring: builds every piece, hands each its narrow handles, owns the tasks and the shutdown order |
+//! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
+//! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
+//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`) and the factory that builds them |
+//! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams |
 //! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
-//! | [`runtime`] | the running gateway: shared state, readiness, inbound claims, interactions, session streams, deliveries, state file |
-//! | [`metrics`] | counters and the Prometheus text writer |
+//! | [`runtime`] | the pipelines: ingress consumer, interactions, session streams, deliveries, readiness, state file |
+//! | [`http`] | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
+//! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
+//! | [`net`] | the shared HTTPS client (rustls on ring) and backoff with jitter |
+//! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files |
 //! | [`shutdown`] | the drain signal and the "all in-flight work done" wait |
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
 //! | [`setup`] | `setup`: writes an appliance env file that passes `check-config` |
 //! | [`time`] | epoch milliseconds and ISO-8601 timestamps as Cloud writes them |
-//! | [`daemon`] | `run`: starts providers, the Cloud subscription and the listener; drains and stops |
-//! | `devcloud` | (feature `devcloud`) the in-memory Cloud for the demo and the tests |
+//! | `devcloud` | (feature `devcloud`) the in-memory Cloud for the demo and the tests: `routes/` per resource, `sse.rs`, `store.rs` |
+//!
+//! # Where to add …
+//!
+//! - **A channel kind**: its settings struct in `config/providers/<kind>.rs` (parsed and checked at
+//!   load, an arm of `ChannelSettings`, `ProviderKind::is_implemented`), a folder
+//!   `providers/<kind>/` with a type implementing [`channel::Channel`] (only the methods the
+//!   platform has; background work is started in `start` and ended in `stop`; inbound messages go
+//!   to the `Ingress` in its context), and one arm in `providers::ProviderFactory::build`. Nothing
+//!   in the core changes.
+//! - **An operator endpoint**: a `Route` in `http/router.rs`, its handler in `http/operator.rs`
+//!   (reading only the handles in `http::state::HttpState`), one line in `http/server.rs`'s dispatch.
+//! - **A Cloud call**: its request body in `cloud/requests.rs`, one typed function on
+//!   `cloud::client::CloudClient`, and the route in the dev Cloud (`devcloud/routes/<resource>.rs`)
+//!   so the tests can exercise it.
 
 #![forbid(unsafe_code)]
 

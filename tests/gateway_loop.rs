@@ -106,10 +106,7 @@ fn session_of(cloud: &DevCloud, chat: &str) -> String {
 /// Waits until the chat's session holds exactly `expected` prompts: a webhook is answered once its
 /// event is claimed, and the prompt follows shortly after the answer.
 async fn prompts_become(cloud: &DevCloud, chat: &str, expected: &[&str]) {
-    let prompts = || {
-        let binding = cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).cloned();
-        binding.map(|b| cloud.prompts(&b.session_id)).unwrap_or_default()
-    };
+    let prompts = || prompts_of(cloud, chat);
     eventually("the prompts", || prompts() == expected).await;
     // Nothing more arrives once the expected prompts are there.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -153,6 +150,58 @@ fn round_trip_inbound_prompt_render_and_delivery() {
         assert_eq!(running.metrics.get(Stat::DeliveriesSent), 1);
         running.drain(Duration::from_secs(5)).await;
         running.stop();
+    });
+}
+
+/// The prompts of the chat's session (none before it has one).
+fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
+    let binding = cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).cloned();
+    binding.map(|b| cloud.prompts(&b.session_id)).unwrap_or_default()
+}
+
+#[test]
+fn a_webhook_is_answered_once_claimed_and_the_prompt_follows() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        cloud.faults.borrow_mut().delay("prompt", Duration::from_secs(1));
+        let message = json!({"id": "early-1", "text": "answer me early", "chatId": "chat-early"});
+        assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
+        let claimed = cloud.store.borrow().provider_events.values().any(|e| e.provider_event_id == "early-1");
+        assert!(claimed, "the event was claimed before the answer");
+        assert!(prompts_of(&cloud, "chat-early").is_empty(), "answered before the (slow) prompt reached Cloud");
+        prompts_become(&cloud, "chat-early", &["answer me early"]).await;
+        running.stop();
+    });
+}
+
+#[test]
+fn a_chats_messages_keep_their_order_while_other_chats_go_ahead() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = Rc::new(gateway(&base, &seeded, &[]).await);
+        // The first prompt of chat A fails once: the gateway retries it itself a second later.
+        cloud.faults.borrow_mut().fail_next("prompt", 1, 503, None);
+        let first = json!({"id": "a-1", "text": "a one", "chatId": "chat-a"});
+        assert_eq!(post(&running, "/webhooks/fake", first).await.0, 202);
+        eventually("a-1's failed prompt", || cloud.faults.borrow().pending_failures("prompt") == 0).await;
+        let rest_of_a = {
+            let running = Rc::clone(&running);
+            tokio::task::spawn_local(async move {
+                for n in [2, 3] {
+                    let message = json!({"id": format!("a-{n}"), "text": format!("a {n}"), "chatId": "chat-a"});
+                    assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
+                }
+            })
+        };
+        let other = json!({"id": "b-1", "text": "b one", "chatId": "chat-b"});
+        assert_eq!(post(&running, "/webhooks/fake", other).await.0, 202);
+        prompts_become(&cloud, "chat-b", &["b one"]).await;
+        let a_prompts = prompts_of(&cloud, "chat-a");
+        assert!(a_prompts.is_empty(), "chat B goes ahead while chat A waits for its first message's retry, and A's later messages wait too: {a_prompts:?}");
+        rest_of_a.await.unwrap();
+        prompts_become(&cloud, "chat-a", &["a one", "a 2", "a 3"]).await;
+        Rc::try_unwrap(running).ok().unwrap().stop();
     });
 }
 

@@ -108,22 +108,7 @@ mod tests {
     use super::*;
 
     fn message() -> InboundMessage {
-        InboundMessage {
-            id: "m".into(),
-            provider_event_id: None,
-            provider_message_id: None,
-            provider: "cli".into(),
-            target: Default::default(),
-            sender: Default::default(),
-            text: "hi".into(),
-            raw_text: "hi".into(),
-            is_command: false,
-            command: None,
-            attachment_count: 0,
-            interaction: None,
-            received_at_ms: 0,
-            raw: serde_json::Value::Null,
-        }
+        InboundMessage::text_for_tests("m", "hi")
     }
 
     #[tokio::test]

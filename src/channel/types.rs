@@ -77,6 +77,27 @@ impl InboundMessage {
         .to_owned()
     }
 
+    /// A plain text message with the given id, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn text_for_tests(id: &str, text: &str) -> Self {
+        Self {
+            id: id.into(),
+            provider_event_id: None,
+            provider_message_id: None,
+            provider: "test".into(),
+            target: ChannelTarget::default(),
+            sender: Sender::default(),
+            text: text.into(),
+            raw_text: text.into(),
+            is_command: false,
+            command: None,
+            attachment_count: 0,
+            interaction: None,
+            received_at_ms: 0,
+            raw: Value::Null,
+        }
+    }
+
     /// `interaction`, `command` or `message`.
     pub fn event_type(&self) -> &'static str {
         if self.interaction.is_some() {

@@ -18,6 +18,8 @@ pub struct Faults {
     failures: HashMap<&'static str, FailNext>,
     /// Added before every answer.
     pub latency: Duration,
+    /// Added before the answers of one route (same keys as [`Faults::fail_next`]).
+    route_latency: HashMap<&'static str, Duration>,
     /// Abort the session stream writing after this many more event frames, mid-frame.
     pub cut_session_stream_after: Option<u32>,
     /// Abort the delivery stream writing after this many more delivery frames, mid-frame.
@@ -31,6 +33,21 @@ impl Faults {
     /// `"cursor"`, `"session-events"`, `"delivery-stream"`) with `status`.
     pub fn fail_next(&mut self, route: &'static str, count: u32, status: u16, retry_after_ms: Option<u64>) {
         self.failures.insert(route, FailNext { remaining: count, status, retry_after_ms });
+    }
+
+    /// Delays every answer of `route` by `latency` (zero removes the delay).
+    pub fn delay(&mut self, route: &'static str, latency: Duration) {
+        self.route_latency.insert(route, latency);
+    }
+
+    /// The extra latency of `route`.
+    pub fn latency_of(&self, route: &str) -> Duration {
+        self.route_latency.get(route).copied().unwrap_or_default()
+    }
+
+    /// How many injected failures of `route` are still to come.
+    pub fn pending_failures(&self, route: &str) -> u32 {
+        self.failures.get(route).map_or(0, |f| f.remaining)
     }
 
     /// Takes one pending failure for `route`, if any.

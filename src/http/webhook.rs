@@ -122,6 +122,11 @@ async fn enqueue(gateway: &HttpState, provider_id: &str, messages: Vec<crate::ch
     }
     for claim in claims {
         if let Err(failure) = claim_result(claim).await {
+            // A message still waiting when the drain began was never claimed: the platform
+            // retries it against the next process.
+            if gateway.shutdown.is_draining() {
+                return Err(DRAINING);
+            }
             tracing::debug!(provider = provider_id, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "webhook message not claimed");
             return Err(PROVIDER_FAILED);
         }
@@ -182,6 +187,44 @@ mod tests {
             handle(&gateway, "fake", PEER, &headers, body("{\"text\":\"hi\"}"), 0).await.unwrap_err(),
             PROVIDER_FAILED
         );
+    }
+
+    /// A state whose channels are started and whose ingress queue holds `depth` messages and is
+    /// never read: what a webhook meets when the runtime cannot keep up.
+    fn started_with_queue(depth: usize) -> (Rc<HttpState>, crate::channel::ingress::IngressReceiver) {
+        use crate::channel::{ChannelRegistry, Ingress};
+        let config = Rc::new(crate::config::test_config(&[]));
+        let metrics = Rc::new(crate::metrics::Metrics::new(&config));
+        let registry = Rc::new(ChannelRegistry::new(&config, Rc::clone(&metrics)));
+        let shutdown = crate::shutdown::Shutdown::new();
+        let (ingress, queue) = Ingress::bounded(depth);
+        let factory = crate::providers::ProviderFactory::default();
+        registry.start_all(&|p| factory.build(p), &ingress, &shutdown);
+        let readiness = crate::runtime::Readiness::new(shutdown.clone(), Rc::clone(&registry), None);
+        (Rc::new(HttpState::new(config, metrics, readiness, registry, ingress, None, shutdown)), queue)
+    }
+
+    #[tokio::test]
+    async fn a_full_inbound_queue_answers_503_with_retry_after() {
+        let (gateway, _queue) = started_with_queue(1);
+        let filler = crate::channel::InboundMessage::text_for_tests("m-0", "waiting");
+        let _waiting = gateway.ingress.try_submit("fake", filler).unwrap();
+        let refused = handle(&gateway, "fake", PEER, &HeaderMap::new(), body(r#"{"text":"hi"}"#), 0).await.unwrap_err();
+        assert_eq!(refused, QUEUE_FULL.with_retry_after(1_000));
+    }
+
+    #[tokio::test]
+    async fn a_message_dropped_at_the_drain_is_a_503_not_a_502() {
+        let (gateway, mut queue) = started_with_queue(4);
+        let headers = HeaderMap::new();
+        let answer = handle(&gateway, "fake", PEER, &headers, body(r#"{"text":"hi"}"#), 0);
+        let consumer = async {
+            let item = queue.recv().await.unwrap();
+            gateway.shutdown.begin_drain();
+            drop(item);
+        };
+        let (answer, ()) = tokio::join!(answer, consumer);
+        assert_eq!(answer.unwrap_err(), DRAINING);
     }
 
     #[tokio::test]

@@ -28,7 +28,6 @@ use crate::cloud::client::{
 use crate::cloud::CloudError;
 use crate::config::ProviderConfig;
 use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, ProviderStat, Stat};
-use crate::net::backoff::Backoff;
 use crate::shutdown::Shutdown;
 
 /// Chats processed at the same time; a chat's own messages never overlap.
@@ -121,6 +120,7 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
                 // Intake is closed: what waits was not claimed; only started work finishes.
                 open = false;
                 queue.close();
+                while queue.try_recv().is_ok() {}
                 waiting.clear();
                 ready.clear();
                 waiting_total = 0;
@@ -232,15 +232,15 @@ impl Inbound {
         let event_id = claim.event.event_id.clone();
         let mut committed = false;
         let attempts = if answered_early { ATTEMPTS_AFTER_ANSWER } else { 1 };
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
         let mut attempt = 1;
         let result = loop {
             let result =
                 self.process(provider.as_deref(), provider_id, &config, message, &event_id, &mut committed).await;
             match result {
                 Err(error) if error.is_retryable() && !committed && attempt < attempts => {
+                    // 1 s, then 2 s: well inside the claim's 5-minute lease.
+                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
                     attempt += 1;
-                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 result => break result,
             }

@@ -102,6 +102,10 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
     let Ok(route) = match_table(ROUTES, &parts.method, parts.uri.path()) else {
         return policy_error(403, "Workspace action is not authorized.", "authorization.action_unknown");
     };
+    let route_latency = cloud.faults.borrow().latency_of(route.fault_key());
+    if !route_latency.is_zero() {
+        tokio::time::sleep(route_latency).await;
+    }
     if let Some(failure) = cloud.faults.borrow_mut().take_failure(route.fault_key()) {
         return match (failure.status, failure.retry_after_ms) {
             (429, Some(ms)) => rate_limited(ms),
