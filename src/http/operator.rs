@@ -35,58 +35,58 @@ fn ok_json(body: Value) -> RouteResult {
     Ok(response::json(StatusCode::OK, &body))
 }
 
-pub fn health(gateway: &HttpState) -> RouteResult {
-    let config = &gateway.config;
+pub fn health(state: &HttpState) -> RouteResult {
+    let config = &state.config;
     ok_json(
         json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": config.cloud.base_url}),
     )
 }
 
 /// 200 when ready, else 503; admin callers also get `providers` and the readiness `conditions`.
-pub fn ready(gateway: &HttpState, admin: bool) -> RouteResult {
-    let ready = gateway.readiness.is_ready();
+pub fn ready(state: &HttpState, admin: bool) -> RouteResult {
+    let ready = state.readiness.is_ready();
     let mut body = json!({
         "ok": ready,
         "status": if ready { "ready" } else { "not_ready" },
-        "branding": gateway.config.branding,
-        "cloudBaseUrl": gateway.config.cloud.base_url,
+        "branding": state.config.branding,
+        "cloudBaseUrl": state.config.cloud.base_url,
     });
     if admin {
-        body["providers"] = Value::from(gateway.registry.status_json());
-        body["conditions"] = json!(gateway.readiness.conditions());
+        body["providers"] = Value::from(state.registry.status_json());
+        body["conditions"] = json!(state.readiness.conditions());
     }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(response::json(status, &body))
 }
 
 /// Disabled is checked before authorization, as upstream.
-pub fn metrics(gateway: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
-    if !gateway.config.metrics_enabled {
+pub fn metrics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
+    if !state.config.metrics_enabled {
         return Err(METRICS_DISABLED);
     }
     if !admin() {
         return Err(ADMIN_REQUIRED);
     }
-    gateway.registry.sync_metrics();
-    Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, gateway.metrics.render_prometheus()))
+    state.registry.sync_metrics();
+    Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, state.metrics.render_prometheus()))
 }
 
-pub fn diagnostics(gateway: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
-    if !gateway.config.diagnostics_enabled {
+pub fn diagnostics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
+    if !state.config.diagnostics_enabled {
         return Err(DIAGNOSTICS_DISABLED);
     }
     if !admin() {
         return Err(ADMIN_REQUIRED);
     }
-    gateway.registry.sync_metrics();
+    state.registry.sync_metrics();
     ok_json(json!({
         "ok": true,
-        "config": &*gateway.config,
-        "ready": gateway.readiness.is_ready(),
-        "readiness": gateway.readiness.conditions(),
-        "providers": gateway.registry.status_json(),
-        "metrics": gateway.metrics.to_json(),
-        "deliveryOperator": delivery_operator_json(gateway),
+        "config": &*state.config,
+        "ready": state.readiness.is_ready(),
+        "readiness": state.readiness.conditions(),
+        "providers": state.registry.status_json(),
+        "metrics": state.metrics.to_json(),
+        "deliveryOperator": delivery_operator_json(state),
     }))
 }
 
@@ -99,10 +99,10 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// The bindings a request may touch: the given one if configured (else none), or all configured.
 /// The `deliveryOperator` block of `/diagnostics` (§2.9).
-pub fn delivery_operator_json(gateway: &HttpState) -> Value {
-    let bindings = gateway.config.channel_binding_ids();
+pub fn delivery_operator_json(state: &HttpState) -> Value {
+    let bindings = state.config.channel_binding_ids();
     let has_bindings = !bindings.is_empty();
-    let cloud = gateway.deliveries.as_ref();
+    let cloud = state.deliveries.as_ref();
     let listing = cloud.is_some();
     let retry = cloud.is_some_and(|c| c.supports_retry());
     let dead_letter = cloud.is_some_and(|c| c.supports_dead_letter());
@@ -132,8 +132,8 @@ pub fn delivery_operator_json(gateway: &HttpState) -> Value {
     })
 }
 
-fn scoped_bindings(gateway: &HttpState, requested: Option<&str>) -> Vec<SmolStr> {
-    let configured = gateway.config.channel_binding_ids();
+fn scoped_bindings(state: &HttpState, requested: Option<&str>) -> Vec<SmolStr> {
+    let configured = state.config.channel_binding_ids();
     match requested {
         Some(binding) => configured.into_iter().filter(|b| b == binding).collect(),
         None => configured,
@@ -204,18 +204,18 @@ fn cloud_failure(error: &CloudError) -> HttpError {
 }
 
 /// `GET /deliveries?status=&channelBindingId=&limit=`.
-pub async fn list_deliveries(gateway: &HttpState, admin: bool, query: Option<&str>) -> RouteResult {
+pub async fn list_deliveries(state: &HttpState, admin: bool, query: Option<&str>) -> RouteResult {
     if !admin {
         return Err(ADMIN_REQUIRED);
     }
-    let cloud = gateway.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
+    let cloud = state.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
     let status = query_param(query, "status").and_then(|s| DeliveryStatus::parse(&s));
     let limit = match query_param(query, "limit").and_then(|l| crate::config::env::parse_integer(&l)) {
         Some(n) if n > 0 => n.min(200) as u32,
         _ => 50,
     };
     let requested = query_param(query, "channelBindingId");
-    let bindings = scoped_bindings(gateway, requested.as_deref());
+    let bindings = scoped_bindings(state, requested.as_deref());
     let deliveries = list_across(cloud, &bindings, None, status, limit).await.map_err(|e| cloud_failure(&e))?;
     ok_json(json!({"ok": true, "deliveries": deliveries}))
 }
@@ -229,7 +229,7 @@ pub enum DeliveryAction {
 
 /// `POST /deliveries/<id>/retry` and `/dead-letter`, in the spec's step order.
 pub async fn delivery_action<B>(
-    gateway: &HttpState,
+    state: &HttpState,
     admin: bool,
     action: DeliveryAction,
     delivery_id: &str,
@@ -242,9 +242,8 @@ where
     if !admin {
         return Err(ADMIN_REQUIRED);
     }
-    let cloud = gateway.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
-    let bytes =
-        read_limited(body, gateway.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
+    let cloud = state.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
+    let bytes = read_limited(body, state.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
     let fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
@@ -263,7 +262,7 @@ where
         DeliveryAction::DeadLetter if !cloud.supports_dead_letter() => return Err(DEAD_LETTER_UNAVAILABLE),
         _ => {}
     }
-    let bindings = scoped_bindings(gateway, requested.as_deref());
+    let bindings = scoped_bindings(state, requested.as_deref());
     let matches = list_across(cloud, &bindings, Some(delivery_id), None, 2).await.map_err(|e| cloud_failure(&e))?;
     let [found] = matches.as_slice() else { return Err(DELIVERY_NOT_FOUND) };
     let binding = found.channel_binding_id.clone();

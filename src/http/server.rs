@@ -60,15 +60,15 @@ pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
 }
 
 /// Serves the gateway's routes until the task is dropped. Must run inside a `LocalSet`.
-pub async fn serve_gateway(listener: TcpListener, gateway: Rc<HttpState>) {
+pub async fn serve_gateway(listener: TcpListener, state: Rc<HttpState>) {
     serve(listener, move |request: Request<Incoming>, peer: SocketAddr| {
-        let gateway = Rc::clone(&gateway);
-        async move { dispatch(&gateway, peer.ip(), request).await }
+        let state = Rc::clone(&state);
+        async move { dispatch(&state, peer.ip(), request).await }
     })
     .await;
 }
 
-/// The accept loop for any handler (the gateway, or the dev Cloud). Must run inside a `LocalSet`.
+/// The accept loop for any handler (the state, or the dev Cloud). Must run inside a `LocalSet`.
 pub async fn serve<H, F>(listener: TcpListener, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,
@@ -126,35 +126,35 @@ where
 }
 
 /// Routes one request. Every request is in-flight work for the drain.
-pub async fn dispatch<B>(gateway: &Rc<HttpState>, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
+pub async fn dispatch<B>(state: &Rc<HttpState>, peer: IpAddr, request: Request<B>) -> Response<ResponseBody>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
 {
-    let _work = gateway.shutdown.work_guard();
+    let _work = state.shutdown.work_guard();
     let (parts, body) = request.into_parts();
     let query = parts.uri.query();
-    let admin = || is_admin_request(&gateway.config, &parts.headers, Some(peer));
+    let admin = || is_admin_request(&state.config, &parts.headers, Some(peer));
     let result: RouteResult = match route(&parts.method, parts.uri.path()) {
         Err(RouteError::NotFound) => Err(NOT_FOUND),
         Err(RouteError::BadEncoding) => Err(BAD_PATH_ENCODING),
-        Ok(Route::Health) => operator::health(gateway),
-        Ok(Route::Ready) => operator::ready(gateway, admin()),
-        Ok(Route::Metrics) => operator::metrics(gateway, admin),
-        Ok(Route::Diagnostics) => operator::diagnostics(gateway, admin),
-        Ok(Route::Deliveries) => operator::list_deliveries(gateway, admin(), query).await,
+        Ok(Route::Health) => operator::health(state),
+        Ok(Route::Ready) => operator::ready(state, admin()),
+        Ok(Route::Metrics) => operator::metrics(state, admin),
+        Ok(Route::Diagnostics) => operator::diagnostics(state, admin),
+        Ok(Route::Deliveries) => operator::list_deliveries(state, admin(), query).await,
         Ok(Route::DeliveryRetry { delivery_id }) => {
-            operator::delivery_action(gateway, admin(), DeliveryAction::Retry, &delivery_id, query, body).await
+            operator::delivery_action(state, admin(), DeliveryAction::Retry, &delivery_id, query, body).await
         }
         Ok(Route::DeliveryDeadLetter { delivery_id }) => {
-            operator::delivery_action(gateway, admin(), DeliveryAction::DeadLetter, &delivery_id, query, body).await
+            operator::delivery_action(state, admin(), DeliveryAction::DeadLetter, &delivery_id, query, body).await
         }
         Ok(Route::Webhook { provider_id }) => {
-            webhook::handle(gateway, &provider_id, peer, &parts.headers, body, gateway.clock_ms()).await
+            webhook::handle(state, &provider_id, peer, &parts.headers, body, state.clock_ms()).await
         }
     };
     result.unwrap_or_else(|error| {
         if error.counted {
-            gateway.metrics.increment(Stat::Errors);
+            state.metrics.increment(Stat::Errors);
         }
         error.into_response()
     })

@@ -42,7 +42,7 @@ const QUEUE_FULL_RETRY_MS: u64 = 1_000;
 
 /// Runs the pipeline. `now_ms` is a monotonic clock reading for the rate limiter.
 pub async fn handle<B>(
-    gateway: &std::rc::Rc<HttpState>,
+    state: &std::rc::Rc<HttpState>,
     provider_id: &str,
     peer: IpAddr,
     headers: &HeaderMap,
@@ -52,24 +52,24 @@ pub async fn handle<B>(
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    gateway.metrics.increment(Stat::WebhookRequests);
-    let registered = gateway.registry.is_registered(provider_id);
+    state.metrics.increment(Stat::WebhookRequests);
+    let registered = state.registry.is_registered(provider_id);
     if registered {
-        gateway.metrics.increment_provider(provider_id, ProviderStat::WebhookRequests);
+        state.metrics.increment_provider(provider_id, ProviderStat::WebhookRequests);
     }
-    if gateway.shutdown.is_draining() {
+    if state.shutdown.is_draining() {
         return Err(DRAINING);
     }
 
-    let server = &gateway.config.server;
-    let source = resolve_client_source(peer, headers, server.trust_proxy_headers, &gateway.trusted_proxies);
+    let server = &state.config.server;
+    let source = resolve_client_source(peer, headers, server.trust_proxy_headers, &state.trusted_proxies);
     // Unknown ids share one bucket per source: they are limited, and cannot grow the table with
     // arbitrary path text.
     let provider_key = if registered { provider_id } else { "?unregistered" };
     let request_key = format!("request:{source}:{provider_key}");
     let auth_key = format!("auth:{source}:{provider_key}");
     {
-        let mut limiter = gateway.rate_limiter.borrow_mut();
+        let mut limiter = state.rate_limiter.borrow_mut();
         if let Verdict::Refused { retry_after_ms } = limiter.claim(&request_key, now_ms, WINDOW_MS, MAX_REQUESTS) {
             return Err(TOO_MANY.with_retry_after(retry_after_ms));
         }
@@ -84,16 +84,16 @@ where
     let payload = parse_request_body(raw_body, content_type).map_err(|_| BAD_BODY)?;
 
     let request = WebhookRequest { payload: &payload, headers, raw_body, received_at_ms: crate::time::now_ms() };
-    match gateway.registry.handle_webhook(provider_id, request).await {
+    match state.registry.handle_webhook(provider_id, request).await {
         Ok(WebhookReply::Respond(answer)) => Ok(response::json(StatusCode::OK, &answer)),
         Ok(WebhookReply::Ignored) => Ok(accepted()),
-        Ok(WebhookReply::Messages(messages)) => enqueue(gateway, provider_id, messages).await,
+        Ok(WebhookReply::Messages(messages)) => enqueue(state, provider_id, messages).await,
         Err(error) => {
             tracing::debug!(provider = provider_id, error = %crate::config::redact::redact_text(&error.detail), "webhook rejected");
             Err(match error.code {
                 WebhookErrorCode::NotFound => NOT_FOUND,
                 WebhookErrorCode::Auth => {
-                    gateway.rate_limiter.borrow_mut().backoff(
+                    state.rate_limiter.borrow_mut().backoff(
                         &auth_key,
                         now_ms,
                         WINDOW_MS,
@@ -111,10 +111,10 @@ where
 
 /// Queues the messages and answers once Cloud has claimed each (a duplicate is a 202 too);
 /// processing goes on after the answer. A full queue is a 503 with `Retry-After`.
-async fn enqueue(gateway: &HttpState, provider_id: &str, messages: Vec<crate::channel::InboundMessage>) -> RouteResult {
+async fn enqueue(state: &HttpState, provider_id: &str, messages: Vec<crate::channel::InboundMessage>) -> RouteResult {
     let mut claims = Vec::with_capacity(messages.len());
     for message in messages {
-        match gateway.ingress.try_submit(provider_id, message) {
+        match state.ingress.try_submit(provider_id, message) {
             Ok(claim) => claims.push(claim),
             Err(Refused::Full) => return Err(QUEUE_FULL.with_retry_after(QUEUE_FULL_RETRY_MS)),
             Err(Refused::Closed) => return Err(DRAINING),
@@ -124,7 +124,7 @@ async fn enqueue(gateway: &HttpState, provider_id: &str, messages: Vec<crate::ch
         if let Err(failure) = claim_result(claim).await {
             // A message still waiting when the drain began was never claimed: the platform
             // retries it against the next process.
-            if gateway.shutdown.is_draining() {
+            if state.shutdown.is_draining() {
                 return Err(DRAINING);
             }
             tracing::debug!(provider = provider_id, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "webhook message not claimed");

@@ -123,13 +123,13 @@ pub fn retry_delay(attempt_count: u64) -> Duration {
 
 /// Runs until the delivery stream closes and everything queued was handled.
 pub async fn run_dispatcher(
-    gateway: Dispatcher,
+    dispatcher: Dispatcher,
     client: Rc<CloudClient>,
     mut incoming: mpsc::Receiver<DeliveryRecord>,
 ) {
-    let gateway = Rc::new(gateway);
-    let max_concurrency = gateway.max_concurrency;
-    let cap = gateway.max_queue_depth.max(max_concurrency);
+    let dispatcher = Rc::new(dispatcher);
+    let max_concurrency = dispatcher.max_concurrency;
+    let cap = dispatcher.max_queue_depth.max(max_concurrency);
     let shared = Rc::new(RefCell::new(Shared::default()));
     let (done_tx, mut done_rx) = mpsc::channel::<(String, DeliveryKey)>(max_concurrency.max(1));
     let mut lanes: HashMap<String, VecDeque<DeliveryRecord>> = HashMap::new();
@@ -150,16 +150,16 @@ pub async fn run_dispatcher(
                 Some(delivery) => {
                     let key = delivery_key(&delivery);
                     if shared.borrow().sent.contains(&key) {
-                        gateway.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
-                        let (gateway, client) = (Rc::clone(&gateway), Rc::clone(&client));
-                        tokio::task::spawn_local(async move { ack_sent(&gateway, &client, &delivery).await });
+                        dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
+                        let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
+                        tokio::task::spawn_local(async move { ack_sent(&dispatcher, &client, &delivery).await });
                     } else if known.contains(&key) {
-                        gateway.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
+                        dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
                     } else {
                         let lane = lane_key(&delivery);
                         known.insert(key);
                         queued += 1;
-                        gateway.metrics.set_gauge(Stat::DeliveryQueueDepthMax, gateway.metrics.get(Stat::DeliveryQueueDepthMax).max(queued as u64));
+                        dispatcher.metrics.set_gauge(Stat::DeliveryQueueDepthMax, dispatcher.metrics.get(Stat::DeliveryQueueDepthMax).max(queued as u64));
                         let backlog = lanes.entry(lane.clone()).or_default();
                         backlog.push_back(delivery);
                         if backlog.len() == 1 && !busy_lanes.contains(&lane) {
@@ -182,7 +182,7 @@ pub async fn run_dispatcher(
             if lease_nearly_over(&delivery) {
                 // Sending now could race Cloud re-serving it to another claimant: leave it to its
                 // lease, unacked, and let Cloud serve it again.
-                gateway.metrics.increment(Stat::DeliverySheds);
+                dispatcher.metrics.increment(Stat::DeliverySheds);
                 known.remove(&delivery_key(&delivery));
                 requeue_lane(&mut lanes, &mut ready, lane);
                 continue;
@@ -190,16 +190,16 @@ pub async fn run_dispatcher(
             active += 1;
             busy_lanes.insert(lane.clone());
             let key = delivery_key(&delivery);
-            let (gateway, client, shared, done) =
-                (Rc::clone(&gateway), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
+            let (dispatcher, client, shared, done) =
+                (Rc::clone(&dispatcher), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
             tokio::task::spawn_local(async move {
-                handle_delivery(&gateway, &client, &shared, delivery).await;
+                handle_delivery(&dispatcher, &client, &shared, delivery).await;
                 let _ = done.send((lane, key)).await;
             });
         }
         // In-flight or queued deliveries are work the drain waits for (up to its deadline).
         match (queued + active > 0, work.is_some()) {
-            (true, false) => work = Some(gateway.shutdown.work_guard()),
+            (true, false) => work = Some(dispatcher.shutdown.work_guard()),
             (false, true) => work = None,
             _ => {}
         }
@@ -233,28 +233,28 @@ fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &
 }
 
 async fn handle_delivery(
-    gateway: &Dispatcher,
+    dispatcher: &Dispatcher,
     client: &CloudClient,
     shared: &RefCell<Shared>,
     delivery: DeliveryRecord,
 ) {
     let received = Instant::now();
-    gateway.metrics.increment(Stat::DeliveriesReceived);
-    let registration = gateway
+    dispatcher.metrics.increment(Stat::DeliveriesReceived);
+    let registration = dispatcher
         .registry
         .for_binding(&delivery.channel_binding_id)
         .map(|r| (r.config.clone(), r.channel(), r.config.runtime_id(), r.config.runtime_kind(), r.is_healthy()));
     let Some((config, provider, runtime_id, runtime_kind, healthy)) = registration else {
         let provider_name = delivery.field_str("provider").unwrap_or("unknown").to_owned();
-        gateway.metrics.increment(Stat::Errors);
-        gateway.metrics.increment(Stat::DeliveryDeadLetters);
+        dispatcher.metrics.increment(Stat::Errors);
+        dispatcher.metrics.increment(Stat::DeliveryDeadLetters);
         ack(client, &delivery, "dead", Some(format!("No provider registered for {provider_name}.")), None).await.ok();
         return;
     };
     let id = config.id.clone();
     let kind = bounded_channel_kind(config.kind, &config.id);
-    gateway.metrics.increment_provider(&id, ProviderStat::DeliveriesReceived);
-    gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+    dispatcher.metrics.increment_provider(&id, ProviderStat::DeliveriesReceived);
+    dispatcher.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
 
     let circuit = shared.borrow().circuits.get(&id).copied().unwrap_or_default();
     let now = Instant::now();
@@ -299,22 +299,22 @@ async fn handle_delivery(
     };
     match result {
         Ok(()) => {
-            gateway.metrics.record_channel_message(
+            dispatcher.metrics.record_channel_message(
                 kind,
                 Direction::Outbound,
                 Outcome::Success,
                 Some(received.elapsed().as_secs_f64() * 1000.0),
             );
-            close_circuit(gateway, shared, &id);
+            close_circuit(dispatcher, shared, &id);
             shared.borrow_mut().sent.insert(delivery_key(&delivery));
-            if ack_sent(gateway, client, &delivery).await {
-                gateway.metrics.increment(Stat::DeliveriesSent);
-                gateway.metrics.increment_provider(&id, ProviderStat::DeliveriesSent);
-                gateway.metrics.observe_delivery_latency(&id, received.elapsed().as_secs_f64() * 1000.0);
+            if ack_sent(dispatcher, client, &delivery).await {
+                dispatcher.metrics.increment(Stat::DeliveriesSent);
+                dispatcher.metrics.increment_provider(&id, ProviderStat::DeliveriesSent);
+                dispatcher.metrics.observe_delivery_latency(&id, received.elapsed().as_secs_f64() * 1000.0);
             }
         }
         Err(error) => {
-            gateway.metrics.increment(Stat::Errors);
+            dispatcher.metrics.increment(Stat::Errors);
             let (retry, delay) = match &error.kind {
                 SendErrorKind::Permanent => (false, None),
                 SendErrorKind::Transient => {
@@ -323,15 +323,15 @@ async fn handle_delivery(
                 SendErrorKind::RateLimited(wait) => (delivery.attempt_count() < MAX_ATTEMPTS, Some(*wait)),
             };
             if attempted && !matches!(error.kind, SendErrorKind::Permanent) {
-                note_transient_failure(gateway, shared, &id);
+                note_transient_failure(dispatcher, shared, &id);
             }
             let (status, outcome) = if retry { ("failed", Outcome::Retry) } else { ("dead", Outcome::Error) };
             if retry {
-                gateway.metrics.increment(Stat::DeliveryRetries);
-                gateway.metrics.increment_provider(&id, ProviderStat::DeliveryRetries);
+                dispatcher.metrics.increment(Stat::DeliveryRetries);
+                dispatcher.metrics.increment_provider(&id, ProviderStat::DeliveryRetries);
             } else {
-                gateway.metrics.increment(Stat::DeliveryDeadLetters);
-                gateway.metrics.increment_provider(&id, ProviderStat::DeliveryDeadLetters);
+                dispatcher.metrics.increment(Stat::DeliveryDeadLetters);
+                dispatcher.metrics.increment_provider(&id, ProviderStat::DeliveryDeadLetters);
             }
             let next_attempt =
                 retry.then(|| delay.map(|d| crate::time::iso(crate::time::now_ms() + d.as_millis() as u64))).flatten();
@@ -340,7 +340,7 @@ async fn handle_delivery(
             {
                 tracing::warn!(error = %ack_error, delivery = %delivery.delivery_id, "acknowledging a failed delivery failed; its lease will expire");
             }
-            gateway.metrics.record_channel_message(
+            dispatcher.metrics.record_channel_message(
                 kind,
                 Direction::Outbound,
                 outcome,
@@ -373,7 +373,7 @@ async fn ack(
 
 /// Acks `sent`, retrying with backoff while the claim lease lasts (§8.5): the message was
 /// delivered, so it is never turned into `dead`. Returns whether Cloud took the ack.
-async fn ack_sent(gateway: &Dispatcher, client: &CloudClient, delivery: &DeliveryRecord) -> bool {
+async fn ack_sent(dispatcher: &Dispatcher, client: &CloudClient, delivery: &DeliveryRecord) -> bool {
     let lease_end = delivery
         .field_str("claimExpiresAt")
         .and_then(crate::time::parse_iso)
@@ -386,7 +386,7 @@ async fn ack_sent(gateway: &Dispatcher, client: &CloudClient, delivery: &Deliver
                 if error.is_retryable()
                     && crate::time::now_ms() + backoff.ceiling().as_millis() as u64 <= lease_end =>
             {
-                gateway.metrics.increment(Stat::Errors);
+                dispatcher.metrics.increment(Stat::Errors);
                 tokio::time::sleep(error.retry_after.unwrap_or_else(|| backoff.next_delay())).await;
             }
             Err(error) => {
@@ -397,7 +397,7 @@ async fn ack_sent(gateway: &Dispatcher, client: &CloudClient, delivery: &Deliver
     }
 }
 
-fn note_transient_failure(gateway: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
+fn note_transient_failure(dispatcher: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
     let opened = {
         let mut shared = shared.borrow_mut();
         let circuit = shared.circuits.entry(provider_id.into()).or_default();
@@ -413,16 +413,16 @@ fn note_transient_failure(gateway: &Dispatcher, shared: &RefCell<Shared>, provid
             CIRCUIT_OPEN.as_secs()
         );
         tracing::warn!(provider = provider_id, "{reason}");
-        if let Some(registration) = gateway.registry.get(provider_id) {
+        if let Some(registration) = dispatcher.registry.get(provider_id) {
             registration.set_circuit(Some(reason));
         }
     }
 }
 
-fn close_circuit(gateway: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
+fn close_circuit(dispatcher: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
     let was_open = shared.borrow_mut().circuits.remove(provider_id).is_some_and(|c| c.open_until.is_some());
     if was_open {
-        if let Some(registration) = gateway.registry.get(provider_id) {
+        if let Some(registration) = dispatcher.registry.get(provider_id) {
             registration.set_circuit(None);
         }
     }

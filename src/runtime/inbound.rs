@@ -173,16 +173,14 @@ impl Inbound {
         claimed: &mut Option<oneshot::Sender<Result<Claim, InboundFailure>>>,
         answered_early: bool,
     ) -> Result<(), InboundError> {
-        let gateway = self;
         let started = Instant::now();
-        gateway.metrics.increment(Stat::IncomingMessages);
-        gateway.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
-        let Some((config, provider)) = gateway.registry.get(provider_id).map(|r| (r.config.clone(), r.channel()))
-        else {
+        self.metrics.increment(Stat::IncomingMessages);
+        self.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
+        let Some((config, provider)) = self.registry.get(provider_id).map(|r| (r.config.clone(), r.channel())) else {
             return Err(InboundError::UnknownProvider(provider_id.to_owned()));
         };
         let kind = bounded_channel_kind(config.kind, &config.id);
-        gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
+        self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
         let client = Rc::clone(&self.client);
         let claimed_by = self.claimed_by.clone();
         let workspace = config.external_workspace_id.clone();
@@ -212,7 +210,7 @@ impl Inbound {
         let claim = match claim {
             Ok(claim) => claim,
             Err(error) => {
-                finish_failed(gateway, provider_id, kind, started);
+                finish_failed(self, provider_id, kind, started);
                 return Err(error.into());
             }
         };
@@ -220,13 +218,8 @@ impl Inbound {
             let _ = claimed.send(Ok(if claim.claimed { Claim::New } else { Claim::Duplicate }));
         }
         if !claim.claimed {
-            gateway.metrics.increment_provider(provider_id, ProviderStat::InboundDuplicates);
-            gateway.metrics.record_channel_message(
-                kind,
-                Direction::Inbound,
-                Outcome::Ignored,
-                Some(elapsed_ms(started)),
-            );
+            self.metrics.increment_provider(provider_id, ProviderStat::InboundDuplicates);
+            self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Ignored, Some(elapsed_ms(started)));
             return Ok(());
         }
         let event_id = claim.event.event_id.clone();
@@ -260,7 +253,7 @@ impl Inbound {
                 {
                     tracing::warn!(error = %error, "completing a processed provider event failed; a redelivery stays a duplicate");
                 }
-                gateway.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
+                self.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
                 Ok(())
             }
             Err(error) => {
@@ -276,15 +269,10 @@ impl Inbound {
                     } else {
                         Outcome::Error
                     };
-                    gateway.metrics.record_channel_message(
-                        kind,
-                        Direction::Inbound,
-                        outcome,
-                        Some(elapsed_ms(started)),
-                    );
+                    self.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
                     if !retryable {
                         if let Some(provider) = provider {
-                            gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+                            self.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
                             let notice = provider
                                 .send_text(
                                     &message.target,
@@ -293,19 +281,19 @@ impl Inbound {
                                 )
                                 .await;
                             let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
-                            gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
+                            self.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
                         }
                     }
                 } else {
-                    gateway.metrics.record_channel_message(
+                    self.metrics.record_channel_message(
                         kind,
                         Direction::Inbound,
                         Outcome::Error,
                         Some(elapsed_ms(started)),
                     );
                 }
-                gateway.metrics.increment(Stat::Errors);
-                gateway.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
+                self.metrics.increment(Stat::Errors);
+                self.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
                 tracing::warn!(provider = provider_id, retryable, error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
                 Err(error)
             }
@@ -313,10 +301,10 @@ impl Inbound {
     }
 }
 
-fn finish_failed(gateway: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {
-    gateway.metrics.increment(Stat::Errors);
-    gateway.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
-    gateway.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Error, Some(elapsed_ms(started)));
+fn finish_failed(inbound: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {
+    inbound.metrics.increment(Stat::Errors);
+    inbound.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
+    inbound.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Error, Some(elapsed_ms(started)));
 }
 
 fn elapsed_ms(started: Instant) -> f64 {
@@ -334,19 +322,19 @@ impl Inbound {
         event_id: &str,
         committed: &mut bool,
     ) -> Result<Outcome, InboundError> {
-        let (gateway, client) = (self, &*self.client);
+        let client = &*self.client;
         let workspace = config.external_workspace_id.clone();
         if let Some(intent) = intent_of(message) {
             client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
             *committed = true;
-            gateway.metrics.increment(Stat::InteractionsResolved);
-            gateway.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
+            self.metrics.increment(Stat::InteractionsResolved);
+            self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
                 if let Err(error) = provider
                     .answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement())
                     .await
                 {
-                    gateway.metrics.increment(Stat::Errors);
+                    self.metrics.increment(Stat::Errors);
                     tracing::debug!(%error, "interaction acknowledgement failed");
                 }
             }
@@ -397,8 +385,8 @@ impl Inbound {
             })
             .await?;
         *committed = true;
-        gateway.metrics.increment(Stat::PromptedMessages);
-        gateway.metrics.increment_provider(provider_id, ProviderStat::PromptedMessages);
+        self.metrics.increment(Stat::PromptedMessages);
+        self.metrics.increment_provider(provider_id, ProviderStat::PromptedMessages);
         Ok(Outcome::Success)
     }
 }

@@ -182,10 +182,10 @@ impl Sessions {
     }
 }
 
-fn ensure(gateway: &Sessions, binding: SessionBindingRecord, provider_id: &str) {
-    let client = Rc::clone(&gateway.client);
+fn ensure(sessions: &Sessions, binding: SessionBindingRecord, provider_id: &str) {
+    let client = Rc::clone(&sessions.client);
     let now = Instant::now();
-    let mut streams = gateway.streams.borrow_mut();
+    let mut streams = sessions.streams.borrow_mut();
     if let Some(stream) = streams.open.get_mut(&binding.binding_id) {
         if !stream.task.is_finished() {
             stream.last_activity = now;
@@ -197,11 +197,11 @@ fn ensure(gateway: &Sessions, binding: SessionBindingRecord, provider_id: &str) 
         streams.evict_least_recent();
         evicted += 1;
     }
-    gateway.metrics.add(Stat::StreamEvictions, evicted as u64);
+    sessions.metrics.add(Stat::StreamEvictions, evicted as u64);
     let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
     let entry = OpenStreamEntry::new(&binding, provider_id);
     let task = tokio::task::spawn_local(run_stream(
-        gateway.clone(),
+        sessions.clone(),
         client,
         binding.clone(),
         SmolStr::new(provider_id),
@@ -209,7 +209,7 @@ fn ensure(gateway: &Sessions, binding: SessionBindingRecord, provider_id: &str) 
     ));
     streams.open.insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, cursor });
     streams.save();
-    gateway.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
+    sessions.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
 }
 
 /// The binding's persisted cursor and last provider message id.
@@ -223,7 +223,7 @@ struct Cursor {
 }
 
 impl Cursor {
-    async fn persist(&mut self, gateway: &Sessions, client: &CloudClient, binding_id: &str, sequence: u64) {
+    async fn persist(&mut self, sessions: &Sessions, client: &CloudClient, binding_id: &str, sequence: u64) {
         // A chatty session can meet Cloud's per-token rate limit: wait as long as Cloud asks.
         let (workspace, message_id) = (self.workspace, self.last_chat_message_id.clone());
         let written =
@@ -236,32 +236,32 @@ impl Cursor {
             }
             Ok(CursorUpdate::NotFound) | Err(_) => {
                 // The stream itself resumes from its own cursor; only a restart would replay.
-                gateway.metrics.increment(Stat::CursorPersistenceFailures);
+                sessions.metrics.increment(Stat::CursorPersistenceFailures);
                 self.pending = Some(sequence);
             }
         }
         self.last_write = Instant::now();
     }
 
-    async fn flush(&mut self, gateway: &Sessions, client: &CloudClient, binding_id: &str) {
+    async fn flush(&mut self, sessions: &Sessions, client: &CloudClient, binding_id: &str) {
         if let Some(sequence) = self.pending {
-            self.persist(gateway, client, binding_id, sequence).await;
+            self.persist(sessions, client, binding_id, sequence).await;
         }
     }
 }
 
 async fn run_stream(
-    gateway: Sessions,
+    sessions: Sessions,
     client: Rc<CloudClient>,
     binding: SessionBindingRecord,
     provider_id: SmolStr,
     persisted: Rc<std::cell::Cell<u64>>,
 ) {
-    let _work = gateway.shutdown.work_guard();
-    let mut drain = gateway.shutdown.signal();
+    let _work = sessions.shutdown.work_guard();
+    let mut drain = sessions.shutdown.signal();
     let (tx, mut items) = mpsc::channel(QUEUE_DEPTH);
     let follower = {
-        let context = gateway.stream_context.clone();
+        let context = sessions.stream_context.clone();
         let client = Rc::clone(&client);
         let id = binding.binding_id.clone();
         let start = binding.last_event_sequence;
@@ -279,7 +279,7 @@ async fn run_stream(
         let item = tokio::select! {
             item = items.recv() => item,
             _ = tokio::time::sleep(CURSOR_COALESCE), if cursor.pending.is_some() => {
-                cursor.flush(&gateway, &client, &binding.binding_id).await;
+                cursor.flush(&sessions, &client, &binding.binding_id).await;
                 continue;
             }
             _ = drain.started() => None,
@@ -287,10 +287,10 @@ async fn run_stream(
         let Some(item) = item else { break };
         match item {
             SessionStreamItem::CursorJump(sequence) => {
-                cursor.persist(&gateway, &client, &binding.binding_id, sequence).await
+                cursor.persist(&sessions, &client, &binding.binding_id, sequence).await
             }
             SessionStreamItem::Event(event) => {
-                let registration = gateway
+                let registration = sessions
                     .registry
                     .get(&provider_id)
                     .and_then(|r| Some((r.channel()?, r.config.runtime_id(), r.config.runtime_kind())));
@@ -311,8 +311,8 @@ async fn run_stream(
                     match render_event(&context, &mut state, &event).await {
                         Ok(rendered) => break Ok(rendered),
                         Err(error) if error.transient && attempt < MAX_RENDER_ATTEMPTS => {
-                            gateway.metrics.increment(Stat::SessionRenderRetries);
-                            gateway.metrics.increment(Stat::Errors);
+                            sessions.metrics.increment(Stat::SessionRenderRetries);
+                            sessions.metrics.increment(Stat::Errors);
                             attempt += 1;
                             tokio::time::sleep(backoff.next_delay()).await;
                         }
@@ -322,52 +322,52 @@ async fn run_stream(
                 // Session render telemetry counts under the runtime provider kind (§3.11).
                 let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, &provider_id));
                 if attempt > 1 || rendered.as_ref().is_ok_and(|r| r.handled) || rendered.is_err() {
-                    gateway.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+                    sessions.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
                     let outcome = match &rendered {
                         Ok(_) => Outcome::Success,
                         Err(error) if error.transient => Outcome::Retry,
                         Err(_) => Outcome::Error,
                     };
-                    gateway.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
+                    sessions.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
                 }
                 match rendered {
                     Ok(rendered) if rendered.handled => {
                         if rendered.last_chat_message_id.is_some() {
                             cursor.last_chat_message_id = rendered.last_chat_message_id;
                         }
-                        cursor.persist(&gateway, &client, &binding.binding_id, event.sequence).await;
+                        cursor.persist(&sessions, &client, &binding.binding_id, event.sequence).await;
                     }
                     Ok(_) => {
                         cursor.pending = Some(event.sequence);
                         if cursor.last_write.elapsed() >= CURSOR_COALESCE {
-                            cursor.flush(&gateway, &client, &binding.binding_id).await;
+                            cursor.flush(&sessions, &client, &binding.binding_id).await;
                         }
                     }
                     Err(error) => {
-                        gateway.metrics.increment(Stat::Errors);
-                        gateway.metrics.increment(Stat::DroppedSessionEvents);
-                        gateway.metrics.increment(Stat::SessionRenderDeadLetters);
+                        sessions.metrics.increment(Stat::Errors);
+                        sessions.metrics.increment(Stat::DroppedSessionEvents);
+                        sessions.metrics.increment(Stat::SessionRenderDeadLetters);
                         tracing::warn!(sequence = event.sequence, event_type = %event.event_type, attempts = attempt, error = %crate::config::redact::redact_text(&error.message), "session event skipped after failed renders");
-                        cursor.persist(&gateway, &client, &binding.binding_id, event.sequence).await;
+                        cursor.persist(&sessions, &client, &binding.binding_id, event.sequence).await;
                     }
                 }
             }
         }
     }
-    cursor.flush(&gateway, &client, &binding.binding_id).await;
+    cursor.flush(&sessions, &client, &binding.binding_id).await;
     follower.abort();
 }
 
 /// Reopens the streams a previous run left open, each from its current Cloud cursor.
-pub async fn resume_saved(gateway: Sessions) {
-    let client = Rc::clone(&gateway.client);
-    let saved = gateway.streams.borrow().saved();
+pub async fn resume_saved(sessions: Sessions) {
+    let client = Rc::clone(&sessions.client);
+    let saved = sessions.streams.borrow().saved();
     if saved.is_empty() {
         return;
     }
     let mut resumed = 0;
     for entry in saved {
-        if !gateway.registry.get(&entry.provider_id).is_some_and(|r| r.is_started()) {
+        if !sessions.registry.get(&entry.provider_id).is_some_and(|r| r.is_started()) {
             continue;
         }
         match client
@@ -380,7 +380,7 @@ pub async fn resume_saved(gateway: Sessions) {
             .await
         {
             Ok(Some(bound)) => {
-                gateway.ensure(bound.binding, &entry.provider_id);
+                sessions.ensure(bound.binding, &entry.provider_id);
                 resumed += 1;
             }
             Ok(None) => {}

@@ -79,7 +79,6 @@ pub async fn run(bot: TelegramProvider, context: ChannelContext) {
         ingress: context.ingress,
         warnings: WarnLimiter::new(Duration::from_secs(60)),
     };
-    poller.health.set_receiving(Some("Telegram is starting.".into()));
     let me = match call_until_ok(&mut poller, "getMe", &json!({})).await {
         None => return,
         Some(Ok(me)) => me,
