@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::net::https::build_client;
 use crate::notify::Notifier;
 use crate::providers::{BuildContext, ProviderFactory};
-use crate::runtime::deliveries::{run_dispatcher, Dispatcher};
+use crate::runtime::deliveries::{run_dispatcher, sendable_bindings, Dispatcher};
 use crate::runtime::inbound::{run_ingress, Inbound};
 use crate::runtime::sessions::{resume_saved, SessionStreams, Sessions};
 use crate::runtime::state::StateFile;
@@ -127,10 +127,13 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     };
     let consumer = tokio::task::spawn_local(run_ingress(inbound, queue, shutdown.clone()));
     let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));
+    let (bindings, binding_watch) = sendable_bindings(Rc::clone(&registry));
     let follower = {
         let (context, client) = (stream_context.clone(), Rc::clone(&client));
-        let options = DeliveryStreamOptions::new(config.claimed_by(), config.channel_binding_ids());
-        tokio::task::spawn_local(async move { follow_deliveries(&context, &client, options, deliveries_tx).await })
+        let options = DeliveryStreamOptions::new(config.claimed_by());
+        tokio::task::spawn_local(
+            async move { follow_deliveries(&context, &client, options, bindings, deliveries_tx).await },
+        )
     };
     let dispatcher = Dispatcher {
         metrics: Rc::clone(&metrics),
@@ -174,7 +177,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         shutdown,
         factory,
         dispatcher,
-        background: vec![consumer, follower, sweeper, server, resume],
+        background: vec![consumer, binding_watch, follower, sweeper, server, resume],
     })
 }
 

@@ -168,7 +168,14 @@ fn operator_for(base_url: &str, token: &str) -> Rc<open_cowork_gateway::http::st
 }
 
 fn delivery_options() -> DeliveryStreamOptions {
-    DeliveryStreamOptions::new("gateway:test".into(), vec!["fake-binding".into()])
+    DeliveryStreamOptions::new("gateway:test".into())
+}
+
+/// The bindings the delivery stream claims for: the fake provider's, for the whole test.
+fn fake_binding() -> tokio::sync::watch::Receiver<Vec<smol_str::SmolStr>> {
+    let (sender, receiver) = tokio::sync::watch::channel(vec![smol_str::SmolStr::new("fake-binding")]);
+    std::mem::forget(sender);
+    receiver
 }
 
 /// Reads session stream items until `done` says so, with a generous timeout.
@@ -496,7 +503,7 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
             let gateway = Rc::clone(&gateway);
             let client = client_for(&h.base_url, &h.seeded.gateway_token);
             tokio::task::spawn_local(async move {
-                follow_deliveries(&gateway.context, &client, delivery_options(), tx).await
+                follow_deliveries(&gateway.context, &client, delivery_options(), fake_binding(), tx).await
             })
         };
         h.cloud.enqueue_delivery(
@@ -511,7 +518,7 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
             ("d1", 1, Some("gateway:test"))
         );
         assert_eq!(first.rest["payload"]["token"], "secret-ish", "the stream carries the raw record");
-        assert!(gateway.status.borrow().subscription.is_ok());
+        assert!(gateway.status.borrow().subscription.is_live());
 
         // Not acked: when the 120 s lease expires Cloud re-serves it.
         h.cloud.store.borrow().clock.advance(120_001);
@@ -575,7 +582,7 @@ fn delivery_stream_reconnects_and_reserves_unacked_leases() {
         assert_eq!(retried.status(), Some(open_cowork_gateway::cloud::DeliveryStatus::Failed));
         gateway.shutdown.begin_drain();
         tokio::time::timeout(Duration::from_secs(5), follower).await.unwrap().unwrap();
-        assert!(gateway.status.borrow().subscription.is_err(), "closed at drain");
+        assert!(!gateway.status.borrow().subscription.is_live(), "closed at drain");
         let dead =
             h.client.dead_letter_delivery("d1", "fake-binding", Some("operator gave up")).await.unwrap().unwrap();
         assert_eq!(

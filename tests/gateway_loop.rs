@@ -560,9 +560,16 @@ fn a_failing_channel_opens_its_delivery_circuit_and_shows_in_ready() {
         eventually("circuit open", || !running.readiness.is_ready()).await;
         let status = running.registry.status_json();
         assert!(status[0]["error"].as_str().unwrap().starts_with("Delivery circuit open"), "{status:?}");
-        // While open, deliveries are not sent but put back with the remaining wait.
+        // While open, the channel cannot send, so its binding leaves the subscription: deliveries
+        // are not claimed at all (no attempt is spent on a channel known to be failing).
+        let subscription =
+            || running.readiness.conditions().into_iter().find(|c| c.name == "delivery_subscription").unwrap();
+        eventually("the subscription leaves the binding out", || !subscription().ok).await;
+        assert!(subscription().reason.unwrap().starts_with("No channel can send"));
         cloud.enqueue_delivery("fake-binding", "during", json!({"externalChatId": "z"}), json!({"text": "later"}));
-        eventually("deferred", || delivery_status(&cloud, "during") == "failed").await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // ten dev Cloud poll intervals
+        let during = cloud.delivery("fake-binding", "during").unwrap();
+        assert_eq!((during["status"].as_str(), during["attemptCount"].as_u64()), (Some("pending"), Some(0)));
         assert!(!as_fake(&provider).texts().contains(&"later".to_owned()));
         running.stop();
     });

@@ -5,6 +5,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use tokio::sync::watch;
+
 /// A problem, as the operator reads it in `/ready` and `/diagnostics`; `None` is healthy.
 type Problem = Option<String>;
 
@@ -14,6 +16,8 @@ struct State {
     sending: Problem,
     /// The delivery circuit breaker's reason while it is open (set by the runtime, not the channel).
     circuit: Problem,
+    /// The channel could not finish starting (a rejected token, a refused webhook registration).
+    start_failed: bool,
 }
 
 /// A snapshot of one channel's health.
@@ -34,29 +38,63 @@ impl ChannelHealth {
     }
 }
 
+/// Bumped on every health change of any channel, so the delivery subscription can follow which
+/// channels can send without polling.
+pub type HealthChanges = Rc<watch::Sender<u64>>;
+
 /// The shared health cell of one registration. The channel writes through its
 /// [`HealthReporter`]; the registry and the delivery circuit read and write the rest.
-#[derive(Debug, Default, Clone)]
-pub struct HealthCell(Rc<RefCell<State>>);
+#[derive(Debug, Clone)]
+pub struct HealthCell {
+    state: Rc<RefCell<State>>,
+    changes: HealthChanges,
+}
+
+impl Default for HealthCell {
+    fn default() -> Self {
+        Self::new(Rc::new(watch::channel(0).0))
+    }
+}
 
 impl HealthCell {
+    pub fn new(changes: HealthChanges) -> Self {
+        Self { state: Rc::default(), changes }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let changed = {
+            let mut state = self.state.borrow_mut();
+            let before = state.clone();
+            change(&mut state);
+            *state != before
+        };
+        if changed {
+            self.changes.send_modify(|version| *version = version.wrapping_add(1));
+        }
+    }
+
     pub fn reporter(&self) -> HealthReporter {
         HealthReporter(self.clone())
     }
 
     pub fn snapshot(&self) -> ChannelHealth {
-        let state = self.0.borrow();
+        let state = self.state.borrow();
         ChannelHealth { receiving: state.receiving.clone(), sending: state.sending.clone().or(state.circuit.clone()) }
     }
 
     /// Opens (`Some(reason)`) or closes (`None`) the delivery circuit.
     pub fn set_circuit(&self, reason: Problem) {
-        self.0.borrow_mut().circuit = reason;
+        self.update(|state| state.circuit = reason);
     }
 
     /// Forgets everything (the channel stopped).
     pub fn reset(&self) {
-        *self.0.borrow_mut() = State::default();
+        self.update(|state| *state = State::default());
+    }
+
+    /// Whether the channel said its start failed (it then counts as not started).
+    pub fn start_failed(&self) -> bool {
+        self.state.borrow().start_failed
     }
 }
 
@@ -67,12 +105,22 @@ pub struct HealthReporter(HealthCell);
 impl HealthReporter {
     /// Receiving works (`None`) or why it does not.
     pub fn set_receiving(&self, problem: Problem) {
-        (self.0).0.borrow_mut().receiving = problem;
+        self.0.update(|state| state.receiving = problem);
     }
 
     /// Sending works (`None`) or why it does not (a rejected token).
     pub fn set_sending(&self, problem: Problem) {
-        (self.0).0.borrow_mut().sending = problem;
+        self.0.update(|state| state.sending = problem);
+    }
+
+    /// The channel cannot start at all (`reason` for both directions): it reports `started: false`
+    /// and its provider state is `failed`, as for a channel that could not be built.
+    pub fn fail_start(&self, reason: String) {
+        self.0.update(|state| {
+            state.receiving = Some(reason.clone());
+            state.sending = Some(reason);
+            state.start_failed = true;
+        });
     }
 
     /// The same problem (or recovery) for both directions, e.g. a token the platform rejects.
@@ -88,10 +136,16 @@ mod tests {
 
     #[test]
     fn receiving_and_sending_are_reported_apart_and_the_circuit_counts_as_sending() {
-        let cell = HealthCell::default();
+        let changes: HealthChanges = Rc::new(watch::channel(0).0);
+        let mut seen = changes.subscribe();
+        let cell = HealthCell::new(Rc::clone(&changes));
         let reporter = cell.reporter();
         assert!(cell.snapshot().is_healthy());
         reporter.set_receiving(Some("conflict: another poller".into()));
+        assert!(seen.has_changed().unwrap(), "a change is signalled");
+        seen.mark_unchanged();
+        reporter.set_receiving(Some("conflict: another poller".into()));
+        assert!(!seen.has_changed().unwrap(), "repeating the same state is not a change");
         let health = cell.snapshot();
         assert_eq!(health.sending, None, "a poller conflict does not stop sends");
         assert_eq!(health.problem(), Some("conflict: another poller"));
@@ -100,7 +154,9 @@ mod tests {
         assert_eq!(cell.snapshot().sending.as_deref(), Some("circuit open"));
         reporter.set_both(Some("auth: rejected".into()));
         assert_eq!(cell.snapshot().problem(), Some("auth: rejected"));
+        reporter.fail_start("auth: rejected".into());
+        assert!(cell.start_failed());
         cell.reset();
-        assert!(cell.snapshot().is_healthy());
+        assert!(cell.snapshot().is_healthy() && !cell.start_failed());
     }
 }

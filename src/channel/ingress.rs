@@ -29,11 +29,17 @@ pub enum Claim {
 pub struct InboundFailure {
     pub retryable: bool,
     pub message: String,
+    /// When trying again makes sense (another claimant's lease ends then).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl InboundFailure {
     fn queue_closed() -> Self {
-        Self { retryable: true, message: "The gateway is shutting down; inbound intake is closed.".into() }
+        Self {
+            retryable: true,
+            message: "The gateway is shutting down; inbound intake is closed.".into(),
+            retry_after: None,
+        }
     }
 }
 

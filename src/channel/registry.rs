@@ -8,7 +8,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use smol_str::SmolStr;
 
-use super::health::HealthCell;
+use super::health::{HealthCell, HealthChanges};
 use super::{
     Channel, ChannelContext, ChannelHealth, Ingress, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
@@ -39,8 +39,9 @@ impl Registration {
         self.channel.borrow().clone()
     }
 
+    /// Built, started, and not reporting a failed start.
     pub fn is_started(&self) -> bool {
-        self.channel.borrow().is_some()
+        self.channel.borrow().is_some() && !self.health.start_failed()
     }
 
     pub fn health(&self) -> ChannelHealth {
@@ -50,6 +51,12 @@ impl Registration {
     /// Started, and both receiving and sending work.
     pub fn is_healthy(&self) -> bool {
         self.is_started() && self.health().is_healthy()
+    }
+
+    /// Started and able to send: its deliveries may be claimed. A poller in trouble (a 409
+    /// conflict, a back-off) does not stop sends; a rejected token or an open circuit does.
+    pub fn can_send(&self) -> bool {
+        self.is_started() && self.health().sending.is_none()
     }
 
     /// Opens (`Some(reason)`) or closes (`None`) this channel's delivery circuit.
@@ -63,7 +70,8 @@ impl Registration {
 
     /// §3.8 metric state mapping.
     fn state(&self) -> ProviderState {
-        match (self.is_started(), self.is_healthy(), self.start_error.borrow().is_some()) {
+        let failed = self.start_error.borrow().is_some() || self.health.start_failed();
+        match (self.is_started(), self.is_healthy(), failed) {
             (false, _, true) => ProviderState::Failed,
             (false, _, false) => ProviderState::Stopped,
             (true, true, _) => ProviderState::Healthy,
@@ -76,20 +84,38 @@ impl Registration {
 pub struct ChannelRegistry {
     registrations: Vec<Registration>,
     metrics: Rc<Metrics>,
+    changes: HealthChanges,
 }
 
 impl ChannelRegistry {
     pub fn new(config: &Config, metrics: Rc<Metrics>) -> Self {
+        let changes: HealthChanges = Rc::new(tokio::sync::watch::channel(0).0);
         let registrations = config
             .enabled_providers()
             .map(|p| Registration {
                 config: p.clone(),
                 channel: RefCell::new(None),
                 start_error: RefCell::new(None),
-                health: HealthCell::default(),
+                health: HealthCell::new(Rc::clone(&changes)),
             })
             .collect();
-        Self { registrations, metrics }
+        Self { registrations, metrics, changes }
+    }
+
+    /// Changes whenever a channel starts, stops or its health changes.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The channel bindings whose channels can send now, deduplicated, in config order.
+    pub fn sendable_bindings(&self) -> Vec<SmolStr> {
+        let mut bindings: Vec<SmolStr> = Vec::new();
+        for registration in self.registrations.iter().filter(|r| r.can_send()) {
+            if !bindings.contains(&registration.config.channel_binding_id) {
+                bindings.push(registration.config.channel_binding_id.clone());
+            }
+        }
+        bindings
     }
 
     pub fn registrations(&self) -> &[Registration] {
@@ -124,6 +150,7 @@ impl ChannelRegistry {
                         health: registration.health.reporter(),
                     });
                     *registration.channel.borrow_mut() = Some(channel);
+                    self.changes.send_modify(|version| *version = version.wrapping_add(1));
                 }
                 Err(reason) => {
                     tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), "provider cannot start: {reason}");
@@ -137,7 +164,8 @@ impl ChannelRegistry {
     /// Stops started channels in reverse order.
     pub fn stop_all(&self) {
         for registration in self.registrations.iter().rev() {
-            if let Some(channel) = registration.channel.borrow_mut().take() {
+            let channel = registration.channel.borrow_mut().take();
+            if let Some(channel) = channel {
                 channel.stop();
             }
             registration.health.reset();

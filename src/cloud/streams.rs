@@ -21,13 +21,30 @@ use crate::metrics::{Metrics, StreamKind, StreamStat};
 use crate::net::backoff::Backoff;
 use crate::shutdown::DrainSignal;
 
+/// The delivery subscription as readiness sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// Connected: deliveries can be claimed.
+    Live,
+    /// It was live and is being reopened (Cloud closes streams every 30 minutes; a network blip);
+    /// readiness holds for a short grace from `since`.
+    Reconnecting { since: Instant, reason: String },
+    /// Not connected, and not merely between two connections.
+    Down(String),
+}
+
+impl Subscription {
+    pub fn is_live(&self) -> bool {
+        matches!(self, Subscription::Live)
+    }
+}
+
 /// What the streams tell the rest of the gateway: whether the delivery subscription is live and
 /// whether Cloud accepts the service token. Readiness watches it; the streams never reach into
 /// the gateway's state themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudStatus {
-    /// `Err(reason)` while the delivery subscription is not connected.
-    pub subscription: Result<(), String>,
+    pub subscription: Subscription,
     /// `Err(reason)` while Cloud rejects the service token (401/403).
     pub token: Result<(), String>,
 }
@@ -37,16 +54,34 @@ pub struct CloudStatus {
 pub struct CloudStatusReporter(Rc<watch::Sender<CloudStatus>>);
 
 impl CloudStatusReporter {
-    /// A reporter and the receiver readiness reads; the subscription starts as not connected
-    /// with `initial_reason`.
+    /// A reporter and the receiver readiness reads; the subscription starts down with
+    /// `initial_reason`.
     pub fn new(initial_reason: &str) -> (Self, watch::Receiver<CloudStatus>) {
         let (sender, receiver) =
-            watch::channel(CloudStatus { subscription: Err(initial_reason.to_owned()), token: Ok(()) });
+            watch::channel(CloudStatus { subscription: Subscription::Down(initial_reason.to_owned()), token: Ok(()) });
         (Self(Rc::new(sender)), receiver)
     }
 
-    fn subscription(&self, live: bool, reason: &str) {
-        self.0.send_modify(|status| status.subscription = if live { Ok(()) } else { Err(reason.to_owned()) });
+    fn live(&self) {
+        self.0.send_modify(|status| status.subscription = Subscription::Live);
+    }
+
+    /// The subscription ended or a reopen failed: reconnecting if it was live (or already
+    /// reconnecting, keeping when that began), else down.
+    fn lost(&self, reason: &str) {
+        self.0.send_modify(|status| {
+            status.subscription = match &status.subscription {
+                Subscription::Live => Subscription::Reconnecting { since: Instant::now(), reason: reason.to_owned() },
+                Subscription::Reconnecting { since, .. } => {
+                    Subscription::Reconnecting { since: *since, reason: reason.to_owned() }
+                }
+                Subscription::Down(_) => Subscription::Down(reason.to_owned()),
+            }
+        });
+    }
+
+    fn down(&self, reason: &str) {
+        self.0.send_modify(|status| status.subscription = Subscription::Down(reason.to_owned()));
     }
 
     fn token_accepted(&self) {
@@ -99,7 +134,7 @@ async fn unless_draining<T>(drain: &mut DrainSignal, future: impl std::future::F
 /// Records a failed connection or stream error; auth failures raise the `cloud_auth` condition
 /// and are logged once per outage, not on every retry.
 fn note_error(context: &StreamContext, kind: StreamKind, error: &CloudError) {
-    context.metrics.record_stream(kind, StreamStat::Errors);
+    record_error(context, kind);
     if error.is_auth() {
         let was_ok = context.status.token_rejected(format!("Cloud rejected the service token: {}", error.message));
         if was_ok {
@@ -107,6 +142,14 @@ fn note_error(context: &StreamContext, kind: StreamKind, error: &CloudError) {
         }
     } else {
         tracing::warn!(stream = ?kind, error = %crate::config::redact::redact_text(&error.to_string()), "Cloud stream failed");
+    }
+}
+
+/// Counts a stream error; delivery-stream errors also count in `open_cowork_gateway_errors_total`.
+fn record_error(context: &StreamContext, kind: StreamKind) {
+    context.metrics.record_stream(kind, StreamStat::Errors);
+    if kind == StreamKind::Delivery {
+        context.metrics.increment(crate::metrics::Stat::Errors);
     }
 }
 
@@ -227,8 +270,6 @@ async fn read_session_events(
 pub struct DeliveryStreamOptions {
     /// This gateway's claimant name (`claimedBy`).
     pub claimed_by: String,
-    /// The channel bindings whose deliveries this gateway serves.
-    pub bindings: Vec<SmolStr>,
     /// Claim lease Cloud puts on each delivery (the gateway sends 120000).
     pub ttl_ms: u64,
     /// Reopen the stream when no delivery arrived for this long (heartbeats do not count).
@@ -237,27 +278,41 @@ pub struct DeliveryStreamOptions {
 
 impl DeliveryStreamOptions {
     /// The gateway's settings: a 120 s claim lease, a 5-minute quiet rotation.
-    pub fn new(claimed_by: String, bindings: Vec<SmolStr>) -> Self {
-        Self { claimed_by, bindings, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
+    pub fn new(claimed_by: String) -> Self {
+        Self { claimed_by, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
     }
 }
 
-/// Follows the delivery stream for every enabled channel binding until the drain starts (which
-/// closes the subscription first, so no new claims arrive while sends drain) or the consumer
-/// goes away. The `delivery_subscription` readiness condition holds exactly while connected.
+/// Follows the delivery stream for the channel bindings `bindings` names (the bindings whose
+/// channels can send now; the stream is reopened when that set changes, and not opened while it
+/// is empty, so nothing is claimed that cannot be sent) until the drain starts (which closes the
+/// subscription first, so no new claims arrive while sends drain) or the consumer goes away.
 pub async fn follow_deliveries(
     context: &StreamContext,
     client: &CloudClient,
     options: DeliveryStreamOptions,
+    mut bindings: watch::Receiver<Vec<SmolStr>>,
     deliveries: mpsc::Sender<DeliveryRecord>,
 ) {
     let mut drain = context.drain.clone();
     let mut backoff = Backoff::for_streams();
-    let (claimed_by, bindings) = (options.claimed_by.clone(), options.bindings.clone());
+    let claimed_by = options.claimed_by.clone();
     let mut connected_before = false;
     loop {
+        let current = bindings.borrow_and_update().clone();
+        if current.is_empty() {
+            context.status.down("No channel can send yet, so no delivery is claimed.");
+            let changed = tokio::select! {
+                changed = bindings.changed() => changed.is_ok(),
+                _ = drain.started() => false,
+            };
+            if !changed {
+                break;
+            }
+            continue;
+        }
         let Some(opened) =
-            unless_draining(&mut drain, client.open_delivery_stream(&claimed_by, options.ttl_ms, &bindings)).await
+            unless_draining(&mut drain, client.open_delivery_stream(&claimed_by, options.ttl_ms, &current)).await
         else {
             break;
         };
@@ -269,23 +324,25 @@ pub async fn follow_deliveries(
                     if connected_before { StreamStat::Reconnects } else { StreamStat::Connects },
                 );
                 if !connected_before {
-                    tracing::info!(bindings = bindings.len(), claimed_by = %claimed_by, "delivery subscription connected");
+                    tracing::info!(bindings = current.len(), claimed_by = %claimed_by, "delivery subscription connected");
                 }
                 connected_before = true;
-                context.status.subscription(true, "");
+                context.status.live();
                 context.status.token_accepted();
-                match read_deliveries(context, &mut connection, &options, &deliveries, &mut drain, &mut backoff).await {
+                let end = tokio::select! {
+                    end = read_deliveries(context, &mut connection, &options, &deliveries, &mut drain, &mut backoff) => end,
+                    _ = bindings.changed() => DeliveryEnd::Quiet,
+                };
+                match end {
                     DeliveryEnd::Drain | DeliveryEnd::ConsumerGone => break,
                     DeliveryEnd::Quiet => rotate = true,
                     DeliveryEnd::Reconnect => {}
                 }
-                context.status.subscription(false, "The Cloud delivery stream is reconnecting.");
+                context.status.lost("The Cloud delivery stream is reconnecting.");
             }
             Err(error) => {
                 note_error(context, StreamKind::Delivery, &error);
-                context
-                    .status
-                    .subscription(false, &format!("The Cloud delivery stream cannot connect: {}", error.message));
+                context.status.lost(&format!("The Cloud delivery stream cannot connect: {}", error.message));
             }
         }
         let delay = if rotate { Duration::ZERO } else { backoff.next_delay() };
@@ -293,7 +350,7 @@ pub async fn follow_deliveries(
             break;
         }
     }
-    context.status.subscription(false, "The delivery subscription is closed.");
+    context.status.down("The delivery subscription is closed.");
 }
 
 enum DeliveryEnd {
@@ -328,13 +385,13 @@ async fn read_deliveries(
         };
         context.metrics.record_stream(StreamKind::Delivery, StreamStat::Frames);
         let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(&frame.data) else {
-            context.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+            record_error(context, StreamKind::Delivery);
             tracing::warn!("a delivery stream frame was not a JSON object; reconnecting");
             return DeliveryEnd::Reconnect;
         };
         if let Some(error) = data.get("error") {
             // In-band errors (quota, scope) leave the stream open; Cloud retries on its next poll.
-            context.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+            record_error(context, StreamKind::Delivery);
             let now = std::time::Instant::now();
             if let Some(suppressed) = context.warnings.allow("delivery-stream-error", now) {
                 tracing::warn!(error = %error.as_str().unwrap_or("unknown"), suppressed, "Cloud reported a delivery stream error");
@@ -345,7 +402,7 @@ async fn read_deliveries(
         let record: DeliveryRecord = match serde_json::from_value(record) {
             Ok(record) => record,
             Err(error) => {
-                context.metrics.record_stream(StreamKind::Delivery, StreamStat::Errors);
+                record_error(context, StreamKind::Delivery);
                 tracing::warn!(%error, "a delivery record had an unexpected shape; its lease will expire and Cloud re-serves it");
                 continue;
             }
@@ -390,8 +447,14 @@ mod tests {
         (context, receiver)
     }
 
+    fn bindings() -> watch::Receiver<Vec<SmolStr>> {
+        let (sender, receiver) = watch::channel(vec![SmolStr::new("fake-binding")]);
+        std::mem::forget(sender);
+        receiver
+    }
+
     fn options() -> DeliveryStreamOptions {
-        DeliveryStreamOptions::new("gateway-test".into(), vec!["fake-binding".into()])
+        DeliveryStreamOptions::new("gateway-test".into())
     }
 
     #[test]
@@ -407,7 +470,7 @@ mod tests {
             let base_url = format!("http://{address}");
             let shutdown = crate::shutdown::Shutdown::new();
             let (context, status) = context(&shutdown);
-            assert!(status.borrow().subscription.is_err(), "no subscription yet");
+            assert!(!status.borrow().subscription.is_live(), "no subscription yet");
 
             let client = CloudClient::new(
                 build_client(None).unwrap(),
@@ -416,21 +479,27 @@ mod tests {
                 Duration::from_secs(5),
             );
             let (tx, _rx) = mpsc::channel(8);
-            let follower =
-                tokio::task::spawn_local(async move { follow_deliveries(&context, &client, options(), tx).await });
-            wait_until(|| status.borrow().subscription.is_ok()).await;
+            let follower = tokio::task::spawn_local(async move {
+                follow_deliveries(&context, &client, options(), bindings(), tx).await
+            });
+            wait_until(|| status.borrow().subscription.is_live()).await;
 
             cloud.stop();
-            wait_until(|| status.borrow().subscription.is_err()).await;
-            let reason = status.borrow().subscription.clone().unwrap_err();
+            wait_until(|| !status.borrow().subscription.is_live()).await;
+            let Subscription::Reconnecting { reason, .. } = status.borrow().subscription.clone() else {
+                panic!("a lost subscription that was live is reconnecting");
+            };
             assert!(reason.contains("delivery stream"), "the reason is shown to operators: {reason}");
 
             cloud.start("127.0.0.1", address.port()).await.unwrap();
-            wait_until(|| status.borrow().subscription.is_ok()).await;
+            wait_until(|| status.borrow().subscription.is_live()).await;
 
             shutdown.begin_drain();
             follower.await.unwrap();
-            assert!(status.borrow().subscription.is_err(), "a closed subscription is not live");
+            assert!(
+                matches!(status.borrow().subscription, Subscription::Down(_)),
+                "a subscription closed at the drain is down, not reconnecting"
+            );
         });
     }
 
@@ -452,8 +521,9 @@ mod tests {
                 Duration::from_secs(5),
             );
             let (tx, _rx) = mpsc::channel(8);
-            let follower =
-                tokio::task::spawn_local(async move { follow_deliveries(&context, &client, options(), tx).await });
+            let follower = tokio::task::spawn_local(async move {
+                follow_deliveries(&context, &client, options(), bindings(), tx).await
+            });
             wait_until(|| status.borrow().token.is_err()).await;
             // Backoff, not a hot loop: after half a second only a handful of attempts were made.
             tokio::time::sleep(Duration::from_millis(500)).await;

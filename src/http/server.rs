@@ -216,7 +216,7 @@ mod tests {
     #[tokio::test]
     async fn ready_is_503_while_draining_even_when_everything_else_holds() {
         use crate::channel::{ChannelRegistry, Ingress};
-        use crate::cloud::streams::CloudStatus;
+        use crate::cloud::streams::{CloudStatus, Subscription};
         use crate::runtime::Readiness;
         use crate::shutdown::Shutdown;
 
@@ -227,7 +227,8 @@ mod tests {
         let (ingress, _queue) = Ingress::bounded(4);
         let factory = crate::providers::ProviderFactory::default();
         registry.start_all(&|p| factory.build(p), &ingress, &shutdown);
-        let (_status, live) = tokio::sync::watch::channel(CloudStatus { subscription: Ok(()), token: Ok(()) });
+        let (_status, live) =
+            tokio::sync::watch::channel(CloudStatus { subscription: Subscription::Live, token: Ok(()) });
         let readiness = Readiness::new(shutdown.clone(), Rc::clone(&registry), Some(live));
         readiness.set_started(true);
         let state = Rc::new(HttpState::new(config, metrics, readiness, registry, ingress, None, shutdown));

@@ -37,6 +37,10 @@ const BAD_PAYLOAD: HttpError = HttpError::thrown(StatusCode::BAD_REQUEST, "Gatew
 const PROVIDER_FAILED: HttpError = HttpError::thrown(StatusCode::BAD_GATEWAY, "Gateway webhook provider failed.");
 const QUEUE_FULL: HttpError =
     HttpError::thrown(StatusCode::SERVICE_UNAVAILABLE, "Gateway inbound queue is full. Try again shortly.");
+const HELD_ELSEWHERE: HttpError = HttpError::thrown(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "Another gateway is processing this event. Try again after its lease.",
+);
 /// How long a platform is asked to wait when the inbound queue is full.
 const QUEUE_FULL_RETRY_MS: u64 = 1_000;
 
@@ -126,6 +130,9 @@ async fn enqueue(state: &HttpState, provider_id: &str, messages: Vec<crate::chan
             // retries it against the next process.
             if state.shutdown.is_draining() {
                 return Err(DRAINING);
+            }
+            if let Some(retry_after) = failure.retry_after {
+                return Err(HELD_ELSEWHERE.with_retry_after(retry_after.as_millis() as u64));
             }
             tracing::debug!(provider = provider_id, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "webhook message not claimed");
             return Err(PROVIDER_FAILED);

@@ -41,6 +41,8 @@ pub enum Stat {
     DeliveryQueueDepthMax,
     DeliverySheds,
     DeliveryDuplicatesSuppressed,
+    DeliveryReleases,
+    SessionRenderDelays,
 }
 
 struct StatInfo {
@@ -109,7 +111,7 @@ const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
 ];
 
 /// Stats printed after the delivery latency histogram, in upstream order.
-const STATS_AFTER_LATENCY: [StatInfo; 14] = [
+const STATS_AFTER_LATENCY: [StatInfo; 16] = [
     info(
         Stat::WebhookRequests,
         "open_cowork_gateway_webhook_requests_total",
@@ -207,6 +209,20 @@ const STATS_AFTER_LATENCY: [StatInfo; 14] = [
         false,
         "deliveryDuplicatesSuppressed",
         "Duplicate deliveries suppressed.",
+    ),
+    info(
+        Stat::DeliveryReleases,
+        "open_cowork_gateway_delivery_releases_total",
+        false,
+        "deliveryReleases",
+        "Claimed deliveries handed back to Cloud unsent (at shutdown, or while their channel could not send).",
+    ),
+    info(
+        Stat::SessionRenderDelays,
+        "open_cowork_gateway_session_render_delays_total",
+        false,
+        "sessionRenderDelays",
+        "Session event renders that waited out a channel's rate limit before trying again.",
     ),
 ];
 

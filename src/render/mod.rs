@@ -66,17 +66,24 @@ pub struct Rendered {
 pub struct RenderError {
     pub transient: bool,
     pub message: String,
+    /// The channel (or Cloud) asked to wait exactly this long before trying again: a rate limit,
+    /// not a failure.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl From<SendError> for RenderError {
     fn from(error: SendError) -> Self {
-        Self { transient: !matches!(error.kind, SendErrorKind::Permanent), message: error.message }
+        let retry_after = match error.kind {
+            SendErrorKind::RateLimited(wait) => Some(wait),
+            _ => None,
+        };
+        Self { transient: !matches!(error.kind, SendErrorKind::Permanent), message: error.message, retry_after }
     }
 }
 
 impl From<CloudError> for RenderError {
     fn from(error: CloudError) -> Self {
-        Self { transient: error.is_retryable(), message: error.to_string() }
+        Self { transient: error.is_retryable(), message: error.to_string(), retry_after: error.retry_after }
     }
 }
 
@@ -424,6 +431,7 @@ async fn render_artifact(
             .ok_or_else(|| RenderError {
                 transient: false,
                 message: "Cloud artifact attachment did not include a base64 data URL.".into(),
+                retry_after: None,
             })?;
         if data.len() <= capabilities.max_file_bytes {
             let sent = context.provider.send_file(&context.target, &filename, &data).await?;

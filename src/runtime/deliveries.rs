@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use serde_json::Value;
 use smol_str::SmolStr;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::channel::{ChannelRegistry, ChannelTarget, SendError, SendErrorKind, SendOptions};
 use crate::cloud::client::{AckDelivery, CloudClient};
@@ -114,6 +115,27 @@ fn lane_key(delivery: &DeliveryRecord) -> String {
     format!("{}\0{}", delivery.channel_binding_id, parts.join("&"))
 }
 
+/// The channel bindings whose channels can send, kept current as channels start, stop and change
+/// health: the delivery subscription claims for exactly these. The task ends with the runtime.
+pub fn sendable_bindings(registry: Rc<ChannelRegistry>) -> (watch::Receiver<Vec<SmolStr>>, JoinHandle<()>) {
+    let (sender, receiver) = watch::channel(registry.sendable_bindings());
+    let mut changes = registry.changes();
+    let task = tokio::task::spawn_local(async move {
+        while changes.changed().await.is_ok() {
+            let now = registry.sendable_bindings();
+            sender.send_if_modified(|current| {
+                let changed = *current != now;
+                if changed {
+                    tracing::info!(bindings = ?now, "the channels that can send changed; the delivery subscription follows");
+                    *current = now;
+                }
+                changed
+            });
+        }
+    });
+    (receiver, task)
+}
+
 /// The retry delay for the n-th attempt: 1 s·2ⁿ⁻¹ capped at 60 s, ±20 % jitter.
 pub fn retry_delay(attempt_count: u64) -> Duration {
     let exponent = attempt_count.saturating_sub(1).min(16) as u32;
@@ -138,15 +160,44 @@ pub async fn run_dispatcher(
     let mut known: HashSet<DeliveryKey> = HashSet::new();
     let (mut queued, mut active) = (0usize, 0usize);
     let mut open = true;
+    let mut draining = false;
+    let mut drain = dispatcher.shutdown.signal();
     let mut work: Option<WorkGuard> = None;
     loop {
         if !open && queued == 0 && active == 0 {
             break;
         }
         tokio::select! {
+            // At the drain, in-flight sends finish; deliveries still waiting are handed back to
+            // Cloud at once, so the next process sends them without waiting out their leases.
+            _ = drain.started(), if !draining => {
+                draining = true;
+                for (_, backlog) in lanes.drain() {
+                    for delivery in backlog {
+                        known.remove(&delivery_key(&delivery));
+                        let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
+                        let work = dispatcher.shutdown.work_guard();
+                        tokio::task::spawn_local(async move {
+                            release(&dispatcher, &client, &delivery, "Released at gateway shutdown; not sent.").await;
+                            drop(work);
+                        });
+                    }
+                }
+                ready.clear();
+                queued = 0;
+            }
             // A full queue stops reading: the stream backs up instead of dropping claims.
             delivery = incoming.recv(), if open && queued < cap => match delivery {
                 None => open = false,
+                Some(delivery) if draining => {
+                    // Claimed as the subscription closed: hand it straight back.
+                    let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
+                    let work = dispatcher.shutdown.work_guard();
+                    tokio::task::spawn_local(async move {
+                        release(&dispatcher, &client, &delivery, "Released at gateway shutdown; not sent.").await;
+                        drop(work);
+                    });
+                }
                 Some(delivery) => {
                     let key = delivery_key(&delivery);
                     if shared.borrow().sent.contains(&key) {
@@ -235,7 +286,7 @@ fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &
 async fn handle_delivery(
     dispatcher: &Dispatcher,
     client: &CloudClient,
-    shared: &RefCell<Shared>,
+    shared: &Rc<RefCell<Shared>>,
     delivery: DeliveryRecord,
 ) {
     let received = Instant::now();
@@ -243,8 +294,8 @@ async fn handle_delivery(
     let registration = dispatcher
         .registry
         .for_binding(&delivery.channel_binding_id)
-        .map(|r| (r.config.clone(), r.channel(), r.config.runtime_id(), r.config.runtime_kind(), r.is_healthy()));
-    let Some((config, provider, runtime_id, runtime_kind, healthy)) = registration else {
+        .map(|r| (r.config.clone(), r.channel(), r.config.runtime_id(), r.config.runtime_kind(), r.can_send()));
+    let Some((config, provider, runtime_id, runtime_kind, can_send)) = registration else {
         let provider_name = delivery.field_str("provider").unwrap_or("unknown").to_owned();
         dispatcher.metrics.increment(Stat::Errors);
         dispatcher.metrics.increment(Stat::DeliveryDeadLetters);
@@ -252,50 +303,48 @@ async fn handle_delivery(
         return;
     };
     let id = config.id.clone();
+    let Some(provider) = provider.filter(|_| can_send) else {
+        // The channel cannot send right now (not started, a rejected token, an open circuit): not a
+        // failed send. Hand the delivery back; the subscription leaves this binding out until the
+        // channel can send again.
+        let reason = format!("Gateway provider {id} cannot send right now; released without sending.");
+        release(dispatcher, client, &delivery, &reason).await;
+        return;
+    };
     let kind = bounded_channel_kind(config.kind, &config.id);
     dispatcher.metrics.increment_provider(&id, ProviderStat::DeliveriesReceived);
     dispatcher.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
 
     let circuit = shared.borrow().circuits.get(&id).copied().unwrap_or_default();
     let now = Instant::now();
-    // A provider made unhealthy by its own circuit is tried again once the circuit half-opens.
-    let (open, half_open) = match circuit.open_until {
-        Some(until) if until > now => (Some(until - now), false),
-        Some(_) => (None, true),
-        None => (None, false),
-    };
+    let open = circuit.open_until.filter(|until| *until > now).map(|until| until - now);
     let attempted = open.is_none();
     let result = match open {
         Some(wait) => Err(SendError {
             kind: SendErrorKind::RateLimited(wait),
             message: format!("Delivery circuit for provider {id} is open."),
         }),
-        None => match provider.filter(|_| healthy || half_open) {
-            // Unlike upstream (dead at once), an unhealthy channel is usually a passing state
-            // (starting, reconnecting, rate-limited): retry with backoff; the attempt cap still ends it.
-            None => Err(SendError::transient(format!("Gateway provider {id} is not started or healthy."))),
-            Some(provider) => {
-                let target = channel_target(&delivery, runtime_id, runtime_kind);
-                let text = crate::render::delivery_text(delivery.rest.get("payload").unwrap_or(&Value::Null));
-                let chunks = chunk_text(&text, provider.capabilities().max_text_length);
-                let several = chunks.len() > 1;
-                let mut outcome = Ok(());
-                for (index, chunk) in chunks.iter().enumerate() {
-                    let delivery_id = if several {
-                        format!("{}:chunk:{}", delivery.delivery_id, index + 1)
-                    } else {
-                        delivery.delivery_id.to_string()
-                    };
-                    if let Err(error) =
-                        provider.send_text(&target, chunk, &SendOptions { delivery_id: Some(delivery_id) }).await
-                    {
-                        outcome = Err(error);
-                        break;
-                    }
+        None => {
+            let target = channel_target(&delivery, runtime_id, runtime_kind);
+            let text = crate::render::delivery_text(delivery.rest.get("payload").unwrap_or(&Value::Null));
+            let chunks = chunk_text(&text, provider.capabilities().max_text_length);
+            let several = chunks.len() > 1;
+            let mut outcome = Ok(());
+            for (index, chunk) in chunks.iter().enumerate() {
+                let delivery_id = if several {
+                    format!("{}:chunk:{}", delivery.delivery_id, index + 1)
+                } else {
+                    delivery.delivery_id.to_string()
+                };
+                if let Err(error) =
+                    provider.send_text(&target, chunk, &SendOptions { delivery_id: Some(delivery_id) }).await
+                {
+                    outcome = Err(error);
+                    break;
                 }
-                outcome
             }
-        },
+            outcome
+        }
     };
     match result {
         Ok(()) => {
@@ -350,6 +399,20 @@ async fn handle_delivery(
     }
 }
 
+/// Hands a claimed, unsent delivery back to Cloud: `failed` with `nextAttemptAt` now, so it is
+/// claimable again at once. Not a failed send: no retry or dead-letter counter moves.
+async fn release(dispatcher: &Dispatcher, client: &CloudClient, delivery: &DeliveryRecord, reason: &str) {
+    let now = crate::time::iso(crate::time::now_ms());
+    match ack(client, delivery, "failed", Some(reason.to_owned()), Some(now)).await {
+        Ok(_) => dispatcher.metrics.increment(Stat::DeliveryReleases),
+        Err(error) => tracing::warn!(
+            delivery = %delivery.delivery_id,
+            error = %crate::config::redact::redact_text(&error.to_string()),
+            "releasing an unsent delivery failed; its lease will expire"
+        ),
+    }
+}
+
 async fn ack(
     client: &CloudClient,
     delivery: &DeliveryRecord,
@@ -397,7 +460,7 @@ async fn ack_sent(dispatcher: &Dispatcher, client: &CloudClient, delivery: &Deli
     }
 }
 
-fn note_transient_failure(dispatcher: &Dispatcher, shared: &RefCell<Shared>, provider_id: &str) {
+fn note_transient_failure(dispatcher: &Dispatcher, shared: &Rc<RefCell<Shared>>, provider_id: &str) {
     let opened = {
         let mut shared = shared.borrow_mut();
         let circuit = shared.circuits.entry(provider_id.into()).or_default();
@@ -416,6 +479,18 @@ fn note_transient_failure(dispatcher: &Dispatcher, shared: &RefCell<Shared>, pro
         if let Some(registration) = dispatcher.registry.get(provider_id) {
             registration.set_circuit(Some(reason));
         }
+        // Half-open by itself: the channel counts as able to send again once the circuit's time is
+        // up, so the subscription claims its deliveries and the next send decides.
+        let (registry, shared, id) = (Rc::clone(&dispatcher.registry), Rc::clone(shared), provider_id.to_owned());
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(CIRCUIT_OPEN).await;
+            let still_open = shared.borrow().circuits.get(id.as_str()).is_some_and(|c| c.open_until.is_some());
+            if still_open {
+                if let Some(registration) = registry.get(&id) {
+                    registration.set_circuit(None);
+                }
+            }
+        });
     }
 }
 

@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
+use smol_str::SmolStr;
 use tokio::sync::{mpsc, oneshot};
 
 use super::interactions::{intent_of, resolution};
@@ -25,6 +26,7 @@ use crate::channel::{Channel, ChannelRegistry, InboundFailure, InboundMessage, S
 use crate::cloud::client::{
     BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity,
 };
+use crate::cloud::types::ProviderEventClaim;
 use crate::cloud::CloudError;
 use crate::config::ProviderConfig;
 use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, ProviderStat, Stat};
@@ -47,16 +49,27 @@ pub enum InboundError {
     UnknownProvider(String),
     #[error("{0}")]
     Cloud(#[from] CloudError),
+    /// Another claimant holds a live lease on the event; try again once it ends.
+    #[error("Another gateway is processing this event; retry in {} s.", retry_after.as_secs())]
+    HeldElsewhere { retry_after: Duration },
 }
 
 impl InboundError {
     /// A Cloud failure worth trying again (network, 5xx, 429).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, InboundError::Cloud(error) if error.is_retryable())
+        match self {
+            InboundError::Cloud(error) => error.is_retryable(),
+            InboundError::HeldElsewhere { .. } => true,
+            InboundError::UnknownProvider(_) => false,
+        }
     }
 
     fn to_failure(&self) -> InboundFailure {
-        InboundFailure { retryable: self.is_retryable(), message: self.to_string() }
+        let retry_after = match self {
+            InboundError::HeldElsewhere { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        InboundFailure { retryable: self.is_retryable(), message: self.to_string(), retry_after }
     }
 }
 
@@ -72,7 +85,7 @@ pub struct Inbound {
 }
 
 /// A chat: messages with the same key are processed in order, one at a time.
-type ChatKey = (smol_str::SmolStr, String, Option<String>);
+type ChatKey = (SmolStr, String, Option<String>);
 
 fn chat_key(item: &InboundItem) -> ChatKey {
     let target = &item.message.target;
@@ -142,6 +155,34 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
 }
 
 impl Inbound {
+    /// Claims the event in Cloud. A live claim of our own (a process of this gateway died, or a
+    /// request was cancelled, between claim and prompt) is taken over: completed as failed and
+    /// retryable, then claimed again; the prompt's idempotency key (the event id) keeps Cloud from
+    /// prompting twice. A live claim of another claimant is retried once its lease ends, never
+    /// skipped. Processed and non-retryable events stay duplicates.
+    async fn claim(&self, request: &ClaimProviderEvent, binding: &SmolStr) -> Result<ProviderEventClaim, InboundError> {
+        let claim = self.client.claim_provider_event(request).await?;
+        if claim.claimed || claim.event.status != "processing" {
+            return Ok(claim);
+        }
+        if claim.event.claimed_by.as_deref() != Some(self.claimed_by.as_str()) {
+            let lease_end =
+                claim.event.rest.get("claimExpiresAt").and_then(Value::as_str).and_then(crate::time::parse_iso);
+            let wait_ms = lease_end.map_or(CLAIM_TTL_MS, |end| end.saturating_sub(crate::time::now_ms()));
+            return Err(InboundError::HeldElsewhere { retry_after: Duration::from_millis(wait_ms.max(1_000)) });
+        }
+        tracing::info!(event = %claim.event.event_id, "taking over this gateway's own unfinished claim");
+        let release = CompleteProviderEvent {
+            claimed_by: self.claimed_by.clone(),
+            status: "failed",
+            channel_binding_id: binding.clone(),
+            retryable: Some(true),
+            last_error: Some("Taken over by this gateway after a restart or a cancelled request.".into()),
+        };
+        self.client.complete_provider_event(&claim.event.event_id, &release).await?;
+        Ok(self.client.claim_provider_event(request).await?)
+    }
+
     /// Runs one item through the pipeline and answers its reply slots.
     async fn handle_item(&self, item: InboundItem) {
         let InboundItem { provider_id, message, claimed, finished } = item;
@@ -157,6 +198,7 @@ impl Inbound {
             let _ = claimed.send(Err(failure.clone().unwrap_or_else(|| InboundFailure {
                 retryable: true,
                 message: "The message was not claimed.".into(),
+                retry_after: None,
             })));
         }
         if let Some(finished) = finished {
@@ -184,34 +226,32 @@ impl Inbound {
         let client = Rc::clone(&self.client);
         let claimed_by = self.claimed_by.clone();
         let workspace = config.external_workspace_id.clone();
-        let claim = client
-            .claim_provider_event(&ClaimProviderEvent {
-                provider: message.provider.clone(),
-                provider_instance_id: config.id.clone(),
-                channel_binding_id: config.channel_binding_id.clone(),
-                external_workspace_id: Some(workspace.clone()),
-                provider_event_id: message.provider_event_id(),
-                event_type: message.event_type(),
-                claimed_by: claimed_by.clone(),
-                ttl_ms: CLAIM_TTL_MS,
-                metadata: json!({
-                    "providerKind": config.kind.as_str(),
-                    "providerMessageId": message.provider_message_id,
-                    "targetChatId": message.target.chat_id,
-                    "targetThreadId": message.target.thread_id,
-                    "senderUserId": message.sender.provider_user_id,
-                    "command": message.command,
-                    "attachmentCount": message.attachment_count,
-                    "interactionKind": message.interaction.as_ref().map(|i| i.kind),
-                    "receivedAt": crate::time::iso(message.received_at_ms),
-                }),
-            })
-            .await;
-        let claim = match claim {
+        let request = ClaimProviderEvent {
+            provider: message.provider.clone(),
+            provider_instance_id: config.id.clone(),
+            channel_binding_id: config.channel_binding_id.clone(),
+            external_workspace_id: Some(workspace.clone()),
+            provider_event_id: message.provider_event_id(),
+            event_type: message.event_type(),
+            claimed_by: claimed_by.clone(),
+            ttl_ms: CLAIM_TTL_MS,
+            metadata: json!({
+                "providerKind": config.kind.as_str(),
+                "providerMessageId": message.provider_message_id,
+                "targetChatId": message.target.chat_id,
+                "targetThreadId": message.target.thread_id,
+                "senderUserId": message.sender.provider_user_id,
+                "command": message.command,
+                "attachmentCount": message.attachment_count,
+                "interactionKind": message.interaction.as_ref().map(|i| i.kind),
+                "receivedAt": crate::time::iso(message.received_at_ms),
+            }),
+        };
+        let claim = match self.claim(&request, &config.channel_binding_id).await {
             Ok(claim) => claim,
             Err(error) => {
                 finish_failed(self, provider_id, kind, started);
-                return Err(error.into());
+                return Err(error);
             }
         };
         if let Some(claimed) = claimed.take() {

@@ -10,13 +10,16 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::channel::ChannelRegistry;
-use crate::cloud::streams::CloudStatus;
+use crate::cloud::streams::{CloudStatus, Subscription};
 use crate::shutdown::Shutdown;
 
 /// Readiness condition: the Cloud delivery subscription is live.
 pub const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
 /// Readiness condition: Cloud accepts the service token (401/403 break it).
 pub const CLOUD_AUTH: &str = "cloud_auth";
+/// How long a delivery subscription that was live may be reopening before `/ready` turns 503:
+/// Cloud closes every stream after 30 minutes, and a load balancer should not see that.
+pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A condition's current verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +67,12 @@ impl Readiness {
         match &self.cloud {
             Some(status) => {
                 let status = status.borrow();
-                conditions.push(from(DELIVERY_SUBSCRIPTION, status.subscription.clone()));
+                let subscription = match &status.subscription {
+                    Subscription::Live => Ok(()),
+                    Subscription::Reconnecting { since, .. } if since.elapsed() < RECONNECT_GRACE => Ok(()),
+                    Subscription::Reconnecting { reason, .. } | Subscription::Down(reason) => Err(reason.clone()),
+                };
+                conditions.push(from(DELIVERY_SUBSCRIPTION, subscription));
                 conditions.push(from(CLOUD_AUTH, status.token.clone()));
             }
             None => conditions.push(condition(

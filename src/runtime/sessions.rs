@@ -22,7 +22,6 @@ use crate::cloud::streams::{follow_session_events, SessionStreamItem, StreamCont
 use crate::cloud::types::{CursorUpdate, SessionBindingRecord};
 use crate::config::ProviderKind;
 use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, Stat};
-use crate::net::backoff::Backoff;
 use crate::render::{render_event, RenderContext, RenderState};
 use crate::shutdown::Shutdown;
 
@@ -30,8 +29,16 @@ pub const MAX_STREAMS: usize = 2000;
 pub const IDLE_TTL: Duration = Duration::from_secs(30 * 60);
 /// Events buffered between the stream reader and the renderer.
 const QUEUE_DEPTH: usize = 512;
-/// Renders tried per event before it is skipped.
-const MAX_RENDER_ATTEMPTS: u32 = 5;
+/// How long one event may keep failing transiently (or keep being rate-limited) before it is
+/// skipped: minutes, so a channel outage or flood control does not cost the user a reply.
+const RENDER_BUDGET: Duration = Duration::from_secs(10 * 60);
+/// The longest pause between two tries of one event.
+const RENDER_RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// The pause after the `attempt`-th failed try: 1 s·2ⁿ⁻¹, capped at a minute.
+fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << (attempt.saturating_sub(1)).min(6)).min(RENDER_RETRY_CAP)
+}
 /// Cursor writes for events that rendered nothing are coalesced to one per this interval.
 const CURSOR_COALESCE: Duration = Duration::from_secs(1);
 
@@ -305,16 +312,22 @@ async fn run_stream(
                     message_id: cursor.last_chat_message_id.clone(),
                 };
                 let context = RenderContext { client: &client, provider: &*provider, binding: &binding, target };
-                let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+                let first_try = Instant::now();
                 let mut attempt = 1;
                 let rendered = loop {
                     match render_event(&context, &mut state, &event).await {
                         Ok(rendered) => break Ok(rendered),
-                        Err(error) if error.transient && attempt < MAX_RENDER_ATTEMPTS => {
+                        // The channel said how long to wait: wait exactly that and try the same
+                        // event again. Not a failed attempt; later events still wait their turn.
+                        Err(error) if error.retry_after.is_some() && first_try.elapsed() < RENDER_BUDGET => {
+                            sessions.metrics.increment(Stat::SessionRenderDelays);
+                            tokio::time::sleep(error.retry_after.unwrap_or_default()).await;
+                        }
+                        Err(error) if error.transient && first_try.elapsed() + retry_pause(attempt) < RENDER_BUDGET => {
                             sessions.metrics.increment(Stat::SessionRenderRetries);
                             sessions.metrics.increment(Stat::Errors);
+                            tokio::time::sleep(retry_pause(attempt)).await;
                             attempt += 1;
-                            tokio::time::sleep(backoff.next_delay()).await;
                         }
                         Err(error) => break Err(error),
                     }

@@ -77,6 +77,11 @@ impl ButtonTable {
     }
 }
 
+/// Whether `callback_data` has the shape of one of our short ids (`b:<n>`), known or not.
+pub fn is_short_id(callback_data: &str) -> bool {
+    callback_data.strip_prefix(PREFIX).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The saved table; a missing or unreadable file is an empty table.
 fn load(path: &Path) -> Entries {
     let Ok(text) = std::fs::read_to_string(path) else { return Entries::default() };
@@ -113,6 +118,7 @@ mod tests {
         assert_eq!(table.token(&data).as_deref(), Some("apv:token-1"));
         assert_eq!(table.token("apv:raw"), None, "not one of our ids");
         assert_eq!(table.token("b:99"), None);
+        assert!(is_short_id("b:99") && !is_short_id("apv:raw") && !is_short_id("b:") && !is_short_id("b:1x"));
         table.flush();
         let reopened = ButtonTable::open(Some(&path));
         assert_eq!(reopened.token("b:1").as_deref(), Some("apv:token-1"));

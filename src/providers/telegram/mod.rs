@@ -171,13 +171,15 @@ impl TelegramProvider {
         };
         if let Some(interaction) = message.interaction.as_mut() {
             remember(&mut self.inner.open_callbacks.borrow_mut(), interaction.id.clone(), 1024);
-            let token = self.inner.buttons.token(&interaction.token);
-            match token {
+            match self.inner.buttons.token(&interaction.token) {
                 Some(token) => {
                     interaction.token = token.clone();
                     message.text = token.clone();
                     message.raw_text = token;
                 }
+                // Not one of our short ids (buttons sent by an older version carried the Cloud
+                // token itself, e.g. `apv:<token>`): pass it to Cloud as it is.
+                None if !buttons::is_short_id(&interaction.token) => {}
                 None => {
                     let id = interaction.id.clone();
                     self.answer_interaction(

@@ -22,6 +22,8 @@ pub const POLL_TIMEOUT_SECS: u64 = 30;
 /// The HTTP timeout of a long poll: the poll timeout plus a margin (the stall watchdog).
 const POLL_HTTP_TIMEOUT: Duration = Duration::from_secs(POLL_TIMEOUT_SECS + 15);
 const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
+/// The shortest time between two `getUpdates` calls that returned nothing.
+const MIN_EMPTY_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the bot's background task works with: its health, the drain and the inbound queue.
 struct Poller {
@@ -89,12 +91,7 @@ pub async fn run(bot: TelegramProvider, context: ChannelContext) {
                 error.to_string()
             };
             tracing::error!(provider = %id, "{}", crate::config::redact::redact_text(&reason));
-            // A rejected token stops sends too; other errors concern the start only.
-            if matches!(error.code(), Some(401 | 404)) {
-                poller.health.set_both(Some(reason));
-            } else {
-                poller.health.set_receiving(Some(reason));
-            }
+            poller.health.fail_start(reason);
             return;
         }
     };
@@ -119,7 +116,11 @@ pub async fn run(bot: TelegramProvider, context: ChannelContext) {
             match call_until_ok(&mut poller, "setWebhook", &body).await {
                 None => {}
                 Some(Ok(_)) => poller.health.set_receiving(None),
-                Some(Err(error)) => poller.health.set_receiving(Some(format!("setWebhook failed: {error}"))),
+                Some(Err(error)) => {
+                    let reason = format!("setWebhook failed: {error}");
+                    tracing::error!(provider = %id, "{}", crate::config::redact::redact_text(&reason));
+                    poller.health.fail_start(reason);
+                }
             }
         }
         None => {
@@ -151,6 +152,7 @@ async fn poll(poller: &mut Poller) {
         if first {
             body["allowed_updates"] = json!(ALLOWED_UPDATES);
         }
+        let polled_at = tokio::time::Instant::now();
         let result = tokio::select! {
             result = bot.api().call("getUpdates", &body, POLL_HTTP_TIMEOUT) => result,
             _ = drain.started() => break 'polling,
@@ -197,20 +199,34 @@ async fn poll(poller: &mut Poller) {
         backoff.reset();
         conflict_backoff.reset();
         poller.health.set_receiving(None);
+        // A server that answers an empty long poll at once (an emulator, a proxy) must not turn
+        // polling into a busy loop: empty answers are at least a second apart.
+        if updates.is_empty() && !poller.pause(MIN_EMPTY_POLL_INTERVAL.saturating_sub(polled_at.elapsed())).await {
+            break 'polling;
+        }
         for update in updates {
             let Some(update_id) = update.get("update_id").and_then(Value::as_i64) else { continue };
             bot.count("update");
             if let Some(message) = bot.map_update(&update).await {
                 let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+                let mut degraded = false;
                 loop {
                     match poller.ingress.submit_and_wait(&id, message.clone()).await {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            // The retried work went through: the reason goes with it.
+                            if degraded {
+                                poller.health.set_receiving(None);
+                            }
+                            break;
+                        }
                         // D3: a transient failure keeps the update (Cloud's claim makes the retry safe).
                         Err(error) if error.retryable => {
+                            degraded = true;
                             poller.health.set_receiving(Some(format!(
                                 "degraded: retrying update {update_id} after a Cloud error."
                             )));
-                            if !poller.pause(retry.next_delay()).await {
+                            let wait = error.retry_after.unwrap_or_else(|| retry.next_delay());
+                            if !poller.pause(wait).await {
                                 // Not acknowledged: Telegram serves it again after a restart.
                                 break 'polling;
                             }
