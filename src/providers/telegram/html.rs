@@ -1,7 +1,12 @@
 //! Telegram HTML: escaping plain text for `parse_mode: HTML`, and chunking HTML at Telegram's
-//! 4,096-unit limit without splitting a tag, an entity or a character (so never a UTF-16
-//! surrogate pair), and only where no tag is open, so every chunk is valid on its own and the
-//! chunks re-join to the input.
+//! 4,096-character limit.
+//!
+//! Telegram applies that limit after entity parsing: it counts the visible text in UTF-16 units, so
+//! a tag counts 0 and an entity counts as the one character it stands for (`&amp;` is 1,
+//! `&#128512;` is 2, a surrogate pair). Counting the raw HTML instead would split an escaped reply
+//! into nearly twice the messages. A chunk never splits a tag, an entity or a character (so never a
+//! surrogate pair), and is cut only where no tag is open, so every chunk is valid on its own and
+//! the chunks re-join to the input.
 
 /// Escapes `&`, `<` and `>` (all Telegram's HTML mode requires outside attributes).
 pub fn escape(text: &str) -> String {
@@ -22,75 +27,128 @@ pub fn unescape(html: &str) -> String {
     html.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }
 
-/// Splits `html` into pieces of at most `max` UTF-16 units. A split happens only at a safe point:
-/// outside tags and entities, between characters, with no tag open; a line end or space is
-/// preferred in the last third of the window. A single unsplittable run longer than `max` (a huge
-/// tag) becomes its own piece.
+/// Splits `html` into pieces whose visible text (what Telegram counts: tags 0, an entity its decoded
+/// character) is at most `max` UTF-16 units. A split happens only at a safe point: outside tags and
+/// entities, between characters, with no tag open; a line end or space is preferred in the last
+/// third of the window. A single unsplittable run longer than `max` (text inside one long tag pair,
+/// say) becomes its own piece.
 pub fn chunk_html(html: &str, max: usize) -> Vec<String> {
     let max = max.max(1);
-    if html.encode_utf16().count() <= max {
-        return vec![html.to_owned()];
-    }
     let mut chunks = Vec::new();
     let mut start = 0;
-    // Safe split points seen in the current chunk: (byte index, is a preferred break).
-    let mut last_safe: Option<usize> = None;
-    let mut last_break: Option<usize> = None;
+    // Visible units from `start` up to `at`.
     let mut units = 0;
-    let mut depth = 0i32;
-    let mut in_tag = false;
-    let mut in_entity = false;
-    let mut tag_is_close = false;
-    let mut tag_self_closing = false;
-    let mut previous = '\0';
-    for (index, c) in html.char_indices() {
-        let safe_here = !in_tag && !in_entity && depth == 0;
-        if safe_here && index > start {
-            last_safe = Some(index);
-            if matches!(previous, '\n' | ' ') && units * 3 >= max * 2 {
-                last_break = Some(index);
+    // Safe split points in the current chunk, with the visible units before them: any safe point,
+    // and one right after a line end or space late enough in the window.
+    let mut last_safe: Option<(usize, usize)> = None;
+    let mut last_break: Option<(usize, usize)> = None;
+    // Open tags; a stray closing tag must not make every later point unsafe, hence saturating.
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < html.len() {
+        let atom = Atom::at(html, at);
+        let safe = depth == 0;
+        let after_space = html[..at].ends_with(['\n', ' ']);
+        if safe && at > start {
+            last_safe = Some((at, units));
+            if after_space && units * 3 >= max * 2 {
+                last_break = Some((at, units));
             }
         }
-        if units + c.len_utf16() > max && index > start {
-            let cut = last_break.or(last_safe).filter(|&i| i > start);
-            if let Some(cut) = cut {
+        if units + atom.units > max {
+            // With no safe point yet the chunk keeps growing: it is an unsplittable run and ends at
+            // the next safe point, where this check fires again.
+            if let Some((cut, before)) = last_break.or(last_safe) {
                 chunks.push(html[start..cut].to_owned());
-                units = html[cut..index].encode_utf16().count();
                 start = cut;
-                last_safe = (index > start && safe_here).then_some(index);
+                units -= before;
+                // What is left is under a third of the window, too early for a preferred break.
+                last_safe = (safe && at > start).then_some((at, units));
                 last_break = None;
             }
         }
-        units += c.len_utf16();
-        match c {
-            '<' if !in_tag => {
-                in_tag = true;
-                tag_is_close = false;
-                tag_self_closing = false;
-            }
-            '/' if in_tag && previous == '<' => tag_is_close = true,
-            '/' if in_tag => tag_self_closing = true,
-            '>' if in_tag => {
-                in_tag = false;
-                if tag_is_close {
-                    depth -= 1;
-                } else if !tag_self_closing {
-                    depth += 1;
-                }
-            }
-            '&' if !in_tag => in_entity = true,
-            ';' if in_entity => in_entity = false,
-            c if in_entity && !(c.is_ascii_alphanumeric() || c == '#') => in_entity = false,
-            _ => {}
-        }
-        if !in_tag && c != '/' {
-            tag_self_closing = false;
-        }
-        previous = c;
+        units += atom.units;
+        depth = match atom.tag {
+            Some(Tag::Open) => depth + 1,
+            Some(Tag::Close) => depth.saturating_sub(1),
+            Some(Tag::SelfClosing) | None => depth,
+        };
+        at = atom.end;
     }
+    // Never empty unless the input is, which stays one (empty) piece as before.
     chunks.push(html[start..].to_owned());
-    chunks.retain(|c| !c.is_empty());
     chunks
+}
+
+/// The kind of a tag, for tracking whether one is open.
+enum Tag {
+    Open,
+    Close,
+    SelfClosing,
+}
+
+/// One indivisible piece of HTML: a tag, an entity or a character.
+struct Atom {
+    /// Byte index just past the piece.
+    end: usize,
+    /// UTF-16 units Telegram shows for it.
+    units: usize,
+    tag: Option<Tag>,
+}
+
+impl Atom {
+    /// The piece starting at byte `at`, which must be a character boundary before the end.
+    fn at(html: &str, at: usize) -> Atom {
+        let rest = &html[at..];
+        if rest.starts_with('<') {
+            let Some(close) = rest.find('>') else {
+                // An unterminated tag runs to the end; Telegram would not hide it, so count it.
+                return Atom { end: html.len(), units: rest.encode_utf16().count(), tag: None };
+            };
+            let inner = &rest[1..close];
+            let tag = if inner.starts_with('/') {
+                Tag::Close
+            } else if inner.ends_with('/') {
+                Tag::SelfClosing
+            } else {
+                Tag::Open
+            };
+            return Atom { end: at + close + 1, units: 0, tag: Some(tag) };
+        }
+        if let Some(after) = rest.strip_prefix('&') {
+            // The name or number runs over ASCII letters, digits and `#`, then an optional `;`.
+            let name = after.bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'#').count();
+            let len = 1 + name + usize::from(after[name..].starts_with(';'));
+            let token = &rest[..len];
+            // Anything not decoded here counts as its raw text, which is never less than what
+            // Telegram shows (it shows an unknown entity literally).
+            let units = entity_units(token).unwrap_or(len);
+            return Atom { end: at + len, units, tag: None };
+        }
+        // `at` is before the end, so there is a character; NUL stands in only to avoid a panic path.
+        let c = rest.chars().next().unwrap_or('\0');
+        Atom { end: at + c.len_utf8(), units: c.len_utf16(), tag: None }
+    }
+}
+
+/// The UTF-16 length of the character a complete entity stands for: the four named ones Telegram
+/// supports, or a decimal (`&#N;`) or hexadecimal (`&#xH;`) reference Telegram decodes. Telegram
+/// shows a reference it refuses (zero, U+10FFFF or above, ten or more characters before the `;`)
+/// as written, so those must count raw or a chunk could be longer than it looks.
+fn entity_units(token: &str) -> Option<usize> {
+    let name = token.strip_prefix('&')?.strip_suffix(';')?;
+    let c = match name {
+        "lt" | "gt" | "amp" | "quot" => return Some(1),
+        _ => {
+            let number = name.strip_prefix('#').filter(|n| n.len() <= 7)?;
+            let code = match number.strip_prefix('x') {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => number.parse::<u32>().ok()?,
+            };
+            char::from_u32(code).filter(|&c| c != '\0' && c < '\u{10FFFF}')?
+        }
+    };
+    Some(c.len_utf16())
 }
 
 #[cfg(test)]
@@ -104,17 +162,97 @@ mod tests {
         assert_eq!(unescape(&escape("<b>&amp;</b>")), "<b>&amp;</b>");
     }
 
+    /// What Telegram counts, worked out independently of the chunker: strip the tags, decode the
+    /// entities [`escape`] writes, count UTF-16 units.
+    fn visible(html: &str) -> usize {
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' if in_tag => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        unescape(&text).encode_utf16().count()
+    }
+
     #[test]
     fn chunks_respect_entities_tags_and_lines() {
-        let html = format!("{}\n{}", "x".repeat(3000), "&amp;".repeat(500));
-        for chunk in chunk_html(&html, 4096) {
-            assert!(chunk.encode_utf16().count() <= 4096);
+        let html = format!("{}\n{}", "x".repeat(3000), "&amp;".repeat(1500));
+        let chunks = chunk_html(&html, 4096);
+        // 4,501 visible units: the line end is the preferred break.
+        assert_eq!(chunks.len(), 2, "{chunks:?}");
+        assert!(chunks[0].ends_with('\n'));
+        for chunk in &chunks {
+            assert!(visible(chunk) <= 4096);
             assert!(!chunk.ends_with('&') && !chunk.starts_with("amp;"), "an entity was split");
         }
+        assert_eq!(chunks.concat(), html);
         let tagged = format!("<b>{}</b> {}", "y".repeat(50), "z".repeat(200));
         let chunks = chunk_html(&tagged, 100);
         assert!(chunks[0].starts_with("<b>") && chunks[0].contains("</b>"), "{chunks:?}");
         assert_eq!(chunks.concat(), tagged);
+    }
+
+    #[test]
+    fn tags_count_nothing_and_entities_count_their_character() {
+        // 10 visible units in 57 bytes: one piece at 10.
+        let html = format!("<b>{}</b><i>x</i>", "&amp;&lt;&gt;".repeat(3));
+        assert_eq!(chunk_html(&html, 10), vec![html.clone()]);
+        let split = chunk_html(&html, 9);
+        assert_eq!(split.len(), 2, "{split:?}");
+        assert_eq!(split.concat(), html);
+        // A numeric reference to an astral character is a surrogate pair: 2 units, decimal or hex.
+        let emoji = "&#128512;&#x1F600;&#128512;";
+        assert_eq!(chunk_html(emoji, 5), vec!["&#128512;&#x1F600;", "&#128512;"]);
+        assert_eq!(chunk_html("&#233;&#233;", 2), vec!["&#233;&#233;"]);
+        assert_eq!(chunk_html("&#0000065;&#xFFFFF;", 3), vec!["&#0000065;&#xFFFFF;"]);
+        // Not decoded (unknown name, no `;`, zero, upper-case X, U+10FFFF, ten characters before
+        // the `;`): counted as written, never less than Telegram shows.
+        for raw in ["&nbsp;", "&amp", "&#0;", "&#X41;", "&#1114111;", "&#x10FFFF;", "&#00000065;"] {
+            assert_eq!(chunk_html(raw, raw.len()), vec![raw]);
+            assert_eq!(chunk_html(raw, raw.len() - 1), vec![raw], "an entity-like run is not split");
+        }
+    }
+
+    #[test]
+    fn surrogate_pairs_and_long_tag_runs_stay_whole() {
+        assert_eq!(chunk_html(&"😀".repeat(3), 3), vec!["😀"; 3]);
+        // An open tag longer than the window is its own piece; what follows starts a new one.
+        let html = format!("ab <b>{}</b> cd", "y".repeat(30));
+        assert_eq!(chunk_html(&html, 10), vec!["ab ".to_owned(), format!("<b>{}</b>", "y".repeat(30)), " cd".into()]);
+        // A stray closing tag does not make the rest unsplittable.
+        let stray = format!("</b>{}", "z".repeat(30));
+        assert_eq!(chunk_html(&stray, 10).len(), 3);
+        assert_eq!(chunk_html("", 10), vec![""]);
+    }
+
+    #[test]
+    fn escaped_reply_of_14300_characters_is_four_messages() {
+        // Words with `&` and `<`, escaped: 14,300 visible characters are 25,136 bytes of HTML.
+        // Counting raw HTML (as before) made 7 chunks of it; counting what Telegram counts makes 4.
+        let words = ["Q&A", "a<b", "R&D", "x<y&z", "plain", "AT&T", "i<j"];
+        let mut text = String::new();
+        for word in words.iter().cycle() {
+            if text.len() >= 14_300 {
+                break;
+            }
+            text.push_str(word);
+            text.push(' ');
+        }
+        text.truncate(14_300);
+        let html = escape(&text);
+        assert_eq!((visible(&html), html.len()), (14_300, 25_136));
+        let chunks = chunk_html(&html, 4096);
+        assert_eq!(chunks.len(), 4, "{:?}", chunks.iter().map(|c| visible(c)).collect::<Vec<_>>());
+        assert_eq!(chunks.concat(), html);
+        for chunk in &chunks {
+            assert!(visible(chunk) <= 4096 && valid(chunk));
+        }
+        // Full chunks go well past 4,096 bytes: raw length is not what limits them.
+        assert!(chunks[..3].iter().all(|c| c.len() > 4096 && visible(c) > 4000));
     }
 
     fn valid(html: &str) -> bool {
@@ -166,8 +304,9 @@ mod tests {
             prop_assert_eq!(chunks.concat(), html.clone());
             for chunk in &chunks {
                 prop_assert!(valid(chunk), "invalid chunk {:?}", chunk);
-                let longest_word = html.split(' ').map(|w| w.encode_utf16().count()).max().unwrap_or(0);
-                prop_assert!(chunk.encode_utf16().count() <= max.max(longest_word + 7), "chunk too long {:?}", chunk);
+                // Over the window only as a bold word longer than it, alone in its chunk.
+                let alone_in_tags = chunk.starts_with("<b>") && chunk.ends_with("</b>") && chunk.matches("<b>").count() == 1;
+                prop_assert!(visible(chunk) <= max || alone_in_tags, "chunk too long {:?}", chunk);
             }
         }
     }
