@@ -2,12 +2,19 @@
 //! `demo` command uses its text output mode, which prints replies for a person instead.
 
 use std::cell::RefCell;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::{json, Map, Value};
 use smol_str::SmolStr;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, AsyncRead, Interest, ReadBuf};
 use tokio::task::JoinHandle;
 
 use crate::channel::*;
@@ -132,7 +139,7 @@ impl Channel for CliProvider {
         if let Some(ended) = self.input_ended.clone() {
             let output = Rc::clone(&self.output);
             let reader = async move {
-                read_input(output, tokio::io::stdin(), context).await;
+                read_input(output, open_stdin(), context).await;
                 ended.set(true);
             };
             *self.reader.borrow_mut() = Some(tokio::task::spawn_local(reader));
@@ -198,14 +205,94 @@ impl CliOutput {
 /// Longest CLI input line accepted; a longer one is reported and skipped.
 const MAX_CLI_LINE: usize = 1024 * 1024;
 
+/// Stdin as the CLI reads it: waited on with the reactor where the kernel allows that, so no
+/// `read` is ever in flight while stdin is idle.
+type Input = Pin<Box<dyn AsyncRead>>;
+
+/// Stdin through the reactor when epoll accepts it (a terminal, pipe or socket); otherwise (a
+/// regular file or /dev/null, which epoll refuses with EPERM) tokio's stdin, whose blocking
+/// reads end at once because such a file never waits for input.
+fn open_stdin() -> Input {
+    match PolledStdin::new() {
+        Ok(stdin) => Box::pin(stdin),
+        Err(error) => {
+            tracing::debug!(%error, "stdin cannot be polled; reading it with blocking reads");
+            Box::pin(tokio::io::stdin())
+        }
+    }
+}
+
+/// Stdin read only when it has input. tokio's own stdin runs a blocking `read` on the blocking
+/// pool, which at exit the runtime waits for: with stdin idle, the process outlived its drain
+/// and the read then took a line meant for the next reader.
+///
+/// O_NONBLOCK is a flag of the open file, shared with the shell that started us, so it is left
+/// alone; instead a zero-timeout `poll` confirms input before each `read`, so the read never
+/// blocks. (Only a second process reading the same stdin between the two calls could empty it
+/// and make that read wait.)
+struct PolledStdin {
+    /// A duplicate of fd 0: the reactor registers it and drop closes it, never fd 0 itself.
+    fd: AsyncFd<File>,
+}
+
+impl PolledStdin {
+    // tokio now marks the safe constructor deprecated in favour of an `unsafe` one (tokio#8587),
+    // because a safe one cannot stop an inner value from closing or swapping its fd while it is
+    // registered; this crate forbids unsafe code. Here the inner value is a `File` that owns its
+    // fd, is never handed out mutably and is dropped only after the deregistration, so the
+    // contract the `unsafe` constructor asks for holds.
+    #[allow(deprecated)]
+    fn new() -> std::io::Result<Self> {
+        let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+        Ok(Self { fd: AsyncFd::with_interest(File::from(fd), Interest::READABLE)? })
+    }
+}
+
+impl AsyncRead for PolledStdin {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = std::task::ready!(self.fd.poll_read_ready(cx))?;
+            if !has_input(guard.get_inner())? {
+                // A stale or spurious wakeup: wait for the next edge. The guard clears only the
+                // readiness it saw, so input that arrived since is not lost.
+                guard.clear_ready();
+                continue;
+            }
+            match guard.get_inner().read(buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+/// Whether a `read` of `fd` returns without waiting: input is there, or the end (a hang-up) or
+/// an error, which `read` reports.
+fn has_input(fd: &File) -> std::io::Result<bool> {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
 /// Reads input lines and runs each through the inbound queue, in order, until the end of the
 /// input or the drain. A line's failure is reported on the output, as upstream does.
-async fn read_input<R: tokio::io::AsyncRead + Unpin>(output: Rc<CliOutput>, input: R, mut context: ChannelContext) {
+async fn read_input(output: Rc<CliOutput>, input: Input, mut context: ChannelContext) {
     let mut input = tokio::io::BufReader::new(input);
     loop {
         let line = tokio::select! {
-            line = read_line_bounded(&mut input, MAX_CLI_LINE) => line,
+            // The drain first: once it began, stdin is not read again, even when input waits.
+            biased;
             _ = context.drain.started() => return,
+            line = read_line_bounded(&mut input, MAX_CLI_LINE) => line,
         };
         let line = match line {
             Ok(Some(InputLine::Text(line))) => line,
