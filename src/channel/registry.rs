@@ -153,7 +153,7 @@ impl ChannelRegistry {
                     self.changes.send_modify(|version| *version = version.wrapping_add(1));
                 }
                 Err(reason) => {
-                    tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), "provider cannot start: {reason}");
+                    tracing::warn!(provider = %registration.config.id, kind = registration.config.kind.as_str(), reason = %crate::config::redact::Redacted(&reason), "provider cannot start");
                     *registration.start_error.borrow_mut() = Some(reason);
                 }
             }

@@ -21,7 +21,7 @@ where
             Ok(value) => return Ok(value),
             Err(error) if error.is_retryable() && attempt < attempts => {
                 let wait = error.retry_after.unwrap_or_else(|| backoff.next_delay());
-                tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying a Cloud call");
+                tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %crate::config::redact::Redacted(&error), "retrying a Cloud call");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

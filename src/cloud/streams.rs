@@ -138,7 +138,7 @@ fn note_error(context: &StreamContext, kind: StreamKind, error: &CloudError) {
     if error.is_auth() {
         let was_ok = context.status.token_rejected(format!("Cloud rejected the service token: {}", error.message));
         if was_ok {
-            tracing::error!(status = ?error.status, error = %error.message, "Cloud rejected the gateway service token; check OPEN_COWORK_GATEWAY_SERVICE_TOKEN and its channel-binding grants");
+            tracing::error!(status = ?error.status, error = %crate::config::redact::Redacted(&error.message), "Cloud rejected the gateway service token; check OPEN_COWORK_GATEWAY_SERVICE_TOKEN and its channel-binding grants");
         }
     } else {
         tracing::warn!(stream = ?kind, error = %crate::config::redact::redact_text(&error.to_string()), "Cloud stream failed");
@@ -394,7 +394,7 @@ async fn read_deliveries(
             record_error(context, StreamKind::Delivery);
             let now = std::time::Instant::now();
             if let Some(suppressed) = context.warnings.allow("delivery-stream-error", now) {
-                tracing::warn!(error = %error.as_str().unwrap_or("unknown"), suppressed, "Cloud reported a delivery stream error");
+                tracing::warn!(error = %crate::config::redact::Redacted(&error.as_str().unwrap_or("unknown")), suppressed, "Cloud reported a delivery stream error");
             }
             continue;
         }

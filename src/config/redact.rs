@@ -175,20 +175,24 @@ fn redact_keyed(word: &str) -> Option<String> {
     (is_secret_key(key) && value_ok).then(|| format!("{key}={REDACTED}"))
 }
 
+/// A home-directory path loses everything from the user name on, the rest of the path and any
+/// query string included: project names and tokens in file names are as private as the user.
 fn redact_home(word: &str) -> Option<String> {
-    for root in ["/home/", "/Users/"] {
+    for root in ["/home/", "/Users/", "C:\\Users\\"] {
         if let Some(position) = word.find(root) {
-            let after = &word[position + root.len()..];
-            let user_end = after.find('/').unwrap_or(after.len());
-            return Some(format!("{}{root}{REDACTED}{}", &word[..position], &after[user_end..]));
+            return Some(format!("{}{root}{REDACTED}", &word[..position]));
         }
     }
-    if let Some(position) = word.find("C:\\Users\\") {
-        let after = &word[position + 9..];
-        let user_end = after.find('\\').unwrap_or(after.len());
-        return Some(format!("{}C:\\Users\\{REDACTED}{}", &word[..position], &after[user_end..]));
-    }
     None
+}
+
+/// Shows a value's text redacted, for log fields: `error = %Redacted(&error)`.
+pub struct Redacted<'a, T: std::fmt::Display>(pub &'a T);
+
+impl<T: std::fmt::Display> std::fmt::Display for Redacted<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_text(&self.0.to_string()))
+    }
 }
 
 fn redact_word(word: &str) -> String {
@@ -258,7 +262,13 @@ mod tests {
             ("api_key=abcdefghijklmnopqrstuvwxyz", "api_key=[redacted]"),
             ("token xoxb-1234-abcdef and occ_gw1_secretpart", "token [redacted] and [redacted]"),
             ("mail ops@example.com now", "mail [redacted-email] now"),
-            ("open /home/alice/.config/x", "open /home/[redacted]/.config/x"),
+            ("open /home/alice/.config/x", "open /home/[redacted]"),
+            ("at /Users/alice/acme?token=secret)", "at /Users/[redacted])"),
+            (r"at C:\Users\alice\acme.txt", r"at C:\Users\[redacted]"),
+            (
+                "Call to 'getMe' failed! (400: Bearer provider-token-1 for alice@example.test at /Users/alice/acme?token=secret)",
+                "Call to 'getMe' failed! (400: Bearer [redacted] for [redacted-email] at /Users/[redacted])",
+            ),
             ("bot 123456789:ABCdefGHIjklMNOpqrSTUvwxYZ", "bot [redacted]"),
             ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "jwt [redacted]"),
             ("plain words stay, 42 of them", "plain words stay, 42 of them"),
@@ -266,6 +276,7 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(redact_text(input), expected, "{input}");
         }
+        assert_eq!(Redacted(&"token occ_gw1_secretpart").to_string(), "token [redacted]");
     }
 
     #[test]

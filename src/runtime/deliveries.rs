@@ -387,7 +387,7 @@ async fn handle_delivery(
             if let Err(ack_error) =
                 ack(client, &delivery, status, Some(sanitize(&error.message, 320)), next_attempt).await
             {
-                tracing::warn!(error = %ack_error, delivery = %delivery.delivery_id, "acknowledging a failed delivery failed; its lease will expire");
+                tracing::warn!(error = %crate::config::redact::Redacted(&ack_error), delivery = %delivery.delivery_id, "acknowledging a failed delivery failed; its lease will expire");
             }
             dispatcher.metrics.record_channel_message(
                 kind,
@@ -453,7 +453,7 @@ async fn ack_sent(dispatcher: &Dispatcher, client: &CloudClient, delivery: &Deli
                 tokio::time::sleep(error.retry_after.unwrap_or_else(|| backoff.next_delay())).await;
             }
             Err(error) => {
-                tracing::warn!(error = %error, delivery = %delivery.delivery_id, "the sent ack failed; a re-served copy is acked from the sent-cache, not sent again");
+                tracing::warn!(error = %crate::config::redact::Redacted(&error), delivery = %delivery.delivery_id, "the sent ack failed; a re-served copy is acked from the sent-cache, not sent again");
                 return false;
             }
         }

@@ -291,7 +291,7 @@ impl Inbound {
                 // The prompt (or interaction) is committed; a failed completion must not undo that.
                 if let Err(error) = client.complete_provider_event(&event_id, &complete("processed", None, None)).await
                 {
-                    tracing::warn!(error = %error, "completing a processed provider event failed; a redelivery stays a duplicate");
+                    tracing::warn!(error = %crate::config::redact::Redacted(&error), "completing a processed provider event failed; a redelivery stays a duplicate");
                 }
                 self.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
                 Ok(())
@@ -375,7 +375,7 @@ impl Inbound {
                     .await
                 {
                     self.metrics.increment(Stat::Errors);
-                    tracing::debug!(%error, "interaction acknowledgement failed");
+                    tracing::debug!(error = %crate::config::redact::Redacted(&error), "interaction acknowledgement failed");
                 }
             }
             return Ok(Outcome::Success);

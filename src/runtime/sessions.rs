@@ -398,7 +398,7 @@ pub async fn resume_saved(sessions: Sessions) {
             }
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(error = %error, "cannot look up a saved session binding; it reopens on its next message")
+                tracing::warn!(error = %crate::config::redact::Redacted(&error), "cannot look up a saved session binding; it reopens on its next message")
             }
         }
     }

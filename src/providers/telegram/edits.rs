@@ -63,7 +63,7 @@ impl TelegramProvider {
                     });
                     if let Some((target, text)) = pending {
                         if let Err(error) = provider.edit_now(&target, &message_id, &text).await {
-                            tracing::warn!(provider = %provider.inner.id, %error, "a coalesced Telegram edit failed");
+                            tracing::warn!(provider = %provider.inner.id, error = %crate::config::redact::Redacted(&error), "a coalesced Telegram edit failed");
                         }
                     }
                 });
