@@ -205,6 +205,160 @@ fn a_chats_messages_keep_their_order_while_other_chats_go_ahead() {
     });
 }
 
+/// Posts like [`post`] and also returns the `Retry-After` header, in seconds.
+async fn post_for_retry_after(running: &Running, path: &str, body: Value) -> (u16, Option<u64>) {
+    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
+    let request = http::Request::post(format!("http://{}{path}", running.address))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let response = http.request(request).await.unwrap();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+    (response.status().as_u16(), retry_after)
+}
+
+#[test]
+fn a_crash_between_claim_and_prompt_loses_nothing() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let first = gateway(&base, &seeded, &[]).await;
+        // A slow identity lookup holds the message between its claim and its prompt.
+        cloud.faults.borrow_mut().delay("identity", Duration::from_secs(2));
+        let message = json!({"id": "crash-1", "text": "survive me", "chatId": "chat-crash"});
+        assert_eq!(post(&first, "/webhooks/fake", message.clone()).await.0, 202);
+        // The process dies (kill -9: no drain, the pipeline is cut where it stands).
+        first.stop();
+        cloud.faults.borrow_mut().delay("identity", Duration::ZERO);
+        let event = cloud.store.borrow().provider_events.values().find(|e| e.provider_event_id == "crash-1").cloned();
+        assert_eq!(event.map(|e| e.status), Some("processing".to_owned()), "claimed, never completed");
+        // The next process (same instance, same claimant) gets the message again and takes its own
+        // live claim over instead of calling it a duplicate.
+        let second = gateway(&base, &seeded, &[]).await;
+        assert_eq!(post(&second, "/webhooks/fake", message).await.0, 202);
+        prompts_become(&cloud, "chat-crash", &["survive me"]).await;
+        second.stop();
+    });
+}
+
+#[test]
+fn sigterm_finishes_inbound_work_before_exit() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let first = gateway(&base, &seeded, &[]).await;
+        cloud.faults.borrow_mut().delay("identity", Duration::from_millis(500));
+        let message = json!({"id": "term-1", "text": "finish me", "chatId": "chat-term"});
+        assert_eq!(post(&first, "/webhooks/fake", message.clone()).await.0, 202);
+        assert!(first.shutdown.in_flight() >= 1, "the claimed message is work the drain waits for");
+        assert!(first.drain(Duration::from_secs(10)).await, "the drain finished the message");
+        first.stop();
+        prompts_become(&cloud, "chat-term", &["finish me"]).await;
+        // Redelivered to the next process: a processed event stays a duplicate.
+        let second = gateway(&base, &seeded, &[]).await;
+        assert_eq!(post(&second, "/webhooks/fake", message).await.0, 202);
+        prompts_become(&cloud, "chat-term", &["finish me"]).await;
+        second.stop();
+    });
+}
+
+#[test]
+fn a_claim_held_by_another_gateway_is_retried_after_its_lease() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        // Another gateway (another claimant) holds a live 30 s claim on the same event.
+        let other = open_cowork_gateway::cloud::client::CloudClient::new(
+            open_cowork_gateway::net::https::build_client(None).unwrap(),
+            &base,
+            open_cowork_gateway::config::Secret::new(seeded.gateway_token.clone()),
+            Duration::from_secs(5),
+        );
+        let held = other
+            .claim_provider_event(&open_cowork_gateway::cloud::client::ClaimProviderEvent {
+                provider: "cli".into(),
+                provider_instance_id: "fake".into(),
+                channel_binding_id: "fake-binding".into(),
+                external_workspace_id: Some(None),
+                provider_event_id: "held-1".into(),
+                event_type: "message",
+                claimed_by: "gateway:other".into(),
+                ttl_ms: 30_000,
+                metadata: json!({}),
+            })
+            .await
+            .unwrap();
+        assert!(held.claimed);
+        let message = json!({"id": "held-1", "text": "wait your turn", "chatId": "chat-held"});
+        let (status, retry_after) = post_for_retry_after(&running, "/webhooks/fake", message.clone()).await;
+        assert_eq!(status, 503, "not a silent duplicate: the platform is asked to come back");
+        assert!(retry_after.is_some_and(|s| (25..=31).contains(&s)), "until the lease ends: {retry_after:?}");
+        assert!(prompts_of(&cloud, "chat-held").is_empty());
+        // The other gateway died; its lease runs out and the platform's retry is processed.
+        cloud.store.borrow().clock.advance(30_001);
+        assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
+        prompts_become(&cloud, "chat-held", &["wait your turn"]).await;
+        running.stop();
+    });
+}
+
+#[test]
+fn deliveries_claimed_but_unsent_at_sigterm_go_to_the_next_process_at_once() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "1")]).await;
+        let provider = fake(&first);
+        as_fake(&provider).set_latency(Duration::from_millis(50));
+        for n in 0..40 {
+            cloud.enqueue_delivery(
+                "fake-binding",
+                &format!("r-{n}"),
+                json!({"externalChatId": "chat-r"}),
+                json!({"text": format!("release {n}")}),
+            );
+        }
+        eventually("one sent", || delivery_status(&cloud, "r-0") == "sent").await;
+        assert!(first.drain(Duration::from_secs(5)).await);
+        first.stop();
+        let released = (0..40).filter(|n| delivery_status(&cloud, &format!("r-{n}")) == "failed").count();
+        assert!(released > 0, "the queue held claimed deliveries at the drain");
+        let claimed = (0..40).filter(|n| delivery_status(&cloud, &format!("r-{n}")) == "claimed").count();
+        assert_eq!(claimed, 0, "nothing is left waiting for its 120 s lease");
+        // The next process sends every one of them now, not after the lease.
+        let second = gateway(&base, &seeded, &[]).await;
+        eventually("all sent", || (0..40).all(|n| delivery_status(&cloud, &format!("r-{n}")) == "sent")).await;
+        let mut texts = as_fake(&provider).texts();
+        texts.extend(fake(&second).texts());
+        for n in 0..40 {
+            assert_eq!(texts.iter().filter(|t| **t == format!("release {n}")).count(), 1, "r-{n} sent once");
+        }
+        second.stop();
+    });
+}
+
+#[test]
+fn clean_stream_closes_keep_the_gateway_ready() {
+    run(async {
+        // Cloud ends every stream after its lifetime (30 minutes upstream; 300 ms here).
+        let options = DevCloudOptions { sse_lifetime: Duration::from_millis(300), ..options() };
+        let (_cloud, seeded, base) = cloud(options).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        eventually("ready", || running.readiness.is_ready()).await;
+        let reconnects = || {
+            running.metrics.stream_count(
+                open_cowork_gateway::metrics::StreamKind::Delivery,
+                open_cowork_gateway::metrics::StreamStat::Reconnects,
+            )
+        };
+        let mut samples = 0;
+        while reconnects() < 3 {
+            assert!(running.readiness.is_ready(), "503 while a cleanly closed stream was reopened");
+            samples += 1;
+            assert!(samples < 2_000, "the stream was not closed and reopened three times");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        running.stop();
+    });
+}
+
 #[test]
 fn one_prompt_per_provider_event_also_after_a_restart() {
     run(async {

@@ -353,6 +353,11 @@ pub async fn follow_deliveries(
     context.status.down("The delivery subscription is closed.");
 }
 
+/// At the drain, frames already on their way are read until none came for this long…
+const DRAIN_READ_QUIET: Duration = Duration::from_millis(100);
+/// …or for this long at most.
+const DRAIN_READ_LIMIT: Duration = Duration::from_secs(1);
+
 enum DeliveryEnd {
     Drain,
     ConsumerGone,
@@ -369,11 +374,24 @@ async fn read_deliveries(
     backoff: &mut Backoff,
 ) -> DeliveryEnd {
     let mut quiet_until = Instant::now() + options.quiet_rotation;
+    // Once the drain begins: frames Cloud already claimed and sent are still read (and handed to
+    // the dispatcher, which gives them back), until the connection is quiet for a moment.
+    let mut draining_until: Option<Instant> = None;
     loop {
-        let next = tokio::select! {
-            next = connection.next_event() => next,
-            _ = tokio::time::sleep_until(quiet_until) => return DeliveryEnd::Quiet,
-            _ = drain.started() => return DeliveryEnd::Drain,
+        let next = match draining_until {
+            None => tokio::select! {
+                next = connection.next_event() => next,
+                _ = tokio::time::sleep_until(quiet_until) => return DeliveryEnd::Quiet,
+                _ = drain.started() => {
+                    draining_until = Some(Instant::now() + DRAIN_READ_LIMIT);
+                    continue;
+                }
+            },
+            Some(limit) => tokio::select! {
+                next = connection.next_event() => next,
+                _ = tokio::time::sleep(DRAIN_READ_QUIET) => return DeliveryEnd::Drain,
+                _ = tokio::time::sleep_until(limit) => return DeliveryEnd::Drain,
+            },
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
@@ -409,10 +427,10 @@ async fn read_deliveries(
         };
         backoff.reset();
         quiet_until = Instant::now() + options.quiet_rotation;
-        match unless_draining(drain, deliveries.send(record)).await {
-            None => return DeliveryEnd::Drain,
-            Some(Err(_)) => return DeliveryEnd::ConsumerGone,
-            Some(Ok(())) => {}
+        // A record read from the stream is claimed: it is handed over even when the drain has
+        // begun (the dispatcher hands such deliveries back to Cloud), never dropped here.
+        if deliveries.send(record).await.is_err() {
+            return DeliveryEnd::ConsumerGone;
         }
     }
 }

@@ -178,7 +178,7 @@ pub async fn run_dispatcher(
                         let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
                         let work = dispatcher.shutdown.work_guard();
                         tokio::task::spawn_local(async move {
-                            release(&dispatcher, &client, &delivery, "Released at gateway shutdown; not sent.").await;
+                            release(&dispatcher, &client, &delivery, SHUTDOWN_RELEASE, SHUTDOWN_RELEASE_DELAY).await;
                             drop(work);
                         });
                     }
@@ -194,7 +194,7 @@ pub async fn run_dispatcher(
                     let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
                     let work = dispatcher.shutdown.work_guard();
                     tokio::task::spawn_local(async move {
-                        release(&dispatcher, &client, &delivery, "Released at gateway shutdown; not sent.").await;
+                        release(&dispatcher, &client, &delivery, SHUTDOWN_RELEASE, SHUTDOWN_RELEASE_DELAY).await;
                         drop(work);
                     });
                 }
@@ -257,6 +257,13 @@ pub async fn run_dispatcher(
     }
 }
 
+/// Why a delivery was handed back at the drain (its `lastError`).
+const SHUTDOWN_RELEASE: &str = "Released at gateway shutdown; not sent.";
+/// Deliveries handed back at the drain are claimable again after this: long enough that the
+/// closing stream (still read briefly for frames already on their way) is not offered them
+/// again, short enough that the next process sends them at once.
+const SHUTDOWN_RELEASE_DELAY: Duration = Duration::from_secs(2);
+
 /// Less than this much lease left: too late to start a send.
 const LEASE_MARGIN_MS: u64 = 5_000;
 
@@ -308,7 +315,7 @@ async fn handle_delivery(
         // failed send. Hand the delivery back; the subscription leaves this binding out until the
         // channel can send again.
         let reason = format!("Gateway provider {id} cannot send right now; released without sending.");
-        release(dispatcher, client, &delivery, &reason).await;
+        release(dispatcher, client, &delivery, &reason, Duration::ZERO).await;
         return;
     };
     let kind = bounded_channel_kind(config.kind, &config.id);
@@ -399,11 +406,17 @@ async fn handle_delivery(
     }
 }
 
-/// Hands a claimed, unsent delivery back to Cloud: `failed` with `nextAttemptAt` now, so it is
-/// claimable again at once. Not a failed send: no retry or dead-letter counter moves.
-async fn release(dispatcher: &Dispatcher, client: &CloudClient, delivery: &DeliveryRecord, reason: &str) {
-    let now = crate::time::iso(crate::time::now_ms());
-    match ack(client, delivery, "failed", Some(reason.to_owned()), Some(now)).await {
+/// Hands a claimed, unsent delivery back to Cloud: `failed`, claimable again after `delay`. Not
+/// a failed send: no retry or dead-letter counter moves.
+async fn release(
+    dispatcher: &Dispatcher,
+    client: &CloudClient,
+    delivery: &DeliveryRecord,
+    reason: &str,
+    delay: Duration,
+) {
+    let next_attempt = crate::time::iso(crate::time::now_ms() + delay.as_millis() as u64);
+    match ack(client, delivery, "failed", Some(reason.to_owned()), Some(next_attempt)).await {
         Ok(_) => dispatcher.metrics.increment(Stat::DeliveryReleases),
         Err(error) => tracing::warn!(
             delivery = %delivery.delivery_id,

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use smol_str::SmolStr;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 
 use super::interactions::{intent_of, resolution};
 use super::sessions::Sessions;
@@ -94,8 +95,11 @@ fn chat_key(item: &InboundItem) -> ChatKey {
 
 /// Drains the ingress queue until it closes (every producer gone) and the waiting work is done.
 /// Each processed item holds a drain work guard, so SIGTERM waits for it.
+/// The items in progress belong to this task: when it is aborted (a crash, in tests), they end
+/// with it, mid-pipeline, exactly as a killed process would leave them.
 pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown: Shutdown) {
-    let (done_tx, mut done_rx) = mpsc::channel::<ChatKey>(MAX_CHATS_IN_FLIGHT);
+    let mut in_progress: JoinSet<()> = JoinSet::new();
+    let mut chats_in_progress: HashMap<tokio::task::Id, ChatKey> = HashMap::new();
     let mut waiting: HashMap<ChatKey, VecDeque<InboundItem>> = HashMap::new();
     let mut ready: VecDeque<ChatKey> = VecDeque::new();
     let mut busy: HashSet<ChatKey> = HashSet::new();
@@ -121,7 +125,15 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
                     }
                 }
             },
-            Some(key) = done_rx.recv() => {
+            Some(done) = in_progress.join_next_with_id(), if !in_progress.is_empty() => {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(error) => {
+                        tracing::error!(%error, "an inbound pipeline task ended abnormally");
+                        error.id()
+                    }
+                };
+                let Some(key) = chats_in_progress.remove(&id) else { continue };
                 busy.remove(&key);
                 if waiting.get(&key).is_some_and(|lane| !lane.is_empty()) {
                     ready.push_back(key);
@@ -144,12 +156,12 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
             let Some(item) = waiting.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
             waiting_total -= 1;
             busy.insert(key.clone());
-            let (inbound, done, work) = (inbound.clone(), done_tx.clone(), shutdown.work_guard());
-            tokio::task::spawn_local(async move {
+            let (inbound, work) = (inbound.clone(), shutdown.work_guard());
+            let task = in_progress.spawn_local(async move {
                 inbound.handle_item(item).await;
                 drop(work);
-                let _ = done.send(key).await;
             });
+            chats_in_progress.insert(task.id(), key);
         }
     }
 }

@@ -113,4 +113,27 @@ mod tests {
         shutdown.begin_drain();
         assert!(failing(&readiness).contains(&"not_draining"));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reopening_subscription_keeps_ready_for_the_grace_only() {
+        let config = crate::config::test_config(&[]);
+        let registry = Rc::new(ChannelRegistry::new(&config, Rc::new(Metrics::new(&config))));
+        let (status, watch) = watch::channel(CloudStatus {
+            subscription: Subscription::Reconnecting { since: tokio::time::Instant::now(), reason: "reopening".into() },
+            token: Ok(()),
+        });
+        let readiness = Readiness::new(Shutdown::new(), registry, Some(watch));
+        let subscription_ok =
+            || readiness.conditions().into_iter().find(|c| c.name == DELIVERY_SUBSCRIPTION).unwrap().ok;
+        assert!(subscription_ok(), "a stream Cloud closed cleanly is being reopened: still ready");
+        tokio::time::advance(RECONNECT_GRACE - std::time::Duration::from_millis(1)).await;
+        assert!(subscription_ok());
+        tokio::time::advance(std::time::Duration::from_millis(2)).await;
+        assert!(!subscription_ok(), "not reopened within the grace: 503");
+        status.send_replace(CloudStatus { subscription: Subscription::Down("down".into()), token: Ok(()) });
+        assert!(!subscription_ok(), "a subscription that never was live has no grace");
+        status.send_replace(CloudStatus { subscription: Subscription::Live, token: Err("rejected".into()) });
+        let auth = readiness.conditions().into_iter().find(|c| c.name == CLOUD_AUTH).unwrap();
+        assert_eq!((auth.ok, auth.reason.as_deref()), (false, Some("rejected")));
+    }
 }
