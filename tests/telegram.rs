@@ -525,3 +525,159 @@ fn server_errors_back_off_and_recover() {
         running.stop();
     });
 }
+
+/// Waits on the (paused) tokio clock until `condition` holds or `limit` has passed.
+async fn within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The texts of every `sendMessage`, with when each arrived.
+fn sent_texts_with_times(bot: &Shared) -> Vec<(String, tokio::time::Instant)> {
+    let bot = bot.borrow();
+    let texts = bot.calls("sendMessage").into_iter().map(|b| b["text"].as_str().unwrap_or("").to_owned());
+    texts.zip(bot.call_times("sendMessage")).collect()
+}
+
+#[test]
+fn a_reply_rate_limited_by_telegram_is_delivered_not_skipped() {
+    run_paused(async {
+        let world = world().await;
+        // The agent's reply meets flood control once; 10 s fits neither the 1 s first retry pause
+        // nor any other backoff, so only honouring retry_after sends it exactly then.
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body["text"].as_str().is_some_and(|t| t.starts_with("echo:")),
+            429,
+            "Too Many Requests: retry after 10",
+            Some(json!({"retry_after": 10})),
+        );
+        world.bot.borrow_mut().push_update(text_update(50, 808, "hold on"));
+        let running = gateway(&world, &[]).await;
+        let replies = || -> Vec<tokio::time::Instant> {
+            sent_texts_with_times(&world.bot)
+                .into_iter()
+                .filter(|(t, _)| t == "echo: hold on")
+                .map(|(_, at)| at)
+                .collect()
+        };
+        within(Duration::from_secs(30), "the reply after the 429", || replies().len() >= 2).await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the reply's first sendMessage took the 429");
+        let times = replies();
+        let waited = times[1] - times[0];
+        assert!(
+            waited >= Duration::from_secs(10) && waited <= Duration::from_millis(10_100),
+            "the reply was sent again {waited:?} after the 429, not after retry_after (10 s)"
+        );
+        // Nothing more: the retried send was the reply, once.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(replies().len(), 2, "one rate-limited try, one successful send");
+        assert!(running.metrics.get(Stat::SessionRenderDelays) >= 1);
+        assert_eq!(running.metrics.get(Stat::SessionRenderDeadLetters), 0, "the reply was not skipped");
+        assert_eq!(running.metrics.get(Stat::DroppedSessionEvents), 0);
+        let text = running.metrics.render_prometheus();
+        let delays = text
+            .lines()
+            .find_map(|l| l.strip_prefix("open_cowork_gateway_session_render_delays_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(delays.is_some_and(|d| d >= 1.0), "the wait is counted as a render delay: {delays:?}");
+        running.stop();
+    });
+}
+
+#[test]
+fn deliveries_are_sent_while_get_updates_is_in_a_409_conflict() {
+    run_paused(async {
+        let world = world().await;
+        let conflict_ends = tokio::time::Instant::now() + Duration::from_secs(60);
+        world.bot.borrow_mut().error_until(
+            "getUpdates",
+            conflict_ends,
+            409,
+            "Conflict: terminated by other getUpdates request",
+        );
+        let running = gateway(&world, &[]).await;
+        eventually("the conflict reason", || health(&running).1.is_some_and(|e| e.starts_with("conflict:"))).await;
+        let ids: Vec<String> = (0..5).map(|n| format!("in-conflict-{n}")).collect();
+        for (n, id) in ids.iter().enumerate() {
+            world.cloud.enqueue_delivery(
+                "telegram",
+                id,
+                json!({"externalChatId": (900 + n).to_string()}),
+                json!({"text": format!("sent despite the conflict {n}")}),
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let all_sent = || ids.iter().all(|id| delivery_status(&world.cloud, id) == "sent");
+        // Before the conflict ends: a poller conflict must not hold back sends.
+        while !all_sent() {
+            assert!(
+                tokio::time::Instant::now() < conflict_ends,
+                "the deliveries waited for the 409 conflict to end: {:?}",
+                ids.iter().map(|id| delivery_status(&world.cloud, id)).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(health(&running).1.is_some_and(|e| e.starts_with("conflict:")), "still in conflict");
+        let sent = sent_texts_with_times(&world.bot);
+        for n in 0..5 {
+            let text = format!("sent despite the conflict {n}");
+            let copies: Vec<_> = sent.iter().filter(|(t, _)| *t == text).collect();
+            assert_eq!(copies.len(), 1, "{text} sent once");
+            assert!(copies[0].1 < conflict_ends);
+        }
+        let get_updates = world.bot.borrow().call_times("getUpdates");
+        assert!(get_updates.len() >= 2 && get_updates.iter().all(|at| *at < conflict_ends), "polling kept conflicting");
+        assert_eq!(running.metrics.get(Stat::DeliveryDeadLetters), 0);
+        assert_eq!(running.metrics.get(Stat::DeliveryRetries), 0, "none acked failed");
+        running.stop();
+    });
+}
+
+#[test]
+fn deliveries_claimed_four_times_before_are_all_sent_by_a_starting_gateway() {
+    run_paused(async {
+        let world = world().await;
+        // A slow getMe keeps the bot "starting" while the deliveries are claimed.
+        world.bot.borrow_mut().delay("getMe", Duration::from_secs(5));
+        let ids: Vec<String> = (0..20).map(|n| format!("earlier-{n}")).collect();
+        for (n, id) in ids.iter().enumerate() {
+            world.cloud.enqueue_delivery(
+                "telegram",
+                id,
+                json!({"externalChatId": (700 + n % 4).to_string()}),
+                json!({"text": format!("claimed before {n}")}),
+            );
+        }
+        // Four earlier gateways claimed each delivery and crashed; every lease ran out.
+        let bindings = vec!["telegram".to_owned()];
+        for _ in 0..4 {
+            let claimed = std::iter::from_fn(|| {
+                world.cloud.store.borrow_mut().claim_next_delivery(&bindings, "gateway:crashed", "tok-crashed", 1_000)
+            })
+            .count();
+            assert_eq!(claimed, 20);
+            world.cloud.store.borrow().clock.advance(1_001);
+        }
+        assert!(ids.iter().all(|id| world.cloud.delivery("telegram", id).unwrap()["attemptCount"] == 4));
+
+        let running = gateway(&world, &[]).await;
+        let all_sent = || ids.iter().all(|id| delivery_status(&world.cloud, id) == "sent");
+        within(Duration::from_secs(60), "all 20 sent", || {
+            all_sent() || ids.iter().any(|id| delivery_status(&world.cloud, id) == "dead")
+        })
+        .await;
+        let statuses: Vec<Value> = ids.iter().map(|id| delivery_status(&world.cloud, id)).collect();
+        assert!(all_sent(), "none dead, none left behind: {statuses:?}");
+        let sent = world.bot.borrow().texts_sent();
+        for n in 0..20 {
+            let text = format!("claimed before {n}");
+            assert_eq!(sent.iter().filter(|t| **t == text).count(), 1, "{text} sent exactly once");
+        }
+        assert_eq!(running.metrics.get(Stat::DeliveryDeadLetters), 0);
+        running.stop();
+    });
+}

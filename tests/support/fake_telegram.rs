@@ -1,6 +1,7 @@
 //! A fake Telegram Bot API on loopback: `POST /bot<token>/<method>`, scriptable answers per
 //! method, recorded requests, and `getUpdates` that serves queued updates and confirms them by
-//! offset the way Telegram does.
+//! offset the way Telegram does. Failures can also be scripted by time (until a paused-clock
+//! instant), by request (the next call whose body matches) and answers can be slowed down.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,8 +27,31 @@ pub struct FakeBot {
     pub updates: VecDeque<Value>,
     /// Scripted answers per method, used before the defaults: (HTTP status, body).
     pub scripted: HashMap<String, VecDeque<(u16, Value)>>,
+    /// Answers per method that apply while the tokio clock is before the instant, after
+    /// `scripted` and before the defaults: (until, HTTP status, body).
+    pub failing_until: HashMap<String, (Instant, u16, Value)>,
+    /// One-shot answers for the first call of a method whose body matches, checked first.
+    pub scripted_if: Vec<ConditionalAnswer>,
+    /// How long the fake waits before answering a method (on the tokio clock).
+    pub delays: HashMap<String, Duration>,
     pub webhook_url: String,
     next_message_id: i64,
+}
+
+/// A scripted answer for the first call of `method` whose body `matches`.
+pub struct ConditionalAnswer {
+    pub method: String,
+    pub matches: Box<dyn Fn(&Value) -> bool>,
+    pub status: u16,
+    pub body: Value,
+}
+
+fn error_body(code: u16, description: &str, parameters: Option<Value>) -> Value {
+    let mut body = json!({"ok": false, "error_code": code, "description": description});
+    if let Some(parameters) = parameters {
+        body["parameters"] = parameters;
+    }
+    body
 }
 
 impl FakeBot {
@@ -45,11 +69,34 @@ impl FakeBot {
     }
 
     pub fn error(&mut self, method: &str, code: u16, description: &str, parameters: Option<Value>) {
-        let mut body = json!({"ok": false, "error_code": code, "description": description});
-        if let Some(parameters) = parameters {
-            body["parameters"] = parameters;
-        }
-        self.script(method, code, body);
+        self.script(method, code, error_body(code, description, parameters));
+    }
+
+    /// Every call of `method` fails with `code` until the tokio clock reaches `until`.
+    pub fn error_until(&mut self, method: &str, until: Instant, code: u16, description: &str) {
+        self.failing_until.insert(method.to_owned(), (until, code, error_body(code, description, None)));
+    }
+
+    /// The first call of `method` whose body `matches` fails once with `code`.
+    pub fn error_once_if(
+        &mut self,
+        method: &str,
+        matches: impl Fn(&Value) -> bool + 'static,
+        code: u16,
+        description: &str,
+        parameters: Option<Value>,
+    ) {
+        self.scripted_if.push(ConditionalAnswer {
+            method: method.to_owned(),
+            matches: Box::new(matches),
+            status: code,
+            body: error_body(code, description, parameters),
+        });
+    }
+
+    /// Calls of `method` are answered `delay` after they arrive.
+    pub fn delay(&mut self, method: &str, delay: Duration) {
+        self.delays.insert(method.to_owned(), delay);
     }
 
     pub fn push_update(&mut self, update: Value) {
@@ -64,13 +111,27 @@ impl FakeBot {
 pub type Shared = Rc<RefCell<FakeBot>>;
 
 /// Starts the fake on the current `LocalSet`; returns its base URL.
+///
+/// Plain hyper with no idle timeout, like Telegram's long keep-alive: the gateway's own server
+/// closes a connection idle for 10 s, and on a paused clock that close would land on the very
+/// tick a 10 s `retry_after` ends, failing the retried call on a connection closed under it.
 pub async fn start(bot: Shared) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::task::spawn_local(open_cowork_gateway::http::server::serve(listener, move |request, _peer| {
-        let bot = Rc::clone(&bot);
-        async move { answer(bot, request).await }
-    }));
+    tokio::task::spawn_local(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let bot = Rc::clone(&bot);
+            let service = hyper::service::service_fn(move |request| {
+                let bot = Rc::clone(&bot);
+                async move { Ok::<_, std::convert::Infallible>(answer(bot, request).await) }
+            });
+            tokio::task::spawn_local(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
     format!("http://{address}")
 }
 
@@ -93,8 +154,24 @@ async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> h
         state.requests.push((method.clone(), body.clone()));
         state.requested_at.push(Instant::now());
     }
+    let delay = bot.borrow().delays.get(&method).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let conditional = {
+        let mut state = bot.borrow_mut();
+        let index = state.scripted_if.iter().position(|c| c.method == method && (c.matches)(&body));
+        index.map(|i| state.scripted_if.remove(i))
+    };
+    if let Some(answer) = conditional {
+        return reply(answer.status, &answer.body);
+    }
     let scripted = bot.borrow_mut().scripted.get_mut(&method).and_then(VecDeque::pop_front);
     if let Some((status, answer)) = scripted {
+        return reply(status, &answer);
+    }
+    let failing = bot.borrow().failing_until.get(&method).filter(|(until, ..)| Instant::now() < *until).cloned();
+    if let Some((_, status, answer)) = failing {
         return reply(status, &answer);
     }
     let ok = |result: Value| reply(200, &json!({"ok": true, "result": result}));
