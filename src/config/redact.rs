@@ -205,7 +205,7 @@ fn redact_word(word: &str) -> String {
     if looks_like_token(word) {
         return REDACTED.into();
     }
-    redact_keyed(word).or_else(|| redact_home(word)).unwrap_or_else(|| word.to_owned())
+    redact_home(word).or_else(|| redact_keyed(word)).unwrap_or_else(|| word.to_owned())
 }
 
 /// `redactGatewayDiagnosticText`: free text made safe to show an operator. Words are runs
@@ -264,6 +264,7 @@ mod tests {
             ("mail ops@example.com now", "mail [redacted-email] now"),
             ("open /home/alice/.config/x", "open /home/[redacted]"),
             ("at /Users/alice/acme?token=secret)", "at /Users/[redacted])"),
+            ("at /Users/alice/acme?token=secret-0123456789", "at /Users/[redacted]"),
             (r"at C:\Users\alice\acme.txt", r"at C:\Users\[redacted]"),
             (
                 "Call to 'getMe' failed! (400: Bearer provider-token-1 for alice@example.test at /Users/alice/acme?token=secret)",
