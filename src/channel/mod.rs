@@ -58,6 +58,14 @@ pub trait Channel {
     /// Ends background work; called once, in reverse start order, after the drain.
     fn stop(&self) {}
 
+    /// Checks what a webhook proves in its headers alone (a shared secret), before its body is
+    /// read: a request with a wrong secret costs no body buffering. Default: nothing to check
+    /// there (signatures over the raw body are checked in [`Channel::handle_webhook`]).
+    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
+        let _ = headers;
+        Ok(())
+    }
+
     /// Verifies a webhook over its raw body and maps it. Default: this channel has no webhook.
     fn handle_webhook<'a>(
         &'a self,

@@ -209,6 +209,16 @@ impl ChannelRegistry {
             .collect()
     }
 
+    /// The header check of a started channel's webhook, before its body is read; an unknown or
+    /// unstarted provider passes here and is refused by [`ChannelRegistry::handle_webhook`] after
+    /// the body checks, in upstream's order.
+    pub fn check_webhook_headers(&self, provider_id: &str, headers: &http::HeaderMap) -> Result<(), WebhookError> {
+        match self.get(provider_id).and_then(Registration::channel) {
+            Some(channel) => channel.check_webhook_headers(headers),
+            None => Ok(()),
+        }
+    }
+
     /// Hands a webhook to its channel (§2.5 registry behaviour).
     pub async fn handle_webhook(
         &self,
@@ -228,6 +238,7 @@ impl ChannelRegistry {
                 format!("Gateway provider {provider_id} is not started and healthy."),
             ));
         };
+        channel.check_webhook_headers(request.headers)?;
         channel.handle_webhook(request).await
     }
 

@@ -109,6 +109,9 @@ pub struct ServerConfig {
     pub admin_token: Option<Secret>,
     pub allow_loopback_operator_bypass: bool,
     pub max_request_body_bytes: usize,
+    /// What all request bodies being read may hold together (at least one maximal body): the
+    /// memory an unauthenticated client can make the gateway buffer.
+    pub max_buffered_body_bytes: usize,
     pub trust_proxy_headers: bool,
     /// Not validated at load: a bad entry simply never matches (spec §1.3).
     pub trusted_proxy_cidrs: Vec<String>,
@@ -235,6 +238,10 @@ fn json_integer(value: &Value) -> Option<i64> {
 
 /// Spec "Bounded integer": a set env value wins (a non-integer gives the default), then JSON;
 /// integers are clamped into range, never rejected.
+/// `server.maxBufferedBodyBytes` by default: 8 MiB, a fraction of the systemd unit's 64 MiB
+/// `MemoryMax` even after JSON parsing multiplies it.
+const DEFAULT_BUFFERED_BODY_BYTES: i64 = 8 * 1024 * 1024;
+
 fn resolve_bounded(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, default: i64, min: i64, max: i64) -> i64 {
     let parsed = match env.string(var) {
         Some(text) => env::parse_integer(text),
@@ -365,6 +372,7 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
             1024,
             providers::MAX_ATTACHMENT_BYTES,
         ) as usize,
+        max_buffered_body_bytes: 0,
         trust_proxy_headers: resolve_bool(
             env,
             "OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS",
@@ -373,6 +381,21 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
             false,
         ),
         trusted_proxy_cidrs,
+    };
+
+    // Bounded by the largest single body below and a quarter of the unit's 64 MiB MemoryMax above.
+    let server = ServerConfig {
+        max_buffered_body_bytes: resolve_bounded(
+            env,
+            "OPEN_COWORK_GATEWAY_MAX_BUFFERED_BODY_BYTES",
+            raw,
+            Some("/server/maxBufferedBodyBytes"),
+            DEFAULT_BUFFERED_BODY_BYTES,
+            server.max_request_body_bytes as i64,
+            providers::MAX_ATTACHMENT_BYTES * 4,
+        )
+        .max(server.max_request_body_bytes as i64) as usize,
+        ..server
     };
 
     // Rule 3: providers.

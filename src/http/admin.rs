@@ -12,6 +12,27 @@ use crate::config::Config;
 const ADMIN_TOKEN_HEADER: &str = "x-open-cowork-gateway-admin-token";
 const PROXY_HEADERS: [&str; 4] = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
 
+/// [`is_admin_request`] for a whole request head: on the loopback bypass an absolute-form target
+/// (`GET http://host/metrics`) must name a loopback host, the one the `Host` header names, so a
+/// request meant for another host cannot pass as a local operator.
+pub fn is_admin_head(config: &Config, headers: &HeaderMap, uri: &http::Uri, remote: Option<IpAddr>) -> bool {
+    if config.server.admin_token.is_none() {
+        if let Some(authority) = uri.authority() {
+            let named = host_name(authority.as_str());
+            let host = headers.get(HOST).and_then(|v| v.to_str().ok()).map(host_name);
+            if !is_loopback_host(named) || host.is_some_and(|h| !h.eq_ignore_ascii_case(named)) {
+                return false;
+            }
+        }
+    }
+    is_admin_request(config, headers, remote)
+}
+
+/// Whether an admin token was presented at all (a wrong one counts as a guess).
+pub fn presents_token(headers: &HeaderMap) -> bool {
+    presented_token(headers).is_some_and(|token| !token.is_empty())
+}
+
 /// Whether the request may use operator endpoints. `remote` is the socket peer address.
 pub fn is_admin_request(config: &Config, headers: &HeaderMap, remote: Option<IpAddr>) -> bool {
     match &config.server.admin_token {
@@ -52,8 +73,10 @@ fn is_loopback_bypass_request(config: &Config, headers: &HeaderMap, remote: Opti
     is_loopback_host(&host_header)
 }
 
-/// The hostname of a `Host` header: `[v6]` kept whole, otherwise the part before `:`.
+/// The hostname of a `Host` header or URI authority: user info dropped, `[v6]` kept whole,
+/// otherwise the part before `:`.
 fn host_name(host: &str) -> &str {
+    let host = host.rsplit_once('@').map_or(host, |(_, after)| after);
     if host.starts_with('[') {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }
@@ -63,6 +86,19 @@ fn host_name(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absolute_form_target_must_name_the_loopback_listener_on_the_bypass() {
+        let config = config(None, true, &[]);
+        let loopback_host = headers(&[("host", "127.0.0.1:8790")]);
+        let uri = |text: &str| text.parse::<http::Uri>().unwrap();
+        assert!(is_admin_head(&config, &loopback_host, &uri("/metrics"), LOOPBACK));
+        assert!(is_admin_head(&config, &loopback_host, &uri("http://127.0.0.1:8790/metrics"), LOOPBACK));
+        assert!(!is_admin_head(&config, &loopback_host, &uri("http://evil.example/metrics"), LOOPBACK));
+        assert!(!is_admin_head(&config, &loopback_host, &uri("http://localhost:8790/metrics"), LOOPBACK));
+        assert!(presents_token(&headers(&[("authorization", "Bearer guess")])));
+        assert!(!presents_token(&headers(&[])));
+    }
     use crate::config::{resolve, Env};
     use http::HeaderValue;
 

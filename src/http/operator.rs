@@ -31,6 +31,9 @@ const BAD_ACTION_BODY: HttpError =
 
 pub type RouteResult = Result<Response<ResponseBody>, HttpError>;
 
+/// The largest body an operator action (retry, dead-letter) accepts.
+const OPERATOR_BODY_LIMIT: usize = 16 * 1024;
+
 fn ok_json(body: Value) -> RouteResult {
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -243,7 +246,10 @@ where
         return Err(ADMIN_REQUIRED);
     }
     let cloud = state.deliveries.as_deref().ok_or(LISTING_UNAVAILABLE)?;
-    let bytes = read_limited(body, state.config.server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
+    // An operator action body is a few fields: a tight cap keeps admin routes out of the memory game.
+    let limit = state.config.server.max_request_body_bytes.min(OPERATOR_BODY_LIMIT);
+    let read = read_limited(body, limit, &state.body_budget, super::server::REQUEST_TIMEOUT).await?;
+    let bytes = &read.bytes;
     let fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {

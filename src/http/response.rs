@@ -83,6 +83,11 @@ pub const BODY_TOO_LARGE: HttpError =
     HttpError::thrown(StatusCode::PAYLOAD_TOO_LARGE, "Gateway request body exceeds the configured limit.");
 pub const BODY_TIMEOUT: HttpError =
     HttpError::thrown(StatusCode::REQUEST_TIMEOUT, "Gateway request body was not received in time.");
+/// Every request body being read together would pass `server.maxBufferedBodyBytes`.
+pub const BODIES_OVER_BUDGET: HttpError = HttpError::thrown(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "Gateway is reading too many request bodies at once. Try again shortly.",
+);
 pub const BODY_READ_FAILED: HttpError =
     HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway request body could not be read.");
 

@@ -9,7 +9,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::header::HOST;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,9 +18,11 @@ use nix::errno::Errno;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::admin::is_admin_request;
+use super::admin::{is_admin_head, presents_token};
+use super::client_ip::resolve_client_source;
 use super::operator::{self, DeliveryAction, RouteResult};
-use super::response::{ResponseBody, BAD_PATH_ENCODING, NOT_FOUND};
+use super::rate_limit::Verdict;
+use super::response::{HttpError, ResponseBody, BAD_PATH_ENCODING, NOT_FOUND};
 use super::router::{route, Route, RouteError};
 use super::state::HttpState;
 use super::webhook;
@@ -132,22 +135,36 @@ where
 {
     let _work = state.shutdown.work_guard();
     let (parts, body) = request.into_parts();
+    if parts.headers.get_all(HOST).iter().nth(1).is_some() {
+        // RFC 9112 §3.2: a request with more than one Host is refused; which one counts would be
+        // anybody's guess, and the loopback bypass reads it.
+        return DUPLICATE_HOST.into_response();
+    }
     let query = parts.uri.query();
-    let admin = || is_admin_request(&state.config, &parts.headers, Some(peer));
+    let admin = || authorize_admin(state, peer, &parts);
     let result: RouteResult = match route(&parts.method, parts.uri.path()) {
         Err(RouteError::NotFound) => Err(NOT_FOUND),
         Err(RouteError::BadEncoding) => Err(BAD_PATH_ENCODING),
         Ok(Route::Health) => operator::health(state),
-        Ok(Route::Ready) => operator::ready(state, admin()),
-        Ok(Route::Metrics) => operator::metrics(state, admin),
-        Ok(Route::Diagnostics) => operator::diagnostics(state, admin),
-        Ok(Route::Deliveries) => operator::list_deliveries(state, admin(), query).await,
-        Ok(Route::DeliveryRetry { delivery_id }) => {
-            operator::delivery_action(state, admin(), DeliveryAction::Retry, &delivery_id, query, body).await
-        }
-        Ok(Route::DeliveryDeadLetter { delivery_id }) => {
-            operator::delivery_action(state, admin(), DeliveryAction::DeadLetter, &delivery_id, query, body).await
-        }
+        Ok(Route::Ready) => admin().and_then(|admin| operator::ready(state, admin)),
+        Ok(Route::Metrics) => admin().and_then(|admin| operator::metrics(state, || admin)),
+        Ok(Route::Diagnostics) => admin().and_then(|admin| operator::diagnostics(state, || admin)),
+        Ok(Route::Deliveries) => match admin() {
+            Ok(admin) => operator::list_deliveries(state, admin, query).await,
+            Err(error) => Err(error),
+        },
+        Ok(Route::DeliveryRetry { delivery_id }) => match admin() {
+            Ok(admin) => {
+                operator::delivery_action(state, admin, DeliveryAction::Retry, &delivery_id, query, body).await
+            }
+            Err(error) => Err(error),
+        },
+        Ok(Route::DeliveryDeadLetter { delivery_id }) => match admin() {
+            Ok(admin) => {
+                operator::delivery_action(state, admin, DeliveryAction::DeadLetter, &delivery_id, query, body).await
+            }
+            Err(error) => Err(error),
+        },
         Ok(Route::Webhook { provider_id }) => {
             webhook::handle(state, &provider_id, peer, &parts.headers, body, state.clock_ms()).await
         }
@@ -158,6 +175,33 @@ where
         }
         error.into_response()
     })
+}
+
+const DUPLICATE_HOST: HttpError =
+    HttpError::thrown(StatusCode::BAD_REQUEST, "Gateway request has more than one Host header.");
+const TOO_MANY_ADMIN_FAILURES: HttpError =
+    HttpError::thrown(StatusCode::TOO_MANY_REQUESTS, "Too many rejected operator requests. Try again later.");
+/// Wrong admin tokens allowed per client in the window before it is blocked (the webhook
+/// auth-failure limiter's numbers).
+const MAX_ADMIN_FAILURES: u32 = 20;
+const ADMIN_WINDOW_MS: u64 = 60_000;
+const ADMIN_BACKOFF_MS: u64 = 60_000;
+
+/// Whether the request may use operator endpoints; a client that keeps presenting wrong admin
+/// tokens is blocked for a while (429), as webhook auth failures are.
+fn authorize_admin(state: &HttpState, peer: IpAddr, parts: &http::request::Parts) -> Result<bool, HttpError> {
+    let server = &state.config.server;
+    let source = resolve_client_source(peer, &parts.headers, server.trust_proxy_headers, &state.trusted_proxies);
+    let key = format!("admin:{source}");
+    let now_ms = state.clock_ms();
+    if let Verdict::Refused { retry_after_ms } = state.rate_limiter.borrow_mut().check(&key, now_ms, ADMIN_WINDOW_MS) {
+        return Err(TOO_MANY_ADMIN_FAILURES.with_retry_after(retry_after_ms));
+    }
+    let admin = is_admin_head(&state.config, &parts.headers, &parts.uri, Some(peer));
+    if !admin && presents_token(&parts.headers) {
+        state.rate_limiter.borrow_mut().backoff(&key, now_ms, ADMIN_WINDOW_MS, MAX_ADMIN_FAILURES, ADMIN_BACKOFF_MS);
+    }
+    Ok(admin)
 }
 
 #[cfg(test)]

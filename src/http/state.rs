@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::body::BodyBudget;
 use super::client_ip::Cidr;
 use super::rate_limit::RateLimiter;
 use crate::channel::{ChannelRegistry, Ingress};
@@ -26,6 +27,8 @@ pub struct HttpState {
     pub deliveries: Option<Rc<dyn DeliveryOperations>>,
     pub shutdown: Shutdown,
     pub rate_limiter: RefCell<RateLimiter>,
+    /// What request bodies being read may hold together (`server.maxBufferedBodyBytes`).
+    pub body_budget: BodyBudget,
     /// `server.trustedProxyCidrs`, parsed once; entries that do not parse never match (§1.3).
     pub trusted_proxies: Vec<Cidr>,
     clock_origin: Instant,
@@ -43,6 +46,7 @@ impl HttpState {
         shutdown: Shutdown,
     ) -> Self {
         let trusted_proxies = config.server.trusted_proxy_cidrs.iter().filter_map(|c| Cidr::parse(c)).collect();
+        let body_budget = BodyBudget::new(config.server.max_buffered_body_bytes);
         Self {
             config,
             metrics,
@@ -52,6 +56,7 @@ impl HttpState {
             deliveries,
             shutdown,
             rate_limiter: RefCell::new(RateLimiter::default()),
+            body_budget,
             trusted_proxies,
             clock_origin: Instant::now(),
         }

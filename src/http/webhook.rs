@@ -15,7 +15,7 @@ use super::rate_limit::Verdict;
 use super::response::{self, HttpError, ResponseBody};
 use super::state::HttpState;
 use crate::channel::ingress::{claim_result, Refused};
-use crate::channel::{WebhookErrorCode, WebhookReply, WebhookRequest};
+use crate::channel::{WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest};
 use crate::metrics::{ProviderStat, Stat};
 
 const WINDOW_MS: u64 = 60_000;
@@ -82,8 +82,13 @@ where
         }
     }
 
-    let bytes = read_limited(body, server.max_request_body_bytes, super::server::REQUEST_TIMEOUT).await?;
-    let raw_body = std::str::from_utf8(&bytes).map_err(|_| BAD_BODY)?;
+    // A secret that travels in a header is checked before a byte of the body is buffered.
+    if let Err(error) = state.registry.check_webhook_headers(provider_id, headers) {
+        return Err(rejected(state, provider_id, &auth_key, now_ms, error));
+    }
+    let read =
+        read_limited(body, server.max_request_body_bytes, &state.body_budget, super::server::REQUEST_TIMEOUT).await?;
+    let raw_body = std::str::from_utf8(&read.bytes).map_err(|_| BAD_BODY)?;
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let payload = parse_request_body(raw_body, content_type).map_err(|_| BAD_BODY)?;
 
@@ -92,24 +97,22 @@ where
         Ok(WebhookReply::Respond(answer)) => Ok(response::json(StatusCode::OK, &answer)),
         Ok(WebhookReply::Ignored) => Ok(accepted()),
         Ok(WebhookReply::Messages(messages)) => enqueue(state, provider_id, messages).await,
-        Err(error) => {
-            tracing::debug!(provider = provider_id, error = %crate::config::redact::redact_text(&error.detail), "webhook rejected");
-            Err(match error.code {
-                WebhookErrorCode::NotFound => NOT_FOUND,
-                WebhookErrorCode::Auth => {
-                    state.rate_limiter.borrow_mut().backoff(
-                        &auth_key,
-                        now_ms,
-                        WINDOW_MS,
-                        MAX_AUTH_FAILURES,
-                        AUTH_BACKOFF_MS,
-                    );
-                    AUTH_FAILED
-                }
-                WebhookErrorCode::Payload => BAD_PAYLOAD,
-                WebhookErrorCode::Upstream => PROVIDER_FAILED,
-            })
+        Err(error) => Err(rejected(state, provider_id, &auth_key, now_ms, error)),
+    }
+}
+
+/// The answer to a refused webhook; an authentication failure also counts toward the client's
+/// auth-failure block.
+fn rejected(state: &HttpState, provider_id: &str, auth_key: &str, now_ms: u64, error: WebhookError) -> HttpError {
+    tracing::debug!(provider = provider_id, error = %crate::config::redact::redact_text(&error.detail), "webhook rejected");
+    match error.code {
+        WebhookErrorCode::NotFound => NOT_FOUND,
+        WebhookErrorCode::Auth => {
+            state.rate_limiter.borrow_mut().backoff(auth_key, now_ms, WINDOW_MS, MAX_AUTH_FAILURES, AUTH_BACKOFF_MS);
+            AUTH_FAILED
         }
+        WebhookErrorCode::Payload => BAD_PAYLOAD,
+        WebhookErrorCode::Upstream => PROVIDER_FAILED,
     }
 }
 

@@ -382,23 +382,24 @@ impl Channel for TelegramProvider {
         self.inner.buttons.flush();
     }
 
-    /// D1: the header must carry the configured secret; updates are de-duplicated by `update_id`.
+    /// D1: the header must carry the configured secret, checked before the body is read.
+    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
+        let Some(webhook) = self.webhook() else {
+            return Err(WebhookError::new(WebhookErrorCode::NotFound, "Telegram webhook updates require webhook mode"));
+        };
+        let presented = headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !crate::util::ct::constant_time_equal(presented, webhook.secret.expose()) {
+            return Err(WebhookError::new(WebhookErrorCode::Auth, "Telegram webhook secret verification failed"));
+        }
+        Ok(())
+    }
+
+    /// Updates are de-duplicated by `update_id` (the secret was checked from the headers).
     fn handle_webhook<'a>(
         &'a self,
         request: WebhookRequest<'a>,
     ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
         Box::pin(async move {
-            let Some(webhook) = self.webhook() else {
-                return Err(WebhookError::new(
-                    WebhookErrorCode::NotFound,
-                    "Telegram webhook updates require webhook mode",
-                ));
-            };
-            let presented =
-                request.headers.get("x-telegram-bot-api-secret-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !crate::util::ct::constant_time_equal(presented, webhook.secret.expose()) {
-                return Err(WebhookError::new(WebhookErrorCode::Auth, "Telegram webhook secret verification failed"));
-            }
             if self.seen_before(request.payload) {
                 return Ok(WebhookReply::Ignored);
             }
