@@ -137,3 +137,56 @@ fn an_unimplemented_kind_stops_run_with_exit_78() {
          build of open-cowork-gateway; remove it or disable it (\"enabled\": false).\n"
     );
 }
+
+/// The userinfo passwords (or lone user names) of every URL in a case's files.
+fn url_passwords(text: &str) -> Vec<String> {
+    text.split("://")
+        .skip(1)
+        .filter_map(|rest| {
+            let authority = rest.split(['/', '"', '\'', ' ', '\n']).next()?;
+            let (userinfo, _) = authority.rsplit_once('@')?;
+            let secret = userinfo.split_once(':').map_or(userinfo, |(_, password)| password);
+            (!secret.is_empty()).then(|| secret.to_owned())
+        })
+        .collect()
+}
+
+/// A URL with `user:password@` is refused by name, and neither `check-config` (with `--print`)
+/// nor `run` ever echoes the password: the error names the setting, not the value.
+#[test]
+fn refused_url_credentials_are_never_echoed() {
+    let mut planted = 0;
+    for case in cases("invalid") {
+        let mut text = std::fs::read_to_string(&case).unwrap();
+        if let Ok(json) = std::fs::read_to_string(case.with_extension("jsonc")) {
+            text.push_str(&json);
+        }
+        let passwords = url_passwords(&text);
+        if passwords.is_empty() {
+            continue;
+        }
+        planted += 1;
+        let (output, _) = check(&case, &["--print"]);
+        assert_eq!(output.status.code(), Some(78), "{}", case.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("must not contain credentials (user:password@)"), "{}: {stderr}", case.display());
+        let everything = format!("{stderr}{}", String::from_utf8_lossy(&output.stdout));
+        for password in &passwords {
+            assert!(!everything.contains(password.as_str()), "{}: echoed {password}: {everything}", case.display());
+        }
+    }
+    assert!(planted >= 3, "the Cloud, public and Bot API credential cases plant a password");
+
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/cloud-url-credentials.env");
+    let env = parse_env_file(&std::fs::read_to_string(&case).unwrap()).unwrap();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let dir = support::TempDir::new("golden-credentials-run");
+    let output = support::command(&dir.0, &env_refs).args(["run", "--log-level", "debug"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "open-cowork-gateway: configuration error: OPEN_COWORK_CLOUD_BASE_URL must not contain credentials \
+         (user:password@); the gateway authenticates with OPEN_COWORK_GATEWAY_SERVICE_TOKEN.\n"
+    );
+    assert!(output.stdout.is_empty());
+}

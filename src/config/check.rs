@@ -1,6 +1,7 @@
 //! The fail-closed startup rules of spec §1.6 that are not part of value resolution: product
 //! mode (rule 0), the Cloud URL policy (rule 1), the public URL (rule 2) and deployment safety
-//! (rule 4, `assertGatewayConfigSafe`, in its exact order). Messages are upstream's.
+//! (rule 4, `assertGatewayConfigSafe`, in its exact order). Messages are upstream's, except our
+//! refusals of credentials and out-of-range ports in URLs, which upstream accepts or only calls invalid.
 
 use super::providers::ProviderKind;
 use super::urls::{is_loopback_host, normalize_public_https_url, parse_http_url, PublicUrlProblem, UrlProblem};
@@ -22,8 +23,10 @@ pub fn product_mode(value: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Rule 1: required, HTTP(S), and HTTPS unless loopback or explicitly insecure. Returns the
-/// trimmed value without trailing `/`.
+/// Rule 1: required, HTTP(S), no credentials, a valid port, and HTTPS unless loopback or
+/// explicitly insecure. Returns the trimmed value without trailing `/`.
+///
+/// The messages never quote the value: it is the one setting a password could hide in.
 pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<String, ConfigError> {
     let value = value.ok_or_else(|| ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL is required."))?;
     let trimmed = value.trim().trim_end_matches('/');
@@ -32,6 +35,14 @@ pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<
         UrlProblem::Unparseable => {
             ConfigError::new("OPEN_COWORK_CLOUD_BASE_URL must be a valid URL, for example https://cloud.example.com.")
         }
+        // `/health` and `/ready` show the Cloud URL without authentication, so a password in it
+        // would be public; and Cloud never reads it (the service token is the credential).
+        UrlProblem::Credentials => ConfigError::new(
+            "OPEN_COWORK_CLOUD_BASE_URL must not contain credentials (user:password@); the gateway authenticates with OPEN_COWORK_GATEWAY_SERVICE_TOKEN.",
+        ),
+        UrlProblem::BadPort => ConfigError::new(
+            "OPEN_COWORK_CLOUD_BASE_URL has an invalid port; use a port from 1 to 65535 (or none), for example https://cloud.example.com:8443.",
+        ),
     })?;
     if !url.https && !is_loopback_host(&url.host) && !allow_insecure_http {
         return Err(ConfigError::new("Cloud base URL must use HTTPS unless it is loopback or OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP is enabled."));
@@ -40,7 +51,22 @@ pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<
 }
 
 /// Rule 2. The messages name the env var even when the value came from JSON, as upstream.
+/// Credentials and a bad port are named before upstream's checks, which would only call the URL
+/// invalid; like the Cloud URL, the value is never quoted.
 pub fn public_url(value: &str) -> Result<String, ConfigError> {
+    match parse_http_url(value) {
+        Err(UrlProblem::Credentials) => {
+            return Err(ConfigError::new(
+                "OPEN_COWORK_GATEWAY_PUBLIC_URL must not contain credentials (user:password@); webhook callers authenticate with each provider's webhook secret.",
+            ))
+        }
+        Err(UrlProblem::BadPort) => {
+            return Err(ConfigError::new(
+                "OPEN_COWORK_GATEWAY_PUBLIC_URL has an invalid port; use a port from 1 to 65535 (or none).",
+            ))
+        }
+        _ => {}
+    }
     normalize_public_https_url(value).map_err(|problem| {
         ConfigError::new(match problem {
             PublicUrlProblem::Invalid => "OPEN_COWORK_GATEWAY_PUBLIC_URL must be a valid HTTPS URL.",
@@ -178,5 +204,33 @@ mod tests {
             "Cloud base URL must be HTTP or HTTPS."
         );
         assert_eq!(cloud_base_url(None, false).unwrap_err().to_string(), "OPEN_COWORK_CLOUD_BASE_URL is required.");
+    }
+
+    #[test]
+    fn cloud_url_credentials_and_ports_are_named_without_the_value() {
+        for (url, expected) in [
+            ("https://gw:PLANTED-pw@cloud.example.com", "must not contain credentials"),
+            ("http://gw:PLANTED-pw@127.0.0.1:8787", "must not contain credentials"),
+            ("https://PLANTED-pw@cloud.example.com:99999", "must not contain credentials"),
+            ("https://cloud.example.com:99999", "has an invalid port"),
+            ("https://cloud.example.com:0", "has an invalid port"),
+            ("https://cloud.example.com:https", "has an invalid port"),
+        ] {
+            let error = cloud_base_url(Some(url), true).unwrap_err().to_string();
+            assert!(error.starts_with("OPEN_COWORK_CLOUD_BASE_URL "), "{url}: {error}");
+            assert!(error.contains(expected), "{url}: {error}");
+            assert!(!error.contains("PLANTED") && !error.contains(url), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn public_url_credentials_and_ports() {
+        assert!(public_url("https://u:PLANTED@gw.example.com")
+            .unwrap_err()
+            .to_string()
+            .starts_with("OPEN_COWORK_GATEWAY_PUBLIC_URL must not contain credentials"));
+        assert!(public_url("http://u:PLANTED@gw.example.com").unwrap_err().to_string().contains("credentials"));
+        assert!(public_url("https://gw.example.com:70000").unwrap_err().to_string().contains("invalid port"));
+        assert_eq!(public_url("https://gw.example.com:8443/").unwrap(), "https://gw.example.com:8443");
     }
 }

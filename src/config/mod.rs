@@ -605,6 +605,30 @@ mod tests {
         assert_eq!(config.log_level, LogLevel::Debug, "an unknown env level falls through to JSON");
     }
 
+    /// `/health` and `/ready` show `cloud.base_url` without authentication, so userinfo must never
+    /// reach a loaded `Config`, whatever other setting would have let the URL through.
+    #[test]
+    fn a_cloud_url_with_userinfo_never_loads() {
+        for url in [
+            "https://gw:PLANTED-pw@cloud.example.com",
+            "https://PLANTED-pw@cloud.example.com/base/",
+            "http://gw:PLANTED-pw@127.0.0.1:8787",
+            "http://gw:PLANTED-pw@cloud.internal",
+        ] {
+            let mut env = base_env();
+            env.set("OPEN_COWORK_CLOUD_BASE_URL", url);
+            env.set("OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP", "true");
+            let error = resolve(&json!({}), &env).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                "OPEN_COWORK_CLOUD_BASE_URL must not contain credentials (user:password@); the gateway authenticates \
+                 with OPEN_COWORK_GATEWAY_SERVICE_TOKEN."
+            );
+        }
+    }
+
+    /// The spec keeps `0..65535, otherwise the default` for the listen port (0 asks the OS for a
+    /// free port); only URLs, whose port the HTTP client would silently replace, fail the load.
     #[test]
     fn invalid_port_gives_the_default() {
         let mut env = base_env();

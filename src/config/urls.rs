@@ -29,41 +29,77 @@ pub struct HttpUrl {
     pub host: String,
 }
 
-/// Why a string is not an HTTP(S) URL.
+/// Why a string is not an acceptable HTTP(S) URL, in the order [`parse_http_url`] finds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlProblem {
     Unparseable,
     NotHttp,
+    /// `user:password@` (or just `user@`) before the host.
+    Credentials,
+    /// A port that is not a number from 1 to 65535.
+    BadPort,
 }
 
-/// Parses an absolute URL and requires the `http` or `https` scheme and a host.
+/// Parses an absolute URL and requires the `http` or `https` scheme, a host, no userinfo and, if a
+/// port is given, one from 1 to 65535.
+///
+/// Userinfo is refused for every URL the gateway is configured with: a configured URL is shown by
+/// `/health`, `/diagnostics` and `check-config --print`, and the HTTP client logs the URL's
+/// authority (userinfo included) at debug level while never sending it as basic auth. Refusing it
+/// here is the one place that keeps a password out of all of them.
+///
+/// `http::Uri` accepts any port text and only reports it as absent, so the port is checked here:
+/// otherwise `https://cloud.example.com:99999` would load and every request would go to port 443.
 pub fn parse_http_url(text: &str) -> Result<HttpUrl, UrlProblem> {
     let uri: Uri = text.trim().parse().map_err(|_| UrlProblem::Unparseable)?;
     let scheme = uri.scheme_str().ok_or(UrlProblem::Unparseable)?.to_ascii_lowercase();
+    let authority = uri.authority().ok_or(UrlProblem::Unparseable)?.as_str();
     let host = uri.host().filter(|h| !h.is_empty()).ok_or(UrlProblem::Unparseable)?.to_ascii_lowercase();
-    match scheme.as_str() {
-        "https" => Ok(HttpUrl { https: true, host }),
-        "http" => Ok(HttpUrl { https: false, host }),
-        _ => Err(UrlProblem::NotHttp),
+    let https = match scheme.as_str() {
+        "https" => true,
+        "http" => false,
+        _ => return Err(UrlProblem::NotHttp),
+    };
+    if authority.contains('@') {
+        return Err(UrlProblem::Credentials);
     }
+    if !port_is_valid(authority) {
+        return Err(UrlProblem::BadPort);
+    }
+    Ok(HttpUrl { https, host })
+}
+
+/// The port of a userinfo-free authority (`host`, `host:port`, `[v6]` or `[v6]:port`) is absent,
+/// empty (the scheme's default, as WHATWG reads it) or a number from 1 to 65535. Port 0 is
+/// refused: nothing can be reached there.
+fn port_is_valid(authority: &str) -> bool {
+    let after_host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(_, after)| after),
+        None => authority.find(':').map_or("", |colon| &authority[colon..]),
+    };
+    let Some(port) = after_host.strip_prefix(':') else {
+        return after_host.is_empty();
+    };
+    port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
 /// Why a URL cannot be a public HTTPS address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicUrlProblem {
+    /// Unparseable, with userinfo, or with a bad port: the configuration checks name the last
+    /// two through [`parse_http_url`] first, so their messages can say what to fix.
     Invalid,
     NotHttps,
     Loopback,
 }
 
-/// A public base URL: parses, uses `https:`, and is not loopback. Returns the value with
-/// trailing `/` removed.
+/// A public base URL: parses, uses `https:`, has no userinfo and a valid port, and is not
+/// loopback. Returns the value with trailing `/` removed.
 pub fn normalize_public_https_url(text: &str) -> Result<String, PublicUrlProblem> {
-    let url = match parse_http_url(text) {
-        Ok(url) => url,
-        Err(UrlProblem::NotHttp) => return Err(PublicUrlProblem::NotHttps),
-        Err(UrlProblem::Unparseable) => return Err(PublicUrlProblem::Invalid),
-    };
+    let url = parse_http_url(text).map_err(|problem| match problem {
+        UrlProblem::NotHttp => PublicUrlProblem::NotHttps,
+        UrlProblem::Unparseable | UrlProblem::Credentials | UrlProblem::BadPort => PublicUrlProblem::Invalid,
+    })?;
     if !url.https {
         return Err(PublicUrlProblem::NotHttps);
     }
@@ -126,6 +162,54 @@ mod tests {
         assert_eq!(normalize_public_https_url("https://127.0.0.1:8443"), Err(PublicUrlProblem::Loopback));
         assert_eq!(normalize_public_https_url("https://[::1]/"), Err(PublicUrlProblem::Loopback));
         assert_eq!(normalize_public_https_url("not a url"), Err(PublicUrlProblem::Invalid));
+        assert_eq!(normalize_public_https_url("https://u:p@gw.example.com"), Err(PublicUrlProblem::Invalid));
+        assert_eq!(normalize_public_https_url("https://gw.example.com:0"), Err(PublicUrlProblem::Invalid));
+    }
+
+    #[test]
+    fn userinfo_is_refused_in_any_form() {
+        for url in [
+            "https://user:pass@cloud.example.com",
+            "https://user@cloud.example.com/base",
+            "https://:pass@cloud.example.com",
+            "http://user:pass@127.0.0.1:8787",
+            "https://user%40x:p%3Ass@cloud.example.com:8443",
+            "https://u:p@[::1]:443",
+        ] {
+            assert_eq!(parse_http_url(url), Err(UrlProblem::Credentials), "{url}");
+        }
+        // An `@` after the authority is part of the path, not userinfo.
+        assert!(parse_http_url("https://cloud.example.com/a@b").is_ok());
+    }
+
+    #[test]
+    fn ports_must_be_1_to_65535() {
+        for url in [
+            "https://c.example.com:1",
+            "https://c.example.com:65535/x",
+            "https://c.example.com:/",
+            "http://127.0.0.1:8787",
+            "https://[::1]:8443",
+            "https://[2001:db8::1]/",
+        ] {
+            assert!(parse_http_url(url).is_ok(), "{url}");
+        }
+        for url in [
+            "https://c.example.com:99999",
+            "https://c.example.com:65536",
+            "https://c.example.com:0",
+            "https://c.example.com:00",
+            "https://c.example.com:http",
+            "https://c.example.com:-1",
+            "https://c.example.com:1:2",
+            "https://[::1]:0",
+            "https://[::1]x",
+        ] {
+            let problem = parse_http_url(url);
+            assert!(matches!(problem, Err(UrlProblem::BadPort | UrlProblem::Unparseable)), "{url}: {problem:?}");
+        }
+        assert_eq!(parse_http_url("https://c.example.com:99999"), Err(UrlProblem::BadPort));
+        assert_eq!(parse_http_url("https://c.example.com:0"), Err(UrlProblem::BadPort));
     }
 
     #[test]
@@ -134,5 +218,6 @@ mod tests {
         assert!(!is_branding_url("mailto:help@example.com", false));
         assert!(is_branding_url("mailto:help@example.com", true));
         assert!(!is_branding_url("http://example.com", true));
+        assert!(!is_branding_url("https://user:pass@example.com/support", false), "/health shows branding");
     }
 }

@@ -2,8 +2,9 @@
 //! so the provider is built from values that are known to be good and never reads JSON again.
 //!
 //! The checks are gateway.md §1.5 rule 8 in its order, plus the port's own: the webhook secret must
-//! be one Telegram accepts as `secret_token`, `webhookPath` must be a path, and the test-only Bot API
-//! base URL must be HTTPS or loopback. They run for disabled entries too, as every §1.5 rule does.
+//! be one Telegram accepts as `secret_token`, `webhookPath` must be a path, the Bot API base URL must
+//! be HTTPS or loopback, and neither URL may carry credentials or a port outside 1–65535. They run
+//! for disabled entries too, as every §1.5 rule does.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{credential, provider_error, setting_text};
 use crate::config::secret::Secret;
-use crate::config::urls::{is_loopback_host, normalize_public_https_url, parse_http_url, PublicUrlProblem};
+use crate::config::urls::{is_loopback_host, normalize_public_https_url, parse_http_url, PublicUrlProblem, UrlProblem};
 use crate::config::ConfigError;
 
 /// Telegram's public Bot API, used unless `settings.apiBaseUrl` names another server.
@@ -114,14 +115,7 @@ impl TelegramSettings {
         settings.insert("mode".into(), mode.into());
         let api_base_url = match setting_text(settings, "apiBaseUrl") {
             Some(base) => {
-                // The bot token travels in the URL path: only TLS, or a server on this machine.
-                let allowed = parse_http_url(&base).is_ok_and(|url| url.https || is_loopback_host(&url.host));
-                if !allowed {
-                    return Err(provider_error(
-                        id,
-                        "setting apiBaseUrl (OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL) must be an HTTPS URL, or HTTP on loopback.",
-                    ));
-                }
+                api_base_url(id, &base)?;
                 base.trim_end_matches('/').to_owned()
             }
             None => DEFAULT_API_BASE_URL.to_owned(),
@@ -161,6 +155,20 @@ fn webhook_settings(
             "requires setting publicBaseUrl or OPEN_COWORK_GATEWAY_PUBLIC_URL when Telegram webhook mode is enabled.",
         )
     })?;
+    // Named before upstream's checks, which would call such a URL invalid without saying why.
+    // Telegram is given this URL by setWebhook, so a password in it would leave the machine.
+    match parse_http_url(&url) {
+        Err(UrlProblem::Credentials) => {
+            return Err(provider_error(
+                id,
+                "Telegram publicBaseUrl must not contain credentials (user:password@); Telegram authenticates with credential webhookSecret.",
+            ))
+        }
+        Err(UrlProblem::BadPort) => {
+            return Err(provider_error(id, "Telegram publicBaseUrl must have a port from 1 to 65535 (or none)."))
+        }
+        _ => {}
+    }
     let public_base_url = normalize_public_https_url(&url).map_err(|problem| {
         let detail = match problem {
             PublicUrlProblem::Invalid => "be a valid HTTPS URL.",
@@ -189,6 +197,24 @@ fn webhook_settings(
         None => format!("/webhooks/{}", crate::util::percent::encode_component(id)),
     };
     Ok(TelegramWebhookSettings { public_base_url, path, secret: secret.clone() })
+}
+
+/// `settings.apiBaseUrl`: the bot token travels in the URL path, so only TLS or a server on this
+/// machine. Credentials are refused rather than redacted: the HTTP client never sends userinfo as
+/// basic auth (a Bot API server behind basic auth would reject every call anyway), and it logs the
+/// URL's authority, userinfo included, at debug level, where no redaction of ours can reach.
+/// A self-hosted Bot API behind basic auth belongs behind a loopback proxy that adds the header.
+fn api_base_url(id: &str, base: &str) -> Result<(), ConfigError> {
+    let problem = match parse_http_url(base) {
+        Ok(url) if url.https || is_loopback_host(&url.host) => return Ok(()),
+        Ok(_) | Err(UrlProblem::Unparseable | UrlProblem::NotHttp) => "must be an HTTPS URL, or HTTP on loopback.",
+        Err(UrlProblem::Credentials) => {
+            "must not contain credentials (user:password@): they are never sent, only logged; \
+             a self-hosted Bot API that needs basic auth belongs behind a loopback proxy that adds it."
+        }
+        Err(UrlProblem::BadPort) => "must have a port from 1 to 65535 (or none).",
+    };
+    Err(provider_error(id, format!("setting apiBaseUrl (OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL) {problem}")))
 }
 
 #[cfg(test)]
@@ -259,11 +285,28 @@ mod tests {
                 "setting webhookPath must be an absolute URL path",
             ),
             (vec![token], json!({"apiBaseUrl": "http://api.example.com"}), "setting apiBaseUrl"),
+            (
+                vec![token],
+                json!({"apiBaseUrl": "https://bot:PLANTED@botapi.example.com"}),
+                "setting apiBaseUrl (OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL) must not contain credentials",
+            ),
+            (vec![token], json!({"apiBaseUrl": "http://127.0.0.1:99999"}), "must have a port from 1 to 65535"),
+            (
+                vec![token, ("webhookSecret", "ab")],
+                json!({"mode": "webhook", "publicBaseUrl": "https://u:PLANTED@x.example.com"}),
+                "Telegram publicBaseUrl must not contain credentials",
+            ),
+            (
+                vec![token, ("webhookSecret", "ab")],
+                json!({"mode": "webhook", "publicBaseUrl": "https://x.example.com:0"}),
+                "Telegram publicBaseUrl must have a port from 1 to 65535",
+            ),
         ];
         for (credentials, settings, expected) in cases {
             let error = parse(&credentials, settings.clone()).unwrap_err();
             assert!(error.starts_with("Gateway provider telegram-x "), "{error}");
             assert!(error.contains(expected), "{settings}: {error}");
+            assert!(!error.contains("PLANTED"), "the value is never quoted: {error}");
         }
     }
 
