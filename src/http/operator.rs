@@ -253,7 +253,7 @@ where
     let fields: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
-        match serde_json::from_slice::<Value>(&bytes) {
+        match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => map,
             Ok(_) => Map::new(),
             Err(_) => return Err(BAD_ACTION_BODY),
