@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::error::{CloudError, CloudErrorKind};
 use super::sse::{SseError, SseEvent, SseParser};
@@ -22,6 +23,13 @@ use crate::net::https::HttpsClient;
 
 /// JSON responses larger than this are refused; artifacts have their own, larger bound.
 const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
+
+/// An SSE stream that delivered no bytes at all for this long is presumed dead. Cloud writes a
+/// `: keep-alive` comment every `ssePollMs` (1 s by default) on both streams, so this is three
+/// missed keep-alives plus two seconds for a slow Cloud tick or a busy gateway. Without it a
+/// half-open TCP connection (packets silently dropped, no FIN, no RST) is only noticed by the
+/// delivery stream's 5-minute quiet rotation, and the session streams never notice it at all.
+pub const STREAM_SILENCE_LIMIT: Duration = Duration::from_secs(5);
 
 /// `URLSearchParams` serialisation: empty strings skipped, repeated keys kept in order.
 pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
@@ -165,12 +173,7 @@ impl Transport {
                 .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
             let status = response.status().as_u16();
             if status == 200 {
-                return Ok(SseConnection {
-                    body: response.into_body(),
-                    parser: SseParser::default(),
-                    ready: std::collections::VecDeque::new(),
-                    ended: false,
-                });
+                return Ok(SseConnection::new(response.into_body()));
             }
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES)
@@ -210,16 +213,55 @@ fn describe_transport(error: &hyper_util::client::legacy::Error) -> String {
 }
 
 /// An open SSE response: call [`SseConnection::next_event`] until it returns `Ok(None)`
-/// (the server closed the stream cleanly).
+/// (the server closed the stream cleanly). A stream silent for longer than its silence limit
+/// ([`STREAM_SILENCE_LIMIT`] unless set with [`SseConnection::with_silence_limit`]) ends with a
+/// `Network` error, which the followers treat like any broken connection: they reconnect.
 pub struct SseConnection {
     body: Incoming,
     parser: SseParser,
     ready: std::collections::VecDeque<SseEvent>,
     ended: bool,
+    silence_limit: Duration,
+    /// Where the current silence began: the last bytes received, or the moment the caller came
+    /// back for more. Time the caller spent elsewhere (a slow consumer applying backpressure)
+    /// is not the server's silence: the bytes may be waiting unread in the socket.
+    silent_since: Instant,
+    /// Whether a `next_event` call is waiting for bytes. Stays set when that call is cancelled
+    /// (a `select!` took another branch), so a caller that keeps re-polling does not restart
+    /// the clock on every poll.
+    waiting: bool,
 }
 
 impl SseConnection {
+    fn new(body: Incoming) -> Self {
+        Self {
+            body,
+            parser: SseParser::default(),
+            ready: std::collections::VecDeque::new(),
+            ended: false,
+            silence_limit: STREAM_SILENCE_LIMIT,
+            silent_since: Instant::now(),
+            waiting: false,
+        }
+    }
+
+    /// Replaces the silence limit (a Cloud with a longer keep-alive interval needs a longer one).
+    pub fn with_silence_limit(mut self, limit: Duration) -> Self {
+        self.silence_limit = limit;
+        self
+    }
+
     pub async fn next_event(&mut self) -> Result<Option<SseEvent>, CloudError> {
+        if !self.waiting {
+            self.waiting = true;
+            self.silent_since = Instant::now();
+        }
+        let result = self.read_event().await;
+        self.waiting = false;
+        result
+    }
+
+    async fn read_event(&mut self) -> Result<Option<SseEvent>, CloudError> {
         let sse_error = |e: SseError| CloudError::transport(CloudErrorKind::Sse, e.to_string());
         loop {
             if let Some(event) = self.ready.pop_front() {
@@ -229,8 +271,19 @@ impl SseConnection {
                 return Ok(None);
             }
             let mut out = Vec::new();
-            match self.body.frame().await {
+            let deadline = self.silent_since + self.silence_limit;
+            let Ok(frame) = tokio::time::timeout_at(deadline, self.body.frame()).await else {
+                return Err(CloudError::transport(
+                    CloudErrorKind::Network,
+                    format!(
+                        "the Cloud stream sent no bytes for {} s (not even a keep-alive); the connection is presumed dead",
+                        self.silence_limit.as_secs_f32()
+                    ),
+                ));
+            };
+            match frame {
                 Some(Ok(frame)) => {
+                    self.silent_since = Instant::now();
                     if let Ok(data) = frame.into_data() {
                         self.parser.push(&data, &mut out).map_err(sse_error)?;
                     }
@@ -272,5 +325,72 @@ mod tests {
             "?claimedBy=gateway%3Api&ttlMs=120000&channelBindingId=a&channelBindingId=b+c"
         );
         assert_eq!(query_string([("x", "")]), "");
+    }
+
+    /// A loopback server for one SSE response: it writes what the returned sender is given as
+    /// chunks, and otherwise stays silent with the socket open (a half-open connection).
+    async fn sse_server() -> (Transport, tokio::sync::mpsc::UnboundedSender<&'static str>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (chunks, mut to_write) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buffer = [0_u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "the request head arrives");
+                head.extend_from_slice(&buffer[..n]);
+            }
+            let headers = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            socket.write_all(headers.as_bytes()).await.unwrap();
+            while let Some(chunk) = to_write.recv().await {
+                socket.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes()).await.unwrap();
+            }
+            // The test is over; keep the socket open so nothing but silence ends the stream.
+            std::future::pending::<()>().await;
+        });
+        let http = crate::net::https::build_client(None).unwrap();
+        let transport =
+            Transport::new(http, &format!("http://{address}"), Secret::new("test-token"), Duration::from_secs(5));
+        (transport, chunks)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alives_hold_a_stream_and_silence_ends_it() {
+        let (transport, chunks) = sse_server().await;
+        let mut connection = transport.open_stream("/api/channels/deliveries/stream").await.unwrap();
+        // Keep-alives alone, for twice the limit: they never surface as events but are bytes.
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                chunks.send(": keep-alive\n\n").unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            chunks.send("data: {}\n\n").unwrap();
+        });
+        let event = connection.next_event().await.unwrap().expect("the event after the keep-alives");
+        assert_eq!(event.data, "{}");
+        let last_bytes = Instant::now();
+        let error = connection.next_event().await.unwrap_err();
+        assert_eq!(error.kind, CloudErrorKind::Network, "the followers reconnect on network errors");
+        assert!(error.message.contains("no bytes for 5 s"), "{}", error.message);
+        assert!(last_bytes.elapsed() >= STREAM_SILENCE_LIMIT, "not before the limit: {:?}", last_bytes.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_caller_spends_elsewhere_is_not_silence() {
+        let (transport, chunks) = sse_server().await;
+        let connection = transport.open_stream("/api/channels/deliveries/stream").await.unwrap();
+        let mut connection = connection.with_silence_limit(Duration::from_secs(2));
+        chunks.send("data: first\n\n").unwrap();
+        assert_eq!(connection.next_event().await.unwrap().map(|e| e.data).as_deref(), Some("first"));
+        // A slow consumer stops reading (backpressure) for far longer than the limit; the
+        // silence counts from when it reads again, since bytes may be waiting in the socket.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let back = Instant::now();
+        let error = connection.next_event().await.unwrap_err();
+        assert!(error.message.contains("no bytes for 2 s"), "{}", error.message);
+        assert!(back.elapsed() >= Duration::from_secs(2), "the limit runs from the read: {:?}", back.elapsed());
     }
 }

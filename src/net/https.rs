@@ -62,6 +62,13 @@ pub fn build_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
+    // TCP keep-alive probes (idle 30 s like Cloud's own socket, then every 10 s, 3 tries) let the
+    // kernel fail a connection whose peer vanished without FIN or RST. Pooled connections are
+    // then not handed out dead, and a silent connection errors within about a minute instead of
+    // the kernel default of two hours; streams still have their faster byte-level silence limit.
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    http.set_keepalive_interval(Some(Duration::from_secs(10)));
+    http.set_keepalive_retries(Some(3));
     let connector =
         HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
