@@ -2,11 +2,12 @@
 //! header reads and idle keep-alive connections, a request-body deadline, and accept errors
 //! classified so that running out of file descriptors backs off instead of spinning.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::HOST;
@@ -16,10 +17,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nix::errno::Errno;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::admin::{is_admin_head, presents_token};
-use super::client_ip::resolve_client_source;
+use super::client_ip::{resolve_client_source, Cidr};
 use super::operator::{self, DeliveryAction, RouteResult};
 use super::rate_limit::Verdict;
 use super::response::{HttpError, ResponseBody, BAD_PATH_ENCODING, NOT_FOUND};
@@ -31,6 +31,14 @@ use crate::metrics::Stat;
 
 /// Upstream's `maxConnections`.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections kept for loopback peers: `/health` and `/ready` from the machine itself (systemd,
+/// a probe, an operator with curl) still answer when the rest are taken by an attack.
+pub const LOOPBACK_RESERVE: usize = 32;
+/// Open connections one client address may hold (a trusted proxy is exempt: it carries many).
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+/// Once more than half the connections are open, new ones get this much to send their request
+/// head (and keep-alive connections this much idle time), instead of ten seconds.
+pub const HEADER_TIMEOUT_UNDER_PRESSURE: Duration = Duration::from_secs(2);
 /// Largest request head accepted (hyper answers 431 beyond it); Node's default header cap.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// hyper's header-read timer runs both while a request head arrives and while a keep-alive
@@ -64,32 +72,108 @@ pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
 
 /// Serves the gateway's routes until the task is dropped. Must run inside a `LocalSet`.
 pub async fn serve_gateway(listener: TcpListener, state: Rc<HttpState>) {
-    serve(listener, move |request: Request<Incoming>, peer: SocketAddr| {
+    let exempt = state.trusted_proxies.clone();
+    let admission = Admission::new(exempt);
+    serve_admitting(listener, admission, move |request: Request<Incoming>, peer: SocketAddr| {
         let state = Rc::clone(&state);
         async move { dispatch(&state, peer.ip(), request).await }
     })
     .await;
 }
 
-/// The accept loop for any handler (the state, or the dev Cloud). Must run inside a `LocalSet`.
+/// Which connections are let in: the total cap with slots kept for loopback, and a cap per
+/// client address. Connections are counted from accept to close.
+pub struct Admission {
+    open: Cell<usize>,
+    per_client: RefCell<HashMap<IpAddr, usize>>,
+    /// Peers exempt from the per-client cap (trusted proxies).
+    exempt: Vec<Cidr>,
+}
+
+/// One admitted connection; dropping it gives its slots back.
+pub struct Admitted {
+    admission: Rc<Admission>,
+    client: IpAddr,
+}
+
+impl Admission {
+    pub fn new(exempt: Vec<Cidr>) -> Rc<Self> {
+        Rc::new(Self { open: Cell::new(0), per_client: RefCell::new(HashMap::new()), exempt })
+    }
+
+    /// Lets a connection from `peer` in, or says no (the caller closes it at once).
+    pub fn admit(self: &Rc<Self>, peer: IpAddr) -> Option<Admitted> {
+        let peer = peer.to_canonical();
+        let open = self.open.get();
+        let cap = if peer.is_loopback() { MAX_CONNECTIONS } else { MAX_CONNECTIONS - LOOPBACK_RESERVE };
+        if open >= cap {
+            return None;
+        }
+        let exempt = peer.is_loopback() || self.exempt.iter().any(|cidr| cidr.contains(peer));
+        let mut per_client = self.per_client.borrow_mut();
+        let held = per_client.entry(peer).or_default();
+        if !exempt && *held >= MAX_CONNECTIONS_PER_CLIENT {
+            if *held == 0 {
+                per_client.remove(&peer);
+            }
+            return None;
+        }
+        *held += 1;
+        self.open.set(open + 1);
+        Some(Admitted { admission: Rc::clone(self), client: peer })
+    }
+
+    /// Whether the listener is under pressure (more than half the connections open).
+    pub fn under_pressure(&self) -> bool {
+        self.open.get() * 2 > MAX_CONNECTIONS
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let admission = &self.admission;
+        admission.open.set(admission.open.get().saturating_sub(1));
+        let mut per_client = admission.per_client.borrow_mut();
+        if let Some(held) = per_client.get_mut(&self.client) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The accept loop for the dev Cloud (or any handler): the gateway's admission rules without
+/// per-client exemptions. Must run inside a `LocalSet`.
 pub async fn serve<H, F>(listener: TcpListener, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,
     F: Future<Output = Response<ResponseBody>> + 'static,
 {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve_admitting(listener, Admission::new(Vec::new()), handler).await;
+}
+
+/// Accepts connections, admits or closes each, and serves the admitted ones with `handler`.
+async fn serve_admitting<H, F>(listener: TcpListener, admission: Rc<Admission>, handler: H)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,
+    F: Future<Output = Response<ResponseBody>> + 'static,
+{
     let warnings = WarnLimiter::new(Duration::from_secs(60));
     let mut backoff = Duration::from_millis(10);
     loop {
-        // Waiting for a permit before accepting leaves excess connections in the kernel backlog.
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
+                // Refused connections are closed at once: the kernel backlog does not fill with
+                // an attacker's connections while loopback operators wait behind them.
+                let Some(admitted) = admission.admit(peer.ip()) else { continue };
+                let header_timeout =
+                    if admission.under_pressure() { HEADER_TIMEOUT_UNDER_PRESSURE } else { HEADER_AND_IDLE_TIMEOUT };
                 let handler = handler.clone();
                 tokio::task::spawn_local(async move {
-                    serve_connection(stream, peer, handler).await;
-                    drop(permit);
+                    serve_connection(stream, peer, header_timeout, handler).await;
+                    drop(admitted);
                 });
             }
             Err(error) => {
@@ -111,7 +195,7 @@ where
     }
 }
 
-async fn serve_connection<H, F>(stream: tokio::net::TcpStream, peer: SocketAddr, handler: H)
+async fn serve_connection<H, F>(stream: tokio::net::TcpStream, peer: SocketAddr, header_timeout: Duration, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,
     F: Future<Output = Response<ResponseBody>> + 'static,
@@ -122,7 +206,7 @@ where
         async move { Ok::<_, Infallible>(response.await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_AND_IDLE_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEADER_BYTES);
     if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
         tracing::debug!(%error, %peer, "connection ended with an error");
     }
@@ -211,6 +295,30 @@ mod tests {
     use http::StatusCode;
     use http_body_util::{BodyExt, Empty};
     use serde_json::{json, Value};
+
+    #[test]
+    fn admission_caps_each_client_keeps_slots_for_loopback_and_gives_them_back() {
+        let admission = Admission::new(vec![Cidr::parse("10.9.0.0/16").unwrap()]);
+        let client = IpAddr::from([192, 0, 2, 7]);
+        let held: Vec<Admitted> = (0..MAX_CONNECTIONS_PER_CLIENT).map(|_| admission.admit(client).unwrap()).collect();
+        assert!(admission.admit(client).is_none(), "one address cannot take more");
+        assert!(admission.admit(IpAddr::from([192, 0, 2, 8])).is_some(), "another address can");
+        let proxy = IpAddr::from([10, 9, 1, 1]);
+        let through_proxy: Vec<Admitted> = (0..200).map(|_| admission.admit(proxy).unwrap()).collect();
+        drop(held);
+        assert!(admission.admit(client).is_some(), "closing gives the slots back");
+        // Fill every slot that is not kept for loopback.
+        let mut many = Vec::new();
+        let mut n = 0u32;
+        while let Some(admitted) = admission.admit(IpAddr::from((0x0A00_0000u32 + n / 60).to_be_bytes())) {
+            many.push(admitted);
+            n += 1;
+        }
+        assert!(admission.under_pressure());
+        assert!(admission.admit(IpAddr::from([198, 51, 100, 1])).is_none(), "remote peers are refused now");
+        assert!(admission.admit(IpAddr::from([127, 0, 0, 1])).is_some(), "loopback still gets in");
+        drop((through_proxy, many));
+    }
 
     #[test]
     fn accept_errors_are_classified() {

@@ -5,6 +5,8 @@
 
 pub mod text;
 
+use std::collections::VecDeque;
+
 use serde_json::Value;
 
 use crate::channel::{Button, Channel, ChannelTarget, SendError, SendErrorKind, SendOptions};
@@ -16,28 +18,57 @@ use text::{chunk_text, merge_streaming_text, sanitize, truncate, utf16_len};
 /// Render-state entries kept per kind (upstream's LRU cap).
 const STATE_CAP: usize = 512;
 
-/// A small map that keeps the most recently set `cap` entries.
+/// Text a session's render cache may hold: streamed replies are kept to merge the next chunk
+/// into, and a long-lived session must not make the gateway grow without end.
+const STATE_BYTES: usize = 64 * 1024;
+
+/// The heap bytes an entry holds, for the cache's byte bound.
+trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for u64 {
+    fn weight(&self) -> usize {
+        0
+    }
+}
+
+impl Weight for (Option<String>, String) {
+    fn weight(&self) -> usize {
+        self.0.as_ref().map_or(0, String::len) + self.1.len()
+    }
+}
+
+/// A small map that keeps the most recently set entries: at most `STATE_CAP` of them and
+/// `STATE_BYTES` of keys and values; the oldest go first.
 #[derive(Debug)]
 struct Recent<V> {
-    entries: Vec<(String, V)>,
+    entries: VecDeque<(String, V)>,
+    bytes: usize,
 }
 
 impl<V> Default for Recent<V> {
     fn default() -> Self {
-        Self { entries: Vec::new() }
+        Self { entries: VecDeque::new(), bytes: 0 }
     }
 }
 
-impl<V> Recent<V> {
+impl<V: Weight> Recent<V> {
     fn get(&self, key: &str) -> Option<&V> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     fn set(&mut self, key: String, value: V) {
-        self.entries.retain(|(k, _)| *k != key);
-        self.entries.push((key, value));
-        if self.entries.len() > STATE_CAP {
-            self.entries.remove(0);
+        if let Some(index) = self.entries.iter().position(|(k, _)| *k == key) {
+            if let Some((old_key, old)) = self.entries.remove(index) {
+                self.bytes -= old_key.len() + old.weight();
+            }
+        }
+        self.bytes += key.len() + value.weight();
+        self.entries.push_back((key, value));
+        while self.entries.len() > STATE_CAP || (self.bytes > STATE_BYTES && self.entries.len() > 1) {
+            let Some((old_key, old)) = self.entries.pop_front() else { break };
+            self.bytes -= old_key.len() + old.weight();
         }
     }
 }
@@ -478,6 +509,26 @@ pub fn delivery_text(payload: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_render_cache_is_bounded_in_entries_and_in_bytes() {
+        let mut recent: Recent<(Option<String>, String)> = Recent::default();
+        for n in 0..2 * STATE_CAP {
+            recent.set(format!("k{n}"), (None, "x".into()));
+        }
+        assert_eq!(recent.entries.len(), STATE_CAP);
+        assert!(recent.get("k0").is_none() && recent.get(&format!("k{}", 2 * STATE_CAP - 1)).is_some());
+        for n in 0..10 {
+            recent.set(format!("big{n}"), (Some("id".into()), "y".repeat(20 * 1024)));
+        }
+        assert!(recent.bytes <= STATE_BYTES, "{} bytes held", recent.bytes);
+        assert!(recent.get("big9").is_some(), "the newest entry stays");
+        let held: usize = recent.entries.iter().map(|(k, v)| k.len() + v.weight()).sum();
+        assert_eq!(held, recent.bytes, "the byte count follows the entries");
+        recent.set("big9".into(), (None, String::new()));
+        let held: usize = recent.entries.iter().map(|(k, v)| k.len() + v.weight()).sum();
+        assert_eq!(held, recent.bytes, "replacing an entry gives its bytes back");
+    }
     use serde_json::json;
 
     #[test]

@@ -62,7 +62,8 @@ struct Inner {
     edits: RefCell<HashMap<String, EditState>>,
     /// Groups that became supergroups: old chat id → new chat id.
     migrated: RefCell<HashMap<String, String>>,
-    seen_updates: RefCell<VecDeque<String>>,
+    /// Webhook update ids seen lately: fixed-size numbers, so the set is bounded in bytes too.
+    seen_updates: RefCell<RecentIds>,
     /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
     counters: [std::cell::Cell<u64>; 4],
     /// The bot's own task (identity, webhook registration, polling) while it runs.
@@ -120,7 +121,7 @@ impl TelegramProvider {
                 open_callbacks: RefCell::new(VecDeque::new()),
                 edits: RefCell::new(HashMap::new()),
                 migrated: RefCell::new(HashMap::new()),
-                seen_updates: RefCell::new(VecDeque::new()),
+                seen_updates: RefCell::new(RecentIds::default()),
                 counters: Default::default(),
                 task: RefCell::new(None),
             }),
@@ -197,13 +198,8 @@ impl TelegramProvider {
 
     /// Webhook updates are de-duplicated by `update_id`; `true` when this one was seen before.
     pub fn seen_before(&self, update: &Value) -> bool {
-        let Some(id) = update.get("update_id").and_then(Value::as_i64).map(|i| i.to_string()) else { return false };
-        let mut seen = self.inner.seen_updates.borrow_mut();
-        if seen.contains(&id) {
-            return true;
-        }
-        remember(&mut seen, id, SEEN_UPDATES);
-        false
+        let Some(id) = update.get("update_id").and_then(Value::as_i64) else { return false };
+        !self.inner.seen_updates.borrow_mut().insert(id)
     }
 
     /// After the pipeline: a button press is always answered, even when it failed.
@@ -458,8 +454,8 @@ impl Channel for TelegramProvider {
         Box::pin(async move {
             if !succeeded {
                 // A webhook update whose handling failed is forgotten, so Telegram's retry is processed.
-                if let Some(update_id) = message.provider_event_id.as_deref() {
-                    self.inner.seen_updates.borrow_mut().retain(|seen| seen != update_id);
+                if let Some(update_id) = message.provider_event_id.as_deref().and_then(|id| id.parse().ok()) {
+                    self.inner.seen_updates.borrow_mut().forget(update_id);
                 }
             }
             self.answer_open_callback(message).await;
@@ -468,6 +464,35 @@ impl Channel for TelegramProvider {
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
         COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+    }
+}
+
+/// The last [`SEEN_UPDATES`] update ids: a queue for their age, a set for lookups.
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<i64>,
+    lookup: std::collections::HashSet<i64>,
+}
+
+impl RecentIds {
+    /// Adds `id`; `false` when it was already there.
+    fn insert(&mut self, id: i64) -> bool {
+        if !self.lookup.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN_UPDATES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.lookup.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    fn forget(&mut self, id: i64) {
+        if self.lookup.remove(&id) {
+            self.order.retain(|seen| *seen != id);
+        }
     }
 }
 
