@@ -101,15 +101,18 @@ impl Admission {
         Rc::new(Self { open: Cell::new(0), per_client: RefCell::new(HashMap::new()), exempt })
     }
 
-    /// Lets a connection from `peer` in, or says no (the caller closes it at once).
+    /// Lets a connection from `peer` in, or says no (the caller closes it at once). The machine's
+    /// own address (`127.0.0.1`, `::1`: the operator, systemd, a local reverse proxy) may use the
+    /// kept slots and is not capped per client; the rest of `127.0.0.0/8` counts as any client.
     pub fn admit(self: &Rc<Self>, peer: IpAddr) -> Option<Admitted> {
         let peer = peer.to_canonical();
+        let local = peer == IpAddr::from([127, 0, 0, 1]) || peer == IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
         let open = self.open.get();
-        let cap = if peer.is_loopback() { MAX_CONNECTIONS } else { MAX_CONNECTIONS - LOOPBACK_RESERVE };
+        let cap = if local { MAX_CONNECTIONS } else { MAX_CONNECTIONS - LOOPBACK_RESERVE };
         if open >= cap {
             return None;
         }
-        let exempt = peer.is_loopback() || self.exempt.iter().any(|cidr| cidr.contains(peer));
+        let exempt = local || self.exempt.iter().any(|cidr| cidr.contains(peer));
         let mut per_client = self.per_client.borrow_mut();
         let held = per_client.entry(peer).or_default();
         if !exempt && *held >= MAX_CONNECTIONS_PER_CLIENT {
