@@ -681,3 +681,19 @@ fn deliveries_claimed_four_times_before_are_all_sent_by_a_starting_gateway() {
         running.stop();
     });
 }
+
+#[test]
+fn empty_long_polls_are_at_least_a_second_apart() {
+    run_paused(async {
+        let world = world().await;
+        // The fake answers an empty long poll after 100 ms, like an emulator that ignores `timeout`.
+        let running = gateway(&world, &[]).await;
+        eventually("polling", || world.bot.borrow().calls("getUpdates").len() >= 2).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let times = world.bot.borrow().call_times("getUpdates");
+        let gaps: Vec<Duration> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        assert!(gaps.iter().all(|gap| *gap >= Duration::from_secs(1)), "getUpdates gaps: {gaps:?}");
+        assert!(times.len() <= 13, "{} getUpdates in about 10 s", times.len());
+        running.stop();
+    });
+}
