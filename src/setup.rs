@@ -20,11 +20,13 @@ Usage: open-cowork-gateway setup [options]
   --mode remote|local             remote Cloud (default) or a Cloud on this machine (http://127.0.0.1:8787)
   --cloud-url URL                 the Cloud URL (required for remote)
   --service-token TOKEN           the gateway-scoped Cloud token (required)
-  --provider telegram|fake        the channel (default telegram)
+  --provider telegram|slack|fake  the channel (default telegram)
   --telegram-mode polling|webhook default polling
   --telegram-bot-token TOKEN      from BotFather (required for telegram)
   --telegram-webhook-secret S     generated when webhook mode needs one and none is given
-  --public-url URL                public HTTPS URL of this gateway (required for webhook mode)
+  --slack-bot-token TOKEN         the app's bot token, xoxb-… (required for slack)
+  --slack-signing-secret S        the app's signing secret (required for slack)
+  --public-url URL                public HTTPS URL of this gateway (required for webhook mode and slack)
   --admin-token TOKEN             operator token; generated when not given
   --output PATH                   default /etc/open-cowork/gateway.env (written with mode 0600)
   --force                         overwrite an existing file
@@ -51,6 +53,10 @@ pub struct SetupOptions {
     pub telegram_webhook: bool,
     pub telegram_bot_token: Option<String>,
     pub telegram_webhook_secret: Option<String>,
+    /// `--provider slack` (then `telegram` is false).
+    pub slack: bool,
+    pub slack_bot_token: Option<String>,
+    pub slack_signing_secret: Option<String>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
     pub output: PathBuf,
@@ -74,6 +80,9 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
         telegram_webhook: false,
         telegram_bot_token: None,
         telegram_webhook_secret: None,
+        slack: false,
+        slack_bot_token: None,
+        slack_signing_secret: None,
         public_url: None,
         admin_token: None,
         output: PathBuf::from("/etc/open-cowork/gateway.env"),
@@ -103,10 +112,11 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
                 }
             }
             "--provider" => {
-                options.telegram = match value()?.as_str() {
-                    "telegram" => true,
-                    "fake" => false,
-                    _ => return Err(usage("--provider must be one of: telegram, fake")),
+                (options.telegram, options.slack) = match value()?.as_str() {
+                    "telegram" => (true, false),
+                    "slack" => (false, true),
+                    "fake" => (false, false),
+                    _ => return Err(usage("--provider must be one of: telegram, slack, fake")),
                 }
             }
             "--telegram-mode" => {
@@ -120,6 +130,8 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
             "--service-token" => options.service_token = Some(value()?),
             "--telegram-bot-token" => options.telegram_bot_token = Some(value()?),
             "--telegram-webhook-secret" => options.telegram_webhook_secret = Some(value()?),
+            "--slack-bot-token" => options.slack_bot_token = Some(value()?),
+            "--slack-signing-secret" => options.slack_signing_secret = Some(value()?),
             "--public-url" => options.public_url = Some(value()?),
             "--admin-token" => options.admin_token = Some(value()?),
             "--output" => options.output = PathBuf::from(value()?),
@@ -162,7 +174,11 @@ fn unavailable_provider(kind: ProviderKind, compiled_in: bool) -> Option<SetupEr
 
 /// The env file's text.
 pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
-    let kind = if options.telegram { ProviderKind::Telegram } else { ProviderKind::Fake };
+    let kind = match (options.telegram, options.slack) {
+        (true, _) => ProviderKind::Telegram,
+        (false, true) => ProviderKind::Slack,
+        (false, false) => ProviderKind::Fake,
+    };
     if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
         return Err(error);
     }
@@ -178,14 +194,29 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
     if options.telegram && options.telegram_bot_token.is_none() {
         return Err(usage("--telegram-bot-token is required for the Telegram provider."));
     }
-    let public_url = match (&options.public_url, webhook) {
+    if options.slack && options.slack_bot_token.is_none() {
+        return Err(usage(
+            "--slack-bot-token is required for the Slack provider (OAuth & Permissions → Bot User OAuth Token).",
+        ));
+    }
+    if options.slack && options.slack_signing_secret.is_none() {
+        return Err(usage(
+            "--slack-signing-secret is required for the Slack provider (Basic Information → Signing Secret).",
+        ));
+    }
+    // Slack posts events to this gateway, like Telegram in webhook mode: it must be reachable.
+    let inbound_requests = webhook || options.slack;
+    let public_url = match (&options.public_url, inbound_requests) {
         (Some(url), _) => Some(normalize_public_https_url(url).map_err(|problem| match problem {
             PublicUrlProblem::Invalid => {
                 usage("--public-url must be a valid HTTPS URL, for example https://gateway.example.com.")
             }
-            PublicUrlProblem::NotHttps => usage("--public-url must be HTTPS for Telegram webhook mode."),
+            PublicUrlProblem::NotHttps => usage("--public-url must be HTTPS for Telegram webhook mode and Slack."),
             PublicUrlProblem::Loopback => usage("--public-url must be publicly reachable, not loopback."),
         })?),
+        (None, true) if options.slack => {
+            return Err(usage("--public-url is required for Slack: its Request URLs are <public-url>/webhooks/slack."))
+        }
         (None, true) => return Err(usage("--public-url is required for Telegram webhook mode.")),
         (None, false) => None,
     };
@@ -201,7 +232,7 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
     set("OPEN_COWORK_CLOUD_BASE_URL", &cloud_url);
     set("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &service_token);
     set("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", &admin_token);
-    set("OPEN_COWORK_GATEWAY_HOST", if webhook { "0.0.0.0" } else { "127.0.0.1" });
+    set("OPEN_COWORK_GATEWAY_HOST", if inbound_requests { "0.0.0.0" } else { "127.0.0.1" });
     set("OPEN_COWORK_GATEWAY_PORT", "8790");
     set("OPEN_COWORK_GATEWAY_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
     set("OPEN_COWORK_GATEWAY_PRODUCT_MODE", "cloud_channel");
@@ -210,7 +241,7 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
     set("OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", "false");
     set("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "false");
     set("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", "");
-    set("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", if options.telegram { "false" } else { "true" });
+    set("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", if kind == ProviderKind::Fake { "true" } else { "false" });
     if options.telegram {
         let secret = match (&options.telegram_webhook_secret, webhook) {
             (Some(secret), _) => secret.clone(),
@@ -222,6 +253,10 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
         set("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", if webhook { "webhook" } else { "polling" });
         set("OPEN_COWORK_GATEWAY_TELEGRAM_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
         set("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", &secret);
+    } else if options.slack {
+        set("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN", options.slack_bot_token.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET", options.slack_signing_secret.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_SLACK_CHANNEL_BINDING_ID", "slack");
     } else {
         set("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID", "fake-binding");
     }
@@ -307,7 +342,7 @@ mod tests {
         assert_eq!(parse(&args(&["--mode", "cluster"])).unwrap_err(), usage("--mode must be one of: remote, local"));
         assert_eq!(
             parse(&args(&["--provider", "irc"])).unwrap_err(),
-            usage("--provider must be one of: telegram, fake")
+            usage("--provider must be one of: telegram, slack, fake")
         );
         assert_eq!(parse(&args(&["--cloud-url"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["--cloud-url", "--print"])).unwrap_err(), usage("--cloud-url requires a value."));
@@ -347,7 +382,26 @@ mod tests {
         unique.dedup();
         assert_eq!(keys.len(), unique.len(), "no key twice");
         let http = SetupOptions { public_url: Some("http://bot.example.com".into()), ..options };
-        assert_eq!(render(&http).unwrap_err(), usage("--public-url must be HTTPS for Telegram webhook mode."));
+        assert_eq!(
+            render(&http).unwrap_err(),
+            usage("--public-url must be HTTPS for Telegram webhook mode and Slack.")
+        );
+    }
+
+    #[cfg(feature = "slack")]
+    #[test]
+    fn slack_needs_both_secrets_and_a_public_url() {
+        let base = ["--cloud-url", "https://c.example.com", "--service-token", "occ_x_y", "--provider", "slack"];
+        let with = |extra: &[&str]| render(&parse(&args(&[&base[..], extra].concat())).unwrap());
+        assert!(with(&[]).unwrap_err().to_string().starts_with("--slack-bot-token is required"));
+        assert!(with(&["--slack-bot-token", "xoxb-1"]).unwrap_err().to_string().starts_with("--slack-signing-secret"));
+        let secrets = ["--slack-bot-token", "xoxb-1", "--slack-signing-secret", "sign"];
+        assert!(with(&secrets).unwrap_err().to_string().starts_with("--public-url is required for Slack"));
+        let text = with(&[&secrets[..], &["--public-url", "https://gw.example.com"]].concat()).unwrap();
+        assert!(text.contains("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN=xoxb-1\n"), "{text}");
+        assert!(text.contains("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET=sign\n"));
+        assert!(text.contains("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=false\n"));
+        assert!(!text.contains("TELEGRAM"));
     }
 
     #[cfg(feature = "devcloud")]

@@ -133,7 +133,7 @@ fn an_unimplemented_kind_stops_run_with_exit_78() {
     assert_eq!(output.status.code(), Some(78));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "open-cowork-gateway: configuration error: Gateway provider slack-team (kind slack) is not implemented in this \
+        "open-cowork-gateway: configuration error: Gateway provider email-team (kind email) is not implemented in this \
          build of open-cowork-gateway; remove it or disable it (\"enabled\": false).\n"
     );
 }

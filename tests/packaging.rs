@@ -23,6 +23,16 @@ fn every_setup_combination_passes_check_config() {
     let token = ["--service-token", "occ_tok_abcdefghijkl_0123456789"];
     let telegram = ["--telegram-bot-token", "123456789:AAbbccddeeffgghhiijjkkllmmnnoopp"];
     let webhook = ["--telegram-mode", "webhook", "--public-url", "https://bot.example.com"];
+    let slack = [
+        "--provider",
+        "slack",
+        "--slack-bot-token",
+        "xoxb-1234-5678-abcdefghijklmnop",
+        "--slack-signing-secret",
+        "8f742231b10e8888abcd99yyyzzz85a5",
+        "--public-url",
+        "https://bot.example.com",
+    ];
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("remote-telegram-polling", [&cloud[..], &token, &telegram].concat()),
         ("remote-telegram-webhook", [&cloud[..], &token, &telegram, &webhook].concat()),
@@ -38,6 +48,8 @@ fn every_setup_combination_passes_check_config() {
             .concat(),
         ),
         ("remote-fake", [&cloud[..], &token, &["--provider", "fake"]].concat()),
+        ("remote-slack", [&cloud[..], &token, &slack].concat()),
+        ("local-slack", [&["--mode", "local"][..], &token, &slack].concat()),
         ("local-telegram-polling", [&["--mode", "local"][..], &token, &telegram].concat()),
         ("local-telegram-webhook", [&["--mode", "local"][..], &token, &telegram, &webhook].concat()),
         ("local-fake", [&["--mode", "local", "--provider", "fake"][..], &token].concat()),
@@ -53,6 +65,8 @@ fn every_setup_combination_passes_check_config() {
         // that check-config would reject.
         let (kind, feature_on) = if name.contains("fake") {
             ("fake", cfg!(feature = "devcloud"))
+        } else if name.contains("slack") {
+            ("slack", cfg!(feature = "slack"))
         } else {
             ("telegram", cfg!(feature = "telegram"))
         };

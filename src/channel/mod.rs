@@ -79,6 +79,15 @@ pub trait Channel {
         Box::pin(std::future::ready(Err(error)))
     }
 
+    /// How long a webhook's answer may wait for the Cloud claim of its messages. A platform that
+    /// gives up on a request after a few seconds (and then sends it again) declares a deadline
+    /// below its own: past it the request is answered 202 and its messages stay queued and are
+    /// processed; a claim that fails after that answer is only logged, because the platform was
+    /// already told the event arrived. Default: the answer waits for the claim.
+    fn answer_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Sends text (the channel chunks to its own limits where the renderer did not).
     fn send_text<'a>(
         &'a self,

@@ -1,6 +1,7 @@
 //! `POST /webhooks/<providerId>` (spec §2.5), in upstream's exact order: count, rate-limit per
 //! client and provider, auth-failure block, body cap and parse, provider dispatch.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use super::rate_limit::Verdict;
 use super::response::{self, HttpError, ResponseBody};
 use super::state::HttpState;
 use crate::channel::ingress::{claim_result, Refused};
-use crate::channel::{WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest};
+use crate::channel::{InboundFailure, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest};
 use crate::metrics::{ProviderStat, Stat};
 
 const WINDOW_MS: u64 = 60_000;
@@ -96,7 +97,10 @@ where
     match state.registry.handle_webhook(provider_id, request).await {
         Ok(WebhookReply::Respond(answer)) => Ok(response::json(StatusCode::OK, &answer)),
         Ok(WebhookReply::Ignored) => Ok(accepted()),
-        Ok(WebhookReply::Messages(messages)) => enqueue(state, provider_id, messages).await,
+        Ok(WebhookReply::Messages(messages)) => {
+            let deadline = state.registry.get(provider_id).and_then(|r| r.channel()).and_then(|c| c.answer_deadline());
+            enqueue(state, provider_id, messages, deadline).await
+        }
         Err(error) => Err(rejected(state, provider_id, &auth_key, now_ms, error)),
     }
 }
@@ -117,8 +121,15 @@ fn rejected(state: &HttpState, provider_id: &str, auth_key: &str, now_ms: u64, e
 }
 
 /// Queues the messages and answers once Cloud has claimed each (a duplicate is a 202 too);
-/// processing goes on after the answer. A full queue is a 503 with `Retry-After`.
-async fn enqueue(state: &HttpState, provider_id: &str, messages: Vec<crate::channel::InboundMessage>) -> RouteResult {
+/// processing goes on after the answer. A full queue is a 503 with `Retry-After`. With a
+/// channel's `deadline`, a claim still pending when it passes no longer holds the answer: the
+/// request is answered 202, the message stays queued, and the claim's outcome is only logged.
+async fn enqueue(
+    state: &HttpState,
+    provider_id: &str,
+    messages: Vec<crate::channel::InboundMessage>,
+    deadline: Option<std::time::Duration>,
+) -> RouteResult {
     let mut claims = Vec::with_capacity(messages.len());
     for message in messages {
         match state.ingress.try_submit(provider_id, message) {
@@ -127,21 +138,56 @@ async fn enqueue(state: &HttpState, provider_id: &str, messages: Vec<crate::chan
             Err(Refused::Closed) => return Err(DRAINING),
         }
     }
-    for claim in claims {
-        if let Err(failure) = claim_result(claim).await {
-            // A message still waiting when the drain began was never claimed: the platform
-            // retries it against the next process.
-            if state.shutdown.is_draining() {
-                return Err(DRAINING);
+    let Some(deadline) = deadline else {
+        for claim in claims {
+            if let Err(failure) = claim_result(claim).await {
+                return Err(claim_refused(state, provider_id, &failure));
             }
-            if let Some(retry_after) = failure.retry_after {
-                return Err(HELD_ELSEWHERE.with_retry_after(retry_after.as_millis() as u64));
-            }
-            tracing::debug!(provider = provider_id, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "webhook message not claimed");
-            return Err(PROVIDER_FAILED);
+        }
+        return Ok(accepted());
+    };
+    let mut pending: VecDeque<_> = claims.into_iter().map(|claim| Box::pin(claim_result(claim))).collect();
+    let waited = tokio::time::timeout(deadline, async {
+        while let Some(claim) = pending.front_mut() {
+            let result = claim.await;
+            // Popped as soon as it completes: a finished claim future must not be polled again.
+            pending.pop_front();
+            result?;
+        }
+        Ok::<(), InboundFailure>(())
+    })
+    .await;
+    match waited {
+        Ok(Ok(())) => Ok(accepted()),
+        Ok(Err(failure)) => Err(claim_refused(state, provider_id, &failure)),
+        Err(_) => {
+            tracing::debug!(provider = provider_id, waiting = pending.len(), "webhook answered before its Cloud claim");
+            let provider = provider_id.to_owned();
+            // Bounded by the ingress queue: each claim resolves once its item is claimed or dropped.
+            tokio::task::spawn_local(async move {
+                for claim in pending {
+                    if let Err(failure) = claim.await {
+                        tracing::warn!(provider = %provider, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "a webhook answered before its Cloud claim was not claimed");
+                    }
+                }
+            });
+            Ok(accepted())
         }
     }
-    Ok(accepted())
+}
+
+/// The answer when a message could not be claimed.
+fn claim_refused(state: &HttpState, provider_id: &str, failure: &InboundFailure) -> HttpError {
+    // A message still waiting when the drain began was never claimed: the platform
+    // retries it against the next process.
+    if state.shutdown.is_draining() {
+        return DRAINING;
+    }
+    if let Some(retry_after) = failure.retry_after {
+        return HELD_ELSEWHERE.with_retry_after(retry_after.as_millis() as u64);
+    }
+    tracing::debug!(provider = provider_id, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "webhook message not claimed");
+    PROVIDER_FAILED
 }
 
 fn accepted() -> Response<ResponseBody> {

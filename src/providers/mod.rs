@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod fake;
+#[cfg(feature = "slack")]
+pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 
@@ -75,6 +77,13 @@ impl ProviderFactory {
                 None => {
                     Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached."
                         .into())
+                }
+            },
+            #[cfg(feature = "slack")]
+            ChannelSettings::Slack(settings) => match &self.context.http {
+                Some(http) => Ok(Rc::new(slack::SlackProvider::new(config.id.clone(), settings, http.clone()))),
+                None => {
+                    Err("The slack provider needs the Cloud client's HTTPS connection, which is not attached.".into())
                 }
             },
             #[cfg(feature = "devcloud")]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fake_slack;
 pub mod fake_telegram;
 
 use std::io::{BufRead, BufReader, Read, Write};

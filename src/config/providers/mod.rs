@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod fake;
+pub mod slack;
 pub mod telegram;
 
 use std::collections::BTreeMap;
@@ -95,7 +96,7 @@ impl ProviderKind {
     /// kinds with a settings module here and an arm in [`ChannelSettings`]. Upstream's other kinds
     /// are still resolved and checked as the spec says, but only a disabled entry of them loads.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::Telegram | Self::Cli | Self::Fake)
+        matches!(self, Self::Telegram | Self::Slack | Self::Cli | Self::Fake)
     }
 
     /// Kinds whose inbound arrives as a request body, so attachments are bounded by the body cap.
@@ -114,6 +115,8 @@ impl ProviderKind {
 pub enum ChannelSettings {
     #[cfg(feature = "telegram")]
     Telegram(telegram::TelegramSettings),
+    #[cfg(feature = "slack")]
+    Slack(slack::SlackSettings),
     #[cfg(feature = "cli")]
     Cli(cli::CliSettings),
     #[cfg(feature = "devcloud")]
@@ -141,6 +144,13 @@ impl ChannelSettings {
             #[cfg(not(feature = "telegram"))]
             ProviderKind::Telegram => {
                 telegram::TelegramSettings::parse(id, credentials, settings)?;
+                Self::NotInThisBuild
+            }
+            #[cfg(feature = "slack")]
+            ProviderKind::Slack => Self::Slack(slack::SlackSettings::parse(id, credentials, settings)?),
+            #[cfg(not(feature = "slack"))]
+            ProviderKind::Slack => {
+                slack::SlackSettings::parse(id, credentials, settings)?;
                 Self::NotInThisBuild
             }
             #[cfg(feature = "cli")]
@@ -606,7 +616,7 @@ mod tests {
             ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", "s3cr3t-value-for-tests"),
             ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", "123456:abcdefghijklmnopqrstuvwxyz"),
         ]);
-        // The merge alone: this build cannot run a slack or webhook entry, but the order is upstream's.
+        // The merge alone (no entry is normalised here): the order is upstream's.
         let json_list = vec![json!({"id": "slack-x", "kind": "slack", "channelBindingId": "s"})];
         let merged = merge_provider_overrides(json_list, providers_from_shortcuts(&env, None));
         let ids: Vec<_> = merged.iter().filter_map(|entry| str_field(entry, "id")).collect();
@@ -661,14 +671,20 @@ mod tests {
                 )
             );
         }
-        let slack_off = json!({"id": "slack", "kind": "slack", "enabled": false, "channelBindingId": "s", "credentials": {"botToken": "xoxb-1", "signingSecret": "x"}});
-        let provider = normalize_provider(&slack_off, 0, &context()).unwrap();
+        let email_off = json!({"id": "email", "kind": "email", "enabled": false, "channelBindingId": "e", "credentials": {"inboundSecret": "x"}, "settings": {"from": "a@example.com", "smtpHost": "smtp.example.com"}});
+        let provider = normalize_provider(&email_off, 0, &context()).unwrap();
         assert_eq!(provider.channel, ChannelSettings::NotInThisBuild, "a disabled entry loads, typed as never run");
+        let email_off_broken = json!({"id": "email", "kind": "email", "enabled": false, "channelBindingId": "e"});
+        assert_eq!(
+            normalize_provider(&email_off_broken, 0, &context()).unwrap_err().to_string(),
+            "Gateway provider email requires credential inboundSecret.",
+            "a disabled entry is still checked by the spec's rules"
+        );
         let slack_off_broken = json!({"id": "slack", "kind": "slack", "enabled": false, "channelBindingId": "s"});
         assert_eq!(
             normalize_provider(&slack_off_broken, 0, &context()).unwrap_err().to_string(),
             "Gateway provider slack requires credential botToken.",
-            "a disabled entry is still checked by the spec's rules"
+            "a disabled slack entry is checked too"
         );
         assert_eq!(
             unrunnable_kind("telegram-a", ProviderKind::Telegram, false).unwrap().to_string(),
@@ -683,6 +699,9 @@ mod tests {
         let minimal = |kind: ProviderKind| match kind {
             ProviderKind::Telegram => {
                 json!({"kind": "telegram", "channelBindingId": "t", "credentials": {"botToken": "1:a"}})
+            }
+            ProviderKind::Slack => {
+                json!({"kind": "slack", "channelBindingId": "s", "credentials": {"botToken": "xoxb-1", "signingSecret": "x"}})
             }
             other => json!({"kind": other.as_str(), "channelBindingId": "b"}),
         };
