@@ -17,6 +17,10 @@ Usage:
                                              run the in-memory dev Cloud on loopback and print
                                              the env block a gateway needs to use it
   open-cowork-gateway setup [--help]         write an appliance env file (/etc/open-cowork/gateway.env)
+  open-cowork-gateway probe [--ready] [--url URL] [--timeout-ms MS]
+                                             GET /health (or /ready) on the gateway's loopback
+                                             address; exit 0 on 2xx, 1 otherwise (health checks
+                                             in images without curl)
   open-cowork-gateway version                print version and target
   open-cowork-gateway help                   show this text
 
@@ -53,9 +57,24 @@ pub enum Command {
         port: u16,
         pending_identities: bool,
     },
+    /// A health check of a running gateway over loopback HTTP; see [`Probe`].
+    Probe(Probe),
     Version,
     Help,
 }
+
+/// What `probe` asks: the URL (`None`: the address the environment configures) and the timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub url: Option<String>,
+    /// `/ready` instead of `/health` when the URL names no path.
+    pub ready: bool,
+    pub timeout_ms: u64,
+}
+
+/// Long enough for a loaded Pi to answer, short enough to stay under a container health check's
+/// own timeout (the Containerfile gives it 5 s).
+pub const PROBE_DEFAULT_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {
@@ -95,6 +114,11 @@ where
     if args.peek().is_some_and(|first| first == "setup") {
         args.next();
         cli.command = Command::Setup { args: args.collect() };
+        return Ok(cli);
+    }
+    if args.peek().is_some_and(|first| first == "probe") {
+        args.next();
+        cli.command = Command::Probe(parse_probe(args)?);
         return Ok(cli);
     }
     while let Some(arg) = args.next() {
@@ -149,7 +173,7 @@ where
                     "help" => Command::Help,
                     other => {
                         return Err(UsageError(format!(
-                            "Unknown command {other:?}. Commands: run, demo, setup, check-config, dev-cloud, version, help."
+                            "Unknown command {other:?}. Commands: run, demo, setup, check-config, dev-cloud, probe, version, help."
                         )))
                     }
                 });
@@ -173,6 +197,42 @@ where
         other => other,
     };
     Ok(cli)
+}
+
+/// `probe`'s own flags. It has its own small grammar (like `setup`): a health check line in a
+/// Containerfile or a Compose file takes nothing from the run flags.
+fn parse_probe(args: impl Iterator<Item = String>) -> Result<Probe, UsageError> {
+    let mut probe = Probe { url: None, ready: false, timeout_ms: PROBE_DEFAULT_TIMEOUT_MS };
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (flag, inline_value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, UsageError> {
+            inline_value
+                .clone()
+                .or_else(|| args.next())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| UsageError(format!("{name} requires a value.")))
+        };
+        match flag.as_str() {
+            "--url" => probe.url = Some(value("--url")?),
+            "--ready" if inline_value.is_none() => probe.ready = true,
+            "--timeout-ms" => {
+                let text = value("--timeout-ms")?;
+                probe.timeout_ms = text.parse().ok().filter(|ms| (1..=60_000).contains(ms)).ok_or_else(|| {
+                    UsageError(format!("--timeout-ms must be a number from 1 to 60000 (got {text:?})."))
+                })?;
+            }
+            _ => {
+                return Err(UsageError(format!(
+                    "Unknown probe option {flag}. Usage: probe [--ready] [--url URL] [--timeout-ms MS]."
+                )))
+            }
+        }
+    }
+    Ok(probe)
 }
 
 #[cfg(test)]
@@ -225,5 +285,26 @@ mod tests {
         assert!(parse(["--port", "1"]).unwrap_err().to_string().contains("only apply to dev-cloud"));
         assert!(parse(["dev-cloud", "--port", "99999"]).unwrap_err().to_string().starts_with("--port must be"));
         assert!(parse(["--print=yes", "check-config"]).is_err());
+    }
+
+    #[test]
+    fn probe_has_its_own_flags() {
+        let probe = |args: &[&str]| match parse([&["probe"], args].concat()).map(|cli| cli.command) {
+            Ok(Command::Probe(probe)) => Ok(probe),
+            Ok(other) => panic!("not a probe: {other:?}"),
+            Err(error) => Err(error.to_string()),
+        };
+        assert_eq!(probe(&[]), Ok(Probe { url: None, ready: false, timeout_ms: PROBE_DEFAULT_TIMEOUT_MS }));
+        assert_eq!(
+            probe(&["--ready", "--url=http://127.0.0.1:9000", "--timeout-ms", "500"]),
+            Ok(Probe { url: Some("http://127.0.0.1:9000".into()), ready: true, timeout_ms: 500 })
+        );
+        assert_eq!(probe(&["--url"]), Err("--url requires a value.".into()));
+        assert!(probe(&["--timeout-ms", "0"]).unwrap_err().starts_with("--timeout-ms must be"));
+        assert!(probe(&["--timeout-ms", "soon"]).unwrap_err().starts_with("--timeout-ms must be"));
+        assert!(probe(&["--print"]).unwrap_err().starts_with("Unknown probe option --print"));
+        assert!(probe(&["--ready=yes"]).is_err());
+        // Only as the first word; elsewhere it is an unknown word of the run grammar.
+        assert!(parse(["--log-level", "info", "probe"]).is_err());
     }
 }

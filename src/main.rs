@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::DevCloud { host, port, pending_identities } => return dev_cloud(&host, port, pending_identities),
         Command::Demo => return demo(cli.log_level),
         Command::Setup { args } => return setup(&args),
+        Command::Probe(request) => return probe(&request),
         Command::Run | Command::CheckConfig { .. } => {}
     }
 
@@ -236,6 +237,124 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
 fn demo(_: Option<config::LogLevel>) -> ExitCode {
     eprintln!("open-cowork-gateway: this binary was built without the devcloud feature, which the demo needs.");
     ExitCode::from(EX_USAGE)
+}
+
+/// `probe`: one HTTP/1.1 GET over loopback with a deadline; 0 on a 2xx answer, 1 on anything else
+/// (refused, timed out, 503 not ready), 64 on a URL it will not probe. Plain std I/O, no runtime:
+/// it runs every few seconds in a container health check, so it must cost next to nothing.
+fn probe(request: &cli::Probe) -> ExitCode {
+    let url = match &request.url {
+        Some(url) => url.clone(),
+        None => configured_probe_base(),
+    };
+    let (authority, host, path) = match split_probe_url(&url) {
+        Ok(parts) => parts,
+        Err(message) => {
+            eprintln!("open-cowork-gateway probe: {message}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let path = match path {
+        "" | "/" if request.ready => "/ready",
+        "" | "/" => "/health",
+        path => path,
+    };
+    let timeout = std::time::Duration::from_millis(request.timeout_ms);
+    match probe_get(&authority, host, path, timeout) {
+        Ok(status) if (200..300).contains(&status) => {
+            println!("open-cowork-gateway probe: GET http://{authority}{path} -> {status}");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("open-cowork-gateway probe: GET http://{authority}{path} -> {status}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("open-cowork-gateway probe: GET http://{authority}{path} failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The listener the gateway's environment configures (`OPEN_COWORK_GATEWAY_HOST`/`_PORT`, the
+/// same defaults as `run`). A wildcard bind is answered on loopback too, so probe loopback.
+fn configured_probe_base() -> String {
+    let host = std::env::var("OPEN_COWORK_GATEWAY_HOST").unwrap_or_default();
+    let host = match host.trim() {
+        "" | "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" | "[::]" | "::1" => "[::1]".to_owned(),
+        other => other.to_owned(),
+    };
+    let port = std::env::var("OPEN_COWORK_GATEWAY_PORT").ok().and_then(|p| p.trim().parse::<u16>().ok());
+    format!("http://{host}:{}", port.filter(|p| *p != 0).unwrap_or(8790))
+}
+
+/// `http://host[:port][/path]` → (`host:port`, host, path). Loopback only: the probe is a local
+/// health check, not an HTTP client, and plain HTTP off the machine would be the wrong tool.
+fn split_probe_url(url: &str) -> Result<(String, &str, &str), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("--url must start with http:// (got {url:?})."))?;
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            (host, port.parse::<u16>().map_err(|_| format!("--url has a bad port (got {url:?})."))?)
+        }
+        _ => (authority, 80),
+    };
+    if !open_cowork_gateway::config::urls::is_loopback_host(&host.to_ascii_lowercase()) {
+        return Err(format!("--url must name a loopback host such as 127.0.0.1 (got {host:?})."));
+    }
+    Ok((format!("{host}:{port}"), host, path))
+}
+
+/// Connects, sends the request and reads the status line, each step bounded by what is left of
+/// one deadline, so a gateway that accepts but never answers still fails within the timeout.
+fn probe_get(authority: &str, host: &str, path: &str, timeout: std::time::Duration) -> std::io::Result<u16> {
+    use std::io::{Error, ErrorKind, Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Instant;
+
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Error::new(ErrorKind::TimedOut, "timed out"))
+    };
+    let addresses = authority.to_socket_addrs()?;
+    let mut last_error = Error::new(ErrorKind::NotFound, "the host resolved to no address");
+    let mut stream = None;
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, left()?) {
+            Ok(connected) => {
+                stream = Some(connected);
+                break;
+            }
+            Err(error) => last_error = error,
+        }
+    }
+    let mut stream = stream.ok_or(last_error)?;
+    stream.set_write_timeout(Some(left()?))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: open-cowork-gateway-probe\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    // The status line is all the probe needs; 512 bytes hold it with room to spare.
+    let mut head = Vec::with_capacity(512);
+    let mut buffer = [0u8; 512];
+    while !head.contains(&b'\n') && head.len() < 512 {
+        stream.set_read_timeout(Some(left()?))?;
+        let read = stream.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&buffer[..read]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next().and_then(|code| code.parse::<u16>().ok())) {
+        (Some(version), Some(status)) if version.starts_with("HTTP/1.") => Ok(status),
+        _ => Err(Error::new(ErrorKind::InvalidData, "the answer is not HTTP/1.x")),
+    }
 }
 
 /// `setup`: usage mistakes exit 64, write failures 73 (EX_CANTCREAT).
