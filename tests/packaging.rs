@@ -88,7 +88,11 @@ fn every_setup_combination_passes_check_config() {
         let (kind, feature_on) = if name.contains("fake") {
             ("fake", cfg!(feature = "devcloud"))
         } else if let Some(relay) = relay {
-            (relay, if relay == "webhook" { cfg!(feature = "webhook") } else { cfg!(feature = "bridges") })
+            let feature_on = match relay {
+                "webhook" => cfg!(feature = "webhook"),
+                _ => cfg!(feature = "bridges"),
+            };
+            (relay, feature_on)
         } else {
             ("telegram", cfg!(feature = "telegram"))
         };
