@@ -399,3 +399,80 @@ fn private_answers_need_the_explicit_switch() {
         strict.stop();
     });
 }
+
+/// Every operation the renderer can call goes out as one signed POST with the §7.4 envelope and
+/// its own fields, in order; operations without options get a fresh delivery id.
+#[test]
+fn every_operation_has_its_envelope_and_fields() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
+        let channel = running.registry.get("webhook").unwrap().channel().unwrap();
+        let target = open_cowork_gateway::channel::ChannelTarget {
+            provider: "webhook".into(),
+            provider_kind: "webhook".into(),
+            chat_id: "team-chat".into(),
+            thread_id: Some("roadmap".into()),
+            ..Default::default()
+        };
+        let button = |label: &str, token: &str, style: &'static str| open_cowork_gateway::channel::Button {
+            label: label.into(),
+            token: token.into(),
+            style,
+        };
+        let sent = channel
+            .send_buttons(
+                &target,
+                "Approve?",
+                &[vec![button("Approve", "apv:p1", "")], vec![button("Deny", "den:p1", "danger")]],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.message_id, "relay-1", "the relay's messageId");
+        channel.edit_text(&target, "relay-1", "edited").await.unwrap();
+        channel.send_file(&target, "report.txt", b"payload").await.unwrap();
+        channel.answer_interaction("interaction-1", "ok").await.unwrap();
+        let foreign = open_cowork_gateway::channel::ChannelTarget { provider: "telegram".into(), ..target.clone() };
+        let refused = channel.send_text(&foreign, "x", &Default::default()).await.unwrap_err();
+        assert_eq!(refused.message, "Webhook bridge webhook cannot deliver target for provider telegram");
+
+        let receiver = world.receiver.borrow();
+        let bodies: Vec<String> =
+            receiver.requests.iter().map(|r| String::from_utf8(r.raw.to_vec()).unwrap()).collect();
+        assert_eq!(bodies.len(), 4, "the refused target made no request");
+        assert!(receiver.requests.iter().all(|r| r.signature_ok));
+        let ids: Vec<&str> = receiver.requests.iter().map(|r| r.header("x-open-cowork-gateway-delivery-id")).collect();
+        assert!(ids.iter().all(|id| id.len() == 36) && ids[0] != ids[1], "fresh ids: {ids:?}");
+        let envelope = |id: &str| {
+            format!(
+                r#"{{"deliveryId":"{id}","idempotencyKey":"{id}","provider":"webhook","providerInstanceId":"webhook","providerKind":"webhook","#
+            )
+        };
+        let target_json = r#""target":{"provider":"webhook","providerKind":"webhook","chatId":"team-chat","isDirect":false,"threadId":"roadmap","userId":null,"messageId":null}"#;
+        assert_eq!(
+            bodies[0],
+            format!(
+                r#"{}"type":"buttons",{target_json},"text":"Approve?","buttons":[[{{"label":"Approve","token":"apv:p1"}}],[{{"label":"Deny","token":"den:p1","style":"danger"}}]]}}"#,
+                envelope(ids[0])
+            )
+        );
+        assert_eq!(
+            bodies[1],
+            format!(r#"{}"type":"edit",{target_json},"messageId":"relay-1","text":"edited"}}"#, envelope(ids[1]))
+        );
+        assert_eq!(
+            bodies[2],
+            format!(
+                r#"{}"type":"file",{target_json},"file":{{"filename":"report.txt","dataBase64":"cGF5bG9hZA=="}}}}"#,
+                envelope(ids[2])
+            )
+        );
+        assert_eq!(
+            bodies[3],
+            format!(r#"{}"type":"answer_interaction","interactionId":"interaction-1","text":"ok"}}"#, envelope(ids[3]))
+        );
+        drop(receiver);
+        running.stop();
+    });
+}

@@ -561,3 +561,98 @@ impl Channel for WebhookProvider {
         COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::url_policy::{check_delivery_url, ResolveFuture, UrlPolicy};
+
+    /// A resolver for validation tests: these operations must fail before any lookup.
+    struct NoLookups;
+
+    impl Resolver for NoLookups {
+        fn resolve<'a>(&'a self, host: &'a str, _: u16) -> ResolveFuture<'a> {
+            panic!("no lookup expected, got {host}")
+        }
+    }
+
+    fn provider(kind: ProviderKind) -> WebhookProvider {
+        let settings = WebhookSettings {
+            kind,
+            shared_secret: Secret::new("s"),
+            delivery_url: check_delivery_url("https://relay.example.com/in", &UrlPolicy::default()).unwrap(),
+            policy: UrlPolicy::default(),
+            max_attachment_bytes: 1024,
+        };
+        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default()).unwrap()
+    }
+
+    fn target(kind: ProviderKind) -> ChannelTarget {
+        ChannelTarget { provider: kind.as_str().into(), chat_id: "c".into(), ..ChannelTarget::default() }
+    }
+
+    fn button(token: &str) -> Button {
+        Button { label: "Go".into(), token: token.into(), style: "" }
+    }
+
+    #[test]
+    fn bridge_capabilities_follow_the_table() {
+        let discord = capabilities(ProviderKind::Discord, 1 << 30);
+        assert_eq!((discord.max_text_length, discord.max_buttons_per_message, discord.max_button_rows), (2000, 25, 5));
+        assert_eq!(discord.max_file_bytes, 8_388_608);
+        let whatsapp = capabilities(ProviderKind::Whatsapp, 1024);
+        assert!(!whatsapp.message_editing && whatsapp.inline_buttons);
+        assert_eq!((whatsapp.max_buttons_per_message, whatsapp.max_button_rows, whatsapp.max_file_bytes), (3, 1, 1024));
+        let signal = capabilities(ProviderKind::Signal, 1024);
+        assert!(!signal.inline_buttons && !signal.message_editing && signal.file_downloads);
+        let webhook = capabilities(ProviderKind::Webhook, 1024);
+        assert!(webhook.message_editing && !webhook.file_downloads);
+    }
+
+    #[tokio::test]
+    async fn validation_fails_before_any_request() {
+        let signal = provider(ProviderKind::Signal);
+        let error = signal.send_buttons(&target(ProviderKind::Signal), "x", &[vec![button("t")]]).await.unwrap_err();
+        assert_eq!(error.message, "signal bridge does not support inline buttons");
+        let error = signal.edit_text(&target(ProviderKind::Signal), "1", "x").await.unwrap_err();
+        assert_eq!(error.message, "signal bridge does not support message editing");
+        let whatsapp = provider(ProviderKind::Whatsapp);
+        let rows = [vec![button("a")], vec![button("b")]];
+        let error = whatsapp.send_buttons(&target(ProviderKind::Whatsapp), "x", &rows).await.unwrap_err();
+        assert_eq!(error.message, "Webhook buttons exceed maxButtonRowsPerMessage 1");
+        let error = whatsapp
+            .send_buttons(&target(ProviderKind::Whatsapp), "x", &[vec![button(&"t".repeat(65))]])
+            .await
+            .unwrap_err();
+        assert_eq!(error.message, "Webhook button token cannot exceed 64 bytes");
+        let discord = provider(ProviderKind::Discord);
+        let error = discord.send_text(&target(ProviderKind::Discord), &"x".repeat(2001), &SendOptions::default()).await;
+        assert_eq!(error.unwrap_err().message, "discord bridge text exceeds maxTextLength 2000");
+        let error = discord.send_file(&target(ProviderKind::Discord), "f", &[0; 1025]).await.unwrap_err();
+        assert_eq!(error.message, "discord bridge file exceeds maxFileBytes 1024");
+        let blank = ChannelTarget { chat_id: " ".into(), ..target(ProviderKind::Discord) };
+        let error = discord.send_text(&blank, "x", &SendOptions::default()).await.unwrap_err();
+        assert_eq!(error.message, "Webhook delivery target.chatId is required");
+        assert!(error.kind == crate::channel::SendErrorKind::Permanent);
+    }
+
+    /// A resolver that never answers: the attempt's timeout covers DNS, and no request is made.
+    struct Silent;
+
+    impl Resolver for Silent {
+        fn resolve<'a>(&'a self, _: &'a str, _: u16) -> ResolveFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolver_that_never_answers_times_out() {
+        let url = check_delivery_url("https://relay.example.com/in", &UrlPolicy::default()).unwrap();
+        let options =
+            RetryOptions { attempts: 1, timeout: std::time::Duration::from_millis(100), ..RetryOptions::default() };
+        let outbound = Outbound::new(url, UrlPolicy::default(), Secret::new("s"), Rc::new(Silent), options).unwrap();
+        let error = outbound.deliver(Bytes::from_static(b"{}"), "d").await.unwrap_err();
+        assert_eq!(error.to_string(), "Webhook delivery timed out after 100ms");
+        assert_eq!(error.into_send_error().kind, crate::channel::SendErrorKind::Transient);
+    }
+}
