@@ -114,7 +114,11 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     let (ingress, queue) = Ingress::bounded(INGRESS_DEPTH);
 
     // Upstream order: channels first, then the delivery subscription, then the listener.
-    factory.context = BuildContext { http: Some(http), state_dir: config.state_dir.clone() };
+    factory.context = BuildContext {
+        http: Some(http),
+        state_dir: config.state_dir.clone(),
+        webhook_delivery_timeout: Duration::from_millis(config.timeouts.webhook_delivery_ms),
+    };
     let factory = Rc::new(factory);
     registry.start_all(&|provider| factory.build(provider), &ingress, &shutdown);
     readiness.set_started(true);

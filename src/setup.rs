@@ -20,13 +20,15 @@ Usage: open-cowork-gateway setup [options]
   --mode remote|local             remote Cloud (default) or a Cloud on this machine (http://127.0.0.1:8787)
   --cloud-url URL                 the Cloud URL (required for remote)
   --service-token TOKEN           the gateway-scoped Cloud token (required)
-  --provider telegram|slack|fake  the channel (default telegram)
+  --provider KIND                 telegram (default), slack, fake, webhook, discord, whatsapp or signal
   --telegram-mode polling|webhook default polling
   --telegram-bot-token TOKEN      from BotFather (required for telegram)
   --telegram-webhook-secret S     generated when webhook mode needs one and none is given
   --slack-bot-token TOKEN         the app's bot token, xoxb-… (required for slack)
   --slack-signing-secret S        the app's signing secret (required for slack)
   --public-url URL                public HTTPS URL of this gateway (required for webhook mode and slack)
+  --delivery-url URL              the relay's HTTPS URL (required for webhook and the bridges)
+  --shared-secret S               the relay's signing secret; generated when not given
   --admin-token TOKEN             operator token; generated when not given
   --output PATH                   default /etc/open-cowork/gateway.env (written with mode 0600)
   --force                         overwrite an existing file
@@ -50,6 +52,10 @@ pub struct SetupOptions {
     pub cloud_url: Option<String>,
     pub service_token: Option<String>,
     pub telegram: bool,
+    /// `--provider webhook|discord|whatsapp|signal`: the kind, when it is one of those.
+    pub relay: Option<ProviderKind>,
+    pub delivery_url: Option<String>,
+    pub shared_secret: Option<String>,
     pub telegram_webhook: bool,
     pub telegram_bot_token: Option<String>,
     pub telegram_webhook_secret: Option<String>,
@@ -77,6 +83,9 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
         cloud_url: None,
         service_token: None,
         telegram: true,
+        relay: None,
+        delivery_url: None,
+        shared_secret: None,
         telegram_webhook: false,
         telegram_bot_token: None,
         telegram_webhook_secret: None,
@@ -112,11 +121,17 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
                 }
             }
             "--provider" => {
-                (options.telegram, options.slack) = match value()?.as_str() {
-                    "telegram" => (true, false),
-                    "slack" => (false, true),
-                    "fake" => (false, false),
-                    _ => return Err(usage("--provider must be one of: telegram, slack, fake")),
+                let kind = value()?;
+                options.telegram = kind == "telegram";
+                options.slack = kind == "slack";
+                options.relay = match kind.as_str() {
+                    "telegram" | "slack" | "fake" => None,
+                    "webhook" | "discord" | "whatsapp" | "signal" => ProviderKind::parse(&kind),
+                    _ => {
+                        return Err(usage(
+                            "--provider must be one of: telegram, slack, fake, webhook, discord, whatsapp, signal",
+                        ))
+                    }
                 }
             }
             "--telegram-mode" => {
@@ -133,6 +148,8 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
             "--slack-bot-token" => options.slack_bot_token = Some(value()?),
             "--slack-signing-secret" => options.slack_signing_secret = Some(value()?),
             "--public-url" => options.public_url = Some(value()?),
+            "--delivery-url" => options.delivery_url = Some(value()?),
+            "--shared-secret" => options.shared_secret = Some(value()?),
             "--admin-token" => options.admin_token = Some(value()?),
             "--output" => options.output = PathBuf::from(value()?),
             "--force" => options.force = true,
@@ -174,10 +191,11 @@ fn unavailable_provider(kind: ProviderKind, compiled_in: bool) -> Option<SetupEr
 
 /// The env file's text.
 pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
-    let kind = match (options.telegram, options.slack) {
-        (true, _) => ProviderKind::Telegram,
-        (false, true) => ProviderKind::Slack,
-        (false, false) => ProviderKind::Fake,
+    let kind = match (options.relay, options.telegram, options.slack) {
+        (Some(relay), _, _) => relay,
+        (None, true, _) => ProviderKind::Telegram,
+        (None, false, true) => ProviderKind::Slack,
+        (None, false, false) => ProviderKind::Fake,
     };
     if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
         return Err(error);
@@ -220,6 +238,17 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
         (None, true) => return Err(usage("--public-url is required for Telegram webhook mode.")),
         (None, false) => None,
     };
+    // The relay's URL passes the same DNS-free policy check-config runs (providers.md §9.1).
+    let delivery_url = match (options.relay, &options.delivery_url) {
+        (None, _) => None,
+        (Some(_), None) => return Err(usage("--delivery-url is required for the webhook and bridge providers.")),
+        (Some(_), Some(url)) => {
+            let policy = crate::net::url_policy::UrlPolicy::default();
+            crate::net::url_policy::check_delivery_url(url, &policy)
+                .map_err(|refusal| usage(format!("--delivery-url is refused: {}.", refusal.message)))?;
+            Some(url.trim().to_owned())
+        }
+    };
     let admin_token = match &options.admin_token {
         Some(token) => token.clone(),
         None => generate_secret()?,
@@ -242,7 +271,16 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
     set("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "false");
     set("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", "");
     set("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", if kind == ProviderKind::Fake { "true" } else { "false" });
-    if options.telegram {
+    if let (Some(relay), Some(url)) = (options.relay, &delivery_url) {
+        let prefix = relay.as_str().to_ascii_uppercase();
+        let secret = match &options.shared_secret {
+            Some(secret) => secret.clone(),
+            None => generate_secret()?,
+        };
+        set(&format!("OPEN_COWORK_GATEWAY_{prefix}_DELIVERY_URL"), url);
+        set(&format!("OPEN_COWORK_GATEWAY_{prefix}_SHARED_SECRET"), &secret);
+        set(&format!("OPEN_COWORK_GATEWAY_{prefix}_CHANNEL_BINDING_ID"), relay.as_str());
+    } else if options.telegram {
         let secret = match (&options.telegram_webhook_secret, webhook) {
             (Some(secret), _) => secret.clone(),
             (None, true) => generate_secret()?,
@@ -342,7 +380,7 @@ mod tests {
         assert_eq!(parse(&args(&["--mode", "cluster"])).unwrap_err(), usage("--mode must be one of: remote, local"));
         assert_eq!(
             parse(&args(&["--provider", "irc"])).unwrap_err(),
-            usage("--provider must be one of: telegram, slack, fake")
+            usage("--provider must be one of: telegram, slack, fake, webhook, discord, whatsapp, signal")
         );
         assert_eq!(parse(&args(&["--cloud-url"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["--cloud-url", "--print"])).unwrap_err(), usage("--cloud-url requires a value."));
@@ -445,5 +483,24 @@ mod tests {
         let options =
             parse(&args(&["--mode", "local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
         assert_eq!(render(&options).is_ok(), cfg!(feature = "devcloud"), "fake needs the devcloud feature");
+    }
+
+    #[test]
+    fn a_relay_needs_a_delivery_url_that_passes_the_url_policy() {
+        let base = ["--mode", "local", "--service-token", "occ_x_y", "--provider", "signal"];
+        let missing = render(&parse(&args(&base)).unwrap()).unwrap_err();
+        assert_eq!(missing, usage("--delivery-url is required for the webhook and bridge providers."));
+        let plain = parse(&args(&[&base[..], &["--delivery-url", "http://relay.example.com/in"]].concat())).unwrap();
+        assert_eq!(
+            render(&plain).unwrap_err(),
+            usage("--delivery-url is refused: Webhook delivery URL must use https unless it targets localhost.")
+        );
+        let good = parse(&args(&[&base[..], &["--delivery-url", "https://relay.example.com/in"]].concat())).unwrap();
+        let text = render(&good).unwrap();
+        assert!(text.contains("OPEN_COWORK_GATEWAY_SIGNAL_DELIVERY_URL=https://relay.example.com/in\n"));
+        assert!(text.contains("OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID=signal\n"));
+        let secret = text.lines().find_map(|l| l.strip_prefix("OPEN_COWORK_GATEWAY_SIGNAL_SHARED_SECRET=")).unwrap();
+        assert_eq!(secret.len(), 43, "a generated 32-byte secret");
+        assert!(text.contains("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=false\n"));
     }
 }

@@ -57,6 +57,38 @@ fn every_setup_combination_passes_check_config() {
         ("local-telegram-polling", [&["--mode", "local"][..], &token, &telegram].concat()),
         ("local-telegram-webhook", [&["--mode", "local"][..], &token, &telegram, &webhook].concat()),
         ("local-fake", [&["--mode", "local", "--provider", "fake"][..], &token].concat()),
+        (
+            "remote-webhook",
+            [&cloud[..], &token, &["--provider", "webhook", "--delivery-url", "https://relay.example.com/in"]].concat(),
+        ),
+        (
+            "remote-discord-given-secret",
+            [
+                &cloud[..],
+                &token,
+                &["--provider", "discord", "--delivery-url", "https://bridge.example.com/discord"],
+                &["--shared-secret", "discord-shared-0123456789"],
+            ]
+            .concat(),
+        ),
+        (
+            "local-whatsapp",
+            [
+                &["--mode", "local"][..],
+                &token,
+                &["--provider", "whatsapp", "--delivery-url", "http://localhost:8091/wa"],
+            ]
+            .concat(),
+        ),
+        (
+            "local-signal",
+            [
+                &["--mode", "local"][..],
+                &token,
+                &["--provider", "signal", "--delivery-url", "http://127.0.0.1:8092/signal"],
+            ]
+            .concat(),
+        ),
     ];
     let dir = support::TempDir::new("setup");
     for (name, args) in cases {
@@ -67,10 +99,18 @@ fn every_setup_combination_passes_check_config() {
         let written = run_setup(&dir.0, &all);
         // A channel this build cannot run is refused by setup itself (exit 64), so no file exists
         // that check-config would reject.
+        let provider = args.windows(2).find(|pair| pair[0] == "--provider").map(|pair| pair[1]);
+        let relay = provider.filter(|kind| ["webhook", "discord", "whatsapp", "signal"].contains(kind));
         let (kind, feature_on) = if name.contains("fake") {
             ("fake", cfg!(feature = "devcloud"))
         } else if name.contains("slack") {
             ("slack", cfg!(feature = "slack"))
+        } else if let Some(relay) = relay {
+            let feature_on = match relay {
+                "webhook" => cfg!(feature = "webhook"),
+                _ => cfg!(feature = "bridges"),
+            };
+            (relay, feature_on)
         } else {
             ("telegram", cfg!(feature = "telegram"))
         };
@@ -88,6 +128,11 @@ fn every_setup_combination_passes_check_config() {
             !String::from_utf8_lossy(&written.stdout).contains("occ_tok_abcdefghijkl_0123456789"),
             "{name}: no secret on stdout"
         );
+        if let Some(relay) = relay {
+            let prefix = relay.to_ascii_uppercase();
+            assert!(text.contains(&format!("OPEN_COWORK_GATEWAY_{prefix}_DELIVERY_URL=")), "{name}: {text}");
+            assert!(text.contains(&format!("OPEN_COWORK_GATEWAY_{prefix}_SHARED_SECRET=")), "{name}: {text}");
+        }
         let checked = support::command(&dir.0, &[]).args(["check-config", "--env-file", &path_text]).output().unwrap();
         assert_eq!(checked.status.code(), Some(0), "{name}: {}\n{text}", String::from_utf8_lossy(&checked.stderr));
     }

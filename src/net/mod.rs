@@ -2,3 +2,4 @@
 
 pub mod backoff;
 pub mod https;
+pub mod url_policy;

@@ -9,6 +9,8 @@ pub mod fake;
 pub mod slack;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+#[cfg(any(feature = "webhook", feature = "bridges"))]
+pub mod webhook;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,6 +35,13 @@ pub struct ProviderFactory {
     cli_input_ended: Rc<std::cell::Cell<bool>>,
     /// Fake channels built so far, by provider id, so tests and the demo can look inside them.
     fakes: RefCell<HashMap<SmolStr, fake::FakeProvider>>,
+    /// Answers the webhook and bridge channels' per-attempt DNS lookups: the system resolver,
+    /// or a scripted one in tests (which must never leave loopback).
+    pub webhook_resolver: Rc<dyn crate::net::url_policy::Resolver>,
+    /// Retry and circuit knobs of webhook and bridge deliveries (tests shorten them); the
+    /// attempt timeout comes from [`BuildContext::webhook_delivery_timeout`].
+    #[cfg(any(feature = "webhook", feature = "bridges"))]
+    pub webhook_retry: webhook::delivery::RetryOptions,
 }
 
 /// What channels get from the gateway when they are built.
@@ -42,6 +51,8 @@ pub struct BuildContext {
     pub http: Option<HttpsClient>,
     /// The §8.13 state directory, if any.
     pub state_dir: Option<std::path::PathBuf>,
+    /// `timeouts.webhookDeliveryMs`: bounds each webhook or bridge delivery attempt.
+    pub webhook_delivery_timeout: std::time::Duration,
 }
 
 impl Default for ProviderFactory {
@@ -52,6 +63,9 @@ impl Default for ProviderFactory {
             context: BuildContext::default(),
             cli_input_ended: Rc::default(),
             fakes: RefCell::new(HashMap::new()),
+            webhook_resolver: Rc::new(crate::net::url_policy::SystemResolver),
+            #[cfg(any(feature = "webhook", feature = "bridges"))]
+            webhook_retry: webhook::delivery::RetryOptions::default(),
         }
     }
 }
@@ -86,6 +100,20 @@ impl ProviderFactory {
                     Err("The slack provider needs the Cloud client's HTTPS connection, which is not attached.".into())
                 }
             },
+            #[cfg(any(feature = "webhook", feature = "bridges"))]
+            ChannelSettings::Webhook(settings) => {
+                let mut options = self.webhook_retry.clone();
+                if !self.context.webhook_delivery_timeout.is_zero() {
+                    options.timeout = self.context.webhook_delivery_timeout;
+                }
+                let channel = webhook::WebhookProvider::new(
+                    config.id.clone(),
+                    settings,
+                    Rc::clone(&self.webhook_resolver),
+                    options,
+                )?;
+                Ok(Rc::new(channel))
+            }
             #[cfg(feature = "devcloud")]
             ChannelSettings::Fake(settings) => {
                 let fake = fake::FakeProvider::new(config.id.clone(), settings.max_file_bytes);

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod fake;
 pub mod slack;
 pub mod telegram;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 
@@ -96,7 +97,17 @@ impl ProviderKind {
     /// kinds with a settings module here and an arm in [`ChannelSettings`]. Upstream's other kinds
     /// are still resolved and checked as the spec says, but only a disabled entry of them loads.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::Telegram | Self::Slack | Self::Cli | Self::Fake)
+        matches!(
+            self,
+            Self::Telegram
+                | Self::Slack
+                | Self::Webhook
+                | Self::Discord
+                | Self::Whatsapp
+                | Self::Signal
+                | Self::Cli
+                | Self::Fake
+        )
     }
 
     /// Kinds whose inbound arrives as a request body, so attachments are bounded by the body cap.
@@ -117,6 +128,9 @@ pub enum ChannelSettings {
     Telegram(telegram::TelegramSettings),
     #[cfg(feature = "slack")]
     Slack(slack::SlackSettings),
+    /// The generic webhook and the three bridges: one implementation, the kind inside.
+    #[cfg(any(feature = "webhook", feature = "bridges"))]
+    Webhook(webhook::WebhookSettings),
     #[cfg(feature = "cli")]
     Cli(cli::CliSettings),
     #[cfg(feature = "devcloud")]
@@ -134,6 +148,7 @@ impl ChannelSettings {
     fn parse(
         kind: ProviderKind,
         id: &str,
+        enabled: bool,
         credentials: &BTreeMap<String, Secret>,
         settings: &mut Map<String, Value>,
         context: &ProviderContext,
@@ -151,6 +166,19 @@ impl ChannelSettings {
             #[cfg(not(feature = "slack"))]
             ProviderKind::Slack => {
                 slack::SlackSettings::parse(id, credentials, settings)?;
+                Self::NotInThisBuild
+            }
+            // The delivery URL is checked when the provider is built (§3.4: by the factory, not
+            // the config rules), so only an enabled entry, which is built, must carry a good one.
+            ProviderKind::Webhook | ProviderKind::Discord | ProviderKind::Whatsapp | ProviderKind::Signal
+                if enabled =>
+            {
+                let parsed = webhook::WebhookSettings::parse(kind, id, credentials, settings)?;
+                #[cfg(any(feature = "webhook", feature = "bridges"))]
+                if kind.compiled_in() {
+                    return Ok(Self::Webhook(parsed));
+                }
+                drop(parsed);
                 Self::NotInThisBuild
             }
             #[cfg(feature = "cli")]
@@ -572,7 +600,7 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
     }
     // Rule 8 (telegram) runs here, in the kind's own module; it shares no setting with rules 5-7,
     // 9 and 10, so running it after them changes no outcome.
-    let channel = ChannelSettings::parse(kind, &id, &credentials, &mut settings, context)?;
+    let channel = ChannelSettings::parse(kind, &id, enabled, &credentials, &mut settings, context)?;
     Ok(ProviderConfig {
         id: id.into(),
         kind,
@@ -703,6 +731,10 @@ mod tests {
             ProviderKind::Slack => {
                 json!({"kind": "slack", "channelBindingId": "s", "credentials": {"botToken": "xoxb-1", "signingSecret": "x"}})
             }
+            ProviderKind::Webhook | ProviderKind::Discord | ProviderKind::Whatsapp | ProviderKind::Signal => json!({
+                "kind": kind.as_str(), "channelBindingId": "w", "credentials": {"sharedSecret": "s3cret"},
+                "settings": {"deliveryUrl": "https://relay.example.com/in"}
+            }),
             other => json!({"kind": other.as_str(), "channelBindingId": "b"}),
         };
         for kind in ProviderKind::ALL {
