@@ -231,11 +231,14 @@ impl ChannelRegistry {
                 format!("Gateway webhook provider {provider_id} was not found."),
             ));
         };
-        let channel = registration.channel().filter(|_| registration.is_healthy());
+        // Receiving is what a webhook needs: a channel whose sends are failing (an open delivery
+        // circuit, a token check still running) still takes its platform's events in.
+        let channel =
+            registration.channel().filter(|_| registration.is_started() && registration.health().receiving.is_none());
         let Some(channel) = channel else {
             return Err(WebhookError::new(
                 WebhookErrorCode::Upstream,
-                format!("Gateway provider {provider_id} is not started and healthy."),
+                format!("Gateway provider {provider_id} is not started and receiving."),
             ));
         };
         channel.check_webhook_headers(request.headers)?;
@@ -336,5 +339,14 @@ mod tests {
             Some(WebhookErrorCode::NotFound),
             "a channel without a webhook answers with the trait's default"
         );
+        let fake = &registry.registrations()[0];
+        fake.set_circuit(Some("circuit open".into()));
+        assert_eq!(
+            code(registry.handle_webhook("fake", request()).await),
+            Some(WebhookErrorCode::NotFound),
+            "failing sends do not stop the platform's events from coming in"
+        );
+        fake.health.reporter().set_receiving(Some("conflict".into()));
+        assert_eq!(code(registry.handle_webhook("fake", request()).await), Some(WebhookErrorCode::Upstream));
     }
 }
