@@ -2,10 +2,10 @@
 //! ingress queue, session streams, delivery dispatcher, HTTP listener), hands each the narrow
 //! handles it needs, owns their tasks, and runs the shutdown order. On SIGTERM/SIGINT: `/ready`
 //! turns 503 and webhook intake closes at once, the delivery subscription closes (no new claims),
-//! in-flight inbound messages and queued sends get `shutdownDrainMs` to finish and be acked,
-//! session cursors are flushed, channels stop, and the process exits 0. A second signal exits at
-//! once. A delivery not sent by the deadline is never acked: its lease expires and Cloud serves it
-//! again.
+//! in-flight inbound messages and sends get `shutdownDrainMs` to finish and be acked, deliveries
+//! claimed but not started are handed back to Cloud, session cursors and state files are flushed,
+//! channels stop, and the process exits 0. A second signal exits at once. A send still running at
+//! the deadline is never acked: its lease expires and Cloud serves it again.
 
 use std::io;
 use std::net::SocketAddr;
