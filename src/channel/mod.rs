@@ -12,6 +12,7 @@
 
 pub mod health;
 pub mod ingress;
+pub mod pacing;
 pub mod registry;
 pub mod types;
 pub mod webhook;

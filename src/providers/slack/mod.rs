@@ -18,13 +18,14 @@ pub mod events;
 pub mod signature;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use smol_str::SmolStr;
 
+use crate::channel::pacing::EditPacer;
 use crate::channel::{
     Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, LocalFuture, SendError, SendOptions,
     SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
@@ -35,7 +36,6 @@ use crate::net::backoff::Backoff;
 use crate::net::https::HttpsClient;
 use crate::shutdown::DrainSignal;
 use api::{SlackError, WebApi};
-use edits::EditState;
 use events::{Dispatch, PressOrigin};
 use signature::{ReplayCache, SignatureError};
 
@@ -65,7 +65,8 @@ struct Inner {
     replays: RefCell<ReplayCache>,
     /// Presses waiting for their outcome, by interaction id, oldest first.
     presses: RefCell<VecDeque<(String, PressOrigin)>>,
-    edits: RefCell<HashMap<String, EditState>>,
+    /// Paces streamed edits to one per second per message.
+    edits: EditPacer,
     /// Set at start: a token refused mid-run stops sends through it.
     health: RefCell<Option<HealthReporter>>,
     counters: [Cell<u64>; COUNTERS.len()],
@@ -124,7 +125,7 @@ impl SlackProvider {
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
                 presses: RefCell::new(VecDeque::new()),
-                edits: RefCell::new(HashMap::new()),
+                edits: EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES),
                 health: RefCell::new(None),
                 counters: Default::default(),
                 task: RefCell::new(None),

@@ -3,65 +3,31 @@
 //! sends the newest when the second is up. "Message is not modified" counts as success.
 
 use serde_json::json;
-use tokio::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::api::chat_id;
 use super::{html, send_error, TelegramProvider};
+use crate::channel::pacing::EditPlan;
 use crate::channel::{ChannelTarget, SendError};
 
 /// Edits of one message are sent at most this often; newer text replaces a pending edit.
-const EDIT_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const EDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages whose edit timing is remembered.
-const EDIT_STATES: usize = 512;
-
-/// One message's edit timing.
-pub(super) struct EditState {
-    /// When the last edit went out.
-    last_sent: Instant,
-    /// The newest text not sent yet, waiting for the interval to pass.
-    pending: Option<(ChannelTarget, String)>,
-    /// A background flush is scheduled for this message.
-    flushing: bool,
-}
+pub(super) const EDIT_STATES: usize = 512;
 
 impl TelegramProvider {
     /// Edits at most once per second per message; a newer text replaces a pending one, which a
     /// background flush sends when the second is up.
     pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        let now = Instant::now();
-        let wait = {
-            let mut edits = self.inner.edits.borrow_mut();
-            if edits.len() >= EDIT_STATES && !edits.contains_key(message_id) {
-                edits.retain(|_, state| state.flushing || now.duration_since(state.last_sent) < EDIT_INTERVAL);
-            }
-            match edits.get_mut(message_id) {
-                Some(state) if now.duration_since(state.last_sent) < EDIT_INTERVAL => {
-                    state.pending = Some((target.clone(), text.to_owned()));
-                    if state.flushing {
-                        return Ok(());
-                    }
-                    state.flushing = true;
-                    Some(state.last_sent + EDIT_INTERVAL)
-                }
-                _ => {
-                    edits.insert(message_id.to_owned(), EditState { last_sent: now, pending: None, flushing: false });
-                    None
-                }
-            }
-        };
-        match wait {
-            None => self.edit_now(target, message_id, text).await,
-            Some(at) => {
+        match self.inner.edits.plan(target, message_id, text) {
+            EditPlan::Now => self.edit_now(target, message_id, text).await,
+            EditPlan::Absorbed => Ok(()),
+            EditPlan::FlushAt(at) => {
                 let provider = self.clone();
                 let message_id = message_id.to_owned();
                 tokio::task::spawn_local(async move {
                     tokio::time::sleep_until(at).await;
-                    let pending = provider.inner.edits.borrow_mut().get_mut(&message_id).and_then(|state| {
-                        state.flushing = false;
-                        state.last_sent = Instant::now();
-                        state.pending.take()
-                    });
-                    if let Some((target, text)) = pending {
+                    if let Some((target, text)) = provider.inner.edits.take_due(&message_id) {
                         if let Err(error) = provider.edit_now(&target, &message_id, &text).await {
                             tracing::warn!(provider = %provider.inner.id, error = %crate::config::redact::Redacted(&error), "a coalesced Telegram edit failed");
                         }

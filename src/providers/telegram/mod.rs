@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use smol_str::SmolStr;
 
+use crate::channel::pacing::EditPacer;
 use crate::channel::{
     Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError,
     SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
@@ -28,7 +29,6 @@ use crate::config::Secret;
 use crate::net::https::HttpsClient;
 use api::{chat_id, thread_id, BotApi, TelegramError};
 use buttons::ButtonTable;
-use edits::EditState;
 use update::{GroupPolicy, Mapping};
 
 /// Telegram's text limit, in UTF-16 units of the message text.
@@ -59,7 +59,8 @@ struct Inner {
     buttons: ButtonTable,
     /// Callback queries not answered yet.
     open_callbacks: RefCell<VecDeque<String>>,
-    edits: RefCell<HashMap<String, EditState>>,
+    /// Paces streamed edits to one per second per message.
+    edits: EditPacer,
     /// Groups that became supergroups: old chat id → new chat id.
     migrated: RefCell<HashMap<String, String>>,
     /// Webhook update ids seen lately: fixed-size numbers, so the set is bounded in bytes too.
@@ -119,7 +120,7 @@ impl TelegramProvider {
                 bot: RefCell::new(None),
                 buttons,
                 open_callbacks: RefCell::new(VecDeque::new()),
-                edits: RefCell::new(HashMap::new()),
+                edits: EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES),
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(RecentIds::default()),
                 counters: Default::default(),

@@ -1,0 +1,111 @@
+//! Edits of one message, paced: chat platforms rate-limit edits hard (about one per second per
+//! message), while a streamed reply produces many. The first edit goes out at once;
+//! newer text within the interval replaces a pending one, which goes out when the interval is up.
+//! The bookkeeping is bounded; an entry older than the interval carries no information.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ChannelTarget;
+
+/// What to do with an edit now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditPlan {
+    /// Send it now.
+    Now,
+    /// Kept as the message's pending text; schedule one flush at this instant
+    /// ([`EditPacer::take_due`] then gives the newest text).
+    FlushAt(Instant),
+    /// Kept as the message's pending text; a flush is already scheduled.
+    Absorbed,
+}
+
+struct MessageTiming {
+    last_sent: Instant,
+    /// The newest text not sent yet.
+    pending: Option<(ChannelTarget, String)>,
+    /// A flush is scheduled.
+    flushing: bool,
+}
+
+/// The edit timing of a channel's messages.
+pub struct EditPacer {
+    interval: Duration,
+    /// Messages whose timing is remembered.
+    capacity: usize,
+    messages: RefCell<HashMap<String, MessageTiming>>,
+}
+
+impl EditPacer {
+    pub fn new(interval: Duration, capacity: usize) -> Self {
+        Self { interval, capacity, messages: RefCell::new(HashMap::new()) }
+    }
+
+    /// Plans an edit of `message_id` to `text`.
+    pub fn plan(&self, target: &ChannelTarget, message_id: &str, text: &str) -> EditPlan {
+        let now = Instant::now();
+        let mut messages = self.messages.borrow_mut();
+        if messages.len() >= self.capacity && !messages.contains_key(message_id) {
+            let interval = self.interval;
+            messages.retain(|_, timing| timing.flushing || now.duration_since(timing.last_sent) < interval);
+            if messages.len() >= self.capacity {
+                // Every entry is recent: forget an idle one rather than grow.
+                if let Some(key) = messages.iter().find(|(_, t)| !t.flushing).map(|(k, _)| k.clone()) {
+                    messages.remove(&key);
+                }
+            }
+        }
+        match messages.get_mut(message_id) {
+            Some(timing) if now.duration_since(timing.last_sent) < self.interval => {
+                timing.pending = Some((target.clone(), text.to_owned()));
+                if timing.flushing {
+                    return EditPlan::Absorbed;
+                }
+                timing.flushing = true;
+                EditPlan::FlushAt(timing.last_sent + self.interval)
+            }
+            _ => {
+                messages
+                    .insert(message_id.to_owned(), MessageTiming { last_sent: now, pending: None, flushing: false });
+                EditPlan::Now
+            }
+        }
+    }
+
+    /// At a scheduled flush: the newest pending text of `message_id`, counted as sent now.
+    pub fn take_due(&self, message_id: &str) -> Option<(ChannelTarget, String)> {
+        self.messages.borrow_mut().get_mut(message_id).and_then(|timing| {
+            timing.flushing = false;
+            timing.last_sent = Instant::now();
+            timing.pending.take()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_edit_per_interval_and_the_newest_text_wins() {
+        let pacer = EditPacer::new(Duration::from_secs(1), 4);
+        let target = ChannelTarget::default();
+        assert_eq!(pacer.plan(&target, "m", "a"), EditPlan::Now);
+        let EditPlan::FlushAt(at) = pacer.plan(&target, "m", "ab") else { panic!("paced") };
+        assert_eq!(at, Instant::now() + Duration::from_secs(1));
+        assert_eq!(pacer.plan(&target, "m", "abc"), EditPlan::Absorbed);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(pacer.take_due("m").map(|(_, text)| text).as_deref(), Some("abc"));
+        assert_eq!(pacer.take_due("m"), None, "sent once");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(pacer.plan(&target, "m", "abcd"), EditPlan::Now, "a quiet second later, at once");
+        assert_eq!(pacer.plan(&target, "other", "x"), EditPlan::Now, "messages are paced apart");
+        for n in 0..10 {
+            pacer.plan(&target, &format!("n{n}"), "x");
+        }
+        assert!(pacer.messages.borrow().len() <= 4, "bounded");
+    }
+}
