@@ -529,6 +529,13 @@ pub(crate) fn test_config(extra: &[(&str, &str)]) -> Config {
     }
 }
 
+impl Config {
+    /// Settings an operator chose that weaken a protection, one sentence each, for `/diagnostics`.
+    pub fn risks(&self) -> Vec<String> {
+        self.enabled_providers().flat_map(|provider| provider.channel.risks(&provider.id)).collect()
+    }
+}
+
 impl ProviderConfig {
     /// The provider id the runtime reports for this entry: the config id, except `cli` for the
     /// fake provider, which stands in for the CLI channel (§8.1).

@@ -90,6 +90,7 @@ pub fn diagnostics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResu
         "providers": state.registry.status_json(),
         "metrics": state.metrics.to_json(),
         "deliveryOperator": delivery_operator_json(state),
+        "risks": state.config.risks(),
     }))
 }
 

@@ -142,6 +142,21 @@ pub enum ChannelSettings {
 }
 
 impl ChannelSettings {
+    /// What an operator should know this entry risks (shown in `/diagnostics`).
+    pub fn risks(&self, id: &str) -> Vec<String> {
+        match self {
+            #[cfg(any(feature = "webhook", feature = "bridges"))]
+            Self::Webhook(settings) if settings.policy.allow_private => vec![format!(
+                "Provider {id} may deliver to private, loopback and link-local addresses (allowPrivateDelivery): \
+                 a compromised Cloud or relay URL can reach this machine's network."
+            )],
+            _ => {
+                let _ = id;
+                Vec::new()
+            }
+        }
+    }
+
     /// Checks and types the settings of a normalised entry. Telegram's checks run whatever the
     /// build, because the spec checks every entry, disabled or not.
     #[cfg_attr(not(feature = "devcloud"), allow(unused_variables))] // `context` feeds only the fake provider
@@ -684,6 +699,23 @@ mod tests {
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
         assert_eq!(provider.credentials.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(Value::Object(provider.settings), json!({"k": "v", "z": 0}));
+    }
+
+    #[test]
+    #[cfg(feature = "webhook")]
+    fn allowing_private_delivery_is_reported_as_a_risk() {
+        let providers = |allow: &str| {
+            format!(
+                r#"[{{"id":"webhook","kind":"webhook","channelBindingId":"w","credentials":{{"sharedSecret":"s3cret"}},"settings":{{"deliveryUrl":"https://10.0.0.1/in","allowPrivateDelivery":{allow}}}}}]"#
+            )
+        };
+        let with = crate::config::test_config(&[("OPEN_COWORK_GATEWAY_PROVIDERS", &providers("true"))]);
+        let risks = with.risks();
+        assert_eq!(risks.len(), 1, "{risks:?}");
+        assert!(risks[0].starts_with("Provider webhook may deliver to private"), "{risks:?}");
+        let public = r#"[{"id":"webhook","kind":"webhook","channelBindingId":"w","credentials":{"sharedSecret":"s3cret"},"settings":{"deliveryUrl":"https://relay.example.com/in"}}]"#;
+        let without = crate::config::test_config(&[("OPEN_COWORK_GATEWAY_PROVIDERS", public)]);
+        assert!(without.risks().is_empty());
     }
 
     #[test]
