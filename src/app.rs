@@ -132,6 +132,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         client: Rc::clone(&client),
         sessions: sessions.clone(),
         claimed_by: config.claimed_by(),
+        reuse: Rc::default(),
     };
     let consumer = tokio::task::spawn_local(run_ingress(inbound, queue, shutdown.clone()));
     let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));
