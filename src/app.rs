@@ -109,10 +109,9 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         warnings: Rc::new(WarnLimiter::new(Duration::from_secs(60))),
     };
     let streams = SessionStreams::shared(config.state_dir.as_deref().map(StateFile::in_directory));
-    streams.borrow_mut().configure(
-        config.max_session_streams,
-        Duration::from_millis(config.timeouts.session_stream_idle_close_ms),
-    );
+    streams
+        .borrow_mut()
+        .configure(config.max_session_streams, Duration::from_millis(config.timeouts.session_stream_idle_close_ms));
     let sessions =
         Sessions::new(streams, Rc::clone(&registry), Rc::clone(&client), shutdown.clone(), stream_context.clone());
     let (ingress, queue) = Ingress::bounded(INGRESS_DEPTH);

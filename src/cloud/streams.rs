@@ -203,7 +203,10 @@ pub async fn follow_session_events(
                 record_error(context, StreamKind::Session);
                 let wait = error.retry_after.unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
                 if let Some(suppressed) = context.warnings.allow("session-stream-429", std::time::Instant::now()) {
-                    tracing::warn!(suppressed, "Cloud refused a session stream: too many concurrent streams for this organization");
+                    tracing::warn!(
+                        suppressed,
+                        "Cloud refused a session stream: too many concurrent streams for this organization"
+                    );
                 }
                 if items.try_send(SessionStreamItem::RateLimited(wait)).is_err() && items.is_closed() {
                     return;

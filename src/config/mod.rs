@@ -456,15 +456,8 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
                 30 * 60_000,
             ) as u64,
         },
-        max_session_streams: resolve_bounded(
-            env,
-            "OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS",
-            raw,
-            None,
-            190,
-            1,
-            2000,
-        ) as usize,
+        max_session_streams: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", raw, None, 190, 1, 2000)
+            as usize,
         delivery: DeliveryConfig {
             max_concurrency: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", raw, None, 8, 1, 256)
                 as usize,

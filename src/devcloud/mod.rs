@@ -271,6 +271,13 @@ impl DevCloud {
         self.calls.borrow().get(route).copied().unwrap_or(0)
     }
 
+    /// Requests received so far, per route, sorted by route.
+    pub fn calls_by_route(&self) -> Vec<(&'static str, u64)> {
+        let mut calls: Vec<_> = self.calls.borrow().iter().map(|(k, v)| (*k, *v)).collect();
+        calls.sort_unstable();
+        calls
+    }
+
     /// Requests received so far on every route.
     pub fn total_calls(&self) -> u64 {
         self.calls.borrow().values().sum()

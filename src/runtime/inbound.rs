@@ -128,6 +128,19 @@ impl ChatReuse {
         self.chats.insert(key, established);
     }
 
+    /// The binding of a recently active chat, whoever wrote in it.
+    fn binding_of(
+        &self,
+        provider_id: &str,
+        chat_id: &str,
+        thread_id: &Option<String>,
+    ) -> Option<crate::cloud::types::SessionBindingRecord> {
+        self.chats
+            .iter()
+            .find(|((p, c, t, _), e)| p == provider_id && c == chat_id && t == thread_id && e.at.elapsed() < REUSE_TTL)
+            .map(|(_, e)| e.binding.clone())
+    }
+
     fn forget(&mut self, key: &ReuseKey) {
         self.chats.remove(key);
     }
@@ -427,6 +440,11 @@ impl Inbound {
         if let Some(intent) = intent_of(message) {
             client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
             *committed = true;
+            // The answer produces events: reopen the chat's stream if it closed meanwhile.
+            let known = self.reuse.borrow().binding_of(provider_id, &message.target.chat_id, &message.target.thread_id);
+            if let Some(binding) = known {
+                self.sessions.ensure(binding, provider_id);
+            }
             self.metrics.increment(Stat::InteractionsResolved);
             self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
@@ -466,11 +484,8 @@ impl Inbound {
         // A follow-up reuses what the previous message established, but only while this process
         // knows the binding's cursor (an open or recently closed stream), so a reopened stream
         // never goes behind what was rendered.
-        let reused = self
-            .reuse
-            .borrow()
-            .get(&key)
-            .filter(|e| self.sessions.known_cursor(&e.binding.binding_id).is_some());
+        let reused =
+            self.reuse.borrow().get(&key).filter(|e| self.sessions.known_cursor(&e.binding.binding_id).is_some());
         if let Some(established) = reused {
             self.sessions.ensure(established.binding.clone(), provider_id);
             let prompted = client.prompt(&self.prompt_input(config, message, event_id, &established)).await;

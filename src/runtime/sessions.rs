@@ -49,7 +49,9 @@ const MAX_WAITING: usize = 4096;
 /// even when the last cursor write failed.
 const MAX_RECENT: usize = 4096;
 /// After a 429 on a stream open the budget stays lowered for this long.
-const LOWERED_FOR: Duration = Duration::from_secs(60);
+const LOWERED_FOR: Duration = Duration::from_secs(30);
+/// 429s closer together than this lower the budget only once.
+const LOWER_AGAIN_AFTER: Duration = Duration::from_secs(5);
 /// Approvals and questions tracked per stream.
 const MAX_PENDING: usize = 64;
 /// Events buffered between the stream reader and the renderer.
@@ -66,6 +68,9 @@ fn retry_pause(attempt: u32) -> Duration {
 }
 /// Cursor writes for events that rendered nothing are coalesced to one per this interval.
 const CURSOR_COALESCE: Duration = Duration::from_secs(1);
+/// A rendered event's cursor waits at most this long for the end of its turn (`session.idle`),
+/// so one write covers the turn.
+const RENDERED_SETTLE: Duration = Duration::from_millis(250);
 
 /// What a stream's task and the stream table share.
 #[derive(Default)]
@@ -313,8 +318,13 @@ impl Sessions {
         self.metrics.increment(Stat::SessionStreamRateLimits);
         let now = Instant::now();
         let mut streams = self.streams.borrow_mut();
-        let lowered = streams.open.len().saturating_sub(1).max(1).min(streams.budget(now));
-        streams.lowered = Some((lowered, now + LOWERED_FOR));
+        // Once per window: several streams refused at the same moment lower it once, to what
+        // was open then less one.
+        let recently = streams.lowered.is_some_and(|(_, until)| now + LOWERED_FOR - until < LOWER_AGAIN_AFTER);
+        if !recently {
+            let lowered = streams.open.len().saturating_sub(1).max(1).min(streams.budget(now));
+            streams.lowered = Some((lowered, now + LOWERED_FOR));
+        }
         drop(streams);
         self.refresh_gauges();
     }
@@ -454,10 +464,10 @@ impl Sessions {
             generation,
             streams.idle_close,
         ));
-        if let Some(old) = streams.open.insert(
-            binding.binding_id.clone(),
-            OpenStream { entry, last_activity: now, task, shared, generation },
-        ) {
+        if let Some(old) = streams
+            .open
+            .insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, shared, generation })
+        {
             // The old stream is closing; it flushes its cursor and ends on its own.
             old.shared.closing.set(true);
             old.shared.close.notify_one();
@@ -574,7 +584,7 @@ async fn run_stream(
         shared.idle.set(closable && idle_since.is_some());
         let item = tokio::select! {
             item = items.recv() => item,
-            _ = tokio::time::sleep(CURSOR_COALESCE), if cursor.pending.is_some() => {
+            _ = tokio::time::sleep(if cursor.pending_rendered { RENDERED_SETTLE } else { CURSOR_COALESCE }), if cursor.pending.is_some() => {
                 cursor.flush(&sessions, &client, &binding.binding_id).await;
                 continue;
             }
@@ -612,6 +622,11 @@ async fn run_stream(
                     } else if !opens {
                         pending_answers.remove(&id);
                     }
+                }
+                // A rendered event's cursor is written before anything else may render, so at
+                // most the end-of-turn events ride along with it.
+                if cursor.pending_rendered && !matches!(event.event_type.as_str(), "session.idle" | "session.status") {
+                    cursor.flush(&sessions, &client, &binding.binding_id).await;
                 }
                 let registration = sessions
                     .registry
@@ -681,15 +696,14 @@ async fn run_stream(
                 if event.event_type == "session.idle" {
                     idle_since = Some(Instant::now());
                 }
-                // One cursor write per rendered turn: a rendered (or skipped) event is written as
-                // soon as no further event is already queued behind it, i.e. before this stream
-                // waits for more; so the write covers the burst and no later render happens
-                // before an earlier one is persisted by more than the queued burst. The end of a
-                // turn writes at once; events that render nothing are coalesced.
+                // One cursor write per rendered turn (§8.16 as amended by §8.22): the end of a turn
+                // writes at once; a rendered (or skipped) event waits at most RENDERED_SETTLE for
+                // the turn to end, and is written before any later event may render, so a crash
+                // can repeat no more than it could before; events that render nothing are
+                // coalesced to one write a second.
                 let write_now = items.is_empty()
-                    && (cursor.pending_rendered
-                        || idle_since.is_some()
-                        || cursor.last_write.elapsed() >= CURSOR_COALESCE);
+                    && (idle_since.is_some()
+                        || (!cursor.pending_rendered && cursor.last_write.elapsed() >= CURSOR_COALESCE));
                 if write_now {
                     cursor.flush(&sessions, &client, &binding.binding_id).await;
                 }
