@@ -45,7 +45,7 @@ struct SseSlot(Rc<DevCloud>);
 
 impl SseSlot {
     /// Takes a slot, or answers what upstream answers at the cap (cloud-api.md §4.2).
-    fn take(cloud: &Rc<DevCloud>) -> Result<Self, Response<ResponseBody>> {
+    fn take(cloud: &Rc<DevCloud>) -> Result<Self, Box<Response<ResponseBody>>> {
         let open = cloud.sse_open.get();
         if open >= cloud.options.max_sse_per_org {
             cloud.sse_rejected.set(cloud.sse_rejected.get() + 1);
@@ -53,7 +53,7 @@ impl SseSlot {
             let headers = response.headers_mut();
             headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
             headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            return Err(response);
+            return Err(Box::new(response));
         }
         cloud.sse_open.set(open + 1);
         cloud.sse_peak.set(cloud.sse_peak.get().max(open + 1));
@@ -124,7 +124,7 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
     let mut cursor = after.or_else(|| call.last_event_id.as_ref().and_then(|id| id.trim().parse().ok())).unwrap_or(0);
     let slot = match SseSlot::take(cloud) {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (tx, response) = stream_response(true);
     let cloud = Rc::clone(cloud);
@@ -204,7 +204,7 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
     let token_id = principal.token_id.clone();
     let slot = match SseSlot::take(cloud) {
         Ok(slot) => slot,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (tx, response) = stream_response(false);
     let cloud = Rc::clone(cloud);

@@ -498,7 +498,7 @@ impl Inbound {
                 Err(error) if error.status.is_some_and(|s| (400..500).contains(&s)) && error.status != Some(429) => {
                     self.reuse.borrow_mut().forget(&key);
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             }
         }
         let identity = client

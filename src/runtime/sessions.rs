@@ -426,7 +426,7 @@ fn ensure(sessions: &Sessions, mut binding: SessionBindingRecord, provider_id: &
         }
         sessions.metrics.add(Stat::StreamEvictions, evicted as u64);
         let budget = streams.budget(now);
-        let replacing = streams.open.get(&binding.binding_id).is_some();
+        let replacing = streams.open.contains_key(&binding.binding_id);
         if !replacing && streams.open.len() >= budget {
             if streams.waiting.len() >= MAX_WAITING {
                 if let Some(dropped) = streams.waiting.pop_front() {
