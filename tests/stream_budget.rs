@@ -229,3 +229,40 @@ fn cloud_calls_per_first_and_follow_up_message() {
         running.stop();
     });
 }
+
+#[test]
+fn a_budget_above_clouds_cap_meets_429s_that_wait_and_lower_it() {
+    run(async {
+        // Misconfigured: the budget (10) is above what Cloud allows (4, one of them the delivery
+        // stream's). The refused streams wait their retry-after; the budget drops to what Cloud holds.
+        let (cloud, seeded, base) = cloud(4).await;
+        let running = gateway(
+            &base,
+            &seeded,
+            &[
+                ("OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", "10"),
+                ("OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS", "100"),
+            ],
+        )
+        .await;
+        eventually("ready", || running.readiness.is_ready()).await;
+        let provider = fake(&running);
+        for n in 0..8 {
+            let body = json!({"id": format!("r-{n}"), "text": format!("hi {n}"), "chatId": format!("chat-r-{n}")});
+            assert_eq!(post(&running, body).await, 202);
+        }
+        eventually_within(Duration::from_secs(60), "all eight replies", || {
+            (0..8).all(|n| count_texts(&provider, &format!("echo: hi {n}")) == 1)
+        })
+        .await;
+        let limited = running.metrics.get(Stat::SessionStreamRateLimits);
+        assert!(limited >= 1, "Cloud refused some opens");
+        assert!(running.metrics.get(Stat::SessionStreamBudget) < 10, "the budget was lowered");
+        // Each refused stream waits at least a second: a handful of refusals, not a hot loop.
+        let (_, peak, rejected) = cloud.sse_counts();
+        assert!(peak <= 4);
+        assert!(rejected <= 20, "{rejected} refusals");
+        assert_eq!(running.metrics.stream_count(StreamKind::Delivery, StreamStat::Connects), 1);
+        running.stop();
+    });
+}

@@ -85,6 +85,8 @@ struct StreamShared {
     wanted_at: Cell<Option<Instant>>,
     /// Set when the stream is closing; a chat that needs it opens a fresh one.
     closing: Cell<bool>,
+    /// Cloud refused the stream with 429 and it has not read anything since.
+    refused: Cell<bool>,
     /// Asks the task to close (the budget needs its slot).
     close: Notify,
 }
@@ -288,7 +290,10 @@ impl Sessions {
         shutdown: Shutdown,
         stream_context: StreamContext,
     ) -> Self {
-        Self { streams, metrics: Rc::clone(&stream_context.metrics), registry, client, shutdown, stream_context }
+        let sessions =
+            Self { streams, metrics: Rc::clone(&stream_context.metrics), registry, client, shutdown, stream_context };
+        sessions.refresh_gauges();
+        sessions
     }
 
     /// The open streams, for the operator views and tests.
@@ -322,7 +327,9 @@ impl Sessions {
         // was open then less one.
         let recently = streams.lowered.is_some_and(|(_, until)| now + LOWERED_FOR - until < LOWER_AGAIN_AFTER);
         if !recently {
-            let lowered = streams.open.len().saturating_sub(1).max(1).min(streams.budget(now));
+            // What Cloud actually holds for us: the open streams it has not refused.
+            let connected = streams.open.values().filter(|s| !s.shared.refused.get()).count();
+            let lowered = connected.max(1).min(streams.budget(now));
             streams.lowered = Some((lowered, now + LOWERED_FOR));
         }
         drop(streams);
@@ -604,8 +611,10 @@ async fn run_stream(
             _ = drain.started() => None,
         };
         let Some(item) = item else { break StreamEnd::Stopped };
+        shared.refused.set(false);
         match item {
             SessionStreamItem::RateLimited(_) => {
+                shared.refused.set(true);
                 sessions.rate_limited();
                 continue;
             }
