@@ -109,6 +109,9 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         warnings: Rc::new(WarnLimiter::new(Duration::from_secs(60))),
     };
     let streams = SessionStreams::shared(config.state_dir.as_deref().map(StateFile::in_directory));
+    streams
+        .borrow_mut()
+        .configure(config.max_session_streams, Duration::from_millis(config.timeouts.session_stream_idle_close_ms));
     let sessions =
         Sessions::new(streams, Rc::clone(&registry), Rc::clone(&client), shutdown.clone(), stream_context.clone());
     let (ingress, queue) = Ingress::bounded(INGRESS_DEPTH);
@@ -128,6 +131,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         client: Rc::clone(&client),
         sessions: sessions.clone(),
         claimed_by: config.claimed_by(),
+        reuse: Rc::default(),
     };
     let consumer = tokio::task::spawn_local(run_ingress(inbound, queue, shutdown.clone()));
     let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));

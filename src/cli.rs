@@ -13,7 +13,7 @@ Usage:
   open-cowork-gateway demo                   chat with the dev Cloud's echo agent on stdin/stdout:
                                              no account, token or network needed
   open-cowork-gateway check-config [--print] validate the configuration and exit 0 or 78
-  open-cowork-gateway dev-cloud [--host H] [--port P] [--pending-identities]
+  open-cowork-gateway dev-cloud [--host H] [--port P] [--pending-identities] [--max-sse-per-org N]
                                              run the in-memory dev Cloud on loopback and print
                                              the env block a gateway needs to use it
   open-cowork-gateway setup [--help]         write an appliance env file (/etc/open-cowork/gateway.env)
@@ -56,6 +56,8 @@ pub enum Command {
         host: String,
         port: u16,
         pending_identities: bool,
+        /// Concurrent SSE streams the dev Cloud allows (Cloud's per-organisation cap, 200).
+        max_sse_per_org: usize,
     },
     /// A health check of a running gateway over loopback HTTP; see [`Probe`].
     Probe(Probe),
@@ -110,6 +112,7 @@ where
     let mut dev_host: Option<String> = None;
     let mut dev_port: Option<u16> = None;
     let mut pending_identities = false;
+    let mut max_sse: Option<usize> = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     if args.peek().is_some_and(|first| first == "setup") {
         args.next();
@@ -159,6 +162,12 @@ where
                 })?);
             }
             "--pending-identities" if inline_value.is_none() => pending_identities = true,
+            "--max-sse-per-org" => {
+                let text = value("--max-sse-per-org")?;
+                max_sse = Some(text.parse().ok().filter(|n: &usize| *n >= 1).ok_or_else(|| {
+                    UsageError(format!("--max-sse-per-org must be a whole number of at least 1 (got {text:?})."))
+                })?);
+            }
             "--allow-insecure-env-file" if inline_value.is_none() => cli.allow_insecure_env_file = true,
             "--print" if inline_value.is_none() => print = true,
             "-h" | "--help" => command = Some(Command::Help),
@@ -168,7 +177,12 @@ where
                     "run" => Command::Run,
                     "check-config" => Command::CheckConfig { print: false },
                     "demo" => Command::Demo,
-                    "dev-cloud" => Command::DevCloud { host: String::new(), port: 0, pending_identities: false },
+                    "dev-cloud" => Command::DevCloud {
+                        host: String::new(),
+                        port: 0,
+                        pending_identities: false,
+                        max_sse_per_org: 0,
+                    },
                     "version" => Command::Version,
                     "help" => Command::Help,
                     other => {
@@ -182,17 +196,20 @@ where
             _ => return Err(UsageError(format!("Unknown option {flag}. See --help."))),
         }
     }
-    let dev_flags = dev_host.is_some() || dev_port.is_some() || pending_identities;
+    let dev_flags = dev_host.is_some() || dev_port.is_some() || pending_identities || max_sse.is_some();
     cli.command = match command.unwrap_or(Command::Run) {
         Command::CheckConfig { .. } if !dev_flags => Command::CheckConfig { print },
         Command::DevCloud { .. } if !print => Command::DevCloud {
             host: dev_host.unwrap_or_else(|| "127.0.0.1".into()),
             port: dev_port.unwrap_or(8787),
             pending_identities,
+            max_sse_per_org: max_sse.unwrap_or(200),
         },
         _ if print => return Err(UsageError("--print only applies to check-config.".into())),
         _ if dev_flags => {
-            return Err(UsageError("--host, --port and --pending-identities only apply to dev-cloud.".into()))
+            return Err(UsageError(
+                "--host, --port, --pending-identities and --max-sse-per-org only apply to dev-cloud.".into(),
+            ))
         }
         other => other,
     };
@@ -268,8 +285,13 @@ mod tests {
         assert_eq!(parse(["--log-format", "journald"]).unwrap().log_format, LogFormat::Journald);
         assert_eq!(
             parse(["dev-cloud", "--port", "0", "--pending-identities"]).unwrap().command,
-            Command::DevCloud { host: "127.0.0.1".into(), port: 0, pending_identities: true }
+            Command::DevCloud { host: "127.0.0.1".into(), port: 0, pending_identities: true, max_sse_per_org: 200 }
         );
+        assert_eq!(
+            parse(["dev-cloud", "--max-sse-per-org", "20"]).unwrap().command,
+            Command::DevCloud { host: "127.0.0.1".into(), port: 8787, pending_identities: false, max_sse_per_org: 20 }
+        );
+        assert!(parse(["dev-cloud", "--max-sse-per-org", "0"]).is_err());
     }
 
     #[test]

@@ -33,7 +33,9 @@ fn main() -> ExitCode {
             println!("open-cowork-gateway {VERSION} ({TARGET})");
             return ExitCode::SUCCESS;
         }
-        Command::DevCloud { host, port, pending_identities } => return dev_cloud(&host, port, pending_identities),
+        Command::DevCloud { host, port, pending_identities, max_sse_per_org } => {
+            return dev_cloud(&host, port, pending_identities, max_sse_per_org)
+        }
         Command::Demo => return demo(cli.log_level),
         Command::Setup { args } => return setup(&args),
         Command::Probe(request) => return probe(&request),
@@ -114,7 +116,7 @@ fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
 
 /// `dev-cloud`: the in-memory Cloud on loopback, seeded, until SIGTERM/SIGINT.
 #[cfg(feature = "devcloud")]
-fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
+fn dev_cloud(host: &str, port: u16, pending_identities: bool, max_sse_per_org: usize) -> ExitCode {
     use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
     if !open_cowork_gateway::config::urls::is_loopback_host(host) {
         eprintln!("open-cowork-gateway: dev-cloud serves well-known dev tokens and listens on loopback only (got --host {host}).");
@@ -136,6 +138,7 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
         };
         let cloud = DevCloud::new(DevCloudOptions {
             auto_activate_identities: !pending_identities,
+            max_sse_per_org,
             ..DevCloudOptions::default()
         });
         let seeded = cloud.seed();
@@ -160,7 +163,7 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool) -> ExitCode {
 }
 
 #[cfg(not(feature = "devcloud"))]
-fn dev_cloud(_: &str, _: u16, _: bool) -> ExitCode {
+fn dev_cloud(_: &str, _: u16, _: bool, _: usize) -> ExitCode {
     eprintln!("open-cowork-gateway: this binary was built without the devcloud feature.");
     ExitCode::from(EX_USAGE)
 }

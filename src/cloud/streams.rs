@@ -114,6 +114,9 @@ pub enum SessionStreamItem {
     Event(Box<SessionEvent>),
     /// After `snapshot.required`: Cloud dropped events up to `sequence`; persist it as the cursor.
     CursorJump(u64),
+    /// Cloud refused to open the stream with 429 (its per-organisation stream cap); the follower
+    /// waits the given `retry-after` before it tries again.
+    RateLimited(Duration),
 }
 
 /// Why a connection ended.
@@ -193,6 +196,26 @@ pub async fn follow_session_events(
                     Ended::Drain | Ended::ConsumerGone => return,
                     Ended::Reconnect => {}
                 }
+            }
+            Err(error) if error.status == Some(429) => {
+                // Cloud's stream cap: not a fault to log per attempt. Wait what Cloud asks (at
+                // least a second) and let the consumer lower its stream budget.
+                record_error(context, StreamKind::Session);
+                let wait = error.retry_after.unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
+                if let Some(suppressed) = context.warnings.allow("session-stream-429", std::time::Instant::now()) {
+                    tracing::warn!(
+                        suppressed,
+                        "Cloud refused a session stream: too many concurrent streams for this organization"
+                    );
+                }
+                if items.try_send(SessionStreamItem::RateLimited(wait)).is_err() && items.is_closed() {
+                    return;
+                }
+                let delay = wait + backoff.next_delay();
+                if unless_draining(&mut drain, tokio::time::sleep(delay)).await.is_none() {
+                    return;
+                }
+                continue;
             }
             Err(error) => note_error(context, StreamKind::Session, &error),
         }

@@ -123,6 +123,9 @@ pub struct TimeoutConfig {
     pub webhook_delivery_ms: u64,
     pub smtp_ms: u64,
     pub shutdown_drain_ms: u64,
+    /// `OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS`: how long a session stream stays open
+    /// after its session went idle (nothing pending) before it closes and frees its Cloud slot.
+    pub session_stream_idle_close_ms: u64,
 }
 
 /// Delivery dispatcher limits; env only.
@@ -148,6 +151,9 @@ pub struct Config {
     pub diagnostics_enabled: bool,
     pub timeouts: TimeoutConfig,
     pub delivery: DeliveryConfig,
+    /// `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS`: session streams open at once, kept below
+    /// Cloud's per-organisation SSE cap (200) so the delivery stream always has its slot.
+    pub max_session_streams: usize,
     pub allow_public_fake_provider: bool,
     #[serde(serialize_with = "redact::serialize_providers")]
     pub providers: Vec<ProviderConfig>,
@@ -440,7 +446,18 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
                 "/timeouts/shutdownDrainMs",
                 10_000,
             ),
+            session_stream_idle_close_ms: resolve_bounded(
+                env,
+                "OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS",
+                raw,
+                Some("/timeouts/sessionStreamIdleCloseMs"),
+                30_000,
+                100,
+                30 * 60_000,
+            ) as u64,
         },
+        max_session_streams: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", raw, None, 190, 1, 2000)
+            as usize,
         delivery: DeliveryConfig {
             max_concurrency: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", raw, None, 8, 1, 256)
                 as usize,

@@ -44,6 +44,9 @@ pub struct DevCloudOptions {
     pub keep_alive: Duration,
     /// How long the echo agent "thinks" before answering.
     pub agent_delay: Duration,
+    /// Concurrent SSE streams (session and delivery together) per organisation; one more is
+    /// answered 429 (upstream `OPEN_COWORK_CLOUD_MAX_SSE_CONNECTIONS_PER_ORG`, default 200).
+    pub max_sse_per_org: usize,
 }
 
 impl Default for DevCloudOptions {
@@ -55,6 +58,7 @@ impl Default for DevCloudOptions {
             poll_interval: Duration::from_secs(1),
             keep_alive: Duration::from_secs(1),
             agent_delay: Duration::from_millis(20),
+            max_sse_per_org: 200,
         }
     }
 }
@@ -129,6 +133,14 @@ pub struct DevCloud {
     server: RefCell<Option<JoinHandle<()>>>,
     /// Agent commands still running.
     pub(crate) busy: std::cell::Cell<usize>,
+    /// SSE streams open now (the dev Cloud has one organisation).
+    pub(crate) sse_open: std::cell::Cell<usize>,
+    /// The most SSE streams that were open at once.
+    pub(crate) sse_peak: std::cell::Cell<usize>,
+    /// Stream opens refused by the per-organisation cap.
+    pub(crate) sse_rejected: std::cell::Cell<u64>,
+    /// Requests per route (by fault key), so tests count Cloud calls on the wire.
+    pub(crate) calls: RefCell<std::collections::HashMap<&'static str, u64>>,
 }
 
 impl DevCloud {
@@ -141,6 +153,10 @@ impl DevCloud {
             halted: watch::channel(false).0,
             server: RefCell::new(None),
             busy: std::cell::Cell::new(0),
+            sse_open: std::cell::Cell::new(0),
+            sse_peak: std::cell::Cell::new(0),
+            sse_rejected: std::cell::Cell::new(0),
+            calls: RefCell::new(std::collections::HashMap::new()),
         })
     }
 
@@ -248,6 +264,28 @@ impl DevCloud {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Requests received so far on the route with this fault key (`"claim"`, `"prompt"`, …).
+    pub fn calls(&self, route: &str) -> u64 {
+        self.calls.borrow().get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests received so far, per route, sorted by route.
+    pub fn calls_by_route(&self) -> Vec<(&'static str, u64)> {
+        let mut calls: Vec<_> = self.calls.borrow().iter().map(|(k, v)| (*k, *v)).collect();
+        calls.sort_unstable();
+        calls
+    }
+
+    /// Requests received so far on every route.
+    pub fn total_calls(&self) -> u64 {
+        self.calls.borrow().values().sum()
+    }
+
+    /// SSE streams open now, the most open at once, and the opens refused by the cap.
+    pub fn sse_counts(&self) -> (usize, usize, u64) {
+        (self.sse_open.get(), self.sse_peak.get(), self.sse_rejected.get())
     }
 
     /// No agent command is running.

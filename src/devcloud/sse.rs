@@ -40,6 +40,33 @@ fn stream_response(session_stream: bool) -> (mpsc::Sender<Result<Bytes, std::io:
     (tx, response)
 }
 
+/// One stream's place under the per-organisation SSE cap, given back when its task ends.
+struct SseSlot(Rc<DevCloud>);
+
+impl SseSlot {
+    /// Takes a slot, or answers what upstream answers at the cap (cloud-api.md §4.2).
+    fn take(cloud: &Rc<DevCloud>) -> Result<Self, Box<Response<ResponseBody>>> {
+        let open = cloud.sse_open.get();
+        if open >= cloud.options.max_sse_per_org {
+            cloud.sse_rejected.set(cloud.sse_rejected.get() + 1);
+            let mut response = error(429, "Too many concurrent streams for this organization.");
+            let headers = response.headers_mut();
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return Err(Box::new(response));
+        }
+        cloud.sse_open.set(open + 1);
+        cloud.sse_peak.set(cloud.sse_peak.get().max(open + 1));
+        Ok(Self(Rc::clone(cloud)))
+    }
+}
+
+impl Drop for SseSlot {
+    fn drop(&mut self) {
+        self.0.sse_open.set(self.0.sse_open.get().saturating_sub(1));
+    }
+}
+
 /// Why a stream task woke up.
 enum Wake {
     /// Events or deliveries changed.
@@ -95,10 +122,15 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
     };
     let after = call.query_value("after").and_then(|a| a.parse::<u64>().ok()).filter(|a| *a > 0);
     let mut cursor = after.or_else(|| call.last_event_id.as_ref().and_then(|id| id.trim().parse().ok())).unwrap_or(0);
+    let slot = match SseSlot::take(cloud) {
+        Ok(slot) => slot,
+        Err(refused) => return *refused,
+    };
     let (tx, response) = stream_response(true);
     let cloud = Rc::clone(cloud);
     let mut halted = cloud.halted();
     tokio::task::spawn_local(async move {
+        let _slot = slot;
         let deadline = tokio::time::Instant::now() + cloud.options.sse_lifetime;
         if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
             return;
@@ -170,10 +202,15 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
         requested
     };
     let token_id = principal.token_id.clone();
+    let slot = match SseSlot::take(cloud) {
+        Ok(slot) => slot,
+        Err(refused) => return *refused,
+    };
     let (tx, response) = stream_response(false);
     let cloud = Rc::clone(cloud);
     let mut halted = cloud.halted();
     tokio::task::spawn_local(async move {
+        let _slot = slot;
         let deadline = tokio::time::Instant::now() + cloud.options.sse_lifetime;
         loop {
             let changed = cloud.changed.notified();

@@ -43,6 +43,10 @@ pub enum Stat {
     DeliveryDuplicatesSuppressed,
     DeliveryReleases,
     SessionRenderDelays,
+    SessionStreamBudget,
+    SessionStreamsWaiting,
+    SessionStreamRateLimits,
+    SessionStreamIdleCloses,
 }
 
 struct StatInfo {
@@ -111,7 +115,7 @@ const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
 ];
 
 /// Stats printed after the delivery latency histogram, in upstream order.
-const STATS_AFTER_LATENCY: [StatInfo; 16] = [
+const STATS_AFTER_LATENCY: [StatInfo; 20] = [
     info(
         Stat::WebhookRequests,
         "open_cowork_gateway_webhook_requests_total",
@@ -223,6 +227,34 @@ const STATS_AFTER_LATENCY: [StatInfo; 16] = [
         false,
         "sessionRenderDelays",
         "Session event renders that waited out a channel's rate limit before trying again.",
+    ),
+    info(
+        Stat::SessionStreamBudget,
+        "open_cowork_gateway_session_stream_budget",
+        true,
+        "sessionStreamBudget",
+        "Session streams that may be open now (lowered for a while after Cloud answered 429).",
+    ),
+    info(
+        Stat::SessionStreamsWaiting,
+        "open_cowork_gateway_session_streams_waiting",
+        true,
+        "sessionStreamsWaiting",
+        "Chats waiting for a session stream slot.",
+    ),
+    info(
+        Stat::SessionStreamRateLimits,
+        "open_cowork_gateway_session_stream_rate_limits_total",
+        false,
+        "sessionStreamRateLimits",
+        "Session stream opens Cloud refused with 429 (its per-organisation stream cap).",
+    ),
+    info(
+        Stat::SessionStreamIdleCloses,
+        "open_cowork_gateway_session_stream_idle_closes_total",
+        false,
+        "sessionStreamIdleCloses",
+        "Session streams closed because their session went idle.",
     ),
 ];
 

@@ -40,6 +40,11 @@ const MAX_WAITING: usize = 1024;
 /// Attempts of the steps after the claim for an item whose platform already got its answer.
 const ATTEMPTS_AFTER_ANSWER: u32 = 3;
 
+/// How long a chat's identity and session binding are reused for its next message.
+const REUSE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Chats whose identity and binding are remembered.
+const MAX_REUSE: usize = 1024;
+
 /// Lease Cloud puts on an inbound claim.
 const CLAIM_TTL_MS: u64 = 300_000;
 const DROPPED_NOTICE: &str = "Sorry — I could not process that message. Please try again.";
@@ -83,6 +88,62 @@ pub struct Inbound {
     pub sessions: Sessions,
     /// This gateway's claimant name (`claimedBy`).
     pub claimed_by: String,
+    /// What the previous message of a chat established (identity, session binding), so a
+    /// follow-up skips those two Cloud calls.
+    pub reuse: Rc<std::cell::RefCell<ChatReuse>>,
+}
+
+/// Who sent into which thread: a chat as the reuse cache sees it.
+type ReuseKey = (SmolStr, String, Option<String>, String);
+
+/// A chat's identity and session binding from its last successful prompt.
+#[derive(Clone)]
+struct Established {
+    identity_id: SmolStr,
+    binding: crate::cloud::types::SessionBindingRecord,
+    at: Instant,
+}
+
+/// The identity and binding of recently active chats: bounded ([`MAX_REUSE`], the oldest goes)
+/// and short-lived ([`REUSE_TTL`]); a 4xx on a prompt that used them drops them.
+#[derive(Default)]
+pub struct ChatReuse {
+    chats: HashMap<ReuseKey, Established>,
+}
+
+impl ChatReuse {
+    fn get(&self, key: &ReuseKey) -> Option<Established> {
+        self.chats.get(key).filter(|e| e.at.elapsed() < REUSE_TTL).cloned()
+    }
+
+    fn put(&mut self, key: ReuseKey, established: Established) {
+        if self.chats.len() >= MAX_REUSE && !self.chats.contains_key(&key) {
+            self.chats.retain(|_, e| e.at.elapsed() < REUSE_TTL);
+            if self.chats.len() >= MAX_REUSE {
+                if let Some(oldest) = self.chats.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| k.clone()) {
+                    self.chats.remove(&oldest);
+                }
+            }
+        }
+        self.chats.insert(key, established);
+    }
+
+    /// The binding of a recently active chat, whoever wrote in it.
+    fn binding_of(
+        &self,
+        provider_id: &str,
+        chat_id: &str,
+        thread_id: &Option<String>,
+    ) -> Option<crate::cloud::types::SessionBindingRecord> {
+        self.chats
+            .iter()
+            .find(|((p, c, t, _), e)| p == provider_id && c == chat_id && t == thread_id && e.at.elapsed() < REUSE_TTL)
+            .map(|(_, e)| e.binding.clone())
+    }
+
+    fn forget(&mut self, key: &ReuseKey) {
+        self.chats.remove(key);
+    }
 }
 
 /// A chat: messages with the same key are processed in order, one at a time.
@@ -379,6 +440,11 @@ impl Inbound {
         if let Some(intent) = intent_of(message) {
             client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
             *committed = true;
+            // The answer produces events: reopen the chat's stream if it closed meanwhile.
+            let known = self.reuse.borrow().binding_of(provider_id, &message.target.chat_id, &message.target.thread_id);
+            if let Some(binding) = known {
+                self.sessions.ensure(binding, provider_id);
+            }
             self.metrics.increment(Stat::InteractionsResolved);
             self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
@@ -392,9 +458,48 @@ impl Inbound {
             }
             return Ok(Outcome::Success);
         }
-        let text = message.text.trim();
-        if text.is_empty() {
+        if message.text.trim().is_empty() {
             return Ok(Outcome::Ignored);
+        }
+        self.prompt_text(provider_id, config, message, event_id, committed).await
+    }
+
+    /// Identity and binding (reused for a follow-up when possible), the stream, the prompt.
+    async fn prompt_once(
+        &self,
+        provider_id: &str,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+        event_id: &str,
+    ) -> Result<(), CloudError> {
+        let client = &*self.client;
+        let text = message.text.trim();
+        let workspace = config.external_workspace_id.clone();
+        let key: ReuseKey = (
+            SmolStr::new(provider_id),
+            message.target.chat_id.clone(),
+            message.target.thread_id.clone(),
+            message.sender.provider_user_id.clone(),
+        );
+        // A follow-up reuses what the previous message established, but only while this process
+        // knows the binding's cursor (an open or recently closed stream), so a reopened stream
+        // never goes behind what was rendered.
+        let reused =
+            self.reuse.borrow().get(&key).filter(|e| self.sessions.known_cursor(&e.binding.binding_id).is_some());
+        if let Some(established) = reused {
+            self.sessions.ensure(established.binding.clone(), provider_id);
+            let prompted = client.prompt(&self.prompt_input(config, message, event_id, &established)).await;
+            match prompted {
+                Ok(_) => {
+                    self.reuse.borrow_mut().put(key, Established { at: Instant::now(), ..established });
+                    return Ok(());
+                }
+                // A 4xx may mean the binding or identity changed: forget them, run the full path once.
+                Err(error) if error.status.is_some_and(|s| (400..500).contains(&s)) && error.status != Some(429) => {
+                    self.reuse.borrow_mut().forget(&key);
+                }
+                Err(error) => return Err(error),
+            }
         }
         let identity = client
             .resolve_identity(&ResolveIdentity {
@@ -424,18 +529,43 @@ impl Inbound {
             })
             .await?;
         self.sessions.ensure(bound.binding.clone(), provider_id);
-        client
-            .prompt(&PromptInput {
-                binding_id: bound.binding.binding_id.clone(),
-                text: text.to_owned(),
-                agent: config.default_agent.clone(),
-                idempotency_key: event_id.into(),
-                identity_id: Some(identity.identity_id),
-                provider: message.provider.clone(),
-                external_workspace_id: Some(workspace),
-                external_user_id: message.sender.provider_user_id.clone(),
-            })
-            .await?;
+        let established = Established { identity_id: identity.identity_id, binding: bound.binding, at: Instant::now() };
+        client.prompt(&self.prompt_input(config, message, event_id, &established)).await?;
+        self.reuse.borrow_mut().put(key, established);
+        Ok(())
+    }
+
+    fn prompt_input(
+        &self,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+        event_id: &str,
+        established: &Established,
+    ) -> PromptInput {
+        PromptInput {
+            binding_id: established.binding.binding_id.clone(),
+            text: message.text.trim().to_owned(),
+            agent: config.default_agent.clone(),
+            idempotency_key: event_id.into(),
+            identity_id: Some(established.identity_id.clone()),
+            provider: message.provider.clone(),
+            external_workspace_id: Some(config.external_workspace_id.clone()),
+            external_user_id: message.sender.provider_user_id.clone(),
+        }
+    }
+}
+
+impl Inbound {
+    /// Identity, binding, stream and prompt for a text message.
+    async fn prompt_text(
+        &self,
+        provider_id: &str,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+        event_id: &str,
+        committed: &mut bool,
+    ) -> Result<Outcome, InboundError> {
+        self.prompt_once(provider_id, config, message, event_id).await?;
         *committed = true;
         self.metrics.increment(Stat::PromptedMessages);
         self.metrics.increment_provider(provider_id, ProviderStat::PromptedMessages);

@@ -1,16 +1,23 @@
 //! Session streams (gateway.md §3.4, §8.4, §8.16): one task per open session binding follows its
 //! Cloud event stream, renders each event in order to the binding's provider, and persists the
 //! cursor. A transiently failed render is retried in place, so no later event overtakes it; after
-//! the retry budget the event is skipped ("poison") and counted. Idle streams are evicted after
-//! 30 minutes, and at most 2,000 are open; an evicted stream reopens on the next message.
+//! the retry budget the event is skipped ("poison") and counted.
+//!
+//! Streams exist only while they are needed (§8.22): a stream closes a short grace after its
+//! session went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a
+//! question is pending, and reopens on the next prompt or interaction from the cursor, so nothing
+//! is missed or rendered twice. At most `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190,
+//! below Cloud's per-organisation cap of 200 so the delivery stream keeps its slot) are open; a
+//! chat that needs one beyond that waits in a bounded FIFO while the least recently used idle
+//! stream closes. A 429 from Cloud lowers the budget for a while instead of retrying hot.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
 use smol_str::SmolStr;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -19,7 +26,7 @@ use crate::channel::{ChannelRegistry, ChannelTarget};
 use crate::cloud::client::CloudClient;
 use crate::cloud::retry::with_retry;
 use crate::cloud::streams::{follow_session_events, SessionStreamItem, StreamContext};
-use crate::cloud::types::{CursorUpdate, SessionBindingRecord};
+use crate::cloud::types::{CursorUpdate, SessionBindingRecord, SessionEvent};
 use crate::config::ProviderKind;
 use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, Stat};
 use crate::render::{render_event, RenderContext, RenderState};
@@ -27,6 +34,26 @@ use crate::shutdown::Shutdown;
 
 pub const MAX_STREAMS: usize = 2000;
 pub const IDLE_TTL: Duration = Duration::from_secs(30 * 60);
+/// The default stream budget: below Cloud's per-organisation cap (200) with room for the
+/// delivery stream and a few spare slots.
+pub const DEFAULT_BUDGET: usize = 190;
+/// The default grace between a session going idle and its stream closing.
+pub const DEFAULT_IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// A stream that saw no event for this long closes even without `session.idle` (unless an
+/// approval or question is pending).
+pub const QUIET_CLOSE: Duration = Duration::from_secs(10 * 60);
+/// Chats waiting for a stream slot; beyond it the oldest waiter is dropped (its events are read
+/// when its chat next writes).
+const MAX_WAITING: usize = 4096;
+/// Cursors of recently closed streams, so a reopen never goes behind what this process handled
+/// even when the last cursor write failed.
+const MAX_RECENT: usize = 4096;
+/// After a 429 on a stream open the budget stays lowered for this long.
+const LOWERED_FOR: Duration = Duration::from_secs(30);
+/// 429s closer together than this lower the budget only once.
+const LOWER_AGAIN_AFTER: Duration = Duration::from_secs(5);
+/// Approvals and questions tracked per stream.
+const MAX_PENDING: usize = 64;
 /// Events buffered between the stream reader and the renderer.
 const QUEUE_DEPTH: usize = 512;
 /// How long one event may keep failing transiently (or keep being rate-limited) before it is
@@ -41,27 +68,109 @@ fn retry_pause(attempt: u32) -> Duration {
 }
 /// Cursor writes for events that rendered nothing are coalesced to one per this interval.
 const CURSOR_COALESCE: Duration = Duration::from_secs(1);
+/// A rendered event's cursor waits at most this long for the end of its turn (`session.idle`),
+/// so one write covers the turn.
+const RENDERED_SETTLE: Duration = Duration::from_millis(250);
+
+/// What a stream's task and the stream table share.
+#[derive(Default)]
+struct StreamShared {
+    /// The cursor the renderer has persisted (or skipped to).
+    persisted: Cell<u64>,
+    /// The last sequence this process handled (rendered, skipped or found to render nothing).
+    handled: Cell<u64>,
+    /// The session is idle and nothing is pending: the stream may be closed for another chat.
+    idle: Cell<bool>,
+    /// When the inbound path last needed this stream (a prompt or interaction follows).
+    wanted_at: Cell<Option<Instant>>,
+    /// Set when the stream is closing; a chat that needs it opens a fresh one.
+    closing: Cell<bool>,
+    /// Cloud refused the stream with 429 and it has not read anything since.
+    refused: Cell<bool>,
+    /// Asks the task to close (the budget needs its slot).
+    close: Notify,
+}
 
 struct OpenStream {
     entry: OpenStreamEntry,
     last_activity: Instant,
     task: JoinHandle<()>,
-    /// The cursor the renderer has persisted (or skipped to), shared with its task.
-    cursor: Rc<std::cell::Cell<u64>>,
+    shared: Rc<StreamShared>,
+    generation: u64,
+}
+
+/// A chat waiting for a stream slot: its prompt is already in Cloud, its events are read once
+/// its stream opens.
+struct Waiting {
+    binding: SessionBindingRecord,
+    provider_id: SmolStr,
 }
 
 /// The open session streams, keyed by session binding id.
-#[derive(Default)]
 pub struct SessionStreams {
     open: HashMap<SmolStr, OpenStream>,
     state_file: Option<StateFile>,
     /// Rewrites the state file after changes; set by [`SessionStreams::shared`].
     writer: Option<crate::util::durable::DebouncedFile>,
+    /// The configured budget.
+    budget: usize,
+    /// The budget Cloud's 429 lowered it to, and until when.
+    lowered: Option<(usize, Instant)>,
+    idle_close: Duration,
+    waiting: VecDeque<Waiting>,
+    recent: HashMap<SmolStr, (u64, Instant)>,
+    next_generation: u64,
 }
 
 impl SessionStreams {
     pub fn new(state_file: Option<StateFile>) -> Self {
-        Self { open: HashMap::new(), state_file, writer: None }
+        Self {
+            open: HashMap::new(),
+            state_file,
+            writer: None,
+            budget: DEFAULT_BUDGET,
+            lowered: None,
+            idle_close: DEFAULT_IDLE_CLOSE,
+            waiting: VecDeque::new(),
+            recent: HashMap::new(),
+            next_generation: 0,
+        }
+    }
+
+    /// Sets the stream budget (at most [`MAX_STREAMS`]) and the idle-close grace.
+    pub fn configure(&mut self, budget: usize, idle_close: Duration) {
+        self.budget = budget.clamp(1, MAX_STREAMS);
+        self.idle_close = idle_close;
+    }
+
+    /// The streams that may be open now: the budget, or less for a while after a 429.
+    pub fn budget(&self, now: Instant) -> usize {
+        match self.lowered {
+            Some((lowered, until)) if now < until => lowered.min(self.budget),
+            _ => self.budget,
+        }
+    }
+
+    /// Chats waiting for a stream slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The newest cursor this process knows for a binding (an open stream's, or a recently
+    /// closed one's): reusing a binding without Cloud's cursor is safe only then.
+    pub fn known_cursor(&self, binding_id: &str) -> Option<u64> {
+        let open = self.open.get(binding_id).map(|s| s.shared.handled.get().max(s.shared.persisted.get()));
+        open.or_else(|| self.recent.get(binding_id).map(|(c, _)| *c))
+    }
+
+    fn remember(&mut self, binding_id: &SmolStr, handled: u64, now: Instant) {
+        if self.recent.len() >= MAX_RECENT && !self.recent.contains_key(binding_id) {
+            if let Some(oldest) = self.recent.iter().min_by_key(|(_, (_, at))| *at).map(|(id, _)| id.clone()) {
+                self.recent.remove(&oldest);
+            }
+        }
+        let known = self.recent.get(binding_id).map_or(0, |(c, _)| *c);
+        self.recent.insert(binding_id.clone(), (handled.max(known), now));
     }
 
     /// The streams, shared, with the state file (if any) kept in step with them.
@@ -99,19 +208,25 @@ impl SessionStreams {
 
     /// The last cursor each open stream persisted.
     pub fn cursors(&self) -> Vec<(SmolStr, u64)> {
-        self.open.iter().map(|(id, s)| (id.clone(), s.cursor.get())).collect()
+        self.open.iter().map(|(id, s)| (id.clone(), s.shared.persisted.get())).collect()
     }
 
     /// Evicts streams idle for longer than the TTL; returns how many.
     pub fn sweep(&mut self, now: Instant) -> usize {
         let before = self.open.len();
-        self.open.retain(|_, stream| {
+        let mut closed = Vec::new();
+        self.open.retain(|id, stream| {
             let keep = now.duration_since(stream.last_activity) < IDLE_TTL && !stream.task.is_finished();
             if !keep {
                 stream.task.abort();
+                closed.push((id.clone(), stream.shared.handled.get()));
             }
             keep
         });
+        for (id, handled) in closed {
+            self.remember(&id, handled, now);
+        }
+        self.recent.retain(|_, (_, at)| now.duration_since(*at) < IDLE_TTL);
         let evicted = before - self.open.len();
         if evicted > 0 {
             self.save();
@@ -123,7 +238,26 @@ impl SessionStreams {
         if let Some(id) = self.open.iter().min_by_key(|(_, s)| s.last_activity).map(|(id, _)| id.clone()) {
             if let Some(stream) = self.open.remove(&id) {
                 stream.task.abort();
+                self.remember(&id, stream.shared.handled.get(), Instant::now());
             }
+        }
+    }
+
+    /// Asks the least recently active idle stream that is not already closing to close; returns
+    /// whether there was one.
+    fn close_least_recent_idle(&mut self) -> bool {
+        let candidate = self
+            .open
+            .values()
+            .filter(|s| s.shared.idle.get() && !s.shared.closing.get())
+            .min_by_key(|s| s.last_activity);
+        match candidate {
+            Some(stream) => {
+                stream.shared.closing.set(true);
+                stream.shared.close.notify_one();
+                true
+            }
+            None => false,
         }
     }
 
@@ -132,6 +266,7 @@ impl SessionStreams {
         for (_, stream) in self.open.drain() {
             stream.task.abort();
         }
+        self.waiting.clear();
     }
 }
 
@@ -155,7 +290,10 @@ impl Sessions {
         shutdown: Shutdown,
         stream_context: StreamContext,
     ) -> Self {
-        Self { streams, metrics: Rc::clone(&stream_context.metrics), registry, client, shutdown, stream_context }
+        let sessions =
+            Self { streams, metrics: Rc::clone(&stream_context.metrics), registry, client, shutdown, stream_context };
+        sessions.refresh_gauges();
+        sessions
     }
 
     /// The open streams, for the operator views and tests.
@@ -170,10 +308,85 @@ impl Sessions {
 
     /// Evicts idle streams and refreshes the open-streams gauge (the periodic sweep).
     pub fn sweep_idle(&self) {
-        let mut streams = self.streams.borrow_mut();
-        let evicted = streams.sweep(Instant::now());
+        let evicted = self.streams.borrow_mut().sweep(Instant::now());
         self.metrics.add(Stat::StreamEvictions, evicted as u64);
-        self.metrics.set_gauge(Stat::SessionStreams, streams.len() as u64);
+        self.pump();
+    }
+
+    /// The stream budget now (lowered for a while after a 429).
+    pub fn budget(&self) -> usize {
+        self.streams.borrow().budget(Instant::now())
+    }
+
+    /// Cloud refused a stream open with 429: no new stream opens until one closes, for a while.
+    fn rate_limited(&self) {
+        self.metrics.increment(Stat::SessionStreamRateLimits);
+        let now = Instant::now();
+        let mut streams = self.streams.borrow_mut();
+        // Once per window: several streams refused at the same moment lower it once, to what
+        // was open then less one.
+        let recently = streams.lowered.is_some_and(|(_, until)| now + LOWERED_FOR - until < LOWER_AGAIN_AFTER);
+        if !recently {
+            // What Cloud actually holds for us: the open streams it has not refused.
+            let connected = streams.open.values().filter(|s| !s.shared.refused.get()).count();
+            let lowered = connected.max(1).min(streams.budget(now));
+            streams.lowered = Some((lowered, now + LOWERED_FOR));
+        }
+        drop(streams);
+        self.refresh_gauges();
+    }
+
+    /// A stream task ended: its slot goes to the next waiting chat.
+    fn stream_ended(&self, binding_id: &SmolStr, generation: u64) {
+        {
+            let mut streams = self.streams.borrow_mut();
+            if streams.open.get(binding_id).is_some_and(|s| s.generation == generation) {
+                if let Some(stream) = streams.open.remove(binding_id) {
+                    streams.remember(binding_id, stream.shared.handled.get(), Instant::now());
+                    streams.save();
+                }
+            }
+        }
+        self.pump();
+    }
+
+    /// Opens streams for waiting chats while the budget allows; when it does not, asks the
+    /// least recently used idle stream to make room.
+    fn pump(&self) {
+        if !self.shutdown.is_draining() {
+            loop {
+                let next = {
+                    let mut streams = self.streams.borrow_mut();
+                    let budget = streams.budget(Instant::now());
+                    if streams.waiting.is_empty() {
+                        None
+                    } else if streams.open.len() < budget {
+                        streams.waiting.pop_front()
+                    } else {
+                        let closing = streams.open.values().filter(|s| s.shared.closing.get()).count();
+                        if closing < streams.waiting.len() {
+                            streams.close_least_recent_idle();
+                        }
+                        None
+                    }
+                };
+                let Some(waiting) = next else { break };
+                self.open_stream(waiting.binding, &waiting.provider_id);
+            }
+        }
+        self.refresh_gauges();
+    }
+
+    fn refresh_gauges(&self) {
+        let streams = self.streams.borrow();
+        self.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
+        self.metrics.set_gauge(Stat::SessionStreamsWaiting, streams.waiting.len() as u64);
+        self.metrics.set_gauge(Stat::SessionStreamBudget, streams.budget(Instant::now()) as u64);
+    }
+
+    /// The newest cursor this process knows for a binding; see [`SessionStreams::known_cursor`].
+    pub fn known_cursor(&self, binding_id: &str) -> Option<u64> {
+        self.streams.borrow().known_cursor(binding_id)
     }
 
     /// Stops every stream (the state file keeps them for the next start) and writes a pending
@@ -189,43 +402,97 @@ impl Sessions {
     }
 }
 
-fn ensure(sessions: &Sessions, binding: SessionBindingRecord, provider_id: &str) {
-    let client = Rc::clone(&sessions.client);
+fn ensure(sessions: &Sessions, mut binding: SessionBindingRecord, provider_id: &str) {
     let now = Instant::now();
-    let mut streams = sessions.streams.borrow_mut();
-    if let Some(stream) = streams.open.get_mut(&binding.binding_id) {
-        if !stream.task.is_finished() {
-            stream.last_activity = now;
+    {
+        let mut streams = sessions.streams.borrow_mut();
+        let mut evicted = 0;
+        if let Some(stream) = streams.open.get_mut(&binding.binding_id) {
+            if !stream.task.is_finished() && !stream.shared.closing.get() {
+                stream.last_activity = now;
+                stream.shared.wanted_at.set(Some(now));
+                stream.shared.idle.set(false);
+                return;
+            }
+            // A closing stream hands over: the new one starts where it got to.
+            let handled = stream.shared.handled.get();
+            binding.last_event_sequence = binding.last_event_sequence.max(handled);
+        }
+        if let Some((known, _)) = streams.recent.get(&binding.binding_id) {
+            binding.last_event_sequence = binding.last_event_sequence.max(*known);
+        }
+        if let Some(waiting) = streams.waiting.iter_mut().find(|w| w.binding.binding_id == binding.binding_id) {
+            waiting.binding.last_event_sequence = waiting.binding.last_event_sequence.max(binding.last_event_sequence);
+            return;
+        }
+        evicted += streams.sweep(now);
+        // Only while the budget was lowered below what is open: the hard table cap.
+        while streams.open.len() >= MAX_STREAMS {
+            streams.evict_least_recent();
+            evicted += 1;
+        }
+        sessions.metrics.add(Stat::StreamEvictions, evicted as u64);
+        let budget = streams.budget(now);
+        let replacing = streams.open.contains_key(&binding.binding_id);
+        if !replacing && streams.open.len() >= budget {
+            if streams.waiting.len() >= MAX_WAITING {
+                if let Some(dropped) = streams.waiting.pop_front() {
+                    tracing::warn!(binding = %dropped.binding.binding_id, "too many chats wait for a session stream; the oldest is read on its next message");
+                }
+            }
+            streams.waiting.push_back(Waiting { binding, provider_id: SmolStr::new(provider_id) });
+            drop(streams);
+            sessions.pump();
             return;
         }
     }
-    let mut evicted = streams.sweep(now);
-    while streams.open.len() >= MAX_STREAMS {
-        streams.evict_least_recent();
-        evicted += 1;
+    sessions.open_stream(binding, provider_id);
+    sessions.refresh_gauges();
+}
+
+impl Sessions {
+    fn open_stream(&self, binding: SessionBindingRecord, provider_id: &str) {
+        let client = Rc::clone(&self.client);
+        let now = Instant::now();
+        let mut streams = self.streams.borrow_mut();
+        let generation = streams.next_generation;
+        streams.next_generation += 1;
+        let shared = Rc::new(StreamShared::default());
+        shared.persisted.set(binding.last_event_sequence);
+        shared.handled.set(binding.last_event_sequence);
+        shared.wanted_at.set(Some(now));
+        let entry = OpenStreamEntry::new(&binding, provider_id);
+        let task = tokio::task::spawn_local(run_stream(
+            self.clone(),
+            client,
+            binding.clone(),
+            SmolStr::new(provider_id),
+            Rc::clone(&shared),
+            generation,
+            streams.idle_close,
+        ));
+        if let Some(old) = streams
+            .open
+            .insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, shared, generation })
+        {
+            // The old stream is closing; it flushes its cursor and ends on its own.
+            old.shared.closing.set(true);
+            old.shared.close.notify_one();
+        }
+        streams.recent.remove(&binding.binding_id);
+        streams.save();
     }
-    sessions.metrics.add(Stat::StreamEvictions, evicted as u64);
-    let cursor = Rc::new(std::cell::Cell::new(binding.last_event_sequence));
-    let entry = OpenStreamEntry::new(&binding, provider_id);
-    let task = tokio::task::spawn_local(run_stream(
-        sessions.clone(),
-        client,
-        binding.clone(),
-        SmolStr::new(provider_id),
-        Rc::clone(&cursor),
-    ));
-    streams.open.insert(binding.binding_id.clone(), OpenStream { entry, last_activity: now, task, cursor });
-    streams.save();
-    sessions.metrics.set_gauge(Stat::SessionStreams, streams.open.len() as u64);
 }
 
 /// The binding's persisted cursor and last provider message id.
 struct Cursor {
-    persisted: Rc<std::cell::Cell<u64>>,
+    shared: Rc<StreamShared>,
     workspace: u64,
     last_chat_message_id: Option<String>,
-    /// A sequence rendered-as-nothing that still has to be written.
+    /// A handled sequence that still has to be written.
     pending: Option<u64>,
+    /// The pending sequence includes a rendered (or skipped) event.
+    pending_rendered: bool,
     last_write: Instant,
 }
 
@@ -237,9 +504,10 @@ impl Cursor {
             with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())).await;
         match written {
             Ok(CursorUpdate::Updated(binding) | CursorUpdate::Stale(binding)) => {
-                self.persisted.set(binding.last_event_sequence.max(sequence));
+                self.shared.persisted.set(binding.last_event_sequence.max(sequence));
                 self.workspace = binding.last_workspace_sequence;
                 self.pending = None;
+                self.pending_rendered = false;
             }
             Ok(CursorUpdate::NotFound) | Err(_) => {
                 // The stream itself resumes from its own cursor; only a restart would replay.
@@ -257,12 +525,36 @@ impl Cursor {
     }
 }
 
+/// Whether an event opens or settles an approval or question: the stream stays open while one
+/// is pending, since its answer produces events to render.
+fn pending_change(event: &SessionEvent) -> Option<(bool, String)> {
+    let opens = match event.event_type.as_str() {
+        "permission.requested" | "question.asked" => true,
+        "permission.resolved" | "question.resolved" => false,
+        _ => return None,
+    };
+    let payload = &event.payload;
+    let id = ["id", "permissionId", "requestId"].iter().find_map(|k| payload.get(*k).and_then(|v| v.as_str()));
+    Some((opens, id.unwrap_or("").to_owned()))
+}
+
+/// Why a stream's loop ended.
+#[derive(PartialEq, Eq)]
+enum StreamEnd {
+    /// Idle, or asked to make room: flush the cursor and free the slot.
+    Closed,
+    /// Drain, the reader gone, or the channel unregistered.
+    Stopped,
+}
+
 async fn run_stream(
     sessions: Sessions,
     client: Rc<CloudClient>,
     binding: SessionBindingRecord,
     provider_id: SmolStr,
-    persisted: Rc<std::cell::Cell<u64>>,
+    shared: Rc<StreamShared>,
+    generation: u64,
+    idle_close: Duration,
 ) {
     let _work = sessions.shutdown.work_guard();
     let mut drain = sessions.shutdown.signal();
@@ -275,33 +567,81 @@ async fn run_stream(
         tokio::task::spawn_local(async move { follow_session_events(&context, &client, id, start, tx).await })
     };
     let mut cursor = Cursor {
-        persisted,
+        shared: Rc::clone(&shared),
         workspace: binding.last_workspace_sequence,
         last_chat_message_id: binding.last_chat_message_id.clone(),
         pending: None,
+        pending_rendered: false,
         last_write: Instant::now(),
     };
     let mut state = RenderState::default();
-    loop {
+    // Approvals and questions waiting for an answer (bounded; an overflow keeps the stream open
+    // until the quiet close anyway).
+    let mut pending_answers: HashSet<String> = HashSet::new();
+    // When the session last reported `session.idle` (and nothing arrived since).
+    let mut idle_since: Option<Instant> = None;
+    let mut last_event = Instant::now();
+    let end = loop {
+        let closable = pending_answers.is_empty();
+        let close_at = match idle_since {
+            Some(since) if closable => Some(since + idle_close),
+            _ if closable => Some(last_event + QUIET_CLOSE),
+            _ => None,
+        };
+        shared.idle.set(closable && idle_since.is_some());
         let item = tokio::select! {
             item = items.recv() => item,
-            _ = tokio::time::sleep(CURSOR_COALESCE), if cursor.pending.is_some() => {
+            _ = tokio::time::sleep(if cursor.pending_rendered { RENDERED_SETTLE } else { CURSOR_COALESCE }), if cursor.pending.is_some() => {
                 cursor.flush(&sessions, &client, &binding.binding_id).await;
                 continue;
             }
+            _ = tokio::time::sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
+                // A prompt or interaction asked for this stream after the session went idle:
+                // its events are still to come.
+                let since = idle_since.unwrap_or(last_event);
+                if shared.wanted_at.get().is_some_and(|wanted| wanted > since) {
+                    idle_since = None;
+                    last_event = Instant::now();
+                    continue;
+                }
+                sessions.metrics.increment(Stat::SessionStreamIdleCloses);
+                break StreamEnd::Closed;
+            }
+            _ = shared.close.notified() => break StreamEnd::Closed,
             _ = drain.started() => None,
         };
-        let Some(item) = item else { break };
+        let Some(item) = item else { break StreamEnd::Stopped };
+        shared.refused.set(false);
         match item {
+            SessionStreamItem::RateLimited(_) => {
+                shared.refused.set(true);
+                sessions.rate_limited();
+                continue;
+            }
             SessionStreamItem::CursorJump(sequence) => {
+                shared.handled.set(sequence);
                 cursor.persist(&sessions, &client, &binding.binding_id, sequence).await
             }
             SessionStreamItem::Event(event) => {
+                last_event = Instant::now();
+                idle_since = None;
+                if let Some((opens, id)) = pending_change(&event) {
+                    if opens && pending_answers.len() < MAX_PENDING {
+                        pending_answers.insert(id);
+                    } else if !opens {
+                        pending_answers.remove(&id);
+                    }
+                }
+                // A rendered event's cursor is written before anything else may render, so at
+                // most the end-of-turn events ride along with it.
+                if cursor.pending_rendered && !matches!(event.event_type.as_str(), "session.idle" | "session.status") {
+                    cursor.flush(&sessions, &client, &binding.binding_id).await;
+                }
                 let registration = sessions
                     .registry
                     .get(&provider_id)
                     .and_then(|r| Some((r.channel()?, r.config.runtime_id(), r.config.runtime_kind())));
-                let Some((provider, runtime_id, runtime_kind)) = registration else { break };
+                let Some((provider, runtime_id, runtime_kind)) = registration else { break StreamEnd::Stopped };
                 let target = ChannelTarget {
                     provider: runtime_id,
                     provider_kind: runtime_kind.into(),
@@ -343,32 +683,49 @@ async fn run_stream(
                     };
                     sessions.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
                 }
+                shared.handled.set(event.sequence);
                 match rendered {
                     Ok(rendered) if rendered.handled => {
                         if rendered.last_chat_message_id.is_some() {
                             cursor.last_chat_message_id = rendered.last_chat_message_id;
                         }
-                        cursor.persist(&sessions, &client, &binding.binding_id, event.sequence).await;
-                    }
-                    Ok(_) => {
                         cursor.pending = Some(event.sequence);
-                        if cursor.last_write.elapsed() >= CURSOR_COALESCE {
-                            cursor.flush(&sessions, &client, &binding.binding_id).await;
-                        }
+                        cursor.pending_rendered = true;
                     }
+                    Ok(_) => cursor.pending = Some(event.sequence),
                     Err(error) => {
                         sessions.metrics.increment(Stat::Errors);
                         sessions.metrics.increment(Stat::DroppedSessionEvents);
                         sessions.metrics.increment(Stat::SessionRenderDeadLetters);
                         tracing::warn!(sequence = event.sequence, event_type = %event.event_type, attempts = attempt, error = %crate::config::redact::redact_text(&error.message), "session event skipped after failed renders");
-                        cursor.persist(&sessions, &client, &binding.binding_id, event.sequence).await;
+                        cursor.pending = Some(event.sequence);
+                        cursor.pending_rendered = true;
                     }
+                }
+                if event.event_type == "session.idle" {
+                    idle_since = Some(Instant::now());
+                }
+                // One cursor write per rendered turn (§8.16 as amended by §8.22): the end of a turn
+                // writes at once; a rendered (or skipped) event waits at most RENDERED_SETTLE for
+                // the turn to end, and is written before any later event may render, so a crash
+                // can repeat no more than it could before; events that render nothing are
+                // coalesced to one write a second.
+                let write_now = items.is_empty()
+                    && (idle_since.is_some()
+                        || (!cursor.pending_rendered && cursor.last_write.elapsed() >= CURSOR_COALESCE));
+                if write_now {
+                    cursor.flush(&sessions, &client, &binding.binding_id).await;
                 }
             }
         }
-    }
-    cursor.flush(&sessions, &client, &binding.binding_id).await;
+    };
+    // Free the Cloud slot first, then write what is left of the cursor.
     follower.abort();
+    shared.closing.set(true);
+    cursor.flush(&sessions, &client, &binding.binding_id).await;
+    if end == StreamEnd::Closed || !sessions.shutdown.is_draining() {
+        sessions.stream_ended(&binding.binding_id, generation);
+    }
 }
 
 /// Reopens the streams a previous run left open, each from its current Cloud cursor.
@@ -450,7 +807,8 @@ mod tests {
                 entry: entry(id),
                 last_activity: Instant::now(),
                 task,
-                cursor: Rc::new(std::cell::Cell::new(0)),
+                shared: Rc::new(StreamShared::default()),
+                generation: 0,
             },
         );
     }

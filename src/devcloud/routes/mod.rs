@@ -102,6 +102,7 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
     let Ok(route) = match_table(ROUTES, &parts.method, parts.uri.path()) else {
         return policy_error(403, "Workspace action is not authorized.", "authorization.action_unknown");
     };
+    *cloud.calls.borrow_mut().entry(route.fault_key()).or_insert(0) += 1;
     let route_latency = cloud.faults.borrow().latency_of(route.fault_key());
     if !route_latency.is_zero() {
         tokio::time::sleep(route_latency).await;
