@@ -130,8 +130,9 @@ pub enum ChannelSettings {
     Telegram(telegram::TelegramSettings),
     #[cfg(feature = "slack")]
     Slack(slack::SlackSettings),
+    /// Boxed: in an e-mail-only build it would be the one large variant.
     #[cfg(feature = "email")]
-    Email(email::EmailSettings),
+    Email(Box<email::EmailSettings>),
     /// The generic webhook and the three bridges: one implementation, the kind inside.
     #[cfg(any(feature = "webhook", feature = "bridges"))]
     Webhook(webhook::WebhookSettings),
@@ -177,7 +178,7 @@ impl ChannelSettings {
             ProviderKind::Email if enabled => {
                 let parsed = email::EmailSettings::parse(id, credentials, settings)?;
                 #[cfg(feature = "email")]
-                return Ok(Self::Email(parsed));
+                return Ok(Self::Email(Box::new(parsed)));
                 #[cfg(not(feature = "email"))]
                 {
                     drop(parsed);
