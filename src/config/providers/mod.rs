@@ -796,6 +796,34 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "email")]
+    #[test]
+    fn email_shortcuts_get_the_global_smtp_timeout_and_ca_file() {
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_GATEWAY_EMAIL_INBOUND_SECRET", "relay-secret"),
+            ("OPEN_COWORK_GATEWAY_EMAIL_FROM", "Agent <agent@example.com>"),
+            ("OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST", "smtp.example.com"),
+            ("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "50"),
+            ("OPEN_COWORK_GATEWAY_CA_FILE", "/etc/ca.pem"),
+        ]);
+        let providers = resolve_providers(&env, &json!({}), &context()).unwrap();
+        let ChannelSettings::Email(settings) = &providers[0].channel else {
+            panic!("email settings expected, got {:?}", providers[0].channel)
+        };
+        assert_eq!(settings.smtp_timeout, std::time::Duration::from_millis(100), "clamped like timeouts.smtpMs");
+        assert_eq!(settings.ca_file.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert_eq!(settings.from_address, "agent@example.com");
+        let json = json!({"timeouts": {"smtpMs": 7000}});
+        let env = Env::from_pairs([
+            ("OPEN_COWORK_GATEWAY_EMAIL_INBOUND_SECRET", "relay-secret"),
+            ("OPEN_COWORK_GATEWAY_EMAIL_FROM", "agent@example.com"),
+            ("OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST", "smtp.example.com"),
+        ]);
+        let providers = resolve_providers(&env, &json, &context()).unwrap();
+        let ChannelSettings::Email(settings) = &providers[0].channel else { panic!("email settings expected") };
+        assert_eq!((settings.smtp_timeout.as_millis(), settings.ca_file.is_none()), (7000, true));
+    }
+
     #[cfg(feature = "telegram")]
     #[test]
     fn telegram_shortcuts_become_typed_settings_with_the_gateway_public_url() {

@@ -105,7 +105,10 @@ impl EmailProvider {
     pub fn new(id: SmolStr, settings: &EmailSettings) -> Result<Self, String> {
         let smtp = Smtp::new(settings)?;
         let loopback = crate::config::urls::is_loopback_host(&settings.smtp_host);
-        let plaintext_warning = (settings.allow_plaintext && !loopback && !settings.smtp_secure).then(|| {
+        // With credentials TLS is always required (see `Smtp::new`), so only then is there no risk.
+        let may_be_plain =
+            settings.allow_plaintext && !loopback && !settings.smtp_secure && settings.smtp_username.is_none();
+        let plaintext_warning = may_be_plain.then(|| {
             format!(
                 "SMTP to {} may run without TLS (smtpAllowPlaintext): replies cross the network in clear text \
                  when the server offers no STARTTLS.",
