@@ -20,12 +20,19 @@ Usage: open-cowork-gateway setup [options]
   --mode remote|local             remote Cloud (default) or a Cloud on this machine (http://127.0.0.1:8787)
   --cloud-url URL                 the Cloud URL (required for remote)
   --service-token TOKEN           the gateway-scoped Cloud token (required)
-  --provider KIND                 telegram (default), slack, fake, webhook, discord, whatsapp or signal
+  --provider KIND                 telegram (default), slack, email, fake, webhook, discord, whatsapp or signal
   --telegram-mode polling|webhook default polling
   --telegram-bot-token TOKEN      from BotFather (required for telegram)
   --telegram-webhook-secret S     generated when webhook mode needs one and none is given
   --slack-bot-token TOKEN         the app's bot token, xoxb-… (required for slack)
   --slack-signing-secret S        the app's signing secret (required for slack)
+  --email-from ADDRESS            the reply sender, agent@example.com or Agent <agent@example.com> (required for email)
+  --smtp-host HOST                the SMTP server replies go through (required for email)
+  --smtp-port PORT                default 465 with --smtp-secure, else 25 (STARTTLS is required unless the host is loopback)
+  --smtp-secure                   implicit TLS from the first byte (port 465)
+  --smtp-username USER            SMTP AUTH PLAIN user (sent over TLS only)
+  --smtp-password PASSWORD        SMTP AUTH PLAIN password
+  --inbound-secret S              the secret the mail relay presents; generated when not given
   --public-url URL                public HTTPS URL of this gateway (required for webhook mode and slack)
   --delivery-url URL              the relay's HTTPS URL (required for webhook and the bridges)
   --shared-secret S               the relay's signing secret; generated when not given
@@ -63,6 +70,15 @@ pub struct SetupOptions {
     pub slack: bool,
     pub slack_bot_token: Option<String>,
     pub slack_signing_secret: Option<String>,
+    /// `--provider email` (then `telegram` is false).
+    pub email: bool,
+    pub email_from: Option<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<String>,
+    pub smtp_secure: bool,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub inbound_secret: Option<String>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
     pub output: PathBuf,
@@ -92,6 +108,14 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
         slack: false,
         slack_bot_token: None,
         slack_signing_secret: None,
+        email: false,
+        email_from: None,
+        smtp_host: None,
+        smtp_port: None,
+        smtp_secure: false,
+        smtp_username: None,
+        smtp_password: None,
+        inbound_secret: None,
         public_url: None,
         admin_token: None,
         output: PathBuf::from("/etc/open-cowork/gateway.env"),
@@ -124,14 +148,13 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
                 let kind = value()?;
                 options.telegram = kind == "telegram";
                 options.slack = kind == "slack";
+                options.email = kind == "email";
                 options.relay = match kind.as_str() {
-                    "telegram" | "slack" | "fake" => None,
+                    "telegram" | "slack" | "email" | "fake" => None,
                     "webhook" | "discord" | "whatsapp" | "signal" => ProviderKind::parse(&kind),
-                    _ => {
-                        return Err(usage(
-                            "--provider must be one of: telegram, slack, fake, webhook, discord, whatsapp, signal",
-                        ))
-                    }
+                    _ => return Err(usage(
+                        "--provider must be one of: telegram, slack, email, fake, webhook, discord, whatsapp, signal",
+                    )),
                 }
             }
             "--telegram-mode" => {
@@ -147,6 +170,13 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
             "--telegram-webhook-secret" => options.telegram_webhook_secret = Some(value()?),
             "--slack-bot-token" => options.slack_bot_token = Some(value()?),
             "--slack-signing-secret" => options.slack_signing_secret = Some(value()?),
+            "--email-from" => options.email_from = Some(value()?),
+            "--smtp-host" => options.smtp_host = Some(value()?),
+            "--smtp-port" => options.smtp_port = Some(value()?),
+            "--smtp-secure" => options.smtp_secure = true,
+            "--smtp-username" => options.smtp_username = Some(value()?),
+            "--smtp-password" => options.smtp_password = Some(value()?),
+            "--inbound-secret" => options.inbound_secret = Some(value()?),
             "--public-url" => options.public_url = Some(value()?),
             "--delivery-url" => options.delivery_url = Some(value()?),
             "--shared-secret" => options.shared_secret = Some(value()?),
@@ -189,13 +219,38 @@ fn unavailable_provider(kind: ProviderKind, compiled_in: bool) -> Option<SetupEr
     })
 }
 
+/// E-mail's flags, checked as `check-config` will check the file (providers.md §3.3).
+fn check_email(options: &SetupOptions) -> Result<(), SetupError> {
+    let from =
+        options.email_from.as_deref().ok_or_else(|| usage("--email-from is required for the email provider."))?;
+    if crate::config::providers::email::parse_address(from).is_none() || from.contains(['\r', '\n']) {
+        return Err(usage(
+            "--email-from must contain an address, e.g. agent@example.com or \"Agent <agent@example.com>\".",
+        ));
+    }
+    let host = options.smtp_host.as_deref().ok_or_else(|| usage("--smtp-host is required for the email provider."))?;
+    if host.trim().is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+        return Err(usage("--smtp-host must be a host name, e.g. smtp.example.com."));
+    }
+    if let Some(port) = &options.smtp_port {
+        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(usage("--smtp-port must be from 1 to 65535."));
+        }
+    }
+    if options.smtp_password.is_some() && options.smtp_username.is_none() {
+        return Err(usage("--smtp-password needs --smtp-username."));
+    }
+    Ok(())
+}
+
 /// The env file's text.
 pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
-    let kind = match (options.relay, options.telegram, options.slack) {
-        (Some(relay), _, _) => relay,
-        (None, true, _) => ProviderKind::Telegram,
-        (None, false, true) => ProviderKind::Slack,
-        (None, false, false) => ProviderKind::Fake,
+    let kind = match (options.relay, options.telegram, options.slack, options.email) {
+        (Some(relay), _, _, _) => relay,
+        (None, true, _, _) => ProviderKind::Telegram,
+        (None, false, true, _) => ProviderKind::Slack,
+        (None, false, false, true) => ProviderKind::Email,
+        (None, false, false, false) => ProviderKind::Fake,
     };
     if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
         return Err(error);
@@ -222,8 +277,13 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
             "--slack-signing-secret is required for the Slack provider (Basic Information → Signing Secret).",
         ));
     }
+    if options.email {
+        check_email(options)?;
+    }
     // Slack posts events to this gateway, like Telegram in webhook mode: it must be reachable.
-    let inbound_requests = webhook || options.slack;
+    // A mail relay may run on this machine (a Postfix pipe), so e-mail listens publicly only
+    // when a public URL is given.
+    let inbound_requests = webhook || options.slack || (options.email && options.public_url.is_some());
     let public_url = match (&options.public_url, inbound_requests) {
         (Some(url), _) => Some(normalize_public_https_url(url).map_err(|problem| match problem {
             PublicUrlProblem::Invalid => {
@@ -291,6 +351,19 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
         set("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", if webhook { "webhook" } else { "polling" });
         set("OPEN_COWORK_GATEWAY_TELEGRAM_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
         set("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", &secret);
+    } else if options.email {
+        let secret = match &options.inbound_secret {
+            Some(secret) => secret.clone(),
+            None => generate_secret()?,
+        };
+        set("OPEN_COWORK_GATEWAY_EMAIL_INBOUND_SECRET", &secret);
+        set("OPEN_COWORK_GATEWAY_EMAIL_CHANNEL_BINDING_ID", "email");
+        set("OPEN_COWORK_GATEWAY_EMAIL_FROM", options.email_from.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST", options.smtp_host.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_PORT", options.smtp_port.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_SECURE", if options.smtp_secure { "true" } else { "false" });
+        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_USERNAME", options.smtp_username.as_deref().unwrap_or_default());
+        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_PASSWORD", options.smtp_password.as_deref().unwrap_or_default());
     } else if options.slack {
         set("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN", options.slack_bot_token.as_deref().unwrap_or_default());
         set("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET", options.slack_signing_secret.as_deref().unwrap_or_default());
@@ -380,7 +453,7 @@ mod tests {
         assert_eq!(parse(&args(&["--mode", "cluster"])).unwrap_err(), usage("--mode must be one of: remote, local"));
         assert_eq!(
             parse(&args(&["--provider", "irc"])).unwrap_err(),
-            usage("--provider must be one of: telegram, slack, fake, webhook, discord, whatsapp, signal")
+            usage("--provider must be one of: telegram, slack, email, fake, webhook, discord, whatsapp, signal")
         );
         assert_eq!(parse(&args(&["--cloud-url"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["--cloud-url", "--print"])).unwrap_err(), usage("--cloud-url requires a value."));
@@ -424,6 +497,26 @@ mod tests {
             render(&http).unwrap_err(),
             usage("--public-url must be HTTPS for Telegram webhook mode and Slack.")
         );
+    }
+
+    #[cfg(feature = "email")]
+    #[test]
+    fn email_needs_a_from_address_and_an_smtp_host_and_generates_the_relay_secret() {
+        let base = ["--cloud-url", "https://c.example.com", "--service-token", "occ_x_y", "--provider", "email"];
+        let with = |extra: &[&str]| render(&parse(&args(&[&base[..], extra].concat())).unwrap());
+        assert!(with(&[]).unwrap_err().to_string().starts_with("--email-from is required"));
+        assert!(with(&["--email-from", "Agent"]).unwrap_err().to_string().starts_with("--email-from must contain"));
+        let from = ["--email-from", "Agent <agent@example.com>"];
+        assert!(with(&from).unwrap_err().to_string().starts_with("--smtp-host is required"));
+        let host = [&from[..], &["--smtp-host", "smtp.example.com"]].concat();
+        assert!(with(&[&host[..], &["--smtp-port", "0"]].concat()).unwrap_err().to_string().contains("--smtp-port"));
+        let text = with(&host).unwrap();
+        assert!(text.contains("OPEN_COWORK_GATEWAY_EMAIL_FROM=Agent <agent@example.com>\n"), "{text}");
+        assert!(text.contains("OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST=smtp.example.com\n"));
+        assert!(text.contains("OPEN_COWORK_GATEWAY_HOST=127.0.0.1\n"), "a local relay by default");
+        let secret = text.lines().find_map(|l| l.strip_prefix("OPEN_COWORK_GATEWAY_EMAIL_INBOUND_SECRET=")).unwrap();
+        assert!(secret.len() >= 40, "generated: {secret}");
+        assert!(!text.contains("TELEGRAM") && !text.contains("SLACK"));
     }
 
     #[cfg(feature = "slack")]

@@ -120,11 +120,13 @@ fn disabled_entries_of_any_kind_load_and_are_shown() {
     assert_eq!(providers[1]["credentials"]["signingSecret"], "[redacted]");
 }
 
-/// `run` goes through the same load as `check-config`: a kind this build cannot run stops it
-/// with exit 78 and the same single line, before any socket is opened.
+/// `run` goes through the same load as `check-config`: an entry the provider could not be built
+/// from (an e-mail `from` without an address) stops it with exit 78 and the same single line,
+/// before any socket is opened. (Every kind is implemented now; the "not compiled in" message is
+/// pinned by the unit tests of `config::providers`, since the default build has every feature.)
 #[test]
-fn an_unimplemented_kind_stops_run_with_exit_78() {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/provider-kind-not-implemented.env");
+fn an_unbuildable_entry_stops_run_with_exit_78() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/email-from-not-an-address.env");
     let text = std::fs::read_to_string(&case).unwrap();
     let env = parse_env_file(&text).unwrap();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -133,8 +135,8 @@ fn an_unimplemented_kind_stops_run_with_exit_78() {
     assert_eq!(output.status.code(), Some(78));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "open-cowork-gateway: configuration error: Gateway provider email-team (kind email) is not implemented in this \
-         build of open-cowork-gateway; remove it or disable it (\"enabled\": false).\n"
+        "open-cowork-gateway: configuration error: Gateway provider email-team requires a valid from address \
+         (OPEN_COWORK_GATEWAY_EMAIL_FROM), e.g. agent@example.com or \"Agent <agent@example.com>\".\n"
     );
 }
 

@@ -58,6 +58,39 @@ fn every_setup_combination_passes_check_config() {
         ("local-telegram-webhook", [&["--mode", "local"][..], &token, &telegram, &webhook].concat()),
         ("local-fake", [&["--mode", "local", "--provider", "fake"][..], &token].concat()),
         (
+            "remote-email",
+            [
+                &cloud[..],
+                &token,
+                &[
+                    "--provider",
+                    "email",
+                    "--email-from",
+                    "Agent <agent@example.com>",
+                    "--smtp-host",
+                    "smtp.example.com",
+                ],
+                &["--smtp-port", "587", "--smtp-username", "agent", "--smtp-password", "smtp-password-0123"],
+            ]
+            .concat(),
+        ),
+        (
+            "local-email-public-secure-given-secret",
+            [
+                &["--mode", "local"][..],
+                &token,
+                &["--provider", "email", "--email-from", "agent@example.com", "--smtp-host", "smtp.example.com"],
+                &[
+                    "--smtp-secure",
+                    "--inbound-secret",
+                    "relay-inbound-0123456789",
+                    "--public-url",
+                    "https://mail.example.com",
+                ],
+            ]
+            .concat(),
+        ),
+        (
             "remote-webhook",
             [&cloud[..], &token, &["--provider", "webhook", "--delivery-url", "https://relay.example.com/in"]].concat(),
         ),

@@ -4,6 +4,8 @@
 //! one line in `build`.
 
 pub mod cli;
+#[cfg(feature = "email")]
+pub mod email;
 pub mod fake;
 #[cfg(feature = "slack")]
 pub mod slack;
@@ -100,6 +102,8 @@ impl ProviderFactory {
                     Err("The slack provider needs the Cloud client's HTTPS connection, which is not attached.".into())
                 }
             },
+            #[cfg(feature = "email")]
+            ChannelSettings::Email(settings) => Ok(Rc::new(email::EmailProvider::new(config.id.clone(), settings)?)),
             #[cfg(any(feature = "webhook", feature = "bridges"))]
             ChannelSettings::Webhook(settings) => {
                 let mut options = self.webhook_retry.clone();

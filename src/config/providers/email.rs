@@ -1,0 +1,289 @@
+//! E-mail's settings (providers.md §3.3), checked and typed once while the configuration loads,
+//! and the address grammar of §6.2.3, which both the `from` check here and the inbound mapping
+//! (`providers/email/inbound.rs`) use.
+//!
+//! The spec's rules (attachment cap, `inboundSecret`, `from`, `smtpHost`) run in
+//! `normalize_provider` in its order; this module adds what the provider's construction checked
+//! upstream (a `from` with a valid address) and the project's own rules: the port is a number
+//! from 1 to 65535, a plain-text SMTP connection (no TLS at all, not even STARTTLS) is allowed
+//! only to a loopback host or with `settings.smtpAllowPlaintext`, and a private CA for the SMTP
+//! server (`settings.smtpCaFile`, else `OPEN_COWORK_GATEWAY_CA_FILE`) must be a readable PEM file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{credential, provider_error, setting_text};
+use crate::config::env::{parse_bool, parse_integer};
+use crate::config::secret::Secret;
+use crate::config::urls::is_loopback_host;
+use crate::config::ConfigError;
+
+/// `settings.subject` when unset or blank.
+pub const DEFAULT_SUBJECT: &str = "Open Cowork update";
+/// The spec's `maxFileBytes` ceiling for inbound attachments (`min(15728640, maxAttachmentBytes)`).
+pub const MAX_FILE_BYTES: usize = 15 * 1024 * 1024;
+/// `timeouts.smtpMs` default; the real value is filled in by `resolve_providers`.
+pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One mailbox the gateway receives for (through a relay) and answers from (over SMTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSettings {
+    /// `credentials.inboundSecret`: the relay presents it in a header on every POST.
+    pub inbound_secret: Secret,
+    /// `credentials.smtpPassword` (AUTH PLAIN, only ever over TLS).
+    pub smtp_password: Option<Secret>,
+    /// `settings.from` as configured: the `From:` header (`Agent <agent@example.com>` allowed).
+    pub from: String,
+    /// The address inside `from`: the envelope sender (`MAIL FROM`), §6.4.1's recommendation.
+    pub from_address: String,
+    pub smtp_host: String,
+    /// `settings.smtpPort`, else 465 with implicit TLS, else 25.
+    pub smtp_port: u16,
+    /// `settings.smtpSecure`: implicit TLS from the first byte; otherwise STARTTLS.
+    pub smtp_secure: bool,
+    /// `settings.smtpUsername`: enables AUTH PLAIN.
+    pub smtp_username: Option<String>,
+    /// Whether the connection may stay plain text when the server offers no STARTTLS: only to a
+    /// loopback host, or with `settings.smtpAllowPlaintext` (the provider warns at start).
+    pub allow_plaintext: bool,
+    /// `settings.subject` trimmed, or [`DEFAULT_SUBJECT`].
+    pub subject: String,
+    /// Inbound attachments larger than this are refused (`min(15 MiB, maxAttachmentBytes)`).
+    pub max_file_bytes: usize,
+    /// `timeouts.smtpMs` (`OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS`).
+    pub smtp_timeout: Duration,
+    /// PEM certificates trusted for the SMTP server besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl EmailSettings {
+    /// Checks a normalised email entry (whose spec rules already passed) and types it.
+    pub fn parse(
+        id: &str,
+        credentials: &BTreeMap<String, Secret>,
+        settings: &Map<String, Value>,
+    ) -> Result<Self, ConfigError> {
+        let inbound_secret = credential(credentials, "inboundSecret")
+            .ok_or_else(|| provider_error(id, "requires credential inboundSecret."))?
+            .clone();
+        let from = setting_text(settings, "from").ok_or_else(|| provider_error(id, "requires setting from."))?;
+        let smtp_host =
+            setting_text(settings, "smtpHost").ok_or_else(|| provider_error(id, "requires setting smtpHost."))?;
+        if from.contains(['\r', '\n']) {
+            return Err(provider_error(id, "setting from (OPEN_COWORK_GATEWAY_EMAIL_FROM) must be one line."));
+        }
+        let from_address = parse_address(&from).ok_or_else(|| {
+            provider_error(
+                id,
+                "requires a valid from address (OPEN_COWORK_GATEWAY_EMAIL_FROM), e.g. agent@example.com or \
+                 \"Agent <agent@example.com>\".",
+            )
+        })?;
+        if smtp_host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+            return Err(provider_error(
+                id,
+                "setting smtpHost (OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST) must be a host name.",
+            ));
+        }
+        let smtp_secure = bool_setting(settings, "smtpSecure").unwrap_or(false);
+        let smtp_port = match number_setting(settings, "smtpPort") {
+            None => {
+                if smtp_secure {
+                    465
+                } else {
+                    25
+                }
+            }
+            Some(port) => u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+                provider_error(id, "setting smtpPort (OPEN_COWORK_GATEWAY_EMAIL_SMTP_PORT) must be from 1 to 65535.")
+            })?,
+        };
+        let allow_plaintext =
+            is_loopback_host(&smtp_host) || bool_setting(settings, "smtpAllowPlaintext").unwrap_or(false);
+        let ca_file = match setting_text(settings, "smtpCaFile") {
+            Some(path) => Some(check_ca_file(id, Path::new(&path))?),
+            None => None,
+        };
+        let attachment_cap = settings
+            .get("maxAttachmentBytes")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(MAX_FILE_BYTES);
+        Ok(Self {
+            inbound_secret,
+            smtp_password: credential(credentials, "smtpPassword").cloned(),
+            from,
+            from_address,
+            smtp_host,
+            smtp_port,
+            smtp_secure,
+            smtp_username: setting_text(settings, "smtpUsername"),
+            allow_plaintext,
+            subject: setting_text(settings, "subject").unwrap_or_else(|| DEFAULT_SUBJECT.to_owned()),
+            max_file_bytes: attachment_cap.min(MAX_FILE_BYTES),
+            smtp_timeout: DEFAULT_SMTP_TIMEOUT,
+            ca_file,
+        })
+    }
+}
+
+fn check_ca_file(id: &str, path: &Path) -> Result<PathBuf, ConfigError> {
+    crate::net::https::load_ca_certificates(path).map_err(|e| {
+        provider_error(id, format!("setting smtpCaFile: {e}. Point it at a PEM file of CA certificates."))
+    })?;
+    Ok(path.to_path_buf())
+}
+
+/// A "boolean setting" (providers.md §3): JSON boolean or `true`/`1`/`yes`/`false`/`0`/`no`.
+fn bool_setting(settings: &Map<String, Value>, key: &str) -> Option<bool> {
+    match settings.get(key)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => parse_bool(s),
+        _ => None,
+    }
+}
+
+/// A "number setting" (providers.md §3), here an integer; 0 counts as unset (DERIVED).
+fn number_setting(settings: &Map<String, Value>, key: &str) -> Option<i64> {
+    let n = match settings.get(key)? {
+        Value::Number(n) => n.as_i64().unwrap_or(-1),
+        Value::String(s) => parse_integer(s).unwrap_or(-1),
+        _ => return None,
+    };
+    (n != 0).then_some(n)
+}
+
+/// §6.2.3: the address in `text` (`Name <addr>`, `mailto:addr`, a list), lower-cased, or `None`.
+/// Deterministic and bounded: only the first 1024 characters are looked at.
+pub fn parse_address(text: &str) -> Option<String> {
+    let head: String = text.chars().take(1024).collect();
+    let head = head.trim();
+    if let Some(start) = head.rfind('<') {
+        let rest = &head[start + 1..];
+        let inside = rest.split('>').next().unwrap_or(rest);
+        if let Some(address) = clean_address(inside) {
+            return Some(address);
+        }
+    }
+    head.split(|c: char| c == ',' || c == ';' || (c as u32) <= 32).find_map(clean_address)
+}
+
+/// §6.2.2: the display name of a `Name <addr>` string, `None` when empty.
+pub fn display_name(text: &str) -> Option<String> {
+    let index = text.find('<').filter(|i| *i > 0)?;
+    let name = text[..index].trim();
+    let name = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name).trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+fn clean_address(token: &str) -> Option<String> {
+    let mut text = token.trim();
+    if text.len() >= 7 && text[..7].eq_ignore_ascii_case("mailto:") {
+        text = text[7..].trim();
+    }
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        text = inner.trim();
+    }
+    while let Some(rest) = text.strip_prefix('<') {
+        text = rest.trim();
+    }
+    while let Some(rest) = text.strip_suffix(['>', ',', ';']) {
+        text = rest.trim();
+    }
+    valid_address(text).then(|| text.to_ascii_lowercase())
+}
+
+fn valid_address(text: &str) -> bool {
+    let mut parts = text.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else { return false };
+    const LOCAL_EXTRA: &str = "!#$%&'*+-./=?^_`{|}~";
+    let edges_ok = |s: &str| !s.is_empty() && !s.starts_with('.') && !s.ends_with('.');
+    if !edges_ok(local) || !edges_ok(domain) {
+        return false;
+    }
+    if !local.chars().all(|c| c.is_ascii_alphanumeric() || LOCAL_EXTRA.contains(c)) {
+        return false;
+    }
+    if !domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return false;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && labels.last().is_some_and(|l| l.len() >= 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(credentials: &[(&str, &str)], settings: Value) -> Result<EmailSettings, String> {
+        let credentials = credentials.iter().map(|(k, v)| ((*k).to_owned(), Secret::new(*v))).collect();
+        let Value::Object(settings) = settings else { panic!("settings must be an object") };
+        EmailSettings::parse("email-x", &credentials, &settings).map_err(|e| e.to_string())
+    }
+
+    const SECRET: [(&str, &str); 1] = [("inboundSecret", "relay-secret")];
+
+    #[test]
+    fn defaults_and_the_envelope_address_of_a_display_name_from() {
+        let s = parse(&SECRET, json!({"from": "Agent <Agent@Example.com>", "smtpHost": "smtp.example.com"})).unwrap();
+        assert_eq!((s.smtp_port, s.smtp_secure, s.allow_plaintext), (25, false, false));
+        assert_eq!(s.from, "Agent <Agent@Example.com>");
+        assert_eq!(s.from_address, "agent@example.com");
+        assert_eq!(s.subject, DEFAULT_SUBJECT);
+        assert_eq!(s.max_file_bytes, MAX_FILE_BYTES);
+        let secure = parse(
+            &SECRET,
+            json!({"from": "a@example.com", "smtpHost": "127.0.0.1", "smtpSecure": "yes", "subject": "  Hi ", "maxAttachmentBytes": 2048}),
+        )
+        .unwrap();
+        assert_eq!((secure.smtp_port, secure.smtp_secure, secure.allow_plaintext), (465, true, true));
+        assert_eq!((secure.subject.as_str(), secure.max_file_bytes), ("Hi", 2048));
+        let explicit = parse(
+            &SECRET,
+            json!({"from": "a@example.com", "smtpHost": "mx.example.com", "smtpPort": "2525", "smtpAllowPlaintext": true}),
+        )
+        .unwrap();
+        assert_eq!((explicit.smtp_port, explicit.allow_plaintext), (2525, true));
+    }
+
+    #[test]
+    fn every_check_names_the_setting() {
+        let cases = [
+            (json!({"from": "not an address", "smtpHost": "h.example.com"}), "requires a valid from address"),
+            (json!({"from": "a@example.com\r\nBcc: x@example.com", "smtpHost": "h.example.com"}), "must be one line"),
+            (json!({"from": "a@example.com", "smtpHost": "h.example.com", "smtpPort": 70000}), "smtpPort"),
+            (
+                json!({"from": "a@example.com", "smtpHost": "h.example.com", "smtpCaFile": "/nonexistent/ca.pem"}),
+                "smtpCaFile",
+            ),
+            (json!({"from": "a@example.com", "smtpHost": "h example"}), "smtpHost"),
+        ];
+        for (settings, expected) in cases {
+            let error = parse(&SECRET, settings.clone()).unwrap_err();
+            assert!(error.starts_with("Gateway provider email-x "), "{error}");
+            assert!(error.contains(expected), "{settings}: {error}");
+        }
+    }
+
+    #[test]
+    fn addresses_parse_as_the_spec_says() {
+        let long = format!("\"Alice Example\" <ALICE+ops@example.test> {}", "%".repeat(2048));
+        assert_eq!(parse_address(&long).as_deref(), Some("alice+ops@example.test"));
+        assert_eq!(display_name(&long).as_deref(), Some("Alice Example"));
+        assert_eq!(parse_address("mailto:Bob@Example.org").as_deref(), Some("bob@example.org"));
+        assert_eq!(parse_address("junk, carol@example.net;").as_deref(), Some("carol@example.net"));
+        assert_eq!(parse_address("<x@y>"), None, "one-label domain");
+        assert_eq!(parse_address("a@b.c"), None, "last label too short");
+        assert_eq!(parse_address("a@@b.com"), None);
+        assert_eq!(parse_address(".a@b.com"), None);
+        assert_eq!(parse_address("a@-b.com"), None);
+        assert_eq!(parse_address("a\r\nBcc: b@example.com"), Some("b@example.com".into()), "tokens split at controls");
+        assert_eq!(display_name("<a@example.com>"), None);
+    }
+}

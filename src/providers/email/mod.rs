@@ -1,0 +1,255 @@
+//! E-mail (providers.md §6, §15 D2/Q2/Q5/Q6): a mail relay (an MTA pipe, an inbound-parse
+//! service) posts each received mail as JSON to `POST /webhooks/<id>` with the shared secret in
+//! a header; the secret is checked before the body is read (D2: the headers are its only
+//! source). A mail becomes one prompt, claimed in Cloud by its stable `Message-ID` and bound to
+//! the session of its thread; the relay posting the same mail again is answered 202 without a
+//! second prompt (Q2). Replies go out over SMTP with lettre (`outbound.rs`), threaded with
+//! `In-Reply-To`/`References`. Email has no buttons and takes no files, so the renderer falls
+//! back to text commands and artifact links.
+
+pub mod inbound;
+pub mod outbound;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use smol_str::SmolStr;
+
+use crate::channel::{
+    Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError, SendOptions,
+    SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+};
+use crate::config::providers::email::EmailSettings;
+use crate::config::Secret;
+use outbound::Smtp;
+
+/// The spec's `maxTextLength`; the core chunks to it.
+pub const MAX_TEXT: usize = 20_000;
+/// How long a message id is remembered (§6.3).
+const REPLAY_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+/// At most this many remembered message ids; the oldest is forgotten first (§6.3).
+const REPLAY_CAP: usize = 5000;
+
+/// The names of [`EmailProvider::counters`], as metric `event` labels.
+pub const COUNTERS: [&str; 5] = ["mail", "duplicate", "secret_rejected", "sent", "send_failed"];
+
+/// Message ids seen in the last 24 h, in arrival order, bounded.
+#[derive(Default)]
+struct ReplayCache {
+    expiry: HashMap<String, u64>,
+    order: VecDeque<(String, u64)>,
+}
+
+impl ReplayCache {
+    /// Remembers `id`; `false` when it was already there (a duplicate delivery by the relay).
+    fn remember(&mut self, id: &str, now_ms: u64) -> bool {
+        while let Some((old, expires)) = self.order.front() {
+            if *expires > now_ms {
+                break;
+            }
+            if self.expiry.get(old) == Some(expires) {
+                self.expiry.remove(old);
+            }
+            self.order.pop_front();
+        }
+        if self.expiry.get(id).is_some_and(|expires| *expires > now_ms) {
+            return false;
+        }
+        let expires = now_ms + REPLAY_WINDOW_MS;
+        self.expiry.insert(id.to_owned(), expires);
+        self.order.push_back((id.to_owned(), expires));
+        // The order queue bounds both maps (released ids leave stale entries in it).
+        while self.order.len() > REPLAY_CAP {
+            let Some((old, expires)) = self.order.pop_front() else { break };
+            if self.expiry.get(&old) == Some(&expires) {
+                self.expiry.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Forgets `id`, so the relay's retry of a mail the pipeline failed on gets through.
+    fn release(&mut self, id: &str) {
+        self.expiry.remove(id);
+    }
+}
+
+struct Inner {
+    id: SmolStr,
+    inbound_secret: Secret,
+    subject: String,
+    max_file_bytes: usize,
+    /// Logged at start: plain SMTP to a non-loopback host was allowed explicitly.
+    plaintext_warning: Option<String>,
+    smtp: Smtp,
+    capabilities: Capabilities,
+    replays: RefCell<ReplayCache>,
+    counters: [Cell<u64>; COUNTERS.len()],
+}
+
+/// A configured mailbox. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct EmailProvider {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for EmailProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailProvider").field("id", &self.inner.id).finish_non_exhaustive()
+    }
+}
+
+impl EmailProvider {
+    /// Builds the SMTP transport (no connection yet); fails on an unusable `from` or CA file.
+    pub fn new(id: SmolStr, settings: &EmailSettings) -> Result<Self, String> {
+        let smtp = Smtp::new(settings)?;
+        let loopback = crate::config::urls::is_loopback_host(&settings.smtp_host);
+        // With credentials TLS is always required (see `Smtp::new`), so only then is there no risk.
+        let may_be_plain =
+            settings.allow_plaintext && !loopback && !settings.smtp_secure && settings.smtp_username.is_none();
+        let plaintext_warning = may_be_plain.then(|| {
+            format!(
+                "SMTP to {} may run without TLS (smtpAllowPlaintext): replies cross the network in clear text \
+                 when the server offers no STARTTLS.",
+                settings.smtp_host
+            )
+        });
+        let mut capabilities = Capabilities::text_only(MAX_TEXT);
+        capabilities.max_file_bytes = settings.max_file_bytes;
+        Ok(Self {
+            inner: Rc::new(Inner {
+                id,
+                inbound_secret: settings.inbound_secret.clone(),
+                subject: settings.subject.clone(),
+                max_file_bytes: settings.max_file_bytes,
+                plaintext_warning,
+                smtp,
+                capabilities,
+                replays: RefCell::new(ReplayCache::default()),
+                counters: Default::default(),
+            }),
+        })
+    }
+
+    fn count(&self, event: &str) {
+        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
+            let cell = &self.inner.counters[index];
+            cell.set(cell.get() + 1);
+        }
+    }
+
+    /// §6.1 steps 3–4: map, then remember the message id (a duplicate is accepted, not claimed).
+    fn map(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        let mapped = inbound::map(&self.inner.id, request.payload, self.inner.max_file_bytes, request.received_at_ms)
+            .map_err(|detail| WebhookError::new(WebhookErrorCode::Payload, detail))?;
+        let Some(message) = mapped else { return Ok(WebhookReply::Ignored) };
+        if !self.inner.replays.borrow_mut().remember(&message.id, request.received_at_ms) {
+            self.count("duplicate");
+            return Ok(WebhookReply::Ignored);
+        }
+        self.count("mail");
+        Ok(WebhookReply::Messages(vec![message]))
+    }
+
+    pub async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
+        let thread = target.thread_id.as_deref().filter(|t| *t != target.chat_id);
+        let reply = self.inner.smtp.reply(&target.chat_id, &self.inner.subject, thread, text)?;
+        match self.inner.smtp.send(&reply).await {
+            Ok(()) => {
+                self.count("sent");
+                Ok(SentMessage {
+                    chat_id: target.chat_id.clone(),
+                    message_id: reply.message_id,
+                    provider_delivery_id: options.delivery_id.clone(),
+                })
+            }
+            Err(error) => {
+                self.count("send_failed");
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Channel for EmailProvider {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// Nothing runs in the background: mail arrives by webhook, SMTP connects per reply.
+    fn start(&self, context: ChannelContext) {
+        if let Some(warning) = &self.inner.plaintext_warning {
+            tracing::warn!(provider = %self.inner.id, "{warning}");
+        }
+        context.health.set_both(None);
+    }
+
+    /// D2: the secret is a header, so a wrong one costs no body read.
+    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
+        let presented = inbound::provided_secret(headers).unwrap_or_default();
+        if crate::util::ct::constant_time_equal(presented, self.inner.inbound_secret.expose()) {
+            return Ok(());
+        }
+        self.count("secret_rejected");
+        Err(WebhookError::new(WebhookErrorCode::Auth, "Email webhook shared secret verification failed."))
+    }
+
+    fn handle_webhook<'a>(
+        &'a self,
+        request: WebhookRequest<'a>,
+    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
+        Box::pin(std::future::ready(self.map(&request)))
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        target: &'a ChannelTarget,
+        text: &'a str,
+        options: &'a SendOptions,
+    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        Box::pin(EmailProvider::send_text(self, target, text, options))
+    }
+
+    /// §6.3: a mail whose processing failed is forgotten, so the relay's retry is not a duplicate.
+    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+        if !succeeded {
+            self.inner.replays.borrow_mut().release(&message.id);
+        }
+        Box::pin(std::future::ready(()))
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_cache_expires_caps_and_releases() {
+        let mut cache = ReplayCache::default();
+        assert!(cache.remember("a", 0));
+        assert!(!cache.remember("a", 1), "a duplicate inside the window");
+        assert!(cache.remember("a", REPLAY_WINDOW_MS), "expired after 24 h");
+        cache.release("a");
+        assert!(cache.remember("a", REPLAY_WINDOW_MS + 1), "released after a failure");
+        for n in 0..REPLAY_CAP + 10 {
+            cache.remember(&format!("m{n}"), REPLAY_WINDOW_MS + 2);
+        }
+        assert_eq!(cache.order.len(), REPLAY_CAP);
+        assert!(cache.expiry.len() <= REPLAY_CAP);
+        assert!(cache.remember("m0", REPLAY_WINDOW_MS + 3), "the oldest was forgotten");
+    }
+}
