@@ -31,7 +31,7 @@
 //! | [`app`] | the wiring: builds every piece, hands each its narrow handles, owns the tasks and the shutdown order |
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
-//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `webhook/` for the generic webhook and the bridges) and the factory that builds them |
+//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges) and the factory that builds them |
 //! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams |
 //! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
 //! | [`runtime`] | the pipelines: ingress consumer, interactions, session streams, deliveries, readiness, state file |
