@@ -5,11 +5,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::ChannelTarget;
+use super::{ChannelTarget, SendError};
 
 /// What to do with an edit now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,39 @@ impl EditPacer {
             timing.last_sent = Instant::now();
             timing.pending.take()
         })
+    }
+}
+
+/// Edits `message_id` through `send` now, or leaves the text to one flush that sends the newest
+/// text when the interval is up. A flush that fails is logged: the render that asked for it has
+/// long moved on, and the next edit of the message carries the text anyway.
+pub async fn paced_edit<S, F>(
+    pacer: &Rc<EditPacer>,
+    provider_id: &str,
+    target: &ChannelTarget,
+    message_id: &str,
+    text: &str,
+    send: S,
+) -> Result<(), SendError>
+where
+    S: Fn(ChannelTarget, String, String) -> F + 'static,
+    F: Future<Output = Result<(), SendError>> + 'static,
+{
+    match pacer.plan(target, message_id, text) {
+        EditPlan::Now => send(target.clone(), message_id.to_owned(), text.to_owned()).await,
+        EditPlan::Absorbed => Ok(()),
+        EditPlan::FlushAt(at) => {
+            let (pacer, provider_id, message_id) = (Rc::clone(pacer), provider_id.to_owned(), message_id.to_owned());
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep_until(at).await;
+                if let Some((target, text)) = pacer.take_due(&message_id) {
+                    if let Err(error) = send(target, message_id, text).await {
+                        tracing::warn!(provider = %provider_id, error = %crate::config::redact::Redacted(&error), "a paced edit failed");
+                    }
+                }
+            });
+            Ok(())
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::blocks::escape;
 use super::SlackProvider;
-use crate::channel::pacing::EditPlan;
+use crate::channel::pacing::paced_edit;
 use crate::channel::{ChannelTarget, SendError};
 
 /// Updates of one message are sent at most this often.
@@ -19,23 +19,12 @@ pub(super) const EDIT_STATES: usize = 512;
 impl SlackProvider {
     /// `chat.update`, at most once per second per message; a newer text replaces a pending one.
     pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        match self.inner.edits.plan(target, message_id, text) {
-            EditPlan::Now => self.update_now(target, message_id, text).await,
-            EditPlan::Absorbed => Ok(()),
-            EditPlan::FlushAt(at) => {
-                let provider = self.clone();
-                let message_id = message_id.to_owned();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep_until(at).await;
-                    if let Some((target, text)) = provider.inner.edits.take_due(&message_id) {
-                        if let Err(error) = provider.update_now(&target, &message_id, &text).await {
-                            tracing::warn!(provider = %provider.inner.id, error = %crate::config::redact::Redacted(&error), "a coalesced Slack update failed");
-                        }
-                    }
-                });
-                Ok(())
-            }
-        }
+        let provider = self.clone();
+        let send = move |target: ChannelTarget, ts: String, text: String| {
+            let provider = provider.clone();
+            async move { provider.update_now(&target, &ts, &text).await }
+        };
+        paced_edit(&self.inner.edits, &self.inner.id, target, message_id, text, send).await
     }
 
     async fn update_now(&self, target: &ChannelTarget, ts: &str, text: &str) -> Result<(), SendError> {

@@ -66,7 +66,7 @@ struct Inner {
     /// Presses waiting for their outcome, by interaction id, oldest first.
     presses: RefCell<VecDeque<(String, PressOrigin)>>,
     /// Paces streamed edits to one per second per message.
-    edits: EditPacer,
+    edits: Rc<EditPacer>,
     /// Set at start: a token refused mid-run stops sends through it.
     health: RefCell<Option<HealthReporter>>,
     counters: [Cell<u64>; COUNTERS.len()],
@@ -125,7 +125,7 @@ impl SlackProvider {
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
                 presses: RefCell::new(VecDeque::new()),
-                edits: EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES),
+                edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
                 counters: Default::default(),
                 task: RefCell::new(None),

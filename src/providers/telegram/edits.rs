@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::api::chat_id;
 use super::{html, send_error, TelegramProvider};
-use crate::channel::pacing::EditPlan;
+use crate::channel::pacing::paced_edit;
 use crate::channel::{ChannelTarget, SendError};
 
 /// Edits of one message are sent at most this often; newer text replaces a pending edit.
@@ -19,23 +19,12 @@ impl TelegramProvider {
     /// Edits at most once per second per message; a newer text replaces a pending one, which a
     /// background flush sends when the second is up.
     pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        match self.inner.edits.plan(target, message_id, text) {
-            EditPlan::Now => self.edit_now(target, message_id, text).await,
-            EditPlan::Absorbed => Ok(()),
-            EditPlan::FlushAt(at) => {
-                let provider = self.clone();
-                let message_id = message_id.to_owned();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep_until(at).await;
-                    if let Some((target, text)) = provider.inner.edits.take_due(&message_id) {
-                        if let Err(error) = provider.edit_now(&target, &message_id, &text).await {
-                            tracing::warn!(provider = %provider.inner.id, error = %crate::config::redact::Redacted(&error), "a coalesced Telegram edit failed");
-                        }
-                    }
-                });
-                Ok(())
-            }
-        }
+        let provider = self.clone();
+        let send = move |target: ChannelTarget, message_id: String, text: String| {
+            let provider = provider.clone();
+            async move { provider.edit_now(&target, &message_id, &text).await }
+        };
+        paced_edit(&self.inner.edits, &self.inner.id, target, message_id, text, send).await
     }
 
     async fn edit_now(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {

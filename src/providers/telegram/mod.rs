@@ -60,7 +60,7 @@ struct Inner {
     /// Callback queries not answered yet.
     open_callbacks: RefCell<VecDeque<String>>,
     /// Paces streamed edits to one per second per message.
-    edits: EditPacer,
+    edits: Rc<EditPacer>,
     /// Groups that became supergroups: old chat id → new chat id.
     migrated: RefCell<HashMap<String, String>>,
     /// Webhook update ids seen lately: fixed-size numbers, so the set is bounded in bytes too.
@@ -120,7 +120,7 @@ impl TelegramProvider {
                 bot: RefCell::new(None),
                 buttons,
                 open_callbacks: RefCell::new(VecDeque::new()),
-                edits: EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES),
+                edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(RecentIds::default()),
                 counters: Default::default(),
