@@ -9,6 +9,7 @@
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 mod support;
+use support::run;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -21,14 +22,8 @@ use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use smtp_sink::{SharedSink, Sink, Stage};
-use tokio::task::LocalSet;
 
 const SECRET: &str = "relay-secret-for-the-email-tests";
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
 
 struct World {
     cloud: Rc<DevCloud>,
@@ -69,14 +64,6 @@ async fn world(sink: Sink, extra: &[(&str, &str)]) -> World {
     let running = app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap();
     eventually("healthy", || running.registry.get("email").unwrap().is_healthy()).await;
     World { cloud, running, sink }
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Prompts per session of `chat`, one entry per session.
@@ -288,4 +275,9 @@ fn credentials_are_never_sent_without_tls() {
         eventually("dead", || delivery_status(&world.cloud, "clear") == "dead").await;
         assert!(world.sink.borrow().transactions.is_empty());
     });
+}
+
+/// [`support::eventually_within`] 30 seconds: these end-to-end runs include retry schedules.
+async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    support::eventually_within(Duration::from_secs(30), what, condition).await;
 }

@@ -5,6 +5,7 @@
 #![cfg(feature = "devcloud")]
 
 mod support;
+use support::{eventually, run};
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -17,12 +18,6 @@ use open_cowork_gateway::metrics::Stat;
 use open_cowork_gateway::providers::fake::{FakeProvider, FakeRecord};
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
-use tokio::task::LocalSet;
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
 
 fn options() -> DevCloudOptions {
     DevCloudOptions {
@@ -81,15 +76,6 @@ async fn post(running: &Running, path: &str, body: Value) -> (u16, Value) {
     use http_body_util::BodyExt;
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-/// Polls until `condition` holds (20 s at most).
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn session_of(cloud: &DevCloud, chat: &str) -> String {

@@ -19,19 +19,7 @@ use open_cowork_gateway::providers::slack::signature::sign;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_slack::{self, FakeSlack, Shared, SIGNING_SECRET, TOKEN};
-use tokio::task::LocalSet;
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
-
-/// On a paused clock that jumps to the next timer when every task is idle: the fake, the dev
-/// Cloud and the gateway share this thread, so recorded times are exactly when the gateway acted.
-fn run_paused<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
+use support::{eventually, run, run_paused};
 
 struct World {
     cloud: Rc<DevCloud>,
@@ -75,14 +63,6 @@ async fn gateway(world: &World) -> Running {
     .unwrap();
     eventually("healthy", || running.registry.get("slack").unwrap().is_healthy()).await;
     running
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn now_secs() -> u64 {

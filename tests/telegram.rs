@@ -16,21 +16,7 @@ use open_cowork_gateway::metrics::Stat;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_telegram::{self, callback_update, text_update, FakeBot, Shared, TOKEN};
-use tokio::task::LocalSet;
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
-
-/// Like [`run`], on a paused clock that jumps to the next timer whenever every task is idle. The
-/// fake Bot API and the dev Cloud answer over loopback on this same thread, so the clock stands
-/// still while a request is in flight: the times the fake records are exactly when the gateway
-/// chose to call, and long waits cost no real time.
-fn run_paused<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
+use support::{eventually, run, run_paused};
 
 struct World {
     cloud: Rc<DevCloud>,
@@ -74,14 +60,6 @@ async fn gateway(world: &World, extra: &[(&str, &str)]) -> Running {
     )
     .await
     .unwrap()
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn health(running: &Running) -> (bool, Option<String>) {

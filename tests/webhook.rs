@@ -21,19 +21,7 @@ use open_cowork_gateway::providers::webhook::delivery::RetryOptions;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::webhook_receiver::{self, signature, Answer, Receiver, SharedReceiver, SECRET};
-use tokio::task::LocalSet;
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
-
-/// On a paused clock: everything answers on this thread, so waits cost no real time and the
-/// receiver's arrival times are exactly when the gateway chose to send.
-fn run_paused<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
+use support::{run, run_paused};
 
 /// Answers `localhost` and any name from a script (then from `fallback`), counting lookups.
 #[derive(Default)]
@@ -111,14 +99,6 @@ async fn gateway(
 
 fn loopback_resolver() -> Rc<ScriptedResolver> {
     Rc::new(ScriptedResolver { fallback: vec!["127.0.0.1".parse().unwrap()], ..ScriptedResolver::default() })
-}
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn prompts_for_chat(cloud: &DevCloud, chat: &str) -> Vec<String> {
@@ -475,4 +455,9 @@ fn every_operation_has_its_envelope_and_fields() {
         drop(receiver);
         running.stop();
     });
+}
+
+/// [`support::eventually_within`] 30 seconds: these end-to-end runs include retry schedules.
+async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    support::eventually_within(Duration::from_secs(30), what, condition).await;
 }

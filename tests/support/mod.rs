@@ -210,3 +210,30 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
         lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     HttpResponse { status, headers, body: body.to_owned() }
 }
+
+/// Runs an in-process test (the dev Cloud, the gateway, fake platforms) on one current_thread
+/// runtime, as the daemon runs.
+pub fn run<F: std::future::Future<Output = ()>>(test: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, test);
+}
+
+/// [`run`] with tokio's clock paused: it moves only when every task waits, so delays are exact.
+pub fn run_paused<F: std::future::Future<Output = ()>>(test: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, test);
+}
+
+/// Polls `condition` every 10 ms until it holds; fails the test after `limit`.
+pub async fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually_within`] 20 seconds.
+pub async fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(20), what, condition).await;
+}
