@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::http::state::HttpState;
 use crate::logging::WarnLimiter;
 use crate::metrics::Metrics;
-use crate::net::https::build_client;
+use crate::net::https::{build_client, build_stream_client};
 use crate::notify::Notifier;
 use crate::providers::{BuildContext, ProviderFactory};
 use crate::runtime::deliveries::{run_dispatcher, sendable_bindings, Dispatcher};
@@ -85,12 +85,16 @@ pub struct Running {
 pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Running, AppError> {
     // The CA file was checked with the configuration; a failure here is a TLS setup failure.
     let http = build_client(config.cloud.ca_file.as_deref()).map_err(AppError::Https)?;
-    let client = Rc::new(CloudClient::new(
-        http.clone(),
-        &config.cloud.base_url,
-        config.cloud.service_token.clone(),
-        Duration::from_millis(config.cloud.request_timeout_ms),
-    ));
+    let streams = build_stream_client(config.cloud.ca_file.as_deref()).map_err(AppError::Https)?;
+    let client = Rc::new(
+        CloudClient::new(
+            http.clone(),
+            &config.cloud.base_url,
+            config.cloud.service_token.clone(),
+            Duration::from_millis(config.cloud.request_timeout_ms),
+        )
+        .with_stream_client(streams),
+    );
     let config = Rc::new(config);
     for cidr in &config.server.trusted_proxy_cidrs {
         if crate::http::client_ip::Cidr::parse(cidr).is_none() {

@@ -266,3 +266,38 @@ fn a_budget_above_clouds_cap_meets_429s_that_wait_and_lower_it() {
         running.stop();
     });
 }
+
+#[test]
+fn a_refused_stream_gets_the_room_an_idle_stream_held() {
+    run(async {
+        // Cloud holds three streams: the delivery stream and two session streams. Two chats
+        // leave their streams open and idle (idle close 10 minutes); a third chat's stream is
+        // refused (429) and must not wait those 10 minutes: the least recently used idle stream
+        // makes room for its retry.
+        let (cloud, seeded, base) = cloud(3).await;
+        let running = gateway(
+            &base,
+            &seeded,
+            &[
+                ("OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", "10"),
+                ("OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS", "600000"),
+            ],
+        )
+        .await;
+        eventually("ready", || running.readiness.is_ready()).await;
+        let provider = fake(&running);
+        for n in 0..2 {
+            let body = json!({"id": format!("i-{n}"), "text": format!("idle {n}"), "chatId": format!("chat-i-{n}")});
+            assert_eq!(post(&running, body).await, 202);
+            eventually("the reply", || count_texts(&provider, &format!("echo: idle {n}")) == 1).await;
+        }
+        eventually("both sessions idle and their cursors written", || settled(&cloud)).await;
+        assert_eq!(cloud.sse_counts().0, 3, "Cloud's cap is full");
+        let body = json!({"id": "late", "text": "late", "chatId": "chat-late"});
+        assert_eq!(post(&running, body).await, 202);
+        eventually("the refused chat's reply", || count_texts(&provider, "echo: late") == 1).await;
+        assert!(running.metrics.get(Stat::SessionStreamRateLimits) >= 1, "Cloud refused the third stream first");
+        assert_eq!(running.metrics.stream_count(StreamKind::Delivery, StreamStat::Connects), 1);
+        running.stop();
+    });
+}

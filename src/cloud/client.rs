@@ -94,6 +94,12 @@ impl CloudClient {
         Self { transport: Transport::new(http, base_url, token, timeout) }
     }
 
+    /// Session streams travel on `streams` instead of the calls client (`net::https` says why).
+    pub fn with_stream_client(mut self, streams: HttpsClient) -> Self {
+        self.transport.set_stream_client(streams);
+        self
+    }
+
     pub fn base_url(&self) -> &str {
         self.transport.base_url()
     }
@@ -312,10 +318,10 @@ impl CloudClient {
     /// `GET /api/channels/sessions/{id}/events?after=N` (`after=0` included).
     pub async fn open_session_events(&self, session_binding_id: &str, after: u64) -> Result<SseConnection, CloudError> {
         self.transport
-            .open_stream(&format!(
-                "/api/channels/sessions/{}/events?after={after}",
-                encode_component(session_binding_id)
-            ))
+            .open_stream(
+                &format!("/api/channels/sessions/{}/events?after={after}", encode_component(session_binding_id)),
+                true,
+            )
             .await
     }
 
@@ -330,7 +336,7 @@ impl CloudClient {
         let pairs = [("claimedBy", claimed_by), ("ttlMs", ttl.as_str())]
             .into_iter()
             .chain(channel_binding_ids.iter().map(|id| ("channelBindingId", id.as_str())));
-        self.transport.open_stream(&format!("/api/channels/deliveries/stream{}", query_string(pairs))).await
+        self.transport.open_stream(&format!("/api/channels/deliveries/stream{}", query_string(pairs)), false).await
     }
 }
 

@@ -169,8 +169,9 @@ pub async fn follow_session_events(
     let mut backoff = Backoff::for_streams();
     let mut connected_before = false;
     loop {
-        let Some(opened) = unless_draining(&mut drain, client.open_session_events(&session_binding_id, cursor)).await
-        else {
+        // Boxed: opening is brief, and inline its request state would size every open stream.
+        let open = Box::pin(client.open_session_events(&session_binding_id, cursor));
+        let Some(opened) = unless_draining(&mut drain, open).await else {
             return;
         };
         match opened {
@@ -256,7 +257,8 @@ async fn read_session_events(
             }
         };
         let item = if event.event_type == "snapshot.required" {
-            let snapshot = match unless_draining(drain, client.get_session(session_binding_id)).await {
+            // Boxed like the open: a rare call whose state every open stream would carry.
+            let snapshot = match unless_draining(drain, Box::pin(client.get_session(session_binding_id))).await {
                 None => return Ended::Drain,
                 Some(Ok(view)) => view,
                 Some(Err(error)) => {

@@ -53,6 +53,8 @@ pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 #[derive(Clone)]
 pub(super) struct Transport {
     http: HttpsClient,
+    /// Carries the session streams (see `net::https`); the calls client unless set apart.
+    streams: HttpsClient,
     base_url: String,
     token: Secret,
     timeout: Duration,
@@ -61,7 +63,12 @@ pub(super) struct Transport {
 impl Transport {
     /// `base_url` is the checked configuration value; trailing `/` is removed again.
     pub(super) fn new(http: HttpsClient, base_url: &str, token: Secret, timeout: Duration) -> Self {
-        Self { http, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
+        let streams = http.clone();
+        Self { http, streams, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
+    }
+
+    pub(super) fn set_stream_client(&mut self, streams: HttpsClient) {
+        self.streams = streams;
     }
 
     pub(super) fn base_url(&self) -> &str {
@@ -163,11 +170,12 @@ impl Transport {
     }
 
     /// Opens an SSE stream; the headers must arrive within the request timeout, the body has none.
-    pub(super) async fn open_stream(&self, path: &str) -> Result<SseConnection, CloudError> {
+    /// `session` streams travel on the stream client, the delivery stream with the calls.
+    pub(super) async fn open_stream(&self, path: &str, session: bool) -> Result<SseConnection, CloudError> {
         let request = self.build_request(Method::GET, path, None, true)?;
+        let http = if session { &self.streams } else { &self.http };
         let open = async {
-            let response = self
-                .http
+            let response = http
                 .request(request)
                 .await
                 .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
@@ -360,7 +368,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn keep_alives_hold_a_stream_and_silence_ends_it() {
         let (transport, chunks) = sse_server().await;
-        let mut connection = transport.open_stream("/api/channels/deliveries/stream").await.unwrap();
+        let mut connection = transport.open_stream("/api/channels/deliveries/stream", false).await.unwrap();
         // Keep-alives alone, for twice the limit: they never surface as events but are bytes.
         tokio::spawn(async move {
             for _ in 0..10 {
@@ -381,7 +389,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn time_the_caller_spends_elsewhere_is_not_silence() {
         let (transport, chunks) = sse_server().await;
-        let connection = transport.open_stream("/api/channels/deliveries/stream").await.unwrap();
+        let connection = transport.open_stream("/api/channels/deliveries/stream", false).await.unwrap();
         let mut connection = connection.with_silence_limit(Duration::from_secs(2));
         chunks.send("data: first\n\n").unwrap();
         assert_eq!(connection.next_event().await.unwrap().map(|e| e.data).as_deref(), Some("first"));

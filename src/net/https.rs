@@ -1,7 +1,13 @@
 //! The one outbound HTTP(S) client: hyper-util's pooled client over hyper-rustls with the ring
 //! provider, webpki roots plus an optional private CA (`OPEN_COWORK_GATEWAY_CA_FILE`), HTTP/1.1
-//! keep-alive. Plain `http:` is accepted only where configuration allowed it (loopback or the
-//! insecure flag), which the configuration checks enforce before a URL gets here.
+//! keep-alive, and HTTP/2 over TLS (ALPN) when the `http2` cargo feature is on. Plain `http:` is
+//! accepted only where configuration allowed it (loopback or the insecure flag), which the
+//! configuration checks enforce before a URL gets here.
+//!
+//! Two clients are built from one TLS setup: [`build_client`] for calls (pooled, and shared with
+//! the providers) and [`build_stream_client`] for the per-chat session streams. Kept apart so
+//! that, over HTTP/2, hundreds of long-lived session streams multiplexed on one connection can
+//! never fill the peer's concurrent-stream limit in front of a claim, a prompt or an ack.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,8 +47,32 @@ pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>,
     Ok(certificates)
 }
 
-/// Builds the client: public roots, plus the certificates of `ca_file` when given.
+/// Read buffer of a session stream's HTTP/1.1 connection. hyper starts at 8 KiB and grows for
+/// bulk bodies; an SSE stream carries small frames, and with a thousand chats open the buffer is
+/// the one per-stream cost the client lets us size. A response head must fit in it, so it stays
+/// well above what Cloud and a proxy in front of it send (a few hundred bytes of headers).
+const STREAM_READ_BUFFER: usize = 4096;
+
+/// What a client carries, which decides its pool and buffers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    /// Request/response calls and the delivery stream: pooled, default buffers.
+    Calls,
+    /// Session streams: a connection lives as long as its stream, so nothing is kept idle.
+    Streams,
+}
+
+/// Builds the client for calls: public roots, plus the certificates of `ca_file` when given.
 pub fn build_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
+    build(ca_file, Traffic::Calls)
+}
+
+/// Builds the client for session streams (same roots and TLS settings as [`build_client`]).
+pub fn build_stream_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
+    build(ca_file, Traffic::Streams)
+}
+
+fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -69,13 +99,27 @@ pub fn build_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsError> {
     http.set_keepalive(Some(Duration::from_secs(30)));
     http.set_keepalive_interval(Some(Duration::from_secs(10)));
     http.set_keepalive_retries(Some(3));
-    let connector =
-        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(8)
-        .build(connector))
+    let connector = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1();
+    // With `http2`, ALPN offers h2 and http/1.1 and the client follows what TLS negotiated: a
+    // Cloud that speaks HTTP/2 carries every request of this client on one connection.
+    #[cfg(feature = "http2")]
+    let connector = connector.enable_http2();
+    let connector = connector.wrap_connector(http);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60));
+    match traffic {
+        Traffic::Calls => builder.pool_max_idle_per_host(8),
+        Traffic::Streams => builder.pool_max_idle_per_host(0).http1_read_buf_exact_size(STREAM_READ_BUFFER),
+    };
+    // An HTTP/2 connection carries many requests, so a dead one costs them all: ping it while
+    // idle too (20 s, answer within 10 s), the HTTP/2 counterpart of the TCP keep-alive above.
+    #[cfg(feature = "http2")]
+    builder
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_while_idle(true);
+    Ok(builder.build(connector))
 }
 
 #[cfg(test)]
@@ -97,5 +141,6 @@ mod tests {
     #[tokio::test]
     async fn builds_with_public_roots() {
         assert!(build_client(None).is_ok());
+        assert!(build_stream_client(None).is_ok());
     }
 }

@@ -332,6 +332,14 @@ impl Sessions {
             let lowered = connected.max(1).min(streams.budget(now));
             streams.lowered = Some((lowered, now + LOWERED_FOR));
         }
+        // The refused stream keeps its place (its prompt's events are still to come) and retries
+        // after the wait; the room it needs in Cloud is held by streams of this gateway that are
+        // merely idle. Close the least recently used of them so the retry finds a slot, instead
+        // of the refused chat waiting out their idle close.
+        let holding = streams.open.values().filter(|s| !s.shared.closing.get()).count();
+        if holding > streams.budget(now) {
+            streams.close_least_recent_idle();
+        }
         drop(streams);
         self.refresh_gauges();
     }
@@ -500,8 +508,10 @@ impl Cursor {
     async fn persist(&mut self, sessions: &Sessions, client: &CloudClient, binding_id: &str, sequence: u64) {
         // A chatty session can meet Cloud's per-token rate limit: wait as long as Cloud asks.
         let (workspace, message_id) = (self.workspace, self.last_chat_message_id.clone());
+        // Boxed for the same reason as rendering: an idle stream need not carry a call's state.
         let written =
-            with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())).await;
+            Box::pin(with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())))
+                .await;
         match written {
             Ok(CursorUpdate::Updated(binding) | CursorUpdate::Stale(binding)) => {
                 self.shared.persisted.set(binding.last_event_sequence.max(sequence));
@@ -557,17 +567,45 @@ async fn run_stream(
     idle_close: Duration,
 ) {
     let _work = sessions.shutdown.work_guard();
-    let mut drain = sessions.shutdown.signal();
-    let (tx, mut items) = mpsc::channel(QUEUE_DEPTH);
-    let follower = {
-        let context = sessions.stream_context.clone();
-        let client = Rc::clone(&client);
-        let id = binding.binding_id.clone();
+    let (tx, items) = mpsc::channel(QUEUE_DEPTH);
+    // The follower reads Cloud's stream while the consumer renders: two futures polled by this
+    // one task (a second task per chat cost its own allocation). When the follower returns
+    // (drain, or the consumer gone) it has dropped `tx`, which the consumer reads as the end;
+    // it then waits forever, so only the consumer decides when both stop.
+    let follower = async {
         let start = binding.last_event_sequence;
-        tokio::task::spawn_local(async move { follow_session_events(&context, &client, id, start, tx).await })
+        follow_session_events(&sessions.stream_context, &client, binding.binding_id.clone(), start, tx).await;
+        std::future::pending::<std::convert::Infallible>().await
     };
+    let consumer = consume(&sessions, &client, &binding, &provider_id, &shared, idle_close, items);
+    let (end, mut cursor) = tokio::select! {
+        biased;
+        ended = consumer => ended,
+        never = follower => match never {},
+    };
+    // The follower is dropped above, which closes the stream and frees its Cloud slot first;
+    // then what is left of the cursor is written.
+    shared.closing.set(true);
+    cursor.flush(&sessions, &client, &binding.binding_id).await;
+    if end == StreamEnd::Closed || !sessions.shutdown.is_draining() {
+        sessions.stream_ended(&binding.binding_id, generation);
+    }
+}
+
+/// Renders what the follower reads, in order, and keeps the cursor; returns why it stopped and
+/// the cursor with anything still to write.
+async fn consume(
+    sessions: &Sessions,
+    client: &CloudClient,
+    binding: &SessionBindingRecord,
+    provider_id: &SmolStr,
+    shared: &Rc<StreamShared>,
+    idle_close: Duration,
+    mut items: mpsc::Receiver<SessionStreamItem>,
+) -> (StreamEnd, Cursor) {
+    let mut drain = sessions.shutdown.signal();
     let mut cursor = Cursor {
-        shared: Rc::clone(&shared),
+        shared: Rc::clone(shared),
         workspace: binding.last_workspace_sequence,
         last_chat_message_id: binding.last_chat_message_id.clone(),
         pending: None,
@@ -592,7 +630,7 @@ async fn run_stream(
         let item = tokio::select! {
             item = items.recv() => item,
             _ = tokio::time::sleep(if cursor.pending_rendered { RENDERED_SETTLE } else { CURSOR_COALESCE }), if cursor.pending.is_some() => {
-                cursor.flush(&sessions, &client, &binding.binding_id).await;
+                cursor.flush(sessions, client, &binding.binding_id).await;
                 continue;
             }
             _ = tokio::time::sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
@@ -620,7 +658,7 @@ async fn run_stream(
             }
             SessionStreamItem::CursorJump(sequence) => {
                 shared.handled.set(sequence);
-                cursor.persist(&sessions, &client, &binding.binding_id, sequence).await
+                cursor.persist(sessions, client, &binding.binding_id, sequence).await
             }
             SessionStreamItem::Event(event) => {
                 last_event = Instant::now();
@@ -635,11 +673,11 @@ async fn run_stream(
                 // A rendered event's cursor is written before anything else may render, so at
                 // most the end-of-turn events ride along with it.
                 if cursor.pending_rendered && !matches!(event.event_type.as_str(), "session.idle" | "session.status") {
-                    cursor.flush(&sessions, &client, &binding.binding_id).await;
+                    cursor.flush(sessions, client, &binding.binding_id).await;
                 }
                 let registration = sessions
                     .registry
-                    .get(&provider_id)
+                    .get(provider_id)
                     .and_then(|r| Some((r.channel()?, r.config.runtime_id(), r.config.runtime_kind())));
                 let Some((provider, runtime_id, runtime_kind)) = registration else { break StreamEnd::Stopped };
                 let target = ChannelTarget {
@@ -651,11 +689,13 @@ async fn run_stream(
                     user_id: None,
                     message_id: cursor.last_chat_message_id.clone(),
                 };
-                let context = RenderContext { client: &client, provider: &*provider, binding: &binding, target };
+                let context = RenderContext { client, provider: &*provider, binding, target };
                 let first_try = Instant::now();
                 let mut attempt = 1;
                 let rendered = loop {
-                    match render_event(&context, &mut state, &event).await {
+                    // Boxed: rendering is rare next to waiting, and inline its state would
+                    // size every idle stream's task for the largest render.
+                    match Box::pin(render_event(&context, &mut state, &event)).await {
                         Ok(rendered) => break Ok(rendered),
                         // The channel said how long to wait: wait exactly that and try the same
                         // event again. Not a failed attempt; later events still wait their turn.
@@ -673,7 +713,7 @@ async fn run_stream(
                     }
                 };
                 // Session render telemetry counts under the runtime provider kind (§3.11).
-                let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, &provider_id));
+                let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, provider_id));
                 if attempt > 1 || rendered.as_ref().is_ok_and(|r| r.handled) || rendered.is_err() {
                     sessions.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
                     let outcome = match &rendered {
@@ -714,18 +754,12 @@ async fn run_stream(
                     && (idle_since.is_some()
                         || (!cursor.pending_rendered && cursor.last_write.elapsed() >= CURSOR_COALESCE));
                 if write_now {
-                    cursor.flush(&sessions, &client, &binding.binding_id).await;
+                    cursor.flush(sessions, client, &binding.binding_id).await;
                 }
             }
         }
     };
-    // Free the Cloud slot first, then write what is left of the cursor.
-    follower.abort();
-    shared.closing.set(true);
-    cursor.flush(&sessions, &client, &binding.binding_id).await;
-    if end == StreamEnd::Closed || !sessions.shutdown.is_draining() {
-        sessions.stream_ended(&binding.binding_id, generation);
-    }
+    (end, cursor)
 }
 
 /// Reopens the streams a previous run left open, each from its current Cloud cursor.
