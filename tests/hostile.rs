@@ -374,22 +374,44 @@ fn drip(address: SocketAddr, head: &[u8], bytes: &[u8], every: Duration, bound: 
     unreachable!("cycle() never ends")
 }
 
+/// Pipelines `/health` requests on a connection that never reads an answer (its receive buffer
+/// shrunk to a few KiB) until the gateway closes it: it must, although it keeps receiving nothing
+/// new to read. Returns how many request bytes the gateway took before it stopped reading.
+/// Fails if the connection is still open after `bound` (a generous bound, not a timing).
+fn never_read_the_answers(address: SocketAddr, bound: Duration) -> usize {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(address).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(true).unwrap();
+    let requests = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(256);
+    let deadline = Instant::now() + bound;
+    let mut sent = 0;
+    loop {
+        assert!(Instant::now() < deadline, "a connection that reads nothing was held for {bound:?}");
+        match (&stream).write(&requests) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(100)),
+            // The gateway gave up on the connection and reset it.
+            Err(_) => return sent,
+        }
+    }
+}
+
 /// A request head dripped a byte at a time never completes: the head timer (10 s) runs from the
 /// first byte, not from the last one, so the connection is closed with no answer. A body dripped
-/// after a complete head is cut off by the request deadline (30 s) with a JSON 408. Both run at
-/// once against one gateway, and each is bounded at twice its timer.
+/// after a complete head is cut off by the request deadline (30 s) with a JSON 408. A client that
+/// sends requests and never reads the answers is dropped once the answers have waited 10 s for
+/// it. All three run at once against one gateway, each bounded at twice its timer or more.
 #[test]
-fn slowloris_heads_and_bodies_are_cut_off() {
+fn slowloris_heads_bodies_and_readers_are_cut_off() {
     let mut gateway = start();
     let address = gateway.address;
     let head = thread::spawn(move || {
-        drip(
-            address,
-            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
-            b"a",
-            Duration::from_millis(200),
-            Duration::from_secs(20),
-        )
+        let head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+        drip(address, head, b"a", Duration::from_millis(200), Duration::from_secs(20))
     });
     let body = thread::spawn(move || {
         let head = raw_request(
@@ -403,12 +425,15 @@ fn slowloris_heads_and_bodies_are_cut_off() {
         );
         drip(address, &head, b" ", Duration::from_millis(500), Duration::from_secs(60))
     });
+    let reader = thread::spawn(move || never_read_the_answers(address, Duration::from_secs(60)));
     let head = head.join().unwrap();
     assert!(head.closed);
     assert_eq!(head.text(), "", "a head that never completes gets no answer");
     let body = body.join().unwrap();
     assert!(body.closed);
     assert_json_error(&body.single(), 408, "Gateway request body was not received in time.");
+    let taken = reader.join().unwrap();
+    assert!(taken > 64 * 1024, "the gateway answered requests until the answers backed up ({taken} bytes taken)");
     assert_unharmed(&mut gateway, &[head.text(), body.text()]);
 }
 
