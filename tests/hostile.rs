@@ -252,6 +252,63 @@ fn ambiguous_framing_is_refused_with_400() {
     assert_unharmed(&mut gateway, &answers);
 }
 
+/// A chunked body whose framing is broken (a chunk size past `u64`, a size that is not hex, a
+/// chunk extension or a trailer that never ends) is the gateway's JSON 400 once the body reader
+/// fails, and the connection is closed: nothing after the broken framing is read as a request.
+#[test]
+fn broken_chunked_bodies_are_400() {
+    let mut gateway = start();
+    let mut answers = Vec::new();
+    let long_extension = format!("1;{}\r\nx\r\n0\r\n\r\n", "a".repeat(70_000));
+    let long_trailer = format!("1\r\nx\r\n0\r\nX-Trailer: {}\r\n\r\n", "a".repeat(70_000));
+    let bodies = [
+        "FFFFFFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n".to_owned(),
+        "zz\r\nx\r\n0\r\n\r\n".to_owned(),
+        "-1\r\nx\r\n0\r\n\r\n".to_owned(),
+        "1\r\nxyz\r\n0\r\n\r\n".to_owned(),
+        long_extension,
+        long_trailer,
+    ];
+    for body in bodies {
+        let lines = [
+            "POST /webhooks/fake HTTP/1.1",
+            "Host: 127.0.0.1",
+            "Content-Type: application/json",
+            "Transfer-Encoding: chunked",
+        ];
+        let mut bytes = raw_request(&lines, body.as_bytes());
+        bytes.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let exchange = talk(gateway.address, &bytes);
+        assert_json_error(&exchange.single(), 400, "Gateway request body could not be read.");
+        assert!(exchange.closed, "{}", exchange.text());
+        answers.push(exchange.text());
+    }
+    assert_unharmed(&mut gateway, &answers);
+}
+
+/// Request lines that are not HTTP/1.x are refused by the parser (400 and closed), and an
+/// HTTP/2 preface on this HTTP/1-only listener is closed unanswered.
+#[test]
+fn request_lines_that_are_not_http1_are_refused() {
+    let mut gateway = start();
+    let mut answers = Vec::new();
+    for line in [
+        &b"GET /health\r\n\r\n"[..],
+        b"GET /health HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /health HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n",
+        b"G\x01T /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"\r\n\r\n\r\n\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    ] {
+        let exchange = talk(gateway.address, line);
+        assert_refused_by_parser(&exchange, 400);
+        answers.push(exchange.text());
+    }
+    let preface = talk(gateway.address, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(preface.closed);
+    assert_eq!(preface.text(), "", "an HTTP/2 client gets no HTTP/1 answer to misread");
+    assert_unharmed(&mut gateway, &answers);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Oversized heads and bodies
 
@@ -291,18 +348,21 @@ fn oversized_bodies_are_413() {
     let too_large = "Gateway request body exceeds the configured limit.";
 
     // Only the head: the 413 must come without the body.
-    let declared = raw_request(
-        &[
-            "POST /webhooks/fake HTTP/1.1",
-            "Host: 127.0.0.1",
-            "Content-Type: application/json",
-            &format!("Content-Length: {}", BODY_LIMIT + 1),
-        ],
-        b"",
-    );
+    let length = format!("Content-Length: {}", BODY_LIMIT + 1);
+    let declared_lines =
+        ["POST /webhooks/fake HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json", length.as_str()];
+    let declared = raw_request(&declared_lines, b"");
     let exchange = talk(gateway.address, &declared);
     assert_json_error(&exchange.single(), 413, too_large);
     assert!(exchange.closed, "a refused body is not waited for");
+    answers.push(exchange.text());
+
+    // `Expect: 100-continue` with a length past the cap: refused without inviting the body.
+    let mut lines = declared_lines.to_vec();
+    lines.push("Expect: 100-continue");
+    let exchange = talk(gateway.address, &raw_request(&lines, b""));
+    assert!(!exchange.text().contains("100 Continue"), "{}", exchange.text());
+    assert_json_error(&exchange.single(), 413, too_large);
     answers.push(exchange.text());
 
     // Chunked: no length up front; 16 KiB chunks, one more than the cap holds.
