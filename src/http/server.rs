@@ -409,6 +409,28 @@ mod tests {
         assert_eq!(classify_accept_error(&std::io::Error::other("x")), AcceptFailure::Unexpected);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_peer_never_takes_fails_once_it_has_stalled_for_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(16);
+        let mut guarded = WriteStallLimit::new(near, Duration::from_secs(10));
+        // A peer that takes bytes within the limit resets it: 9 s of waiting is no failure.
+        let taker = async {
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            far.read_exact(&mut [0; 8]).await.unwrap();
+        };
+        let (written, ()) = tokio::join!(guarded.write_all(&[0; 24]), taker);
+        written.unwrap();
+        let stalled_at = tokio::time::Instant::now();
+        let error = guarded.write_all(&[0; 1]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            stalled_at.elapsed(),
+            Duration::from_secs(10),
+            "the limit runs from the stall, not from the first write"
+        );
+    }
+
     fn gateway() -> Rc<HttpState> {
         HttpState::for_tests(crate::config::test_config(&[]), None)
     }
