@@ -1,6 +1,6 @@
 //! Hostile HTTP input against the running daemon (issue 18, part 3), spoken byte by byte over raw
-//! loopback TCP where a well-behaved client would refuse to: request smuggling, slowloris heads
-//! and bodies, oversized heads and bodies, 2,000 concurrent connections, malformed
+//! loopback TCP where a well-behaved client would refuse to: request smuggling, slowloris heads,
+//! bodies and readers, oversized heads and bodies, 2,000 concurrent connections, malformed
 //! percent-encoding, invalid UTF-8, deeply nested JSON, and operator endpoints probed with
 //! forwarded headers and guessed tokens. Each case must end in a clear 4xx or a closed connection,
 //! the daemon must still answer `/health` afterwards, and no configured secret may appear in any
