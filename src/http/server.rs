@@ -1,13 +1,17 @@
 //! The accept loop and per-request dispatch: a connection cap, a header-size cap, one timer for
-//! header reads and idle keep-alive connections, a request-body deadline, and accept errors
-//! classified so that running out of file descriptors backs off instead of spinning.
+//! header reads and idle keep-alive connections, a request-body deadline, a limit on how long an
+//! answer may wait for a peer that reads nothing, and accept errors classified so that running
+//! out of file descriptors backs off instead of spinning.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::HOST;
@@ -16,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use nix::errno::Errno;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
 use super::admin::{is_admin_head, presents_token};
@@ -47,6 +52,11 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const HEADER_AND_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream's `requestTimeout`: the whole body must arrive within it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an answer may wait for a peer that takes none of its bytes before the connection is
+/// closed. Without it a client that pipelines requests and never reads the answers holds its
+/// connection (and the kernel's send buffer) for ever: none of the read timers runs while hyper
+/// waits to write. As long as a peer gets to send its request head.
+pub const WRITE_STALL_TIMEOUT: Duration = HEADER_AND_IDLE_TIMEOUT;
 
 /// What to do after a failed `accept()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,8 +220,74 @@ where
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEADER_BYTES);
+    let stream = WriteStallLimit::new(stream, WRITE_STALL_TIMEOUT);
     if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
         tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once they have made no progress for `limit`
+/// (hyper then drops the connection). Reads pass through: hyper's header timer and the body
+/// deadline bound them.
+struct WriteStallLimit<S> {
+    inner: S,
+    limit: Duration,
+    /// Started by the first write that could not proceed; cleared by any write that does.
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStallLimit<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        Self { inner, limit, stalled_since: None }
+    }
+
+    fn watch<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.stalled_since = None;
+            return result;
+        }
+        let limit = self.limit;
+        let timer = self.stalled_since.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the peer took no bytes of the answer")));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStallLimit<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStallLimit<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, result)
     }
 }
 
@@ -331,6 +407,28 @@ mod tests {
         assert_eq!(classify_accept_error(&error(Errno::ECONNABORTED)), AcceptFailure::PeerGone);
         assert_eq!(classify_accept_error(&error(Errno::EINVAL)), AcceptFailure::Unexpected);
         assert_eq!(classify_accept_error(&std::io::Error::other("x")), AcceptFailure::Unexpected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_peer_never_takes_fails_once_it_has_stalled_for_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(16);
+        let mut guarded = WriteStallLimit::new(near, Duration::from_secs(10));
+        // A peer that takes bytes within the limit resets it: 9 s of waiting is no failure.
+        let taker = async {
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            far.read_exact(&mut [0; 8]).await.unwrap();
+        };
+        let (written, ()) = tokio::join!(guarded.write_all(&[0; 24]), taker);
+        written.unwrap();
+        let stalled_at = tokio::time::Instant::now();
+        let error = guarded.write_all(&[0; 1]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            stalled_at.elapsed(),
+            Duration::from_secs(10),
+            "the limit runs from the stall, not from the first write"
+        );
     }
 
     fn gateway() -> Rc<HttpState> {
