@@ -58,7 +58,9 @@ const STREAM_READ_BUFFER: usize = 4096;
 enum Traffic {
     /// Request/response calls and the delivery stream: pooled, default buffers.
     Calls,
-    /// Session streams: a connection lives as long as its stream, so nothing is kept idle.
+    /// Session streams: over HTTP/1.1 a connection lives as long as its stream (a stream is
+    /// dropped mid-body, which leaves nothing to reuse), so at most one is kept idle; over
+    /// HTTP/2 that one pooled entry is the shared connection every stream rides on.
     Streams,
 }
 
@@ -109,7 +111,7 @@ fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsE
     builder.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60));
     match traffic {
         Traffic::Calls => builder.pool_max_idle_per_host(8),
-        Traffic::Streams => builder.pool_max_idle_per_host(0).http1_read_buf_exact_size(STREAM_READ_BUFFER),
+        Traffic::Streams => builder.pool_max_idle_per_host(1).http1_read_buf_exact_size(STREAM_READ_BUFFER),
     };
     // An HTTP/2 connection carries many requests, so a dead one costs them all: ping it while
     // idle too (20 s, answer within 10 s), the HTTP/2 counterpart of the TCP keep-alive above.
