@@ -55,7 +55,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an answer may wait for a peer that takes none of its bytes before the connection is
 /// closed. Without it a client that pipelines requests and never reads the answers holds its
 /// connection (and the kernel's send buffer) for ever: none of the read timers runs while hyper
-/// waits to write. As long as a peer gets to send its request head.
+/// waits to write. The same 10 s a peer gets to send its request head.
 pub const WRITE_STALL_TIMEOUT: Duration = HEADER_AND_IDLE_TIMEOUT;
 
 /// What to do after a failed `accept()`.
