@@ -28,7 +28,9 @@ fuzz_target!(|input: &[u8]| {
     }
     let _ = error.to_string();
 
-    let body_hint = serde_json::from_slice::<serde_json::Value>(body)
+    // Lossy: the error body parser skips fields it does not know without checking their UTF-8,
+    // so a body with stray bytes in such a field still gives its `retryAfterMs`.
+    let body_hint = serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(body))
         .ok()
         .and_then(|v| v.get("retryAfterMs").and_then(serde_json::Value::as_f64))
         .filter(|ms| ms.is_finite() && *ms > 0.0);
