@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use open_cowork_gateway::config::env::parse_env_file;
 
 fn valid_name(key: &str) -> bool {
-    key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && key.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+    key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && key.bytes().next().is_some_and(|b| !b.is_ascii_digit())
 }
 
 fuzz_target!(|input: &[u8]| {

@@ -22,7 +22,8 @@ fuzz_target!(|input: &[u8]| {
     let _ = verify(SECRET, timestamp, signature, body, NOW_MS);
     if !body.is_empty() && !timestamp.is_empty() {
         let good = sign(SECRET, timestamp, body);
-        let fresh = timestamp.parse::<f64>().is_ok_and(|t| t.is_finite() && (NOW_MS as f64 / 1000.0 - t).abs() <= 300.0);
+        let fresh =
+            timestamp.parse::<f64>().is_ok_and(|t| t.is_finite() && (NOW_MS as f64 / 1000.0 - t).abs() <= 300.0);
         assert_eq!(verify(SECRET, timestamp, &good, body, NOW_MS).is_ok(), fresh);
     }
     let mut replays = ReplayCache::new(2, 3);
