@@ -64,7 +64,10 @@ pub fn parse_iso(text: &str) -> Option<u64> {
     let hour: u64 = clock_parts.next()?.parse().ok()?;
     let minute: u64 = clock_parts.next()?.parse().ok()?;
     let second: u64 = clock_parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month)
+    // JavaScript's `Date`, which writes these times, ends in the year 275760; a longer year is no
+    // time at all, and would overflow the day arithmetic below.
+    if !(0..=275_760).contains(&year)
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || hour > 23
         || minute > 59

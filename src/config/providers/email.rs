@@ -181,7 +181,8 @@ pub fn display_name(text: &str) -> Option<String> {
 
 fn clean_address(token: &str) -> Option<String> {
     let mut text = token.trim();
-    if text.len() >= 7 && text[..7].eq_ignore_ascii_case("mailto:") {
+    // `get`, not a slice: the seventh byte of outside text may fall inside a multi-byte character.
+    if text.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("mailto:")) {
         text = text[7..].trim();
     }
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
