@@ -10,6 +10,7 @@
 pub mod agent;
 mod call;
 pub mod faults;
+pub mod records;
 mod respond;
 pub mod routes;
 pub mod sse;
@@ -125,6 +126,8 @@ pub const SEEDED_BINDINGS: [SeededBinding; 9] = [
 pub struct DevCloud {
     pub store: RefCell<Store>,
     pub faults: RefCell<Faults>,
+    /// Ack and prompt calls as they came, for `GET /dev/records`.
+    pub records: RefCell<records::Records>,
     /// Woken whenever events or deliveries change, so streams write without waiting a poll.
     pub changed: Notify,
     pub options: DevCloudOptions,
@@ -148,6 +151,7 @@ impl DevCloud {
         Rc::new(Self {
             store: RefCell::new(Store::new(options.auto_activate_identities, options.allow_remote_approvals)),
             faults: RefCell::new(Faults::default()),
+            records: RefCell::new(records::Records::default()),
             changed: Notify::new(),
             options,
             halted: watch::channel(false).0,
