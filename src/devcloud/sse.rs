@@ -228,7 +228,8 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
             } else {
                 loop {
                     let lease = cloud.faults.borrow().delivery_lease_ms(ttl);
-                    let claimed = cloud.store.borrow_mut().claim_next_delivery(&bindings, &claimed_by, &token_id, lease);
+                    let claimed =
+                        cloud.store.borrow_mut().claim_next_delivery(&bindings, &claimed_by, &token_id, lease);
                     let Some(delivery) = claimed else { break };
                     let id = delivery["deliveryId"].as_str().unwrap_or_default().to_owned();
                     let cut = cloud.faults.borrow_mut().cut_now(false);
