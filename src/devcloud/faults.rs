@@ -76,15 +76,20 @@ impl Faults {
         counts
     }
 
-    /// Failures still to come per route, and the added latency per route, sorted by route.
-    pub fn armed(&self) -> (Vec<(&'static str, FailNext)>, Vec<(&'static str, Duration)>) {
+    /// Failures still to come, per route, sorted by route.
+    pub fn armed_failures(&self) -> Vec<(&'static str, FailNext)> {
         let mut failures: Vec<_> =
             self.failures.iter().filter(|(_, f)| f.remaining > 0).map(|(k, f)| (*k, *f)).collect();
         failures.sort_unstable_by_key(|(k, _)| *k);
+        failures
+    }
+
+    /// The added latency per route (zero left out), sorted by route.
+    pub fn route_latencies(&self) -> Vec<(&'static str, Duration)> {
         let mut latencies: Vec<_> =
             self.route_latency.iter().filter(|(_, l)| !l.is_zero()).map(|(k, l)| (*k, *l)).collect();
         latencies.sort_unstable_by_key(|(k, _)| *k);
-        (failures, latencies)
+        latencies
     }
 
     /// Switches every fault off (the counts of those that fired stay).

@@ -149,13 +149,16 @@ fn arm(cloud: &DevCloud, input: &Map<String, Value>) -> Result<(), String> {
 
 fn faults_view(cloud: &DevCloud) -> Value {
     let faults = cloud.faults.borrow();
-    let (failures, latencies) = faults.armed();
-    let failures: Vec<Value> = failures
+    let failures: Vec<Value> = faults
+        .armed_failures()
         .into_iter()
         .map(|(route, f)| json!({"route": route, "remaining": f.remaining, "status": f.status, "retryAfterMs": f.retry_after_ms}))
         .collect();
-    let mut latency: Vec<Value> =
-        latencies.into_iter().map(|(route, l)| json!({"route": route, "ms": l.as_millis() as u64})).collect();
+    let mut latency: Vec<Value> = faults
+        .route_latencies()
+        .into_iter()
+        .map(|(route, l)| json!({"route": route, "ms": l.as_millis() as u64}))
+        .collect();
     if !faults.latency.is_zero() {
         latency.push(json!({"route": "*", "ms": faults.latency.as_millis() as u64}));
     }
