@@ -151,3 +151,51 @@ fn records_show_ack_calls_and_prompts_per_key() {
         assert_eq!(call("GET", format!("{base}/dev/records?section=nope"), admin, None).await.0, 400);
     });
 }
+
+#[test]
+fn a_quiet_session_stream_gets_its_keep_alives_while_the_cloud_is_busy() {
+    run(async {
+        let cloud = DevCloud::new(DevCloudOptions {
+            keep_alive: std::time::Duration::from_millis(50),
+            ..DevCloudOptions::default()
+        });
+        let seeded = cloud.seed();
+        let base = format!("http://{}", cloud.start("127.0.0.1", 0).await.unwrap());
+        let gateway = seeded.gateway_token.as_str();
+        let identity = json!({"provider": "telegram", "externalUserId": "u1", "channelBindingId": "telegram"});
+        assert_eq!(
+            call("POST", format!("{base}/api/channels/identities/resolve"), gateway, Some(identity)).await.0,
+            200
+        );
+        let bind = json!({"channelBindingId": "telegram", "provider": "telegram", "externalChatId": "1", "externalThreadId": "1", "externalUserId": "u1"});
+        let (_, bound) = call("POST", format!("{base}/api/channels/sessions/bind"), gateway, Some(bind)).await;
+        let binding = bound["binding"]["bindingId"].as_str().unwrap().to_owned();
+
+        // Other work wakes every stream far more often than the heartbeat interval.
+        let busy = Rc::clone(&cloud);
+        let noise = tokio::task::spawn_local(async move {
+            loop {
+                busy.changed.notify_waiters();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        let http = build_client(None).unwrap();
+        let request = http::Request::get(format!("{base}/api/channels/sessions/{binding}/events"))
+            .header("authorization", format!("Bearer {gateway}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let mut body = http.request(request).await.unwrap().into_body();
+        let mut seen = String::new();
+        // Generous against a slow machine; without the fix no keep-alive ever comes.
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !seen.contains(": keep-alive") {
+                let frame = body.frame().await.unwrap().unwrap();
+                seen.push_str(&String::from_utf8_lossy(frame.data_ref().unwrap()));
+            }
+        })
+        .await;
+        noise.abort();
+        assert!(waited.is_ok(), "no keep-alive on a quiet stream of a busy Cloud; got {seen:?}");
+        assert!(seen.contains("session.created"), "{seen}");
+    });
+}

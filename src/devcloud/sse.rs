@@ -135,6 +135,10 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
         if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
             return;
         }
+        // The heartbeat is due a fixed interval after the last bytes written, however often other
+        // sessions' changes wake this loop: a busy Cloud must not starve a quiet stream of its
+        // keep-alives (the gateway's watchdog would take the silence for a dead connection).
+        let mut last_written = tokio::time::Instant::now();
         loop {
             let changed = cloud.changed.notified();
             tokio::pin!(changed);
@@ -168,13 +172,16 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
                 if !write(&tx, bytes, cut).await {
                     return;
                 }
+                last_written = tokio::time::Instant::now();
             }
-            match wake(changed, cloud.options.keep_alive, deadline, &tx, &mut halted).await {
+            let heartbeat_in = cloud.options.keep_alive.saturating_sub(last_written.elapsed());
+            match wake(changed, heartbeat_in, deadline, &tx, &mut halted).await {
                 Wake::Work => {}
                 Wake::Idle => {
                     if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
                         return;
                     }
+                    last_written = tokio::time::Instant::now();
                 }
                 Wake::End => return,
             }
