@@ -32,6 +32,29 @@ pub enum Route {
     RevokeToken(String),
 }
 
+/// Every key [`Route::fault_key`] returns: the route names `POST /dev/faults` accepts.
+pub const FAULT_KEYS: [&str; 19] = [
+    "identity",
+    "bind",
+    "by-thread",
+    "snapshot",
+    "prompt",
+    "claim",
+    "complete",
+    "resolve-interaction",
+    "create-interaction",
+    "artifact",
+    "session-events",
+    "delivery-stream",
+    "cursor",
+    "ack",
+    "list-deliveries",
+    "retry",
+    "dead-letter",
+    "enqueue",
+    "setup",
+];
+
 impl Route {
     /// The key fault injection uses.
     pub fn fault_key(&self) -> &'static str {

@@ -1,6 +1,8 @@
 //! Faults a test can switch on in the dev Cloud: fail the next N calls of a route with a status
 //! (429 with a retry hint included), cut a stream after N frames, add latency, or make the
-//! delivery stream report in-band errors.
+//! delivery stream report in-band errors. In-process tests set them directly; a harness in
+//! another process sets them through `POST /dev/faults` (`routes/control.rs`). Every fault that
+//! fired is counted, so a soak can say how many it injected.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +28,11 @@ pub struct Faults {
     pub cut_delivery_stream_after: Option<u32>,
     /// While set, each delivery poll writes this as an `event: error` frame instead of claiming.
     pub delivery_stream_error: Option<String>,
+    /// While set, delivery claims get at most this lease, whatever `ttlMs` the claimant asked
+    /// for: a short soak sees deliveries of a killed gateway come back within its time budget.
+    pub max_delivery_lease: Option<Duration>,
+    /// Faults that fired, per route key (`"session-stream-cut"`, `"delivery-stream-cut"` for cuts).
+    injected: HashMap<&'static str, u64>,
 }
 
 impl Faults {
@@ -52,12 +59,48 @@ impl Faults {
 
     /// Takes one pending failure for `route`, if any.
     pub fn take_failure(&mut self, route: &str) -> Option<FailNext> {
-        let failure = self.failures.get_mut(route)?;
+        let (key, failure) = self.failures.iter_mut().find(|(k, _)| **k == route)?;
         if failure.remaining == 0 {
             return None;
         }
         failure.remaining -= 1;
-        Some(*failure)
+        let fired = *failure;
+        *self.injected.entry(*key).or_insert(0) += 1;
+        Some(fired)
+    }
+
+    /// Faults that fired so far, per route key, sorted by key.
+    pub fn injected(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: Vec<_> = self.injected.iter().map(|(k, v)| (*k, *v)).collect();
+        counts.sort_unstable();
+        counts
+    }
+
+    /// Failures still to come, per route, sorted by route.
+    pub fn armed_failures(&self) -> Vec<(&'static str, FailNext)> {
+        let mut failures: Vec<_> =
+            self.failures.iter().filter(|(_, f)| f.remaining > 0).map(|(k, f)| (*k, *f)).collect();
+        failures.sort_unstable_by_key(|(k, _)| *k);
+        failures
+    }
+
+    /// The added latency per route (zero left out), sorted by route.
+    pub fn route_latencies(&self) -> Vec<(&'static str, Duration)> {
+        let mut latencies: Vec<_> =
+            self.route_latency.iter().filter(|(_, l)| !l.is_zero()).map(|(k, l)| (*k, *l)).collect();
+        latencies.sort_unstable_by_key(|(k, _)| *k);
+        latencies
+    }
+
+    /// Switches every fault off (the counts of those that fired stay).
+    pub fn clear(&mut self) {
+        let injected = std::mem::take(&mut self.injected);
+        *self = Self { injected, ..Self::default() };
+    }
+
+    /// The lease a delivery claim gets when `requested_ms` was asked for.
+    pub fn delivery_lease_ms(&self, requested_ms: u64) -> u64 {
+        self.max_delivery_lease.map_or(requested_ms, |cap| requested_ms.min(cap.as_millis() as u64).max(1))
     }
 
     /// Counts one frame about to be written on a session (`true`) or delivery stream; says
@@ -68,6 +111,8 @@ impl Faults {
         match counter {
             Some(0) => {
                 *counter = None;
+                let key = if session_stream { "session-stream-cut" } else { "delivery-stream-cut" };
+                *self.injected.entry(key).or_insert(0) += 1;
                 true
             }
             Some(n) => {

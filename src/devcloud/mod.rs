@@ -6,10 +6,17 @@
 //! Where cloud-api.md leaves room, the choices are written next to the code; the main ones:
 //! new channel identities are active members by default (dev mode, switchable), remote approvals
 //! are enabled (upstream's default profile disables them), and setup calls need an admin token.
+//!
+//! Beyond the Cloud API it has dev-only control routes under `/dev/` (admin token; never
+//! upstream): `POST /dev/faults` arms the faults of [`faults`] from another process, and
+//! `GET /dev/records` reads what [`records`] and the store saw (deliveries with their ack calls,
+//! prompt commands, prompt calls per idempotency key, provider-event claims), in bounded pages.
+//! `scripts/soak` drives a separate gateway process through them; see `routes/control.rs`.
 
 pub mod agent;
 mod call;
 pub mod faults;
+pub mod records;
 mod respond;
 pub mod routes;
 pub mod sse;
@@ -125,6 +132,8 @@ pub const SEEDED_BINDINGS: [SeededBinding; 9] = [
 pub struct DevCloud {
     pub store: RefCell<Store>,
     pub faults: RefCell<Faults>,
+    /// Ack and prompt calls as they came, for `GET /dev/records`.
+    pub records: RefCell<records::Records>,
     /// Woken whenever events or deliveries change, so streams write without waiting a poll.
     pub changed: Notify,
     pub options: DevCloudOptions,
@@ -148,6 +157,7 @@ impl DevCloud {
         Rc::new(Self {
             store: RefCell::new(Store::new(options.auto_activate_identities, options.allow_remote_approvals)),
             faults: RefCell::new(Faults::default()),
+            records: RefCell::new(records::Records::default()),
             changed: Notify::new(),
             options,
             halted: watch::channel(false).0,

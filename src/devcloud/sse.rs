@@ -135,6 +135,10 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
         if tx.send(Ok(Bytes::from_static(b": connected\n\n"))).await.is_err() {
             return;
         }
+        // The heartbeat is due a fixed interval after the last bytes written, however often other
+        // sessions' changes wake this loop: a busy Cloud must not starve a quiet stream of its
+        // keep-alives (the gateway's watchdog would take the silence for a dead connection).
+        let mut last_written = tokio::time::Instant::now();
         loop {
             let changed = cloud.changed.notified();
             tokio::pin!(changed);
@@ -168,13 +172,16 @@ pub fn session_events(cloud: &Rc<DevCloud>, call: &Call, session_binding_id: &st
                 if !write(&tx, bytes, cut).await {
                     return;
                 }
+                last_written = tokio::time::Instant::now();
             }
-            match wake(changed, cloud.options.keep_alive, deadline, &tx, &mut halted).await {
+            let heartbeat_in = cloud.options.keep_alive.saturating_sub(last_written.elapsed());
+            match wake(changed, heartbeat_in, deadline, &tx, &mut halted).await {
                 Wake::Work => {}
                 Wake::Idle => {
                     if tx.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
                         return;
                     }
+                    last_written = tokio::time::Instant::now();
                 }
                 Wake::End => return,
             }
@@ -227,7 +234,9 @@ pub fn delivery_stream(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBo
                 }
             } else {
                 loop {
-                    let claimed = cloud.store.borrow_mut().claim_next_delivery(&bindings, &claimed_by, &token_id, ttl);
+                    let lease = cloud.faults.borrow().delivery_lease_ms(ttl);
+                    let claimed =
+                        cloud.store.borrow_mut().claim_next_delivery(&bindings, &claimed_by, &token_id, lease);
                     let Some(delivery) = claimed else { break };
                     let id = delivery["deliveryId"].as_str().unwrap_or_default().to_owned();
                     let cut = cloud.faults.borrow_mut().cut_now(false);

@@ -36,7 +36,9 @@ pub(super) fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Respo
         _ => None,
     };
     let mut store = cloud.store.borrow_mut();
-    let Some(index) = unique_delivery(&store, call, delivery_id, Some(&claimant)) else {
+    let found = unique_delivery(&store, call, delivery_id, Some(&claimant));
+    cloud.records.borrow_mut().ack(delivery_id, &status, found.is_some());
+    let Some(index) = found else {
         return error(404, "Channel delivery was not found.");
     };
     let last_error = call.text("lastError").map(|e| e.chars().take(1024).collect());

@@ -1,10 +1,12 @@
 //! The dev Cloud's HTTP surface: the route table, request intake (authentication, injected
 //! faults, the body limit) and dispatch to one handler per call, in one file per resource. The
 //! two-layer authorization of cloud-api.md §2 is in `authorize.rs`; the SSE streams are in
-//! `../sse.rs`.
+//! `../sse.rs`; the dev-only control routes under `/dev/` (faults and records for a harness in
+//! another process) are in `control.rs`.
 
 mod artifacts;
 mod authorize;
+mod control;
 mod deliveries;
 mod identities;
 mod interactions;
@@ -82,22 +84,27 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
     if parts.method == Method::GET && parts.uri.path() == "/livez" {
         return json_response(200, &json!({"ok": true, "role": "all-in-one", "profileName": "dev"}));
     }
+    if parts.uri.path().starts_with("/dev/") {
+        // Control routes: no injected fault or latency applies, so a harness can always switch
+        // them off again.
+        let principal = match principal_of(&cloud, &parts.headers) {
+            Ok(principal) => principal,
+            Err(denied) => return *denied,
+        };
+        let Ok(collected) = Limited::new(body, control::MAX_CONTROL_BODY).collect().await else {
+            return error(413, "Request body is too large.");
+        };
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+        return control::handle(&cloud, &principal, &parts.method, parts.uri.path(), &query, &collected.to_bytes());
+    }
     let latency = cloud.faults.borrow().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let presented = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
-        .map(|v| v[7..].trim().to_owned());
-    let Some(presented) = presented else { return error(401, "Cloud API token authorization is required.") };
-    let principal = match cloud.store.borrow().token_by_plaintext(&presented) {
-        Some(token) => {
-            Principal { token_id: token.token_id.clone(), scopes: token.scopes.clone(), grants: token.grants.clone() }
-        }
-        None => return error(401, "Cloud API token is invalid or expired."),
+    let principal = match principal_of(&cloud, &parts.headers) {
+        Ok(principal) => principal,
+        Err(denied) => return *denied,
     };
     let Ok(route) = match_table(ROUTES, &parts.method, parts.uri.path()) else {
         return policy_error(403, "Workspace action is not authorized.", "authorization.action_unknown");
@@ -133,6 +140,26 @@ pub async fn handle(cloud: Rc<DevCloud>, request: Request<Incoming>) -> Response
         return denied;
     }
     dispatch(&cloud, call).await
+}
+
+/// The caller named by the bearer token, or the 401 to answer.
+fn principal_of(cloud: &DevCloud, headers: &http::HeaderMap) -> Result<Principal, Box<Response<ResponseBody>>> {
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+        .map(|v| v[7..].trim().to_owned());
+    let Some(presented) = presented else {
+        return Err(Box::new(error(401, "Cloud API token authorization is required.")));
+    };
+    match cloud.store.borrow().token_by_plaintext(&presented) {
+        Some(token) => Ok(Principal {
+            token_id: token.token_id.clone(),
+            scopes: token.scopes.clone(),
+            grants: token.grants.clone(),
+        }),
+        None => Err(Box::new(error(401, "Cloud API token is invalid or expired."))),
+    }
 }
 
 async fn dispatch(cloud: &Rc<DevCloud>, call: Call) -> Response<ResponseBody> {
@@ -175,5 +202,20 @@ mod tests {
         );
         assert_eq!(match_table(ROUTES, &Method::POST, "/api/channels/deliveries"), Ok(Route::EnqueueDelivery));
         assert!(match_table(ROUTES, &Method::GET, "/api/channels/provider-events/claim").is_err());
+    }
+
+    #[test]
+    fn every_route_has_a_fault_key_the_control_routes_accept() {
+        for (method, segments, _) in ROUTES {
+            let path: String = segments
+                .iter()
+                .map(|s| match s {
+                    Literal(text) => format!("/{text}"),
+                    _ => "/x".to_owned(),
+                })
+                .collect();
+            let route = match_table(ROUTES, method, &path).unwrap();
+            assert!(super::super::call::FAULT_KEYS.contains(&route.fault_key()), "{path}: {}", route.fault_key());
+        }
     }
 }

@@ -140,15 +140,19 @@ pub(super) fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody
     let agent = call.text("agent").unwrap_or_else(|| "build".into());
     let mut store = cloud.store.borrow_mut();
     let org = store.org_id.clone();
-    let command_id = match call.text("idempotencyKey") {
-        Some(key) => hashed_id("channel_command_", &[&org, &binding_id, &key]),
+    let key = call.text("idempotencyKey");
+    let command_id = match &key {
+        Some(key) => hashed_id("channel_command_", &[&org, &binding_id, key]),
         None => random_id(),
     };
+    let mut records = cloud.records.borrow_mut();
+    let mut record = |created| records.prompt(key.as_deref().unwrap_or(""), created);
     let (_, now) = store.now();
     let Some(session) = store.sessions.get_mut(&binding.session_id) else {
         return error(404, "Cloud session was not found.");
     };
     if let Some(existing) = session.commands.iter().find(|c| c["commandId"] == command_id.as_str()).cloned() {
+        record(false);
         if existing["payload"]["text"] != text.as_str() || existing["payload"]["agent"] != agent.as_str() {
             return error(500, "Internal server error.");
         }
@@ -165,8 +169,10 @@ pub(super) fn prompt(cloud: &Rc<DevCloud>, call: &Call) -> Response<ResponseBody
         "lastErrorCode": null, "lastErrorSummary": null, "ackedAt": null, "error": null,
     });
     session.commands.push(command.clone());
+    record(true);
     let view = session.view(&org);
     drop(store);
+    drop(records);
     agent::run_command(cloud, binding.session_id.clone(), command.clone());
     json_response(
         202,
