@@ -29,6 +29,7 @@ use crate::notify::Notifier;
 use crate::providers::{BuildContext, ProviderFactory};
 use crate::runtime::deliveries::{run_dispatcher, sendable_bindings, Dispatcher};
 use crate::runtime::inbound::{run_ingress, Inbound};
+use crate::runtime::journal::InboundJournal;
 use crate::runtime::sessions::{resume_saved, SessionStreams, Sessions};
 use crate::runtime::state::StateFile;
 use crate::runtime::Readiness;
@@ -136,6 +137,12 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         sessions: sessions.clone(),
         claimed_by: config.claimed_by(),
         reuse: Rc::default(),
+        journal: config.state_dir.as_deref().map(|dir| Rc::new(InboundJournal::in_state_directory(dir))),
+    };
+    // What a killed process answered but never prompted goes first, before new messages.
+    let replay = {
+        let (inbound, ingress) = (inbound.clone(), ingress.clone());
+        tokio::task::spawn_local(async move { inbound.replay_journal(&ingress).await })
     };
     let consumer = tokio::task::spawn_local(run_ingress(inbound, queue, shutdown.clone()));
     let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));
@@ -189,7 +196,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         shutdown,
         factory,
         dispatcher,
-        background: vec![consumer, binding_watch, follower, sweeper, server, resume],
+        background: vec![consumer, binding_watch, follower, sweeper, server, resume, replay],
     })
 }
 

@@ -227,6 +227,42 @@ fn a_crash_between_claim_and_prompt_loses_nothing() {
 }
 
 #[test]
+fn a_kill_after_the_webhook_answer_loses_nothing() {
+    run(async {
+        // The webhook is answered 202 at the claim, so its platform never sends it again: the
+        // inbound journal in the state directory is what brings it back after a kill.
+        let state = support::TempDir::new("loop-journal");
+        let state_dir = state.0.to_str().unwrap().to_owned();
+        let (cloud, seeded, base) = cloud(options()).await;
+        let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        cloud.faults.borrow_mut().delay("identity", Duration::from_secs(2));
+        let message = json!({"id": "journal-1", "text": "do not drop me", "chatId": "chat-journal"});
+        assert_eq!(post(&first, "/webhooks/fake", message).await.0, 202);
+        // kill -9: no drain, the pipeline is cut between the answer and the prompt.
+        first.stop();
+        cloud.faults.borrow_mut().delay("identity", Duration::ZERO);
+        assert!(prompts_of(&cloud, "chat-journal").is_empty(), "never prompted by the killed process");
+
+        // The next process replays it on its own: nobody posts it again.
+        let second = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        prompts_become(&cloud, "chat-journal", &["do not drop me"]).await;
+        let provider = fake(&second);
+        eventually("its reply", || as_fake(&provider).texts().contains(&"echo: do not drop me".to_owned())).await;
+        eventually("the journal emptied", || {
+            std::fs::read_dir(state.0.join("inbound")).map(|d| d.count() == 0).unwrap_or(true)
+        })
+        .await;
+        second.stop();
+
+        // A third start replays nothing and prompts nothing again.
+        let third = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(prompts_of(&cloud, "chat-journal"), vec!["do not drop me".to_owned()]);
+        third.stop();
+    });
+}
+
+#[test]
 fn sigterm_finishes_inbound_work_before_exit() {
     run(async {
         let (cloud, seeded, base) = cloud(options()).await;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smol_str::SmolStr;
 
 /// Where a message goes.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelTarget {
     /// The runtime provider id.
@@ -23,7 +23,7 @@ pub struct ChannelTarget {
 }
 
 /// Who sent an inbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Sender {
     pub provider_user_id: String,
     pub username: Option<String>,
@@ -31,7 +31,7 @@ pub struct Sender {
 }
 
 /// A button press or fallback command carrying an interaction token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InteractionRef {
     pub id: String,
     pub token: String,
@@ -39,8 +39,30 @@ pub struct InteractionRef {
     pub kind: &'static str,
 }
 
-/// A normalised inbound message (`IncomingChannelMessage`).
-#[derive(Debug, Clone, PartialEq)]
+/// An [`InteractionRef`] as read back from disk (the inbound journal), its kind still a string.
+#[derive(Deserialize)]
+struct StoredInteraction {
+    id: String,
+    token: String,
+    kind: String,
+}
+
+// By hand: a derived impl would borrow `kind` from the input (`'de: 'static`).
+impl<'de> Deserialize<'de> for InteractionRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = StoredInteraction::deserialize(deserializer)?;
+        let kind = match stored.kind.as_str() {
+            "button" => "button",
+            "command" => "command",
+            other => return Err(serde::de::Error::custom(format!("unknown interaction kind {other:?}"))),
+        };
+        Ok(Self { id: stored.id, token: stored.token, kind })
+    }
+}
+
+/// A normalised inbound message (`IncomingChannelMessage`). Serialisable for the inbound
+/// journal, which keeps a webhook's message on disk from its answer until its prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
     pub id: String,
     pub provider_event_id: Option<String>,

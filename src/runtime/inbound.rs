@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::interactions::{intent_of, resolution};
+use super::journal::InboundJournal;
 use super::sessions::Sessions;
-use crate::channel::ingress::{Claim, InboundItem, IngressReceiver};
+use crate::channel::ingress::{Claim, InboundItem, Ingress, IngressReceiver};
 use crate::channel::{Channel, ChannelRegistry, InboundFailure, InboundMessage, SendOptions};
 use crate::cloud::client::{
     BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity,
@@ -91,6 +92,8 @@ pub struct Inbound {
     /// What the previous message of a chat established (identity, session binding), so a
     /// follow-up skips those two Cloud calls.
     pub reuse: Rc<std::cell::RefCell<ChatReuse>>,
+    /// Webhook messages answered before their prompt, on disk (with a state directory).
+    pub journal: Option<Rc<InboundJournal>>,
 }
 
 /// Who sent into which thread: a chat as the reuse cache sees it.
@@ -267,12 +270,12 @@ impl Inbound {
         }
         let failure = result.as_ref().err().map(InboundError::to_failure);
         if let Some(claimed) = claimed {
-            // Failed before the claim answered: the webhook reports it (and its platform retries).
-            let _ = claimed.send(Err(failure.clone().unwrap_or_else(|| InboundFailure {
-                retryable: true,
-                message: "The message was not claimed.".into(),
-                retry_after: None,
-            })));
+            // Not answered at the claim: it failed before it (the platform retries), or the
+            // journal could not take it and the answer waited for the whole pipeline.
+            let _ = claimed.send(match &failure {
+                None => Ok(Claim::New),
+                Some(failure) => Err(failure.clone()),
+            });
         }
         if let Some(finished) = finished {
             let _ = finished.send(failure.map_or(Ok(()), Err));
@@ -327,10 +330,25 @@ impl Inbound {
                 return Err(error);
             }
         };
-        if let Some(claimed) = claimed.take() {
-            let _ = claimed.send(Ok(if claim.claimed { Claim::New } else { Claim::Duplicate }));
+        // A message answered now is this gateway's to finish: it goes into the journal first
+        // (`runtime::journal`). If the journal cannot be written, the answer waits for the
+        // pipeline instead (`handle_item` sends it), as the platform may then retry.
+        let mut answer_now = true;
+        if claim.claimed && claimed.is_some() {
+            if let Some(journal) = &self.journal {
+                if let Err(error) = journal.record(&claim.event.event_id, provider_id, message).await {
+                    tracing::warn!(%error, "the inbound journal could not be written; this webhook is answered after its prompt instead");
+                    answer_now = false;
+                }
+            }
+        }
+        if answer_now {
+            if let Some(claimed) = claimed.take() {
+                let _ = claimed.send(Ok(if claim.claimed { Claim::New } else { Claim::Duplicate }));
+            }
         }
         if !claim.claimed {
+            self.forget(&claim.event.event_id);
             self.metrics.increment_provider(provider_id, ProviderStat::InboundDuplicates);
             self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Ignored, Some(elapsed_ms(started)));
             return Ok(());
@@ -366,6 +384,7 @@ impl Inbound {
                 {
                     tracing::warn!(error = %crate::config::redact::Redacted(&error), "completing a processed provider event failed; a redelivery stays a duplicate");
                 }
+                self.forget(&event_id);
                 self.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
                 Ok(())
             }
@@ -408,9 +427,44 @@ impl Inbound {
                 self.metrics.increment(Stat::Errors);
                 self.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
                 tracing::warn!(provider = provider_id, retryable, error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
+                // A transient failure keeps a journaled message for the next start (Cloud holds
+                // its claim as failed and retryable); anything else is finished.
+                if !retryable || committed {
+                    self.forget(&event_id);
+                } else if self.journal.as_ref().is_some_and(|j| j.holds(&event_id)) {
+                    tracing::warn!(event = %event_id, "an answered webhook message could not be prompted; it is kept in the inbound journal and replayed at the next start");
+                }
                 Err(error)
             }
         }
+    }
+}
+
+impl Inbound {
+    /// Ends an event's time in the journal, if it has one.
+    fn forget(&self, event_id: &str) {
+        if let Some(journal) = &self.journal {
+            journal.forget(event_id);
+        }
+    }
+
+    /// Queues the messages a killed process answered but did not finish (see `runtime::journal`).
+    pub async fn replay_journal(&self, ingress: &Ingress) {
+        let Some(journal) = &self.journal else { return };
+        let left = journal.left_behind();
+        if left.is_empty() {
+            return;
+        }
+        tracing::info!(
+            messages = left.len(),
+            "replaying webhook messages answered before the last stop but not prompted"
+        );
+        let mut replays = JoinSet::new();
+        for (_, provider_id, message) in left {
+            let ingress = ingress.clone();
+            replays.spawn_local(async move { ingress.submit_and_wait(&provider_id, message).await });
+        }
+        while replays.join_next().await.is_some() {}
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod deliveries;
 pub mod inbound;
 pub mod interactions;
+pub mod journal;
 pub mod readiness;
 pub mod sessions;
 pub mod state;
