@@ -263,6 +263,29 @@ fn a_kill_after_the_webhook_answer_loses_nothing() {
 }
 
 #[test]
+fn an_answered_webhook_whose_prompt_keeps_failing_is_queued_again() {
+    run(async {
+        // Cloud refuses the prompt for all three attempts after the answer: the message stays in
+        // the inbound journal and is queued again 30 s later, without a restart or a platform retry.
+        let state = support::TempDir::new("loop-stranded");
+        let state_dir = state.0.to_str().unwrap().to_owned();
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        cloud.faults.borrow_mut().fail_next("prompt", 3, 503, None);
+        let message = json!({"id": "stranded-1", "text": "try me again", "chatId": "chat-stranded"});
+        assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
+        eventually("three refused prompts", || cloud.faults.borrow().pending_failures("prompt") == 0).await;
+        support::eventually_within(Duration::from_secs(60), "the prompt after the journal's retry", || {
+            prompts_of(&cloud, "chat-stranded") == ["try me again"]
+        })
+        .await;
+        let provider = fake(&running);
+        eventually("its reply", || as_fake(&provider).texts().contains(&"echo: try me again".to_owned())).await;
+        running.stop();
+    });
+}
+
+#[test]
 fn sigterm_finishes_inbound_work_before_exit() {
     run(async {
         let (cloud, seeded, base) = cloud(options()).await;

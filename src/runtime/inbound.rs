@@ -40,6 +40,9 @@ pub const MAX_CHATS_IN_FLIGHT: usize = 32;
 const MAX_WAITING: usize = 1024;
 /// Attempts of the steps after the claim for an item whose platform already got its answer.
 const ATTEMPTS_AFTER_ANSWER: u32 = 3;
+/// How long a journaled webhook message whose pipeline failed for a passing reason waits before
+/// it is queued again (its claim is completed as failed and retryable, so the retry claims it).
+const STRANDED_RETRY: Duration = Duration::from_secs(30);
 
 /// How long a chat's identity and session binding are reused for its next message.
 const REUSE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -431,8 +434,9 @@ impl Inbound {
                 // its claim as failed and retryable); anything else is finished.
                 if !retryable || committed {
                     self.forget(&event_id);
-                } else if self.journal.as_ref().is_some_and(|j| j.holds(&event_id)) {
-                    tracing::warn!(event = %event_id, "an answered webhook message could not be prompted; it is kept in the inbound journal and replayed at the next start");
+                } else if let Some(journal) = self.journal.as_ref().filter(|j| j.holds(&event_id)) {
+                    tracing::warn!(event = %event_id, "an answered webhook message could not be prompted yet; the inbound journal queues it again shortly");
+                    journal.strand(&event_id);
                 }
                 Err(error)
             }
@@ -448,23 +452,37 @@ impl Inbound {
         }
     }
 
-    /// Queues the messages a killed process answered but did not finish (see `runtime::journal`).
+    /// Queues the messages a killed process answered but did not finish (see `runtime::journal`),
+    /// then, every [`STRANDED_RETRY`], those whose pipeline failed for a passing reason since.
+    /// Runs until the gateway stops.
     pub async fn replay_journal(&self, ingress: &Ingress) {
         let Some(journal) = &self.journal else { return };
         let left = journal.left_behind();
-        if left.is_empty() {
-            return;
+        if !left.is_empty() {
+            tracing::info!(
+                messages = left.len(),
+                "replaying webhook messages answered before the last stop but not prompted"
+            );
         }
-        tracing::info!(
-            messages = left.len(),
-            "replaying webhook messages answered before the last stop but not prompted"
-        );
         let mut replays = JoinSet::new();
-        for (_, provider_id, message) in left {
-            let ingress = ingress.clone();
-            replays.spawn_local(async move { ingress.submit_and_wait(&provider_id, message).await });
+        let mut batch = left;
+        loop {
+            for (event_id, provider_id, message) in batch {
+                let (ingress, journal) = (ingress.clone(), Rc::clone(journal));
+                replays.spawn_local(async move {
+                    // A failure before the claim (Cloud unreachable, another claimant's lease)
+                    // is not seen by the pipeline's own stranding: mark it here.
+                    if let Err(failure) = ingress.submit_and_wait(&provider_id, message).await {
+                        if failure.retryable {
+                            journal.strand(&event_id);
+                        }
+                    }
+                });
+            }
+            tokio::time::sleep(STRANDED_RETRY).await;
+            while replays.try_join_next().is_some() {}
+            batch = journal.take_stranded();
         }
-        while replays.join_next().await.is_some() {}
     }
 }
 

@@ -36,12 +36,15 @@ pub struct InboundJournal {
     directory: PathBuf,
     /// Event ids with a file, so the end of a pipeline removes only what exists.
     recorded: RefCell<HashSet<String>>,
+    /// Event ids whose pipeline failed for a passing reason (Cloud unreachable, rate limited):
+    /// still on disk, queued again a while later by [`InboundJournal::take_stranded`]'s caller.
+    stranded: RefCell<Vec<String>>,
 }
 
 impl InboundJournal {
     /// The journal in `<state_dir>/inbound`.
     pub fn in_state_directory(state_dir: &Path) -> Self {
-        Self { directory: state_dir.join("inbound"), recorded: RefCell::default() }
+        Self { directory: state_dir.join("inbound"), recorded: RefCell::default(), stranded: RefCell::default() }
     }
 
     /// Event ids are Cloud's (`channel_provider_event_` and hex); anything else is not a name
@@ -92,6 +95,26 @@ impl InboundJournal {
         }
     }
 
+    /// Marks a journaled event whose pipeline failed for a passing reason, to be queued again.
+    pub fn strand(&self, event_id: &str) {
+        let mut stranded = self.stranded.borrow_mut();
+        if self.holds(event_id) && !stranded.iter().any(|id| id == event_id) {
+            stranded.push(event_id.to_owned());
+        }
+    }
+
+    /// The stranded messages, read back from their files (and no longer marked).
+    pub fn take_stranded(&self) -> Vec<(String, SmolStr, InboundMessage)> {
+        let ids = std::mem::take(&mut *self.stranded.borrow_mut());
+        ids.into_iter()
+            .filter(|id| self.holds(id))
+            .filter_map(|id| {
+                let entry = read_entry(&self.path_of(&id)?).ok()?;
+                Some((id, entry.provider_id, entry.message))
+            })
+            .collect()
+    }
+
     /// The messages a previous process answered but did not finish, oldest first. Unreadable
     /// files are reported and set aside (renamed `.bad`), never fatal.
     pub fn left_behind(&self) -> Vec<(String, SmolStr, InboundMessage)> {
@@ -125,6 +148,11 @@ impl InboundJournal {
     }
 }
 
+fn read_entry(path: &Path) -> Result<Entry, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +180,15 @@ mod tests {
         assert_eq!(left[0].0, "channel_provider_event_abc");
         assert_eq!(left[0].1, "fake");
         assert_eq!(left[0].2, message);
+
+        // A passing failure strands it; it is read back once, then no longer marked.
+        next.strand("channel_provider_event_abc");
+        next.strand("channel_provider_event_abc");
+        next.strand("channel_provider_event_unknown");
+        let stranded = next.take_stranded();
+        assert_eq!(stranded.len(), 1, "marked once, and only what the journal holds");
+        assert_eq!(stranded[0].2, message);
+        assert!(next.take_stranded().is_empty());
 
         next.forget("channel_provider_event_abc");
         // The removal runs on the blocking pool.
