@@ -1,5 +1,6 @@
-//! The running gateway's pipelines: the ingress queue's consumer ([`inbound`]), button presses
-//! and fallback commands ([`interactions`]), ordered session streams ([`sessions`]), the delivery
+//! The running gateway's pipelines: the ingress queue's consumer ([`inbound`]) with the journal
+//! of webhook messages answered before their prompt ([`journal`]), button presses and fallback
+//! commands ([`interactions`]), ordered session streams ([`sessions`]), the delivery
 //! dispatcher ([`deliveries`]), readiness from named conditions ([`readiness`]) and the state
 //! file ([`state`]). Each gets the narrow handles it needs from the wiring (`app.rs`); nothing
 //! here names a channel kind.
