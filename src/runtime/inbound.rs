@@ -453,7 +453,7 @@ impl Inbound {
     }
 
     /// Queues the messages a killed process answered but did not finish (see `runtime::journal`),
-    /// then, every [`STRANDED_RETRY`], those whose pipeline failed for a passing reason since.
+    /// then, every `STRANDED_RETRY` (30 s), those whose pipeline failed for a passing reason since.
     /// Runs until the gateway stops.
     pub async fn replay_journal(&self, ingress: &Ingress) {
         let Some(journal) = &self.journal else { return };
