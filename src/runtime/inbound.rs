@@ -472,10 +472,12 @@ impl Inbound {
                 replays.spawn_local(async move {
                     // A failure before the claim (Cloud unreachable, another claimant's lease)
                     // is not seen by the pipeline's own stranding: mark it here.
-                    if let Err(failure) = ingress.submit_and_wait(&provider_id, message).await {
-                        if failure.retryable {
-                            journal.strand(&event_id);
-                        }
+                    // One that can never succeed (its channel is no longer configured) is
+                    // dropped from the journal, not replayed at every start.
+                    match ingress.submit_and_wait(&provider_id, message).await {
+                        Err(failure) if failure.retryable => journal.strand(&event_id),
+                        Err(_) => journal.forget(&event_id),
+                        Ok(()) => {}
                     }
                 });
             }
