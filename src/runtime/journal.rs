@@ -1,5 +1,5 @@
 //! The inbound journal: a webhook is answered as soon as Cloud has claimed its event, before the
-//! prompt runs (so a platform such as Slack gets its answer in one Cloud round trip), and from
+//! prompt runs (so a platform with a short answer deadline gets it in one Cloud round trip), and from
 //! then on the platform will not send it again. Cloud keeps the claim but not the message, so a
 //! gateway killed between the answer and the prompt would lose it. The journal closes that gap:
 //! each such message is written durably (one file per event, `fsync`ed, in
