@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
+mod support;
+
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -13,12 +15,7 @@ use http_body_util::{BodyExt, Full};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::net::https::build_client;
 use serde_json::{json, Value};
-use tokio::task::LocalSet;
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
+use support::run;
 
 async fn start() -> (Rc<DevCloud>, Seeded, String) {
     let cloud = DevCloud::new(DevCloudOptions::default());

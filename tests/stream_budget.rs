@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
+mod support;
+
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -17,12 +19,7 @@ use open_cowork_gateway::metrics::{Stat, StreamKind, StreamStat};
 use open_cowork_gateway::providers::fake::{FakeProvider, FakeRecord};
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
-use tokio::task::LocalSet;
-
-fn run<F: std::future::Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    LocalSet::new().block_on(&runtime, test);
-}
+use support::{eventually, eventually_within, run};
 
 async fn cloud(max_sse_per_org: usize) -> (Rc<DevCloud>, Seeded, String) {
     let cloud = DevCloud::new(DevCloudOptions {
@@ -66,19 +63,6 @@ async fn post(running: &Running, body: Value) -> u16 {
         .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
         .unwrap();
     http.request(request).await.unwrap().status().as_u16()
-}
-
-/// Polls until `condition` holds (`limit` at most).
-async fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn eventually(what: &str, condition: impl FnMut() -> bool) {
-    eventually_within(Duration::from_secs(20), what, condition).await
 }
 
 fn count_texts(provider: &FakeProvider, text: &str) -> usize {
