@@ -7,6 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "http2")]
 
+// For its server configuration of the test certificate, shared with the e-mail tests.
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+
 use std::convert::Infallible;
 use std::path::Path;
 use std::pin::Pin;
@@ -20,8 +24,6 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use open_cowork_gateway::net::https::{build_client, build_stream_client};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
 /// An SSE body that never ends: the stream stays open for as long as the client holds it.
@@ -43,15 +45,7 @@ fn fixtures() -> std::path::PathBuf {
 /// An HTTP/2-only TLS server on loopback that answers every request with an endless stream;
 /// returns its port and the count of TCP connections it accepted.
 async fn h2_server() -> (u16, Arc<AtomicUsize>) {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(fixtures().join("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixtures().join("server.key")).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+    let mut config = (*smtp_sink::test_tls_config()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
