@@ -11,14 +11,15 @@ pub fn product_mode(value: &str) -> Result<(), ConfigError> {
     match value {
         "cloud_channel" => Ok(()),
         "standalone" => Err(ConfigError::new(
-            "Gateway productMode standalone is served by apps/standalone-gateway, not this Cloud channel gateway. \
-             Configure the standalone gateway with OPEN_COWORK_STANDALONE_GATEWAY_* settings, or set OPEN_COWORK_GATEWAY_PRODUCT_MODE=cloud_channel.",
+            "Gateway productMode standalone is the Open Cowork standalone gateway, a different program; this binary \
+             is the Cloud channel gateway. Run the standalone gateway for that mode, or set \
+             OPEN_COWORK_GATEWAY_PRODUCT_MODE=cloud_channel (or unset it).",
         )),
         "hybrid" => Err(ConfigError::new(
             "Gateway productMode hybrid is reserved for a future design and cannot start. Set OPEN_COWORK_GATEWAY_PRODUCT_MODE=cloud_channel.",
         )),
         other => Err(ConfigError::new(format!(
-            "Unsupported gateway productMode {other}. Valid values: cloud_channel (apps/channel-gateway), standalone (apps/standalone-gateway), hybrid (reserved)."
+            "Unsupported gateway productMode {other}. Set OPEN_COWORK_GATEWAY_PRODUCT_MODE=cloud_channel (or unset it); standalone and hybrid are other products' modes."
         ))),
     }
 }
@@ -44,6 +45,13 @@ pub fn cloud_base_url(value: Option<&str>, allow_insecure_http: bool) -> Result<
             "OPEN_COWORK_CLOUD_BASE_URL has an invalid port; use a port from 1 to 65535 (or none), for example https://cloud.example.com:8443.",
         ),
     })?;
+    // A query or fragment would be dropped from every call (they are made below the URL's path),
+    // and `/health` would show it to anyone: a token pasted there must not load.
+    if trimmed.contains(['?', '#']) {
+        return Err(ConfigError::new(
+            "OPEN_COWORK_CLOUD_BASE_URL must not have a query (?…) or fragment (#…); give the scheme, host, port and path only, for example https://cloud.example.com/api.",
+        ));
+    }
     if !url.https && !is_loopback_host(&url.host) && !allow_insecure_http {
         return Err(ConfigError::new("Cloud base URL must use HTTPS unless it is loopback or OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP is enabled."));
     }
@@ -74,6 +82,45 @@ pub fn public_url(value: &str) -> Result<String, ConfigError> {
             PublicUrlProblem::Loopback => "OPEN_COWORK_GATEWAY_PUBLIC_URL must be publicly reachable, not loopback.",
         })
     })
+}
+
+/// The listen address must be an IP address or a host name: a typo such as `127.0.0.1x` would
+/// otherwise count as a public bind and fail later with a message about exposure.
+pub fn listen_host(host: &str) -> Result<(), ConfigError> {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if bare.parse::<std::net::IpAddr>().is_ok() || is_host_name(host) {
+        return Ok(());
+    }
+    let shown: String = host.chars().take(64).collect();
+    Err(ConfigError::new(format!(
+        "OPEN_COWORK_GATEWAY_HOST {shown:?} is not an IP address or host name. Use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)."
+    )))
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, each 1–63
+/// characters; the last label does not start with a digit (so a mistyped IPv4 address is not one).
+fn is_host_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.strip_suffix('.').unwrap_or(host).split('.').collect();
+    let label_ok = |label: &&str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    host.len() <= 253
+        && labels.iter().all(label_ok)
+        && labels.last().and_then(|last| last.bytes().next()).is_some_and(|first| !first.is_ascii_digit())
+}
+
+/// The admin token travels in an HTTP header, which carries visible ASCII only: a token with other
+/// characters would load and never authenticate.
+pub fn admin_token(token: &str) -> Result<(), ConfigError> {
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "OPEN_COWORK_GATEWAY_ADMIN_TOKEN must be printable ASCII without spaces (letters, digits, punctuation): an HTTP header cannot carry other characters. Generate one with: openssl rand -hex 32",
+    ))
 }
 
 /// A value an operator copied from an example and never replaced.

@@ -219,17 +219,40 @@ fn json_text<'a>(raw: &'a Value, pointer: &str) -> Option<&'a str> {
     json_at(raw, pointer).and_then(Value::as_str).and_then(env::non_blank)
 }
 
-/// Spec "Boolean": env if it parses, else the JSON value (boolean or boolean-like string), else
-/// the default.
-fn resolve_bool(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, default: bool) -> bool {
-    env.raw(var)
-        .and_then(env::parse_bool)
-        .or_else(|| match pointer.and_then(|p| json_at(raw, p)) {
-            Some(Value::Bool(b)) => Some(*b),
-            Some(Value::String(s)) => env::parse_bool(s),
-            _ => None,
-        })
-        .unwrap_or(default)
+/// Spec "Boolean", strictly: a set env value must parse (`true|1|yes` / `false|0|no`), else the
+/// JSON value (boolean or boolean-like string), else the default. Upstream falls through to the
+/// next layer on a value it cannot read; we refuse it, naming the setting, so a typo never turns a
+/// feature silently on or off.
+fn resolve_bool(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    if let Some(text) = env.string(var) {
+        return env::parse_bool(text).ok_or_else(|| invalid_value(var, text, "true or false (or 1/0, yes/no)"));
+    }
+    match pointer.and_then(|p| json_at(raw, p).map(|value| (p, value))) {
+        None => Ok(default),
+        Some((_, Value::Bool(b))) => Ok(*b),
+        Some((_, Value::String(s))) if env::non_blank(s).is_none() => Ok(default),
+        Some((p, Value::String(s))) => {
+            env::parse_bool(s).ok_or_else(|| invalid_value(&json_key(p), s, "true or false"))
+        }
+        Some((p, other)) => Err(invalid_value(&json_key(p), &other.to_string(), "true or false")),
+    }
+}
+
+/// An env-only on/off switch: unset or blank is off; anything but a boolean fails the load.
+pub(crate) fn env_flag(env: &Env, var: &str) -> Result<bool, ConfigError> {
+    resolve_bool(env, var, &Value::Null, None, false)
+}
+
+/// `gateway config key metrics.enabled` for the pointer `/metrics/enabled`.
+fn json_key(pointer: &str) -> String {
+    format!("gateway config key {}", pointer.trim_start_matches('/').replace('/', "."))
+}
+
+/// "VAR must be …; got "value"." The value is shown (these settings are never secrets), cut short
+/// so a pasted blob cannot flood the message.
+fn invalid_value(setting: &str, value: &str, expected: &str) -> ConfigError {
+    let shown: String = value.trim().chars().take(40).collect();
+    ConfigError::new(format!("{setting} must be {expected}; got {shown:?}. Fix or unset it."))
 }
 
 fn json_integer(value: &Value) -> Option<i64> {
@@ -242,30 +265,63 @@ fn json_integer(value: &Value) -> Option<i64> {
     }
 }
 
-/// Spec "Bounded integer": a set env value wins (a non-integer gives the default), then JSON;
-/// integers are clamped into range, never rejected.
 /// `server.maxBufferedBodyBytes` by default: 8 MiB, a fraction of the systemd unit's 64 MiB
 /// `MemoryMax` even after JSON parsing multiplies it.
 const DEFAULT_BUFFERED_BODY_BYTES: i64 = 8 * 1024 * 1024;
 
-fn resolve_bounded(env: &Env, var: &str, raw: &Value, pointer: Option<&str>, default: i64, min: i64, max: i64) -> i64 {
+/// Spec "Bounded integer": a set env value wins, then JSON; integers are clamped into range (as
+/// upstream). Unlike upstream, a value that is not an integer fails the load, naming the setting.
+fn resolve_bounded(
+    env: &Env,
+    var: &str,
+    raw: &Value,
+    pointer: Option<&str>,
+    default: i64,
+    (min, max): (i64, i64),
+) -> Result<i64, ConfigError> {
+    let expected = || format!("an integer from {min} to {max}");
     let parsed = match env.string(var) {
-        Some(text) => env::parse_integer(text),
-        None => match pointer.and_then(|p| json_at(raw, p)) {
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(value) => json_integer(value),
+        Some(text) => Some(env::parse_integer(text).ok_or_else(|| invalid_value(var, text, &expected()))?),
+        None => match pointer.and_then(|p| json_at(raw, p).map(|value| (p, value))) {
+            Some((_, Value::String(s))) if s.trim().is_empty() => None,
+            Some((p, value)) => Some(json_integer(value).ok_or_else(|| {
+                invalid_value(&json_key(p), value.as_str().map_or(&value.to_string(), |s| s), &expected())
+            })?),
             None => None,
         },
     };
-    parsed.map_or(default, |n| n.clamp(min, max))
+    Ok(parsed.map_or(default, |n| n.clamp(min, max)))
 }
 
-fn resolve_port(env: &Env, raw: &Value) -> u16 {
-    let parsed = match env.string("OPEN_COWORK_GATEWAY_PORT") {
-        Some(text) => env::parse_integer(text),
-        None => json_at(raw, "/server/port").and_then(json_integer),
-    };
-    parsed.and_then(|n| u16::try_from(n).ok()).unwrap_or(8790)
+/// The listen port: 0 to 65535 (0 asks the OS for a free port); anything else fails the load
+/// (upstream silently listens on 8790 instead).
+fn resolve_port(env: &Env, raw: &Value) -> Result<u16, ConfigError> {
+    const EXPECTED: &str = "a port number from 0 to 65535";
+    match env.string("OPEN_COWORK_GATEWAY_PORT") {
+        Some(text) => env::parse_integer(text)
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| invalid_value("OPEN_COWORK_GATEWAY_PORT", text, EXPECTED)),
+        None => match json_at(raw, "/server/port") {
+            None => Ok(8790),
+            Some(value) => json_integer(value)
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| invalid_value("gateway config key server.port", &value.to_string(), EXPECTED)),
+        },
+    }
+}
+
+/// The log level from the environment, else the JSON file, else `info`; an unknown name fails.
+fn resolve_log_level(env: &Env, raw: &Value) -> Result<LogLevel, ConfigError> {
+    const EXPECTED: &str = "one of debug, info, warn, error, silent";
+    if let Some(text) = env.string("OPEN_COWORK_GATEWAY_LOG_LEVEL") {
+        return LogLevel::parse(text).ok_or_else(|| invalid_value("OPEN_COWORK_GATEWAY_LOG_LEVEL", text, EXPECTED));
+    }
+    match json_text(raw, "/logging/level") {
+        Some(text) => {
+            LogLevel::parse(text).ok_or_else(|| invalid_value("gateway config key logging.level", text, EXPECTED))
+        }
+        None => Ok(LogLevel::Info),
+    }
 }
 
 fn resolve_text(env: &Env, var: &str, raw: &Value, pointer: &str) -> Option<String> {
@@ -302,107 +358,20 @@ pub fn normalize_instance_id(value: &str) -> String {
     }
 }
 
-/// The resolver: every value, then the fail-closed rules in spec order (§1.6, §8.9).
+/// The resolver: every value, then the fail-closed rules in order: product mode and deployment
+/// mode, the Cloud connection, the public URL, the providers, then deployment safety.
 pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
     let branding = branding::resolve(raw, env)?;
 
-    // Rule 0: product mode, before anything about the Cloud; then the deployment mode (§8.9).
+    // Rule 0: product mode, before anything about the Cloud; then the deployment mode.
     let product_mode = resolve_text(env, "OPEN_COWORK_GATEWAY_PRODUCT_MODE", raw, "/productMode")
         .unwrap_or_else(|| "cloud_channel".into());
     check::product_mode(&product_mode)?;
     let mode = resolve_mode(env, raw)?;
 
-    // Rule 1: Cloud connection, env only.
-    let allow_insecure_http = resolve_bool(env, "OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP", raw, None, false);
-    let base_url = check::cloud_base_url(env.string("OPEN_COWORK_CLOUD_BASE_URL"), allow_insecure_http)?;
-    let service_token = env
-        .string("OPEN_COWORK_GATEWAY_SERVICE_TOKEN")
-        .map(Secret::new)
-        .ok_or_else(|| ConfigError::new("OPEN_COWORK_GATEWAY_SERVICE_TOKEN is required."))?;
-    let cloud = CloudConfig {
-        base_url,
-        service_token,
-        allow_insecure_http,
-        request_timeout_ms: resolve_bounded(
-            env,
-            "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS",
-            raw,
-            None,
-            30_000,
-            100,
-            120_000,
-        ) as u64,
-        ca_file: match env.string("OPEN_COWORK_GATEWAY_CA_FILE") {
-            Some(path) => {
-                crate::net::https::load_ca_certificates(Path::new(path))
-                    .map_err(|e| ConfigError::new(format!("{e}. Point it at a PEM file of CA certificates.")))?;
-                Some(PathBuf::from(path))
-            }
-            None => None,
-        },
-    };
-
-    // Rule 2: public URL.
-    let public_base_url = match resolve_text(env, "OPEN_COWORK_GATEWAY_PUBLIC_URL", raw, "/server/publicBaseUrl") {
-        Some(text) => Some(check::public_url(&text)?),
-        None => None,
-    };
-
-    let trusted_proxy_cidrs = match env.raw("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS").and_then(env::non_blank) {
-        Some(list) => list.split(',').filter_map(env::non_blank).map(str::to_owned).collect(),
-        None => match json_at(raw, "/server/trustedProxyCidrs") {
-            Some(Value::Array(items)) => {
-                items.iter().filter_map(Value::as_str).filter_map(env::non_blank).map(str::to_owned).collect()
-            }
-            _ => Vec::new(),
-        },
-    };
-    let server = ServerConfig {
-        host: resolve_text(env, "OPEN_COWORK_GATEWAY_HOST", raw, "/server/host").unwrap_or_else(|| "127.0.0.1".into()),
-        port: resolve_port(env, raw),
-        public_base_url,
-        admin_token: resolve_text(env, "OPEN_COWORK_GATEWAY_ADMIN_TOKEN", raw, "/server/adminToken").map(Secret::new),
-        allow_loopback_operator_bypass: resolve_bool(
-            env,
-            "OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS",
-            raw,
-            Some("/server/allowLoopbackOperatorBypass"),
-            false,
-        ),
-        max_request_body_bytes: resolve_bounded(
-            env,
-            "OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES",
-            raw,
-            Some("/server/maxRequestBodyBytes"),
-            1_048_576,
-            1024,
-            providers::MAX_ATTACHMENT_BYTES,
-        ) as usize,
-        max_buffered_body_bytes: 0,
-        trust_proxy_headers: resolve_bool(
-            env,
-            "OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS",
-            raw,
-            Some("/server/trustProxyHeaders"),
-            false,
-        ),
-        trusted_proxy_cidrs,
-    };
-
-    // Bounded by the largest single body below and a quarter of the unit's 64 MiB MemoryMax above.
-    let server = ServerConfig {
-        max_buffered_body_bytes: resolve_bounded(
-            env,
-            "OPEN_COWORK_GATEWAY_MAX_BUFFERED_BODY_BYTES",
-            raw,
-            Some("/server/maxBufferedBodyBytes"),
-            DEFAULT_BUFFERED_BODY_BYTES,
-            server.max_request_body_bytes as i64,
-            providers::MAX_ATTACHMENT_BYTES * 4,
-        )
-        .max(server.max_request_body_bytes as i64) as usize,
-        ..server
-    };
+    // Rule 1: Cloud connection, env only. Rule 2: the public URL, inside the server settings.
+    let cloud = resolve_cloud(env, raw)?;
+    let server = resolve_server(env, raw)?;
 
     // Rule 3: providers.
     let context = providers::ProviderContext {
@@ -413,63 +382,40 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
 
     let instance_source = resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId")
         .or_else(|| env.string("HOSTNAME").map(str::to_owned));
-    let timeout = |var: &str, pointer: &str, default: i64| {
-        resolve_bounded(env, var, raw, Some(pointer), default, 100, 120_000) as u64
-    };
     let config = Config {
         product_mode: "cloud_channel",
         mode,
         instance_id: normalize_instance_id(instance_source.as_deref().unwrap_or("")).into(),
         cloud,
-        log_level: env
-            .string("OPEN_COWORK_GATEWAY_LOG_LEVEL")
-            .and_then(LogLevel::parse)
-            .or_else(|| json_text(raw, "/logging/level").and_then(LogLevel::parse))
-            .unwrap_or(LogLevel::Info),
-        metrics_enabled: resolve_bool(env, "OPEN_COWORK_GATEWAY_METRICS_ENABLED", raw, Some("/metrics/enabled"), true),
+        log_level: resolve_log_level(env, raw)?,
+        metrics_enabled: resolve_bool(env, "OPEN_COWORK_GATEWAY_METRICS_ENABLED", raw, Some("/metrics/enabled"), true)?,
         diagnostics_enabled: resolve_bool(
             env,
             "OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED",
             raw,
             Some("/diagnostics/enabled"),
             mode == DeploymentMode::SelfHost,
-        ),
-        timeouts: TimeoutConfig {
-            webhook_delivery_ms: timeout(
-                "OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS",
-                "/timeouts/webhookDeliveryMs",
-                15_000,
-            ),
-            smtp_ms: timeout("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "/timeouts/smtpMs", 30_000),
-            shutdown_drain_ms: timeout(
-                "OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS",
-                "/timeouts/shutdownDrainMs",
-                10_000,
-            ),
-            session_stream_idle_close_ms: resolve_bounded(
-                env,
-                "OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS",
-                raw,
-                Some("/timeouts/sessionStreamIdleCloseMs"),
-                30_000,
-                100,
-                30 * 60_000,
-            ) as u64,
-        },
-        max_session_streams: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", raw, None, 190, 1, 2000)
+        )?,
+        timeouts: resolve_timeouts(env, raw)?,
+        max_session_streams: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", raw, None, 190, (1, 2000))?
             as usize,
         delivery: DeliveryConfig {
-            max_concurrency: resolve_bounded(env, "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", raw, None, 8, 1, 256)
-                as usize,
+            max_concurrency: resolve_bounded(
+                env,
+                "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY",
+                raw,
+                None,
+                8,
+                (1, 256),
+            )? as usize,
             max_queue_depth: resolve_bounded(
                 env,
                 "OPEN_COWORK_GATEWAY_MAX_DELIVERY_QUEUE_DEPTH",
                 raw,
                 None,
                 512,
-                16,
-                100_000,
-            ) as usize,
+                (16, 100_000),
+            )? as usize,
         },
         allow_public_fake_provider: resolve_bool(
             env,
@@ -477,7 +423,7 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
             raw,
             None,
             false,
-        ),
+        )?,
         server,
         providers: provider_list,
         branding,
@@ -487,6 +433,129 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
     // Rule 4: deployment safety.
     check::deployment_safety(&config)?;
     Ok(config)
+}
+
+/// The Cloud connection: env only (a file must not redirect the gateway's credentials).
+fn resolve_cloud(env: &Env, raw: &Value) -> Result<CloudConfig, ConfigError> {
+    let allow_insecure_http = resolve_bool(env, "OPEN_COWORK_GATEWAY_ALLOW_INSECURE_HTTP", raw, None, false)?;
+    let base_url = check::cloud_base_url(env.string("OPEN_COWORK_CLOUD_BASE_URL"), allow_insecure_http)?;
+    let service_token = env
+        .string("OPEN_COWORK_GATEWAY_SERVICE_TOKEN")
+        .map(Secret::new)
+        .ok_or_else(|| ConfigError::new("OPEN_COWORK_GATEWAY_SERVICE_TOKEN is required."))?;
+    let ca_file = match env.string("OPEN_COWORK_GATEWAY_CA_FILE") {
+        Some(path) => {
+            crate::net::https::load_ca_certificates(Path::new(path))
+                .map_err(|e| ConfigError::new(format!("{e}. Point it at a PEM file of CA certificates.")))?;
+            Some(PathBuf::from(path))
+        }
+        None => None,
+    };
+    Ok(CloudConfig {
+        base_url,
+        service_token,
+        allow_insecure_http,
+        request_timeout_ms: resolve_bounded(
+            env,
+            "OPEN_COWORK_GATEWAY_CLOUD_REQUEST_TIMEOUT_MS",
+            raw,
+            None,
+            30_000,
+            (100, 120_000),
+        )? as u64,
+        ca_file,
+    })
+}
+
+/// The listener, the public URL (rule 2), operator access and body limits.
+fn resolve_server(env: &Env, raw: &Value) -> Result<ServerConfig, ConfigError> {
+    let public_base_url = match resolve_text(env, "OPEN_COWORK_GATEWAY_PUBLIC_URL", raw, "/server/publicBaseUrl") {
+        Some(text) => Some(check::public_url(&text)?),
+        None => None,
+    };
+    let trusted_proxy_cidrs = match env.raw("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS").and_then(env::non_blank) {
+        Some(list) => list.split(',').filter_map(env::non_blank).map(str::to_owned).collect(),
+        None => match json_at(raw, "/server/trustedProxyCidrs") {
+            Some(Value::Array(items)) => {
+                items.iter().filter_map(Value::as_str).filter_map(env::non_blank).map(str::to_owned).collect()
+            }
+            _ => Vec::new(),
+        },
+    };
+    let host = resolve_text(env, "OPEN_COWORK_GATEWAY_HOST", raw, "/server/host").unwrap_or_else(|| "127.0.0.1".into());
+    check::listen_host(&host)?;
+    let admin_token = resolve_text(env, "OPEN_COWORK_GATEWAY_ADMIN_TOKEN", raw, "/server/adminToken").map(Secret::new);
+    if let Some(token) = &admin_token {
+        check::admin_token(token.expose())?;
+    }
+    let max_request_body_bytes = resolve_bounded(
+        env,
+        "OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES",
+        raw,
+        Some("/server/maxRequestBodyBytes"),
+        1_048_576,
+        (1024, providers::MAX_ATTACHMENT_BYTES),
+    )?;
+    // Bounded by the largest single body below and a quarter of the unit's 64 MiB MemoryMax above.
+    let max_buffered_body_bytes = resolve_bounded(
+        env,
+        "OPEN_COWORK_GATEWAY_MAX_BUFFERED_BODY_BYTES",
+        raw,
+        Some("/server/maxBufferedBodyBytes"),
+        DEFAULT_BUFFERED_BODY_BYTES,
+        (max_request_body_bytes, providers::MAX_ATTACHMENT_BYTES * 4),
+    )?
+    .max(max_request_body_bytes);
+    Ok(ServerConfig {
+        host,
+        port: resolve_port(env, raw)?,
+        public_base_url,
+        admin_token,
+        allow_loopback_operator_bypass: resolve_bool(
+            env,
+            "OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS",
+            raw,
+            Some("/server/allowLoopbackOperatorBypass"),
+            false,
+        )?,
+        max_request_body_bytes: max_request_body_bytes as usize,
+        max_buffered_body_bytes: max_buffered_body_bytes as usize,
+        trust_proxy_headers: resolve_bool(
+            env,
+            "OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS",
+            raw,
+            Some("/server/trustProxyHeaders"),
+            false,
+        )?,
+        trusted_proxy_cidrs,
+    })
+}
+
+fn resolve_timeouts(env: &Env, raw: &Value) -> Result<TimeoutConfig, ConfigError> {
+    let timeout = |var: &str, pointer: &str, default: i64| {
+        resolve_bounded(env, var, raw, Some(pointer), default, (100, 120_000)).map(|ms| ms as u64)
+    };
+    Ok(TimeoutConfig {
+        webhook_delivery_ms: timeout(
+            "OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS",
+            "/timeouts/webhookDeliveryMs",
+            15_000,
+        )?,
+        smtp_ms: timeout("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "/timeouts/smtpMs", 30_000)?,
+        shutdown_drain_ms: timeout(
+            "OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS",
+            "/timeouts/shutdownDrainMs",
+            10_000,
+        )?,
+        session_stream_idle_close_ms: resolve_bounded(
+            env,
+            "OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS",
+            raw,
+            Some("/timeouts/sessionStreamIdleCloseMs"),
+            30_000,
+            (100, 30 * 60_000),
+        )? as u64,
+    })
 }
 
 /// §8.13: the state directory must exist when named; systemd may list several, the first is ours.
@@ -614,19 +683,106 @@ mod tests {
         env.set("OPEN_COWORK_GATEWAY_PORT", "0");
         env.set("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "10");
         env.set("OPEN_COWORK_GATEWAY_SHUTDOWN_DRAIN_TIMEOUT_MS", "999999");
-        env.set("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "1.5");
-        env.set("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "maybe");
-        env.set("OPEN_COWORK_GATEWAY_LOG_LEVEL", "loud");
-        let raw = json!({"server": {"port": 9000, "host": "localhost"}, "metrics": {"enabled": false}, "logging": {"level": "debug"}, "timeouts": {"smtpMs": "50"}});
+        env.set("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "no");
+        env.set("OPEN_COWORK_GATEWAY_LOG_LEVEL", "WARN");
+        let raw = json!({"server": {"port": 9000, "host": "localhost"}, "metrics": {"enabled": true}, "logging": {"level": "debug"}, "timeouts": {"smtpMs": "50"}});
         let config = resolve(&raw, &env).unwrap();
         assert_eq!(config.server.port, 0);
         assert_eq!(config.server.host, "localhost");
         assert_eq!(config.server.max_request_body_bytes, 1024);
         assert_eq!(config.timeouts.shutdown_drain_ms, 120_000);
         assert_eq!(config.timeouts.smtp_ms, 100);
-        assert_eq!(config.delivery.max_concurrency, 8);
-        assert!(!config.metrics_enabled, "an unparseable env boolean falls through to JSON");
-        assert_eq!(config.log_level, LogLevel::Debug, "an unknown env level falls through to JSON");
+        assert!(!config.metrics_enabled);
+        assert_eq!(config.log_level, LogLevel::Warn);
+        let config = resolve(&raw, &base_env()).unwrap();
+        assert_eq!((config.server.port, config.log_level), (9000, LogLevel::Debug), "JSON below the environment");
+    }
+
+    /// Upstream falls back to a default (or the next layer) on a value it cannot read; an operator
+    /// then runs with a setting they never chose. Every such value fails the load, naming itself.
+    #[test]
+    fn a_value_that_does_not_parse_fails_naming_its_setting() {
+        for (var, value, expected) in [
+            (
+                "OPEN_COWORK_GATEWAY_PORT",
+                "70000",
+                "OPEN_COWORK_GATEWAY_PORT must be a port number from 0 to 65535; got \"70000\"",
+            ),
+            ("OPEN_COWORK_GATEWAY_PORT", "abc", "OPEN_COWORK_GATEWAY_PORT must be a port number"),
+            (
+                "OPEN_COWORK_GATEWAY_METRICS_ENABLED",
+                "maybe",
+                "OPEN_COWORK_GATEWAY_METRICS_ENABLED must be true or false",
+            ),
+            (
+                "OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED",
+                "on-ish",
+                "OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED must be true or false",
+            ),
+            (
+                "OPEN_COWORK_GATEWAY_LOG_LEVEL",
+                "loud",
+                "OPEN_COWORK_GATEWAY_LOG_LEVEL must be one of debug, info, warn, error, silent",
+            ),
+            (
+                "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY",
+                "1.5",
+                "OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY must be an integer from 1 to 256",
+            ),
+            ("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "soon", "OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS must be an integer"),
+            (
+                "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER",
+                "sure",
+                "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER must be true or false",
+            ),
+            ("OPEN_COWORK_GATEWAY_CLI_ENABLED", "y", "OPEN_COWORK_GATEWAY_CLI_ENABLED must be true or false"),
+            (
+                "OPEN_COWORK_GATEWAY_HOST",
+                "127.0.0.1x",
+                "OPEN_COWORK_GATEWAY_HOST \"127.0.0.1x\" is not an IP address or host name",
+            ),
+            (
+                "OPEN_COWORK_GATEWAY_ADMIN_TOKEN",
+                "jeton-d\u{e9}j\u{e0}-vu-0123456789",
+                "OPEN_COWORK_GATEWAY_ADMIN_TOKEN must be printable ASCII",
+            ),
+        ] {
+            let mut env = base_env();
+            env.set(var, value);
+            let error = resolve(&json!({}), &env).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{var}={value}: {error}");
+        }
+        for (raw, expected) in [
+            (json!({"server": {"port": "http"}}), "gateway config key server.port must be a port number"),
+            (json!({"metrics": {"enabled": "perhaps"}}), "gateway config key metrics.enabled must be true or false"),
+            (json!({"metrics": {"enabled": 1}}), "gateway config key metrics.enabled must be true or false"),
+            (json!({"logging": {"level": "chatty"}}), "gateway config key logging.level must be one of"),
+            (json!({"timeouts": {"smtpMs": "slow"}}), "gateway config key timeouts.smtpMs must be an integer"),
+        ] {
+            let error = resolve(&raw, &base_env()).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{raw}: {error}");
+        }
+    }
+
+    #[test]
+    fn listen_hosts_are_addresses_or_host_names() {
+        for host in ["127.0.0.1", "0.0.0.0", "::", "[::1]", "localhost", "gateway.lan", "pi-4.local."] {
+            assert!(check::listen_host(host).is_ok(), "{host}");
+        }
+        for host in ["127.0.0.1x", "10.0.0.256", "bad_host", "-lead.example", "a..b"] {
+            assert!(check::listen_host(host).is_err(), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_cloud_url_with_a_query_or_fragment_never_loads() {
+        for url in ["https://cloud.example.com/?password=PLANTED", "https://cloud.example.com/api#PLANTED"] {
+            let mut env = base_env();
+            env.set("OPEN_COWORK_CLOUD_BASE_URL", url);
+            let error = resolve(&json!({}), &env).unwrap_err().to_string();
+            assert!(error.starts_with("OPEN_COWORK_CLOUD_BASE_URL must not have a query"), "{error}");
+            assert!(!error.contains("PLANTED"));
+        }
     }
 
     /// `/health` and `/ready` show `cloud.base_url` without authentication, so userinfo must never
@@ -649,15 +805,6 @@ mod tests {
                  with OPEN_COWORK_GATEWAY_SERVICE_TOKEN."
             );
         }
-    }
-
-    /// The spec keeps `0..65535, otherwise the default` for the listen port (0 asks the OS for a
-    /// free port); only URLs, whose port the HTTP client would silently replace, fail the load.
-    #[test]
-    fn invalid_port_gives_the_default() {
-        let mut env = base_env();
-        env.set("OPEN_COWORK_GATEWAY_PORT", "70000");
-        assert_eq!(resolve(&json!({}), &env).unwrap().server.port, 8790);
     }
 
     #[test]

@@ -83,6 +83,22 @@ fn port_is_valid(authority: &str) -> bool {
     port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
+/// The scheme, host and port of a URL (`https://cloud.example.com:8443`), without its path: what an
+/// unauthenticated answer may show of a configured URL. Text that is no URL gives an empty string.
+pub fn origin(text: &str) -> String {
+    match text.trim().parse::<Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let authority = authority.as_str();
+                let host_and_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+                format!("{}://{}", scheme.to_ascii_lowercase(), host_and_port.to_ascii_lowercase())
+            }
+            _ => String::new(),
+        },
+        Err(_) => String::new(),
+    }
+}
+
 /// Why a URL cannot be a public HTTPS address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicUrlProblem {
@@ -122,6 +138,14 @@ pub fn is_branding_url(text: &str, allow_mailto: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port_only() {
+        assert_eq!(origin("https://Cloud.example.com:8443/api/v1?x=1#f"), "https://cloud.example.com:8443");
+        assert_eq!(origin("http://127.0.0.1:8787"), "http://127.0.0.1:8787");
+        assert_eq!(origin("https://u:pw@cloud.example.com/p"), "https://cloud.example.com");
+        assert_eq!(origin("not a url"), "");
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -15,6 +15,7 @@ use super::body::read_limited;
 use super::response::{self, HttpError, ResponseBody, ADMIN_REQUIRED};
 use super::state::HttpState;
 use crate::cloud::{CloudError, DeliveryOperations, DeliveryQuery, DeliveryRecord, DeliveryStatus};
+use crate::config::urls::origin;
 
 const METRICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Metrics are disabled.");
 const DIAGNOSTICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
@@ -41,7 +42,7 @@ fn ok_json(body: Value) -> RouteResult {
 pub fn health(state: &HttpState) -> RouteResult {
     let config = &state.config;
     ok_json(
-        json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": config.cloud.base_url}),
+        json!({"ok": true, "status": "ok", "mode": config.mode.as_str(), "branding": config.branding, "cloudBaseUrl": origin(&config.cloud.base_url)}),
     )
 }
 
@@ -52,7 +53,7 @@ pub fn ready(state: &HttpState, admin: bool) -> RouteResult {
         "ok": ready,
         "status": if ready { "ready" } else { "not_ready" },
         "branding": state.config.branding,
-        "cloudBaseUrl": state.config.cloud.base_url,
+        "cloudBaseUrl": origin(&state.config.cloud.base_url),
     });
     if admin {
         body["providers"] = Value::from(state.registry.status_json());

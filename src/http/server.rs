@@ -309,7 +309,9 @@ where
         Err(RouteError::NotFound) => Err(NOT_FOUND),
         Err(RouteError::BadEncoding) => Err(BAD_PATH_ENCODING),
         Ok(Route::Health) => operator::health(state),
-        Ok(Route::Ready) => admin().and_then(|admin| operator::ready(state, admin)),
+        // Probes must see the truth whoever else guessed tokens: `/ready` never answers the lockout,
+        // a locked-out client just gets the public view.
+        Ok(Route::Ready) => operator::ready(state, authorize_admin(state, peer, &parts).unwrap_or(false)),
         Ok(Route::Metrics) => admin().and_then(|admin| operator::metrics(state, || admin)),
         Ok(Route::Diagnostics) => admin().and_then(|admin| operator::diagnostics(state, || admin)),
         Ok(Route::Deliveries) => match admin() {
@@ -464,6 +466,51 @@ mod tests {
         assert_eq!(body["mode"], "self-host");
         assert_eq!(body["cloudBaseUrl"], "http://127.0.0.1:1");
         assert_eq!(body["branding"]["productName"], "Open Cowork Cloud");
+    }
+
+    async fn call_with_token(gateway: &Rc<HttpState>, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method("GET").uri(uri).header("host", "127.0.0.1");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response =
+            dispatch(gateway, IpAddr::from([127, 0, 0, 1]), request.body(Empty::<Bytes>::new()).unwrap()).await;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Anyone who can reach the port may guess tokens; that must never make probes see the gateway
+    /// as down. The guesser is locked out of the operator routes only.
+    #[tokio::test]
+    async fn a_token_guesser_locks_out_operator_routes_but_never_health_or_ready() {
+        let gateway = gateway();
+        for _ in 0..MAX_ADMIN_FAILURES + 5 {
+            call_with_token(&gateway, "/metrics", Some("wrong-guess")).await;
+        }
+        assert_eq!(call_with_token(&gateway, "/metrics", Some("wrong-guess")).await.0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            call_with_token(&gateway, "/diagnostics", Some("admin-token-for-tests")).await.0,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the operator routes stay locked for this client"
+        );
+        let (status, body) = call_with_token(&gateway, "/ready", None).await;
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["status"], "not_ready", "the probe gets the public view and its real status");
+        let (status, body) = call_with_token(&gateway, "/ready", Some("admin-token-for-tests")).await;
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(body.get("providers").is_none(), "a locked-out client gets no admin detail");
+        assert_eq!(call_with_token(&gateway, "/health", Some("wrong-guess")).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_answers_show_only_the_clouds_scheme_host_and_port() {
+        let config = crate::config::test_config(&[("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1/tenant-7/api")]);
+        let gateway = HttpState::for_tests(config, None);
+        for route in ["/health", "/ready"] {
+            let (_, body) = call_with_token(&gateway, route, None).await;
+            assert_eq!(body["cloudBaseUrl"], "http://127.0.0.1:1", "{route}");
+        }
     }
 
     #[tokio::test]

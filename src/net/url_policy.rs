@@ -136,6 +136,12 @@ pub fn is_local_host(host: &str) -> bool {
     matches!(strip_brackets(host.trim()).to_ascii_lowercase().as_str(), "localhost" | "127.0.0.1" | "::1")
 }
 
+/// A URL scheme as RFC 3986 writes one: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    text.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
 /// WHATWG's IPv4 host parser: a host whose last label is a number is an IPv4 address in one of
 /// the legacy forms (`0x7f.1`, `2130706433`, `0177.0.0.1`) or not a valid URL at all. `Ok(None)`
 /// is a domain name.
@@ -189,16 +195,22 @@ fn whatwg_ipv4(host: &str) -> Result<Option<Ipv4Addr>, ()> {
 pub fn check_delivery_url(text: &str, policy: &UrlPolicy) -> Result<DeliveryUrl, PolicyError> {
     const INVALID: PolicyError = refuse("Webhook delivery URL is not a valid URL");
     let text = text.trim();
+    // The scheme is read before the rest, so `file:///x` or `ftp:x` is told what to use rather
+    // than that it is no URL (http::Uri cannot parse every scheme's form).
+    let https = match text.split_once(':').map(|(scheme, _)| scheme.to_ascii_lowercase()).as_deref() {
+        Some("https") => true,
+        Some("http") => false,
+        Some(scheme) if is_scheme(scheme) => return Err(refuse("Webhook delivery URL must use http or https")),
+        _ => return Err(INVALID),
+    };
     let without_fragment = text.split_once('#').map_or(text, |(before, _)| before);
     let uri: Uri = without_fragment.parse().map_err(|_| INVALID)?;
-    let scheme = uri.scheme_str().ok_or(INVALID)?.to_ascii_lowercase();
     let authority = uri.authority().ok_or(INVALID)?.clone();
+    // Credentials are named before anything else about the host, whatever the scheme.
+    if authority.as_str().contains('@') {
+        return Err(refuse("Webhook delivery URL must not include embedded credentials"));
+    }
     let raw_host = uri.host().filter(|h| !h.is_empty()).ok_or(INVALID)?.to_ascii_lowercase();
-    let https = match scheme.as_str() {
-        "https" => true,
-        "http" => false,
-        _ => return Err(refuse("Webhook delivery URL must use http or https")),
-    };
     // Port text http::Uri would silently drop (`:99999`) makes the URL invalid, as WHATWG says.
     let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
     let after_host = after_host.rsplit_once('@').map_or(after_host, |(_, rest)| rest);
@@ -220,9 +232,6 @@ pub fn check_delivery_url(text: &str, policy: &UrlPolicy) -> Result<DeliveryUrl,
     if !https && !local {
         return Err(refuse("Webhook delivery URL must use https unless it targets localhost"));
     }
-    if authority.as_str().contains('@') {
-        return Err(refuse("Webhook delivery URL must not include embedded credentials"));
-    }
     if !local {
         if !policy.host_allowed(&host) {
             return Err(refuse("Webhook delivery URL host is not allowed"));
@@ -242,6 +251,7 @@ pub fn check_delivery_url(text: &str, policy: &UrlPolicy) -> Result<DeliveryUrl,
         None => shown_host,
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let scheme = if https { "https" } else { "http" };
     let uri: Uri = format!("{scheme}://{authority}{path}").parse().map_err(|_| INVALID)?;
     Ok(DeliveryUrl { uri, host, port, local })
 }
@@ -536,6 +546,12 @@ mod tests {
         assert_eq!(check("not a url").unwrap_err(), "Webhook delivery URL is not a valid URL");
         assert_eq!(check("https://h.example.com:99999/").unwrap_err(), "Webhook delivery URL is not a valid URL");
         assert_eq!(check("ftp://h.example.com/").unwrap_err(), "Webhook delivery URL must use http or https");
+        assert_eq!(check("file:///etc/passwd").unwrap_err(), "Webhook delivery URL must use http or https");
+        assert_eq!(
+            check("http://user:pass@h.example.com/").unwrap_err(),
+            "Webhook delivery URL must not include embedded credentials",
+            "credentials are named before the https rule"
+        );
         assert_eq!(
             check("http://h.example.com/").unwrap_err(),
             "Webhook delivery URL must use https unless it targets localhost"

@@ -258,6 +258,8 @@ pub fn resolve_providers(
     raw: &Value,
     context: &ProviderContext,
 ) -> Result<Vec<ProviderConfig>, ConfigError> {
+    // Checked whichever way the list is given, so a typo fails even when the switch is unused.
+    super::env_flag(env, "OPEN_COWORK_GATEWAY_CLI_ENABLED")?;
     let env_list = match env.string("OPEN_COWORK_GATEWAY_PROVIDERS") {
         Some(text) => {
             let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -275,9 +277,7 @@ pub fn resolve_providers(
         _ => Vec::new(),
     };
     let mut merged = merge_provider_overrides(json_list, env_list);
-    if merged.is_empty()
-        && env.string("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER").and_then(super::env::parse_bool) == Some(true)
-    {
+    if merged.is_empty() && super::env_flag(env, "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER")? {
         let binding = env.string("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID").unwrap_or("fake-binding");
         let mut fake = serde_json::json!({"id": "fake", "kind": "fake", "enabled": true, "channelBindingId": binding});
         if let Some(workspace) = env.string("OPEN_COWORK_GATEWAY_FAKE_WORKSPACE_ID") {
@@ -289,7 +289,7 @@ pub fn resolve_providers(
     for (index, entry) in merged.iter().enumerate() {
         providers.push(normalize_provider(entry, index, context)?);
     }
-    apply_smtp_globals(env, raw, &mut providers);
+    apply_smtp_globals(env, raw, &mut providers)?;
     for (index, provider) in providers.iter().enumerate() {
         if providers[..index].iter().any(|p| p.id == provider.id) {
             return Err(ConfigError::new(format!("Duplicate gateway provider id {}.", provider.id)));
@@ -308,7 +308,7 @@ pub fn resolve_providers(
 /// private CA of `OPEN_COWORK_GATEWAY_CA_FILE` (checked with the Cloud settings, before this runs),
 /// resolved exactly as `Config::timeouts` resolves them; a provider's own `smtpCaFile` wins.
 #[cfg_attr(not(feature = "email"), allow(unused_variables))]
-fn apply_smtp_globals(env: &Env, raw: &Value, providers: &mut [ProviderConfig]) {
+fn apply_smtp_globals(env: &Env, raw: &Value, providers: &mut [ProviderConfig]) -> Result<(), ConfigError> {
     #[cfg(feature = "email")]
     {
         let timeout = super::resolve_bounded(
@@ -317,9 +317,8 @@ fn apply_smtp_globals(env: &Env, raw: &Value, providers: &mut [ProviderConfig]) 
             raw,
             Some("/timeouts/smtpMs"),
             30_000,
-            100,
-            120_000,
-        ) as u64;
+            (100, 120_000),
+        )? as u64;
         let ca_file = env.string("OPEN_COWORK_GATEWAY_CA_FILE").map(std::path::PathBuf::from);
         for provider in providers.iter_mut() {
             if let ChannelSettings::Email(settings) = &mut provider.channel {
@@ -330,6 +329,7 @@ fn apply_smtp_globals(env: &Env, raw: &Value, providers: &mut [ProviderConfig]) 
             }
         }
     }
+    Ok(())
 }
 
 /// `readProvidersFromEnv`: one entry per set trigger variable, in the spec's order.

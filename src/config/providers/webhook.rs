@@ -92,7 +92,7 @@ impl WebhookSettings {
             }
         };
         if shared_secret.expose().chars().any(|c| (c as u32) < 0x20 || c as u32 == 0x7f) {
-            return Err(provider_error(id, "Webhook shared secret cannot contain control characters."));
+            return Err(provider_error(id, "has a shared secret with control characters; remove them (the secret is compared byte for byte with what the relay signs with)."));
         }
         let max_attachment_bytes =
             settings.get("maxAttachmentBytes").and_then(Value::as_u64).unwrap_or(1024 * 1024) as usize;
@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(
             parse(ProviderKind::Webhook, json!({"deliveryUrl": "https://relay.example.com/in"}), "a\u{7}b")
                 .unwrap_err(),
-            "Gateway provider webhook Webhook shared secret cannot contain control characters."
+            "Gateway provider webhook has a shared secret with control characters; remove them (the secret is compared byte for byte with what the relay signs with)."
         );
         assert_eq!(
             parse(ProviderKind::Whatsapp, json!({"deliveryUrl": "https://relay.example.com/in"}), "  ").unwrap_err(),
