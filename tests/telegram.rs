@@ -133,6 +133,52 @@ fn a_rejected_token_is_an_auth_reason_without_retries() {
     });
 }
 
+/// The delivery subscription names a bot's binding only once Telegram accepted its token: a
+/// delivery must not go out before `getMe`, and a rejected token claims nothing.
+#[test]
+fn no_delivery_is_claimed_before_telegram_accepts_the_token() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().delay("getMe", Duration::from_millis(400));
+        world.cloud.enqueue_delivery("telegram", "early", json!({"externalChatId": "5"}), json!({"text": "hi"}));
+        let running = gateway(&world, &[]).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // ten dev Cloud poll intervals
+        let early = world.cloud.delivery("telegram", "early").unwrap();
+        assert_eq!(early["status"], "pending", "not claimed while getMe is unanswered: {early}");
+        assert!(!running.readiness.is_ready(), "a channel still checking its token is not started");
+        eventually("sent once started", || world.cloud.delivery("telegram", "early").unwrap()["status"] == "sent")
+            .await;
+        let get_me = world.bot.borrow().call_times("getMe")[0];
+        let send = world.bot.borrow().call_times("sendMessage")[0];
+        assert!(send > get_me, "the send follows getMe");
+        running.stop();
+    });
+}
+
+#[test]
+fn a_rejected_token_claims_no_delivery() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().error("getMe", 401, "Unauthorized", None);
+        for id in ["r-1", "r-2", "r-3"] {
+            world.cloud.enqueue_delivery("telegram", id, json!({"externalChatId": "5"}), json!({"text": "hi"}));
+        }
+        let running = gateway(&world, &[]).await;
+        eventually("the auth reason", || health(&running).1.is_some_and(|e| e.starts_with("auth:"))).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for id in ["r-1", "r-2", "r-3"] {
+            let record = world.cloud.delivery("telegram", id).unwrap();
+            assert_eq!(
+                (record["status"].as_str(), record["attemptCount"].as_u64()),
+                (Some("pending"), Some(0)),
+                "{id}"
+            );
+        }
+        assert!(world.bot.borrow().calls("sendMessage").is_empty());
+        running.stop();
+    });
+}
+
 #[test]
 fn a_set_webhook_is_deleted_keeping_pending_updates_then_polling_starts() {
     run(async {

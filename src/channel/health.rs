@@ -18,6 +18,9 @@ struct State {
     circuit: Problem,
     /// The channel could not finish starting (a rejected token, a refused webhook registration).
     start_failed: bool,
+    /// The channel is still starting (checking its token with the platform): it neither sends nor
+    /// counts as started, so no delivery is claimed for it before the platform said yes.
+    starting: Problem,
 }
 
 /// A snapshot of one channel's health.
@@ -25,6 +28,8 @@ struct State {
 pub struct ChannelHealth {
     pub receiving: Problem,
     pub sending: Problem,
+    /// The delivery circuit is open (then `sending` holds its reason).
+    pub circuit_open: bool,
 }
 
 impl ChannelHealth {
@@ -79,7 +84,11 @@ impl HealthCell {
 
     pub fn snapshot(&self) -> ChannelHealth {
         let state = self.state.borrow();
-        ChannelHealth { receiving: state.receiving.clone(), sending: state.sending.clone().or(state.circuit.clone()) }
+        ChannelHealth {
+            receiving: state.starting.clone().or(state.receiving.clone()),
+            sending: state.starting.clone().or(state.sending.clone()).or(state.circuit.clone()),
+            circuit_open: state.circuit.is_some() && state.starting.is_none() && state.sending.is_none(),
+        }
     }
 
     /// Opens (`Some(reason)`) or closes (`None`) the delivery circuit.
@@ -95,6 +104,11 @@ impl HealthCell {
     /// Whether the channel said its start failed (it then counts as not started).
     pub fn start_failed(&self) -> bool {
         self.state.borrow().start_failed
+    }
+
+    /// Whether the channel is still checking its credentials (it then counts as not started).
+    pub fn is_starting(&self) -> bool {
+        self.state.borrow().starting.is_some()
     }
 }
 
@@ -113,6 +127,17 @@ impl HealthReporter {
         self.0.update(|state| state.sending = problem);
     }
 
+    /// The channel's start has work left that the platform must answer first (a token check):
+    /// until [`HealthReporter::started`], it counts as not started and claims no delivery.
+    pub fn starting(&self, reason: String) {
+        self.0.update(|state| state.starting = Some(reason));
+    }
+
+    /// The platform accepted the channel: it is started.
+    pub fn started(&self) {
+        self.0.update(|state| state.starting = None);
+    }
+
     /// The channel cannot start at all (`reason` for both directions): it reports `started: false`
     /// and its provider state is `failed`, as for a channel that could not be built.
     pub fn fail_start(&self, reason: String) {
@@ -120,6 +145,7 @@ impl HealthReporter {
             state.receiving = Some(reason.clone());
             state.sending = Some(reason);
             state.start_failed = true;
+            state.starting = None;
         });
     }
 
@@ -158,5 +184,21 @@ mod tests {
         assert!(cell.start_failed());
         cell.reset();
         assert!(cell.snapshot().is_healthy() && !cell.start_failed());
+    }
+
+    #[test]
+    fn a_starting_channel_neither_sends_nor_counts_as_started_until_the_platform_said_yes() {
+        let cell = HealthCell::default();
+        let reporter = cell.reporter();
+        reporter.starting("checking the token".into());
+        assert!(cell.is_starting());
+        assert_eq!(cell.snapshot().sending.as_deref(), Some("checking the token"));
+        reporter.started();
+        assert!(!cell.is_starting() && cell.snapshot().is_healthy());
+        cell.set_circuit(Some("circuit open".into()));
+        assert!(cell.snapshot().circuit_open);
+        reporter.starting("again".into());
+        reporter.fail_start("rejected".into());
+        assert!(!cell.is_starting() && cell.start_failed(), "a failed start is no longer starting");
     }
 }

@@ -22,7 +22,7 @@ use std::pin::Pin;
 
 pub use health::{ChannelHealth, HealthReporter};
 pub use ingress::{InboundFailure, Ingress};
-pub use registry::ChannelRegistry;
+pub use registry::{ChannelRegistry, Registration};
 pub use types::*;
 pub use webhook::{WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest};
 

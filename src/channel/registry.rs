@@ -39,9 +39,25 @@ impl Registration {
         self.channel.borrow().clone()
     }
 
-    /// Built, started, and not reporting a failed start.
+    /// Built, started (its platform accepted it), and not reporting a failed start.
     pub fn is_started(&self) -> bool {
-        self.channel.borrow().is_some() && !self.health.start_failed()
+        self.channel.borrow().is_some() && !self.health.start_failed() && !self.health.is_starting()
+    }
+
+    /// Why the channel could not be built, if it could not.
+    pub fn start_problem(&self) -> Option<String> {
+        self.start_error.borrow().clone()
+    }
+
+    /// The channel's own health handle, for tests that play the channel.
+    #[cfg(test)]
+    pub(crate) fn health_reporter(&self) -> super::HealthReporter {
+        self.health.reporter()
+    }
+
+    /// Could not be built, or its start failed (a rejected token, a refused registration).
+    pub fn start_failed(&self) -> bool {
+        self.start_error.borrow().is_some() || self.health.start_failed()
     }
 
     pub fn health(&self) -> ChannelHealth {
@@ -70,9 +86,10 @@ impl Registration {
 
     /// §3.8 metric state mapping.
     fn state(&self) -> ProviderState {
-        let failed = self.start_error.borrow().is_some() || self.health.start_failed();
+        let failed = self.start_failed();
         match (self.is_started(), self.is_healthy(), failed) {
             (false, _, true) => ProviderState::Failed,
+            (false, _, false) if self.channel.borrow().is_some() => ProviderState::Starting,
             (false, _, false) => ProviderState::Stopped,
             (true, true, _) => ProviderState::Healthy,
             (true, false, _) => ProviderState::Unhealthy,
@@ -175,6 +192,21 @@ impl ChannelRegistry {
 
     pub fn any_healthy(&self) -> bool {
         self.registrations.iter().any(Registration::is_healthy)
+    }
+
+    /// Waits until a channel's start is settled: started, failed, or not registered at all (a
+    /// channel checking its token with the platform is neither yet).
+    pub async fn settled(&self, id: &str) {
+        let mut changes = self.changes();
+        while self.get(id).is_some_and(|r| r.health.is_starting() && r.channel().is_some()) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn any_started(&self) -> bool {
+        self.registrations.iter().any(Registration::is_started)
     }
 
     /// Copies each channel's state and own counters into the metrics, before they are shown.

@@ -31,6 +31,9 @@ pub enum Subscription {
     Reconnecting { since: Instant, reason: String },
     /// Not connected, and not merely between two connections.
     Down(String),
+    /// Closed on purpose because no channel can send right now (each channel's own state says
+    /// why): nothing is claimed that could not be sent. Not a fault of the subscription.
+    Paused(String),
 }
 
 impl Subscription {
@@ -45,8 +48,12 @@ impl Subscription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudStatus {
     pub subscription: Subscription,
-    /// `Err(reason)` while Cloud rejects the service token (401/403).
+    /// `Err(reason)` while Cloud rejects the service token on a gateway-wide call: 401 anywhere,
+    /// 403 on the delivery stream.
     pub token: Result<(), String>,
+    /// Session streams Cloud refuses with 403 right now: one chat's binding is not granted to the
+    /// token, which degrades that chat, not the gateway.
+    pub refused_session_streams: usize,
 }
 
 /// The writing side of [`CloudStatus`], shared by every stream follower.
@@ -57,8 +64,11 @@ impl CloudStatusReporter {
     /// A reporter and the receiver readiness reads; the subscription starts down with
     /// `initial_reason`.
     pub fn new(initial_reason: &str) -> (Self, watch::Receiver<CloudStatus>) {
-        let (sender, receiver) =
-            watch::channel(CloudStatus { subscription: Subscription::Down(initial_reason.to_owned()), token: Ok(()) });
+        let (sender, receiver) = watch::channel(CloudStatus {
+            subscription: Subscription::Down(initial_reason.to_owned()),
+            token: Ok(()),
+            refused_session_streams: 0,
+        });
         (Self(Rc::new(sender)), receiver)
     }
 
@@ -75,13 +85,17 @@ impl CloudStatusReporter {
                 Subscription::Reconnecting { since, .. } => {
                     Subscription::Reconnecting { since: *since, reason: reason.to_owned() }
                 }
-                Subscription::Down(_) => Subscription::Down(reason.to_owned()),
+                Subscription::Down(_) | Subscription::Paused(_) => Subscription::Down(reason.to_owned()),
             }
         });
     }
 
     fn down(&self, reason: &str) {
         self.0.send_modify(|status| status.subscription = Subscription::Down(reason.to_owned()));
+    }
+
+    fn paused(&self, reason: &str) {
+        self.0.send_modify(|status| status.subscription = Subscription::Paused(reason.to_owned()));
     }
 
     fn token_accepted(&self) {
@@ -93,6 +107,41 @@ impl CloudStatusReporter {
         let mut was_ok = false;
         self.0.send_modify(|status| was_ok = std::mem::replace(&mut status.token, Err(reason)).is_ok());
         was_ok
+    }
+
+    fn count_refused_session(&self, refused: bool) {
+        self.0.send_modify(|status| {
+            status.refused_session_streams = if refused {
+                status.refused_session_streams + 1
+            } else {
+                status.refused_session_streams.saturating_sub(1)
+            };
+        });
+    }
+}
+
+/// Marks one session stream as refused (403) in [`CloudStatus::refused_session_streams`] while
+/// Cloud refuses it; the mark goes when the stream opens or its follower ends.
+struct RefusedSessionMark<'a> {
+    status: &'a CloudStatusReporter,
+    marked: bool,
+}
+
+impl RefusedSessionMark<'_> {
+    /// Returns whether this is a change (so a refusal is logged once, not on every retry).
+    fn set(&mut self, refused: bool) -> bool {
+        if self.marked == refused {
+            return false;
+        }
+        self.marked = refused;
+        self.status.count_refused_session(refused);
+        true
+    }
+}
+
+impl Drop for RefusedSessionMark<'_> {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 
@@ -134,10 +183,14 @@ async fn unless_draining<T>(drain: &mut DrainSignal, future: impl std::future::F
     }
 }
 
-/// Records a failed connection or stream error; auth failures raise the `cloud_auth` condition
-/// and are logged once per outage, not on every retry.
+/// Records a failed connection or stream error. A rejected token (401, or 403 on the gateway-wide
+/// delivery stream) raises the `cloud_auth` condition and is logged once per outage; a 403 on one
+/// session's stream is that binding's grant, logged by the caller, never the token.
 fn note_error(context: &StreamContext, kind: StreamKind, error: &CloudError) {
     record_error(context, kind);
+    if error.status == Some(403) && kind == StreamKind::Session {
+        return;
+    }
     if error.is_auth() {
         let was_ok = context.status.token_rejected(format!("Cloud rejected the service token: {}", error.message));
         if was_ok {
@@ -168,6 +221,7 @@ pub async fn follow_session_events(
     let mut drain = context.drain.clone();
     let mut backoff = Backoff::for_streams();
     let mut connected_before = false;
+    let mut refused = RefusedSessionMark { status: &context.status, marked: false };
     loop {
         // Boxed: opening is brief, and inline its request state would size every open stream.
         let open = Box::pin(client.open_session_events(&session_binding_id, cursor));
@@ -182,6 +236,7 @@ pub async fn follow_session_events(
                 );
                 connected_before = true;
                 context.status.token_accepted();
+                refused.set(false);
                 match read_session_events(
                     context,
                     client,
@@ -218,7 +273,16 @@ pub async fn follow_session_events(
                 }
                 continue;
             }
-            Err(error) => note_error(context, StreamKind::Session, &error),
+            Err(error) => {
+                if error.status == Some(403) && refused.set(true) {
+                    tracing::warn!(
+                        session_binding_id = %session_binding_id,
+                        error = %crate::config::redact::redact_text(&error.message),
+                        "Cloud refused one chat's session stream (403): the service token has no grant for its channel binding; other chats are unaffected. Grant the binding to the gateway's token in Cloud"
+                    );
+                }
+                note_error(context, StreamKind::Session, &error);
+            }
         }
         if unless_draining(&mut drain, tokio::time::sleep(backoff.next_delay())).await.is_none() {
             return;
@@ -326,7 +390,7 @@ pub async fn follow_deliveries(
     loop {
         let current = bindings.borrow_and_update().clone();
         if current.is_empty() {
-            context.status.down("No channel can send yet, so no delivery is claimed.");
+            context.status.paused("No channel can send right now, so no delivery is claimed.");
             let changed = tokio::select! {
                 changed = bindings.changed() => changed.is_ok(),
                 _ = drain.started() => false,

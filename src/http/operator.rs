@@ -59,6 +59,17 @@ pub fn ready(state: &HttpState, admin: bool) -> RouteResult {
         body["providers"] = Value::from(state.registry.status_json());
         body["conditions"] = json!(state.readiness.conditions());
     }
+    // Degraded reasons are fixed names (no detail) for everyone: a probe or a load balancer
+    // sees why a ready gateway serves with a problem; details are for operators.
+    let degraded = state.readiness.degraded();
+    body["degraded"] = if admin {
+        json!(degraded)
+    } else {
+        let mut reasons: Vec<&str> = degraded.iter().map(|d| d.reason).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        json!(reasons)
+    };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(response::json(status, &body))
 }
@@ -72,6 +83,7 @@ pub fn metrics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
         return Err(ADMIN_REQUIRED);
     }
     state.registry.sync_metrics();
+    state.metrics.set_degraded(state.readiness.degraded_counts());
     Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, state.metrics.render_prometheus()))
 }
 
@@ -88,6 +100,7 @@ pub fn diagnostics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResu
         "config": &*state.config,
         "ready": state.readiness.is_ready(),
         "readiness": state.readiness.conditions(),
+        "degraded": state.readiness.degraded(),
         "providers": state.registry.status_json(),
         "metrics": state.metrics.to_json(),
         "deliveryOperator": delivery_operator_json(state),

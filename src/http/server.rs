@@ -527,8 +527,11 @@ mod tests {
         let (ingress, _queue) = Ingress::bounded(4);
         let factory = crate::providers::ProviderFactory::default();
         registry.start_all(&|p| factory.build(p), &ingress, &shutdown);
-        let (_status, live) =
-            tokio::sync::watch::channel(CloudStatus { subscription: Subscription::Live, token: Ok(()) });
+        let (_status, live) = tokio::sync::watch::channel(CloudStatus {
+            subscription: Subscription::Live,
+            token: Ok(()),
+            refused_session_streams: 0,
+        });
         let readiness = Readiness::new(shutdown.clone(), Rc::clone(&registry), Some(live));
         readiness.set_started(true);
         let state = Rc::new(HttpState::new(config, metrics, readiness, registry, ingress, None, shutdown));

@@ -472,6 +472,8 @@ pub struct Metrics {
     streams: [[Cell<u64>; 4]; 2],
     /// Provider-specific events (`update`, `send`, `edit`, `rate_limited`) per configured provider.
     provider_events: RefCell<BTreeMap<(String, &'static str), u64>>,
+    /// How many of each degraded reason hold, copied from readiness before each render.
+    degraded: RefCell<Vec<(&'static str, u64)>>,
 }
 
 impl Metrics {
@@ -506,7 +508,18 @@ impl Metrics {
             channel_latency: RefCell::new(BTreeMap::new()),
             streams: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))),
             provider_events: RefCell::new(BTreeMap::new()),
+            degraded: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Replaces the `open_cowork_gateway_degraded{reason}` values (readiness owns the reasons;
+    /// they are fixed names, never text from outside).
+    pub fn set_degraded(&self, counts: Vec<(&'static str, u64)>) {
+        *self.degraded.borrow_mut() = counts;
+    }
+
+    pub fn degraded_count(&self, reason: &str) -> u64 {
+        self.degraded.borrow().iter().find(|(name, _)| *name == reason).map_or(0, |(_, count)| *count)
     }
 
     /// Records a provider's own counter for a configured provider (others are ignored, so no

@@ -88,6 +88,15 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{stream=\"{kind}\"}} {}", self.streams[kind_index][stat_index].get());
             }
         }
+        header(
+            &mut out,
+            "open_cowork_gateway_degraded",
+            "gauge",
+            "Problems the gateway serves with (it stays ready), by reason: channels or chats affected.",
+        );
+        for (reason, count) in self.degraded.borrow().iter() {
+            let _ = writeln!(out, "open_cowork_gateway_degraded{{reason=\"{reason}\"}} {count}");
+        }
         header(&mut out, "open_cowork_gateway_build_info", "gauge", "Version and target of this binary.");
         let _ = writeln!(
             out,

@@ -771,6 +771,7 @@ pub async fn resume_saved(sessions: Sessions) {
     }
     let mut resumed = 0;
     for entry in saved {
+        sessions.registry.settled(&entry.provider_id).await;
         if !sessions.registry.get(&entry.provider_id).is_some_and(|r| r.is_started()) {
             continue;
         }

@@ -367,7 +367,9 @@ impl Channel for TelegramProvider {
     }
 
     fn start(&self, context: ChannelContext) {
-        // Healthy only once the bot's own task has reached Telegram.
+        // Started only once Telegram accepted the token (getMe): until then no delivery is claimed
+        // for this bot. Receiving is healthy once polling (or the webhook) runs.
+        context.health.starting("Telegram is starting: checking the bot token (getMe).".into());
         context.health.set_receiving(Some("Telegram is starting.".into()));
         *self.inner.task.borrow_mut() = Some(tokio::task::spawn_local(poll::run(self.clone(), context)));
     }

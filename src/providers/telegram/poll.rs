@@ -99,6 +99,7 @@ pub async fn run(bot: TelegramProvider, context: ChannelContext) {
         me.get("id").and_then(Value::as_i64).unwrap_or(0),
         me.get("username").and_then(Value::as_str).map(str::to_owned),
     );
+    poller.health.started();
     let Some(info) = call_until_ok(&mut poller, "getWebhookInfo", &json!({})).await else { return };
     let current = info.ok().and_then(|i| i.get("url").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
     match bot.webhook() {
