@@ -232,7 +232,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, AppError> {
     let mut signals = Signals::register().map_err(AppError::Signals)?;
     let drain_budget = Duration::from_millis(config.timeouts.shutdown_drain_ms);
     let running = start(config, ProviderFactory::default()).await?;
-    println!("Open Cowork gateway listening on http://{}:{}", running.config.server.host, running.address.port());
+    crate::outln!("Open Cowork gateway listening on http://{}:{}", running.config.server.host, running.address.port());
     notify(&notifier, "READY=1");
     let watchdog = Notifier::watchdog_interval().map(|interval| {
         let notifier = notifier.clone();

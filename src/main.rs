@@ -10,7 +10,7 @@ use open_cowork_gateway::app::{self, AppError, Exit};
 use open_cowork_gateway::cli::{self, Command};
 use open_cowork_gateway::config::{self, Env, Overrides};
 use open_cowork_gateway::notify::Notifier;
-use open_cowork_gateway::{logging, TARGET, VERSION};
+use open_cowork_gateway::{errln, logging, out, outln, TARGET, VERSION};
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -20,17 +20,17 @@ fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args().skip(1)) {
         Ok(cli) => cli,
         Err(error) => {
-            eprintln!("open-cowork-gateway: {error}");
+            errln!("open-cowork-gateway: {error}");
             return ExitCode::from(EX_USAGE);
         }
     };
     match cli.command {
         Command::Help => {
-            print!("{}", cli::USAGE);
+            out!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
         }
         Command::Version => {
-            println!("open-cowork-gateway {VERSION} ({TARGET})");
+            outln!("open-cowork-gateway {VERSION} ({TARGET})");
             return ExitCode::SUCCESS;
         }
         Command::DevCloud { host, port, pending_identities, max_sse_per_org } => {
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let env_file = cli.env_file.clone().or_else(|| env.string("OPEN_COWORK_GATEWAY_ENV_FILE").map(PathBuf::from));
     if let Some(path) = env_file {
         if let Err(error) = env.merge_env_file(&path, cli.allow_insecure_env_file) {
-            eprintln!("open-cowork-gateway: configuration error: {error}");
+            errln!("open-cowork-gateway: configuration error: {error}");
             return ExitCode::from(EX_CONFIG);
         }
     }
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let config = match config::load(&env, &cwd, &overrides) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("open-cowork-gateway: configuration error: {error}");
+            errln!("open-cowork-gateway: configuration error: {error}");
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -63,15 +63,15 @@ fn main() -> ExitCode {
     if let Command::CheckConfig { print } = cli.command {
         if print {
             match serde_json::to_string_pretty(&config) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => outln!("{text}"),
                 Err(error) => {
-                    eprintln!("open-cowork-gateway: cannot print the configuration: {error}");
+                    errln!("open-cowork-gateway: cannot print the configuration: {error}");
                     return ExitCode::FAILURE;
                 }
             }
         } else {
             let providers: Vec<&str> = config.enabled_providers().map(|p| p.id.as_str()).collect();
-            println!(
+            outln!(
                 "Configuration OK: {} enabled provider(s) [{}], listening on {}:{}, Cloud {}.",
                 providers.len(),
                 providers.join(", "),
@@ -94,11 +94,11 @@ fn main() -> ExitCode {
         Ok(Exit::Drained) => ExitCode::SUCCESS,
         Ok(Exit::Forced) => ExitCode::FAILURE,
         Err(error @ AppError::Bind { .. }) => {
-            eprintln!("open-cowork-gateway: {error}");
+            errln!("open-cowork-gateway: {error}");
             ExitCode::from(EX_UNAVAILABLE)
         }
         Err(error) => {
-            eprintln!("open-cowork-gateway: {error}");
+            errln!("open-cowork-gateway: {error}");
             ExitCode::FAILURE
         }
     }
@@ -108,7 +108,7 @@ fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => Some(runtime),
         Err(error) => {
-            eprintln!("open-cowork-gateway: cannot start the runtime: {error}");
+            errln!("open-cowork-gateway: cannot start the runtime: {error}");
             None
         }
     }
@@ -119,7 +119,7 @@ fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
 fn dev_cloud(host: &str, port: u16, pending_identities: bool, max_sse_per_org: usize) -> ExitCode {
     use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
     if !open_cowork_gateway::config::urls::is_loopback_host(host) {
-        eprintln!("open-cowork-gateway: dev-cloud serves well-known dev tokens and listens on loopback only (got --host {host}).");
+        errln!("open-cowork-gateway: dev-cloud serves well-known dev tokens and listens on loopback only (got --host {host}).");
         return ExitCode::from(EX_USAGE);
     }
     let _ = logging::init(
@@ -132,7 +132,7 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool, max_sse_per_org: u
         let mut signals = match open_cowork_gateway::signals::Signals::register() {
             Ok(signals) => signals,
             Err(error) => {
-                eprintln!("open-cowork-gateway: cannot install signal handlers: {error}");
+                errln!("open-cowork-gateway: cannot install signal handlers: {error}");
                 return ExitCode::FAILURE;
             }
         };
@@ -145,17 +145,17 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool, max_sse_per_org: u
         let address = match cloud.start(host, port).await {
             Ok(address) => address,
             Err(error) => {
-                eprintln!("open-cowork-gateway: dev-cloud cannot listen on {host}:{port}: {error}");
+                errln!("open-cowork-gateway: dev-cloud cannot listen on {host}:{port}: {error}");
                 return ExitCode::from(EX_UNAVAILABLE);
             }
         };
-        println!("OPEN_COWORK_CLOUD_BASE_URL=http://{address}");
-        println!("OPEN_COWORK_GATEWAY_SERVICE_TOKEN={}", seeded.gateway_token);
-        println!("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID=fake-binding");
+        outln!("OPEN_COWORK_CLOUD_BASE_URL=http://{address}");
+        outln!("OPEN_COWORK_GATEWAY_SERVICE_TOKEN={}", seeded.gateway_token);
+        outln!("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID=fake-binding");
         for binding in seeded.bindings.iter().filter(|b| b.binding_id != "fake-binding") {
-            println!("{}={}", binding.env_var, binding.binding_id);
+            outln!("{}={}", binding.env_var, binding.binding_id);
         }
-        println!("OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN={}", seeded.admin_token);
+        outln!("OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN={}", seeded.admin_token);
         tracing::info!(%address, "dev Cloud ready");
         signals.next().await;
         ExitCode::SUCCESS
@@ -164,7 +164,7 @@ fn dev_cloud(host: &str, port: u16, pending_identities: bool, max_sse_per_org: u
 
 #[cfg(not(feature = "devcloud"))]
 fn dev_cloud(_: &str, _: u16, _: bool, _: usize) -> ExitCode {
-    eprintln!("open-cowork-gateway: this binary was built without the devcloud feature.");
+    errln!("open-cowork-gateway: this binary was built without the devcloud feature.");
     ExitCode::from(EX_USAGE)
 }
 
@@ -188,7 +188,7 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
         let address = match cloud.start("127.0.0.1", 0).await {
             Ok(address) => address,
             Err(error) => {
-                eprintln!("open-cowork-gateway: the demo's dev Cloud cannot listen on loopback: {error}");
+                errln!("open-cowork-gateway: the demo's dev Cloud cannot listen on loopback: {error}");
                 return ExitCode::from(EX_UNAVAILABLE);
             }
         };
@@ -204,7 +204,7 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
         let config = match config::resolve(&serde_json::json!({}), &env) {
             Ok(config) => config,
             Err(error) => {
-                eprintln!("open-cowork-gateway: demo configuration error: {error}");
+                errln!("open-cowork-gateway: demo configuration error: {error}");
                 return ExitCode::from(EX_CONFIG);
             }
         };
@@ -213,11 +213,11 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
         let running = match app::start(config, factory).await {
             Ok(running) => running,
             Err(error) => {
-                eprintln!("open-cowork-gateway: {error}");
+                errln!("open-cowork-gateway: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!("Open Cowork gateway demo: type a message for the echo agent. \"/ask\" asks you a question, \"/approve-me\" asks for approval; end with Ctrl-D.");
+        errln!("Open Cowork gateway demo: type a message for the echo agent. \"/ask\" asks you a question, \"/approve-me\" asks for approval; end with Ctrl-D.");
         while !running.factory.cli_input_ended() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -238,7 +238,7 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
 
 #[cfg(not(feature = "devcloud"))]
 fn demo(_: Option<config::LogLevel>) -> ExitCode {
-    eprintln!("open-cowork-gateway: this binary was built without the devcloud feature, which the demo needs.");
+    errln!("open-cowork-gateway: this binary was built without the devcloud feature, which the demo needs.");
     ExitCode::from(EX_USAGE)
 }
 
@@ -253,7 +253,7 @@ fn probe(request: &cli::Probe) -> ExitCode {
     let (authority, host, path) = match split_probe_url(&url) {
         Ok(parts) => parts,
         Err(message) => {
-            eprintln!("open-cowork-gateway probe: {message}");
+            errln!("open-cowork-gateway probe: {message}");
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -265,15 +265,15 @@ fn probe(request: &cli::Probe) -> ExitCode {
     let timeout = std::time::Duration::from_millis(request.timeout_ms);
     match probe_get(&authority, host, path, timeout) {
         Ok(status) if (200..300).contains(&status) => {
-            println!("open-cowork-gateway probe: GET http://{authority}{path} -> {status}");
+            outln!("open-cowork-gateway probe: GET http://{authority}{path} -> {status}");
             ExitCode::SUCCESS
         }
         Ok(status) => {
-            eprintln!("open-cowork-gateway probe: GET http://{authority}{path} -> {status}");
+            errln!("open-cowork-gateway probe: GET http://{authority}{path} -> {status}");
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("open-cowork-gateway probe: GET http://{authority}{path} failed: {error}");
+            errln!("open-cowork-gateway probe: GET http://{authority}{path} failed: {error}");
             ExitCode::FAILURE
         }
     }
@@ -367,11 +367,11 @@ fn setup(args: &[String]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(SetupError::Usage(message)) => {
-            eprintln!("open-cowork-gateway setup: {message}\n\n{}", setup::USAGE);
+            errln!("open-cowork-gateway setup: {message}\n\n{}", setup::USAGE);
             ExitCode::from(EX_USAGE)
         }
         Err(SetupError::Io(message)) => {
-            eprintln!("open-cowork-gateway setup: {message}");
+            errln!("open-cowork-gateway setup: {message}");
             ExitCode::from(73)
         }
     }

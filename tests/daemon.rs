@@ -481,3 +481,80 @@ fn oversized_request_heads_are_refused() {
     assert_eq!(response.status, 431, "request head over the 16 KiB cap");
     assert_eq!(gateway.get("/health", &[]).status, 200, "the server carries on");
 }
+
+const SIGHUP: i32 = 1;
+
+/// SIGHUP's default action ends a process without a drain; the gateway reloads nothing, so it
+/// logs the signal and keeps serving.
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let mut gateway = Gateway::start(&base_env(), &[]);
+    gateway.signal(SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(gateway.wait_exit(Duration::from_millis(10)).is_none(), "still running after SIGHUP");
+    assert_eq!(gateway.get("/health", &[]).status, 200);
+    gateway.signal(SIGTERM);
+    let status = gateway.wait_exit(Duration::from_secs(20)).expect("exits after the drain");
+    assert_eq!(status.code(), Some(0));
+    assert!(gateway.output().contains("SIGHUP received and ignored"), "{}", gateway.output());
+}
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `open-cowork-gateway | true` or stdout on a full device: the daemon's "listening" line cannot be
+/// written, and that must never abort it (a release build aborts on a panic).
+#[test]
+fn a_closed_or_full_standard_output_never_aborts_the_daemon() {
+    for target in ["closed pipe", "/dev/full"] {
+        let port = free_port().to_string();
+        let mut env = base_env();
+        env.retain(|(key, _)| *key != "OPEN_COWORK_GATEWAY_PORT");
+        env.push(("OPEN_COWORK_GATEWAY_PORT", &port));
+        let dir = support::TempDir::new("closed-stdout");
+        let stdout = if target == "/dev/full" {
+            std::process::Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+        } else {
+            std::process::Stdio::piped()
+        };
+        let mut child =
+            Reaped(support::command(&dir.0, &env).stdout(stdout).stderr(std::process::Stdio::piped()).spawn().unwrap());
+        drop(child.0.stdout.take()); // the reading end closes before anything is written
+        let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("{target}: the daemon exited: {status:?}");
+            }
+            if std::net::TcpStream::connect(address).is_ok()
+                && support::request(address, "GET", "/health", &[], b"").status == 200
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{target}: never served /health");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pid = child.0.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-15", &pid]).status().unwrap().success());
+        let status = child.0.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{target}: {status:?}");
+    }
+}
+
+/// `setup` with its standard error a closed pipe: the usage error still exits 64, never SIGABRT.
+#[test]
+fn setup_with_a_closed_standard_error_exits_with_its_code() {
+    let dir = support::TempDir::new("closed-stderr");
+    let mut child = support::command(&dir.0, &[])
+        .args(["setup", "--no-such-flag"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(64), "{status:?}");
+}

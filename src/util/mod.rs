@@ -1,6 +1,7 @@
 //! Small helpers every layer may use; nothing here knows about Cloud, channels or HTTP routes.
 
 pub mod base64;
+pub mod console;
 pub mod ct;
 pub mod durable;
 pub mod ids;

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use super::api::TelegramError;
 use super::TelegramProvider;
 use crate::channel::{ChannelContext, HealthReporter, Ingress};
-use crate::logging::WarnLimiter;
 use crate::net::backoff::Backoff;
 use crate::shutdown::DrainSignal;
 
@@ -31,8 +30,59 @@ struct Poller {
     health: HealthReporter,
     drain: DrainSignal,
     ingress: Ingress,
-    /// A 409 conflict repeats every few seconds; it is logged once a minute.
-    warnings: WarnLimiter,
+    /// A conflict or a stall repeats on every poll; it is one line when it starts and one when it ends.
+    trouble: PollTrouble,
+}
+
+/// A receiving problem that lasts over many polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// 409: another `getUpdates` poller or a webhook holds the bot's updates.
+    Conflict,
+    /// `getUpdates` got no answer (a network failure or the stall watchdog).
+    Stalled,
+}
+
+/// Logs a conflict or a stall once when it starts and once when it ends (with how long it lasted
+/// and how many polls failed), however many polls fail in between.
+#[derive(Debug, Default)]
+struct PollTrouble {
+    current: Option<(Trouble, tokio::time::Instant, u64)>,
+}
+
+impl PollTrouble {
+    fn failed(&mut self, provider: &str, trouble: Trouble) {
+        if let Some((kind, _, polls)) = &mut self.current {
+            if *kind == trouble {
+                *polls += 1;
+                return;
+            }
+        }
+        self.ended(provider);
+        match trouble {
+            Trouble::Conflict => tracing::warn!(
+                provider,
+                "Telegram polling conflict started: another getUpdates poller or a webhook is using this bot token. Receiving is paused, sending goes on; stop the other poller, or delete its webhook"
+            ),
+            Trouble::Stalled => tracing::warn!(
+                provider,
+                "Telegram polling stalled: getUpdates got no answer; retrying with back-off"
+            ),
+        }
+        self.current = Some((trouble, tokio::time::Instant::now(), 1));
+    }
+
+    /// A poll succeeded: whatever was wrong is over.
+    fn ended(&mut self, provider: &str) {
+        let Some((trouble, since, failed_polls)) = self.current.take() else { return };
+        let lasted_s = since.elapsed().as_secs();
+        match trouble {
+            Trouble::Conflict => {
+                tracing::info!(provider, failed_polls, lasted_s, "Telegram polling conflict ended; receiving again")
+            }
+            Trouble::Stalled => tracing::info!(provider, failed_polls, lasted_s, "Telegram polling resumed"),
+        }
+    }
 }
 
 impl Poller {
@@ -79,7 +129,7 @@ pub async fn run(bot: TelegramProvider, context: ChannelContext) {
         health: context.health,
         drain: context.drain,
         ingress: context.ingress,
-        warnings: WarnLimiter::new(Duration::from_secs(60)),
+        trouble: PollTrouble::default(),
     };
     let me = match call_until_ok(&mut poller, "getMe", &json!({})).await {
         None => return,
@@ -170,10 +220,7 @@ async fn poll(poller: &mut Poller) {
                         return;
                     }
                     TelegramError::Api { code: 409, .. } => {
-                        if let Some(suppressed) = poller.warnings.allow("telegram-conflict", std::time::Instant::now())
-                        {
-                            tracing::warn!(provider = %id, suppressed, "another getUpdates poller or a webhook holds this bot; backing off");
-                        }
+                        poller.trouble.failed(&id, Trouble::Conflict);
                         (
                             "conflict: another poller or a webhook is using this bot token.".to_owned(),
                             conflict_backoff.next_delay().max(Duration::from_secs(1)),
@@ -184,7 +231,10 @@ async fn poll(poller: &mut Poller) {
                         ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
                     }
                     TelegramError::Network { .. } => (
-                        "polling stalled: Telegram did not answer getUpdates.".to_owned(),
+                        {
+                            poller.trouble.failed(&id, Trouble::Stalled);
+                            "polling stalled: Telegram did not answer getUpdates.".to_owned()
+                        },
                         backoff.next_delay().max(Duration::from_millis(200)),
                     ),
                     _ => (format!("polling failed: {error}"), backoff.next_delay().max(Duration::from_millis(200))),
@@ -197,6 +247,7 @@ async fn poll(poller: &mut Poller) {
             }
         };
         first = false;
+        poller.trouble.ended(&id);
         backoff.reset();
         conflict_backoff.reset();
         poller.health.set_receiving(None);
@@ -245,5 +296,35 @@ async fn poll(poller: &mut Poller) {
             .api()
             .call("getUpdates", &json!({"offset": offset, "limit": 1, "timeout": 0}), Duration::from_secs(5))
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_logs::LogCapture;
+
+    /// A conflict that lasts 40 polls is two lines (started, ended with the count), and a stall
+    /// after it two more: an operator following the journal sees each start and end, no storm.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_and_a_stall_are_one_line_when_they_start_and_one_when_they_end() {
+        let logs = LogCapture::start();
+        let mut trouble = PollTrouble::default();
+        for _ in 0..40 {
+            trouble.failed("telegram", Trouble::Conflict);
+            tokio::time::advance(Duration::from_secs(5)).await;
+        }
+        trouble.ended("telegram");
+        trouble.ended("telegram");
+        trouble.failed("telegram", Trouble::Stalled);
+        trouble.failed("telegram", Trouble::Stalled);
+        trouble.ended("telegram");
+        let lines = logs.lines();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].contains("WARN") && lines[0].contains("polling conflict started"), "{}", lines[0]);
+        assert!(lines[1].contains("INFO") && lines[1].contains("conflict ended"), "{}", lines[1]);
+        assert!(lines[1].contains("failed_polls=40") && lines[1].contains("lasted_s=200"), "{}", lines[1]);
+        assert!(lines[2].contains("WARN") && lines[2].contains("polling stalled"), "{}", lines[2]);
+        assert!(lines[3].contains("polling resumed") && lines[3].contains("failed_polls=2"), "{}", lines[3]);
     }
 }
