@@ -360,7 +360,8 @@ fn probe_get(authority: &str, host: &str, path: &str, timeout: std::time::Durati
     }
 }
 
-/// `setup`: usage mistakes exit 64, write failures 73 (EX_CANTCREAT).
+/// `setup`: usage mistakes exit 64, a file that would not pass `check-config` 78, write failures
+/// 73 (EX_CANTCREAT).
 fn setup(args: &[String]) -> ExitCode {
     use open_cowork_gateway::setup::{self, SetupError};
     let result = setup::parse(args).and_then(|options| setup::run(&options, &mut std::io::stdout()));
@@ -373,6 +374,10 @@ fn setup(args: &[String]) -> ExitCode {
         Err(SetupError::Io(message)) => {
             errln!("open-cowork-gateway setup: {message}");
             ExitCode::from(73)
+        }
+        Err(error @ SetupError::Config(_)) => {
+            errln!("open-cowork-gateway setup: {error}");
+            ExitCode::from(EX_CONFIG)
         }
     }
 }
