@@ -81,8 +81,14 @@ fn disabled_metrics_and_diagnostics_are_404_before_auth() {
     env.push(("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "false"));
     env.push(("OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", "no"));
     let gateway = Gateway::start(&env, &[]);
-    assert_eq!(gateway.get("/metrics", &[]).json()["error"], "Metrics are disabled.");
-    assert_eq!(gateway.get("/diagnostics", &[]).json()["error"], "Diagnostics are disabled.");
+    assert_eq!(
+        gateway.get("/metrics", &[]).json()["error"],
+        "Metrics are disabled; set OPEN_COWORK_GATEWAY_METRICS_ENABLED=true and restart to turn them on."
+    );
+    assert_eq!(
+        gateway.get("/diagnostics", &[]).json()["error"],
+        "Diagnostics are disabled; set OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED=true and restart to turn them on."
+    );
 }
 
 #[test]

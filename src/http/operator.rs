@@ -17,8 +17,14 @@ use super::state::HttpState;
 use crate::cloud::{CloudError, DeliveryOperations, DeliveryQuery, DeliveryRecord, DeliveryStatus};
 use crate::config::urls::origin;
 
-const METRICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Metrics are disabled.");
-const DIAGNOSTICS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
+const METRICS_DISABLED: HttpError = HttpError::written(
+    StatusCode::NOT_FOUND,
+    "Metrics are disabled; set OPEN_COWORK_GATEWAY_METRICS_ENABLED=true and restart to turn them on.",
+);
+const DIAGNOSTICS_DISABLED: HttpError = HttpError::written(
+    StatusCode::NOT_FOUND,
+    "Diagnostics are disabled; set OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED=true and restart to turn them on.",
+);
 const LISTING_UNAVAILABLE: HttpError =
     HttpError::written(StatusCode::SERVICE_UNAVAILABLE, "Cloud delivery listing is not available.");
 const RETRY_UNAVAILABLE: HttpError =
