@@ -801,3 +801,29 @@ fn a_circuit_half_opens_and_closes_on_success() {
         running.stop();
     });
 }
+
+/// A 403 on one chat's session stream is that chat's binding grant, not the service token: the
+/// gateway stays ready (degraded, counted), and the chat's reply is rendered once Cloud opens it.
+#[test]
+fn a_refused_session_stream_degrades_one_chat_and_never_blames_the_token() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        eventually("ready", || running.readiness.is_ready()).await;
+        cloud.faults.borrow_mut().fail_next("session-events", 3, 403, None);
+        let message = json!({"id": "r-1", "text": "refused at first", "chatId": "chat-r"});
+        assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
+        let refused = || running.readiness.degraded().iter().any(|d| d.reason == "session_stream_refused");
+        eventually("the refusal is a degraded reason", refused).await;
+        assert!(running.readiness.is_ready(), "{:?}", running.readiness.conditions());
+        let auth = running.readiness.conditions().into_iter().find(|c| c.name == "cloud_auth").unwrap();
+        assert!(auth.ok, "one chat's 403 is not the token: {auth:?}");
+        eventually("the reply once Cloud opens the stream", || {
+            as_fake(&provider).texts().iter().any(|t| t.contains("refused at first"))
+        })
+        .await;
+        eventually("the degraded reason goes", || !refused()).await;
+        running.stop();
+    });
+}
