@@ -763,7 +763,13 @@ fn a_failing_channel_opens_its_delivery_circuit_and_shows_in_ready() {
         // While open, the channel cannot send, so its binding leaves the subscription: deliveries
         // are not claimed at all (no attempt is spent on a channel known to be failing). The
         // gateway still serves (its webhooks, its other chats): degraded, not unready.
-        eventually("ready while degraded", || running.readiness.is_ready()).await;
+        let subscription =
+            || running.readiness.conditions().into_iter().find(|c| c.name == "delivery_subscription").unwrap();
+        eventually("the subscription pauses", || {
+            subscription().reason.is_some_and(|reason| reason.starts_with("No channel can send"))
+        })
+        .await;
+        assert!(running.readiness.is_ready(), "{:?}", running.readiness.conditions());
         cloud.enqueue_delivery("fake-binding", "during", json!({"externalChatId": "z"}), json!({"text": "later"}));
         tokio::time::sleep(Duration::from_millis(200)).await; // ten dev Cloud poll intervals
         let during = cloud.delivery("fake-binding", "during").unwrap();

@@ -61,7 +61,8 @@ pub const SESSION_STREAM_REFUSED: &str = "session_stream_refused";
 pub struct Condition {
     pub name: &'static str,
     pub ok: bool,
-    /// Why it does not hold; redacted text, shown to admin callers only.
+    /// Why it does not hold (or, for a subscription paused on purpose, why it is paused); redacted
+    /// text, shown to admin callers only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -115,12 +116,20 @@ impl Readiness {
             Some(status) => {
                 let status = status.borrow();
                 let subscription = match &status.subscription {
-                    // Paused: no channel can send, and each channel's state says why.
-                    Subscription::Live | Subscription::Paused(_) => Ok(()),
-                    Subscription::Reconnecting { since, .. } if since.elapsed() < RECONNECT_GRACE => Ok(()),
-                    Subscription::Reconnecting { reason, .. } | Subscription::Down(reason) => Err(reason.clone()),
+                    Subscription::Live => from(DELIVERY_SUBSCRIPTION, Ok(())),
+                    // Closed on purpose while no channel can send (each channel's state says why):
+                    // it holds, and says it is paused.
+                    Subscription::Paused(reason) => {
+                        Condition { name: DELIVERY_SUBSCRIPTION, ok: true, reason: Some(reason.clone()) }
+                    }
+                    Subscription::Reconnecting { since, .. } if since.elapsed() < RECONNECT_GRACE => {
+                        from(DELIVERY_SUBSCRIPTION, Ok(()))
+                    }
+                    Subscription::Reconnecting { reason, .. } | Subscription::Down(reason) => {
+                        from(DELIVERY_SUBSCRIPTION, Err(reason.clone()))
+                    }
                 };
-                conditions.push(from(DELIVERY_SUBSCRIPTION, subscription));
+                conditions.push(subscription);
                 conditions.push(from(CLOUD_AUTH, status.token.clone()));
             }
             None => conditions.push(condition(
