@@ -138,6 +138,8 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         claimed_by: config.claimed_by(),
         reuse: Rc::default(),
         journal: config.state_dir.as_deref().map(|dir| Rc::new(InboundJournal::in_state_directory(dir))),
+        claims_in_flight: Rc::default(),
+        warnings: Rc::clone(&stream_context.warnings),
     };
     // What a killed process answered but never prompted goes first, before new messages.
     let replay = {

@@ -1,5 +1,6 @@
-//! The running gateway's pipelines: the ingress queue's consumer ([`inbound`]) with the journal
-//! of webhook messages answered before their prompt ([`journal`]), button presses and fallback
+//! The running gateway's pipelines: the ingress queue's consumer ([`inbound`]), a webhook
+//! message's receipt on arrival ([`receipt`]) and the journal of webhook messages answered before
+//! their claim ([`journal`]), button presses and fallback
 //! commands ([`interactions`]), ordered session streams ([`sessions`]), the delivery
 //! dispatcher ([`deliveries`]), readiness from named conditions ([`readiness`]) and the state
 //! file ([`state`]). Each gets the narrow handles it needs from the wiring (`app.rs`); nothing
@@ -10,6 +11,7 @@ pub mod inbound;
 pub mod interactions;
 pub mod journal;
 pub mod readiness;
+pub mod receipt;
 pub mod sessions;
 pub mod state;
 
