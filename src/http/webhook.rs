@@ -157,7 +157,10 @@ async fn enqueue(
         Some(deadline) => match tokio::time::timeout(deadline, all).await {
             Ok(received) => received,
             Err(_) => {
-                tracing::debug!(provider = provider_id, "webhook answered 503 at its deadline: its message is neither journaled nor claimed yet");
+                tracing::debug!(
+                    provider = provider_id,
+                    "webhook answered 503 at its deadline: its message is neither journaled nor claimed yet"
+                );
                 return Err(NOT_RECEIVED_IN_TIME.with_retry_after(NOT_RECEIVED_RETRY_MS));
             }
         },

@@ -455,7 +455,15 @@ impl Inbound {
 
     /// One line per retry an operator may want to see, rate-limited per step: a storm is one
     /// line and then a count of those held back.
-    fn log_retry(&self, step: &'static str, event: &str, binding: &str, error: &InboundError, attempt: u32, pause: Duration) {
+    fn log_retry(
+        &self,
+        step: &'static str,
+        event: &str,
+        binding: &str,
+        error: &InboundError,
+        attempt: u32,
+        pause: Duration,
+    ) {
         let key = if step == "claim" { "inbound claim retried" } else { "inbound steps retried" };
         if let Some(suppressed) = self.warnings.allow(key, tokio::time::Instant::now().into_std()) {
             tracing::info!(
@@ -505,7 +513,12 @@ impl Inbound {
                     tracing::warn!(error = %crate::config::redact::Redacted(&error), "completing a processed provider event failed; a redelivery stays a duplicate");
                 }
                 self.settle_journal(run.provider_id, run.message, None);
-                self.metrics.record_channel_message(run.kind, Direction::Inbound, outcome, Some(elapsed_ms(run.started)));
+                self.metrics.record_channel_message(
+                    run.kind,
+                    Direction::Inbound,
+                    outcome,
+                    Some(elapsed_ms(run.started)),
+                );
                 Ok(())
             }
             Err(error) => {
@@ -524,7 +537,12 @@ impl Inbound {
                         Outcome::Error
                     }
                 };
-                self.metrics.record_channel_message(run.kind, Direction::Inbound, outcome, Some(elapsed_ms(run.started)));
+                self.metrics.record_channel_message(
+                    run.kind,
+                    Direction::Inbound,
+                    outcome,
+                    Some(elapsed_ms(run.started)),
+                );
                 self.metrics.increment(Stat::Errors);
                 self.metrics.increment_provider(run.provider_id, ProviderStat::InboundFailures);
                 tracing::warn!(provider = run.provider_id, event = event_id, retryable = error.is_retryable(), reason = error.reason(), error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");

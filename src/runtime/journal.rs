@@ -169,7 +169,8 @@ impl InboundJournal {
         let mut replay = Vec::new();
         for (_, path) in files.into_iter().take(MAX_REPLAYED) {
             let named = path.file_stem().and_then(|s| s.to_str()).is_some_and(|stem| self.path_of(stem).is_some());
-            let read = read_entry(&path).and_then(|entry| if named { Ok(entry) } else { Err("not a journal name".into()) });
+            let read =
+                read_entry(&path).and_then(|entry| if named { Ok(entry) } else { Err("not a journal name".into()) });
             match read {
                 Ok(entry) => {
                     let key = key_of(&entry.provider_id, &entry.message);
@@ -209,7 +210,9 @@ mod tests {
 
     fn files_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir.join("inbound"))
-            .map(|listing| listing.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|listing| {
+                listing.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            })
             .unwrap_or_default();
         names.sort();
         names

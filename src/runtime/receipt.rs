@@ -96,7 +96,8 @@ impl Inbound {
     fn count_refused(&self, provider_id: &str) {
         self.metrics.increment(Stat::IncomingMessages);
         self.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
-        let kind = self.registry.get(provider_id).map_or("other", |r| bounded_channel_kind(r.config.kind, &r.config.id));
+        let kind =
+            self.registry.get(provider_id).map_or("other", |r| bounded_channel_kind(r.config.kind, &r.config.id));
         self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
         finish_failed(self, provider_id, kind, Instant::now());
     }
