@@ -473,7 +473,9 @@ fn an_event_answered_while_its_chat_is_busy_survives_a_kill() {
         assert_eq!(post_event(first.address, &busy).await.0, 202);
         eventually("the first message in its prompt", || world.cloud.calls("prompt") >= 1).await;
         let started = tokio::time::Instant::now();
-        let waiting = message_event("Ev0801", "C0BUSY", "1716984801.000100", "do not lose me");
+        // A reply in the first message's thread: the same conversation, so it waits its turn.
+        let mut waiting = message_event("Ev0801", "C0BUSY", "1716984801.000100", "do not lose me");
+        waiting["event"]["thread_ts"] = json!("1716984800.000100");
         assert_eq!(post_event(first.address, &waiting).await.0, 202);
         assert!(started.elapsed() < Duration::from_secs(1), "answered at once: {:?}", started.elapsed());
         // kill -9: the second message never had its turn.
