@@ -630,11 +630,9 @@ impl Inbound {
         if let Some(intent) = intent_of(message) {
             client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
             *committed = true;
-            // The answer produces events: reopen the chat's stream if it closed meanwhile.
-            let known = self.reuse.borrow().binding_of(provider_id, &message.target.chat_id, &message.target.thread_id);
-            if let Some(binding) = known {
-                self.sessions.ensure(binding, provider_id);
-            }
+            // The answer produces events: reopen the chat's stream if it closed meanwhile (a
+            // stream waiting on this answer may have given its slot up to another chat).
+            self.reopen_stream_of(provider_id, config, message).await;
             self.metrics.increment(Stat::InteractionsResolved);
             self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
@@ -723,6 +721,33 @@ impl Inbound {
         client.prompt(&self.prompt_input(config, message, event_id, &established)).await?;
         self.reuse.borrow_mut().put(key, established);
         Ok(())
+    }
+
+    /// Opens (or touches) the stream of the chat a message came from, as its binding is known
+    /// here or, after a restart or a long wait, as Cloud knows it.
+    async fn reopen_stream_of(&self, provider_id: &str, config: &ProviderConfig, message: &InboundMessage) {
+        let target = &message.target;
+        let known = self.reuse.borrow().binding_of(provider_id, &target.chat_id, &target.thread_id);
+        let binding = match known {
+            Some(binding) => Some(binding),
+            None => {
+                let thread =
+                    target.thread_id.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| target.chat_id.clone());
+                let workspace = config.external_workspace_id.as_deref();
+                let found =
+                    self.client.find_session_by_thread(&message.provider, workspace, &target.chat_id, &thread).await;
+                match found {
+                    Ok(bound) => bound.map(|bound| bound.binding),
+                    Err(error) => {
+                        tracing::debug!(error = %crate::config::redact::Redacted(&error), "the binding of an answered interaction could not be looked up; its stream reopens on the chat's next message");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(binding) = binding {
+            self.sessions.ensure(binding, provider_id);
+        }
     }
 
     fn prompt_input(
