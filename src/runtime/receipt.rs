@@ -1,7 +1,7 @@
 //! A webhook's message on arrival, before its turn in its chat's lane: the step that lets the
 //! webhook be answered. A chat's previous message may take seconds (a slow prompt), and
-//! platforms slow down behind slow answers (Telegram) or send again after a few seconds (Slack),
-//! so nothing here waits for the lane.
+//! platforms slow down behind slow answers or send again after a few seconds, so nothing here
+//! waits for the lane.
 //!
 //! - With a state directory the message is written to the inbound journal (`runtime::journal`)
 //!   and answered at once; the claim, the prompt and the rendering follow in the chat's order. A
