@@ -129,3 +129,37 @@ fn a_redelivery_of_a_journaled_message_is_absorbed() {
         running.stop();
     });
 }
+
+/// A burst of webhooks does not open a Cloud claim each at once: at most 32 receipts are at work,
+/// the rest wait for a slot (their answers a little later), and every message is still prompted.
+#[test]
+fn receipts_at_work_are_bounded() {
+    run_paused(async {
+        let (cloud, seeded, base) = cloud().await;
+        let running = Rc::new(gateway(&base, &seeded, &[]).await);
+        cloud.faults.borrow_mut().delay("claim", Duration::from_secs(5));
+        let mut posts = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let running = Rc::clone(&running);
+            posts.spawn_local(async move {
+                post(
+                    &running,
+                    json!({"id": format!("burst-{n}"), "text": "burst", "chatId": format!("chat-burst-{n}")}),
+                )
+                .await
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(cloud.calls("claim"), 32, "32 claims at work, 8 waiting for a slot");
+        while let Some(status) = posts.join_next().await {
+            assert_eq!(status.unwrap(), 202);
+        }
+        cloud.faults.borrow_mut().delay("claim", Duration::ZERO);
+        eventually_within(Duration::from_secs(60), "every prompt", || {
+            (0..40).all(|n| prompts_of(&cloud, &format!("chat-burst-{n}")) == ["burst"])
+        })
+        .await;
+        drop(posts);
+        Rc::try_unwrap(running).ok().unwrap().stop();
+    });
+}

@@ -6,9 +6,10 @@
 //! the chat's lane is taken at once, so the order holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
 
 use smol_str::SmolStr;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use super::inbound::Inbound;
@@ -20,6 +21,8 @@ use crate::shutdown::Shutdown;
 pub const MAX_CHATS_IN_FLIGHT: usize = 32;
 /// Messages taken from the queue but waiting for their chat's turn, across all chats.
 pub(super) const MAX_WAITING: usize = 1024;
+/// Webhook receipts (journal writes or Cloud claims) at work at the same time.
+const MAX_RECEIPTS_IN_FLIGHT: usize = 32;
 
 /// A chat: messages with the same key are processed in order, one at a time.
 type ChatKey = (SmolStr, String, Option<String>);
@@ -38,16 +41,27 @@ pub(super) enum Queued {
 }
 
 /// Takes an item in: a webhook's gets its receipt started now, off the lane.
-fn take_in(inbound: &Inbound, receipts: &mut JoinSet<()>, shutdown: &Shutdown, mut item: InboundItem) -> Queued {
+fn take_in(inbound: &Inbound, receipts: &mut Receipts, shutdown: &Shutdown, mut item: InboundItem) -> Queued {
     let Some(answer) = item.claimed.take() else { return Queued::Ready(Box::new(item)) };
     let (done, receiving) = oneshot::channel();
-    let (inbound, work) = (inbound.clone(), shutdown.work_guard());
-    receipts.spawn_local(async move {
+    let (inbound, work, slots) = (inbound.clone(), shutdown.work_guard(), Rc::clone(&receipts.slots));
+    receipts.tasks.spawn_local(async move {
+        // The semaphore is never closed; without a permit the receipt would still be bounded
+        // by the lanes' own limit.
+        let _slot = slots.acquire().await.ok();
         let receipt = inbound.receive(&item.provider_id, &item.message, answer).await;
         let _ = done.send((item, receipt));
         drop(work);
     });
     Queued::Receiving(receiving)
+}
+
+/// The receipts being made: each a task, at most [`MAX_RECEIPTS_IN_FLIGHT`] of them at work (the
+/// rest wait for a slot), so a burst of webhooks cannot open a thousand Cloud claims or journal
+/// writes on the blocking pool at once.
+struct Receipts {
+    tasks: JoinSet<()>,
+    slots: Rc<Semaphore>,
 }
 
 /// Drains the ingress queue until it closes (every producer gone) and the waiting work is done.
@@ -56,7 +70,7 @@ fn take_in(inbound: &Inbound, receipts: &mut JoinSet<()>, shutdown: &Shutdown, m
 /// with it, mid-pipeline, exactly as a killed process would leave them.
 pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown: Shutdown) {
     let mut in_progress: JoinSet<()> = JoinSet::new();
-    let mut receipts: JoinSet<()> = JoinSet::new();
+    let mut receipts = Receipts { tasks: JoinSet::new(), slots: Rc::new(Semaphore::new(MAX_RECEIPTS_IN_FLIGHT)) };
     let mut chats_in_progress: HashMap<tokio::task::Id, ChatKey> = HashMap::new();
     let mut waiting: HashMap<ChatKey, VecDeque<Queued>> = HashMap::new();
     let mut ready: VecDeque<ChatKey> = VecDeque::new();
@@ -65,7 +79,7 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
     let mut drain = shutdown.signal();
     let mut open = true;
     loop {
-        if !open && busy.is_empty() && ready.is_empty() && receipts.is_empty() {
+        if !open && busy.is_empty() && ready.is_empty() && receipts.tasks.is_empty() {
             break;
         }
         tokio::select! {
@@ -81,7 +95,7 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
                     }
                 }
             },
-            Some(_) = receipts.join_next(), if !receipts.is_empty() => {}
+            Some(_) = receipts.tasks.join_next(), if !receipts.tasks.is_empty() => {}
             Some(done) = in_progress.join_next_with_id(), if !in_progress.is_empty() => {
                 let id = match &done {
                     Ok((id, _)) => *id,
