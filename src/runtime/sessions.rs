@@ -7,10 +7,10 @@
 //! session went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a
 //! question is pending, and reopens on the next prompt or interaction from the cursor, so nothing
 //! is missed or rendered twice. A stream waiting only on a user's answer stays open while there is
-//! room, but gives its slot up under pressure like an idle one. At most `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190,
-//! below Cloud's per-organisation cap of 200 so the delivery stream keeps its slot) are open; a
-//! chat that needs one beyond that waits in a bounded FIFO while the least recently used idle
-//! stream closes. A 429 from Cloud lowers the budget for a while instead of retrying hot.
+//! room, but gives its slot up under pressure like an idle one. At most
+//! `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190, below Cloud's per-organisation cap of
+//! 200 so the delivery stream keeps its slot) are open; a chat that needs one beyond that waits in
+//! a bounded FIFO while the least recently used idle stream closes (an eviction). A 429 from Cloud lowers the budget for a while instead of retrying hot.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
