@@ -332,3 +332,31 @@ fn approvals_waiting_on_users_give_their_stream_slots_up_under_pressure() {
         running.stop();
     });
 }
+
+#[test]
+fn an_approval_answered_after_a_restart_reopens_its_stream_from_clouds_binding() {
+    run(async {
+        // No state directory: the second process knows nothing of the chat. The answer's events
+        // are still rendered, because the binding is looked up in Cloud.
+        let (cloud, seeded, base) = cloud(200).await;
+        let first = gateway(&base, &seeded, &[]).await;
+        eventually("ready", || first.readiness.is_ready()).await;
+        let body = json!({"id": "rs-1", "text": "go /approve-me", "chatId": "chat-rs"});
+        assert_eq!(post(&first, body).await, 202);
+        let before = fake(&first);
+        eventually("its approval buttons", || approval_in(&before, "chat-rs").is_some()).await;
+        let approve = approval_in(&before, "chat-rs").unwrap();
+        eventually("settled", || settled(&cloud)).await;
+        first.stop();
+
+        let second = gateway(&base, &seeded, &[]).await;
+        eventually("ready", || second.readiness.is_ready()).await;
+        let provider = fake(&second);
+        let click = json!({"id": "click-rs", "chatId": "chat-rs", "interaction": {"id": "cb-rs", "token": approve}});
+        assert_eq!(post(&second, click).await, 202);
+        eventually("the approved chat's reply", || count_texts(&provider, "Permission granted: the command ran.") == 1)
+            .await;
+        assert_eq!(count_texts(&provider, "echo: go /approve-me"), 0, "only what came after the cursor");
+        second.stop();
+    });
+}
