@@ -28,8 +28,9 @@ use crate::net::https::{build_client, build_stream_client};
 use crate::notify::Notifier;
 use crate::providers::{BuildContext, ProviderFactory};
 use crate::runtime::deliveries::{run_dispatcher, sendable_bindings, Dispatcher};
-use crate::runtime::inbound::{run_ingress, Inbound};
+use crate::runtime::inbound::Inbound;
 use crate::runtime::journal::InboundJournal;
+use crate::runtime::lanes::run_ingress;
 use crate::runtime::sessions::{resume_saved, SessionStreams, Sessions};
 use crate::runtime::state::StateFile;
 use crate::runtime::Readiness;
@@ -138,6 +139,8 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         claimed_by: config.claimed_by(),
         reuse: Rc::default(),
         journal: config.state_dir.as_deref().map(|dir| Rc::new(InboundJournal::in_state_directory(dir))),
+        claims_in_flight: Rc::default(),
+        warnings: Rc::clone(&stream_context.warnings),
     };
     // What a killed process answered but never prompted goes first, before new messages.
     let replay = {

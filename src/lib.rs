@@ -7,7 +7,7 @@
 //!     │ verify + map → inbound messages                            ▲                │
 //!     ▼                                                            │                ▼
 //!  channel::Ingress (bounded) ──► runtime::inbound: claim → identity → bind → prompt   cloud::streams
-//!    (a webhook is answered once its event is claimed and journaled)     (status on a watch)
+//!    (webhooks answered at receipt: journaled, or claimed on arrival)    (status on a watch)
 //!                                        runtime::sessions (ordered per session) ◄───┤ session events
 //!                                        runtime::deliveries (lanes, retries, ack) ◄──┘ deliveries
 //!                                              │ render → outbound messages
@@ -34,7 +34,7 @@
 //! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges) and the factory that builds them |
 //! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams |
 //! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
-//! | [`runtime`] | the pipelines: ingress consumer and its inbound journal, interactions, session streams, deliveries, readiness, state file |
+//! | [`runtime`] | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
 //! | [`http`] | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
 //! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
 //! | [`net`] | the shared HTTPS client (rustls on ring), the outbound URL policy with DNS pinning (`url_policy`), backoff with jitter |

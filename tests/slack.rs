@@ -43,7 +43,12 @@ async fn world() -> World {
 }
 
 async fn gateway(world: &World) -> Running {
-    let env = Env::from_pairs([
+    gateway_with(world, &[]).await
+}
+
+/// [`gateway`] with more settings (a state directory, say).
+async fn gateway_with(world: &World, extra: &[(&str, &str)]) -> Running {
+    let mut env = Env::from_pairs([
         ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
         ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
         ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
@@ -53,6 +58,9 @@ async fn gateway(world: &World) -> Running {
         ("OPEN_COWORK_GATEWAY_PORT", "0"),
         ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "sl"),
     ]);
+    for (key, value) in extra {
+        env.set(*key, *value);
+    }
     let running = app::start(
         resolve(&json!({}), &env).unwrap(),
         ProviderFactory::with_cli_output(|| {
@@ -375,24 +383,118 @@ fn streamed_edits_are_coalesced_to_one_update_per_second() {
     });
 }
 
-/// Slack retries a request it has no answer to within 3 s. With Cloud's claim taking 5 s, the
-/// webhook is answered at the channel's 2 s deadline (on the paused clock: exactly), and the
-/// message is still processed once.
+/// An Events API request, signed now; returns the status and the `Retry-After` header.
+async fn post_event_retry_after(address: SocketAddr, envelope: &Value) -> (u16, Option<u64>) {
+    let body = envelope.to_string();
+    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
+    let mut request =
+        http::Request::post(format!("http://{address}/webhooks/slack")).header("content-type", "application/json");
+    for (name, value) in signed(now_secs(), &body) {
+        request = request.header(name, value);
+    }
+    let response =
+        http.request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await.unwrap();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+    (response.status().as_u16(), retry_after)
+}
+
+/// Slack retries a request it has no answer to within 3 s. Without a state directory the answer
+/// waits for Cloud's claim; with the claim taking 5 s the channel's 2 s deadline passes first, and
+/// the answer is 503 with `Retry-After` (on the paused clock: exactly at 2 s), never a 202 for a
+/// message that is neither journaled nor claimed. Slack's retry then finds the claim: one prompt.
 #[test]
-fn a_slow_cloud_claim_does_not_hold_the_answer_past_the_deadline() {
+fn a_slow_cloud_claim_without_a_journal_is_answered_503_at_the_deadline() {
     run_paused(async {
         let world = world().await;
         let running = gateway(&world).await;
         world.cloud.faults.borrow_mut().delay("claim", Duration::from_secs(5));
         let started = tokio::time::Instant::now();
         let event = message_event("Ev0500", "C0LATE", "1716984500.000100", "slow cloud");
-        assert_eq!(post_event(running.address, &event).await.0, 202);
+        assert_eq!(post_event_retry_after(running.address, &event).await, (503, Some(1)));
         let answered = started.elapsed();
-        println!("answer time with a 5 s Cloud claim (paused clock): {answered:?}");
         assert!(answered >= Duration::from_secs(2) && answered < Duration::from_millis(2_100), "{answered:?}");
         world.cloud.faults.borrow_mut().delay("claim", Duration::ZERO);
+        // Slack's retry, re-signed a second later.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let body = event.to_string();
+        let mut retry = signed(now_secs() + 1, &body);
+        retry.push(("x-slack-retry-num", "1".into()));
+        assert_eq!(post_raw(running.address, "application/json", &body, &retry).await.0, 202);
         eventually("the prompt", || prompts_for_chat(&world.cloud, "C0LATE") == ["slow cloud"]).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(prompts_for_chat(&world.cloud, "C0LATE"), ["slow cloud"], "prompted once");
         running.stop();
+    });
+}
+
+/// The journal cannot be written (its directory is taken by a file, which stops root too, where
+/// a read-only mode would not): the answer waits for the Cloud claim instead of the journal, and a
+/// deadline that passes before the claim is a 503, not a 202.
+#[test]
+fn an_unwritable_journal_makes_the_answer_wait_for_the_claim_and_the_deadline_answers_503() {
+    run_paused(async {
+        let world = world().await;
+        let state = support::TempDir::new("slack-unwritable");
+        std::fs::write(state.0.join("inbound"), b"not a directory").unwrap();
+        let state_dir = state.0.to_str().unwrap().to_owned();
+        let running = gateway_with(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+
+        world.cloud.faults.borrow_mut().delay("claim", Duration::from_secs(1));
+        let started = tokio::time::Instant::now();
+        let event = message_event("Ev0700", "C0NOJOURNAL", "1716984700.000100", "claimed first");
+        assert_eq!(post_event_retry_after(running.address, &event).await, (202, None));
+        assert!(started.elapsed() >= Duration::from_secs(1), "answered after the claim: {:?}", started.elapsed());
+
+        world.cloud.faults.borrow_mut().delay("claim", Duration::from_secs(5));
+        let started = tokio::time::Instant::now();
+        let late = message_event("Ev0701", "C0NOJOURNAL", "1716984701.000100", "claimed late");
+        assert_eq!(post_event_retry_after(running.address, &late).await, (503, Some(1)), "never 202 at the deadline");
+        let answered = started.elapsed();
+        assert!(answered >= Duration::from_secs(2) && answered < Duration::from_millis(2_100), "{answered:?}");
+        world.cloud.faults.borrow_mut().delay("claim", Duration::ZERO);
+        eventually("both prompts", || prompts_for_chat(&world.cloud, "C0NOJOURNAL").len() == 2).await;
+        assert!(state.0.join("inbound").is_file(), "nothing was written");
+        running.stop();
+    });
+}
+
+/// A Slack event whose chat is busy (the previous message's prompt takes 20 s) is journaled and
+/// answered at once; the process is killed before its turn; the next start prompts it, once.
+#[test]
+fn an_event_answered_while_its_chat_is_busy_survives_a_kill() {
+    run_paused(async {
+        let world = world().await;
+        let state = support::TempDir::new("slack-busy");
+        let state_dir = state.0.to_str().unwrap().to_owned();
+        let settings = [("OPEN_COWORK_GATEWAY_STATE_DIR", state_dir.as_str())];
+        let first = gateway_with(&world, &settings).await;
+        world.cloud.faults.borrow_mut().delay("prompt", Duration::from_secs(20));
+        let busy = message_event("Ev0800", "C0BUSY", "1716984800.000100", "slow first");
+        assert_eq!(post_event(first.address, &busy).await.0, 202);
+        eventually("the first message in its prompt", || world.cloud.calls("prompt") >= 1).await;
+        let started = tokio::time::Instant::now();
+        // A reply in the first message's thread: the same conversation, so it waits its turn.
+        let mut waiting = message_event("Ev0801", "C0BUSY", "1716984801.000100", "do not lose me");
+        waiting["event"]["thread_ts"] = json!("1716984800.000100");
+        assert_eq!(post_event(first.address, &waiting).await.0, 202);
+        assert!(started.elapsed() < Duration::from_secs(1), "answered at once: {:?}", started.elapsed());
+        // kill -9: the second message never had its turn.
+        first.stop();
+        world.cloud.faults.borrow_mut().delay("prompt", Duration::ZERO);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert!(
+            !prompts_for_chat(&world.cloud, "C0BUSY").contains(&"do not lose me".to_owned()),
+            "never prompted by the killed process"
+        );
+
+        let second = gateway_with(&world, &settings).await;
+        eventually("both prompts", || prompts_for_chat(&world.cloud, "C0BUSY").contains(&"do not lose me".to_owned()))
+            .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let prompts = prompts_for_chat(&world.cloud, "C0BUSY");
+        assert_eq!(prompts.iter().filter(|p| *p == "do not lose me").count(), 1, "exactly once: {prompts:?}");
+        assert_eq!(prompts.iter().filter(|p| *p == "slow first").count(), 1, "exactly once: {prompts:?}");
+        second.stop();
     });
 }
 

@@ -285,3 +285,78 @@ fn a_refused_stream_gets_the_room_an_idle_stream_held() {
         running.stop();
     });
 }
+
+/// The chat an approval button was rendered in, and the token of its first button.
+fn approval_in(provider: &FakeProvider, chat: &str) -> Option<String> {
+    provider.records().iter().find_map(|r| match r {
+        FakeRecord::Buttons { target, buttons, .. } if target.chat_id == chat => Some(buttons[0][0].token.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn approvals_waiting_on_users_give_their_stream_slots_up_under_pressure() {
+    run(async {
+        // Budget 2: two chats wait on an approval. A third chat writes and must get its reply
+        // without anyone answering; approving afterwards still works and its reply is rendered.
+        let (cloud, seeded, base) = cloud(200).await;
+        let running = gateway(
+            &base,
+            &seeded,
+            &[
+                ("OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS", "2"),
+                ("OPEN_COWORK_GATEWAY_SESSION_STREAM_IDLE_CLOSE_MS", "100"),
+            ],
+        )
+        .await;
+        eventually("ready", || running.readiness.is_ready()).await;
+        let provider = fake(&running);
+        for chat in ["chat-wa", "chat-wb"] {
+            let body = json!({"id": format!("{chat}-1"), "text": "go /approve-me", "chatId": chat});
+            assert_eq!(post(&running, body).await, 202);
+            eventually("its approval buttons", || approval_in(&provider, chat).is_some()).await;
+        }
+        eventually("both sessions idle, waiting on their users", || settled(&cloud)).await;
+        assert_eq!(running.metrics.get(Stat::SessionStreams), 2, "nothing closes them without pressure");
+
+        assert_eq!(post(&running, json!({"id": "wc-1", "text": "third", "chatId": "chat-wc"})).await, 202);
+        eventually("the third chat's reply", || count_texts(&provider, "echo: third") == 1).await;
+        assert!(running.metrics.get(Stat::StreamEvictions) >= 1, "a waiting stream was closed to make room");
+
+        let approve = approval_in(&provider, "chat-wa").unwrap();
+        let click = json!({"id": "click-wa", "chatId": "chat-wa", "interaction": {"id": "cb-wa", "token": approve}});
+        assert_eq!(post(&running, click).await, 202);
+        eventually("the approved chat's reply", || count_texts(&provider, "Permission granted: the command ran.") == 1)
+            .await;
+        assert_eq!(count_texts(&provider, "echo: go /approve-me"), 2, "nothing rendered twice after the reopen");
+        running.stop();
+    });
+}
+
+#[test]
+fn an_approval_answered_after_a_restart_reopens_its_stream_from_clouds_binding() {
+    run(async {
+        // No state directory: the second process knows nothing of the chat. The answer's events
+        // are still rendered, because the binding is looked up in Cloud.
+        let (cloud, seeded, base) = cloud(200).await;
+        let first = gateway(&base, &seeded, &[]).await;
+        eventually("ready", || first.readiness.is_ready()).await;
+        let body = json!({"id": "rs-1", "text": "go /approve-me", "chatId": "chat-rs"});
+        assert_eq!(post(&first, body).await, 202);
+        let before = fake(&first);
+        eventually("its approval buttons", || approval_in(&before, "chat-rs").is_some()).await;
+        let approve = approval_in(&before, "chat-rs").unwrap();
+        eventually("settled", || settled(&cloud)).await;
+        first.stop();
+
+        let second = gateway(&base, &seeded, &[]).await;
+        eventually("ready", || second.readiness.is_ready()).await;
+        let provider = fake(&second);
+        let click = json!({"id": "click-rs", "chatId": "chat-rs", "interaction": {"id": "cb-rs", "token": approve}});
+        assert_eq!(post(&second, click).await, 202);
+        eventually("the approved chat's reply", || count_texts(&provider, "Permission granted: the command ran.") == 1)
+            .await;
+        assert_eq!(count_texts(&provider, "echo: go /approve-me"), 0, "only what came after the cursor");
+        second.stop();
+    });
+}

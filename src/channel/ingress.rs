@@ -2,20 +2,24 @@
 //! the runtime drains it (claim in Cloud, identity, session, prompt) with bounded concurrency,
 //! one chat at a time in order.
 //!
-//! Each item carries up to two reply slots. A webhook waits only for the Cloud claim (one round
-//! trip) and answers its platform then; processing goes on after the answer. A poller waits for
-//! the whole pipeline, because it must not acknowledge an update whose processing failed
-//! transiently (it retries it instead). A full queue refuses webhooks at once (they answer 503
-//! with `Retry-After`, and the platform retries) and makes pollers wait (polling pauses).
+//! Each item carries up to two reply slots. A webhook waits only for its message's receipt, which
+//! the runtime makes on arrival, not in the chat's turn: the message written to the inbound
+//! journal (with a state directory), else its Cloud claim (one round trip). Processing goes on
+//! after the answer. A poller waits for the whole pipeline, because it must not acknowledge an
+//! update whose processing failed transiently (it retries it instead). A full queue refuses
+//! webhooks at once (they answer 503 with `Retry-After`, and the platform retries) and makes
+//! pollers wait (polling pauses).
 
 use smol_str::SmolStr;
 use tokio::sync::{mpsc, oneshot};
 
 use super::InboundMessage;
 
-/// How an item's Cloud claim came out.
+/// How an item's receipt came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
+    /// Written durably to the inbound journal: this gateway claims and processes it.
+    Recorded,
     /// Claimed now: this gateway processes it.
     New,
     /// Already claimed or processed: nothing more to do.
@@ -48,7 +52,7 @@ pub struct InboundItem {
     /// The configured provider id that received it.
     pub provider_id: SmolStr,
     pub message: InboundMessage,
-    /// Answered right after the Cloud claim (webhooks).
+    /// Answered at the receipt: journaled, or claimed in Cloud (webhooks).
     pub claimed: Option<oneshot::Sender<Result<Claim, InboundFailure>>>,
     /// Answered when the pipeline is done (pollers, the CLI).
     pub finished: Option<oneshot::Sender<Result<(), InboundFailure>>>,
@@ -79,7 +83,7 @@ impl Ingress {
         (Self { queue }, receiver)
     }
 
-    /// Queues a webhook's message without waiting for room; the receiver yields the claim result.
+    /// Queues a webhook's message without waiting for room; the receiver yields its receipt.
     pub fn try_submit(
         &self,
         provider_id: &str,
@@ -103,8 +107,8 @@ impl Ingress {
     }
 }
 
-/// Waits for a claim result; a dropped item (the drain began before it was claimed) is a
-/// retryable failure, so the platform sends it again to the next process.
+/// Waits for a receipt; a dropped item (the drain began before it was taken in) is a retryable
+/// failure, so the platform sends it again to the next process.
 pub async fn claim_result(receiver: oneshot::Receiver<Result<Claim, InboundFailure>>) -> Result<Claim, InboundFailure> {
     receiver.await.unwrap_or_else(|_| Err(InboundFailure::queue_closed()))
 }

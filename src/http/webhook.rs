@@ -1,7 +1,6 @@
 //! `POST /webhooks/<providerId>` (spec §2.5), in upstream's exact order: count, rate-limit per
 //! client and provider, auth-failure block, body cap and parse, provider dispatch.
 
-use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -44,6 +43,12 @@ const HELD_ELSEWHERE: HttpError = HttpError::thrown(
 );
 /// How long a platform is asked to wait when the inbound queue is full.
 const QUEUE_FULL_RETRY_MS: u64 = 1_000;
+const NOT_RECEIVED_IN_TIME: HttpError = HttpError::thrown(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "Gateway could not record this event in time. Try again shortly.",
+);
+/// How long a platform is asked to wait when a receipt missed the channel's answer deadline.
+const NOT_RECEIVED_RETRY_MS: u64 = 1_000;
 
 /// Runs the pipeline. `now_ms` is a monotonic clock reading for the rate limiter.
 pub async fn handle<B>(
@@ -120,59 +125,49 @@ fn rejected(state: &HttpState, provider_id: &str, auth_key: &str, now_ms: u64, e
     }
 }
 
-/// Queues the messages and answers once Cloud has claimed each (a duplicate is a 202 too);
-/// processing goes on after the answer. A full queue is a 503 with `Retry-After`. With a
-/// channel's `deadline`, a claim still pending when it passes no longer holds the answer: the
-/// request is answered 202, the message stays queued, and the claim's outcome is only logged.
+/// Queues the messages and answers once each has its receipt: written to the inbound journal
+/// (milliseconds, with a state directory) or claimed in Cloud (one round trip); a duplicate is a
+/// 202 too. Processing goes on after the answer. A full queue is a 503 with `Retry-After`. With a
+/// channel's `deadline`, a receipt still pending when it passes is answered 503 with
+/// `Retry-After`, never 202: the message is then neither on disk nor claimed, and only the
+/// platform's retry keeps it from being lost. The receipt goes on; if its claim comes through, the
+/// retry finds it and is a duplicate.
 async fn enqueue(
     state: &HttpState,
     provider_id: &str,
     messages: Vec<crate::channel::InboundMessage>,
     deadline: Option<std::time::Duration>,
 ) -> RouteResult {
-    let mut claims = Vec::with_capacity(messages.len());
+    let mut receipts = Vec::with_capacity(messages.len());
     for message in messages {
         match state.ingress.try_submit(provider_id, message) {
-            Ok(claim) => claims.push(claim),
+            Ok(receipt) => receipts.push(receipt),
             Err(Refused::Full) => return Err(QUEUE_FULL.with_retry_after(QUEUE_FULL_RETRY_MS)),
             Err(Refused::Closed) => return Err(DRAINING),
         }
     }
-    let Some(deadline) = deadline else {
-        for claim in claims {
-            if let Err(failure) = claim_result(claim).await {
-                return Err(claim_refused(state, provider_id, &failure));
-            }
-        }
-        return Ok(accepted());
-    };
-    let mut pending: VecDeque<_> = claims.into_iter().map(|claim| Box::pin(claim_result(claim))).collect();
-    let waited = tokio::time::timeout(deadline, async {
-        while let Some(claim) = pending.front_mut() {
-            let result = claim.await;
-            // Popped as soon as it completes: a finished claim future must not be polled again.
-            pending.pop_front();
-            result?;
+    let all = async {
+        for receipt in receipts {
+            claim_result(receipt).await?;
         }
         Ok::<(), InboundFailure>(())
-    })
-    .await;
-    match waited {
-        Ok(Ok(())) => Ok(accepted()),
-        Ok(Err(failure)) => Err(claim_refused(state, provider_id, &failure)),
-        Err(_) => {
-            tracing::debug!(provider = provider_id, waiting = pending.len(), "webhook answered before its Cloud claim");
-            let provider = provider_id.to_owned();
-            // Bounded by the ingress queue: each claim resolves once its item is claimed or dropped.
-            tokio::task::spawn_local(async move {
-                for claim in pending {
-                    if let Err(failure) = claim.await {
-                        tracing::warn!(provider = %provider, retryable = failure.retryable, error = %crate::config::redact::redact_text(&failure.message), "a webhook answered before its Cloud claim was not claimed");
-                    }
-                }
-            });
-            Ok(accepted())
-        }
+    };
+    let received = match deadline {
+        None => all.await,
+        Some(deadline) => match tokio::time::timeout(deadline, all).await {
+            Ok(received) => received,
+            Err(_) => {
+                tracing::debug!(
+                    provider = provider_id,
+                    "webhook answered 503 at its deadline: its message is neither journaled nor claimed yet"
+                );
+                return Err(NOT_RECEIVED_IN_TIME.with_retry_after(NOT_RECEIVED_RETRY_MS));
+            }
+        },
+    };
+    match received {
+        Ok(()) => Ok(accepted()),
+        Err(failure) => Err(claim_refused(state, provider_id, &failure)),
     }
 }
 

@@ -5,25 +5,26 @@
 //! prompt completes the claim as failed (retryable when transient) so a redelivery can try again,
 //! and a permanent one tells the user.
 //!
-//! The queue is drained with bounded concurrency: up to [`MAX_CHATS_IN_FLIGHT`] chats at once,
-//! each chat's messages strictly one after another in arrival order. A webhook's item reports its
-//! claim as soon as Cloud has it (the webhook answers then) and is processed afterwards; since no
-//! platform retries after that answer, a transient Cloud failure after the claim is retried here
-//! a few times before the claim is completed as failed.
+//! Messages come in their chat's turn (`runtime::lanes`); a webhook's message already has its
+//! receipt (`runtime::receipt`): written to the inbound journal or claimed in Cloud, and its
+//! webhook answered. Since no platform retries after that answer, a transient Cloud failure
+//! afterwards is retried here a few times, then the journaled message is queued again a while
+//! later.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use smol_str::SmolStr;
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
 use super::interactions::{intent_of, resolution};
-use super::journal::InboundJournal;
+use super::journal::{key_of, InboundJournal};
+use super::lanes::Queued;
+use super::receipt::Receipt;
 use super::sessions::Sessions;
-use crate::channel::ingress::{Claim, InboundItem, Ingress, IngressReceiver};
+use crate::channel::ingress::InboundItem;
 use crate::channel::{Channel, ChannelRegistry, InboundFailure, InboundMessage, SendOptions};
 use crate::cloud::client::{
     BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity,
@@ -31,18 +32,13 @@ use crate::cloud::client::{
 use crate::cloud::types::ProviderEventClaim;
 use crate::cloud::CloudError;
 use crate::config::ProviderConfig;
+use crate::logging::WarnLimiter;
 use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, ProviderStat, Stat};
-use crate::shutdown::Shutdown;
 
-/// Chats processed at the same time; a chat's own messages never overlap.
-pub const MAX_CHATS_IN_FLIGHT: usize = 32;
-/// Messages taken from the queue but waiting for their chat's turn, across all chats.
-const MAX_WAITING: usize = 1024;
-/// Attempts of the steps after the claim for an item whose platform already got its answer.
+/// Claims of this process remembered as unfinished: every message taken in holds at most one.
+const MAX_CLAIMS_IN_FLIGHT: usize = super::lanes::MAX_WAITING + super::lanes::MAX_CHATS_IN_FLIGHT;
+/// Attempts of the claim and the steps after it for an item whose platform already got its answer.
 const ATTEMPTS_AFTER_ANSWER: u32 = 3;
-/// How long a journaled webhook message whose pipeline failed for a passing reason waits before
-/// it is queued again (its claim is completed as failed and retryable, so the retry claims it).
-const STRANDED_RETRY: Duration = Duration::from_secs(30);
 
 /// How long a chat's identity and session binding are reused for its next message.
 const REUSE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -74,12 +70,26 @@ impl InboundError {
         }
     }
 
-    fn to_failure(&self) -> InboundFailure {
+    pub(super) fn to_failure(&self) -> InboundFailure {
         let retry_after = match self {
             InboundError::HeldElsewhere { retry_after } => Some(*retry_after),
             _ => None,
         };
         InboundFailure { retryable: self.is_retryable(), message: self.to_string(), retry_after }
+    }
+
+    /// A short class for log lines: what went wrong, without Cloud's text.
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            InboundError::UnknownProvider(_) => "unknown_provider",
+            InboundError::HeldElsewhere { .. } => "held_elsewhere",
+            InboundError::Cloud(error) => match error.status {
+                None => "network",
+                Some(429) => "rate_limited",
+                Some(500..) => "cloud_5xx",
+                Some(_) => "cloud_4xx",
+            },
+        }
     }
 }
 
@@ -94,9 +104,14 @@ pub struct Inbound {
     pub claimed_by: String,
     /// What the previous message of a chat established (identity, session binding), so a
     /// follow-up skips those two Cloud calls.
-    pub reuse: Rc<std::cell::RefCell<ChatReuse>>,
-    /// Webhook messages answered before their prompt, on disk (with a state directory).
+    pub reuse: Rc<RefCell<ChatReuse>>,
+    /// Webhook messages answered before their claim, on disk (with a state directory).
     pub journal: Option<Rc<InboundJournal>>,
+    /// Cloud event ids this process claimed and has not finished: a platform's redelivery that
+    /// meets one is a duplicate, not an unfinished claim of a dead process to take over.
+    pub claims_in_flight: Rc<RefCell<HashSet<SmolStr>>>,
+    /// Holds back repeats of the operator log lines (retries, journal failures).
+    pub warnings: Rc<WarnLimiter>,
 }
 
 /// Who sent into which thread: a chat as the reuse cache sees it.
@@ -152,103 +167,31 @@ impl ChatReuse {
     }
 }
 
-/// A chat: messages with the same key are processed in order, one at a time.
-type ChatKey = (SmolStr, String, Option<String>);
-
-fn chat_key(item: &InboundItem) -> ChatKey {
-    let target = &item.message.target;
-    (item.provider_id.clone(), target.chat_id.clone(), target.thread_id.clone())
-}
-
-/// Drains the ingress queue until it closes (every producer gone) and the waiting work is done.
-/// Each processed item holds a drain work guard, so SIGTERM waits for it.
-/// The items in progress belong to this task: when it is aborted (a crash, in tests), they end
-/// with it, mid-pipeline, exactly as a killed process would leave them.
-pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown: Shutdown) {
-    let mut in_progress: JoinSet<()> = JoinSet::new();
-    let mut chats_in_progress: HashMap<tokio::task::Id, ChatKey> = HashMap::new();
-    let mut waiting: HashMap<ChatKey, VecDeque<InboundItem>> = HashMap::new();
-    let mut ready: VecDeque<ChatKey> = VecDeque::new();
-    let mut busy: HashSet<ChatKey> = HashSet::new();
-    let mut waiting_total = 0usize;
-    let mut drain = shutdown.signal();
-    let mut open = true;
-    loop {
-        if !open && busy.is_empty() {
-            // Items still waiting were never claimed: dropping them answers their webhooks 503
-            // and leaves pollers' updates unacknowledged, so nothing is lost.
-            break;
-        }
-        tokio::select! {
-            item = queue.recv(), if open && waiting_total < MAX_WAITING => match item {
-                None => open = false,
-                Some(item) => {
-                    let key = chat_key(&item);
-                    let lane = waiting.entry(key.clone()).or_default();
-                    lane.push_back(item);
-                    waiting_total += 1;
-                    if lane.len() == 1 && !busy.contains(&key) {
-                        ready.push_back(key);
-                    }
-                }
-            },
-            Some(done) = in_progress.join_next_with_id(), if !in_progress.is_empty() => {
-                let id = match &done {
-                    Ok((id, _)) => *id,
-                    Err(error) => {
-                        tracing::error!(%error, "an inbound pipeline task ended abnormally");
-                        error.id()
-                    }
-                };
-                let Some(key) = chats_in_progress.remove(&id) else { continue };
-                busy.remove(&key);
-                if waiting.get(&key).is_some_and(|lane| !lane.is_empty()) {
-                    ready.push_back(key);
-                } else {
-                    waiting.remove(&key);
-                }
-            }
-            _ = drain.started(), if open => {
-                // Intake is closed: what waits was not claimed; only started work finishes.
-                open = false;
-                queue.close();
-                while queue.try_recv().is_ok() {}
-                waiting.clear();
-                ready.clear();
-                waiting_total = 0;
-            }
-        }
-        while busy.len() < MAX_CHATS_IN_FLIGHT {
-            let Some(key) = ready.pop_front() else { break };
-            let Some(item) = waiting.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
-            waiting_total -= 1;
-            busy.insert(key.clone());
-            let (inbound, work) = (inbound.clone(), shutdown.work_guard());
-            let task = in_progress.spawn_local(async move {
-                inbound.handle_item(item).await;
-                drop(work);
-            });
-            chats_in_progress.insert(task.id(), key);
-        }
-    }
-}
-
 impl Inbound {
-    /// Claims the event in Cloud. A live claim of our own (a process of this gateway died, or a
-    /// request was cancelled, between claim and prompt) is taken over: completed as failed and
-    /// retryable, then claimed again; the prompt's idempotency key (the event id) keeps Cloud from
-    /// prompting twice. A live claim of another claimant is retried once its lease ends, never
-    /// skipped. Processed and non-retryable events stay duplicates.
-    async fn claim(&self, request: &ClaimProviderEvent, binding: &SmolStr) -> Result<ProviderEventClaim, InboundError> {
+    /// Claims the event in Cloud. A live claim of our own that this process is not working on (a
+    /// process of this gateway died, or a request was cancelled, between claim and prompt) is
+    /// taken over: completed as failed and retryable, then claimed again; the prompt's
+    /// idempotency key (the event id) keeps Cloud from prompting twice. One this process is
+    /// working on is a platform's redelivery: a duplicate. A live claim of another claimant is
+    /// retried once its lease ends, never skipped. Processed and non-retryable events stay
+    /// duplicates.
+    pub(super) async fn claim(
+        &self,
+        request: &ClaimProviderEvent,
+        binding: &SmolStr,
+    ) -> Result<ProviderEventClaim, InboundError> {
         let claim = self.client.claim_provider_event(request).await?;
         if claim.claimed || claim.event.status != "processing" {
-            return Ok(claim);
+            return Ok(self.hold(claim));
         }
         if claim.event.claimed_by.as_deref() != Some(self.claimed_by.as_str()) {
             let lease_end =
                 claim.event.rest.get("claimExpiresAt").and_then(Value::as_str).and_then(crate::time::parse_iso);
             let wait_ms = lease_end.map_or(CLAIM_TTL_MS, |end| end.saturating_sub(crate::time::now_ms()));
             return Err(InboundError::HeldElsewhere { retry_after: Duration::from_millis(wait_ms.max(1_000)) });
+        }
+        if self.claims_in_flight.borrow().contains(&claim.event.event_id) {
+            return Ok(claim);
         }
         tracing::info!(event = %claim.event.event_id, "taking over this gateway's own unfinished claim");
         let release = CompleteProviderEvent {
@@ -259,60 +202,32 @@ impl Inbound {
             last_error: Some("Taken over by this gateway after a restart or a cancelled request.".into()),
         };
         self.client.complete_provider_event(&claim.event.event_id, &release).await?;
-        Ok(self.client.claim_provider_event(request).await?)
+        Ok(self.hold(self.client.claim_provider_event(request).await?))
     }
 
-    /// Runs one item through the pipeline and answers its reply slots.
-    async fn handle_item(&self, item: InboundItem) {
-        let InboundItem { provider_id, message, claimed, finished } = item;
-        let answered_early = claimed.is_some();
-        let mut claimed = claimed;
-        let result = self.handle_message(&provider_id, &message, &mut claimed, answered_early).await;
-        if let Some(channel) = self.registry.get(&provider_id).and_then(|r| r.channel()) {
-            channel.after_inbound(&message, result.is_ok()).await;
+    /// Remembers a claim of ours as unfinished until [`Inbound::release`].
+    fn hold(&self, claim: ProviderEventClaim) -> ProviderEventClaim {
+        let mut held = self.claims_in_flight.borrow_mut();
+        if claim.claimed && held.len() < MAX_CLAIMS_IN_FLIGHT {
+            held.insert(claim.event.event_id.clone());
         }
-        let failure = result.as_ref().err().map(InboundError::to_failure);
-        if let Some(claimed) = claimed {
-            // Not answered at the claim: it failed before it (the platform retries), or the
-            // journal could not take it and the answer waited for the whole pipeline.
-            let _ = claimed.send(match &failure {
-                None => Ok(Claim::New),
-                Some(failure) => Err(failure.clone()),
-            });
-        }
-        if let Some(finished) = finished {
-            let _ = finished.send(failure.map_or(Ok(()), Err));
-        }
+        claim
     }
 
-    /// Handles one normalised message from provider `provider_id`; `claimed` is answered as
-    /// soon as the claim is known.
-    async fn handle_message(
-        &self,
-        provider_id: &str,
-        message: &InboundMessage,
-        claimed: &mut Option<oneshot::Sender<Result<Claim, InboundFailure>>>,
-        answered_early: bool,
-    ) -> Result<(), InboundError> {
-        let started = Instant::now();
-        self.metrics.increment(Stat::IncomingMessages);
-        self.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
-        let Some((config, provider)) = self.registry.get(provider_id).map(|r| (r.config.clone(), r.channel())) else {
-            return Err(InboundError::UnknownProvider(provider_id.to_owned()));
-        };
-        let kind = bounded_channel_kind(config.kind, &config.id);
-        self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
-        let client = Rc::clone(&self.client);
-        let claimed_by = self.claimed_by.clone();
-        let workspace = config.external_workspace_id.clone();
-        let request = ClaimProviderEvent {
+    fn release(&self, event_id: &str) {
+        self.claims_in_flight.borrow_mut().remove(event_id);
+    }
+
+    /// The claim request for a message of the channel `config`.
+    pub(super) fn claim_request(&self, config: &ProviderConfig, message: &InboundMessage) -> ClaimProviderEvent {
+        ClaimProviderEvent {
             provider: message.provider.clone(),
             provider_instance_id: config.id.clone(),
             channel_binding_id: config.channel_binding_id.clone(),
-            external_workspace_id: Some(workspace.clone()),
+            external_workspace_id: Some(config.external_workspace_id.clone()),
             provider_event_id: message.provider_event_id(),
             event_type: message.event_type(),
-            claimed_by: claimed_by.clone(),
+            claimed_by: self.claimed_by.clone(),
             ttl_ms: CLAIM_TTL_MS,
             metadata: json!({
                 "providerKind": config.kind.as_str(),
@@ -325,48 +240,142 @@ impl Inbound {
                 "interactionKind": message.interaction.as_ref().map(|i| i.kind),
                 "receivedAt": crate::time::iso(message.received_at_ms),
             }),
+        }
+    }
+
+    /// Runs one message through the pipeline in its chat's turn and answers its reply slot.
+    pub(super) async fn handle_queued(&self, queued: Queued) {
+        let (item, receipt) = match queued {
+            Queued::Ready(item) => (*item, None),
+            Queued::Receiving(receiving) => match receiving.await {
+                Ok((item, receipt)) => (item, Some(receipt)),
+                Err(_) => return,
+            },
         };
-        let claim = match self.claim(&request, &config.channel_binding_id).await {
+        // The platform got its answer at the receipt (if there was one): nobody retries for us.
+        let (claim, answered) = match receipt {
+            None => (None, false),
+            Some(Receipt::Journaled) => (None, true),
+            Some(Receipt::Claimed(claim)) => (Some(claim), true),
+            Some(Receipt::Settled) => return,
+        };
+        let InboundItem { provider_id, message, finished, .. } = item;
+        let result = self.handle_message(&provider_id, &message, claim, answered).await;
+        if let Some(channel) = self.registry.get(&provider_id).and_then(|r| r.channel()) {
+            channel.after_inbound(&message, result.is_ok()).await;
+        }
+        if let Some(finished) = finished {
+            let _ = finished.send(result.map_err(|e| e.to_failure()));
+        }
+    }
+
+    /// Handles one normalised message from provider `provider_id`: claims it (unless its receipt
+    /// did), then processes it.
+    async fn handle_message(
+        &self,
+        provider_id: &str,
+        message: &InboundMessage,
+        claim: Option<ProviderEventClaim>,
+        answered: bool,
+    ) -> Result<(), InboundError> {
+        let started = Instant::now();
+        self.metrics.increment(Stat::IncomingMessages);
+        self.metrics.increment_provider(provider_id, ProviderStat::IncomingMessages);
+        let Some((config, provider)) = self.registry.get(provider_id).map(|r| (r.config.clone(), r.channel())) else {
+            self.settle_journal(provider_id, message, None);
+            return Err(InboundError::UnknownProvider(provider_id.to_owned()));
+        };
+        let kind = bounded_channel_kind(config.kind, &config.id);
+        self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Attempt, None);
+        let claim = match claim {
+            Some(claim) => Ok(claim),
+            None => self.claim_in_turn(&config, message, answered).await,
+        };
+        let claim = match claim {
             Ok(claim) => claim,
             Err(error) => {
                 finish_failed(self, provider_id, kind, started);
+                self.settle_journal(provider_id, message, Some(&error));
                 return Err(error);
             }
         };
-        // A message answered now is this gateway's to finish: it goes into the journal first
-        // (`runtime::journal`). If the journal cannot be written, the answer waits for the
-        // pipeline instead (`handle_item` sends it), as the platform may then retry.
-        let mut answer_now = true;
-        if claim.claimed && claimed.is_some() {
-            if let Some(journal) = &self.journal {
-                if let Err(error) = journal.record(&claim.event.event_id, provider_id, message).await {
-                    tracing::warn!(%error, "the inbound journal could not be written; this webhook is answered after its prompt instead");
-                    answer_now = false;
-                }
-            }
-        }
-        if answer_now {
-            if let Some(claimed) = claimed.take() {
-                let _ = claimed.send(Ok(if claim.claimed { Claim::New } else { Claim::Duplicate }));
-            }
-        }
         if !claim.claimed {
-            self.forget(&claim.event.event_id);
+            self.settle_journal(provider_id, message, None);
             self.metrics.increment_provider(provider_id, ProviderStat::InboundDuplicates);
             self.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Ignored, Some(elapsed_ms(started)));
             return Ok(());
         }
         let event_id = claim.event.event_id.clone();
+        let run = Run { provider: provider.as_deref(), provider_id, config: &config, message, kind, started };
+        let result = self.run_claimed(&run, &event_id, answered).await;
+        self.release(&event_id);
+        result
+    }
+
+    /// The claim in the message's turn; after an answer (a journaled webhook), a passing failure
+    /// is tried again a few times, since the platform will not send the message again.
+    async fn claim_in_turn(
+        &self,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+        answered: bool,
+    ) -> Result<ProviderEventClaim, InboundError> {
+        let request = self.claim_request(config, message);
+        let attempts = if answered { ATTEMPTS_AFTER_ANSWER } else { 1 };
+        let mut attempt = 1;
+        loop {
+            match self.claim(&request, &config.channel_binding_id).await {
+                Err(error) if error.is_retryable() && attempt < attempts => {
+                    let pause = retry_pause(attempt);
+                    let event = &request.provider_event_id;
+                    self.log_retry("claim", event, &config.channel_binding_id, &error, attempt, pause);
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One line per retry an operator may want to see, rate-limited per step: a storm is one
+    /// line and then a count of those held back.
+    fn log_retry(
+        &self,
+        step: &'static str,
+        event: &str,
+        binding: &str,
+        error: &InboundError,
+        attempt: u32,
+        pause: Duration,
+    ) {
+        let key = if step == "claim" { "inbound claim retried" } else { "inbound steps retried" };
+        if let Some(suppressed) = self.warnings.allow(key, tokio::time::Instant::now().into_std()) {
+            tracing::info!(
+                event,
+                binding,
+                step,
+                reason = error.reason(),
+                attempt,
+                next_attempt_in_ms = pause.as_millis() as u64,
+                suppressed,
+                "a Cloud call for an answered inbound message failed for a passing reason; retrying"
+            );
+        }
+    }
+
+    /// Steps after the claim, retried after an answer; then the claim is completed.
+    async fn run_claimed(&self, run: &Run<'_>, event_id: &str, answered: bool) -> Result<(), InboundError> {
         let mut committed = false;
-        let attempts = if answered_early { ATTEMPTS_AFTER_ANSWER } else { 1 };
+        let attempts = if answered { ATTEMPTS_AFTER_ANSWER } else { 1 };
         let mut attempt = 1;
         let result = loop {
             let result =
-                self.process(provider.as_deref(), provider_id, &config, message, &event_id, &mut committed).await;
+                self.process(run.provider, run.provider_id, run.config, run.message, event_id, &mut committed).await;
             match result {
                 Err(error) if error.is_retryable() && !committed && attempt < attempts => {
-                    // 1 s, then 2 s: well inside the claim's 5-minute lease.
-                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                    let pause = retry_pause(attempt);
+                    self.log_retry("prompt", event_id, &run.config.channel_binding_id, &error, attempt, pause);
+                    tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
                 result => break result,
@@ -374,121 +383,112 @@ impl Inbound {
         };
         let complete =
             |status: &'static str, retryable: Option<bool>, last_error: Option<String>| CompleteProviderEvent {
-                claimed_by: claimed_by.clone(),
+                claimed_by: self.claimed_by.clone(),
                 status,
-                channel_binding_id: config.channel_binding_id.clone(),
+                channel_binding_id: run.config.channel_binding_id.clone(),
                 retryable,
                 last_error,
             };
         match result {
             Ok(outcome) => {
                 // The prompt (or interaction) is committed; a failed completion must not undo that.
-                if let Err(error) = client.complete_provider_event(&event_id, &complete("processed", None, None)).await
-                {
+                let processed = complete("processed", None, None);
+                if let Err(error) = self.client.complete_provider_event(event_id, &processed).await {
                     tracing::warn!(error = %crate::config::redact::Redacted(&error), "completing a processed provider event failed; a redelivery stays a duplicate");
                 }
-                self.forget(&event_id);
-                self.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
+                self.settle_journal(run.provider_id, run.message, None);
+                self.metrics.record_channel_message(
+                    run.kind,
+                    Direction::Inbound,
+                    outcome,
+                    Some(elapsed_ms(run.started)),
+                );
                 Ok(())
             }
             Err(error) => {
-                let retryable = error.is_retryable();
-                if !committed {
-                    let message_text = crate::render::text::sanitize(&error.to_string(), 1024);
-                    let recorded = client
-                        .complete_provider_event(&event_id, &complete("failed", Some(retryable), Some(message_text)))
-                        .await
-                        .ok();
-                    let outcome = if recorded.is_some_and(|e| e.status == "failed" && e.retryable) {
+                let outcome = if committed {
+                    Outcome::Error
+                } else {
+                    let text = crate::render::text::sanitize(&error.to_string(), 1024);
+                    let failed = complete("failed", Some(error.is_retryable()), Some(text));
+                    let recorded = self.client.complete_provider_event(event_id, &failed).await.ok();
+                    if !error.is_retryable() {
+                        self.send_dropped_notice(run, event_id).await;
+                    }
+                    if recorded.is_some_and(|e| e.status == "failed" && e.retryable) {
                         Outcome::Retry
                     } else {
                         Outcome::Error
-                    };
-                    self.metrics.record_channel_message(kind, Direction::Inbound, outcome, Some(elapsed_ms(started)));
-                    if !retryable {
-                        if let Some(provider) = provider {
-                            self.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
-                            let notice = provider
-                                .send_text(
-                                    &message.target,
-                                    DROPPED_NOTICE,
-                                    &SendOptions { delivery_id: Some(format!("{event_id}:dropped")) },
-                                )
-                                .await;
-                            let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
-                            self.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
-                        }
                     }
-                } else {
-                    self.metrics.record_channel_message(
-                        kind,
-                        Direction::Inbound,
-                        Outcome::Error,
-                        Some(elapsed_ms(started)),
-                    );
-                }
+                };
+                self.metrics.record_channel_message(
+                    run.kind,
+                    Direction::Inbound,
+                    outcome,
+                    Some(elapsed_ms(run.started)),
+                );
                 self.metrics.increment(Stat::Errors);
-                self.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
-                tracing::warn!(provider = provider_id, retryable, error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
-                // A transient failure keeps a journaled message for the next start (Cloud holds
-                // its claim as failed and retryable); anything else is finished.
-                if !retryable || committed {
-                    self.forget(&event_id);
-                } else if let Some(journal) = self.journal.as_ref().filter(|j| j.holds(&event_id)) {
-                    tracing::warn!(event = %event_id, "an answered webhook message could not be prompted yet; the inbound journal queues it again shortly");
-                    journal.strand(&event_id);
-                }
+                self.metrics.increment_provider(run.provider_id, ProviderStat::InboundFailures);
+                tracing::warn!(provider = run.provider_id, event = event_id, retryable = error.is_retryable(), reason = error.reason(), error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
+                self.settle_journal(run.provider_id, run.message, (!committed).then_some(&error));
                 Err(error)
             }
         }
     }
-}
 
-impl Inbound {
-    /// Ends an event's time in the journal, if it has one.
-    fn forget(&self, event_id: &str) {
-        if let Some(journal) = &self.journal {
-            journal.forget(event_id);
-        }
+    /// Tells the user a message could not be processed (a permanent failure before the prompt).
+    async fn send_dropped_notice(&self, run: &Run<'_>, event_id: &str) {
+        let Some(provider) = run.provider else { return };
+        self.metrics.record_channel_message(run.kind, Direction::Outbound, Outcome::Attempt, None);
+        let options = SendOptions { delivery_id: Some(format!("{event_id}:dropped")) };
+        let notice = provider.send_text(&run.message.target, DROPPED_NOTICE, &options).await;
+        let outcome = if notice.is_ok() { Outcome::Success } else { Outcome::Error };
+        self.metrics.record_channel_message(run.kind, Direction::Outbound, outcome, None);
     }
 
-    /// Queues the messages a killed process answered but did not finish (see `runtime::journal`),
-    /// then, every `STRANDED_RETRY` (30 s), those whose pipeline failed for a passing reason since.
-    /// Runs until the gateway stops.
-    pub async fn replay_journal(&self, ingress: &Ingress) {
+    /// Ends a journaled message's time in the journal, unless it failed for a passing reason
+    /// (`failure` retryable): then it stays on disk and is queued again a while later.
+    fn settle_journal(&self, provider_id: &str, message: &InboundMessage, failure: Option<&InboundError>) {
         let Some(journal) = &self.journal else { return };
-        let left = journal.left_behind();
-        if !left.is_empty() {
-            tracing::info!(
-                messages = left.len(),
-                "replaying webhook messages answered before the last stop but not prompted"
-            );
-        }
-        let mut replays = JoinSet::new();
-        let mut batch = left;
-        loop {
-            for (event_id, provider_id, message) in batch {
-                let (ingress, journal) = (ingress.clone(), Rc::clone(journal));
-                replays.spawn_local(async move {
-                    // A failure before the claim (Cloud unreachable, another claimant's lease)
-                    // is not seen by the pipeline's own stranding: mark it here.
-                    // One that can never succeed (its channel is no longer configured) is
-                    // dropped from the journal, not replayed at every start.
-                    match ingress.submit_and_wait(&provider_id, message).await {
-                        Err(failure) if failure.retryable => journal.strand(&event_id),
-                        Err(_) => journal.forget(&event_id),
-                        Ok(()) => {}
-                    }
-                });
+        let key = key_of(provider_id, message);
+        match failure {
+            Some(error) if error.is_retryable() && journal.holds(&key) => {
+                if let Some(suppressed) =
+                    self.warnings.allow("inbound message stranded", tokio::time::Instant::now().into_std())
+                {
+                    tracing::warn!(
+                        journal_key = %key,
+                        provider = provider_id,
+                        reason = error.reason(),
+                        next_attempt_in_ms = super::receipt::STRANDED_RETRY.as_millis() as u64,
+                        suppressed,
+                        "an answered webhook message could not be claimed or prompted yet; the inbound journal queues it again"
+                    );
+                }
+                journal.strand(&key);
             }
-            tokio::time::sleep(STRANDED_RETRY).await;
-            while replays.try_join_next().is_some() {}
-            batch = journal.take_stranded();
+            _ => journal.forget(&key),
         }
     }
 }
 
-fn finish_failed(inbound: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {
+/// A claimed message and what its steps need.
+struct Run<'a> {
+    provider: Option<&'a dyn Channel>,
+    provider_id: &'a str,
+    config: &'a ProviderConfig,
+    message: &'a InboundMessage,
+    kind: &'static str,
+    started: Instant,
+}
+
+/// The pause after the `attempt`-th failed try of an answered message: 1 s, then 2 s, well inside
+/// the claim's 5-minute lease.
+fn retry_pause(attempt: u32) -> Duration {
+    Duration::from_secs(1 << (attempt - 1).min(4))
+}
+
+pub(super) fn finish_failed(inbound: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {
     inbound.metrics.increment(Stat::Errors);
     inbound.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
     inbound.metrics.record_channel_message(kind, Direction::Inbound, Outcome::Error, Some(elapsed_ms(started)));
@@ -514,11 +514,9 @@ impl Inbound {
         if let Some(intent) = intent_of(message) {
             client.resolve_interaction(&resolution(message, &intent, workspace)).await?;
             *committed = true;
-            // The answer produces events: reopen the chat's stream if it closed meanwhile.
-            let known = self.reuse.borrow().binding_of(provider_id, &message.target.chat_id, &message.target.thread_id);
-            if let Some(binding) = known {
-                self.sessions.ensure(binding, provider_id);
-            }
+            // The answer produces events: reopen the chat's stream if it closed meanwhile (a
+            // stream waiting on this answer may have given its slot up to another chat).
+            self.reopen_stream_of(provider_id, config, message).await;
             self.metrics.increment(Stat::InteractionsResolved);
             self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
@@ -607,6 +605,33 @@ impl Inbound {
         client.prompt(&self.prompt_input(config, message, event_id, &established)).await?;
         self.reuse.borrow_mut().put(key, established);
         Ok(())
+    }
+
+    /// Opens (or touches) the stream of the chat a message came from, as its binding is known
+    /// here or, after a restart or a long wait, as Cloud knows it.
+    async fn reopen_stream_of(&self, provider_id: &str, config: &ProviderConfig, message: &InboundMessage) {
+        let target = &message.target;
+        let known = self.reuse.borrow().binding_of(provider_id, &target.chat_id, &target.thread_id);
+        let binding = match known {
+            Some(binding) => Some(binding),
+            None => {
+                let thread =
+                    target.thread_id.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| target.chat_id.clone());
+                let workspace = config.external_workspace_id.as_deref();
+                let found =
+                    self.client.find_session_by_thread(&message.provider, workspace, &target.chat_id, &thread).await;
+                match found {
+                    Ok(bound) => bound.map(|bound| bound.binding),
+                    Err(error) => {
+                        tracing::debug!(error = %crate::config::redact::Redacted(&error), "the binding of an answered interaction could not be looked up; its stream reopens on the chat's next message");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(binding) = binding {
+            self.sessions.ensure(binding, provider_id);
+        }
     }
 
     fn prompt_input(

@@ -1,6 +1,7 @@
-//! The running gateway's pipelines: the ingress queue's consumer ([`inbound`]) with the journal
-//! of webhook messages answered before their prompt ([`journal`]), button presses and fallback
-//! commands ([`interactions`]), ordered session streams ([`sessions`]), the delivery
+//! The running gateway's pipelines: the ingress queue's chat lanes ([`lanes`]) and the inbound
+//! path each message takes ([`inbound`]), a webhook message's receipt on arrival ([`receipt`])
+//! and the journal of webhook messages answered before their claim ([`journal`]), button presses
+//! and fallback commands ([`interactions`]), ordered session streams ([`sessions`]), the delivery
 //! dispatcher ([`deliveries`]), readiness from named conditions ([`readiness`]) and the state
 //! file ([`state`]). Each gets the narrow handles it needs from the wiring (`app.rs`); nothing
 //! here names a channel kind.
@@ -9,7 +10,9 @@ pub mod deliveries;
 pub mod inbound;
 pub mod interactions;
 pub mod journal;
+pub mod lanes;
 pub mod readiness;
+pub mod receipt;
 pub mod sessions;
 pub mod state;
 

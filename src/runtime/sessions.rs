@@ -6,10 +6,11 @@
 //! Streams exist only while they are needed (§8.22): a stream closes a short grace after its
 //! session went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a
 //! question is pending, and reopens on the next prompt or interaction from the cursor, so nothing
-//! is missed or rendered twice. At most `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190,
-//! below Cloud's per-organisation cap of 200 so the delivery stream keeps its slot) are open; a
-//! chat that needs one beyond that waits in a bounded FIFO while the least recently used idle
-//! stream closes. A 429 from Cloud lowers the budget for a while instead of retrying hot.
+//! is missed or rendered twice. A stream waiting only on a user's answer stays open while there is
+//! room, but gives its slot up under pressure like an idle one. At most
+//! `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190, below Cloud's per-organisation cap of
+//! 200 so the delivery stream keeps its slot) are open; a chat that needs one beyond that waits in
+//! a bounded FIFO while the least recently used idle stream closes (an eviction). A 429 from Cloud lowers the budget for a while instead of retrying hot.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -66,6 +67,8 @@ const RENDER_RETRY_CAP: Duration = Duration::from_secs(60);
 fn retry_pause(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << (attempt.saturating_sub(1)).min(6)).min(RENDER_RETRY_CAP)
 }
+/// Tries of one cursor write (transient failures are retried in place, after Cloud's hint).
+const CURSOR_ATTEMPTS: u32 = 3;
 /// Cursor writes for events that rendered nothing are coalesced to one per this interval.
 const CURSOR_COALESCE: Duration = Duration::from_secs(1);
 /// A rendered event's cursor waits at most this long for the end of its turn (`session.idle`),
@@ -337,8 +340,8 @@ impl Sessions {
         // merely idle. Close the least recently used of them so the retry finds a slot, instead
         // of the refused chat waiting out their idle close.
         let holding = streams.open.values().filter(|s| !s.shared.closing.get()).count();
-        if holding > streams.budget(now) {
-            streams.close_least_recent_idle();
+        if holding > streams.budget(now) && streams.close_least_recent_idle() {
+            self.metrics.increment(Stat::StreamEvictions);
         }
         drop(streams);
         self.refresh_gauges();
@@ -372,8 +375,8 @@ impl Sessions {
                         streams.waiting.pop_front()
                     } else {
                         let closing = streams.open.values().filter(|s| s.shared.closing.get()).count();
-                        if closing < streams.waiting.len() {
-                            streams.close_least_recent_idle();
+                        if closing < streams.waiting.len() && streams.close_least_recent_idle() {
+                            self.metrics.increment(Stat::StreamEvictions);
                         }
                         None
                     }
@@ -509,20 +512,44 @@ impl Cursor {
         // A chatty session can meet Cloud's per-token rate limit: wait as long as Cloud asks.
         let (workspace, message_id) = (self.workspace, self.last_chat_message_id.clone());
         // Boxed for the same reason as rendering: an idle stream need not carry a call's state.
-        let written =
-            Box::pin(with_retry(3, || client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())))
-                .await;
-        match written {
+        let calls = Cell::new(0u32);
+        let written = Box::pin(with_retry(CURSOR_ATTEMPTS, || {
+            calls.set(calls.get() + 1);
+            client.update_cursor(binding_id, sequence, workspace, message_id.as_deref())
+        }))
+        .await;
+        // A write retried in place holds the stream's next render like a render retry does.
+        sessions.metrics.add(Stat::SessionRenderRetries, u64::from(calls.get().saturating_sub(1)));
+        let reason = match &written {
             Ok(CursorUpdate::Updated(binding) | CursorUpdate::Stale(binding)) => {
                 self.shared.persisted.set(binding.last_event_sequence.max(sequence));
                 self.workspace = binding.last_workspace_sequence;
                 self.pending = None;
                 self.pending_rendered = false;
+                None
             }
-            Ok(CursorUpdate::NotFound) | Err(_) => {
-                // The stream itself resumes from its own cursor; only a restart would replay.
-                sessions.metrics.increment(Stat::CursorPersistenceFailures);
-                self.pending = Some(sequence);
+            Ok(CursorUpdate::NotFound) => Some("binding_not_found"),
+            Err(error) => Some(match error.status {
+                None => "network",
+                Some(429) => "rate_limited",
+                Some(500..) => "cloud_5xx",
+                Some(_) => "cloud_4xx",
+            }),
+        };
+        if let Some(reason) = reason {
+            // The stream itself resumes from its own cursor; only a restart would replay.
+            sessions.metrics.increment(Stat::CursorPersistenceFailures);
+            self.pending = Some(sequence);
+            let warnings = &sessions.stream_context.warnings;
+            if let Some(suppressed) = warnings.allow("session cursor write failed", std::time::Instant::now()) {
+                tracing::warn!(
+                    binding = binding_id,
+                    sequence,
+                    reason,
+                    attempts = calls.get(),
+                    suppressed,
+                    "a session cursor write failed; it is written again with the stream's next event or at its close (a restart before then renders those events again)"
+                );
             }
         }
         self.last_write = Instant::now();
@@ -620,13 +647,21 @@ async fn consume(
     let mut idle_since: Option<Instant> = None;
     let mut last_event = Instant::now();
     let end = loop {
-        let closable = pending_answers.is_empty();
+        let pending = !pending_answers.is_empty();
+        // With an approval or a question pending the stream never closes by itself: its answer
+        // produces events to render.
         let close_at = match idle_since {
-            Some(since) if closable => Some(since + idle_close),
-            _ if closable => Some(last_event + QUIET_CLOSE),
+            Some(since) if !pending => Some(since + idle_close),
+            None if !pending => Some(last_event + QUIET_CLOSE),
             _ => None,
         };
-        shared.idle.set(closable && idle_since.is_some());
+        // But one waiting only on a user (the session went idle, or has been quiet for the grace)
+        // holds a slot it does not need: under pressure it closes like an idle stream, and it
+        // reopens from the cursor when the answer comes or the chat writes again. Unanswered
+        // approvals would otherwise starve every other chat of the stream budget.
+        let waiting_on_user = pending && (idle_since.is_some() || last_event.elapsed() >= idle_close);
+        let park_at = (pending && !waiting_on_user).then_some(last_event + idle_close);
+        shared.idle.set(idle_since.is_some() || waiting_on_user);
         let item = tokio::select! {
             item = items.recv() => item,
             _ = tokio::time::sleep(if cursor.pending_rendered { RENDERED_SETTLE } else { CURSOR_COALESCE }), if cursor.pending.is_some() => {
@@ -645,6 +680,8 @@ async fn consume(
                 sessions.metrics.increment(Stat::SessionStreamIdleCloses);
                 break StreamEnd::Closed;
             }
+            // Quiet for the grace while an answer is pending: may now be closed under pressure.
+            _ = tokio::time::sleep_until(park_at.unwrap_or_else(Instant::now)), if park_at.is_some() => continue,
             _ = shared.close.notified() => break StreamEnd::Closed,
             _ = drain.started() => None,
         };

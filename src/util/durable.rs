@@ -15,17 +15,25 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Replaces `path` with `bytes` durably, with mode 0600 (state files can hold interaction tokens).
+/// A write that fails (a full disk, a read-only remount) removes its temporary file, so failures
+/// do not pile up files.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)?;
+    let replace = || {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, path)
+    };
+    if let Err(error) = replace() {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
     sync_directory(path)
 }
 
