@@ -235,7 +235,11 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, AppError> {
     let mut signals = Signals::register().map_err(AppError::Signals)?;
     let drain_budget = Duration::from_millis(config.timeouts.shutdown_drain_ms);
     let running = start(config, ProviderFactory::default()).await?;
-    crate::outln!("Open Cowork gateway listening on http://{}:{}", running.config.server.host, running.address.port());
+    crate::util::console::stdout(format_args!(
+        "Open Cowork gateway listening on http://{}:{}\n",
+        running.config.server.host,
+        running.address.port()
+    ));
     notify(&notifier, "READY=1");
     let watchdog = Notifier::watchdog_interval().map(|interval| {
         let notifier = notifier.clone();

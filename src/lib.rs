@@ -81,8 +81,6 @@ pub mod runtime;
 pub mod setup;
 pub mod shutdown;
 pub mod signals;
-#[cfg(test)]
-mod test_logs;
 pub mod time;
 pub mod util;
 

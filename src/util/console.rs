@@ -3,29 +3,38 @@
 //! release build turns that panic into an abort. A line that cannot be written is dropped: the
 //! daemon's work does not depend on anyone reading it.
 
+use std::io::Write;
+
+/// Writes `text` to standard output; a closed or full stream drops it.
+pub fn stdout(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stdout().write_fmt(text);
+}
+
+/// Writes `text` to standard error; a closed or full stream drops it.
+pub fn stderr(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().write_fmt(text);
+}
+
 /// `println!` that drops the line when standard output is closed or full.
 #[macro_export]
 macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::util::console::stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 /// `print!` that drops the text when standard output is closed or full.
 #[macro_export]
 macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::util::console::stdout(format_args!($($arg)*))
+    };
 }
 
 /// `eprintln!` that drops the line when standard error is closed or full.
 #[macro_export]
 macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => {
+        $crate::util::console::stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }

@@ -6,3 +6,5 @@ pub mod ct;
 pub mod durable;
 pub mod ids;
 pub mod percent;
+#[cfg(test)]
+pub mod test_logs;

@@ -302,7 +302,7 @@ async fn poll(poller: &mut Poller) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_logs::LogCapture;
+    use crate::util::test_logs::LogCapture;
 
     /// A conflict that lasts 40 polls is two lines (started, ended with the count), and a stall
     /// after it two more: an operator following the journal sees each start and end, no storm.
