@@ -47,7 +47,9 @@ impl Default for Branding {
             legal_url: String::new(),
             theme: BTreeMap::new(),
             dashboard: BTreeMap::new(),
-            managed_org_connection_labels: labels.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            managed_org_connection_labels: crate::util::maps::sorted(
+                labels.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
         }
     }
 }
@@ -68,18 +70,19 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Branding, ConfigError> {
             apply_layer(&mut branding, &layer);
         }
     }
-    let env_layer: Map<String, Value> = [
-        ("productName", "OPEN_COWORK_GATEWAY_BRAND_NAME"),
-        ("shortName", "OPEN_COWORK_GATEWAY_BRAND_SHORT_NAME"),
-        ("logoUrl", "OPEN_COWORK_GATEWAY_BRAND_LOGO_URL"),
-        ("supportUrl", "OPEN_COWORK_GATEWAY_SUPPORT_URL"),
-        ("privacyUrl", "OPEN_COWORK_GATEWAY_PRIVACY_URL"),
-        ("securityUrl", "OPEN_COWORK_GATEWAY_SECURITY_URL"),
-        ("legalUrl", "OPEN_COWORK_GATEWAY_LEGAL_URL"),
-    ]
-    .into_iter()
-    .filter_map(|(key, var)| Some((key.to_owned(), Value::from(env.string(var)?))))
-    .collect();
+    let env_layer = crate::util::maps::object(
+        [
+            ("productName", "OPEN_COWORK_GATEWAY_BRAND_NAME"),
+            ("shortName", "OPEN_COWORK_GATEWAY_BRAND_SHORT_NAME"),
+            ("logoUrl", "OPEN_COWORK_GATEWAY_BRAND_LOGO_URL"),
+            ("supportUrl", "OPEN_COWORK_GATEWAY_SUPPORT_URL"),
+            ("privacyUrl", "OPEN_COWORK_GATEWAY_PRIVACY_URL"),
+            ("securityUrl", "OPEN_COWORK_GATEWAY_SECURITY_URL"),
+            ("legalUrl", "OPEN_COWORK_GATEWAY_LEGAL_URL"),
+        ]
+        .into_iter()
+        .filter_map(|(key, var)| Some((key, env.string(var)?))),
+    );
     apply_layer(&mut branding, &env_layer);
     Ok(branding)
 }

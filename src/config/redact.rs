@@ -8,7 +8,7 @@
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::Serializer;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::providers::ProviderConfig;
 
@@ -64,7 +64,7 @@ pub fn redact_value(value: &Value, key: Option<&str>) -> Value {
         Value::String(text) => Value::String(redact_text(text)),
         Value::Array(items) => Value::Array(items.iter().map(|item| redact_value(item, key)).collect()),
         Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), redact_value(v, Some(k)))).collect::<Map<_, _>>())
+            Value::Object(crate::util::maps::object(map.iter().map(|(k, v)| (k.clone(), redact_value(v, Some(k))))))
         }
         other => other.clone(),
     }

@@ -242,18 +242,14 @@ const SANITIZED_SUFFIXES: [&str; 10] = [
 /// The public form of target/payload: secret-looking keys redacted, arrays ≤50, depth ≤4.
 pub fn sanitize(value: &Value, depth: usize) -> Value {
     match value {
-        Value::Object(map) if depth < 4 => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let lower = k.to_ascii_lowercase();
-                    if SANITIZED_SUFFIXES.iter().any(|s| lower.ends_with(s)) {
-                        (k.clone(), Value::from("[redacted]"))
-                    } else {
-                        (k.clone(), sanitize(v, depth + 1))
-                    }
-                })
-                .collect(),
-        ),
+        Value::Object(map) if depth < 4 => Value::Object(crate::util::maps::object(map.iter().map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            if SANITIZED_SUFFIXES.iter().any(|s| lower.ends_with(s)) {
+                (k.clone(), Value::from("[redacted]"))
+            } else {
+                (k.clone(), sanitize(v, depth + 1))
+            }
+        }))),
         Value::Array(items) if depth < 4 => {
             Value::Array(items.iter().take(50).map(|v| sanitize(v, depth + 1)).collect())
         }

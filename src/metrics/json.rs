@@ -3,6 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::util::maps;
+
 use super::{
     all_stats, binding_counts, direction_name, outcome_name, Histogram, Metrics, PROVIDER_STATS, STACK, STREAM_KINDS,
     STREAM_STATS, SURFACE,
@@ -24,53 +26,37 @@ impl Metrics {
         }
         object.insert("deliveryLatency".into(), self.delivery_latency.borrow().to_json());
         let providers = self.providers.borrow();
-        let provider_metrics: Map<String, Value> = providers
-            .iter()
-            .map(|record| {
-                let mut entry = Map::new();
-                entry.insert("id".into(), record.id.clone().into());
-                entry.insert("kind".into(), record.kind.as_str().into());
-                entry.insert("state".into(), record.state.as_str().into());
-                for (index, (_, _, key, _)) in PROVIDER_STATS.iter().enumerate() {
-                    entry.insert((*key).into(), record.counters[index].into());
-                }
-                entry.insert("deliveryLatency".into(), record.delivery_latency.to_json());
-                (record.id.clone(), Value::Object(entry))
-            })
-            .collect();
+        let provider_metrics = maps::object(providers.iter().map(|record| {
+            let mut entry = Map::new();
+            entry.insert("id".into(), record.id.clone().into());
+            entry.insert("kind".into(), record.kind.as_str().into());
+            entry.insert("state".into(), record.state.as_str().into());
+            for (index, (_, _, key, _)) in PROVIDER_STATS.iter().enumerate() {
+                entry.insert((*key).into(), record.counters[index].into());
+            }
+            entry.insert("deliveryLatency".into(), record.delivery_latency.to_json());
+            (record.id.clone(), Value::Object(entry))
+        }));
         object.insert("providerMetrics".into(), Value::Object(provider_metrics));
-        let bindings: Map<String, Value> = binding_counts(&providers)
-            .into_iter()
-            .map(|(kind, (configured, active))| (kind.to_owned(), json!({"configured": configured, "active": active})))
-            .collect();
-        let messages: Map<String, Value> = self
-            .channel_messages
-            .borrow()
-            .iter()
-            .map(|((kind, direction, outcome), value)| {
-                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), (*value).into())
-            })
-            .collect();
-        let latencies: Map<String, Value> = self
-            .channel_latency
-            .borrow()
-            .iter()
-            .map(|((kind, direction, outcome), h)| {
-                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json())
-            })
-            .collect();
-        let streams: Map<String, Value> = STREAM_KINDS
-            .iter()
-            .enumerate()
-            .map(|(k, (_, kind))| {
-                let counts: Map<String, Value> = STREAM_STATS
+        let bindings = maps::object(binding_counts(&providers).into_iter().map(|(kind, (configured, active))| {
+            (kind.to_owned(), json!({"configured": configured, "active": active}))
+        }));
+        let messages =
+            maps::object(self.channel_messages.borrow().iter().map(|((kind, direction, outcome), value)| {
+                (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), *value)
+            }));
+        let latencies = maps::object(self.channel_latency.borrow().iter().map(|((kind, direction, outcome), h)| {
+            (format!("{kind}.{}.{}", direction_name(*direction), outcome_name(*outcome)), h.to_json())
+        }));
+        let streams = maps::object(STREAM_KINDS.iter().enumerate().map(|(k, (_, kind))| {
+            let counts = maps::object(
+                STREAM_STATS
                     .iter()
                     .enumerate()
-                    .map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get().into()))
-                    .collect();
-                ((*kind).to_owned(), Value::Object(counts))
-            })
-            .collect();
+                    .map(|(s, (_, _, key, _))| ((*key).to_owned(), self.streams[k][s].get())),
+            );
+            ((*kind).to_owned(), Value::Object(counts))
+        }));
         object.insert("cloudStreams".into(), Value::Object(streams));
         let mut provider_events = Map::new();
         for ((provider, event), value) in self.provider_events.borrow().iter() {

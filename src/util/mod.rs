@@ -5,6 +5,7 @@ pub mod console;
 pub mod ct;
 pub mod durable;
 pub mod ids;
+pub mod maps;
 pub mod percent;
 #[cfg(test)]
 pub mod test_logs;

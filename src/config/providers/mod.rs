@@ -349,7 +349,7 @@ fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<
             entry.insert("externalWorkspaceId".into(), workspace.into());
         }
         let collect = |pairs: Vec<(&str, Option<String>)>| -> Map<String, Value> {
-            pairs.into_iter().filter_map(|(k, v)| Some((k.to_owned(), Value::from(v?)))).collect()
+            crate::util::maps::object(pairs.into_iter().filter_map(|(k, v)| Some((k, v?))))
         };
         entry.insert("credentials".into(), Value::Object(collect(credentials)));
         entry.insert("settings".into(), Value::Object(collect(settings)));
@@ -578,16 +578,14 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
     }
     let credentials: BTreeMap<String, Secret> = match entry.get("credentials") {
         Some(Value::Object(map)) => {
-            map.iter().filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?)))).collect()
+            crate::util::maps::sorted(map.iter().filter_map(|(k, v)| Some((k.clone(), Secret::new(v.as_str()?)))))
         }
         _ => BTreeMap::new(),
     };
     let mut settings: Map<String, Value> = match entry.get("settings") {
-        Some(Value::Object(map)) => map
-            .iter()
-            .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        Some(Value::Object(map)) => crate::util::maps::object(
+            map.iter().filter(|(_, v)| !v.is_null() && v.as_str() != Some("")).map(|(k, v)| (k.clone(), v.clone())),
+        ),
         _ => Map::new(),
     };
     let has_credential = |key: &str| credential(&credentials, key).is_some();

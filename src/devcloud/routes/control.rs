@@ -162,7 +162,7 @@ fn faults_view(cloud: &DevCloud) -> Value {
     if !faults.latency.is_zero() {
         latency.push(json!({"route": "*", "ms": faults.latency.as_millis() as u64}));
     }
-    let injected: Map<String, Value> = faults.injected().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+    let injected = crate::util::maps::object(faults.injected());
     json!({
         "failNext": failures,
         "latency": latency,
@@ -191,8 +191,7 @@ fn records(cloud: &DevCloud, query: &[(String, String)]) -> Response<ResponseBod
             for event in store.provider_events.values() {
                 *events.entry(event.status.as_str()).or_insert(0) += 1;
             }
-            let calls: Map<String, Value> =
-                cloud.calls_by_route().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+            let calls = crate::util::maps::object(cloud.calls_by_route());
             let commands: usize = store.sessions.values().map(|s| s.commands.len()).sum();
             let prompts = records.prompts();
             let (open, peak, rejected) = cloud.sse_counts();
