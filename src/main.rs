@@ -105,7 +105,10 @@ fn main() -> ExitCode {
 }
 
 fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The blocking pool runs name lookups, journal and state writes and a non-pollable stdin:
+    // a few threads cover them, and a hung resolver or disk cannot grow it to tokio's 512
+    // threads (each with its stack and, under glibc, its own malloc arena).
+    match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build() {
         Ok(runtime) => Some(runtime),
         Err(error) => {
             errln!("open-cowork-gateway: cannot start the runtime: {error}");
@@ -116,6 +119,8 @@ fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
 
 /// `dev-cloud`: the in-memory Cloud on loopback, seeded, until SIGTERM/SIGINT.
 #[cfg(feature = "devcloud")]
+// Out of line: inlined, every subcommand would share main's one large body and stack frame.
+#[inline(never)]
 fn dev_cloud(host: &str, port: u16, pending_identities: bool, max_sse_per_org: usize) -> ExitCode {
     use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
     if !open_cowork_gateway::config::urls::is_loopback_host(host) {
@@ -172,6 +177,8 @@ fn dev_cloud(_: &str, _: u16, _: bool, _: usize) -> ExitCode {
 /// stdin go to the echo agent, replies come out on stdout; at the end of input it waits (at most
 /// 15 s) for replies still in flight, then exits 0.
 #[cfg(feature = "devcloud")]
+// Out of line: inlined, every subcommand would share main's one large body and stack frame.
+#[inline(never)]
 fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
     use std::time::Duration;
 
@@ -245,6 +252,8 @@ fn demo(_: Option<config::LogLevel>) -> ExitCode {
 /// `probe`: one HTTP/1.1 GET over loopback with a deadline; 0 on a 2xx answer, 1 on anything else
 /// (refused, timed out, 503 not ready), 64 on a URL it will not probe. Plain std I/O, no runtime:
 /// it runs every few seconds in a container health check, so it must cost next to nothing.
+// Out of line: inlined, every subcommand would share main's one large body and stack frame.
+#[inline(never)]
 fn probe(request: &cli::Probe) -> ExitCode {
     let url = match &request.url {
         Some(url) => url.clone(),
@@ -362,6 +371,8 @@ fn probe_get(authority: &str, host: &str, path: &str, timeout: std::time::Durati
 
 /// `setup`: usage mistakes exit 64, a file that would not pass `check-config` 78, write failures
 /// 73 (EX_CANTCREAT).
+// Out of line: inlined, every subcommand would share main's one large body and stack frame.
+#[inline(never)]
 fn setup(args: &[String]) -> ExitCode {
     use open_cowork_gateway::setup::{self, SetupError};
     let result = setup::parse(args).and_then(|options| setup::run(&options, &mut std::io::stdout()));

@@ -85,11 +85,14 @@ fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsE
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpsError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // A client talks to Cloud and a platform or two: resumption for 4 servers (8 tickets each)
+    // instead of rustls' default table for 32, allocated up front in every configuration.
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(32);
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -412,11 +412,13 @@ impl PinnedClient {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // A few relay hosts per entry: resumption for 4 servers, not rustls' default 32.
+        tls.resumption = rustls::client::Resumption::in_memory_sessions(32);
         Ok(Self { tls: Arc::new(tls) })
     }
 
