@@ -493,3 +493,49 @@ fn artifacts_use_the_external_upload_flow() {
         running.stop();
     });
 }
+
+#[test]
+fn a_request_answered_5xx_may_be_resent_as_it_was() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world).await;
+        let event = message_event("Ev0500", "C0RESEND", "1716985000.000100", "second time lucky");
+        let body = event.to_string();
+        let headers = signed(now_secs(), &body);
+        world.cloud.faults.borrow_mut().fail_next("claim", 1, 400, None);
+        let (status, _) = post_raw(running.address, "application/json", &body, &headers).await;
+        assert!(status >= 500, "Cloud refused the claim: {status}");
+        // The very same signed request, not re-signed: not a replay, since nothing was processed.
+        assert_eq!(post_raw(running.address, "application/json", &body, &headers).await.0, 202);
+        eventually("the prompt", || prompts_for_chat(&world.cloud, "C0RESEND") == ["second time lucky"]).await;
+        // Once processed, the same request is a replay again.
+        assert_eq!(post_raw(running.address, "application/json", &body, &headers).await.0, 401);
+        running.stop();
+    });
+}
+
+#[test]
+fn notices_that_are_not_a_person_writing_are_not_prompts() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world).await;
+        for (n, subtype) in
+            ["channel_join", "channel_leave", "channel_topic", "channel_purpose", "pinned_item"].into_iter().enumerate()
+        {
+            let mut notice = message_event(
+                &format!("EvN{n}"),
+                "C0NOTICE",
+                &format!("1716986000.00010{n}"),
+                "<@U0ALICE> did a thing",
+            );
+            notice["event"]["subtype"] = json!(subtype);
+            assert_eq!(post_event(running.address, &notice).await.0, 202, "{subtype}");
+        }
+        let person = message_event("EvN9", "C0NOTICE", "1716986001.000100", "a person writing");
+        assert_eq!(post_event(running.address, &person).await.0, 202);
+        eventually("the prompt", || !prompts_for_chat(&world.cloud, "C0NOTICE").is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(prompts_for_chat(&world.cloud, "C0NOTICE"), ["a person writing"]);
+        running.stop();
+    });
+}

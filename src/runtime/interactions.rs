@@ -88,12 +88,25 @@ pub fn parse_command(text: &str) -> Option<(String, Decision)> {
 /// The interaction intent of a message, if it has one.
 pub fn intent_of(message: &InboundMessage) -> Option<Intent> {
     if let Some(interaction) = &message.interaction {
-        let (token, decision) = parse_button_token(&interaction.token);
+        let (token, decision) = command_for_bare_token(message, &interaction.token)
+            .unwrap_or_else(|| parse_button_token(&interaction.token));
         return Some(Intent { token, decision, external_interaction_id: interaction.id.clone() });
     }
     let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
     let (token, decision) = parse_command(text)?;
     Some(Intent { token, decision, external_interaction_id: message.id.clone() })
+}
+
+/// An interaction that carries the bare Cloud token (no `apv:`/`den:` prefix, as the command-line
+/// channel records a typed `/approve <token>`) takes its decision from the command in the text,
+/// but only when that command names the very same token; anything else stays fail-closed.
+fn command_for_bare_token(message: &InboundMessage, token: &str) -> Option<(String, Decision)> {
+    let token = token.trim();
+    if ["apv:", "den:", "rej:", "ans:"].iter().any(|prefix| token.starts_with(prefix)) {
+        return None;
+    }
+    let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
+    parse_command(text).filter(|(named, _)| named == token)
 }
 
 /// The `resolveChannelInteraction` body for an intent.
@@ -140,6 +153,21 @@ mod tests {
             "an empty answer part is not an answer"
         );
         assert_eq!(parse_button_token("mystery"), ("mystery".into(), Decision::Deny), "unknown tokens fail closed");
+    }
+
+    #[test]
+    fn a_bare_token_interaction_takes_the_decision_of_its_command() {
+        let with = |text: &str, token: &str| {
+            let mut message = InboundMessage::text_for_tests("m", text);
+            message.interaction =
+                Some(crate::channel::InteractionRef { id: "i-1".into(), token: token.into(), kind: "command" });
+            intent_of(&message).map(|i| (i.token, i.decision))
+        };
+        assert_eq!(with("/approve tok", "tok"), Some(("tok".into(), Decision::Approve)));
+        assert_eq!(with("/answer tok blue", "tok"), Some(("tok".into(), Decision::Answer("blue".into()))));
+        assert_eq!(with("/approve other", "tok"), Some(("tok".into(), Decision::Deny)), "another token: fail closed");
+        assert_eq!(with("hello", "tok"), Some(("tok".into(), Decision::Deny)));
+        assert_eq!(with("/approve den:tok", "den:tok"), Some(("tok".into(), Decision::Deny)), "a prefix decides");
     }
 
     #[test]

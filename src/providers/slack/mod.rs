@@ -27,8 +27,8 @@ use smol_str::SmolStr;
 
 use crate::channel::pacing::EditPacer;
 use crate::channel::{
-    Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, LocalFuture, SendError, SendOptions,
-    SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, InboundMessage, LocalFuture,
+    SendError, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::slack::SlackSettings;
 use crate::config::Secret;
@@ -50,6 +50,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
 /// Button presses whose message may still be updated with the outcome.
 const PRESS_ORIGINS: usize = 256;
+/// Replay keys of messages still in the pipeline, released when their processing fails.
+const OPEN_REQUESTS: usize = 1024;
 
 /// The names of [`SlackProvider::counters`], as metric `event` labels.
 pub const COUNTERS: [&str; 8] =
@@ -63,6 +65,8 @@ struct Inner {
     /// The app's own user id (`auth.test`), whose messages are never prompts.
     bot_user_id: RefCell<Option<String>>,
     replays: RefCell<ReplayCache>,
+    /// `(message id, replay key)` of requests whose messages are being processed, oldest first.
+    open_requests: RefCell<VecDeque<(String, String)>>,
     /// Presses waiting for their outcome, by interaction id, oldest first.
     presses: RefCell<VecDeque<(String, PressOrigin)>>,
     /// Paces streamed edits to one per second per message.
@@ -124,6 +128,7 @@ impl SlackProvider {
                 },
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
+                open_requests: RefCell::new(VecDeque::new()),
                 presses: RefCell::new(VecDeque::new()),
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
@@ -202,6 +207,11 @@ impl SlackProvider {
                     }
                     (Some(_), None) => self.count("interaction"),
                     (None, _) => self.count("event"),
+                }
+                let mut open = self.inner.open_requests.borrow_mut();
+                open.push_back((message.id.clone(), key));
+                while open.len() > OPEN_REQUESTS {
+                    open.pop_front();
                 }
                 WebhookReply::Messages(vec![*message])
             }
@@ -421,6 +431,20 @@ impl Channel for SlackProvider {
         text: &'a str,
     ) -> LocalFuture<'a, Result<(), SendError>> {
         Box::pin(SlackProvider::answer_interaction(self, interaction_id, text))
+    }
+
+    /// A message whose processing failed gives its request's replay key back: the gateway
+    /// answered it 5xx, and Slack (or an operator) may resend the identical signed request.
+    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+        let mut open = self.inner.open_requests.borrow_mut();
+        if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
+            if let Some((_, key)) = open.remove(position) {
+                if !succeeded {
+                    self.inner.replays.borrow_mut().forget(&key);
+                }
+            }
+        }
+        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
