@@ -802,3 +802,41 @@ fn a_circuit_half_opens_and_closes_on_success() {
         running.stop();
     });
 }
+
+#[test]
+fn streamed_text_keeps_its_spaces_new_messages_name_only_the_chat_and_file_names_are_redacted() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "s-1", "text": "hi", "chatId": "chat-s"})).await.0,
+            202
+        );
+        eventually("the echo", || as_fake(&provider).texts().contains(&"echo: hi".to_owned())).await;
+        let session = session_of(&cloud, "chat-s");
+
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "m-s", "content": "echo:"}));
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "m-s", "content": " hello"}));
+        eventually("the merged text", || as_fake(&provider).texts().last() == Some(&"echo: hello".to_owned())).await;
+
+        cloud.append_session_event(
+            &session,
+            "artifact.created",
+            json!({"artifactId": "art-s", "filename": "report-token=secret.txt"}),
+        );
+        eventually("the artifact link", || as_fake(&provider).texts().iter().any(|t| t.contains("art-s"))).await;
+        let link = as_fake(&provider).texts().into_iter().find(|t| t.contains("art-s")).unwrap();
+        assert!(link.starts_with("report-token=[redacted].txt: "), "{link}");
+        assert!(!link.contains("secret"), "{link}");
+
+        for record in as_fake(&provider).records() {
+            if let FakeRecord::Text { target, text, .. } = record {
+                assert_eq!(target.chat_id, "chat-s");
+                assert_eq!(target.thread_id, None, "no thread was given: {text}");
+                assert_eq!(target.message_id, None, "a new message replies to nothing: {text}");
+            }
+        }
+        running.stop();
+    });
+}

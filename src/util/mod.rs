@@ -3,5 +3,6 @@
 pub mod base64;
 pub mod ct;
 pub mod durable;
+pub mod graphemes;
 pub mod ids;
 pub mod percent;
