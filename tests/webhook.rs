@@ -461,3 +461,36 @@ fn every_operation_has_its_envelope_and_fields() {
 async fn eventually(what: &str, condition: impl FnMut() -> bool) {
     support::eventually_within(Duration::from_secs(30), what, condition).await;
 }
+
+/// A relay gets back only what it gave: no thread when the chat has none (the binding names the
+/// chat as its thread), no reply-to id of the gateway's previous message; and a press carrying
+/// the full Cloud token is accepted.
+#[test]
+fn relay_targets_carry_only_what_was_given_and_full_tokens_are_accepted() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
+        let channel = running.registry.get("webhook").unwrap().channel().unwrap();
+        let target = open_cowork_gateway::channel::ChannelTarget {
+            provider: "webhook".into(),
+            provider_kind: "webhook".into(),
+            chat_id: "team-chat".into(),
+            thread_id: Some("team-chat".into()),
+            message_id: Some("relay-previous".into()),
+            ..Default::default()
+        };
+        channel.send_text(&target, "plain", &Default::default()).await.unwrap();
+        let sent: Value = serde_json::from_slice(&world.receiver.borrow().requests[0].raw).unwrap();
+        assert_eq!(sent["target"]["threadId"], Value::Null, "{sent}");
+        assert_eq!(sent["target"]["messageId"], Value::Null, "{sent}");
+
+        let token = format!("den:occi_{}_{}", "i".repeat(40), "s".repeat(43));
+        let mut press: Value = serde_json::from_str(&message(Some("press-1"), "team-chat", "")).unwrap();
+        press["interaction"] = json!({"id": "press-1", "token": token});
+        let body = press.to_string();
+        let status = post(&running, &body, &signed(now_seconds(), &body)).await;
+        assert_ne!(status, 400, "a full-length token is not a payload error");
+        running.stop();
+    });
+}

@@ -68,6 +68,8 @@ struct WireTarget {
     is_direct: bool,
     thread_id: Option<String>,
     user_id: Option<String>,
+    /// Always null: a new message replies to nothing, and an edit names its message in the
+    /// operation's own `messageId`. Kept so the relay sees the documented shape.
     message_id: Option<String>,
 }
 
@@ -290,11 +292,13 @@ impl WebhookProvider {
         Ok(WireTarget {
             provider: self.inner.id.clone(),
             provider_kind: self.inner.kind.as_str(),
-            chat_id,
             is_direct: target.is_direct == Some(true),
-            thread_id: field(&target.thread_id, "threadId")?,
+            // Only what the relay gave: a chat without a thread is not its own thread, and a
+            // new message is not a reply to the last one the gateway sent there.
+            thread_id: field(&target.thread_id, "threadId")?.filter(|thread| *thread != chat_id),
             user_id: field(&target.user_id, "userId")?,
-            message_id: field(&target.message_id, "messageId")?,
+            message_id: None,
+            chat_id,
         })
     }
 
