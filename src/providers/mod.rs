@@ -3,6 +3,8 @@
 //! implementation. Adding a kind = its folder here, its settings under `config/providers/`, and
 //! one line in `build`.
 
+#[cfg(any(feature = "telegram", feature = "webhook", feature = "bridges"))]
+pub mod buttons;
 pub mod cli;
 #[cfg(feature = "email")]
 pub mod email;

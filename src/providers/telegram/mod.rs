@@ -5,7 +5,6 @@
 //! found" are permanent, 429 waits exactly `retry_after`, a migrated group is followed.
 
 pub mod api;
-mod buttons;
 mod edits;
 pub mod html;
 pub mod poll;
@@ -27,8 +26,8 @@ use crate::channel::{
 use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
+use crate::providers::buttons::{ButtonTable, Pressed};
 use api::{chat_id, thread_id, BotApi, TelegramError};
-use buttons::ButtonTable;
 use update::{GroupPolicy, Mapping};
 
 /// Telegram's text limit, in UTF-16 units of the message text.
@@ -39,6 +38,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const SEEN_UPDATES: usize = 10_000;
 /// Group→supergroup migrations remembered.
 const MIGRATED_CHATS: usize = 1024;
+/// Button presses remembered until they are answered.
+const OPEN_CALLBACKS: usize = 1024;
+/// Telegram's limit for the text of a callback answer.
+const CALLBACK_TEXT_CHARS: usize = 200;
 
 /// Webhook mode settings.
 pub struct WebhookMode {
@@ -58,7 +61,7 @@ struct Inner {
     bot: RefCell<Option<(i64, Option<String>)>>,
     buttons: ButtonTable,
     /// Callback queries not answered yet.
-    open_callbacks: RefCell<VecDeque<String>>,
+    open_callbacks: RefCell<VecDeque<OpenPress>>,
     /// Paces streamed edits to one per second per message.
     edits: Rc<EditPacer>,
     /// Groups that became supergroups: old chat id → new chat id.
@@ -70,6 +73,19 @@ struct Inner {
     /// The bot's own task (identity, webhook registration, polling) while it runs.
     task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// A button press waiting for its answer, and the message its buttons are on.
+struct OpenPress {
+    callback_id: String,
+    /// The button table's number of the pressed message; `None` for a button without a short id.
+    message: Option<u64>,
+    chat_id: String,
+    message_id: Option<String>,
+}
+
+/// Marks the line of a button message that says what to type instead; an expired button's
+/// notice repeats it.
+const COMMANDS_HINT: &str = "Or type: ";
 
 /// The names of [`TelegramProvider::counters`], as metric `event` labels.
 pub const COUNTERS: [&str; 4] = ["update", "send", "edit", "rate_limited"];
@@ -172,24 +188,47 @@ impl TelegramProvider {
             update::map_update(&mapping, update)?
         };
         if let Some(interaction) = message.interaction.as_mut() {
-            remember(&mut self.inner.open_callbacks.borrow_mut(), interaction.id.clone(), 1024);
-            match self.inner.buttons.token(&interaction.token) {
-                Some(token) => {
+            let pressed = self.inner.buttons.pressed(&interaction.token);
+            let press = OpenPress {
+                callback_id: interaction.id.clone(),
+                message: match &pressed {
+                    Pressed::Open { message, .. } => Some(*message),
+                    _ => None,
+                },
+                chat_id: message.target.chat_id.clone(),
+                message_id: message.target.message_id.clone(),
+            };
+            let mut open = self.inner.open_callbacks.borrow_mut();
+            open.push_back(press);
+            while open.len() > OPEN_CALLBACKS {
+                open.pop_front();
+            }
+            drop(open);
+            match pressed {
+                Pressed::Open { token, .. } => {
                     interaction.token = token.clone();
                     message.text = token.clone();
                     message.raw_text = token;
                 }
                 // Not one of our short ids (buttons sent by an older version carried the Cloud
                 // token itself, e.g. `apv:<token>`): pass it to Cloud as it is.
-                None if !buttons::is_short_id(&interaction.token) => {}
-                None => {
+                Pressed::Foreign => {}
+                Pressed::Answered(outcome) => {
                     let id = interaction.id.clone();
-                    self.answer_interaction(
-                        &id,
-                        "This button has expired: use the /approve or /answer command instead.",
-                    )
-                    .await
-                    .ok();
+                    let notice = format!("Already answered: {outcome}.");
+                    self.answer_interaction(&id, &notice).await.ok();
+                    return None;
+                }
+                Pressed::Expired => {
+                    let id = interaction.id.clone();
+                    let commands = message.raw.pointer("/message/text").and_then(Value::as_str).and_then(commands_of);
+                    let notice = match commands {
+                        Some(commands) => format!("This button has expired. Type instead: {commands}"),
+                        None => "This button has expired: type the /approve, /deny or /answer command with the \
+                                 request's token instead."
+                            .to_owned(),
+                    };
+                    self.answer_expired(&id, &message.target, &notice).await;
                     return None;
                 }
             }
@@ -206,9 +245,40 @@ impl TelegramProvider {
     /// After the pipeline: a button press is always answered, even when it failed.
     async fn answer_open_callback(&self, message: &InboundMessage) {
         if let Some(interaction) = &message.interaction {
-            if self.inner.open_callbacks.borrow().contains(&interaction.id) {
+            if self.inner.open_callbacks.borrow().iter().any(|p| p.callback_id == interaction.id) {
                 self.answer_interaction(&interaction.id, "").await.ok();
             }
+        }
+    }
+
+    /// An expired button's notice: as the callback answer when it fits Telegram's limit, else
+    /// as a message in the chat (a Cloud token alone is about 90 characters).
+    async fn answer_expired(&self, callback_id: &str, target: &ChannelTarget, notice: &str) {
+        if notice.chars().count() <= CALLBACK_TEXT_CHARS {
+            self.answer_interaction(callback_id, notice).await.ok();
+            return;
+        }
+        self.answer_interaction(callback_id, "This button has expired.").await.ok();
+        let target = ChannelTarget { message_id: None, ..target.clone() };
+        if let Err(error) = self.send_text(&target, notice, &SendOptions::default()).await {
+            tracing::debug!(error = %crate::config::redact::Redacted(&error), "the expired-button notice was not sent");
+        }
+    }
+
+    /// Replaces a decided message's buttons with one showing the outcome; pressing it answers
+    /// "already answered" (its id is settled). A failure leaves the buttons, which then answer
+    /// the same: the decision itself is done.
+    async fn show_outcome(&self, press: &OpenPress, outcome: &str) {
+        let (Some(message), Some(message_id)) = (press.message, press.message_id.as_deref()) else { return };
+        let Some(settled) = self.inner.buttons.settle(message, outcome) else { return };
+        let Ok(message_id) = message_id.parse::<i64>() else { return };
+        let body = json!({
+            "chat_id": chat_id(&self.resolve_chat(&press.chat_id)),
+            "message_id": message_id,
+            "reply_markup": {"inline_keyboard": [[{"text": format!("\u{2713} {outcome}"), "callback_data": settled}]]},
+        });
+        if let Err(error) = self.call("editMessageReplyMarkup", &body).await {
+            tracing::debug!(error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
         }
     }
 
@@ -290,14 +360,25 @@ impl TelegramProvider {
         text: &str,
         rows: &[Vec<Button>],
     ) -> Result<SentMessage, SendError> {
+        let tokens: Vec<&str> = rows.iter().flatten().map(|b| b.token.as_str()).collect();
+        let mut ids = self.inner.buttons.issue(&tokens).into_iter();
         let keyboard: Vec<Vec<Value>> = rows
             .iter()
             .map(|row| {
                 row.iter()
-                    .map(|button| json!({"text": button.label, "callback_data": self.inner.buttons.issue(&button.token)}))
+                    .map(|button| json!({"text": button.label, "callback_data": ids.next().unwrap_or_default()}))
                     .collect()
             })
             .collect();
+        // What to type if the buttons stop working (a restart without a state directory): the
+        // commands with the token, also repeated by an expired button's notice.
+        let text = match commands_for(rows) {
+            Some(commands) if utf16_len(text) + utf16_len(&commands) + 2 + COMMANDS_HINT.len() <= MAX_TEXT => {
+                format!("{text}\n\n{COMMANDS_HINT}{commands}")
+            }
+            _ => text.to_owned(),
+        };
+        let text = text.as_str();
         let chat = self.resolve_chat(&target.chat_id);
         let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
@@ -340,21 +421,57 @@ impl TelegramProvider {
     /// `answerCallbackQuery`, only for callback queries this provider received (a text command's
     /// id is a message id, which Telegram would reject).
     pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
-        let known = {
+        let press = {
             let mut open = self.inner.open_callbacks.borrow_mut();
-            let before = open.len();
-            open.retain(|id| id != interaction_id);
-            open.len() != before
+            let index = open.iter().position(|p| p.callback_id == interaction_id);
+            index.and_then(|i| open.remove(i))
         };
-        if !known {
-            return Ok(());
-        }
+        let Some(press) = press else { return Ok(()) };
         let mut body = json!({"callback_query_id": interaction_id});
         if !text.is_empty() {
             body["text"] = Value::from(text);
         }
-        self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error)
+        let answered = self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error);
+        // Only a decision the pipeline acknowledges carries an outcome; a bare answer does not.
+        if !text.is_empty() && press.message.is_some() {
+            self.show_outcome(&press, text).await;
+        }
+        answered
     }
+}
+
+/// UTF-16 length, as Telegram counts.
+fn utf16_len(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// The commands that do what a message's buttons do, one per distinct action and token:
+/// `/approve <token> · /deny <token>`. `None` when no button carries a known action.
+fn commands_for(rows: &[Vec<Button>]) -> Option<String> {
+    let mut commands: Vec<String> = Vec::new();
+    for button in rows.iter().flatten() {
+        let token = button.token.as_str();
+        let command = if let Some(rest) = token.strip_prefix("apv:") {
+            format!("/approve {rest}")
+        } else if let Some(rest) = token.strip_prefix("den:") {
+            format!("/deny {rest}")
+        } else if let Some(rest) = token.strip_prefix("rej:") {
+            format!("/reject {rest}")
+        } else if let Some((_, rest)) = token.strip_prefix("ans:").and_then(|r| r.split_once(':')) {
+            format!("/answer {rest} <answer>")
+        } else {
+            continue;
+        };
+        if !commands.contains(&command) {
+            commands.push(command);
+        }
+    }
+    (!commands.is_empty()).then(|| commands.join(" \u{b7} "))
+}
+
+/// The commands line of a button message's text, as [`commands_for`] wrote it.
+fn commands_of(text: &str) -> Option<String> {
+    text.lines().rev().find_map(|line| line.strip_prefix(COMMANDS_HINT)).map(str::to_owned)
 }
 
 impl Channel for TelegramProvider {
@@ -494,13 +611,6 @@ impl RecentIds {
         if self.lookup.remove(&id) {
             self.order.retain(|seen| *seen != id);
         }
-    }
-}
-
-fn remember(list: &mut VecDeque<String>, value: String, cap: usize) {
-    list.push_back(value);
-    if list.len() > cap {
-        list.pop_front();
     }
 }
 
