@@ -430,11 +430,17 @@ fn every_operation_has_its_envelope_and_fields() {
             )
         };
         let target_json = r#""target":{"provider":"webhook","providerKind":"webhook","chatId":"team-chat","isDirect":false,"threadId":"roadmap","userId":null,"messageId":null}"#;
+        // Buttons carry the gateway's short ids, never the Cloud token.
+        let sent: Value = serde_json::from_str(&bodies[0]).unwrap();
+        let short = |row: usize| sent["buttons"][row][0]["token"].as_str().unwrap().to_owned();
+        assert!(short(0).starts_with("b:") && short(1).starts_with("b:") && short(0) != short(1), "{sent}");
         assert_eq!(
             bodies[0],
             format!(
-                r#"{}"type":"buttons",{target_json},"text":"Approve?","buttons":[[{{"label":"Approve","token":"apv:p1"}}],[{{"label":"Deny","token":"den:p1","style":"danger"}}]]}}"#,
-                envelope(ids[0])
+                r#"{}"type":"buttons",{target_json},"text":"Approve?","buttons":[[{{"label":"Approve","token":"{}"}}],[{{"label":"Deny","token":"{}","style":"danger"}}]]}}"#,
+                envelope(ids[0]),
+                short(0),
+                short(1)
             )
         );
         assert_eq!(
@@ -493,4 +499,62 @@ fn relay_targets_carry_only_what_was_given_and_full_tokens_are_accepted() {
         assert_ne!(status, 400, "a full-length token is not a payload error");
         running.stop();
     });
+}
+
+/// The bodies the relay received, parsed.
+fn received(world: &World) -> Vec<Value> {
+    world.receiver.borrow().requests.iter().map(|r| serde_json::from_slice(&r.raw).unwrap()).collect()
+}
+
+/// A bridge shows approvals as buttons (short ids standing for the ~90-byte Cloud token); a press
+/// resolves the request, the message then shows the outcome instead of its buttons, and a second
+/// press is answered "already answered" without another decision.
+#[test]
+fn bridges_get_buttons_that_settle_after_a_decision() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
+        let body = message(Some("ask-1"), "chat-b", "please /approve-me");
+        assert_eq!(post(&running, &body, &signed(now_seconds(), &body)).await, 202);
+        eventually("the buttons", || received(&world).iter().any(|b| b["type"] == "buttons")).await;
+        let buttons = received(&world).into_iter().find(|b| b["type"] == "buttons").unwrap();
+        assert!(!received(&world).iter().any(|b| b["text"].as_str().is_some_and(|t| t.contains("/approve occi_"))));
+        let approve = buttons["buttons"][0][0]["token"].as_str().unwrap().to_owned();
+        let deny = buttons["buttons"][0][1]["token"].as_str().unwrap().to_owned();
+        assert!(approve.len() <= 64 && approve.starts_with("b:"), "{buttons}");
+
+        let press = |id: &str, token: &str| {
+            let mut press: Value = serde_json::from_str(&message(Some(id), "chat-b", "")).unwrap();
+            press["interaction"] = json!({"id": id, "token": token});
+            press.to_string()
+        };
+        let first = press("press-1", &approve);
+        assert_eq!(post(&running, &first, &signed(now_seconds(), &first)).await, 202);
+        eventually("granted", || {
+            received(&world).iter().any(|b| b["text"].as_str().is_some_and(|t| t.contains("Permission granted")))
+        })
+        .await;
+        eventually("the outcome edit", || received(&world).iter().any(|b| b["type"] == "edit")).await;
+        let edit = received(&world).into_iter().find(|b| b["type"] == "edit").unwrap();
+        assert_eq!(edit["messageId"], buttons_message_id(&world));
+        assert!(edit["text"].as_str().unwrap().ends_with("\n\n\u{2713} Approved"), "{edit}");
+
+        let second = press("press-2", &deny);
+        assert_eq!(post(&running, &second, &signed(now_seconds(), &second)).await, 202);
+        eventually("the notice", || {
+            received(&world).iter().any(|b| b["type"] == "answer_interaction" && b["interactionId"] == "press-2")
+        })
+        .await;
+        let notice = received(&world).into_iter().find(|b| b["interactionId"] == "press-2").unwrap();
+        assert_eq!(notice["text"], "Already answered: Approved.");
+        assert_eq!(running.metrics.get(open_cowork_gateway::metrics::Stat::InteractionsResolved), 1);
+        running.stop();
+    });
+}
+
+/// The relay's message id of the (first) button message: the receiver numbers its answers.
+fn buttons_message_id(world: &World) -> Value {
+    let index = received(world).iter().position(|b| b["type"] == "buttons").unwrap();
+    json!(format!("relay-{}", index + 1))
 }

@@ -96,9 +96,10 @@ impl ButtonTable {
         Self { start, next: std::cell::Cell::new(0), entries, file }
     }
 
-    /// Stores the tokens of one message's buttons and returns their ids, in order.
-    pub fn issue(&self, tokens: &[&str]) -> Vec<String> {
-        let ids = {
+    /// Stores the tokens of one message's buttons; returns the message's number and the ids, in
+    /// order.
+    pub fn issue(&self, tokens: &[&str]) -> (u64, Vec<String>) {
+        let issued = {
             let mut entries = self.entries.borrow_mut();
             entries.messages += 1;
             let message = entries.messages;
@@ -112,10 +113,10 @@ impl ButtonTable {
             while entries.entries.len() > CAPACITY {
                 entries.entries.pop_front();
             }
-            ids
+            (message, ids)
         };
         self.mark_dirty();
-        ids
+        issued
     }
 
     /// What a pressed button's payload stands for.
@@ -221,7 +222,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("buttons.json");
         let table = ButtonTable::open(Some(&path));
-        let ids = table.issue(&["apv:token-1", "den:token-1"]);
+        let (_, ids) = table.issue(&["apv:token-1", "den:token-1"]);
         assert!(ids[0].starts_with("b:") && ids[0].ends_with(".1") && ids[0].len() <= 64, "{ids:?}");
         assert!(matches!(table.pressed(&ids[1]), Pressed::Open { ref token, .. } if token == "den:token-1"));
         assert_eq!(table.pressed("apv:raw"), Pressed::Foreign, "not one of our ids");
@@ -231,7 +232,7 @@ mod tests {
         table.flush();
         let reopened = ButtonTable::open(Some(&path));
         assert!(matches!(reopened.pressed(&ids[0]), Pressed::Open { ref token, .. } if token == "apv:token-1"));
-        let newer = reopened.issue(&["apv:token-2"]);
+        let (_, newer) = reopened.issue(&["apv:token-2"]);
         assert_ne!(newer[0].split('.').next(), ids[0].split('.').next(), "a new start has its own ids");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -239,9 +240,9 @@ mod tests {
     #[test]
     fn a_new_start_never_reissues_an_old_id() {
         let before = ButtonTable::open(None);
-        let old = before.issue(&["apv:old"]);
+        let (_, old) = before.issue(&["apv:old"]);
         let after = ButtonTable::open(None);
-        let new = after.issue(&["apv:new"]);
+        let (_, new) = after.issue(&["apv:new"]);
         assert_ne!(old, new);
         assert_eq!(after.pressed(&old[0]), Pressed::Expired, "the old message's button approves nothing new");
     }
@@ -249,8 +250,9 @@ mod tests {
     #[test]
     fn a_settled_message_answers_every_button() {
         let table = ButtonTable::open(None);
-        let ids = table.issue(&["apv:t", "den:t"]);
+        let (issued, ids) = table.issue(&["apv:t", "den:t"]);
         let Pressed::Open { message, .. } = table.pressed(&ids[0]) else { panic!("open") };
+        assert_eq!(message, issued);
         assert_eq!(table.settle(message, "Approved").as_deref(), Some(ids[0].as_str()));
         assert_eq!(table.pressed(&ids[1]), Pressed::Answered("Approved".into()));
     }

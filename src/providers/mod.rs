@@ -117,6 +117,7 @@ impl ProviderFactory {
                     settings,
                     Rc::clone(&self.webhook_resolver),
                     options,
+                    self.context.state_dir.as_deref(),
                 )?;
                 Ok(Rc::new(channel))
             }

@@ -361,7 +361,7 @@ impl TelegramProvider {
         rows: &[Vec<Button>],
     ) -> Result<SentMessage, SendError> {
         let tokens: Vec<&str> = rows.iter().flatten().map(|b| b.token.as_str()).collect();
-        let mut ids = self.inner.buttons.issue(&tokens).into_iter();
+        let mut ids = self.inner.buttons.issue(&tokens).1.into_iter();
         let keyboard: Vec<Vec<Value>> = rows
             .iter()
             .map(|row| {
