@@ -840,3 +840,53 @@ fn streamed_text_keeps_its_spaces_new_messages_name_only_the_chat_and_file_names
         running.stop();
     });
 }
+
+/// `open_cowork_channel_messages_total{direction="outbound", outcome}`, summed over the kinds
+/// (renders count under the runtime kind, inbound work under the configured one).
+fn outbound(running: &Running, outcome: &str) -> u64 {
+    let text = running.metrics.render_prometheus();
+    let wanted = format!("direction=\"outbound\",outcome=\"{outcome}\"");
+    text.lines()
+        .filter(|l| l.starts_with("open_cowork_channel_messages_total{") && l.contains(&wanted))
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn acknowledgements_of_interactions_are_counted_as_outbound_messages() {
+    run(async {
+        let (_cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "k-1", "text": "go /approve-me", "chatId": "chat-k"}))
+                .await
+                .0,
+            202
+        );
+        eventually("approval buttons", || {
+            as_fake(&provider).records().iter().any(|r| matches!(r, FakeRecord::Buttons { .. }))
+        })
+        .await;
+        let approve = as_fake(&provider)
+            .records()
+            .iter()
+            .find_map(|r| match r {
+                FakeRecord::Buttons { buttons, .. } => Some(buttons[0][0].token.clone()),
+                _ => None,
+            })
+            .unwrap();
+        as_fake(&provider).fail_next_answer(SendError::permanent("Bad Request: query is too old"));
+        let click = json!({"id": "k-2", "chatId": "chat-k", "interaction": {"id": "cb-k", "token": approve}});
+        assert_eq!(post(&running, "/webhooks/fake", click).await.0, 202);
+        eventually("granted", || as_fake(&provider).texts().iter().any(|t| t.contains("Permission granted"))).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (attempts, successes, errors) =
+            (outbound(&running, "attempt"), outbound(&running, "success"), outbound(&running, "error"));
+        assert_eq!(errors, 1, "the refused acknowledgement");
+        assert_eq!(successes as usize, as_fake(&provider).records().len(), "one success per message the fake took");
+        assert_eq!(attempts, successes + errors, "the acknowledgement was an attempt too");
+        running.stop();
+    });
+}

@@ -20,7 +20,7 @@ use smol_str::SmolStr;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use super::interactions::{intent_of, resolution};
+use super::interactions::{acknowledge, intent_of, resolution};
 use super::journal::InboundJournal;
 use super::sessions::Sessions;
 use crate::channel::ingress::{Claim, InboundItem, Ingress, IngressReceiver};
@@ -522,13 +522,8 @@ impl Inbound {
             self.metrics.increment(Stat::InteractionsResolved);
             self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
-                if let Err(error) = provider
-                    .answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement())
-                    .await
-                {
-                    self.metrics.increment(Stat::Errors);
-                    tracing::debug!(error = %crate::config::redact::Redacted(&error), "interaction acknowledgement failed");
-                }
+                let kind = bounded_channel_kind(config.kind, &config.id);
+                acknowledge(provider, &intent, &self.metrics, kind).await;
             }
             return Ok(Outcome::Success);
         }

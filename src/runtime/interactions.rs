@@ -4,8 +4,9 @@
 
 use serde_json::json;
 
-use crate::channel::InboundMessage;
+use crate::channel::{Channel, InboundMessage};
 use crate::cloud::client::ResolveInteraction;
+use crate::metrics::{Direction, Metrics, Outcome, Stat};
 
 /// What the user decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +108,29 @@ fn command_for_bare_token(message: &InboundMessage, token: &str) -> Option<(Stri
     }
     let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
     parse_command(text).filter(|(named, _)| named == token)
+}
+
+/// Acknowledges a resolved interaction on the platform (the button stops spinning, the outcome
+/// is shown). It is a message the gateway sends, so it is counted as outbound: one attempt, then
+/// a success, or an error when the platform refuses it (the decision itself stands).
+pub async fn acknowledge(provider: &dyn Channel, intent: &Intent, metrics: &Metrics, kind: &'static str) {
+    metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+    let started = std::time::Instant::now();
+    let answered =
+        provider.answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement()).await;
+    let latency = Some(started.elapsed().as_secs_f64() * 1000.0);
+    match answered {
+        Ok(()) => metrics.record_channel_message(kind, Direction::Outbound, Outcome::Success, latency),
+        Err(error) => {
+            metrics.record_channel_message(kind, Direction::Outbound, Outcome::Error, latency);
+            metrics.increment(Stat::Errors);
+            tracing::warn!(
+                provider = provider.id(),
+                error = %crate::config::redact::Redacted(&error),
+                "the platform refused the acknowledgement of a resolved interaction; the decision stands"
+            );
+        }
+    }
 }
 
 /// The `resolveChannelInteraction` body for an intent.
