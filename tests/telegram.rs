@@ -774,3 +774,53 @@ fn without_a_state_directory_an_old_button_never_approves_a_new_request() {
         second.stop();
     });
 }
+
+/// Collects what the gateway logs on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_reply_sent_as_plain_text_is_logged_once_a_minute() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_max_level(tracing::Level::INFO).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[]).await;
+        eventually("healthy", || health(&running).0).await;
+        for n in 0..3 {
+            world.bot.borrow_mut().error(
+                "sendMessage",
+                400,
+                "Bad Request: can't parse entities: unexpected end tag",
+                None,
+            );
+            let id = format!("plain-{n}");
+            world.cloud.enqueue_delivery("telegram", &id, json!({"externalChatId": "3"}), json!({"text": "a < b"}));
+            eventually("sent as plain text", || delivery_status(&world.cloud, &id) == "sent").await;
+        }
+        running.stop();
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sent as plain text")).collect();
+    assert_eq!(lines.len(), 1, "one line for the three fallbacks within a minute:\n{log}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("provider=telegram") && lines[0].contains("chat=\"3\""),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("reason=Bad Request: can't parse entities"), "{}", lines[0]);
+}

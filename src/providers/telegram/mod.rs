@@ -68,6 +68,8 @@ struct Inner {
     migrated: RefCell<HashMap<String, String>>,
     /// Webhook update ids seen lately: fixed-size numbers, so the set is bounded in bytes too.
     seen_updates: RefCell<RecentIds>,
+    /// Rate-limits the log lines of repeated events (one plain-text fallback a minute).
+    warnings: crate::logging::WarnLimiter,
     /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
     counters: [std::cell::Cell<u64>; 4],
     /// The bot's own task (identity, webhook registration, polling) while it runs.
@@ -139,6 +141,7 @@ impl TelegramProvider {
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(RecentIds::default()),
+                warnings: crate::logging::WarnLimiter::new(Duration::from_secs(60)),
                 counters: Default::default(),
                 task: RefCell::new(None),
             }),
@@ -321,6 +324,7 @@ impl TelegramProvider {
                         && error.description().contains("can't parse entities") =>
                 {
                     fell_back = true;
+                    self.log_plain_fallback(chat, error.description());
                     if let Some(object) = body.as_object_mut() {
                         object.remove("parse_mode");
                         object.insert("text".into(), Value::from(plain));
@@ -328,6 +332,20 @@ impl TelegramProvider {
                 }
                 Err(error) => return Err(send_error(error)),
             }
+        }
+    }
+
+    /// One info line when a reply goes out as plain text because Telegram refused its HTML; at
+    /// most one a minute, with how many were held back since.
+    fn log_plain_fallback(&self, chat: &str, reason: &str) {
+        if let Some(suppressed) = self.inner.warnings.allow("plain_text_fallback", std::time::Instant::now()) {
+            tracing::info!(
+                provider = %self.inner.id,
+                chat,
+                reason = %crate::config::redact::redact_text(reason),
+                suppressed,
+                "Telegram refused the formatting of a reply; it was sent as plain text"
+            );
         }
     }
 
