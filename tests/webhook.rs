@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "webhook"))]
 
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
 mod support;
 
 use std::cell::RefCell;
@@ -557,4 +559,54 @@ fn bridges_get_buttons_that_settle_after_a_decision() {
 fn buttons_message_id(world: &World) -> Value {
     let index = received(world).iter().position(|b| b["type"] == "buttons").unwrap();
     json!(format!("relay-{}", index + 1))
+}
+
+/// A relay behind a private CA: refused as a TLS failure (dead-lettered at once, not retried as a
+/// network error) until `OPEN_COWORK_GATEWAY_CA_FILE` names the CA, then reached.
+#[test]
+fn delivery_urls_trust_the_configured_ca_file_and_tls_failures_say_so() {
+    run(async {
+        let world = world().await;
+        let tls_port =
+            webhook_receiver::start_tls(Rc::clone(&world.receiver), smtp_sink::test_tls_config()).await.port();
+        let url = format!("https://localhost:{tls_port}/relay");
+        let untrusted = gateway(
+            &world,
+            &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url)],
+            loopback_resolver(),
+            RetryOptions::default(),
+        )
+        .await;
+        eventually("healthy", || untrusted.registry.get("webhook").unwrap().is_healthy()).await;
+        world.cloud.enqueue_delivery("webhook", "untrusted", json!({"externalChatId": "c"}), json!({"text": "1"}));
+        eventually("dead", || delivery_status(&world.cloud, "untrusted") == "dead").await;
+        let record = world.cloud.delivery("webhook", "untrusted").unwrap();
+        assert!(record["lastError"].as_str().unwrap().starts_with("Webhook delivery TLS failure: "), "{record}");
+        assert_eq!(record["attemptCount"], 1, "a certificate problem is not retried: {record}");
+        assert!(world.receiver.borrow().requests.is_empty());
+        untrusted.stop();
+
+        // A fresh dev Cloud and relay: the stopped gateway's delivery stream is not reused.
+        let world = self::world().await;
+        let tls_port =
+            webhook_receiver::start_tls(Rc::clone(&world.receiver), smtp_sink::test_tls_config()).await.port();
+        let url = format!("https://localhost:{tls_port}/relay");
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/email/ca.pem");
+        let trusted = gateway(
+            &world,
+            &[
+                ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url),
+                ("OPEN_COWORK_GATEWAY_CA_FILE", ca.to_str().unwrap()),
+            ],
+            loopback_resolver(),
+            RetryOptions::default(),
+        )
+        .await;
+        eventually("healthy", || trusted.registry.get("webhook").unwrap().is_healthy()).await;
+        world.cloud.enqueue_delivery("webhook", "trusted", json!({"externalChatId": "c"}), json!({"text": "2"}));
+        eventually("sent", || delivery_status(&world.cloud, "trusted") == "sent").await;
+        assert_eq!(world.receiver.borrow().requests.len(), 1);
+        assert!(world.receiver.borrow().requests[0].signature_ok);
+        trusted.stop();
+    });
 }

@@ -55,6 +55,8 @@ pub struct BuildContext {
     pub http: Option<HttpsClient>,
     /// The §8.13 state directory, if any.
     pub state_dir: Option<std::path::PathBuf>,
+    /// `OPEN_COWORK_GATEWAY_CA_FILE`: trusted for webhook and bridge delivery URLs too.
+    pub ca_file: Option<std::path::PathBuf>,
     /// `timeouts.webhookDeliveryMs`: bounds each webhook or bridge delivery attempt.
     pub webhook_delivery_timeout: std::time::Duration,
 }
@@ -117,7 +119,7 @@ impl ProviderFactory {
                     settings,
                     Rc::clone(&self.webhook_resolver),
                     options,
-                    self.context.state_dir.as_deref(),
+                    &self.context,
                 )?;
                 Ok(Rc::new(channel))
             }

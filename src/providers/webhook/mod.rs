@@ -186,25 +186,30 @@ fn bad(error: String) -> SendError {
 
 impl WebhookProvider {
     /// `resolver` answers the per-attempt DNS lookups (the system resolver in the daemon);
-    /// `state_dir` keeps the button ids across restarts.
+    /// `context.state_dir` keeps the button ids across restarts, and `context.ca_file` is
+    /// trusted for the delivery URL besides the public roots.
     pub fn new(
         id: SmolStr,
         settings: &WebhookSettings,
         resolver: Rc<dyn Resolver>,
         options: RetryOptions,
-        state_dir: Option<&std::path::Path>,
+        context: &crate::providers::BuildContext,
     ) -> Result<Self, String> {
+        let state_dir = context.state_dir.as_deref();
         let buttons_file = state_dir.map(|dir| dir.join(format!("webhook-{id}-buttons.json")));
         if settings.policy.allow_private {
             tracing::warn!(provider = %id, "allowPrivateDelivery is on: deliveries may reach private and reserved addresses");
         }
-        let outbound = Outbound::new(
+        let mut outbound = Outbound::new(
             settings.delivery_url.clone(),
             settings.policy.clone(),
             settings.shared_secret.clone(),
             resolver,
             options,
         )?;
+        if let Some(ca_file) = &context.ca_file {
+            outbound.trust_ca_file(ca_file)?;
+        }
         Ok(Self {
             inner: Rc::new(Inner {
                 id,
@@ -634,7 +639,8 @@ mod tests {
             policy: UrlPolicy::default(),
             max_attachment_bytes: 1024,
         };
-        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default(), None)
+        let context = crate::providers::BuildContext::default();
+        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default(), &context)
             .unwrap()
     }
 
