@@ -201,12 +201,13 @@ impl TelegramProvider {
                 chat_id: message.target.chat_id.clone(),
                 message_id: message.target.message_id.clone(),
             };
-            let mut open = self.inner.open_callbacks.borrow_mut();
-            open.push_back(press);
-            while open.len() > OPEN_CALLBACKS {
-                open.pop_front();
+            {
+                let mut open = self.inner.open_callbacks.borrow_mut();
+                open.push_back(press);
+                while open.len() > OPEN_CALLBACKS {
+                    open.pop_front();
+                }
             }
-            drop(open);
             match pressed {
                 Pressed::Open { token, .. } => {
                     interaction.token = token.clone();
