@@ -8,6 +8,7 @@ pub mod api;
 mod edits;
 pub mod html;
 pub mod poll;
+mod presses;
 pub mod update;
 
 use std::cell::RefCell;
@@ -26,8 +27,9 @@ use crate::channel::{
 use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
-use crate::providers::buttons::{ButtonTable, Pressed};
+use crate::providers::buttons::ButtonTable;
 use api::{chat_id, thread_id, BotApi, TelegramError};
+use presses::{commands_for, utf16_len, OpenPress, COMMANDS_HINT};
 use update::{GroupPolicy, Mapping};
 
 /// Telegram's text limit, in UTF-16 units of the message text.
@@ -38,10 +40,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const SEEN_UPDATES: usize = 10_000;
 /// Group→supergroup migrations remembered.
 const MIGRATED_CHATS: usize = 1024;
-/// Button presses remembered until they are answered.
-const OPEN_CALLBACKS: usize = 1024;
-/// Telegram's limit for the text of a callback answer.
-const CALLBACK_TEXT_CHARS: usize = 200;
 
 /// Webhook mode settings.
 pub struct WebhookMode {
@@ -75,19 +73,6 @@ struct Inner {
     /// The bot's own task (identity, webhook registration, polling) while it runs.
     task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
-
-/// A button press waiting for its answer, and the message its buttons are on.
-struct OpenPress {
-    callback_id: String,
-    /// The button table's number of the pressed message; `None` for a button without a short id.
-    message: Option<u64>,
-    chat_id: String,
-    message_id: Option<String>,
-}
-
-/// Marks the line of a button message that says what to type instead; an expired button's
-/// notice repeats it.
-const COMMANDS_HINT: &str = "Or type: ";
 
 /// The names of [`TelegramProvider::counters`], as metric `event` labels.
 pub const COUNTERS: [&str; 4] = ["update", "send", "edit", "rate_limited"];
@@ -190,52 +175,8 @@ impl TelegramProvider {
             };
             update::map_update(&mapping, update)?
         };
-        if let Some(interaction) = message.interaction.as_mut() {
-            let pressed = self.inner.buttons.pressed(&interaction.token);
-            let press = OpenPress {
-                callback_id: interaction.id.clone(),
-                message: match &pressed {
-                    Pressed::Open { message, .. } => Some(*message),
-                    _ => None,
-                },
-                chat_id: message.target.chat_id.clone(),
-                message_id: message.target.message_id.clone(),
-            };
-            {
-                let mut open = self.inner.open_callbacks.borrow_mut();
-                open.push_back(press);
-                while open.len() > OPEN_CALLBACKS {
-                    open.pop_front();
-                }
-            }
-            match pressed {
-                Pressed::Open { token, .. } => {
-                    interaction.token = token.clone();
-                    message.text = token.clone();
-                    message.raw_text = token;
-                }
-                // Not one of our short ids (buttons sent by an older version carried the Cloud
-                // token itself, e.g. `apv:<token>`): pass it to Cloud as it is.
-                Pressed::Foreign => {}
-                Pressed::Answered(outcome) => {
-                    let id = interaction.id.clone();
-                    let notice = format!("Already answered: {outcome}.");
-                    self.answer_interaction(&id, &notice).await.ok();
-                    return None;
-                }
-                Pressed::Expired => {
-                    let id = interaction.id.clone();
-                    let commands = message.raw.pointer("/message/text").and_then(Value::as_str).and_then(commands_of);
-                    let notice = match commands {
-                        Some(commands) => format!("This button has expired. Type instead: {commands}"),
-                        None => "This button has expired: type the /approve, /deny or /answer command with the \
-                                 request's token instead."
-                            .to_owned(),
-                    };
-                    self.answer_expired(&id, &message.target, &notice).await;
-                    return None;
-                }
-            }
+        if !self.map_press(&mut message).await {
+            return None;
         }
         Some(message)
     }
@@ -252,37 +193,6 @@ impl TelegramProvider {
             if self.inner.open_callbacks.borrow().iter().any(|p| p.callback_id == interaction.id) {
                 self.answer_interaction(&interaction.id, "").await.ok();
             }
-        }
-    }
-
-    /// An expired button's notice: as the callback answer when it fits Telegram's limit, else
-    /// as a message in the chat (a Cloud token alone is about 90 characters).
-    async fn answer_expired(&self, callback_id: &str, target: &ChannelTarget, notice: &str) {
-        if notice.chars().count() <= CALLBACK_TEXT_CHARS {
-            self.answer_interaction(callback_id, notice).await.ok();
-            return;
-        }
-        self.answer_interaction(callback_id, "This button has expired.").await.ok();
-        let target = ChannelTarget { message_id: None, ..target.clone() };
-        if let Err(error) = self.send_text(&target, notice, &SendOptions::default()).await {
-            tracing::debug!(error = %crate::config::redact::Redacted(&error), "the expired-button notice was not sent");
-        }
-    }
-
-    /// Replaces a decided message's buttons with one showing the outcome; pressing it answers
-    /// "already answered" (its id is settled). A failure leaves the buttons, which then answer
-    /// the same: the decision itself is done.
-    async fn show_outcome(&self, press: &OpenPress, outcome: &str) {
-        let (Some(message), Some(message_id)) = (press.message, press.message_id.as_deref()) else { return };
-        let Some(settled) = self.inner.buttons.settle(message, outcome) else { return };
-        let Ok(message_id) = message_id.parse::<i64>() else { return };
-        let body = json!({
-            "chat_id": chat_id(&self.resolve_chat(&press.chat_id)),
-            "message_id": message_id,
-            "reply_markup": {"inline_keyboard": [[{"text": format!("\u{2713} {outcome}"), "callback_data": settled}]]},
-        });
-        if let Err(error) = self.call("editMessageReplyMarkup", &body).await {
-            tracing::debug!(error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
         }
     }
 
@@ -457,40 +367,6 @@ impl TelegramProvider {
         }
         answered
     }
-}
-
-/// UTF-16 length, as Telegram counts.
-fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
-}
-
-/// The commands that do what a message's buttons do, one per distinct action and token:
-/// `/approve <token> · /deny <token>`. `None` when no button carries a known action.
-fn commands_for(rows: &[Vec<Button>]) -> Option<String> {
-    let mut commands: Vec<String> = Vec::new();
-    for button in rows.iter().flatten() {
-        let token = button.token.as_str();
-        let command = if let Some(rest) = token.strip_prefix("apv:") {
-            format!("/approve {rest}")
-        } else if let Some(rest) = token.strip_prefix("den:") {
-            format!("/deny {rest}")
-        } else if let Some(rest) = token.strip_prefix("rej:") {
-            format!("/reject {rest}")
-        } else if let Some((_, rest)) = token.strip_prefix("ans:").and_then(|r| r.split_once(':')) {
-            format!("/answer {rest} <answer>")
-        } else {
-            continue;
-        };
-        if !commands.contains(&command) {
-            commands.push(command);
-        }
-    }
-    (!commands.is_empty()).then(|| commands.join(" \u{b7} "))
-}
-
-/// The commands line of a button message's text, as [`commands_for`] wrote it.
-fn commands_of(text: &str) -> Option<String> {
-    text.lines().rev().find_map(|line| line.strip_prefix(COMMANDS_HINT)).map(str::to_owned)
 }
 
 impl Channel for TelegramProvider {
