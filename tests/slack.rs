@@ -252,6 +252,24 @@ fn a_button_press_resolves_the_interaction_and_updates_the_message() {
         assert_eq!(post_interaction(running.address, &press, pressed_at + 1).await.0, 202);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(running.metrics.get(Stat::InteractionsResolved), 1);
+
+        // Another person's press on the decided message (Deny, raced the update): nothing
+        // reaches Cloud and no "could not process" message is posted.
+        let deny = &blocks["blocks"][1]["elements"][1];
+        let mut late = press.clone();
+        late["trigger_id"] = json!("trigger-101");
+        late["actions"] =
+            json!([{"action_id": deny["action_id"], "action_ts": "1716984102.000100", "value": deny["value"]}]);
+        let texts_before = world.slack.borrow().texts_posted().len();
+        assert_eq!(post_interaction(running.address, &late, now_secs()).await.0, 202);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            world.slack.borrow().texts_posted().len(),
+            texts_before,
+            "{:?}",
+            world.slack.borrow().texts_posted()
+        );
+        assert_eq!(running.metrics.get(Stat::InteractionsResolved), 1);
         running.stop();
     });
 }

@@ -67,6 +67,8 @@ struct Inner {
     replays: RefCell<ReplayCache>,
     /// `(message id, replay key)` of requests whose messages are being processed, oldest first.
     open_requests: RefCell<VecDeque<(String, String)>>,
+    /// Button messages already decided, as `(channel, ts)`, oldest first.
+    settled: RefCell<VecDeque<(String, String)>>,
     /// Presses waiting for their outcome, by interaction id, oldest first.
     presses: RefCell<VecDeque<(String, PressOrigin)>>,
     /// Paces streamed edits to one per second per message.
@@ -129,6 +131,7 @@ impl SlackProvider {
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
                 open_requests: RefCell::new(VecDeque::new()),
+                settled: RefCell::new(VecDeque::new()),
                 presses: RefCell::new(VecDeque::new()),
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
@@ -197,6 +200,12 @@ impl SlackProvider {
             Dispatch::Ignored => WebhookReply::Ignored,
             Dispatch::Inbound { message, origin } => {
                 match (&message.interaction, origin) {
+                    // The message was decided already and shows the outcome: a press that
+                    // raced the update goes no further (no Cloud call, no "could not process").
+                    (Some(_), Some(origin)) if self.is_settled(&origin) => {
+                        self.count("interaction");
+                        return Ok(WebhookReply::Ignored);
+                    }
                     (Some(interaction), Some(origin)) => {
                         self.count("interaction");
                         let mut presses = self.inner.presses.borrow_mut();
@@ -299,6 +308,11 @@ impl SlackProvider {
         })
     }
 
+    /// Whether the message a press came from was decided already.
+    fn is_settled(&self, origin: &PressOrigin) -> bool {
+        self.inner.settled.borrow().iter().any(|(channel, ts)| *channel == origin.channel && *ts == origin.ts)
+    }
+
     /// Slack's acknowledgement of a press is the HTTP answer; what is left is to show the outcome
     /// on the message in place of its buttons, so they cannot be pressed twice.
     pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
@@ -309,6 +323,13 @@ impl SlackProvider {
         };
         let Some(origin) = origin else { return Ok(()) };
         let outcome = if text.trim().is_empty() { "Done" } else { text };
+        {
+            let mut settled = self.inner.settled.borrow_mut();
+            settled.push_back((origin.channel.clone(), origin.ts.clone()));
+            while settled.len() > PRESS_ORIGINS {
+                settled.pop_front();
+            }
+        }
         let body = json!({"channel": origin.channel, "ts": origin.ts, "text": origin.text, "blocks": blocks::resolved_blocks(&origin.text, outcome)});
         self.call("chat.update", &body).await.map(drop)
     }
