@@ -287,6 +287,30 @@ impl WebhookProvider {
         }
     }
 
+    /// Verifies and maps one request, answering a press that needs no Cloud call itself.
+    fn accept(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        let (mut message, claim) = self.verify_and_map(request)?;
+        self.count("inbound");
+        if let buttons::Press::Notice(notice) = self.inner.buttons.press(&mut message) {
+            // Sent after the answer: the relay's request does not wait for its own delivery URL.
+            if let Some(interaction) = message.interaction {
+                let this = self.clone();
+                tokio::task::spawn_local(async move {
+                    if let Err(error) = this.answer_interaction(&interaction.id, &notice).await {
+                        tracing::debug!(provider = %this.inner.id, error = %crate::config::redact::Redacted(&error), "a button notice was not delivered");
+                    }
+                });
+            }
+            return Ok(WebhookReply::Ignored);
+        }
+        let mut open = self.inner.open_claims.borrow_mut();
+        open.push_back((message.id.clone(), claim));
+        if open.len() > OPEN_CLAIMS {
+            open.pop_front();
+        }
+        Ok(WebhookReply::Messages(vec![message]))
+    }
+
     fn wire_target(&self, target: &ChannelTarget) -> Result<WireTarget, SendError> {
         if target.provider != self.inner.id {
             return Err(bad(format!(
@@ -534,24 +558,7 @@ impl Channel for WebhookProvider {
         &'a self,
         request: WebhookRequest<'a>,
     ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(async move {
-            let (mut message, claim) = self.verify_and_map(&request)?;
-            self.count("inbound");
-            if let buttons::Press::Notice(notice) = self.inner.buttons.press(&mut message) {
-                if let Some(interaction) = &message.interaction {
-                    if let Err(error) = WebhookProvider::answer_interaction(self, &interaction.id, &notice).await {
-                        tracing::debug!(provider = %self.inner.id, error = %crate::config::redact::Redacted(&error), "a button notice was not delivered");
-                    }
-                }
-                return Ok(WebhookReply::Ignored);
-            }
-            let mut open = self.inner.open_claims.borrow_mut();
-            open.push_back((message.id.clone(), claim));
-            if open.len() > OPEN_CLAIMS {
-                open.pop_front();
-            }
-            Ok(WebhookReply::Messages(vec![message]))
-        })
+        Box::pin(std::future::ready(self.accept(&request)))
     }
 
     fn send_text<'a>(
