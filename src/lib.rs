@@ -31,14 +31,14 @@
 //! | [`app`] | the wiring: builds every piece, hands each its narrow handles, owns the tasks and the shutdown order |
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
-//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges) and the factory that builds them |
+//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the short button ids they share (`buttons.rs`) and the factory that builds them |
 //! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams |
 //! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
 //! | [`runtime`] | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
 //! | [`http`] | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
 //! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
 //! | [`net`] | the shared HTTPS client (rustls on ring), the outbound URL policy with DNS pinning (`url_policy`), backoff with jitter |
-//! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files |
+//! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files, grapheme cluster boundaries |
 //! | [`shutdown`] | the drain signal and the "all in-flight work done" wait |
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |

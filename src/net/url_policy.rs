@@ -420,6 +420,23 @@ impl PinnedClient {
         Ok(Self { tls: Arc::new(tls) })
     }
 
+    /// A client trusting the public web roots and the certificates of `ca_file` (the gateway's
+    /// `OPEN_COWORK_GATEWAY_CA_FILE`), so a relay behind a private CA can be reached.
+    pub fn with_ca_file(ca_file: &std::path::Path) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for certificate in crate::net::https::load_ca_certificates(ca_file).map_err(|e| e.to_string())? {
+            roots.add(certificate).map_err(|e| format!("OPEN_COWORK_GATEWAY_CA_FILE {}: {e}", ca_file.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self { tls: Arc::new(tls) })
+    }
+
     /// Sends `request` (its URI the checked URL) to `address`.
     pub async fn send(
         &self,

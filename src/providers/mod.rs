@@ -3,6 +3,8 @@
 //! implementation. Adding a kind = its folder here, its settings under `config/providers/`, and
 //! one line in `build`.
 
+#[cfg(any(feature = "telegram", feature = "webhook", feature = "bridges"))]
+pub mod buttons;
 pub mod cli;
 #[cfg(feature = "email")]
 pub mod email;
@@ -53,6 +55,8 @@ pub struct BuildContext {
     pub http: Option<HttpsClient>,
     /// The §8.13 state directory, if any.
     pub state_dir: Option<std::path::PathBuf>,
+    /// `OPEN_COWORK_GATEWAY_CA_FILE`: trusted for webhook and bridge delivery URLs too.
+    pub ca_file: Option<std::path::PathBuf>,
     /// `timeouts.webhookDeliveryMs`: bounds each webhook or bridge delivery attempt.
     pub webhook_delivery_timeout: std::time::Duration,
 }
@@ -115,6 +119,7 @@ impl ProviderFactory {
                     settings,
                     Rc::clone(&self.webhook_resolver),
                     options,
+                    &self.context,
                 )?;
                 Ok(Rc::new(channel))
             }
