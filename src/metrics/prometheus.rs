@@ -95,7 +95,25 @@ impl Metrics {
             escape_label(crate::VERSION),
             escape_label(crate::TARGET)
         );
+        self.write_process(&mut out);
         out
+    }
+
+    /// Degraded reasons and the process's memory against its cgroup limit.
+    fn write_process(&self, out: &mut String) {
+        header(out, "open_cowork_gateway_degraded", "gauge", "1 while the gateway is degraded for this reason.");
+        for reason in super::Degraded::ALL {
+            let on = u8::from(self.degraded_reasons().contains(&reason));
+            let _ = writeln!(out, "open_cowork_gateway_degraded{{reason=\"{}\"}} {on}", reason.as_str());
+        }
+        if let Some(bytes) = super::process::resident_bytes() {
+            header(out, "open_cowork_gateway_resident_memory_bytes", "gauge", "Resident memory of the process.");
+            let _ = writeln!(out, "open_cowork_gateway_resident_memory_bytes {bytes}");
+        }
+        if let Some(bytes) = super::process::memory_limit_bytes() {
+            header(out, "open_cowork_gateway_memory_limit_bytes", "gauge", "Memory limit of the process's cgroup.");
+            let _ = writeln!(out, "open_cowork_gateway_memory_limit_bytes {bytes}");
+        }
     }
 
     fn write_stat(&self, out: &mut String, stat: &StatInfo) {
