@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use smol_str::SmolStr;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, DoctorCheck};
 use crate::config::{ChannelSettings, ProviderConfig};
 use crate::net::https::HttpsClient;
 use cli::CliOutputMode;
@@ -133,6 +133,32 @@ impl ProviderFactory {
             ChannelSettings::NotInThisBuild => {
                 Err(format!("The {} provider is not available in this build.", config.kind.as_str()))
             }
+        }
+    }
+
+    /// `doctor`'s checks of one provider entry against its platform, without building or
+    /// starting its channel; one arm per kind that has something to check remotely.
+    pub async fn doctor(&self, config: &ProviderConfig) -> Vec<DoctorCheck> {
+        let http = self.context.http.clone();
+        let no_client = || vec![DoctorCheck::fail(config.id.as_str(), "no HTTPS client (the CA file could not be loaded)")];
+        match &config.channel {
+            #[cfg(feature = "telegram")]
+            ChannelSettings::Telegram(settings) => match http {
+                Some(http) => telegram::doctor::check(&config.id, settings, http).await,
+                None => no_client(),
+            },
+            #[cfg(feature = "slack")]
+            ChannelSettings::Slack(settings) => match http {
+                Some(http) => slack::doctor::check(&config.id, settings, http).await,
+                None => no_client(),
+            },
+            #[cfg(feature = "email")]
+            ChannelSettings::Email(settings) => email::doctor::check(&config.id, settings).await,
+            #[cfg(any(feature = "webhook", feature = "bridges"))]
+            ChannelSettings::Webhook(settings) => {
+                webhook::doctor::check(&config.id, settings, self.webhook_resolver.as_ref()).await
+            }
+            _ => Vec::new(),
         }
     }
 
