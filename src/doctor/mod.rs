@@ -41,7 +41,10 @@ pub async fn run(config: &Config, factory: &mut ProviderFactory, out: &mut dyn W
     let http = match crate::net::https::build_client(config.cloud.ca_file.as_deref()) {
         Ok(http) => http,
         Err(error) => {
-            report(vec![DoctorCheck::fail("TLS setup", format!("{error}: fix or remove OPEN_COWORK_GATEWAY_CA_FILE."))]);
+            report(vec![DoctorCheck::fail(
+                "TLS setup",
+                format!("{error}: fix or remove OPEN_COWORK_GATEWAY_CA_FILE."),
+            )]);
             return false;
         }
     };

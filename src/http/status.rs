@@ -7,13 +7,13 @@
 
 use std::fmt::Write;
 
-use http::StatusCode;
 use super::operator::RouteResult;
 use super::response::{self, HttpError, ADMIN_REQUIRED};
 use super::state::HttpState;
 use crate::config::redact::redact_text;
 use crate::logging::{last_problem, recent, RecentEvent};
 use crate::metrics::{process, Stat};
+use http::StatusCode;
 
 const STATUS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
 const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";

@@ -139,18 +139,16 @@ impl ProviderFactory {
     /// `doctor`'s checks of one provider entry against its platform, without building or
     /// starting its channel; one arm per kind that has something to check remotely.
     pub async fn doctor(&self, config: &ProviderConfig) -> Vec<DoctorCheck> {
-        let http = self.context.http.clone();
-        let no_client = || vec![DoctorCheck::fail(config.id.as_str(), "no HTTPS client (the CA file could not be loaded)")];
         match &config.channel {
             #[cfg(feature = "telegram")]
-            ChannelSettings::Telegram(settings) => match http {
+            ChannelSettings::Telegram(settings) => match self.context.http.clone() {
                 Some(http) => telegram::doctor::check(&config.id, settings, http).await,
-                None => no_client(),
+                None => no_https_client(&config.id),
             },
             #[cfg(feature = "slack")]
-            ChannelSettings::Slack(settings) => match http {
+            ChannelSettings::Slack(settings) => match self.context.http.clone() {
                 Some(http) => slack::doctor::check(&config.id, settings, http).await,
-                None => no_client(),
+                None => no_https_client(&config.id),
             },
             #[cfg(feature = "email")]
             ChannelSettings::Email(settings) => email::doctor::check(&config.id, settings).await,
@@ -171,4 +169,9 @@ impl ProviderFactory {
     pub fn fake(&self, id: &str) -> Option<fake::FakeProvider> {
         self.fakes.borrow().get(id).cloned()
     }
+}
+
+#[cfg(any(feature = "telegram", feature = "slack"))]
+fn no_https_client(id: &str) -> Vec<DoctorCheck> {
+    vec![DoctorCheck::fail(id, "no HTTPS client was attached to check it with")]
 }

@@ -11,9 +11,9 @@
 //! deadline: the webhook is answered 202 within about 2 s even when the Cloud claim is slower,
 //! and the message stays queued.
 
-pub mod doctor;
 pub mod api;
 pub mod blocks;
+pub mod doctor;
 mod edits;
 pub mod events;
 pub mod signature;

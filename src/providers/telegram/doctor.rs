@@ -22,7 +22,10 @@ fn host_of(url: &str) -> String {
 
 fn failure(error: &TelegramError) -> String {
     match error.code() {
-        Some(401 | 404) => "Telegram rejects the bot token: copy it again from @BotFather into OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN.".into(),
+        Some(401 | 404) => {
+            "Telegram rejects the bot token: copy it again from @BotFather into OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN."
+                .into()
+        }
         Some(_) => format!("Telegram refused the call ({}).", redact_text(&error.to_string())),
         None => "Telegram's Bot API is unreachable: check DNS, the firewall and apiBaseUrl.".into(),
     }

@@ -4,9 +4,9 @@
 //! most once per second per message, and Bot API errors mapped for the dispatcher: 403 and "chat not
 //! found" are permanent, 429 waits exactly `retry_after`, a migrated group is followed.
 
-pub mod doctor;
 pub mod api;
 mod buttons;
+pub mod doctor;
 mod edits;
 pub mod html;
 pub mod poll;

@@ -4,8 +4,8 @@
 //! signed the same way, to the relay's `deliveryUrl` behind the outbound URL policy. There is no
 //! native Discord, Meta or signal-cli protocol here: the relay verifies the platform first.
 
-pub mod doctor;
 pub mod delivery;
+pub mod doctor;
 pub mod payload;
 pub mod signature;
 
