@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{Config, ProviderKind};
 
 pub use degraded::Degraded;
-pub use prometheus::escape_label;
+pub use prometheus::{escape_label, write_ready};
 pub use window::DeliveryOutcome;
 
 /// A gateway-wide value: a counter, or one of the two cell-backed gauges.

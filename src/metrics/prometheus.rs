@@ -32,6 +32,13 @@ fn format_number(value: f64) -> String {
     }
 }
 
+/// `open_cowork_gateway_ready`: readiness lives above the registry (it reads the channels and
+/// the Cloud streams), so the `/metrics` route appends it with what `/ready` would answer.
+pub fn write_ready(out: &mut String, ready: bool) {
+    header(out, "open_cowork_gateway_ready", "gauge", "1 while /ready answers 200.");
+    let _ = writeln!(out, "open_cowork_gateway_ready {}", u8::from(ready));
+}
+
 impl Metrics {
     fn uptime_seconds(&self) -> u64 {
         self.started.elapsed().as_secs()
