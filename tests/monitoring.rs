@@ -130,7 +130,13 @@ fn prometheus_scrapes_the_gateway_and_every_rule_and_panel_query_works() {
     let cloud_admin = format!("Bearer {}", cloud_value("OPEN_COWORK_DEVCLOUD_ADMIN_TOKEN"));
     for n in 0..3 {
         let message = json!({"id": format!("m{n}"), "text": format!("hello {n}"), "chatId": "chat-1", "userId": "u1"});
-        let answer = gateway.request("POST", "/webhooks/fake", &[("content-type", "application/json")], message.to_string().as_bytes());
+        let answer = support::request(
+            gateway.address,
+            "POST",
+            "/webhooks/fake",
+            &[("content-type", "application/json")],
+            message.to_string().as_bytes(),
+        );
         assert!((200..300).contains(&answer.status), "{}", answer.body);
         let delivery = json!({"deliveryId": format!("d{n}"), "channelBindingId": "fake-binding", "target": {"externalChatId": "chat-2"}, "payload": {"text": format!("delivery {n}")}});
         let enqueued = support::request(
@@ -173,8 +179,7 @@ fn prometheus_scrapes_the_gateway_and_every_rule_and_panel_query_works() {
     };
 
     let rules_text = std::fs::read_to_string(&rules).unwrap();
-    let alert_exprs: Vec<&str> =
-        rules_text.lines().filter_map(|l| l.trim().strip_prefix("expr: ")).collect();
+    let alert_exprs: Vec<&str> = rules_text.lines().filter_map(|l| l.trim().strip_prefix("expr: ")).collect();
     assert_eq!(alert_exprs.len(), 8, "one expression per alert");
     for expr in &alert_exprs {
         check_names(expr);
@@ -188,9 +193,10 @@ fn prometheus_scrapes_the_gateway_and_every_rule_and_panel_query_works() {
         assert_eq!(rule["health"], "ok", "{rule}");
     }
 
-    let dashboard: Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(ROOT).join("deploy/monitoring/grafana-dashboard.json")).unwrap())
-            .unwrap();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("deploy/monitoring/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
     let variables = dashboard["templating"]["list"].as_array().unwrap();
     assert_eq!(variables[0]["type"], "datasource", "the data source is a variable");
     for variable in &variables[1..] {

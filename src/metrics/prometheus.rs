@@ -117,10 +117,16 @@ impl Metrics {
             header(out, "open_cowork_gateway_resident_memory_bytes", "gauge", "Resident memory of the process.");
             let _ = writeln!(out, "open_cowork_gateway_resident_memory_bytes {bytes}");
         }
-        if let Some(bytes) = super::process::memory_limit_bytes() {
-            header(out, "open_cowork_gateway_memory_limit_bytes", "gauge", "Memory limit of the process's cgroup.");
-            let _ = writeln!(out, "open_cowork_gateway_memory_limit_bytes {bytes}");
-        }
+        // Always exported, 0 when there is none to read (no cgroup v2, or `max`), so a rule or a
+        // panel that divides by it has a series; `/ (limit > 0)` leaves the unknown case out.
+        header(
+            out,
+            "open_cowork_gateway_memory_limit_bytes",
+            "gauge",
+            "Memory limit of the process's cgroup (0: none known).",
+        );
+        let limit = super::process::memory_limit_bytes().unwrap_or(0);
+        let _ = writeln!(out, "open_cowork_gateway_memory_limit_bytes {limit}");
     }
 
     fn write_stat(&self, out: &mut String, stat: &StatInfo) {
