@@ -21,9 +21,9 @@ const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 const REFRESH_SECONDS: u32 = 15;
 
 const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:60em;padding:.5em;color:#222}\
-h1{font-size:1.3em}h2{font-size:1.05em;margin:1.2em 0 .3em}table{border-collapse:collapse;width:100%}\
-td,th{border-bottom:1px solid #ddd;padding:.25em .4em;text-align:left;vertical-align:top}\
-.ok{color:#070}.bad{color:#b00}.muted{color:#777}small{color:#555}td{overflow-wrap:anywhere}";
+h1{font-size:1.3em}h2{font-size:1.1em;margin:1.2em 0 .3em}h3{font-size:1em;margin:.8em 0 .2em}table{border-collapse:collapse;width:100%}\
+td{border-bottom:1px solid #ddd;padding:.25em .4em;text-align:left;vertical-align:top}td:first-child{width:34%}\
+.ok{color:#070}.bad{color:#b00}.muted{color:#777}small{color:#555}td{overflow-wrap:anywhere}.n{white-space:nowrap}";
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape_html(text: &str) -> String {
@@ -101,12 +101,13 @@ fn duration(seconds: u64) -> String {
     }
 }
 
-/// `2026-12-07 03:10:00 UTC (5 min ago)`, or a dash.
+/// `03:10:00 UTC (5 min ago)` (the date too when older than a day), or a dash.
 fn when(ms: Option<u64>) -> String {
     let Some(ms) = ms else { return "<span class=\"muted\">–</span>".into() };
     let iso = crate::time::iso(ms);
     let ago = crate::time::now_ms().saturating_sub(ms) / 1000;
-    format!("{} {} UTC <small>({} ago)</small>", &iso[..10], &iso[11..19], duration(ago))
+    let day = if ago >= 86_400 { format!("{} ", &iso[..10]) } else { String::new() };
+    format!("<span class=\"n\">{day}{} UTC</span> <small>({} ago)</small>", &iso[11..19], duration(ago))
 }
 
 fn write_cloud(page: &mut String, state: &HttpState) {
@@ -116,7 +117,7 @@ fn write_cloud(page: &mut String, state: &HttpState) {
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{} <small>{}</small></td></tr>",
-            escape_html(condition.name),
+            escape_html(&condition.name.replace('_', " ")),
             verdict(condition.ok, "ok", "failing"),
             escape_html(&reason)
         );
@@ -125,10 +126,8 @@ fn write_cloud(page: &mut String, state: &HttpState) {
 }
 
 fn write_channels(page: &mut String, state: &HttpState) {
-    page.push_str(
-        "<h2>Channels</h2><table><tr><th>Channel</th><th>Receiving</th><th>Sending</th>\
-         <th>Last inbound</th><th>Last send</th><th>Last error</th></tr>",
-    );
+    page.push_str("<h2>Channels</h2>");
+    // One small table per channel rather than one wide table: a phone shows two columns well.
     for entry in state.registry.status_json() {
         let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
         let flag = |key: &str| entry[key].as_bool().unwrap_or(false);
@@ -141,17 +140,17 @@ fn write_channels(page: &mut String, state: &HttpState) {
         };
         let _ = write!(
             page,
-            "<tr><td>{} <small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<h3>{} <small>{}</small></h3><table><tr><td>Status</td><td>{} · {}</td></tr>\
+             <tr><td>Last inbound</td><td>{}</td></tr><tr><td>Last send</td><td>{}</td></tr>\
+             <tr><td>Last error</td><td>{problem}</td></tr></table>",
             escape_html(&id),
             escape_html(&text("kind")),
-            verdict(flag("receiving"), "", ""),
-            verdict(flag("sending"), "", ""),
+            verdict(flag("receiving"), "receiving", "not receiving"),
+            verdict(flag("sending"), "sending", "not sending"),
             when(inbound),
             when(sent),
-            problem
         );
     }
-    page.push_str("</table>");
     let degraded: Vec<&str> = state.metrics.degraded_reasons().iter().map(|r| r.as_str()).collect();
     if !degraded.is_empty() {
         let _ = write!(page, "<p class=\"bad\">Degraded: {}</p>", escape_html(&degraded.join(", ")));
@@ -191,9 +190,9 @@ fn write_events(page: &mut String, events: &[RecentEvent]) {
         let provider = event.provider.as_deref().map(|p| format!("[{}] ", escape_html(p))).unwrap_or_default();
         let _ = write!(
             page,
-            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{provider}{}</td></tr>",
+            "<tr><td>{}</td><td class=\"{class} n\">{}</td><td>{provider}{}</td></tr>",
             when(Some(event.at_ms)),
-            event.level,
+            event.level.to_ascii_lowercase(),
             escape_html(&event.text)
         );
     }
@@ -222,7 +221,7 @@ mod tests {
         let page = render(&state);
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{page}");
         assert!(!page.contains("<img"), "{page}");
-        assert!(page.contains("<td>fake <small>fake</small></td>"), "{page}");
+        assert!(page.contains("<h3>fake <small>fake</small></h3>"), "{page}");
         assert!(page.contains("http-equiv=\"refresh\""));
         assert!(!page.contains("<script") && !page.contains("src=\"http"), "no script, no external asset");
     }
