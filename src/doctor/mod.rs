@@ -63,3 +63,17 @@ async fn bounded(name: &str, checks: impl Future<Output = Vec<DoctorCheck>>) -> 
         vec![DoctorCheck::fail(name, detail)]
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_that_never_answers_fails_after_the_timeout() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let checks = runtime.block_on(bounded("Cloud", std::future::pending()));
+        assert_eq!(checks.len(), 1);
+        assert!(!checks[0].ok);
+        assert_eq!(line(&checks[0]), "✗ Cloud: no answer within 15 s: check the network path to it.");
+    }
+}
