@@ -224,5 +224,11 @@ mod tests {
         assert!(page.contains("<h3>fake <small>fake</small></h3>"), "{page}");
         assert!(page.contains("http-equiv=\"refresh\""));
         assert!(!page.contains("<script") && !page.contains("src=\"http"), "no script, no external asset");
+        state.metrics.set_degraded(crate::metrics::Degraded::PollingConflict, true);
+        assert!(render(&state).contains("<p class=\"bad\">Degraded: polling_conflict</p>"));
+        assert!(state
+            .metrics
+            .render_prometheus()
+            .contains("open_cowork_gateway_degraded{reason=\"polling_conflict\"} 1"));
     }
 }
