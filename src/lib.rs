@@ -18,7 +18,7 @@
 //! # Layers (imports only point down; `tests/layers.rs` enforces it)
 //!
 //! `util`, `time`, `shutdown`, `notify`, `signals` · `net` · `config` · `logging`, `metrics` ·
-//! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup` ·
+//! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup`, `doctor` ·
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
 //! `app` names a channel kind: kinds live in `providers/<kind>/` and `config/providers/<kind>.rs`.
 //!
@@ -27,7 +27,7 @@
 //! | Module | Concern |
 //! |---|---|
 //! | `main.rs` | process entry: builds the current_thread runtime, runs a command, maps outcomes to exit codes |
-//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `dev-cloud`, `probe`, `version` |
+//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `doctor`, `dev-cloud`, `probe`, `version` |
 //! | [`app`] | the wiring: builds every piece, hands each its narrow handles, owns the tasks and the shutdown order |
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
@@ -44,6 +44,7 @@
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
 //! | [`setup`] | `setup`: writes an appliance env file that passes `check-config` |
+//! | [`doctor`] | `doctor`: checks the install end to end (state directory, port, Cloud, clock, each channel through its provider), one ✓/✗ line each |
 //! | [`time`] | epoch milliseconds and ISO-8601 timestamps as Cloud writes them |
 //! | `devcloud` | (feature `devcloud`) the in-memory Cloud for the demo and the tests: `routes/` per resource, `sse.rs`, `store.rs` |
 //!
@@ -70,6 +71,7 @@ pub mod cloud;
 pub mod config;
 #[cfg(feature = "devcloud")]
 pub mod devcloud;
+pub mod doctor;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -22,7 +22,7 @@ use std::rc::Rc;
 
 use smol_str::SmolStr;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, DoctorCheck};
 use crate::config::{ChannelSettings, ProviderConfig};
 use crate::net::https::HttpsClient;
 use cli::CliOutputMode;
@@ -141,6 +141,30 @@ impl ProviderFactory {
         }
     }
 
+    /// `doctor`'s checks of one provider entry against its platform, without building or
+    /// starting its channel; one arm per kind that has something to check remotely.
+    pub async fn doctor(&self, config: &ProviderConfig) -> Vec<DoctorCheck> {
+        match &config.channel {
+            #[cfg(feature = "telegram")]
+            ChannelSettings::Telegram(settings) => match self.context.http.clone() {
+                Some(http) => telegram::doctor::check(&config.id, settings, http).await,
+                None => no_https_client(&config.id),
+            },
+            #[cfg(feature = "slack")]
+            ChannelSettings::Slack(settings) => match self.context.http.clone() {
+                Some(http) => slack::doctor::check(&config.id, settings, http).await,
+                None => no_https_client(&config.id),
+            },
+            #[cfg(feature = "email")]
+            ChannelSettings::Email(settings) => email::doctor::check(&config.id, settings).await,
+            #[cfg(any(feature = "webhook", feature = "bridges"))]
+            ChannelSettings::Webhook(settings) => {
+                webhook::doctor::check(&config.id, settings, self.webhook_resolver.as_ref()).await
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether a CLI channel read its input to the end.
     pub fn cli_input_ended(&self) -> bool {
         self.cli_input_ended.get()
@@ -150,4 +174,9 @@ impl ProviderFactory {
     pub fn fake(&self, id: &str) -> Option<fake::FakeProvider> {
         self.fakes.borrow().get(id).cloned()
     }
+}
+
+#[cfg(any(feature = "telegram", feature = "slack"))]
+fn no_https_client(id: &str) -> Vec<DoctorCheck> {
+    vec![DoctorCheck::fail(id, "no HTTPS client was attached to check it with")]
 }

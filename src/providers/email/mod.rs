@@ -7,6 +7,7 @@
 //! `In-Reply-To`/`References`. Email has no buttons and takes no files, so the renderer falls
 //! back to text commands and artifact links.
 
+pub mod doctor;
 pub mod inbound;
 pub mod outbound;
 mod threading;

@@ -80,6 +80,26 @@ impl Smtp {
         }
     }
 
+    /// One session up to AUTH (as [`Smtp::new`] set it up), then QUIT: nothing is sent
+    /// (`doctor`). The error says what to fix, redacted.
+    pub async fn check(&self) -> Result<(), String> {
+        let problem = |error: &lettre::transport::smtp::Error| {
+            let hint = if error.is_tls() || error.to_string().to_ascii_lowercase().contains("starttls") {
+                "the server must offer STARTTLS (or use smtpSecure on port 465) with a certificate this gateway trusts"
+            } else if error.is_permanent() {
+                "check smtpUsername and the SMTP password"
+            } else {
+                "check smtpHost, smtpPort and the firewall"
+            };
+            crate::config::redact::redact_text(&format!("{error}: {hint}."))
+        };
+        match tokio::time::timeout(self.timeout, self.transport.test_connection()).await {
+            Err(_) => Err("the server did not answer in time: check smtpHost, smtpPort and the firewall.".into()),
+            Ok(Err(error)) => Err(problem(&error)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
     /// The reply mail to `to` with its threading `headers`. A MIME 1.0 mail: UTF-8 plain text in
     /// the transfer encoding lettre finds valid for the body (7bit, quoted-printable or base64).
     pub fn reply(&self, to: &str, headers: &ReplyHeaders, text: &str) -> Result<Reply, SendError> {

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod blocks;
+pub mod doctor;
 mod edits;
 pub mod events;
 pub mod signature;

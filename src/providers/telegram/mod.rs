@@ -5,6 +5,7 @@
 //! found" are permanent, 429 waits exactly `retry_after`, a migrated group is followed.
 
 pub mod api;
+pub mod doctor;
 mod edits;
 pub mod html;
 pub mod poll;

@@ -6,6 +6,7 @@
 
 pub mod buttons;
 pub mod delivery;
+pub mod doctor;
 pub mod payload;
 pub mod signature;
 
