@@ -126,6 +126,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     factory.context = BuildContext {
         http: Some(http),
         state_dir: config.state_dir.clone(),
+        ca_file: config.cloud.ca_file.clone(),
         webhook_delivery_timeout: Duration::from_millis(config.timeouts.webhook_delivery_ms),
     };
     let factory = Rc::new(factory);

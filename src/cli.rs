@@ -13,6 +13,9 @@ Usage:
   open-cowork-gateway demo                   chat with the dev Cloud's echo agent on stdin/stdout:
                                              no account, token or network needed
   open-cowork-gateway check-config [--print] validate the configuration and exit 0 or 78
+  open-cowork-gateway doctor                 check the install end to end (state directory, port,
+                                             Cloud, token, bindings, clock, each channel's
+                                             credentials and routes); exit 0 when all pass, else 1
   open-cowork-gateway dev-cloud [--host H] [--port P] [--pending-identities] [--max-sse-per-org N]
                                              run the in-memory dev Cloud on loopback and print
                                              the env block a gateway needs to use it
@@ -45,6 +48,8 @@ pub enum Command {
     CheckConfig {
         print: bool,
     },
+    /// Checks the install end to end; same configuration flags as `run`.
+    Doctor,
     /// The gateway with the CLI provider on the embedded dev Cloud.
     Demo,
     /// Writes an env file; its flags are parsed by [`crate::setup`].
@@ -176,6 +181,7 @@ where
                 command = Some(match word {
                     "run" => Command::Run,
                     "check-config" => Command::CheckConfig { print: false },
+                    "doctor" => Command::Doctor,
                     "demo" => Command::Demo,
                     "dev-cloud" => Command::DevCloud {
                         host: String::new(),
@@ -187,7 +193,7 @@ where
                     "help" => Command::Help,
                     other => {
                         return Err(UsageError(format!(
-                            "Unknown command {other:?}. Commands: run, demo, setup, check-config, dev-cloud, probe, version, help."
+                            "Unknown command {other:?}. Commands: run, demo, setup, check-config, doctor, dev-cloud, probe, version, help."
                         )))
                     }
                 });
@@ -280,6 +286,8 @@ mod tests {
         assert_eq!(cli.env_file.as_deref(), Some(std::path::Path::new("/etc/gw.env")));
         assert_eq!(cli.log_level, Some(LogLevel::Debug));
         assert_eq!(parse(["--version"]).unwrap().command, Command::Version);
+        let doctor = parse(["doctor", "--env-file", "/etc/gw.env"]).unwrap();
+        assert_eq!((doctor.command, doctor.env_file.unwrap()), (Command::Doctor, "/etc/gw.env".into()));
         assert_eq!(parse(["run", "-h"]).unwrap().command, Command::Help);
         assert!(parse(["--allow-insecure-env-file"]).unwrap().allow_insecure_env_file);
         assert_eq!(parse(["--log-format", "journald"]).unwrap().log_format, LogFormat::Journald);

@@ -18,7 +18,7 @@
 //! # Layers (imports only point down; `tests/layers.rs` enforces it)
 //!
 //! `util`, `time`, `shutdown`, `notify`, `signals` · `net` · `config` · `logging`, `metrics` ·
-//! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup` ·
+//! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup`, `doctor` ·
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
 //! `app` names a channel kind: kinds live in `providers/<kind>/` and `config/providers/<kind>.rs`.
 //!
@@ -27,23 +27,24 @@
 //! | Module | Concern |
 //! |---|---|
 //! | `main.rs` | process entry: builds the current_thread runtime, runs a command, maps outcomes to exit codes |
-//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `dev-cloud`, `probe`, `version` |
+//! | [`cli`] | command-line parsing: `run`, `demo`, `setup`, `check-config`, `doctor`, `dev-cloud`, `probe`, `version` |
 //! | [`app`] | the wiring: builds every piece, hands each its narrow handles, owns the tasks and the shutdown order |
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
-//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges) and the factory that builds them |
+//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the short button ids they share (`buttons.rs`) and the factory that builds them |
 //! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams |
 //! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
 //! | [`runtime`] | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
 //! | [`http`] | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
 //! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
 //! | [`net`] | the shared HTTPS client (rustls on ring), the outbound URL policy with DNS pinning (`url_policy`), backoff with jitter |
-//! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files |
+//! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files, grapheme cluster boundaries |
 //! | [`shutdown`] | the drain signal and the "all in-flight work done" wait |
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
 //! | [`setup`] | `setup`: writes an appliance env file that passes `check-config` |
+//! | [`doctor`] | `doctor`: checks the install end to end (state directory, port, Cloud, clock, each channel through its provider), one ✓/✗ line each |
 //! | [`time`] | epoch milliseconds and ISO-8601 timestamps as Cloud writes them |
 //! | `devcloud` | (feature `devcloud`) the in-memory Cloud for the demo and the tests: `routes/` per resource, `sse.rs`, `store.rs` |
 //!
@@ -70,6 +71,7 @@ pub mod cloud;
 pub mod config;
 #[cfg(feature = "devcloud")]
 pub mod devcloud;
+pub mod doctor;
 pub mod http;
 pub mod logging;
 pub mod metrics;

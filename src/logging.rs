@@ -1,7 +1,8 @@
 //! Logging: tracing to journald (when `JOURNAL_STREAM` says stderr is the journal, or when asked)
 //! or compact lines on stderr; the level comes from `--log-level`, else `RUST_LOG`, else
 //! `OPEN_COWORK_GATEWAY_LOG_LEVEL` / `logging.level` (§8.8). Repeated warnings are rate-limited
-//! with [`WarnLimiter`].
+//! with [`WarnLimiter`]. The gateway's own info, warning and error lines are also kept in a small
+//! ring ([`recent`]) for the status page, whatever the output level.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,6 +15,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 use crate::config::LogLevel;
+
+mod recent;
+pub use recent::{last_problem, recent, RecentEvent};
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +73,7 @@ pub fn init(format: LogFormat, filter: Targets) -> Option<String> {
             Ok(layer) => {
                 let _ = tracing_subscriber::registry()
                     .with(layer.with_syslog_identifier("open-cowork-gateway".into()).with_filter(filter))
+                    .with(recent::layer())
                     .try_init();
                 return None;
             }
@@ -85,7 +90,7 @@ pub fn init(format: LogFormat, filter: Targets) -> Option<String> {
 fn init_stderr(filter: Targets) {
     let layer =
         tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).with_target(false).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let _ = tracing_subscriber::registry().with(layer).with(recent::layer()).try_init();
 }
 
 /// Lets a repeated warning through at most once per interval per key, and says how many were

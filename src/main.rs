@@ -39,26 +39,26 @@ fn main() -> ExitCode {
         Command::Demo => return demo(cli.log_level),
         Command::Setup { args } => return setup(&args),
         Command::Probe(request) => return probe(&request),
-        Command::Run | Command::CheckConfig { .. } => {}
+        Command::Run | Command::CheckConfig { .. } | Command::Doctor => {}
     }
+    let doctor = cli.command == Command::Doctor;
 
     let mut env = Env::from_process();
     let env_file = cli.env_file.clone().or_else(|| env.string("OPEN_COWORK_GATEWAY_ENV_FILE").map(PathBuf::from));
     if let Some(path) = env_file {
         if let Err(error) = env.merge_env_file(&path, cli.allow_insecure_env_file) {
-            errln!("open-cowork-gateway: configuration error: {error}");
-            return ExitCode::from(EX_CONFIG);
+            return configuration_error(doctor, &error);
         }
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let overrides = Overrides { config_file: cli.config_file.clone(), log_level: cli.log_level };
     let config = match config::load(&env, &cwd, &overrides) {
         Ok(config) => config,
-        Err(error) => {
-            errln!("open-cowork-gateway: configuration error: {error}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(error) => return configuration_error(doctor, &error),
     };
+    if doctor {
+        return run_doctor(&config);
+    }
 
     if let Command::CheckConfig { print } = cli.command {
         if print {
@@ -101,6 +101,30 @@ fn main() -> ExitCode {
             errln!("open-cowork-gateway: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `doctor` reports a bad configuration as its first ✗ line (exit 1); the others exit 78.
+fn configuration_error(doctor: bool, error: &dyn std::fmt::Display) -> ExitCode {
+    if doctor {
+        outln!("✗ configuration: {error}");
+        return ExitCode::FAILURE;
+    }
+    errln!("open-cowork-gateway: configuration error: {error}");
+    ExitCode::from(EX_CONFIG)
+}
+
+/// `doctor`: every check, one line each; 0 when all pass, 1 otherwise.
+fn run_doctor(config: &config::Config) -> ExitCode {
+    let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
+    let mut factory = open_cowork_gateway::providers::ProviderFactory::default();
+    let passed = tokio::task::LocalSet::new().block_on(&runtime, async {
+        open_cowork_gateway::doctor::run(config, &mut factory, &mut std::io::stdout()).await
+    });
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -112,7 +112,8 @@ fn a_mail_becomes_one_prompt_and_the_reply_threads_back_into_the_same_session() 
         assert_eq!(reply.rcpt_to, ["alice@example.test"]);
         assert_eq!(reply.header("From").as_deref(), Some("\"Open Cowork Agent\" <agent@example.com>"));
         assert_eq!(reply.header("To").as_deref(), Some("alice@example.test"));
-        assert_eq!(reply.header("Subject").as_deref(), Some("Open Cowork update"));
+        assert_eq!(reply.header("Subject").as_deref(), Some("Re: Status"), "threads by subject too");
+        assert_eq!(reply.header("MIME-Version").as_deref(), Some("1.0"));
         assert_eq!(reply.header("In-Reply-To").as_deref(), Some("<m1@example.test>"));
         assert_eq!(reply.header("References").as_deref(), Some("<m1@example.test>"));
         let reply_id = reply.header("Message-ID").unwrap();
@@ -130,7 +131,13 @@ fn a_mail_becomes_one_prompt_and_the_reply_threads_back_into_the_same_session() 
         .await;
         eventually("the second reply", || world.sink.borrow().accepted().len() == 2).await;
         let again = world.sink.borrow().accepted()[1].clone();
-        assert_eq!(again.header("In-Reply-To").as_deref(), Some("<m1@example.test>"));
+        assert_eq!(again.header("In-Reply-To").as_deref(), Some("<m2@example.test>"), "the mail it answers");
+        assert_eq!(
+            again.header("References").as_deref(),
+            Some(format!("<m1@example.test> {reply_id} <m2@example.test>").as_str()),
+            "the chain of the mail it answers, then its id"
+        );
+        assert_eq!(again.header("Subject").as_deref(), Some("Re: Status"), "the conversation's subject");
     });
 }
 
@@ -171,9 +178,8 @@ fn a_wrong_or_missing_secret_is_401_and_nothing_is_prompted() {
 #[test]
 fn a_subject_or_address_with_line_breaks_injects_no_header() {
     run(async {
-        let world =
-            world(Sink::default(), &[("OPEN_COWORK_GATEWAY_EMAIL_SUBJECT", "Update\r\nBcc: eve@evil.test")]).await;
-        let mail = json!({"messageId": "<inj@example.test>\r\nX-Injected: 1",
+        let world = world(Sink::default(), &[]).await;
+        let mail = json!({"messageId": "<inj@example.test>\r\nX-Injected: 1", "subject": "Update\r\nBcc: eve@evil.test",
             "from": "carol@example.test\r\nBcc: eve@evil.test", "text": "hi"});
         assert_eq!(post(&world.running, &mail, &WITH_SECRET).await, 202);
         eventually("the reply", || !world.sink.borrow().accepted().is_empty()).await;
@@ -184,7 +190,9 @@ fn a_subject_or_address_with_line_breaks_injects_no_header() {
             !names.iter().any(|n| n.eq_ignore_ascii_case("bcc") || n.eq_ignore_ascii_case("x-injected")),
             "{names:?}"
         );
-        assert_eq!(reply.header("Subject").as_deref(), Some("Update Bcc: eve@evil.test"), "one line");
+        assert_eq!(reply.header("Subject").as_deref(), Some("Re: Update Bcc: eve@evil.test"), "one line");
+        assert_eq!(reply.header("In-Reply-To"), None, "an id with a line break is dropped, not flattened");
+        assert_eq!(reply.header("References"), None);
 
         // A delivery whose target smuggles a second recipient never reaches the SMTP server.
         let before = world.sink.borrow().connections;
@@ -274,6 +282,59 @@ fn credentials_are_never_sent_without_tls() {
         );
         eventually("dead", || delivery_status(&world.cloud, "clear") == "dead").await;
         assert!(world.sink.borrow().transactions.is_empty());
+    });
+}
+
+/// Python's `email` package, with the strict default policy, reads each reply without a defect:
+/// MIME 1.0, UTF-8 text in a transfer encoding that decodes back to what was sent, and the
+/// threading headers of RFC 5322 §3.6.4 (In-Reply-To = the parent's Message-ID, References =
+/// the parent's References, else its In-Reply-To, followed by the parent's Message-ID).
+#[test]
+fn replies_parse_cleanly_and_thread_by_rfc_5322() {
+    run(async {
+        let world = world(Sink::default(), &[]).await;
+        let parent = json!({"messageId": "<p2@example.test>", "from": "erin@example.test", "subject": "Grüße",
+            "inReplyTo": "<p1@example.test>", "references": ["<p0@example.test>", "<p1@example.test>"],
+            "text": "naïve café ☕ and a long line ".repeat(8)});
+        assert_eq!(post(&world.running, &parent, &WITH_SECRET).await, 202);
+        eventually("the reply mail", || !world.sink.borrow().accepted().is_empty()).await;
+        let reply = world.sink.borrow().accepted()[0].data.clone();
+        let script = r#"
+import email, email.policy, json, sys
+parent = json.loads(sys.argv[1])
+message = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+problems = [str(d) for d in message.defects]
+for name in ("From", "To", "Subject", "In-Reply-To", "References", "Message-ID"):
+    problems += [f"{name}: {d}" for d in message[name].defects]
+assert not problems, problems
+assert message["MIME-Version"] == "1.0", message["MIME-Version"]
+assert message.get_content_type() == "text/plain" and message.get_content_charset() == "utf-8"
+assert message["Content-Transfer-Encoding"] in ("7bit", "quoted-printable", "base64")
+body = message.get_content()
+assert "echo: " + parent["text"].strip() in body, body
+subject = parent["subject"]
+assert str(message["Subject"]) == "Re: " + subject, str(message["Subject"])
+assert str(message["In-Reply-To"]) == parent["messageId"]
+chain = parent["references"] or [parent["inReplyTo"]]
+assert str(message["References"]).split() == chain + [parent["messageId"]], str(message["References"])
+print("ok")
+"#;
+        let mut python = std::process::Command::new("python3")
+            .args(["-c", script, &parent.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the parser check");
+        std::io::Write::write_all(python.stdin.as_mut().unwrap(), reply.as_bytes()).unwrap();
+        drop(python.stdin.take());
+        let output = python.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}\n{}\n{reply}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     });
 }
 

@@ -833,3 +833,91 @@ fn a_refused_session_stream_degrades_one_chat_and_never_blames_the_token() {
         running.stop();
     });
 }
+
+#[test]
+fn streamed_text_keeps_its_spaces_new_messages_name_only_the_chat_and_file_names_are_redacted() {
+    run(async {
+        let (cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "s-1", "text": "hi", "chatId": "chat-s"})).await.0,
+            202
+        );
+        eventually("the echo", || as_fake(&provider).texts().contains(&"echo: hi".to_owned())).await;
+        let session = session_of(&cloud, "chat-s");
+
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "m-s", "content": "echo:"}));
+        cloud.append_session_event(&session, "assistant.message", json!({"messageId": "m-s", "content": " hello"}));
+        eventually("the merged text", || as_fake(&provider).texts().last() == Some(&"echo: hello".to_owned())).await;
+
+        cloud.append_session_event(
+            &session,
+            "artifact.created",
+            json!({"artifactId": "art-s", "filename": "report-token=secret.txt"}),
+        );
+        eventually("the artifact link", || as_fake(&provider).texts().iter().any(|t| t.contains("art-s"))).await;
+        let link = as_fake(&provider).texts().into_iter().find(|t| t.contains("art-s")).unwrap();
+        assert!(link.starts_with("report-token=[redacted].txt: "), "{link}");
+        assert!(!link.contains("secret"), "{link}");
+
+        for record in as_fake(&provider).records() {
+            if let FakeRecord::Text { target, text, .. } = record {
+                assert_eq!(target.chat_id, "chat-s");
+                assert_eq!(target.thread_id, None, "no thread was given: {text}");
+                assert_eq!(target.message_id, None, "a new message replies to nothing: {text}");
+            }
+        }
+        running.stop();
+    });
+}
+
+/// `open_cowork_channel_messages_total{direction="outbound", outcome}`, summed over the kinds
+/// (renders count under the runtime kind, inbound work under the configured one).
+fn outbound(running: &Running, outcome: &str) -> u64 {
+    let text = running.metrics.render_prometheus();
+    let wanted = format!("direction=\"outbound\",outcome=\"{outcome}\"");
+    text.lines()
+        .filter(|l| l.starts_with("open_cowork_channel_messages_total{") && l.contains(&wanted))
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn acknowledgements_of_interactions_are_counted_as_outbound_messages() {
+    run(async {
+        let (_cloud, seeded, base) = cloud(options()).await;
+        let running = gateway(&base, &seeded, &[]).await;
+        let provider = fake(&running);
+        assert_eq!(
+            post(&running, "/webhooks/fake", json!({"id": "k-1", "text": "go /approve-me", "chatId": "chat-k"}))
+                .await
+                .0,
+            202
+        );
+        eventually("approval buttons", || {
+            as_fake(&provider).records().iter().any(|r| matches!(r, FakeRecord::Buttons { .. }))
+        })
+        .await;
+        let approve = as_fake(&provider)
+            .records()
+            .iter()
+            .find_map(|r| match r {
+                FakeRecord::Buttons { buttons, .. } => Some(buttons[0][0].token.clone()),
+                _ => None,
+            })
+            .unwrap();
+        as_fake(&provider).fail_next_answer(SendError::permanent("Bad Request: query is too old"));
+        let click = json!({"id": "k-2", "chatId": "chat-k", "interaction": {"id": "cb-k", "token": approve}});
+        assert_eq!(post(&running, "/webhooks/fake", click).await.0, 202);
+        eventually("granted", || as_fake(&provider).texts().iter().any(|t| t.contains("Permission granted"))).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (attempts, successes, errors) =
+            (outbound(&running, "attempt"), outbound(&running, "success"), outbound(&running, "error"));
+        assert_eq!(errors, 1, "the refused acknowledgement");
+        assert_eq!(successes as usize, as_fake(&provider).records().len(), "one success per message the fake took");
+        assert_eq!(attempts, successes + errors, "the acknowledgement was an attempt too");
+        running.stop();
+    });
+}

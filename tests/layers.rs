@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom to top (design.md): `util`, `time`, `shutdown`, `notify`, `signals` · `net` ·
 //! `config` · `logging`, `metrics` · `cloud`, `channel` · `providers`, `render` · `runtime` ·
-//! `http` · `app`, `devcloud`, `setup` · `cli`. A module may use modules of lower layers only;
+//! `http` · `app`, `devcloud`, `setup`, `doctor` · `cli`. A module may use modules of lower layers only;
 //! modules of one layer do not use each other. Test modules (`#[cfg(test)] mod tests`) are left
 //! out: a test may reach for anything, the dev Cloud included.
 //!
@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["providers", "render"],
     &["runtime"],
     &["http"],
-    &["app", "devcloud", "setup"],
+    &["app", "devcloud", "setup", "doctor"],
     &["cli"],
 ];
 

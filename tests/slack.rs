@@ -260,6 +260,24 @@ fn a_button_press_resolves_the_interaction_and_updates_the_message() {
         assert_eq!(post_interaction(running.address, &press, pressed_at + 1).await.0, 202);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(running.metrics.get(Stat::InteractionsResolved), 1);
+
+        // Another person's press on the decided message (Deny, raced the update): nothing
+        // reaches Cloud and no "could not process" message is posted.
+        let deny = &blocks["blocks"][1]["elements"][1];
+        let mut late = press.clone();
+        late["trigger_id"] = json!("trigger-101");
+        late["actions"] =
+            json!([{"action_id": deny["action_id"], "action_ts": "1716984102.000100", "value": deny["value"]}]);
+        let texts_before = world.slack.borrow().texts_posted().len();
+        assert_eq!(post_interaction(running.address, &late, now_secs()).await.0, 202);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            world.slack.borrow().texts_posted().len(),
+            texts_before,
+            "{:?}",
+            world.slack.borrow().texts_posted()
+        );
+        assert_eq!(running.metrics.get(Stat::InteractionsResolved), 1);
         running.stop();
     });
 }
@@ -592,6 +610,52 @@ fn artifacts_use_the_external_upload_flow() {
         );
         assert!(slack.calls("files.uploadV2").is_empty(), "D5: not the SDK-only method");
         drop(slack);
+        running.stop();
+    });
+}
+
+#[test]
+fn a_request_answered_5xx_may_be_resent_as_it_was() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world).await;
+        let event = message_event("Ev0500", "C0RESEND", "1716985000.000100", "second time lucky");
+        let body = event.to_string();
+        let headers = signed(now_secs(), &body);
+        world.cloud.faults.borrow_mut().fail_next("claim", 1, 400, None);
+        let (status, _) = post_raw(running.address, "application/json", &body, &headers).await;
+        assert!(status >= 500, "Cloud refused the claim: {status}");
+        // The very same signed request, not re-signed: not a replay, since nothing was processed.
+        assert_eq!(post_raw(running.address, "application/json", &body, &headers).await.0, 202);
+        eventually("the prompt", || prompts_for_chat(&world.cloud, "C0RESEND") == ["second time lucky"]).await;
+        // Once processed, the same request is a replay again.
+        assert_eq!(post_raw(running.address, "application/json", &body, &headers).await.0, 401);
+        running.stop();
+    });
+}
+
+#[test]
+fn notices_that_are_not_a_person_writing_are_not_prompts() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world).await;
+        for (n, subtype) in
+            ["channel_join", "channel_leave", "channel_topic", "channel_purpose", "pinned_item"].into_iter().enumerate()
+        {
+            let mut notice = message_event(
+                &format!("EvN{n}"),
+                "C0NOTICE",
+                &format!("1716986000.00010{n}"),
+                "<@U0ALICE> did a thing",
+            );
+            notice["event"]["subtype"] = json!(subtype);
+            assert_eq!(post_event(running.address, &notice).await.0, 202, "{subtype}");
+        }
+        let person = message_event("EvN9", "C0NOTICE", "1716986001.000100", "a person writing");
+        assert_eq!(post_event(running.address, &person).await.0, 202);
+        eventually("the prompt", || !prompts_for_chat(&world.cloud, "C0NOTICE").is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(prompts_for_chat(&world.cloud, "C0NOTICE"), ["a person writing"]);
         running.stop();
     });
 }

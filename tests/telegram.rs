@@ -721,3 +721,152 @@ fn empty_long_polls_are_at_least_a_second_apart() {
         running.stop();
     });
 }
+
+/// The keyboard of the `n`-th button message sent: (its message id, its button ids, its text).
+fn keyboard(world: &World, n: usize) -> (i64, Vec<String>, String) {
+    let bot = world.bot.borrow();
+    let calls = bot.calls("sendMessage");
+    let index = calls.iter().enumerate().filter(|(_, b)| b.get("reply_markup").is_some()).nth(n).unwrap().0;
+    let ids = calls[index]["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|b| b["callback_data"].as_str().unwrap().to_owned()))
+        .collect();
+    (index as i64 + 1, ids, calls[index]["text"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn decided_buttons_show_the_outcome_and_a_second_press_is_already_answered() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(40, 808, "please /approve-me"));
+        let running = gateway(&world, &[]).await;
+        eventually("the keyboard", || {
+            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
+        })
+        .await;
+        let (message_id, ids, text) = keyboard(&world, 0);
+        assert!(text.contains("Or type: /approve occi_") && text.contains("/deny occi_"), "{text}");
+        world.bot.borrow_mut().push_update(callback_update(41, 808, message_id, &ids[0]));
+        eventually("the outcome", || !world.bot.borrow().calls("editMessageReplyMarkup").is_empty()).await;
+        let edit = world.bot.borrow().calls("editMessageReplyMarkup")[0].clone();
+        assert_eq!((edit["chat_id"].clone(), edit["message_id"].clone()), (json!(808), json!(message_id)));
+        let outcome = &edit["reply_markup"]["inline_keyboard"];
+        assert_eq!(outcome.as_array().unwrap().len(), 1, "the buttons are replaced: {outcome}");
+        assert_eq!(outcome[0][0]["text"], "\u{2713} Approved");
+
+        eventually("granted", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted")))
+            .await;
+        // A second press (Deny, or the outcome button) is answered without a Cloud call or a chat message.
+        let texts_before = world.bot.borrow().texts_sent().len();
+        world.bot.borrow_mut().push_update(callback_update(42, 808, message_id, &ids[1]));
+        let outcome_id = outcome[0][0]["callback_data"].as_str().unwrap().to_owned();
+        world.bot.borrow_mut().push_update(callback_update(43, 808, message_id, &outcome_id));
+        eventually("both answered", || world.bot.borrow().calls("answerCallbackQuery").len() == 3).await;
+        let answers = world.bot.borrow().calls("answerCallbackQuery");
+        assert_eq!(answers[1], json!({"callback_query_id": "cbq-42", "text": "Already answered: Approved."}));
+        assert_eq!(answers[2], json!({"callback_query_id": "cbq-43", "text": "Already answered: Approved."}));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(world.bot.borrow().texts_sent().len(), texts_before, "no chat message");
+        assert_eq!(running.metrics.get(Stat::InteractionsResolved), 1);
+        running.stop();
+    });
+}
+
+#[test]
+fn without_a_state_directory_an_old_button_never_approves_a_new_request() {
+    run(async {
+        let world = world().await;
+        world.bot.borrow_mut().push_update(text_update(50, 909, "please /approve-me"));
+        let first = gateway(&world, &[]).await;
+        eventually("the first keyboard", || {
+            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
+        })
+        .await;
+        let (old_message, old_ids, old_text) = keyboard(&world, 0);
+        first.drain(Duration::from_secs(5)).await;
+        first.stop();
+
+        world.bot.borrow_mut().push_update(text_update(51, 909, "again /approve-me"));
+        let second = gateway(&world, &[]).await;
+        eventually("the second keyboard", || {
+            world.bot.borrow().calls("sendMessage").iter().filter(|b| b.get("reply_markup").is_some()).count() == 2
+        })
+        .await;
+        let (_, new_ids, _) = keyboard(&world, 1);
+        assert!(old_ids.iter().all(|id| !new_ids.contains(id)), "{old_ids:?} {new_ids:?}");
+
+        // The old message's Approve, pressed now: expired, with the commands to type.
+        let mut press = callback_update(52, 909, old_message, &old_ids[0]);
+        press["callback_query"]["message"]["text"] = json!(old_text);
+        world.bot.borrow_mut().push_update(press);
+        eventually("the expiry notice", || {
+            world.bot.borrow().calls("answerCallbackQuery").iter().any(|a| a["callback_query_id"] == "cbq-52")
+        })
+        .await;
+        eventually("the commands", || {
+            world
+                .bot
+                .borrow()
+                .texts_sent()
+                .iter()
+                .any(|t| t.starts_with("This button has expired. Type instead: /approve occi_"))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(second.metrics.get(Stat::InteractionsResolved), 0, "nothing was approved");
+        assert!(!world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted")));
+        second.stop();
+    });
+}
+
+/// Collects what the gateway logs on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_reply_sent_as_plain_text_is_logged_once_a_minute() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_max_level(tracing::Level::INFO).finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[]).await;
+        eventually("healthy", || health(&running).0).await;
+        for n in 0..3 {
+            world.bot.borrow_mut().error(
+                "sendMessage",
+                400,
+                "Bad Request: can't parse entities: unexpected end tag",
+                None,
+            );
+            let id = format!("plain-{n}");
+            world.cloud.enqueue_delivery("telegram", &id, json!({"externalChatId": "3"}), json!({"text": "a < b"}));
+            eventually("sent as plain text", || delivery_status(&world.cloud, &id) == "sent").await;
+        }
+        running.stop();
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sent as plain text")).collect();
+    assert_eq!(lines.len(), 1, "one line for the three fallbacks within a minute:\n{log}");
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("provider=telegram") && lines[0].contains("chat=\"3\""),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("reason=Bad Request: can't parse entities"), "{}", lines[0]);
+}

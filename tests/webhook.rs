@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "webhook"))]
 
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
 mod support;
 
 use std::cell::RefCell;
@@ -430,11 +432,17 @@ fn every_operation_has_its_envelope_and_fields() {
             )
         };
         let target_json = r#""target":{"provider":"webhook","providerKind":"webhook","chatId":"team-chat","isDirect":false,"threadId":"roadmap","userId":null,"messageId":null}"#;
+        // Buttons carry the gateway's short ids, never the Cloud token.
+        let sent: Value = serde_json::from_str(&bodies[0]).unwrap();
+        let short = |row: usize| sent["buttons"][row][0]["token"].as_str().unwrap().to_owned();
+        assert!(short(0).starts_with("b:") && short(1).starts_with("b:") && short(0) != short(1), "{sent}");
         assert_eq!(
             bodies[0],
             format!(
-                r#"{}"type":"buttons",{target_json},"text":"Approve?","buttons":[[{{"label":"Approve","token":"apv:p1"}}],[{{"label":"Deny","token":"den:p1","style":"danger"}}]]}}"#,
-                envelope(ids[0])
+                r#"{}"type":"buttons",{target_json},"text":"Approve?","buttons":[[{{"label":"Approve","token":"{}"}}],[{{"label":"Deny","token":"{}","style":"danger"}}]]}}"#,
+                envelope(ids[0]),
+                short(0),
+                short(1)
             )
         );
         assert_eq!(
@@ -460,4 +468,145 @@ fn every_operation_has_its_envelope_and_fields() {
 /// [`support::eventually_within`] 30 seconds: these end-to-end runs include retry schedules.
 async fn eventually(what: &str, condition: impl FnMut() -> bool) {
     support::eventually_within(Duration::from_secs(30), what, condition).await;
+}
+
+/// A relay gets back only what it gave: no thread when the chat has none (the binding names the
+/// chat as its thread), no reply-to id of the gateway's previous message; and a press carrying
+/// the full Cloud token is accepted.
+#[test]
+fn relay_targets_carry_only_what_was_given_and_full_tokens_are_accepted() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
+        let channel = running.registry.get("webhook").unwrap().channel().unwrap();
+        let target = open_cowork_gateway::channel::ChannelTarget {
+            provider: "webhook".into(),
+            provider_kind: "webhook".into(),
+            chat_id: "team-chat".into(),
+            thread_id: Some("team-chat".into()),
+            message_id: Some("relay-previous".into()),
+            ..Default::default()
+        };
+        channel.send_text(&target, "plain", &Default::default()).await.unwrap();
+        let sent: Value = serde_json::from_slice(&world.receiver.borrow().requests[0].raw).unwrap();
+        assert_eq!(sent["target"]["threadId"], Value::Null, "{sent}");
+        assert_eq!(sent["target"]["messageId"], Value::Null, "{sent}");
+
+        let token = format!("den:occi_{}_{}", "i".repeat(40), "s".repeat(43));
+        let mut press: Value = serde_json::from_str(&message(Some("press-1"), "team-chat", "")).unwrap();
+        press["interaction"] = json!({"id": "press-1", "token": token});
+        let body = press.to_string();
+        let status = post(&running, &body, &signed(now_seconds(), &body)).await;
+        assert_ne!(status, 400, "a full-length token is not a payload error");
+        running.stop();
+    });
+}
+
+/// The bodies the relay received, parsed.
+fn received(world: &World) -> Vec<Value> {
+    world.receiver.borrow().requests.iter().map(|r| serde_json::from_slice(&r.raw).unwrap()).collect()
+}
+
+/// A bridge shows approvals as buttons (short ids standing for the ~90-byte Cloud token); a press
+/// resolves the request, the message then shows the outcome instead of its buttons, and a second
+/// press is answered "already answered" without another decision.
+#[test]
+fn bridges_get_buttons_that_settle_after_a_decision() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
+        let body = message(Some("ask-1"), "chat-b", "please /approve-me");
+        assert_eq!(post(&running, &body, &signed(now_seconds(), &body)).await, 202);
+        eventually("the buttons", || received(&world).iter().any(|b| b["type"] == "buttons")).await;
+        let buttons = received(&world).into_iter().find(|b| b["type"] == "buttons").unwrap();
+        assert!(!received(&world).iter().any(|b| b["text"].as_str().is_some_and(|t| t.contains("/approve occi_"))));
+        let approve = buttons["buttons"][0][0]["token"].as_str().unwrap().to_owned();
+        let deny = buttons["buttons"][0][1]["token"].as_str().unwrap().to_owned();
+        assert!(approve.len() <= 64 && approve.starts_with("b:"), "{buttons}");
+
+        let press = |id: &str, token: &str| {
+            let mut press: Value = serde_json::from_str(&message(Some(id), "chat-b", "")).unwrap();
+            press["interaction"] = json!({"id": id, "token": token});
+            press.to_string()
+        };
+        let first = press("press-1", &approve);
+        assert_eq!(post(&running, &first, &signed(now_seconds(), &first)).await, 202);
+        eventually("granted", || {
+            received(&world).iter().any(|b| b["text"].as_str().is_some_and(|t| t.contains("Permission granted")))
+        })
+        .await;
+        eventually("the outcome edit", || received(&world).iter().any(|b| b["type"] == "edit")).await;
+        let edit = received(&world).into_iter().find(|b| b["type"] == "edit").unwrap();
+        assert_eq!(edit["messageId"], buttons_message_id(&world));
+        assert!(edit["text"].as_str().unwrap().ends_with("\n\n\u{2713} Approved"), "{edit}");
+
+        let second = press("press-2", &deny);
+        assert_eq!(post(&running, &second, &signed(now_seconds(), &second)).await, 202);
+        eventually("the notice", || {
+            received(&world).iter().any(|b| b["type"] == "answer_interaction" && b["interactionId"] == "press-2")
+        })
+        .await;
+        let notice = received(&world).into_iter().find(|b| b["interactionId"] == "press-2").unwrap();
+        assert_eq!(notice["text"], "Already answered: Approved.");
+        assert_eq!(running.metrics.get(open_cowork_gateway::metrics::Stat::InteractionsResolved), 1);
+        running.stop();
+    });
+}
+
+/// The relay's message id of the (first) button message: the receiver numbers its answers.
+fn buttons_message_id(world: &World) -> Value {
+    let index = received(world).iter().position(|b| b["type"] == "buttons").unwrap();
+    json!(format!("relay-{}", index + 1))
+}
+
+/// A relay behind a private CA: refused as a TLS failure (dead-lettered at once, not retried as a
+/// network error) until `OPEN_COWORK_GATEWAY_CA_FILE` names the CA, then reached.
+#[test]
+fn delivery_urls_trust_the_configured_ca_file_and_tls_failures_say_so() {
+    run(async {
+        let world = world().await;
+        let tls_port =
+            webhook_receiver::start_tls(Rc::clone(&world.receiver), smtp_sink::test_tls_config()).await.port();
+        let url = format!("https://localhost:{tls_port}/relay");
+        let untrusted = gateway(
+            &world,
+            &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url)],
+            loopback_resolver(),
+            RetryOptions::default(),
+        )
+        .await;
+        eventually("healthy", || untrusted.registry.get("webhook").unwrap().is_healthy()).await;
+        world.cloud.enqueue_delivery("webhook", "untrusted", json!({"externalChatId": "c"}), json!({"text": "1"}));
+        eventually("dead", || delivery_status(&world.cloud, "untrusted") == "dead").await;
+        let record = world.cloud.delivery("webhook", "untrusted").unwrap();
+        assert!(record["lastError"].as_str().unwrap().starts_with("Webhook delivery TLS failure: "), "{record}");
+        assert_eq!(record["attemptCount"], 1, "a certificate problem is not retried: {record}");
+        assert!(world.receiver.borrow().requests.is_empty());
+        untrusted.stop();
+
+        // A fresh dev Cloud and relay: the stopped gateway's delivery stream is not reused.
+        let world = self::world().await;
+        let tls_port =
+            webhook_receiver::start_tls(Rc::clone(&world.receiver), smtp_sink::test_tls_config()).await.port();
+        let url = format!("https://localhost:{tls_port}/relay");
+        let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/email/ca.pem");
+        let trusted = gateway(
+            &world,
+            &[
+                ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url),
+                ("OPEN_COWORK_GATEWAY_CA_FILE", ca.to_str().unwrap()),
+            ],
+            loopback_resolver(),
+            RetryOptions::default(),
+        )
+        .await;
+        eventually("healthy", || trusted.registry.get("webhook").unwrap().is_healthy()).await;
+        world.cloud.enqueue_delivery("webhook", "trusted", json!({"externalChatId": "c"}), json!({"text": "2"}));
+        eventually("sent", || delivery_status(&world.cloud, "trusted") == "sent").await;
+        assert_eq!(world.receiver.borrow().requests.len(), 1);
+        assert!(world.receiver.borrow().requests[0].signature_ok);
+        trusted.stop();
+    });
 }

@@ -31,6 +31,25 @@ use crate::shutdown::DrainSignal;
 /// A future borrowed from a channel, run on the gateway's single thread.
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// One line of `open-cowork-gateway doctor`: what was checked, whether it passed, and what was
+/// found (on a pass) or what to do about it (on a failure). Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl DoctorCheck {
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), ok: true, detail: detail.into() }
+    }
+
+    pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { name: name.into(), ok: false, detail: detail.into() }
+    }
+}
+
 /// What a channel gets when it starts.
 pub struct ChannelContext {
     /// Where inbound messages go; pushing waits while the queue is full (a poller pauses).

@@ -18,7 +18,8 @@ const REDACTED: &str = "[redacted]";
 const SECRET_KEY_WORDS: [&str; 9] =
     ["token", "secret", "password", "credential", "authorization", "apikey", "privatekey", "accesskey", "clientsecret"];
 
-fn is_secret_key(key: &str) -> bool {
+/// Whether a key names a secret: `token`, `password`, … anywhere in it, ignoring `_`, `-` and case.
+pub fn is_secret_key(key: &str) -> bool {
     let folded: String = key.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect();
     SECRET_KEY_WORDS.iter().any(|word| folded.contains(word))
 }

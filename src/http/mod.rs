@@ -9,4 +9,5 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod webhook;

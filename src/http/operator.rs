@@ -90,7 +90,9 @@ pub fn metrics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {
     }
     state.registry.sync_metrics();
     state.metrics.set_degraded(state.readiness.degraded_counts());
-    Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, state.metrics.render_prometheus()))
+    let mut text = state.metrics.render_prometheus();
+    crate::metrics::write_ready(&mut text, state.readiness.is_ready());
+    Ok(response::text(StatusCode::OK, response::PROMETHEUS_CONTENT_TYPE, text))
 }
 
 pub fn diagnostics(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {

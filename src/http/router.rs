@@ -12,6 +12,7 @@ pub enum Route {
     Ready,
     Metrics,
     Diagnostics,
+    Status,
     Deliveries,
     DeliveryRetry { delivery_id: String },
     DeliveryDeadLetter { delivery_id: String },
@@ -49,6 +50,7 @@ pub const GATEWAY_ROUTES: &Table<Route> = &[
     (Method::GET, &[Literal("ready")], |_| Route::Ready),
     (Method::GET, &[Literal("metrics")], |_| Route::Metrics),
     (Method::GET, &[Literal("diagnostics")], |_| Route::Diagnostics),
+    (Method::GET, &[Literal("status")], |_| Route::Status),
     (Method::GET, &[Literal("deliveries")], |_| Route::Deliveries),
     (Method::POST, &[Literal("deliveries"), Param, Literal("retry")], |mut p| Route::DeliveryRetry {
         delivery_id: p.remove(0),
@@ -102,6 +104,7 @@ mod tests {
         assert_eq!(route(&Method::GET, "/ready"), Ok(Route::Ready));
         assert_eq!(route(&Method::GET, "/metrics"), Ok(Route::Metrics));
         assert_eq!(route(&Method::GET, "/diagnostics"), Ok(Route::Diagnostics));
+        assert_eq!(route(&Method::GET, "/status"), Ok(Route::Status));
         assert_eq!(route(&Method::GET, "/deliveries"), Ok(Route::Deliveries));
         assert_eq!(route(&Method::GET, "/health/"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/health"), Err(RouteError::NotFound));

@@ -314,6 +314,7 @@ where
         Ok(Route::Ready) => operator::ready(state, authorize_admin(state, peer, &parts).unwrap_or(false)),
         Ok(Route::Metrics) => admin().and_then(|admin| operator::metrics(state, || admin)),
         Ok(Route::Diagnostics) => admin().and_then(|admin| operator::diagnostics(state, || admin)),
+        Ok(Route::Status) => admin().and_then(|admin| super::status::status(state, || admin)),
         Ok(Route::Deliveries) => match admin() {
             Ok(admin) => operator::list_deliveries(state, admin, query).await,
             Err(error) => Err(error),

@@ -7,7 +7,9 @@
 //! names): never a user, chat or token.
 
 mod json;
+pub mod process;
 mod prometheus;
+mod window;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -15,7 +17,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, ProviderKind};
 
-pub use prometheus::escape_label;
+pub use prometheus::{escape_label, write_ready};
+pub use window::DeliveryOutcome;
 
 /// A gateway-wide value: a counter, or one of the two cell-backed gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +384,9 @@ struct ProviderRecord {
     state: ProviderState,
     counters: [u64; 10],
     delivery_latency: Histogram,
+    /// Wall-clock milliseconds of the last inbound message and the last sent delivery (status page).
+    last_inbound_ms: Option<u64>,
+    last_sent_ms: Option<u64>,
 }
 
 /// Direction of a channel message for the channel-stack telemetry.
@@ -474,6 +480,8 @@ pub struct Metrics {
     provider_events: RefCell<BTreeMap<(String, &'static str), u64>>,
     /// How many of each degraded reason hold, copied from readiness before each render.
     degraded: RefCell<Vec<(&'static str, u64)>>,
+    /// Deliveries sent / retried / dead in the last hour, fed by [`Metrics::add`].
+    delivery_window: RefCell<window::DeliveryWindow>,
 }
 
 impl Metrics {
@@ -487,6 +495,8 @@ impl Metrics {
                 state: ProviderState::Configured,
                 counters: [0; 10],
                 delivery_latency: Histogram::new(DELIVERY_BUCKETS_MS.len()),
+                last_inbound_ms: None,
+                last_sent_ms: None,
             })
             .collect();
         let mut channel_messages = BTreeMap::new();
@@ -509,6 +519,7 @@ impl Metrics {
             streams: std::array::from_fn(|_| std::array::from_fn(|_| Cell::new(0))),
             provider_events: RefCell::new(BTreeMap::new()),
             degraded: RefCell::new(Vec::new()),
+            delivery_window: RefCell::new(window::DeliveryWindow::new(tokio::time::Instant::now())),
         }
     }
 
@@ -560,6 +571,32 @@ impl Metrics {
     pub fn add(&self, stat: Stat, count: u64) {
         let cell = &self.stats[stat_index(stat)];
         cell.set(cell.get() + count);
+        let outcome = match stat {
+            Stat::DeliveriesSent => DeliveryOutcome::Sent,
+            Stat::DeliveryRetries => DeliveryOutcome::Retried,
+            Stat::DeliveryDeadLetters => DeliveryOutcome::Dead,
+            _ => return,
+        };
+        self.delivery_window.borrow_mut().record(outcome, count, tokio::time::Instant::now());
+    }
+
+    /// `[sent, retried, dead]` deliveries in the last hour.
+    pub fn deliveries_last_hour(&self) -> [u64; 3] {
+        self.delivery_window.borrow().last_hour(tokio::time::Instant::now())
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Wall-clock milliseconds of a provider's last inbound message and last sent delivery.
+    pub fn provider_last_activity(&self, provider_id: &str) -> (Option<u64>, Option<u64>) {
+        self.providers
+            .borrow()
+            .iter()
+            .find(|r| r.id == provider_id)
+            .map_or((None, None), |r| (r.last_inbound_ms, r.last_sent_ms))
     }
 
     pub fn get(&self, stat: Stat) -> u64 {
@@ -583,6 +620,11 @@ impl Metrics {
         let index = PROVIDER_STATS.iter().position(|(s, ..)| *s == stat).unwrap_or(0);
         if let Some(record) = self.providers.borrow_mut().iter_mut().find(|r| r.id == provider_id) {
             record.counters[index] += 1;
+            match stat {
+                ProviderStat::IncomingMessages => record.last_inbound_ms = Some(crate::time::now_ms()),
+                ProviderStat::DeliveriesSent => record.last_sent_ms = Some(crate::time::now_ms()),
+                _ => {}
+            }
         }
     }
 

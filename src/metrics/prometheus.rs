@@ -32,6 +32,13 @@ fn format_number(value: f64) -> String {
     }
 }
 
+/// `open_cowork_gateway_ready`: readiness lives above the registry (it reads the channels and
+/// the Cloud streams), so the `/metrics` route appends it with what `/ready` would answer.
+pub fn write_ready(out: &mut String, ready: bool) {
+    header(out, "open_cowork_gateway_ready", "gauge", "1 while /ready answers 200.");
+    let _ = writeln!(out, "open_cowork_gateway_ready {}", u8::from(ready));
+}
+
 impl Metrics {
     fn uptime_seconds(&self) -> u64 {
         self.started.elapsed().as_secs()
@@ -104,7 +111,26 @@ impl Metrics {
             escape_label(crate::VERSION),
             escape_label(crate::TARGET)
         );
+        self.write_process(&mut out);
         out
+    }
+
+    /// The process's memory against its cgroup limit.
+    fn write_process(&self, out: &mut String) {
+        if let Some(bytes) = super::process::resident_bytes() {
+            header(out, "open_cowork_gateway_resident_memory_bytes", "gauge", "Resident memory of the process.");
+            let _ = writeln!(out, "open_cowork_gateway_resident_memory_bytes {bytes}");
+        }
+        // Always exported, 0 when there is none to read (no cgroup v2, or `max`), so a rule or a
+        // panel that divides by it has a series; `/ (limit > 0)` leaves the unknown case out.
+        header(
+            out,
+            "open_cowork_gateway_memory_limit_bytes",
+            "gauge",
+            "Memory limit of the process's cgroup (0: none known).",
+        );
+        let limit = super::process::memory_limit_bytes().unwrap_or(0);
+        let _ = writeln!(out, "open_cowork_gateway_memory_limit_bytes {limit}");
     }
 
     fn write_stat(&self, out: &mut String, stat: &StatInfo) {

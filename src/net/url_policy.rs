@@ -422,6 +422,23 @@ impl PinnedClient {
         Ok(Self { tls: Arc::new(tls) })
     }
 
+    /// A client trusting the public web roots and the certificates of `ca_file` (the gateway's
+    /// `OPEN_COWORK_GATEWAY_CA_FILE`), so a relay behind a private CA can be reached.
+    pub fn with_ca_file(ca_file: &std::path::Path) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for certificate in crate::net::https::load_ca_certificates(ca_file).map_err(|e| e.to_string())? {
+            roots.add(certificate).map_err(|e| format!("OPEN_COWORK_GATEWAY_CA_FILE {}: {e}", ca_file.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self { tls: Arc::new(tls) })
+    }
+
     /// Sends `request` (its URI the checked URL) to `address`.
     pub async fn send(
         &self,
@@ -429,20 +446,32 @@ impl PinnedClient {
         address: SocketAddr,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        let client: Client<PinnedConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(self.connector(url, address));
+        client.request(request).await
+    }
+
+    /// Connects to `address` and, for `https`, completes the TLS handshake against the URL's
+    /// host, without sending a request (`doctor`).
+    pub async fn connect(&self, url: &DeliveryUrl, address: SocketAddr) -> Result<(), String> {
+        use tower_service::Service;
+        let mut connector = self.connector(url, address);
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await.map_err(|e| e.to_string())?;
+        connector.call(url.uri.clone()).await.map(drop).map_err(|e| e.to_string())
+    }
+
+    fn connector(&self, url: &DeliveryUrl, address: SocketAddr) -> PinnedConnector {
         let mut http = HttpConnector::new_with_resolver(PinnedResolver { host: url.host.as_str().into(), address });
         http.enforce_http(false);
         http.set_nodelay(true);
         // A pinned address has no other address to fall back to.
         http.set_happy_eyeballs_timeout(None);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*self.tls).clone())
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
-        let client: Client<PinnedConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
-        client.request(request).await
+            .wrap_connector(http)
     }
 }
 

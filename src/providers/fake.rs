@@ -40,6 +40,8 @@ struct Inner {
     records: RefCell<VecDeque<FakeRecord>>,
     sent_count: std::cell::Cell<u64>,
     failures: RefCell<VecDeque<SendError>>,
+    /// The next acknowledgement fails with this.
+    answer_failure: RefCell<Option<SendError>>,
     /// Added before each send, so tests can have sends in flight.
     latency: std::cell::Cell<std::time::Duration>,
 }
@@ -61,6 +63,7 @@ impl FakeProvider {
             records: RefCell::new(VecDeque::new()),
             sent_count: std::cell::Cell::new(0),
             failures: RefCell::new(VecDeque::new()),
+            answer_failure: RefCell::new(None),
             latency: std::cell::Cell::new(std::time::Duration::ZERO),
         };
         Self { inner: Rc::new(inner) }
@@ -97,6 +100,11 @@ impl FakeProvider {
     /// Makes the next sends fail with these errors, one each.
     pub fn fail_next(&self, errors: impl IntoIterator<Item = SendError>) {
         self.inner.failures.borrow_mut().extend(errors);
+    }
+
+    /// Makes the next interaction acknowledgement fail with `error`.
+    pub fn fail_next_answer(&self, error: SendError) {
+        self.inner.answer_failure.borrow_mut().replace(error);
     }
 
     fn take_failure(&self) -> Result<(), SendError> {
@@ -177,6 +185,9 @@ impl FakeProvider {
     }
 
     fn answer_interaction_now(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        if let Some(error) = self.inner.answer_failure.borrow_mut().take() {
+            return Err(error);
+        }
         self.record(FakeRecord::Answer { interaction_id: interaction_id.to_owned(), text: text.to_owned() });
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! implementation. Adding a kind = its folder here, its settings under `config/providers/`, and
 //! one line in `build`.
 
+#[cfg(any(feature = "telegram", feature = "webhook", feature = "bridges"))]
+pub mod buttons;
 pub mod cli;
 #[cfg(feature = "email")]
 pub mod email;
@@ -20,7 +22,7 @@ use std::rc::Rc;
 
 use smol_str::SmolStr;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, DoctorCheck};
 use crate::config::{ChannelSettings, ProviderConfig};
 use crate::net::https::HttpsClient;
 use cli::CliOutputMode;
@@ -53,6 +55,8 @@ pub struct BuildContext {
     pub http: Option<HttpsClient>,
     /// The §8.13 state directory, if any.
     pub state_dir: Option<std::path::PathBuf>,
+    /// `OPEN_COWORK_GATEWAY_CA_FILE`: trusted for webhook and bridge delivery URLs too.
+    pub ca_file: Option<std::path::PathBuf>,
     /// `timeouts.webhookDeliveryMs`: bounds each webhook or bridge delivery attempt.
     pub webhook_delivery_timeout: std::time::Duration,
 }
@@ -115,6 +119,7 @@ impl ProviderFactory {
                     settings,
                     Rc::clone(&self.webhook_resolver),
                     options,
+                    &self.context,
                 )?;
                 Ok(Rc::new(channel))
             }
@@ -136,6 +141,30 @@ impl ProviderFactory {
         }
     }
 
+    /// `doctor`'s checks of one provider entry against its platform, without building or
+    /// starting its channel; one arm per kind that has something to check remotely.
+    pub async fn doctor(&self, config: &ProviderConfig) -> Vec<DoctorCheck> {
+        match &config.channel {
+            #[cfg(feature = "telegram")]
+            ChannelSettings::Telegram(settings) => match self.context.http.clone() {
+                Some(http) => telegram::doctor::check(&config.id, settings, http).await,
+                None => no_https_client(&config.id),
+            },
+            #[cfg(feature = "slack")]
+            ChannelSettings::Slack(settings) => match self.context.http.clone() {
+                Some(http) => slack::doctor::check(&config.id, settings, http).await,
+                None => no_https_client(&config.id),
+            },
+            #[cfg(feature = "email")]
+            ChannelSettings::Email(settings) => email::doctor::check(&config.id, settings).await,
+            #[cfg(any(feature = "webhook", feature = "bridges"))]
+            ChannelSettings::Webhook(settings) => {
+                webhook::doctor::check(&config.id, settings, self.webhook_resolver.as_ref()).await
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether a CLI channel read its input to the end.
     pub fn cli_input_ended(&self) -> bool {
         self.cli_input_ended.get()
@@ -145,4 +174,9 @@ impl ProviderFactory {
     pub fn fake(&self, id: &str) -> Option<fake::FakeProvider> {
         self.fakes.borrow().get(id).cloned()
     }
+}
+
+#[cfg(any(feature = "telegram", feature = "slack"))]
+fn no_https_client(id: &str) -> Vec<DoctorCheck> {
+    vec![DoctorCheck::fail(id, "no HTTPS client was attached to check it with")]
 }

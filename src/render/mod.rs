@@ -145,10 +145,26 @@ pub async fn render_event(
     }
 }
 
+/// The target of a new message: only what the chat gave. The thread is dropped when it is the
+/// chat itself (a binding without a thread names the chat as its thread), and so is the id of
+/// the last message sent there, which says nothing about where a new message goes.
+pub fn plain_send_target(target: &ChannelTarget) -> ChannelTarget {
+    let mut target = target.clone();
+    if target.thread_id.as_deref().is_some_and(|thread| thread.is_empty() || thread == target.chat_id) {
+        target.thread_id = None;
+    }
+    target.message_id = None;
+    target
+}
+
 async fn send_chunks(context: &RenderContext<'_>, text: &str) -> Result<Option<String>, RenderError> {
     let mut last = None;
+    let target = plain_send_target(&context.target);
     for chunk in chunk_text(text, context.provider.capabilities().max_text_length) {
-        last = Some(context.provider.send_text(&context.target, &chunk, &SendOptions::default()).await?.message_id);
+        if chunk.trim().is_empty() {
+            continue;
+        }
+        last = Some(context.provider.send_text(&target, &chunk, &SendOptions::default()).await?.message_id);
     }
     Ok(last)
 }
@@ -173,8 +189,9 @@ async fn render_assistant(
                 event.sequence
             )
         });
-    let Some(content) = payload_text(payload, &["content", "text", "message"]).map(|c| c.trim().trim_end().to_owned())
-    else {
+    // Streamed pieces are merged as they came: the space that starts a delta (" world" after
+    // "Hello") is part of the reply. Only what is shown is trimmed.
+    let Some(content) = payload_text(payload, &["content", "text", "message"]).map(str::to_owned) else {
         return Ok(Rendered::default());
     };
     let (existing_id, existing_text) = state.assistant.get(&key).cloned().unwrap_or((None, String::new()));
@@ -183,17 +200,24 @@ async fn render_assistant(
         return Ok(Rendered { handled: false, last_chat_message_id: existing_id });
     }
     let editable = context.provider.capabilities().message_editing;
-    let message_id = match (&existing_id, editable && fits(context, &next)) {
+    let shown = next.trim();
+    let message_id = match (&existing_id, editable && fits(context, shown)) {
+        (_, _) if shown == existing_text.trim() => existing_id.clone(),
         (Some(id), true) => {
-            context.provider.edit_text(&context.target, id, &next).await?;
+            context.provider.edit_text(&context.target, id, shown).await?;
             Some(id.clone())
         }
         (None, true) => {
-            Some(context.provider.send_text(&context.target, &next, &SendOptions::default()).await?.message_id)
+            let target = plain_send_target(&context.target);
+            Some(context.provider.send_text(&target, shown, &SendOptions::default()).await?.message_id)
         }
         _ => {
-            let suffix = next.strip_prefix(existing_text.as_str()).map(str::trim_start).unwrap_or(&next);
-            send_chunks(context, suffix).await?.or(existing_id)
+            let suffix = next.strip_prefix(existing_text.as_str()).unwrap_or(&next).trim();
+            if suffix.is_empty() {
+                existing_id.clone()
+            } else {
+                send_chunks(context, suffix).await?.or(existing_id)
+            }
         }
     };
     state.assistant.set(key, (message_id.clone(), next));
@@ -239,7 +263,7 @@ async fn render_tool(
         _ => {
             context
                 .provider
-                .send_text(&context.target, &truncate(&summary, max), &SendOptions::default())
+                .send_text(&plain_send_target(&context.target), &truncate(&summary, max), &SendOptions::default())
                 .await?
                 .message_id
         }
@@ -289,7 +313,7 @@ async fn send_prompt(
     fallback: String,
 ) -> Result<Rendered, RenderError> {
     let message_id = if !rows.is_empty() && buttons_fit(context, text, &rows) {
-        Some(context.provider.send_buttons(&context.target, text, &rows).await?.message_id)
+        Some(context.provider.send_buttons(&plain_send_target(&context.target), text, &rows).await?.message_id)
     } else {
         send_chunks(context, &fallback).await?
     };
@@ -443,7 +467,7 @@ async fn render_artifact(
         return Ok(Rendered::default());
     }
     let filename = payload_text(payload, &["filename"])
-        .map(|f| sanitize(&f.replace(['\\', '/', ':', '\0'], "-"), 180))
+        .map(|f| sanitize(&text::redact_file_name(&f.replace(['\\', '/', ':', '\0'], "-")), 180))
         .filter(|f| f != "." && f != "..")
         .unwrap_or_else(|| "artifact".into());
     let size = payload.get("size").and_then(Value::as_u64).unwrap_or(0);
@@ -465,7 +489,7 @@ async fn render_artifact(
                 retry_after: None,
             })?;
         if data.len() <= capabilities.max_file_bytes {
-            let sent = context.provider.send_file(&context.target, &filename, &data).await?;
+            let sent = context.provider.send_file(&plain_send_target(&context.target), &filename, &data).await?;
             state.artifacts.set(artifact_id, event.sequence);
             return Ok(Rendered { handled: true, last_chat_message_id: Some(sent.message_id) });
         }

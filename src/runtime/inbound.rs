@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use smol_str::SmolStr;
 
-use super::interactions::{intent_of, resolution};
+use super::interactions::{acknowledge, intent_of, resolution};
 use super::journal::{key_of, InboundJournal};
 use super::lanes::Queued;
 use super::receipt::Receipt;
@@ -520,13 +520,8 @@ impl Inbound {
             self.metrics.increment(Stat::InteractionsResolved);
             self.metrics.increment_provider(provider_id, ProviderStat::InteractionsResolved);
             if let Some(provider) = provider {
-                if let Err(error) = provider
-                    .answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement())
-                    .await
-                {
-                    self.metrics.increment(Stat::Errors);
-                    tracing::debug!(error = %crate::config::redact::Redacted(&error), "interaction acknowledgement failed");
-                }
+                let kind = bounded_channel_kind(config.kind, &config.id);
+                acknowledge(provider, &intent, &self.metrics, kind).await;
             }
             return Ok(Outcome::Success);
         }

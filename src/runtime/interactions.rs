@@ -4,8 +4,9 @@
 
 use serde_json::json;
 
-use crate::channel::InboundMessage;
+use crate::channel::{Channel, InboundMessage};
 use crate::cloud::client::ResolveInteraction;
+use crate::metrics::{Direction, Metrics, Outcome, Stat};
 
 /// What the user decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +89,48 @@ pub fn parse_command(text: &str) -> Option<(String, Decision)> {
 /// The interaction intent of a message, if it has one.
 pub fn intent_of(message: &InboundMessage) -> Option<Intent> {
     if let Some(interaction) = &message.interaction {
-        let (token, decision) = parse_button_token(&interaction.token);
+        let (token, decision) = command_for_bare_token(message, &interaction.token)
+            .unwrap_or_else(|| parse_button_token(&interaction.token));
         return Some(Intent { token, decision, external_interaction_id: interaction.id.clone() });
     }
     let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
     let (token, decision) = parse_command(text)?;
     Some(Intent { token, decision, external_interaction_id: message.id.clone() })
+}
+
+/// An interaction that carries the bare Cloud token (no `apv:`/`den:` prefix, as the command-line
+/// channel records a typed `/approve <token>`) takes its decision from the command in the text,
+/// but only when that command names the very same token; anything else stays fail-closed.
+fn command_for_bare_token(message: &InboundMessage, token: &str) -> Option<(String, Decision)> {
+    let token = token.trim();
+    if ["apv:", "den:", "rej:", "ans:"].iter().any(|prefix| token.starts_with(prefix)) {
+        return None;
+    }
+    let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
+    parse_command(text).filter(|(named, _)| named == token)
+}
+
+/// Acknowledges a resolved interaction on the platform (the button stops spinning, the outcome
+/// is shown). It is a message the gateway sends, so it is counted as outbound: one attempt, then
+/// a success, or an error when the platform refuses it (the decision itself stands).
+pub async fn acknowledge(provider: &dyn Channel, intent: &Intent, metrics: &Metrics, kind: &'static str) {
+    metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+    let started = std::time::Instant::now();
+    let answered =
+        provider.answer_interaction(&intent.external_interaction_id, intent.decision.acknowledgement()).await;
+    let latency = Some(started.elapsed().as_secs_f64() * 1000.0);
+    match answered {
+        Ok(()) => metrics.record_channel_message(kind, Direction::Outbound, Outcome::Success, latency),
+        Err(error) => {
+            metrics.record_channel_message(kind, Direction::Outbound, Outcome::Error, latency);
+            metrics.increment(Stat::Errors);
+            tracing::warn!(
+                provider = provider.id(),
+                error = %crate::config::redact::Redacted(&error),
+                "the platform refused the acknowledgement of a resolved interaction; the decision stands"
+            );
+        }
+    }
 }
 
 /// The `resolveChannelInteraction` body for an intent.
@@ -140,6 +177,21 @@ mod tests {
             "an empty answer part is not an answer"
         );
         assert_eq!(parse_button_token("mystery"), ("mystery".into(), Decision::Deny), "unknown tokens fail closed");
+    }
+
+    #[test]
+    fn a_bare_token_interaction_takes_the_decision_of_its_command() {
+        let with = |text: &str, token: &str| {
+            let mut message = InboundMessage::text_for_tests("m", text);
+            message.interaction =
+                Some(crate::channel::InteractionRef { id: "i-1".into(), token: token.into(), kind: "command" });
+            intent_of(&message).map(|i| (i.token, i.decision))
+        };
+        assert_eq!(with("/approve tok", "tok"), Some(("tok".into(), Decision::Approve)));
+        assert_eq!(with("/answer tok blue", "tok"), Some(("tok".into(), Decision::Answer("blue".into()))));
+        assert_eq!(with("/approve other", "tok"), Some(("tok".into(), Decision::Deny)), "another token: fail closed");
+        assert_eq!(with("hello", "tok"), Some(("tok".into(), Decision::Deny)));
+        assert_eq!(with("/approve den:tok", "den:tok"), Some(("tok".into(), Decision::Deny)), "a prefix decides");
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod base64;
 pub mod console;
 pub mod ct;
 pub mod durable;
+pub mod graphemes;
 pub mod ids;
 pub mod maps;
 pub mod percent;

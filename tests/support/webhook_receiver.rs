@@ -109,6 +109,33 @@ pub async fn start_on(receiver: SharedReceiver, address: &str) -> SocketAddr {
     address
 }
 
+/// Starts the receiver on an ephemeral loopback port behind TLS with `config` (HTTPS).
+pub async fn start_tls(
+    receiver: SharedReceiver,
+    config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::task::spawn_local(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (receiver, acceptor) = (Rc::clone(&receiver), acceptor.clone());
+            tokio::task::spawn_local(async move {
+                // A client that refuses the certificate ends the handshake: nothing to serve.
+                let Ok(stream) = acceptor.accept(stream).await else { return };
+                let service = hyper::service::service_fn(move |request| {
+                    let receiver = Rc::clone(&receiver);
+                    async move { Ok::<_, std::convert::Infallible>(answer(receiver, request).await) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    address
+}
+
 pub async fn start(receiver: SharedReceiver) -> SocketAddr {
     start_on(receiver, "127.0.0.1:0").await
 }

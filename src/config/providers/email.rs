@@ -75,6 +75,16 @@ impl EmailSettings {
         if from.contains(['\r', '\n']) {
             return Err(provider_error(id, "setting from (OPEN_COWORK_GATEWAY_EMAIL_FROM) must be one line."));
         }
+        // Values that end up in a mail header or an SMTP command line: a CR or LF there would
+        // start a header or a command of its own, so it is refused here, not repaired at send.
+        for (key, variable) in [
+            ("subject", "OPEN_COWORK_GATEWAY_EMAIL_SUBJECT"),
+            ("smtpUsername", "OPEN_COWORK_GATEWAY_EMAIL_SMTP_USERNAME"),
+        ] {
+            if setting_text(settings, key).is_some_and(|value| value.contains(|c: char| c.is_control())) {
+                return Err(provider_error(id, format!("setting {key} ({variable}) must be one line.")));
+            }
+        }
         let from_address = parse_address(&from).ok_or_else(|| {
             provider_error(
                 id,
@@ -264,6 +274,14 @@ mod tests {
                 "smtpCaFile",
             ),
             (json!({"from": "a@example.com", "smtpHost": "h example"}), "smtpHost"),
+            (
+                json!({"from": "a@example.com", "smtpHost": "h.example.com", "subject": "Hi\r\nBcc: x@example.com"}),
+                "setting subject (OPEN_COWORK_GATEWAY_EMAIL_SUBJECT) must be one line.",
+            ),
+            (
+                json!({"from": "a@example.com", "smtpHost": "h.example.com", "smtpUsername": "agent\r\nRSET"}),
+                "setting smtpUsername (OPEN_COWORK_GATEWAY_EMAIL_SMTP_USERNAME) must be one line.",
+            ),
         ];
         for (settings, expected) in cases {
             let error = parse(&SECRET, settings.clone()).unwrap_err();

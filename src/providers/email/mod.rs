@@ -7,8 +7,10 @@
 //! `In-Reply-To`/`References`. Email has no buttons and takes no files, so the renderer falls
 //! back to text commands and artifact links.
 
+pub mod doctor;
 pub mod inbound;
 pub mod outbound;
+mod threading;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -85,6 +87,8 @@ struct Inner {
     smtp: Smtp,
     capabilities: Capabilities,
     replays: RefCell<ReplayCache>,
+    /// The last inbound mail of each recent conversation, for threading replies.
+    conversations: RefCell<threading::Conversations>,
     counters: [Cell<u64>; COUNTERS.len()],
 }
 
@@ -127,6 +131,7 @@ impl EmailProvider {
                 smtp,
                 capabilities,
                 replays: RefCell::new(ReplayCache::default()),
+                conversations: RefCell::new(threading::Conversations::default()),
                 counters: Default::default(),
             }),
         })
@@ -149,6 +154,14 @@ impl EmailProvider {
             return Ok(WebhookReply::Ignored);
         }
         self.count("mail");
+        if let Some(thread) = &message.target.thread_id {
+            self.inner.conversations.borrow_mut().remember(
+                &message.target.chat_id,
+                thread,
+                request.payload,
+                &message.id,
+            );
+        }
         Ok(WebhookReply::Messages(vec![message]))
     }
 
@@ -159,7 +172,8 @@ impl EmailProvider {
         options: &SendOptions,
     ) -> Result<SentMessage, SendError> {
         let thread = target.thread_id.as_deref().filter(|t| *t != target.chat_id);
-        let reply = self.inner.smtp.reply(&target.chat_id, &self.inner.subject, thread, text)?;
+        let headers = self.inner.conversations.borrow().reply_headers(&target.chat_id, thread, &self.inner.subject);
+        let reply = self.inner.smtp.reply(&target.chat_id, &headers, text)?;
         match self.inner.smtp.send(&reply).await {
             Ok(()) => {
                 self.count("sent");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{self, ContentType};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -15,6 +15,8 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::channel::SendError;
 use crate::config::providers::email::EmailSettings;
+
+use super::threading::ReplyHeaders;
 
 /// The name in `EHLO` (fixed upstream).
 const CLIENT_NAME: &str = "open-cowork-gateway";
@@ -78,8 +80,29 @@ impl Smtp {
         }
     }
 
-    /// The reply mail of §6.4.1–6.4.2 to `to`, in `thread` when there is one.
-    pub fn reply(&self, to: &str, subject: &str, thread: Option<&str>, text: &str) -> Result<Reply, SendError> {
+    /// One session up to AUTH (as [`Smtp::new`] set it up), then QUIT: nothing is sent
+    /// (`doctor`). The error says what to fix, redacted.
+    pub async fn check(&self) -> Result<(), String> {
+        let problem = |error: &lettre::transport::smtp::Error| {
+            let hint = if error.is_tls() || error.to_string().to_ascii_lowercase().contains("starttls") {
+                "the server must offer STARTTLS (or use smtpSecure on port 465) with a certificate this gateway trusts"
+            } else if error.is_permanent() {
+                "check smtpUsername and the SMTP password"
+            } else {
+                "check smtpHost, smtpPort and the firewall"
+            };
+            crate::config::redact::redact_text(&format!("{error}: {hint}."))
+        };
+        match tokio::time::timeout(self.timeout, self.transport.test_connection()).await {
+            Err(_) => Err("the server did not answer in time: check smtpHost, smtpPort and the firewall.".into()),
+            Ok(Err(error)) => Err(problem(&error)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// The reply mail to `to` with its threading `headers`. A MIME 1.0 mail: UTF-8 plain text in
+    /// the transfer encoding lettre finds valid for the body (7bit, quoted-printable or base64).
+    pub fn reply(&self, to: &str, headers: &ReplyHeaders, text: &str) -> Result<Reply, SendError> {
         if to.contains(['\r', '\n']) {
             return Err(SendError::permanent("SMTP command line must not contain CR or LF."));
         }
@@ -91,11 +114,16 @@ impl Smtp {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to))
-            .subject(one_line(subject))
+            .subject(one_line(&headers.subject))
             .message_id(Some(message_id.clone()))
+            .header(header::MIME_VERSION_1_0)
             .header(ContentType::TEXT_PLAIN);
-        if let Some(thread) = thread.map(one_line).filter(|t| !t.is_empty()) {
-            builder = builder.in_reply_to(thread.clone()).references(thread);
+        // Ids come checked (no control characters or spaces); one_line is a second guard.
+        if let Some(parent) = headers.in_reply_to.as_deref().map(one_line).filter(|t| !t.is_empty()) {
+            builder = builder.in_reply_to(parent);
+        }
+        if let Some(chain) = headers.references.as_deref().map(one_line).filter(|t| !t.is_empty()) {
+            builder = builder.references(chain);
         }
         let message = builder
             .body(text.to_owned())
@@ -177,9 +205,12 @@ mod tests {
 
     #[test]
     fn reply_headers_thread_and_never_inject() {
-        let reply = smtp()
-            .reply("bob@example.com", "Status\r\nBcc: eve@example.com", Some("<t@x.test>\r\nX-Evil: 1"), "hi\n.\nthere")
-            .unwrap();
+        let headers = ReplyHeaders {
+            subject: "Status\r\nBcc: eve@example.com".into(),
+            in_reply_to: Some("<t@x.test>\r\nX-Evil: 1".into()),
+            references: Some("<t@x.test>".into()),
+        };
+        let reply = smtp().reply("bob@example.com", &headers, "hi\n.\nthere").unwrap();
         let raw = String::from_utf8(reply.message.formatted()).unwrap();
         let headers = raw.split("\r\n\r\n").next().unwrap();
         assert!(headers.contains("From: Agent <agent@example.com>"), "{headers}");
@@ -188,8 +219,10 @@ mod tests {
         assert!(reply.message_id.ends_with("@open-cowork.local>"));
         assert!(!headers.lines().any(|l| l.starts_with("Bcc:") || l.starts_with("X-Evil:")), "{headers}");
         assert_eq!(reply.message.envelope().from().map(ToString::to_string).as_deref(), Some("agent@example.com"));
-        assert!(smtp().reply("bob@example.com\r\nRCPT TO:<eve@example.com>", "s", None, "x").is_err());
-        assert!(smtp().reply("not an address", "s", None, "x").is_err());
+        assert!(headers.contains("MIME-Version: 1.0"), "{headers}");
+        let plain = ReplyHeaders { subject: "s".into(), in_reply_to: None, references: None };
+        assert!(smtp().reply("bob@example.com\r\nRCPT TO:<eve@example.com>", &plain, "x").is_err());
+        assert!(smtp().reply("not an address", &plain, "x").is_err());
         assert_eq!(one_line(" a\r\n\r\nb \n"), "a b");
     }
 }

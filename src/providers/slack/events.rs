@@ -78,6 +78,10 @@ fn target(provider_id: &str, chat: &str, thread: Option<&str>, user: &str, messa
     }
 }
 
+/// Message subtypes that are still a person writing: a message with files, a thread reply also
+/// sent to the channel, and `/me` text.
+const PERSON_SUBTYPES: [&str; 3] = ["file_share", "thread_broadcast", "me_message"];
+
 /// §5.4: a `message` event from a person, with a channel and text.
 pub fn map_event(
     provider_id: &str,
@@ -89,9 +93,16 @@ pub fn map_event(
     if event.get("type").and_then(Value::as_str) != Some("message") {
         return None;
     }
-    // Bots (ours included) never prompt: a bot answering a bot would loop.
-    if event.get("subtype").and_then(Value::as_str) == Some("bot_message")
+    // Only a person writing prompts. Bots and apps (ours included) never do: a bot answering a
+    // bot would loop. Notices Slack posts as messages (joins, leaves, topic, purpose, pins,
+    // edits, deletions) carry a subtype and the user they are about, and are not prompts either.
+    let person_writing = match event.get("subtype").and_then(Value::as_str) {
+        None => true,
+        Some(subtype) => PERSON_SUBTYPES.contains(&subtype),
+    };
+    if !person_writing
         || event.get("bot_id").is_some_and(|b| !b.is_null())
+        || event.get("app_id").is_some_and(|a| !a.is_null())
     {
         return None;
     }
@@ -234,6 +245,13 @@ mod tests {
             json!({"text": "  "}),
             json!({"channel": null}),
             json!({"user": null, "subtype": "message_changed"}),
+            json!({"subtype": "channel_join", "text": "<@U1> has joined the channel"}),
+            json!({"subtype": "channel_leave", "text": "<@U1> has left the channel"}),
+            json!({"subtype": "channel_topic", "text": "set the channel topic: t"}),
+            json!({"subtype": "channel_purpose", "text": "set the channel purpose: p"}),
+            json!({"subtype": "pinned_item", "text": "pinned a message"}),
+            json!({"subtype": "message_deleted"}),
+            json!({"app_id": "A1"}),
         ] {
             assert_eq!(dispatch("slack", &event(extra.clone()), None, 0), Dispatch::Ignored, "{extra}");
         }
@@ -242,6 +260,12 @@ mod tests {
             dispatch("slack", &event(json!({"subtype": "file_share"})), None, 0),
             Dispatch::Inbound { .. }
         ));
+        for subtype in ["thread_broadcast", "me_message"] {
+            assert!(
+                matches!(dispatch("slack", &event(json!({"subtype": subtype})), None, 0), Dispatch::Inbound { .. }),
+                "{subtype} is a person writing"
+            );
+        }
     }
 
     #[test]

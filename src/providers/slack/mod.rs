@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod blocks;
+pub mod doctor;
 mod edits;
 pub mod events;
 pub mod signature;
@@ -27,8 +28,8 @@ use smol_str::SmolStr;
 
 use crate::channel::pacing::EditPacer;
 use crate::channel::{
-    Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, LocalFuture, SendError, SendOptions,
-    SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, InboundMessage, LocalFuture,
+    SendError, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::slack::SlackSettings;
 use crate::config::Secret;
@@ -50,6 +51,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
 /// Button presses whose message may still be updated with the outcome.
 const PRESS_ORIGINS: usize = 256;
+/// Replay keys of messages still in the pipeline, released when their processing fails.
+const OPEN_REQUESTS: usize = 1024;
 
 /// The names of [`SlackProvider::counters`], as metric `event` labels.
 pub const COUNTERS: [&str; 8] =
@@ -63,6 +66,10 @@ struct Inner {
     /// The app's own user id (`auth.test`), whose messages are never prompts.
     bot_user_id: RefCell<Option<String>>,
     replays: RefCell<ReplayCache>,
+    /// `(message id, replay key)` of requests whose messages are being processed, oldest first.
+    open_requests: RefCell<VecDeque<(String, String)>>,
+    /// Button messages already decided, as `(channel, ts)`, oldest first.
+    settled: RefCell<VecDeque<(String, String)>>,
     /// Presses waiting for their outcome, by interaction id, oldest first.
     presses: RefCell<VecDeque<(String, PressOrigin)>>,
     /// Paces streamed edits to one per second per message.
@@ -124,6 +131,8 @@ impl SlackProvider {
                 },
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
+                open_requests: RefCell::new(VecDeque::new()),
+                settled: RefCell::new(VecDeque::new()),
                 presses: RefCell::new(VecDeque::new()),
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
@@ -192,6 +201,12 @@ impl SlackProvider {
             Dispatch::Ignored => WebhookReply::Ignored,
             Dispatch::Inbound { message, origin } => {
                 match (&message.interaction, origin) {
+                    // The message was decided already and shows the outcome: a press that
+                    // raced the update goes no further (no Cloud call, no "could not process").
+                    (Some(_), Some(origin)) if self.is_settled(&origin) => {
+                        self.count("interaction");
+                        return Ok(WebhookReply::Ignored);
+                    }
                     (Some(interaction), Some(origin)) => {
                         self.count("interaction");
                         let mut presses = self.inner.presses.borrow_mut();
@@ -202,6 +217,11 @@ impl SlackProvider {
                     }
                     (Some(_), None) => self.count("interaction"),
                     (None, _) => self.count("event"),
+                }
+                let mut open = self.inner.open_requests.borrow_mut();
+                open.push_back((message.id.clone(), key));
+                while open.len() > OPEN_REQUESTS {
+                    open.pop_front();
                 }
                 WebhookReply::Messages(vec![*message])
             }
@@ -289,6 +309,11 @@ impl SlackProvider {
         })
     }
 
+    /// Whether the message a press came from was decided already.
+    fn is_settled(&self, origin: &PressOrigin) -> bool {
+        self.inner.settled.borrow().iter().any(|(channel, ts)| *channel == origin.channel && *ts == origin.ts)
+    }
+
     /// Slack's acknowledgement of a press is the HTTP answer; what is left is to show the outcome
     /// on the message in place of its buttons, so they cannot be pressed twice.
     pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
@@ -299,6 +324,13 @@ impl SlackProvider {
         };
         let Some(origin) = origin else { return Ok(()) };
         let outcome = if text.trim().is_empty() { "Done" } else { text };
+        {
+            let mut settled = self.inner.settled.borrow_mut();
+            settled.push_back((origin.channel.clone(), origin.ts.clone()));
+            while settled.len() > PRESS_ORIGINS {
+                settled.pop_front();
+            }
+        }
         let body = json!({"channel": origin.channel, "ts": origin.ts, "text": origin.text, "blocks": blocks::resolved_blocks(&origin.text, outcome)});
         self.call("chat.update", &body).await.map(drop)
     }
@@ -421,6 +453,20 @@ impl Channel for SlackProvider {
         text: &'a str,
     ) -> LocalFuture<'a, Result<(), SendError>> {
         Box::pin(SlackProvider::answer_interaction(self, interaction_id, text))
+    }
+
+    /// A message whose processing failed gives its request's replay key back: the gateway
+    /// answered it 5xx, and Slack (or an operator) may resend the identical signed request.
+    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+        let mut open = self.inner.open_requests.borrow_mut();
+        if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
+            if let Some((_, key)) = open.remove(position) {
+                if !succeeded {
+                    self.inner.replays.borrow_mut().forget(&key);
+                }
+            }
+        }
+        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

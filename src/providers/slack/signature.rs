@@ -150,6 +150,12 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Forgets `key`, so the very same signed request is accepted once more: a request the
+    /// gateway failed to process (answered 5xx) may be resent as it was.
+    pub fn forget(&mut self, key: &str) {
+        self.entries.retain(|entry| entry.key != key);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

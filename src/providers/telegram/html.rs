@@ -47,7 +47,8 @@ pub fn chunk_html(html: &str, max: usize) -> Vec<String> {
     let mut at = 0;
     while at < html.len() {
         let atom = Atom::at(html, at);
-        let safe = depth == 0;
+        // Between grapheme clusters only: a ZWJ emoji sequence or a flag is never torn apart.
+        let safe = depth == 0 && crate::util::graphemes::is_boundary(html, at);
         let after_space = html[..at].ends_with(['\n', ' ']);
         if safe && at > start {
             last_safe = Some((at, units));
@@ -155,6 +156,17 @@ fn entity_units(token: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn chunks_never_tear_an_emoji_sequence() {
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        let text = family.repeat(10);
+        let chunks = chunk_html(&text, 30);
+        assert_eq!(chunks.concat(), text);
+        for chunk in &chunks {
+            assert!(chunk.starts_with('\u{1F468}') && chunk.ends_with('\u{1F466}'), "{chunk:?}");
+        }
+    }
 
     #[test]
     fn escaping() {

@@ -5,10 +5,11 @@
 //! found" are permanent, 429 waits exactly `retry_after`, a migrated group is followed.
 
 pub mod api;
-mod buttons;
+pub mod doctor;
 mod edits;
 pub mod html;
 pub mod poll;
+mod presses;
 pub mod update;
 
 use std::cell::RefCell;
@@ -27,8 +28,9 @@ use crate::channel::{
 use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
+use crate::providers::buttons::ButtonTable;
 use api::{chat_id, thread_id, BotApi, TelegramError};
-use buttons::ButtonTable;
+use presses::{commands_for, utf16_len, OpenPress, COMMANDS_HINT};
 use update::{GroupPolicy, Mapping};
 
 /// Telegram's text limit, in UTF-16 units of the message text.
@@ -58,13 +60,15 @@ struct Inner {
     bot: RefCell<Option<(i64, Option<String>)>>,
     buttons: ButtonTable,
     /// Callback queries not answered yet.
-    open_callbacks: RefCell<VecDeque<String>>,
+    open_callbacks: RefCell<VecDeque<OpenPress>>,
     /// Paces streamed edits to one per second per message.
     edits: Rc<EditPacer>,
     /// Groups that became supergroups: old chat id → new chat id.
     migrated: RefCell<HashMap<String, String>>,
     /// Webhook update ids seen lately: fixed-size numbers, so the set is bounded in bytes too.
     seen_updates: RefCell<RecentIds>,
+    /// Rate-limits the log lines of repeated events (one plain-text fallback a minute).
+    warnings: crate::logging::WarnLimiter,
     /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
     counters: [std::cell::Cell<u64>; 4],
     /// The bot's own task (identity, webhook registration, polling) while it runs.
@@ -123,6 +127,7 @@ impl TelegramProvider {
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(RecentIds::default()),
+                warnings: crate::logging::WarnLimiter::new(Duration::from_secs(60)),
                 counters: Default::default(),
                 task: RefCell::new(None),
             }),
@@ -171,28 +176,8 @@ impl TelegramProvider {
             };
             update::map_update(&mapping, update)?
         };
-        if let Some(interaction) = message.interaction.as_mut() {
-            remember(&mut self.inner.open_callbacks.borrow_mut(), interaction.id.clone(), 1024);
-            match self.inner.buttons.token(&interaction.token) {
-                Some(token) => {
-                    interaction.token = token.clone();
-                    message.text = token.clone();
-                    message.raw_text = token;
-                }
-                // Not one of our short ids (buttons sent by an older version carried the Cloud
-                // token itself, e.g. `apv:<token>`): pass it to Cloud as it is.
-                None if !buttons::is_short_id(&interaction.token) => {}
-                None => {
-                    let id = interaction.id.clone();
-                    self.answer_interaction(
-                        &id,
-                        "This button has expired: use the /approve or /answer command instead.",
-                    )
-                    .await
-                    .ok();
-                    return None;
-                }
-            }
+        if !self.map_press(&mut message).await {
+            return None;
         }
         Some(message)
     }
@@ -206,7 +191,7 @@ impl TelegramProvider {
     /// After the pipeline: a button press is always answered, even when it failed.
     async fn answer_open_callback(&self, message: &InboundMessage) {
         if let Some(interaction) = &message.interaction {
-            if self.inner.open_callbacks.borrow().contains(&interaction.id) {
+            if self.inner.open_callbacks.borrow().iter().any(|p| p.callback_id == interaction.id) {
                 self.answer_interaction(&interaction.id, "").await.ok();
             }
         }
@@ -251,6 +236,7 @@ impl TelegramProvider {
                         && error.description().contains("can't parse entities") =>
                 {
                     fell_back = true;
+                    self.log_plain_fallback(chat, error.description());
                     if let Some(object) = body.as_object_mut() {
                         object.remove("parse_mode");
                         object.insert("text".into(), Value::from(plain));
@@ -258,6 +244,20 @@ impl TelegramProvider {
                 }
                 Err(error) => return Err(send_error(error)),
             }
+        }
+    }
+
+    /// One info line when a reply goes out as plain text because Telegram refused its HTML; at
+    /// most one a minute, with how many were held back since.
+    fn log_plain_fallback(&self, chat: &str, reason: &str) {
+        if let Some(suppressed) = self.inner.warnings.allow("plain_text_fallback", std::time::Instant::now()) {
+            tracing::info!(
+                provider = %self.inner.id,
+                chat,
+                reason = %crate::config::redact::redact_text(reason),
+                suppressed,
+                "Telegram refused the formatting of a reply; it was sent as plain text"
+            );
         }
     }
 
@@ -290,14 +290,25 @@ impl TelegramProvider {
         text: &str,
         rows: &[Vec<Button>],
     ) -> Result<SentMessage, SendError> {
+        let tokens: Vec<&str> = rows.iter().flatten().map(|b| b.token.as_str()).collect();
+        let mut ids = self.inner.buttons.issue(&tokens).1.into_iter();
         let keyboard: Vec<Vec<Value>> = rows
             .iter()
             .map(|row| {
                 row.iter()
-                    .map(|button| json!({"text": button.label, "callback_data": self.inner.buttons.issue(&button.token)}))
+                    .map(|button| json!({"text": button.label, "callback_data": ids.next().unwrap_or_default()}))
                     .collect()
             })
             .collect();
+        // What to type if the buttons stop working (a restart without a state directory): the
+        // commands with the token, also repeated by an expired button's notice.
+        let text = match commands_for(rows) {
+            Some(commands) if utf16_len(text) + utf16_len(&commands) + 2 + COMMANDS_HINT.len() <= MAX_TEXT => {
+                format!("{text}\n\n{COMMANDS_HINT}{commands}")
+            }
+            _ => text.to_owned(),
+        };
+        let text = text.as_str();
         let chat = self.resolve_chat(&target.chat_id);
         let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
@@ -340,20 +351,22 @@ impl TelegramProvider {
     /// `answerCallbackQuery`, only for callback queries this provider received (a text command's
     /// id is a message id, which Telegram would reject).
     pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
-        let known = {
+        let press = {
             let mut open = self.inner.open_callbacks.borrow_mut();
-            let before = open.len();
-            open.retain(|id| id != interaction_id);
-            open.len() != before
+            let index = open.iter().position(|p| p.callback_id == interaction_id);
+            index.and_then(|i| open.remove(i))
         };
-        if !known {
-            return Ok(());
-        }
+        let Some(press) = press else { return Ok(()) };
         let mut body = json!({"callback_query_id": interaction_id});
         if !text.is_empty() {
             body["text"] = Value::from(text);
         }
-        self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error)
+        let answered = self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error);
+        // Only a decision the pipeline acknowledges carries an outcome; a bare answer does not.
+        if !text.is_empty() && press.message.is_some() {
+            self.show_outcome(&press, text).await;
+        }
+        answered
     }
 }
 
@@ -496,13 +509,6 @@ impl RecentIds {
         if self.lookup.remove(&id) {
             self.order.retain(|seen| *seen != id);
         }
-    }
-}
-
-fn remember(list: &mut VecDeque<String>, value: String, cap: usize) {
-    list.push_back(value);
-    if list.len() > cap {
-        list.pop_front();
     }
 }
 

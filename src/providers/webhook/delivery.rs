@@ -67,6 +67,29 @@ pub enum DeliveryError {
     /// An answer the gateway cannot use (too large, a bad `messageId`): permanent.
     #[error("{0}")]
     Body(String),
+    /// The relay's certificate (or the TLS handshake) was refused: retrying cannot help until
+    /// the operator trusts the relay's CA (`OPEN_COWORK_GATEWAY_CA_FILE`) or fixes its
+    /// certificate, so it is permanent.
+    #[error("Webhook delivery TLS failure: {0}")]
+    Tls(String),
+}
+
+/// What a failed request was: a TLS refusal anywhere in its causes, else a network error.
+fn request_failure(error: &(dyn std::error::Error + 'static)) -> DeliveryError {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return DeliveryError::Tls(tls.to_string());
+        }
+        // An I/O error wraps the error it carries (the handshake's) rather than naming it as
+        // its source.
+        let carried = current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        cause = match carried {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    DeliveryError::Network
 }
 
 impl DeliveryError {
@@ -153,6 +176,12 @@ impl Outbound {
             health: RefCell::new(None),
             openings: Rc::default(),
         })
+    }
+
+    /// Trusts the certificates of `ca_file` besides the public roots.
+    pub fn trust_ca_file(&mut self, ca_file: &std::path::Path) -> Result<(), String> {
+        self.client = PinnedClient::with_ca_file(ca_file)?;
+        Ok(())
     }
 
     pub fn attach_health(&self, health: Option<HealthReporter>) {
@@ -271,7 +300,7 @@ impl Outbound {
             .header(http::header::CONNECTION, "close")
             .body(Full::new(body))
             .map_err(|_| DeliveryError::Policy("Webhook delivery URL is not a valid URL"))?;
-        let response = self.client.send(&self.url, address, request).await.map_err(|_| DeliveryError::Network)?;
+        let response = self.client.send(&self.url, address, request).await.map_err(|e| request_failure(&e))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             let retry_after = response

@@ -4,7 +4,9 @@
 //! signed the same way, to the relay's `deliveryUrl` behind the outbound URL policy. There is no
 //! native Discord, Meta or signal-cli protocol here: the relay verifies the platform first.
 
+pub mod buttons;
 pub mod delivery;
+pub mod doctor;
 pub mod payload;
 pub mod signature;
 
@@ -33,17 +35,22 @@ const REPLAY_SCOPE_CAP: usize = 1000;
 /// Claims kept for releasing after a failed inbound run; older ones simply stay until they expire.
 const OPEN_CLAIMS: usize = 1024;
 
+/// The longest token a button may be given; what the relay sees is a short id.
+const MAX_BUTTON_TOKEN_BYTES: usize = 1024;
+/// The relay's limit for the token of a button on the wire.
+const WIRE_TOKEN_BYTES: usize = 64;
+
 /// The names of [`WebhookProvider`]'s counters, as metric `event` labels.
 pub const COUNTERS: [&str; 4] = ["inbound", "rejected", "sent", "failed"];
 
 /// §2.4 capabilities of a kind, with `maxFileBytes` capped by the attachment setting.
 pub fn capabilities(kind: ProviderKind, max_attachment_bytes: usize) -> Capabilities {
-    // (editing, buttons, file_downloads, text, buttons/rows/token, file bytes)
+    // (editing, buttons, file_downloads, text, buttons/rows, file bytes)
     let (editing, buttons, files, text, limits, file_bytes) = match kind {
-        ProviderKind::Discord => (true, true, true, 2000, (25, 5, 64), 8_388_608),
-        ProviderKind::Whatsapp => (false, true, true, 4096, (3, 1, 64), 16_777_216),
-        ProviderKind::Signal => (false, false, true, 4096, (8, 4, 64), 104_857_600),
-        _ => (true, true, false, 4096, (8, 4, 64), 26_214_400),
+        ProviderKind::Discord => (true, true, true, 2000, (25, 5), 8_388_608),
+        ProviderKind::Whatsapp => (false, true, true, 4096, (3, 1), 16_777_216),
+        ProviderKind::Signal => (false, false, true, 4096, (8, 4), 104_857_600),
+        _ => (true, true, false, 4096, (8, 4), 26_214_400),
     };
     let max_file_bytes = if max_attachment_bytes > 0 { file_bytes.min(max_attachment_bytes) } else { file_bytes };
     Capabilities {
@@ -53,7 +60,8 @@ pub fn capabilities(kind: ProviderKind, max_attachment_bytes: usize) -> Capabili
         max_text_length: text,
         max_buttons_per_message: limits.0,
         max_button_rows: limits.1,
-        max_button_token_bytes: limits.2,
+        // Buttons carry short ids (`buttons.rs`), so any Cloud token fits the relay's 64 bytes.
+        max_button_token_bytes: MAX_BUTTON_TOKEN_BYTES,
         max_file_bytes,
     }
 }
@@ -68,6 +76,8 @@ struct WireTarget {
     is_direct: bool,
     thread_id: Option<String>,
     user_id: Option<String>,
+    /// Always null: a new message replies to nothing, and an edit names its message in the
+    /// operation's own `messageId`. Kept so the relay sees the documented shape.
     message_id: Option<String>,
 }
 
@@ -155,6 +165,7 @@ struct Inner {
     replay: RefCell<ReplayCache>,
     /// Replay claims of messages still in the inbound pipeline, by message id.
     open_claims: RefCell<VecDeque<(String, ReplayClaim)>>,
+    buttons: buttons::BridgeButtons,
     counters: [std::cell::Cell<u64>; 4],
 }
 
@@ -175,23 +186,31 @@ fn bad(error: String) -> SendError {
 }
 
 impl WebhookProvider {
-    /// `resolver` answers the per-attempt DNS lookups (the system resolver in the daemon).
+    /// `resolver` answers the per-attempt DNS lookups (the system resolver in the daemon);
+    /// `context.state_dir` keeps the button ids across restarts, and `context.ca_file` is
+    /// trusted for the delivery URL besides the public roots.
     pub fn new(
         id: SmolStr,
         settings: &WebhookSettings,
         resolver: Rc<dyn Resolver>,
         options: RetryOptions,
+        context: &crate::providers::BuildContext,
     ) -> Result<Self, String> {
+        let state_dir = context.state_dir.as_deref();
+        let buttons_file = state_dir.map(|dir| dir.join(format!("webhook-{id}-buttons.json")));
         if settings.policy.allow_private {
             tracing::warn!(provider = %id, "allowPrivateDelivery is on: deliveries may reach private and reserved addresses");
         }
-        let outbound = Outbound::new(
+        let mut outbound = Outbound::new(
             settings.delivery_url.clone(),
             settings.policy.clone(),
             settings.shared_secret.clone(),
             resolver,
             options,
         )?;
+        if let Some(ca_file) = &context.ca_file {
+            outbound.trust_ca_file(ca_file)?;
+        }
         Ok(Self {
             inner: Rc::new(Inner {
                 id,
@@ -202,6 +221,7 @@ impl WebhookProvider {
                 outbound,
                 replay: RefCell::new(ReplayCache::new(REPLAY_GLOBAL_CAP, REPLAY_SCOPE_CAP)),
                 open_claims: RefCell::new(VecDeque::new()),
+                buttons: buttons::BridgeButtons::open(buttons_file.as_deref()),
                 counters: Default::default(),
             }),
         })
@@ -268,6 +288,30 @@ impl WebhookProvider {
         }
     }
 
+    /// Verifies and maps one request, answering a press that needs no Cloud call itself.
+    fn accept(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        let (mut message, claim) = self.verify_and_map(request)?;
+        self.count("inbound");
+        if let buttons::Press::Notice(notice) = self.inner.buttons.press(&mut message) {
+            // Sent after the answer: the relay's request does not wait for its own delivery URL.
+            if let Some(interaction) = message.interaction {
+                let this = self.clone();
+                tokio::task::spawn_local(async move {
+                    if let Err(error) = this.answer_interaction(&interaction.id, &notice).await {
+                        tracing::debug!(provider = %this.inner.id, error = %crate::config::redact::Redacted(&error), "a button notice was not delivered");
+                    }
+                });
+            }
+            return Ok(WebhookReply::Ignored);
+        }
+        let mut open = self.inner.open_claims.borrow_mut();
+        open.push_back((message.id.clone(), claim));
+        if open.len() > OPEN_CLAIMS {
+            open.pop_front();
+        }
+        Ok(WebhookReply::Messages(vec![message]))
+    }
+
     fn wire_target(&self, target: &ChannelTarget) -> Result<WireTarget, SendError> {
         if target.provider != self.inner.id {
             return Err(bad(format!(
@@ -290,11 +334,13 @@ impl WebhookProvider {
         Ok(WireTarget {
             provider: self.inner.id.clone(),
             provider_kind: self.inner.kind.as_str(),
-            chat_id,
             is_direct: target.is_direct == Some(true),
-            thread_id: field(&target.thread_id, "threadId")?,
+            // Only what the relay gave: a chat without a thread is not its own thread, and a
+            // new message is not a reply to the last one the gateway sent there.
+            thread_id: field(&target.thread_id, "threadId")?.filter(|thread| *thread != chat_id),
             user_id: field(&target.user_id, "userId")?,
-            message_id: field(&target.message_id, "messageId")?,
+            message_id: None,
+            chat_id,
         })
     }
 
@@ -400,9 +446,6 @@ impl WebhookProvider {
             if button.token.chars().any(|c| (c as u32) < 0x20 || c as u32 == 0x7f) {
                 return Err(bad("Webhook button token cannot contain control characters".into()));
             }
-            if button.token.len() > 64 {
-                return Err(bad("Webhook button token cannot exceed 64 bytes".into()));
-            }
             if button.token.len() > caps.max_button_token_bytes {
                 return Err(bad(format!(
                     "Webhook button token exceeds maxButtonTokenBytes {}",
@@ -412,12 +455,22 @@ impl WebhookProvider {
         }
         let wire = self.wire_target(target)?;
         let delivery_id = Self::delivery_id(None)?;
-        let buttons = rows
+        let (number, short) = self.inner.buttons.issue(rows);
+        if short.iter().flatten().any(|b| b.token.len() > WIRE_TOKEN_BYTES) {
+            return Err(bad(format!("Webhook button token cannot exceed {WIRE_TOKEN_BYTES} bytes")));
+        }
+        let buttons = short
             .iter()
             .map(|row| row.iter().map(|b| WireButton { label: &b.label, token: &b.token, style: b.style }).collect())
             .collect();
         let message_id =
             self.post(&delivery_id, ButtonsOperation { kind: "buttons", target: &wire, text, buttons }).await?;
+        self.inner.buttons.sent(buttons::SentButtons {
+            message: number,
+            target: target.clone(),
+            message_id: message_id.clone(),
+            text: text.to_owned(),
+        });
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
@@ -447,8 +500,25 @@ impl WebhookProvider {
             .ok_or_else(|| bad("Webhook interaction response id is required".into()))?;
         let delivery_id = Self::delivery_id(None)?;
         self.post(&delivery_id, AnswerOperation { kind: "answer_interaction", interaction_id: &interaction_id, text })
-            .await
-            .map(drop)
+            .await?;
+        if !text.is_empty() {
+            self.show_outcome(&interaction_id, text).await;
+        }
+        Ok(())
+    }
+
+    /// After a decision: the message's buttons are settled, and an editing bridge gets its text
+    /// with the outcome in place of the buttons. A failed edit leaves the buttons, which then
+    /// answer "already answered": the decision itself is done.
+    async fn show_outcome(&self, interaction_id: &str, outcome: &str) {
+        let Some(sent) = self.inner.buttons.settle(interaction_id, outcome) else { return };
+        if !self.inner.capabilities.message_editing {
+            return;
+        }
+        let text = format!("{}\n\n\u{2713} {outcome}", sent.text);
+        if let Err(error) = self.edit_text(&sent.target, &sent.message_id, &text).await {
+            tracing::debug!(provider = %self.inner.id, error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
+        }
     }
 }
 
@@ -468,6 +538,7 @@ impl Channel for WebhookProvider {
 
     fn stop(&self) {
         self.inner.outbound.attach_health(None);
+        self.inner.buttons.flush();
     }
 
     /// The signature covers the body, so nothing can be decided from the headers alone except
@@ -483,20 +554,12 @@ impl Channel for WebhookProvider {
         Ok(())
     }
 
+    /// A press on a decided or expired button is answered here and goes no further.
     fn handle_webhook<'a>(
         &'a self,
         request: WebhookRequest<'a>,
     ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        let result = self.verify_and_map(&request).map(|(message, claim)| {
-            self.count("inbound");
-            let mut open = self.inner.open_claims.borrow_mut();
-            open.push_back((message.id.clone(), claim));
-            if open.len() > OPEN_CLAIMS {
-                open.pop_front();
-            }
-            WebhookReply::Messages(vec![message])
-        });
-        Box::pin(std::future::ready(result))
+        Box::pin(std::future::ready(self.accept(&request)))
     }
 
     fn send_text<'a>(
@@ -584,7 +647,9 @@ mod tests {
             policy: UrlPolicy::default(),
             max_attachment_bytes: 1024,
         };
-        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default()).unwrap()
+        let context = crate::providers::BuildContext::default();
+        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default(), &context)
+            .unwrap()
     }
 
     fn target(kind: ProviderKind) -> ChannelTarget {
@@ -621,10 +686,10 @@ mod tests {
         let error = whatsapp.send_buttons(&target(ProviderKind::Whatsapp), "x", &rows).await.unwrap_err();
         assert_eq!(error.message, "Webhook buttons exceed maxButtonRowsPerMessage 1");
         let error = whatsapp
-            .send_buttons(&target(ProviderKind::Whatsapp), "x", &[vec![button(&"t".repeat(65))]])
+            .send_buttons(&target(ProviderKind::Whatsapp), "x", &[vec![button(&"t".repeat(1025))]])
             .await
             .unwrap_err();
-        assert_eq!(error.message, "Webhook button token cannot exceed 64 bytes");
+        assert_eq!(error.message, "Webhook button token exceeds maxButtonTokenBytes 1024");
         let discord = provider(ProviderKind::Discord);
         let error = discord.send_text(&target(ProviderKind::Discord), &"x".repeat(2001), &SendOptions::default()).await;
         assert_eq!(error.unwrap_err().message, "discord bridge text exceeds maxTextLength 2000");

@@ -9,6 +9,8 @@ use crate::channel::{ChannelTarget, InboundMessage, InteractionRef, Sender};
 
 /// Attachments one payload may carry.
 pub const MAX_ATTACHMENTS: usize = 20;
+/// An inbound interaction token: a Cloud token with its decision prefix fits with room to spare.
+pub const MAX_INTERACTION_TOKEN_BYTES: usize = 512;
 
 /// Who the payload is for: this provider's id, kind and inbound attachment cap.
 pub struct Mapping<'a> {
@@ -141,8 +143,10 @@ pub fn map_payload(mapping: &Mapping, payload: &Value) -> Result<InboundMessage,
             if token.chars().any(is_control) {
                 return Err("Webhook interaction.token cannot contain control characters".into());
             }
-            if token.len() > 64 {
-                return Err("Webhook interaction.token cannot exceed 64 bytes".into());
+            // Buttons the gateway sends carry short tokens, but a relay may also press with the
+            // full Cloud token (`den:occi_…`, about 90 bytes): bounded, not refused.
+            if token.len() > MAX_INTERACTION_TOKEN_BYTES {
+                return Err(format!("Webhook interaction.token cannot exceed {MAX_INTERACTION_TOKEN_BYTES} bytes"));
             }
             let kind =
                 if interaction.get("kind").and_then(Value::as_str) == Some("command") { "command" } else { "button" };
@@ -268,8 +272,8 @@ mod tests {
                 "Webhook interaction requires id and token",
             ),
             (
-                json!({"target": {"chatId": "c"}, "sender": {"userId": "u"}, "interaction": {"id": "i", "token": "t".repeat(65)}}),
-                "Webhook interaction.token cannot exceed 64 bytes",
+                json!({"target": {"chatId": "c"}, "sender": {"userId": "u"}, "interaction": {"id": "i", "token": "t".repeat(513)}}),
+                "Webhook interaction.token cannot exceed 512 bytes",
             ),
             (
                 json!({"target": {"chatId": "c"}, "sender": {"userId": "u"}, "attachments": {}}),
