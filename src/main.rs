@@ -115,6 +115,7 @@ fn configuration_error(doctor: bool, error: &dyn std::fmt::Display) -> ExitCode 
 }
 
 /// `doctor`: every check, one line each; 0 when all pass, 1 otherwise.
+#[inline(never)]
 fn run_doctor(config: &config::Config) -> ExitCode {
     let Some(runtime) = current_thread_runtime() else { return ExitCode::FAILURE };
     let mut factory = open_cowork_gateway::providers::ProviderFactory::default();

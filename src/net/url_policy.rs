@@ -411,15 +411,7 @@ impl PinnedClient {
     pub fn new() -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        // A few relay hosts per entry: resumption for 4 servers, not rustls' default 32.
-        tls.resumption = rustls::client::Resumption::in_memory_sessions(32);
-        Ok(Self { tls: Arc::new(tls) })
+        Self::with_roots(roots)
     }
 
     /// A client trusting the public web roots and the certificates of `ca_file` (the gateway's
@@ -430,12 +422,18 @@ impl PinnedClient {
         for certificate in crate::net::https::load_ca_certificates(ca_file).map_err(|e| e.to_string())? {
             roots.add(certificate).map_err(|e| format!("OPEN_COWORK_GATEWAY_CA_FILE {}: {e}", ca_file.display()))?;
         }
+        Self::with_roots(roots)
+    }
+
+    fn with_roots(roots: rustls::RootCertStore) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // A few relay hosts per entry: resumption for 4 servers, not rustls' default 32.
+        tls.resumption = rustls::client::Resumption::in_memory_sessions(32);
         Ok(Self { tls: Arc::new(tls) })
     }
 
