@@ -366,7 +366,8 @@ impl Inbound {
             match result {
                 Err(error) if error.is_retryable() && !committed && attempt < attempts => {
                     // 1 s, then 2 s: well inside the claim's 5-minute lease.
-                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                    let policy = crate::net::backoff::RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(2));
+                    tokio::time::sleep(policy.with_jitter(0.0).nth(attempt.into())).await;
                     attempt += 1;
                 }
                 result => break result,

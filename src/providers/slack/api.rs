@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::channel::{SendError, SendErrorKind};
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
+use crate::net::retry_after::parse_retry_after;
 
 /// Web API answers larger than this are refused (message answers are a few kilobytes).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -142,8 +143,11 @@ impl WebApi {
                 .await
                 .map_err(|_| SlackError::Network { method, detail: "network error" })?;
             let status = response.status().as_u16();
-            let retry_after =
-                response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, crate::time::now_ms()));
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
@@ -163,12 +167,6 @@ impl WebApi {
             .await
             .unwrap_or(Err(SlackError::Network { method, detail: "request timed out" }))
     }
-}
-
-/// `Retry-After` as delta-seconds (Slack sends whole seconds; fractions are accepted).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
 #[cfg(test)]
@@ -200,13 +198,5 @@ mod tests {
         );
         assert_eq!(api(502, "", None).to_string(), "Slack API chat.postMessage failed: 502");
         assert!(api(200, "token_revoked", None).is_auth());
-    }
-
-    #[test]
-    fn retry_after_is_delta_seconds() {
-        assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }
