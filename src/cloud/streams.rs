@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::{CloudClient, SseConnection};
+use super::clock::{CloudClock, SkewChange};
 use super::error::CloudError;
 use super::types::{DeliveryRecord, SessionEvent};
 use crate::logging::WarnLimiter;
@@ -299,12 +300,14 @@ pub struct DeliveryStreamOptions {
     pub ttl_ms: u64,
     /// Reopen the stream when no delivery arrived for this long (heartbeats do not count).
     pub quiet_rotation: Duration,
+    /// Measured against Cloud's `Date` at every open; the dispatcher writes Cloud's times with it.
+    pub clock: CloudClock,
 }
 
 impl DeliveryStreamOptions {
     /// The gateway's settings: a 120 s claim lease, a 5-minute quiet rotation.
     pub fn new(claimed_by: String) -> Self {
-        Self { claimed_by, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
+        Self { claimed_by, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300), clock: CloudClock::default() }
     }
 }
 
@@ -352,6 +355,9 @@ pub async fn follow_deliveries(
                     tracing::info!(bindings = current.len(), claimed_by = %claimed_by, "delivery subscription connected");
                 }
                 connected_before = true;
+                if let Some(date) = connection.cloud_date_ms {
+                    note_clock(context, &options.clock, date);
+                }
                 context.status.live();
                 context.status.token_accepted();
                 let end = tokio::select! {
@@ -376,6 +382,23 @@ pub async fn follow_deliveries(
         }
     }
     context.status.down("The delivery subscription is closed.");
+}
+
+/// Measures the local clock against Cloud's `Date`: a gauge always, one log line when the skew
+/// first goes beyond tolerance and one when it is back.
+fn note_clock(context: &StreamContext, clock: &CloudClock, cloud_date_ms: u64) {
+    let change = clock.observe(cloud_date_ms, crate::time::now_ms());
+    let skew = clock.skew_ms().unwrap_or(0);
+    context.metrics.set_gauge(crate::metrics::Stat::CloudClockSkewSeconds, skew.unsigned_abs() / 1000);
+    match change {
+        SkewChange::Beyond(skew) => tracing::warn!(
+            skew_seconds = skew / 1000,
+            direction = if skew > 0 { "ahead" } else { "behind" },
+            "this host's clock is far from Cloud's; deliveries still go out (leases run on the monotonic clock), but fix the host's time source (NTP)"
+        ),
+        SkewChange::Recovered => tracing::info!(skew_ms = skew, "this host's clock agrees with Cloud's again"),
+        SkewChange::Unchanged => {}
+    }
 }
 
 /// At the drain, frames already on their way are read until none came for this long…

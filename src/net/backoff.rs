@@ -136,6 +136,9 @@ mod tests {
         assert!(policy.nth(u64::MAX) <= Duration::from_secs(60), "no overflow");
         let hint = Some(Duration::from_secs(90));
         assert_eq!(RetryPolicy::honour(hint, Duration::from_secs(60), || Duration::ZERO), Duration::from_secs(60));
-        assert_eq!(RetryPolicy::honour(None, Duration::from_secs(60), || Duration::from_secs(2)), Duration::from_secs(2));
+        assert_eq!(
+            RetryPolicy::honour(None, Duration::from_secs(60), || Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -194,8 +194,8 @@ impl Outbound {
 
     /// §7.6: the pause after failed attempt `attempt`, or `None` for no retry.
     fn retry_delay(&self, error: &DeliveryError, attempt: u32) -> Option<Duration> {
-        let policy = RetryPolicy::new(self.options.initial_delay, self.options.max_delay)
-            .with_jitter(self.options.jitter_ratio);
+        let policy =
+            RetryPolicy::new(self.options.initial_delay, self.options.max_delay).with_jitter(self.options.jitter_ratio);
         let backoff = || policy.nth(u64::from(attempt));
         match error {
             DeliveryError::Timeout(_) | DeliveryError::Network => Some(backoff()),
