@@ -15,13 +15,14 @@
 //!   lasts, never turned into `dead`.
 //! - What an operator acts on is one log line each (`report.rs`).
 
+mod backlog;
 mod circuit;
 mod lease;
 mod report;
 mod send;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use crate::cloud::clock::CloudClock;
 use crate::cloud::DeliveryRecord;
 use crate::metrics::{Metrics, Stat};
 use crate::shutdown::{Shutdown, WorkGuard};
+use backlog::{Admitted, Backlog};
 use lease::{HandBacks, Lease};
 use send::{ack_sent, handle_delivery, release};
 
@@ -62,18 +64,6 @@ type DeliveryKey = (SmolStr, SmolStr);
 
 fn delivery_key(delivery: &DeliveryRecord) -> DeliveryKey {
     (delivery.channel_binding_id.clone(), delivery.delivery_id.clone())
-}
-
-/// A delivery waiting in its lane, with its lease.
-type Lanes = HashMap<String, VecDeque<(DeliveryRecord, Lease)>>;
-
-/// After a lane's head left it: the lane is ready again if it has more, else forgotten.
-fn requeue_lane(lanes: &mut Lanes, ready: &mut VecDeque<String>, lane: String) {
-    if lanes.get(&lane).is_some_and(|l| !l.is_empty()) {
-        ready.push_back(lane);
-    } else {
-        lanes.remove(&lane);
-    }
 }
 
 /// The most recent sent delivery keys: a set for lookups, a queue for their age.
@@ -157,17 +147,14 @@ pub async fn run_dispatcher(
     let cap = dispatcher.max_queue_depth.max(max_concurrency);
     let shared = Rc::new(RefCell::new(Shared::default()));
     let (done_tx, mut done_rx) = mpsc::channel::<(String, DeliveryKey)>(max_concurrency.max(1));
-    let mut lanes: Lanes = HashMap::new();
-    let mut ready: VecDeque<String> = VecDeque::new();
-    let mut busy_lanes: HashSet<String> = HashSet::new();
-    let mut known: HashSet<DeliveryKey> = HashSet::new();
-    let (mut queued, mut active) = (0usize, 0usize);
+    let mut backlog = Backlog::default();
+    let mut active = 0usize;
     let mut open = true;
     let mut draining = false;
     let mut drain = dispatcher.shutdown.signal();
     let mut work: Option<WorkGuard> = None;
     loop {
-        if !open && queued == 0 && active == 0 {
+        if !open && backlog.queued() == 0 && active == 0 {
             break;
         }
         tokio::select! {
@@ -175,77 +162,41 @@ pub async fn run_dispatcher(
             // Cloud at once, so the next process sends them without waiting out their leases.
             _ = drain.started(), if !draining => {
                 draining = true;
-                for (_, backlog) in lanes.drain() {
-                    for (delivery, _) in backlog {
-                        known.remove(&delivery_key(&delivery));
-                        let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
-                        let work = dispatcher.shutdown.work_guard();
-                        tokio::task::spawn_local(async move {
-                            release(&dispatcher, &client, &delivery, SHUTDOWN_RELEASE, SHUTDOWN_RELEASE_DELAY).await;
-                            drop(work);
-                        });
-                    }
+                for delivery in backlog.drain() {
+                    release_at_shutdown(&dispatcher, &client, delivery);
                 }
-                ready.clear();
-                queued = 0;
             }
             // A full queue stops reading: the stream backs up instead of dropping claims.
-            delivery = incoming.recv(), if open && queued < cap => match delivery {
+            delivery = incoming.recv(), if open && backlog.queued() < cap => match delivery {
                 None => open = false,
-                Some(delivery) if draining => {
-                    // Claimed as the subscription closed: hand it straight back.
-                    let (dispatcher, client) = (Rc::clone(&dispatcher), Rc::clone(&client));
-                    let work = dispatcher.shutdown.work_guard();
-                    tokio::task::spawn_local(async move {
-                        release(&dispatcher, &client, &delivery, SHUTDOWN_RELEASE, SHUTDOWN_RELEASE_DELAY).await;
-                        drop(work);
-                    });
-                }
+                // Claimed as the subscription closed: hand it straight back.
+                Some(delivery) if draining => release_at_shutdown(&dispatcher, &client, delivery),
                 Some(delivery) => {
-                    let key = delivery_key(&delivery);
                     let lease = Lease::of(&delivery, &dispatcher.clock, dispatcher.requested_lease);
-                    if shared.borrow().sent.contains(&key) {
-                        dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
-                        let (dispatcher, client, shared) = (Rc::clone(&dispatcher), Rc::clone(&client), Rc::clone(&shared));
-                        tokio::task::spawn_local(async move { ack_sent(&dispatcher, &client, &shared, &delivery, &lease).await });
-                    } else if known.contains(&key) {
-                        dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
-                    } else {
-                        let lane = lane_key(&delivery);
-                        known.insert(key);
-                        queued += 1;
-                        dispatcher.metrics.set_gauge(Stat::DeliveryQueueDepthMax, dispatcher.metrics.get(Stat::DeliveryQueueDepthMax).max(queued as u64));
-                        let backlog = lanes.entry(lane.clone()).or_default();
-                        backlog.push_back((delivery, lease));
-                        if backlog.len() == 1 && !busy_lanes.contains(&lane) {
-                            ready.push_back(lane);
-                        }
-                    }
+                    admit(&dispatcher, &client, &shared, &mut backlog, (delivery, lease));
                 }
             },
             Some((lane, key)) = done_rx.recv() => {
                 active -= 1;
-                known.remove(&key);
-                busy_lanes.remove(&lane);
-                requeue_lane(&mut lanes, &mut ready, lane);
+                if let Some(again) = backlog.finished(lane, &key) {
+                    admit(&dispatcher, &client, &shared, &mut backlog, again);
+                }
             }
         }
         while active < max_concurrency {
-            let Some(lane) = ready.pop_front() else { break };
-            let Some((delivery, lease)) = lanes.get_mut(&lane).and_then(VecDeque::pop_front) else { continue };
-            queued -= 1;
+            let Some((lane, (delivery, lease))) = backlog.next() else { break };
+            let key = delivery_key(&delivery);
             if !lease.allows(Duration::ZERO) {
                 // Sending now could race Cloud re-serving it to another claimant: leave it to its
                 // lease, unacked, and let Cloud serve it again (not a failed send).
                 dispatcher.metrics.increment(Stat::DeliverySheds);
-                shared.borrow_mut().hand_backs.note(&delivery_key(&delivery));
-                known.remove(&delivery_key(&delivery));
-                requeue_lane(&mut lanes, &mut ready, lane);
+                shared.borrow_mut().hand_backs.note(&key);
+                if let Some(again) = backlog.finished(lane, &key) {
+                    admit(&dispatcher, &client, &shared, &mut backlog, again);
+                }
                 continue;
             }
             active += 1;
-            busy_lanes.insert(lane.clone());
-            let key = delivery_key(&delivery);
             let (dispatcher, client, shared, done) =
                 (Rc::clone(&dispatcher), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
             tokio::task::spawn_local(async move {
@@ -254,12 +205,46 @@ pub async fn run_dispatcher(
             });
         }
         // In-flight or queued deliveries are work the drain waits for (up to its deadline).
-        match (queued + active > 0, work.is_some()) {
+        match (backlog.queued() + active > 0, work.is_some()) {
             (true, false) => work = Some(dispatcher.shutdown.work_guard()),
             (false, true) => work = None,
             _ => {}
         }
     }
+}
+
+/// A claim read from the stream (or parked until its earlier copy was done): acked from the
+/// sent-cache when it already went out, else queued in its lane (or parked behind its copy).
+fn admit(
+    dispatcher: &Rc<Dispatcher>,
+    client: &Rc<CloudClient>,
+    shared: &Rc<RefCell<Shared>>,
+    backlog: &mut Backlog,
+    claim: backlog::Claim,
+) {
+    if shared.borrow().sent.contains(&delivery_key(&claim.0)) {
+        dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed);
+        let (dispatcher, client, shared) = (Rc::clone(dispatcher), Rc::clone(client), Rc::clone(shared));
+        tokio::task::spawn_local(async move { ack_sent(&dispatcher, &client, &shared, &claim.0, &claim.1).await });
+        return;
+    }
+    match backlog.push(claim) {
+        Admitted::Queued => {
+            let depth = (backlog.queued() as u64).max(dispatcher.metrics.get(Stat::DeliveryQueueDepthMax));
+            dispatcher.metrics.set_gauge(Stat::DeliveryQueueDepthMax, depth);
+        }
+        Admitted::Parked => dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed),
+    }
+}
+
+/// Hands a delivery back at the drain, as work the drain waits for.
+fn release_at_shutdown(dispatcher: &Rc<Dispatcher>, client: &Rc<CloudClient>, delivery: DeliveryRecord) {
+    let (dispatcher, client) = (Rc::clone(dispatcher), Rc::clone(client));
+    let work = dispatcher.shutdown.work_guard();
+    tokio::task::spawn_local(async move {
+        release(&dispatcher, &client, &delivery, SHUTDOWN_RELEASE, SHUTDOWN_RELEASE_DELAY).await;
+        drop(work);
+    });
 }
 
 /// Why a delivery was handed back at the drain (its `lastError`).
