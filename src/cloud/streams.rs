@@ -569,6 +569,53 @@ mod tests {
         });
     }
 
+    /// Cloud's address answers every connection with a reset: the first minute of the outage
+    /// costs at most six more opens, and afterwards two or three a minute.
+    #[test]
+    fn connection_resets_are_retried_a_few_times_a_minute() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let opens = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let seen = Rc::clone(&opens);
+            tokio::task::spawn_local(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    seen.borrow_mut().push(Instant::now());
+                    stream.set_linger(Some(Duration::ZERO)).unwrap();
+                    drop(stream);
+                }
+            });
+            let shutdown = crate::shutdown::Shutdown::new();
+            let (context, _status) = context(&shutdown);
+            let client = CloudClient::new(
+                build_client(None).unwrap(),
+                &format!("http://{address}"),
+                Secret::new("occ_tok_reset_test"),
+                Duration::from_secs(5),
+            );
+            let (tx, _rx) = mpsc::channel(8);
+            let follower = tokio::task::spawn_local(async move {
+                follow_deliveries(&context, &client, options(), bindings(), tx).await
+            });
+            tokio::time::sleep(Duration::from_secs(360)).await;
+            let opens = opens.borrow().clone();
+            let outage = opens[0];
+            let in_window = |from: u64, to: u64| {
+                opens
+                    .iter()
+                    .filter(|at| **at > outage + Duration::from_secs(from) && **at <= outage + Duration::from_secs(to))
+                    .count()
+            };
+            let first_minute = in_window(0, 60);
+            assert!(first_minute <= 6, "{first_minute} reopens in the first minute: {opens:?}");
+            let steady = in_window(60, 360);
+            assert!((9..=16).contains(&steady), "{steady} reopens in the next five minutes");
+            shutdown.begin_drain();
+            follower.await.unwrap();
+        });
+    }
+
     #[test]
     fn a_rejected_token_is_reported_once_and_retried_with_backoff() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
