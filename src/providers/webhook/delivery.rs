@@ -22,6 +22,8 @@ use crate::net::url_policy::{resolve_pinned, DeliveryUrl, PinnedClient, Resolver
 /// The largest relay answer read; a relay has no reason to send more than a message id.
 pub const MAX_RESPONSE_BYTES: usize = 65_536;
 pub const DELIVERY_ID_HEADER: &str = "x-open-cowork-gateway-delivery-id";
+/// The wait when a relay answers 429 without a usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The retry and circuit knobs (test seams of §3.4; the daemon uses the defaults).
 #[derive(Debug, Clone, PartialEq)]
@@ -86,8 +88,8 @@ impl DeliveryError {
     pub fn into_send_error(self) -> SendError {
         let kind = match &self {
             Self::CircuitOpen(remaining) => SendErrorKind::RateLimited(*remaining),
-            Self::Status { status: 429, retry_after: Some(wait) } => {
-                SendErrorKind::RateLimited((*wait).min(Duration::from_secs(3600)))
+            Self::Status { status: 429, retry_after } => {
+                SendErrorKind::RateLimited(retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(Duration::from_secs(3600)))
             }
             error if error.retryable() => SendErrorKind::Transient,
             _ => SendErrorKind::Permanent,
@@ -183,7 +185,9 @@ impl Outbound {
             match delay {
                 Some(delay) if attempt < attempts => tokio::time::sleep(delay).await,
                 _ => {
-                    if error.retryable() {
+                    // A relay asking to slow down is pacing us, not failing: the dispatcher waits
+                    // out its `Retry-After`, and the circuit counts real failures only.
+                    if error.retryable() && !matches!(error, DeliveryError::Status { status: 429, .. }) {
                         self.note_failure();
                     }
                     return Err(error);
