@@ -582,7 +582,7 @@ mod tests {
             tokio::task::spawn_local(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     seen.borrow_mut().push(Instant::now());
-                    stream.set_linger(Some(Duration::ZERO)).unwrap();
+                    stream.set_zero_linger().unwrap();
                     drop(stream);
                 }
             });
