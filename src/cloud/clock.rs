@@ -12,6 +12,8 @@ use std::rc::Rc;
 
 /// A skew beyond this is reported: more than rounding and latency can explain.
 pub const SKEW_WARNING_MS: u64 = 5_000;
+/// A skew within this is not corrected for: a whole-second `Date` cannot tell it from none.
+const SKEW_RESOLUTION_MS: u64 = 2_000;
 
 /// The measured skew, shared by the stream that measures it and the dispatcher that writes
 /// times for Cloud. Cheap to clone.
@@ -58,9 +60,11 @@ impl CloudClock {
         self.skew_ms.get()
     }
 
-    /// Cloud's time now, as best known: the local clock corrected by the measured skew.
+    /// Cloud's time now, as best known: the local clock, corrected by the measured skew when
+    /// that is more than the measure's resolution.
     pub fn cloud_now_ms(&self) -> u64 {
-        crate::time::now_ms().saturating_add_signed(-self.skew_ms.get().unwrap_or(0))
+        let skew = self.skew_ms.get().filter(|skew| skew.unsigned_abs() > SKEW_RESOLUTION_MS).unwrap_or(0);
+        crate::time::now_ms().saturating_add_signed(-skew)
     }
 }
 
@@ -73,6 +77,8 @@ mod tests {
         let clock = CloudClock::default();
         let hour = 3_600_000;
         assert_eq!(clock.observe(10 * hour, 10 * hour + 1_000), SkewChange::Unchanged, "a second is rounding");
+        let local = crate::time::now_ms() as i64;
+        assert!((clock.cloud_now_ms() as i64 - local).abs() < 100, "and not corrected for");
         assert_eq!(clock.observe(10 * hour, 12 * hour), SkewChange::Beyond(2 * hour as i64 - 500));
         assert_eq!(clock.observe(10 * hour, 12 * hour), SkewChange::Unchanged, "said once");
         let cloud_now = clock.cloud_now_ms() as i64;
