@@ -1,6 +1,7 @@
 //! The two Cloud SSE subscriptions (cloud-api.md §4.2–§4.3), resubscribing on errors **and** on
-//! clean closes (the 30-minute server cap) with exponential backoff and full jitter, resuming
-//! from the last forwarded cursor so nothing is skipped or repeated.
+//! clean closes (the 30-minute server cap) with the streams' back-off (about a second first, then
+//! decorrelated jitter up to 30 s), resuming from the last forwarded cursor so nothing is skipped
+//! or repeated.
 //!
 //! Each follower forwards what it reads into a bounded channel; when the consumer is slow the
 //! follower stops reading, which is the backpressure Cloud expects.
@@ -355,6 +356,7 @@ pub async fn follow_deliveries(
                     tracing::info!(bindings = current.len(), claimed_by = %claimed_by, "delivery subscription connected");
                 }
                 connected_before = true;
+                let connected_at = Instant::now();
                 if let Some(date) = connection.cloud_date_ms {
                     note_clock(context, &options.clock, date);
                 }
@@ -368,6 +370,13 @@ pub async fn follow_deliveries(
                     DeliveryEnd::Drain | DeliveryEnd::ConsumerGone => break,
                     DeliveryEnd::Quiet => rotate = true,
                     DeliveryEnd::Reconnect => {}
+                    // Not an outage: reopened after about a second, like the first reopen of one.
+                    DeliveryEnd::Closed => backoff.reset(),
+                }
+                // A connection that held for a while ends a new outage, if any: its first reopen
+                // comes after about a second again.
+                if connected_at.elapsed() >= HEALTHY_CONNECTION {
+                    backoff.reset();
                 }
                 context.status.lost("The Cloud delivery stream is reconnecting.");
             }
@@ -401,6 +410,9 @@ fn note_clock(context: &StreamContext, clock: &CloudClock, cloud_date_ms: u64) {
     }
 }
 
+/// A delivery stream that stayed open this long was healthy: the back-off starts over.
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(60);
+
 /// At the drain, frames already on their way are read until none came for this long…
 const DRAIN_READ_QUIET: Duration = Duration::from_millis(100);
 /// …or for this long at most.
@@ -410,6 +422,8 @@ enum DeliveryEnd {
     Drain,
     ConsumerGone,
     Quiet,
+    /// Cloud ended the stream cleanly (its lifetime cap): not an outage.
+    Closed,
     Reconnect,
 }
 
@@ -443,7 +457,7 @@ async fn read_deliveries(
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
-            Ok(None) => return DeliveryEnd::Reconnect,
+            Ok(None) => return DeliveryEnd::Closed,
             Err(error) => {
                 note_error(context, StreamKind::Delivery, &error);
                 return DeliveryEnd::Reconnect;

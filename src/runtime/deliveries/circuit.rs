@@ -63,14 +63,15 @@ impl Gates {
         gate.paused_until = Some(gate.paused_until.map_or(until, |current| current.max(until)));
     }
 
-    /// A real failure. `Some(failures)` when it opened the circuit.
-    pub fn fail(&mut self, provider: &str) -> Option<u32> {
+    /// A real failure. When it opened the circuit: the failures in a row and when it half-opens.
+    pub fn fail(&mut self, provider: &str) -> Option<(u32, Instant)> {
         let gate = self.gates.entry(provider.into()).or_default();
         gate.failures += 1;
         let opens = gate.failures >= CIRCUIT_THRESHOLD && gate.open_until.is_none_or(|u| u <= Instant::now());
         opens.then(|| {
-            gate.open_until = Some(Instant::now() + CIRCUIT_OPEN);
-            gate.failures
+            let until = Instant::now() + CIRCUIT_OPEN;
+            gate.open_until = Some(until);
+            (gate.failures, until)
         })
     }
 
@@ -86,10 +87,10 @@ impl Gates {
         was_open
     }
 
-    /// Whether the circuit opened at `opened` is still the current one (a newer opening or a
-    /// close since then means its timer has nothing to do).
-    pub fn is_open_since(&self, provider: &str, opened: Instant) -> bool {
-        self.gates.get(provider).and_then(|g| g.open_until).is_some_and(|until| until == opened + CIRCUIT_OPEN)
+    /// Whether the circuit that opened until `until` is still the current one (a newer opening
+    /// or a close since then means its timer has nothing to do).
+    pub fn is_open_until(&self, provider: &str, until: Instant) -> bool {
+        self.gates.get(provider).and_then(|g| g.open_until) == Some(until)
     }
 }
 
@@ -110,7 +111,9 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(gates.fail("p"), None);
         }
-        assert_eq!(gates.fail("p"), Some(5));
+        let (failures, until) = gates.fail("p").unwrap();
+        assert_eq!((failures, until), (5, Instant::now() + CIRCUIT_OPEN));
+        assert!(gates.is_open_until("p", until));
         assert_eq!(gates.hold("p"), Some(Hold::CircuitOpen(CIRCUIT_OPEN)));
         assert_eq!(gates.hold("other"), None, "channels are apart");
         tokio::time::advance(CIRCUIT_OPEN).await;

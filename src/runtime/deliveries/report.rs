@@ -107,3 +107,56 @@ pub fn circuit_opened(provider: &str, failures: u32, open_for: Duration, error: 
 pub fn circuit_closed(provider: &str) {
     tracing::info!(provider, "delivery circuit closed: the channel sends again");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_storm_is_one_line_per_reason_with_its_fields_and_no_secret() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let log = DeliveryLog::default();
+            let delivery: DeliveryRecord =
+                serde_json::from_value(serde_json::json!({"deliveryId": "d-1", "channelBindingId": "telegram"}))
+                    .unwrap();
+            for _ in 0..50 {
+                log.retry(&delivery, Reason::RateLimited, 1, "in 3000 ms", "429: Too Many Requests");
+            }
+            log.retry(&delivery, Reason::PlatformError, 2, "2026-12-07T00:00:01.000Z", "502: Bad Gateway");
+            log.dead_letter(&delivery, Reason::Rejected, 1, "403 for token xoxb-123456789012-abcdefghijkl");
+            circuit_opened("telegram", 5, Duration::from_secs(30), "502");
+            circuit_closed("telegram");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[0].contains(
+                "binding=telegram delivery=d-1 reason=\"rate_limited\" attempt=1 next_attempt=\"in 3000 ms\""
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("reason=\"platform_error\" attempt=2"), "{}", lines[1]);
+        assert!(lines[2].contains("WARN") && lines[2].contains("reason=\"rejected\""), "{}", lines[2]);
+        assert!(!text.contains("abcdefghijkl"), "redacted: {text}");
+        assert!(lines[3].contains("delivery circuit opened") && lines[4].contains("delivery circuit closed"));
+    }
+}

@@ -195,7 +195,7 @@ async fn settle_failure(
 /// Counts a real failure; the one that opens the circuit takes the channel out of the
 /// subscription until the circuit half-opens by itself.
 fn note_failure(dispatcher: &Dispatcher, shared: &Rc<RefCell<Shared>>, id: &str, error: &str) {
-    let Some(failures) = shared.borrow_mut().gates.fail(id) else { return };
+    let Some((failures, until)) = shared.borrow_mut().gates.fail(id) else { return };
     circuit_opened(id, failures, CIRCUIT_OPEN, error);
     let reason = format!(
         "Delivery circuit open after {failures} consecutive failed sends; retrying in {} s.",
@@ -204,14 +204,13 @@ fn note_failure(dispatcher: &Dispatcher, shared: &Rc<RefCell<Shared>>, id: &str,
     if let Some(registration) = dispatcher.registry.get(id) {
         registration.set_circuit(Some(reason));
     }
-    let opened = Instant::now();
     let (registry, shared, id) = (Rc::clone(&dispatcher.registry), Rc::clone(shared), id.to_owned());
     tokio::task::spawn_local(async move {
-        tokio::time::sleep(CIRCUIT_OPEN).await;
+        tokio::time::sleep_until(until).await;
         // Half-open: the channel counts as able to send again, so the subscription claims its
         // deliveries and the next send decides (a success closes the circuit, a failure
         // opens it anew).
-        if shared.borrow().gates.is_open_since(&id, opened) {
+        if shared.borrow().gates.is_open_until(&id, until) {
             if let Some(registration) = registry.get(&id) {
                 registration.set_circuit(None);
             }
