@@ -368,14 +368,24 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
         world.bot.borrow_mut().error(
             "sendMessage",
             429,
-            "Too Many Requests: retry after 30",
-            Some(json!({"retry_after": 30})),
+            "Too Many Requests: retry after 2",
+            Some(json!({"retry_after": 2})),
         );
         world.cloud.enqueue_delivery("telegram", "limited", json!({"externalChatId": "2"}), json!({"text": "x"}));
-        eventually("failed with a delay", || delivery_status(&world.cloud, "limited") == "failed").await;
-        let record = world.cloud.delivery("telegram", "limited").unwrap();
-        let next = open_cowork_gateway::time::parse_iso(record["nextAttemptAt"].as_str().unwrap()).unwrap();
-        assert!(next >= open_cowork_gateway::time::now_ms() + 25_000, "the dispatcher waits retry_after");
+        eventually("sent after the wait", || delivery_status(&world.cloud, "limited") == "sent").await;
+        let acks = world.cloud.records.borrow().acks_of("limited").map(|a| a.calls.clone()).unwrap();
+        assert_eq!(
+            acks.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(),
+            ["sent"],
+            "a rate limit is waited out in place, not acked failed"
+        );
+        let dead = world.cloud.records.borrow().acks_of("blocked").map(|a| a.calls.clone()).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].status.as_str(), dead[0].next_attempt_at.clone()),
+            ("dead", Some(Value::Null)),
+            "a dead ack clears Cloud's retry time with an explicit null"
+        );
 
         world.bot.borrow_mut().error(
             "sendMessage",
