@@ -831,28 +831,9 @@ fn without_a_state_directory_an_old_button_never_approves_a_new_request() {
     });
 }
 
-/// Collects what the gateway logs on this thread.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_reply_sent_as_plain_text_is_logged_once_a_minute() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_max_level(tracing::Level::INFO).finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let captured = support::logs::LogCapture::start();
     run(async {
         let world = world().await;
         let running = gateway(&world, &[]).await;
@@ -870,7 +851,7 @@ fn a_reply_sent_as_plain_text_is_logged_once_a_minute() {
         }
         running.stop();
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("sent as plain text")).collect();
     assert_eq!(lines.len(), 1, "one line for the three fallbacks within a minute:\n{log}");
     assert!(

@@ -111,27 +111,10 @@ pub fn circuit_closed(provider: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_storm_is_one_line_per_reason_with_its_fields_and_no_secret() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let capture = crate::util::test_logs::LogCapture::start();
+        {
             let log = DeliveryLog::default();
             let delivery: DeliveryRecord =
                 serde_json::from_value(serde_json::json!({"deliveryId": "d-1", "channelBindingId": "telegram"}))
@@ -143,8 +126,8 @@ mod tests {
             log.dead_letter(&delivery, Reason::Rejected, 1, "403 for token xoxb-123456789012-abcdefghijkl");
             circuit_opened("telegram", 5, Duration::from_secs(30), "502");
             circuit_closed("telegram");
-        });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        }
+        let text = capture.lines().join("\n");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");
         assert!(
