@@ -151,9 +151,10 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     let consumer = tokio::task::spawn_local(run_ingress(inbound, queue, shutdown.clone()));
     let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));
     let (bindings, binding_watch) = sendable_bindings(Rc::clone(&registry));
+    let options = DeliveryStreamOptions::new(config.claimed_by());
+    let (cloud_clock, requested_lease) = (options.clock.clone(), Duration::from_millis(options.ttl_ms));
     let follower = {
         let (context, client) = (stream_context.clone(), Rc::clone(&client));
-        let options = DeliveryStreamOptions::new(config.claimed_by());
         tokio::task::spawn_local(
             async move { follow_deliveries(&context, &client, options, bindings, deliveries_tx).await },
         )
@@ -164,6 +165,8 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         shutdown: shutdown.clone(),
         max_concurrency: config.delivery.max_concurrency,
         max_queue_depth: config.delivery.max_queue_depth,
+        clock: cloud_clock,
+        requested_lease,
     };
     let dispatcher = tokio::task::spawn_local(run_dispatcher(dispatcher, Rc::clone(&client), deliveries_rx));
     let resume = tokio::task::spawn_local(resume_saved(sessions.clone()));

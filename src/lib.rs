@@ -32,12 +32,12 @@
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
 //! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the short button ids they share (`buttons.rs`) and the factory that builds them |
-//! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams |
+//! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams, Cloud's clock as measured (`clock.rs`) |
 //! | [`render`] | session events and deliveries into channel messages: streaming text, tools, approvals, questions, artifacts |
 //! | [`runtime`] | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
 //! | [`http`] | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
 //! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
-//! | [`net`] | the shared HTTPS client (rustls on ring), the outbound URL policy with DNS pinning (`url_policy`), backoff with jitter |
+//! | [`net`] | the shared HTTPS client (rustls on ring), the outbound URL policy with DNS pinning (`url_policy`), the one retry policy (`backoff`), the one `Retry-After` parser (`retry_after`) |
 //! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files, grapheme cluster boundaries |
 //! | [`shutdown`] | the drain signal and the "all in-flight work done" wait |
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |

@@ -1,11 +1,31 @@
 //! Wall-clock time as Cloud writes it: milliseconds since the epoch and ISO-8601 strings in the
 //! form of JavaScript's `Date.toISOString()`.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the epoch, now.
+thread_local! {
+    /// How far this thread's gateway clock is set from the host's (tests only).
+    static WALL_CLOCK_OFFSET_MS: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Milliseconds since the epoch, now, on the gateway's wall clock.
 pub fn now_ms() -> u64 {
+    system_now_ms().saturating_add_signed(WALL_CLOCK_OFFSET_MS.with(Cell::get))
+}
+
+/// The host's clock, never offset: the dev Cloud keeps Cloud's time with it, so a test can set
+/// the gateway's clock apart from Cloud's in one process.
+pub fn system_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A test seam: sets the wall clock of the gateway running on this thread `offset_ms` away from
+/// the host's (positive: ahead). The monotonic clock is untouched, as on a host whose clock is
+/// simply wrong.
+#[doc(hidden)]
+pub fn set_wall_clock_offset(offset_ms: i64) {
+    WALL_CLOCK_OFFSET_MS.with(|offset| offset.set(offset_ms));
 }
 
 /// Now as `2026-11-26T10:11:32.966Z`.

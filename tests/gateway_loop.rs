@@ -394,10 +394,11 @@ fn clean_stream_closes_keep_the_gateway_ready() {
             )
         };
         let mut samples = 0;
+        // A clean close is reopened after about a second.
         while reconnects() < 3 {
             assert!(running.readiness.is_ready(), "503 while a cleanly closed stream was reopened");
             samples += 1;
-            assert!(samples < 2_000, "the stream was not closed and reopened three times");
+            assert!(samples < 10_000, "the stream was not closed and reopened three times");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         running.stop();

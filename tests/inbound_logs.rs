@@ -9,7 +9,6 @@
 mod support;
 
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use open_cowork_gateway::app::{self, Running};
@@ -18,44 +17,8 @@ use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::metrics::Stat;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
+use support::logs::LogCapture;
 use support::{eventually, run};
-
-/// Everything logged on this thread while the guard lives.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .compact()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines(&self, containing: &str) -> Vec<String> {
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        text.lines().filter(|l| l.contains(containing)).map(str::to_owned).collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 async fn cloud() -> (Rc<DevCloud>, Seeded, String) {
     let cloud = DevCloud::new(DevCloudOptions {
@@ -98,8 +61,7 @@ async fn post(running: &Running, body: Value) -> u16 {
 
 #[test]
 fn a_retried_claim_is_one_line_with_its_fields_and_repeats_are_held_back() {
-    let log = Captured::default();
-    let _guard = log.install();
+    let log = LogCapture::start();
     run(async {
         let state = support::TempDir::new("logs-claim");
         let (cloud, seeded, base) = cloud().await;
@@ -125,8 +87,7 @@ fn a_retried_claim_is_one_line_with_its_fields_and_repeats_are_held_back() {
 
 #[test]
 fn a_failed_cursor_write_is_one_line_and_its_in_place_retries_are_render_retries() {
-    let log = Captured::default();
-    let _guard = log.install();
+    let log = LogCapture::start();
     run(async {
         let state = support::TempDir::new("logs-cursor");
         let (cloud, seeded, base) = cloud().await;
@@ -147,8 +108,7 @@ fn a_failed_cursor_write_is_one_line_and_its_in_place_retries_are_render_retries
 
 #[test]
 fn the_journal_replay_at_start_says_how_many_messages() {
-    let log = Captured::default();
-    let _guard = log.install();
+    let log = LogCapture::start();
     run(async {
         let state = support::TempDir::new("logs-replay");
         let state_dir = state.0.to_str().unwrap().to_owned();

@@ -368,14 +368,24 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
         world.bot.borrow_mut().error(
             "sendMessage",
             429,
-            "Too Many Requests: retry after 30",
-            Some(json!({"retry_after": 30})),
+            "Too Many Requests: retry after 2",
+            Some(json!({"retry_after": 2})),
         );
         world.cloud.enqueue_delivery("telegram", "limited", json!({"externalChatId": "2"}), json!({"text": "x"}));
-        eventually("failed with a delay", || delivery_status(&world.cloud, "limited") == "failed").await;
-        let record = world.cloud.delivery("telegram", "limited").unwrap();
-        let next = open_cowork_gateway::time::parse_iso(record["nextAttemptAt"].as_str().unwrap()).unwrap();
-        assert!(next >= open_cowork_gateway::time::now_ms() + 25_000, "the dispatcher waits retry_after");
+        eventually("sent after the wait", || delivery_status(&world.cloud, "limited") == "sent").await;
+        let acks = world.cloud.records.borrow().acks_of("limited").map(|a| a.calls.clone()).unwrap();
+        assert_eq!(
+            acks.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(),
+            ["sent"],
+            "a rate limit is waited out in place, not acked failed"
+        );
+        let dead = world.cloud.records.borrow().acks_of("blocked").map(|a| a.calls.clone()).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].status.as_str(), dead[0].next_attempt_at.clone()),
+            ("dead", Some(Value::Null)),
+            "a dead ack clears Cloud's retry time with an explicit null"
+        );
 
         world.bot.borrow_mut().error(
             "sendMessage",
@@ -821,28 +831,9 @@ fn without_a_state_directory_an_old_button_never_approves_a_new_request() {
     });
 }
 
-/// Collects what the gateway logs on this thread.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn a_reply_sent_as_plain_text_is_logged_once_a_minute() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_max_level(tracing::Level::INFO).finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let captured = support::logs::LogCapture::start();
     run(async {
         let world = world().await;
         let running = gateway(&world, &[]).await;
@@ -860,7 +851,7 @@ fn a_reply_sent_as_plain_text_is_logged_once_a_minute() {
         }
         running.stop();
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("sent as plain text")).collect();
     assert_eq!(lines.len(), 1, "one line for the three fallbacks within a minute:\n{log}");
     assert!(

@@ -326,6 +326,39 @@ fn the_circuit_opens_shows_as_degraded_and_half_opens_by_itself() {
     });
 }
 
+/// A relay that keeps answering 429 paces the gateway: neither its circuit nor the dispatcher's
+/// opens, no attempt is used, and everything goes out once it lets up.
+#[test]
+fn a_relay_rate_limit_storm_paces_without_opening_the_circuit() {
+    run_paused(async {
+        let world = world().await;
+        let retry = RetryOptions { attempts: 1, circuit_threshold: 2, ..RetryOptions::default() };
+        let running = gateway(&world, &[], loopback_resolver(), retry).await;
+        eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
+        for _ in 0..8 {
+            world.receiver.borrow_mut().script.push_back(Answer::status(429).header("retry-after", "1"));
+        }
+        for n in 0..4 {
+            let id = format!("storm-{n}");
+            world.cloud.enqueue_delivery(
+                "webhook",
+                &id,
+                json!({"externalChatId": format!("c{n}")}),
+                json!({"text": "x"}),
+            );
+        }
+        let ids: Vec<String> = (0..4).map(|n| format!("storm-{n}")).collect();
+        eventually("all sent", || ids.iter().all(|id| delivery_status(&world.cloud, id) == "sent")).await;
+        assert!(world.receiver.borrow().script.is_empty(), "all eight 429s were answered");
+        assert!(running.registry.get("webhook").unwrap().health().sending.is_none(), "no circuit");
+        for id in &ids {
+            let acks = world.cloud.records.borrow().acks_of(id).map(|a| a.calls.len()).unwrap_or(0);
+            assert_eq!(acks, 1, "{id}: acked once, sent; no attempt used by the 429s");
+        }
+        running.stop();
+    });
+}
+
 /// The relay listens on 127.0.0.2 only; the URL names `localhost`. A delivery that arrives proves
 /// the connection went to the resolver's checked answer (the system would say 127.0.0.1). Then
 /// the name rebinds to a public address: refused before any connection, dead-lettered.

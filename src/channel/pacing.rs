@@ -1,9 +1,16 @@
-//! Edits of one message, paced: chat platforms rate-limit edits hard (about one per second per
-//! message), while a streamed reply produces many. The first edit goes out at once;
-//! newer text within the interval replaces a pending one, which goes out when the interval is up.
-//! The bookkeeping is bounded; an entry older than the interval carries no information.
+//! Pacing a channel before the platform has to tell it to slow down.
+//!
+//! - [`SendPacer`]: sends at most one per interval per key (a chat, a method) and one per
+//!   interval overall (a bot), each caller reserving the next free slot, so concurrent sends
+//!   queue up instead of bursting into a 429.
+//! - [`EditPacer`]: edits of one message. Chat platforms rate-limit edits hard (about one per
+//!   second per message), while a streamed reply produces many. The first edit goes out at
+//!   once; newer text within the interval replaces a pending one, which goes out when the
+//!   interval is up.
+//!
+//! The bookkeeping is bounded; an entry older than its interval carries no information.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -12,6 +19,50 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{ChannelTarget, SendError};
+
+/// Send slots per key and overall.
+pub struct SendPacer {
+    /// The least time between two sends of the channel, whatever their key.
+    overall: Duration,
+    next_overall: Cell<Option<Instant>>,
+    /// Keys remembered (each is forgotten once its next slot has passed).
+    capacity: usize,
+    /// Per key: the earliest instant of its next send.
+    next: RefCell<HashMap<String, Instant>>,
+}
+
+impl SendPacer {
+    pub fn new(overall: Duration, capacity: usize) -> Self {
+        Self { overall, next_overall: Cell::new(None), capacity, next: RefCell::new(HashMap::new()) }
+    }
+
+    /// Takes the next slot for a send on `key`, which may send again `interval` later; returns
+    /// the slot's instant.
+    pub fn reserve(&self, key: &str, interval: Duration) -> Instant {
+        let now = Instant::now();
+        let mut next = self.next.borrow_mut();
+        if next.len() >= self.capacity && !next.contains_key(key) {
+            next.retain(|_, at| *at > now);
+            if next.len() >= self.capacity {
+                // Every key is busy: the one free soonest is forgotten; the overall pace holds.
+                if let Some(soonest) = next.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                    next.remove(&soonest);
+                }
+            }
+        }
+        let overall = self.next_overall.get().unwrap_or(now).max(now);
+        let slot = next.get(key).copied().unwrap_or(now).max(overall);
+        self.next_overall.set(Some(slot + self.overall));
+        next.insert(key.to_owned(), slot + interval);
+        slot
+    }
+
+    /// Waits for the next slot of `key`.
+    pub async fn wait(&self, key: &str, interval: Duration) {
+        let slot = self.reserve(key, interval);
+        tokio::time::sleep_until(slot).await;
+    }
+}
 
 /// What to do with an edit now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +174,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_take_slots_per_key_and_overall() {
+        let pacer = SendPacer::new(Duration::from_millis(100), 2);
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(pacer.reserve("a", second), start);
+        assert_eq!(pacer.reserve("b", second), start + Duration::from_millis(100), "overall pace");
+        assert_eq!(pacer.reserve("a", second), start + second, "one a second per key");
+        assert_eq!(pacer.reserve("a", second), start + 2 * second);
+        tokio::time::advance(3 * second).await;
+        assert_eq!(pacer.reserve("a", second), Instant::now(), "idle keys send at once");
+        for n in 0..10 {
+            pacer.reserve(&format!("k{n}"), second);
+        }
+        assert!(pacer.next.borrow().len() <= 2, "bounded");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn one_edit_per_interval_and_the_newest_text_wins() {

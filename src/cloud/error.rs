@@ -77,7 +77,8 @@ impl CloudError {
     /// From a non-2xx response: its status, body and `retry-after` header.
     pub fn from_response(status: u16, body: &[u8], retry_after_header: Option<&str>) -> Self {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-        let header_delay = retry_after_header.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let header_delay =
+            retry_after_header.and_then(|v| crate::net::retry_after::parse_retry_after(v, crate::time::now_ms()));
         let body_delay = parsed
             .as_ref()
             .and_then(|b| b.retry_after_ms)

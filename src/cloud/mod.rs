@@ -4,6 +4,7 @@
 //! so they can be tested against an in-memory store.
 
 pub mod client;
+pub mod clock;
 pub mod error;
 mod requests;
 pub mod retry;

@@ -127,7 +127,8 @@ pub struct AckDelivery {
     pub channel_binding_id: SmolStr,
     pub claimed_by: Option<String>,
     pub last_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always written, `null` when there is no next attempt (sent, dead): Cloud takes an absent
+    /// field as "now", and a record must not keep an old retry time.
     pub next_attempt_at: Option<String>,
 }
 

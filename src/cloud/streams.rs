@@ -1,6 +1,7 @@
 //! The two Cloud SSE subscriptions (cloud-api.md §4.2–§4.3), resubscribing on errors **and** on
-//! clean closes (the 30-minute server cap) with exponential backoff and full jitter, resuming
-//! from the last forwarded cursor so nothing is skipped or repeated.
+//! clean closes (the 30-minute server cap) with the streams' back-off (about a second first, then
+//! decorrelated jitter up to 30 s), resuming from the last forwarded cursor so nothing is skipped
+//! or repeated.
 //!
 //! Each follower forwards what it reads into a bounded channel; when the consumer is slow the
 //! follower stops reading, which is the backpressure Cloud expects.
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::{CloudClient, SseConnection};
+use super::clock::{CloudClock, SkewChange};
 use super::error::CloudError;
 use super::types::{DeliveryRecord, SessionEvent};
 use crate::logging::WarnLimiter;
@@ -363,12 +365,14 @@ pub struct DeliveryStreamOptions {
     pub ttl_ms: u64,
     /// Reopen the stream when no delivery arrived for this long (heartbeats do not count).
     pub quiet_rotation: Duration,
+    /// Measured against Cloud's `Date` at every open; the dispatcher writes Cloud's times with it.
+    pub clock: CloudClock,
 }
 
 impl DeliveryStreamOptions {
     /// The gateway's settings: a 120 s claim lease, a 5-minute quiet rotation.
     pub fn new(claimed_by: String) -> Self {
-        Self { claimed_by, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300) }
+        Self { claimed_by, ttl_ms: 120_000, quiet_rotation: Duration::from_secs(300), clock: CloudClock::default() }
     }
 }
 
@@ -416,6 +420,10 @@ pub async fn follow_deliveries(
                     tracing::info!(bindings = current.len(), claimed_by = %claimed_by, "delivery subscription connected");
                 }
                 connected_before = true;
+                let connected_at = Instant::now();
+                if let Some(date) = connection.cloud_date_ms {
+                    note_clock(context, &options.clock, date);
+                }
                 context.status.live();
                 context.status.token_accepted();
                 let end = tokio::select! {
@@ -426,6 +434,13 @@ pub async fn follow_deliveries(
                     DeliveryEnd::Drain | DeliveryEnd::ConsumerGone => break,
                     DeliveryEnd::Quiet => rotate = true,
                     DeliveryEnd::Reconnect => {}
+                    // Not an outage: reopened after about a second, like the first reopen of one.
+                    DeliveryEnd::Closed => backoff.reset(),
+                }
+                // A connection that held for a while ends a new outage, if any: its first reopen
+                // comes after about a second again.
+                if connected_at.elapsed() >= HEALTHY_CONNECTION {
+                    backoff.reset();
                 }
                 context.status.lost("The Cloud delivery stream is reconnecting.");
             }
@@ -442,6 +457,26 @@ pub async fn follow_deliveries(
     context.status.down("The delivery subscription is closed.");
 }
 
+/// Measures the local clock against Cloud's `Date`: a gauge always, one log line when the skew
+/// first goes beyond tolerance and one when it is back.
+fn note_clock(context: &StreamContext, clock: &CloudClock, cloud_date_ms: u64) {
+    let change = clock.observe(cloud_date_ms, crate::time::now_ms());
+    let skew = clock.skew_ms().unwrap_or(0);
+    context.metrics.set_gauge(crate::metrics::Stat::CloudClockSkewSeconds, skew.unsigned_abs() / 1000);
+    match change {
+        SkewChange::Beyond(skew) => tracing::warn!(
+            skew_seconds = skew / 1000,
+            direction = if skew > 0 { "ahead" } else { "behind" },
+            "this host's clock is far from Cloud's; deliveries still go out (leases run on the monotonic clock), but fix the host's time source (NTP)"
+        ),
+        SkewChange::Recovered => tracing::info!(skew_ms = skew, "this host's clock agrees with Cloud's again"),
+        SkewChange::Unchanged => {}
+    }
+}
+
+/// A delivery stream that stayed open this long was healthy: the back-off starts over.
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(60);
+
 /// At the drain, frames already on their way are read until none came for this long…
 const DRAIN_READ_QUIET: Duration = Duration::from_millis(100);
 /// …or for this long at most.
@@ -451,6 +486,8 @@ enum DeliveryEnd {
     Drain,
     ConsumerGone,
     Quiet,
+    /// Cloud ended the stream cleanly (its lifetime cap): not an outage.
+    Closed,
     Reconnect,
 }
 
@@ -484,7 +521,7 @@ async fn read_deliveries(
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
-            Ok(None) => return DeliveryEnd::Reconnect,
+            Ok(None) => return DeliveryEnd::Closed,
             Err(error) => {
                 note_error(context, StreamKind::Delivery, &error);
                 return DeliveryEnd::Reconnect;
@@ -607,6 +644,53 @@ mod tests {
                 matches!(status.borrow().subscription, Subscription::Down(_)),
                 "a subscription closed at the drain is down, not reconnecting"
             );
+        });
+    }
+
+    /// Cloud's address answers every connection with a reset: the first minute of the outage
+    /// costs at most six more opens, and afterwards two or three a minute.
+    #[test]
+    fn connection_resets_are_retried_a_few_times_a_minute() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let opens = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let seen = Rc::clone(&opens);
+            tokio::task::spawn_local(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    seen.borrow_mut().push(Instant::now());
+                    stream.set_zero_linger().unwrap();
+                    drop(stream);
+                }
+            });
+            let shutdown = crate::shutdown::Shutdown::new();
+            let (context, _status) = context(&shutdown);
+            let client = CloudClient::new(
+                build_client(None).unwrap(),
+                &format!("http://{address}"),
+                Secret::new("occ_tok_reset_test"),
+                Duration::from_secs(5),
+            );
+            let (tx, _rx) = mpsc::channel(8);
+            let follower = tokio::task::spawn_local(async move {
+                follow_deliveries(&context, &client, options(), bindings(), tx).await
+            });
+            tokio::time::sleep(Duration::from_secs(360)).await;
+            let opens = opens.borrow().clone();
+            let outage = opens[0];
+            let in_window = |from: u64, to: u64| {
+                opens
+                    .iter()
+                    .filter(|at| **at > outage + Duration::from_secs(from) && **at <= outage + Duration::from_secs(to))
+                    .count()
+            };
+            let first_minute = in_window(0, 60);
+            assert!(first_minute <= 6, "{first_minute} reopens in the first minute: {opens:?}");
+            let steady = in_window(60, 360);
+            assert!((9..=16).contains(&steady), "{steady} reopens in the next five minutes");
+            shutdown.begin_drain();
+            follower.await.unwrap();
         });
     }
 

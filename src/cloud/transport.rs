@@ -181,7 +181,11 @@ impl Transport {
                 .map_err(|e| CloudError::transport(CloudErrorKind::Network, describe_transport(&e)))?;
             let status = response.status().as_u16();
             if status == 200 {
-                return Ok(SseConnection::new(response.into_body()));
+                let date = response.headers().get(http::header::DATE).and_then(|v| v.to_str().ok());
+                let cloud_date_ms = date.and_then(crate::net::retry_after::parse_http_date);
+                let mut connection = SseConnection::new(response.into_body());
+                connection.cloud_date_ms = cloud_date_ms;
+                return Ok(connection);
             }
             let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = Limited::new(response.into_body(), MAX_JSON_BYTES)
@@ -238,6 +242,9 @@ pub struct SseConnection {
     /// (a `select!` took another branch), so a caller that keeps re-polling does not restart
     /// the clock on every poll.
     waiting: bool,
+    /// Cloud's `Date` when it opened the stream (milliseconds since the epoch), to measure how
+    /// far the local clock is from Cloud's.
+    pub cloud_date_ms: Option<u64>,
 }
 
 impl SseConnection {
@@ -250,6 +257,7 @@ impl SseConnection {
             silence_limit: STREAM_SILENCE_LIMIT,
             silent_since: Instant::now(),
             waiting: false,
+            cloud_date_ms: None,
         }
     }
 

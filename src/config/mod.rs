@@ -94,8 +94,8 @@ pub struct CloudConfig {
     pub service_token: Secret,
     pub allow_insecure_http: bool,
     pub request_timeout_ms: u64,
-    /// `OPEN_COWORK_GATEWAY_CA_FILE`: PEM certificates of a private CA, trusted besides the
-    /// public roots. Checked at load.
+    /// `OPEN_COWORK_GATEWAY_CA_FILE` (else `SSL_CERT_FILE`): PEM certificates of a private CA,
+    /// trusted besides the public roots, for Cloud, relays and SMTP. Checked at load.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -443,10 +443,10 @@ fn resolve_cloud(env: &Env, raw: &Value) -> Result<CloudConfig, ConfigError> {
         .string("OPEN_COWORK_GATEWAY_SERVICE_TOKEN")
         .map(Secret::new)
         .ok_or_else(|| ConfigError::new("OPEN_COWORK_GATEWAY_SERVICE_TOKEN is required."))?;
-    let ca_file = match env.string("OPEN_COWORK_GATEWAY_CA_FILE") {
-        Some(path) => {
+    let ca_file = match ca_file_setting(env) {
+        Some((name, path)) => {
             crate::net::https::load_ca_certificates(Path::new(path))
-                .map_err(|e| ConfigError::new(format!("{e}. Point it at a PEM file of CA certificates.")))?;
+                .map_err(|e| ConfigError::new(format!("{name}: {e}. Point it at a PEM file of CA certificates.")))?;
             Some(PathBuf::from(path))
         }
         None => None,
@@ -465,6 +465,15 @@ fn resolve_cloud(env: &Env, raw: &Value) -> Result<CloudConfig, ConfigError> {
         )? as u64,
         ca_file,
     })
+}
+
+/// The private CA file and the variable that named it: `OPEN_COWORK_GATEWAY_CA_FILE`, else the
+/// conventional `SSL_CERT_FILE` (a host that points every TLS client at its CA bundle that way
+/// gets it for Cloud, relays and SMTP too). Its certificates are trusted besides the public roots.
+pub(crate) fn ca_file_setting(env: &Env) -> Option<(&'static str, &str)> {
+    env.string("OPEN_COWORK_GATEWAY_CA_FILE")
+        .map(|path| ("OPEN_COWORK_GATEWAY_CA_FILE", path))
+        .or_else(|| env.string("SSL_CERT_FILE").map(|path| ("SSL_CERT_FILE", path)))
 }
 
 /// The listener, the public URL (rule 2), operator access and body limits.
@@ -762,6 +771,19 @@ mod tests {
             let error = resolve(&raw, &base_env()).unwrap_err().to_string();
             assert!(error.starts_with(expected), "{raw}: {error}");
         }
+    }
+
+    #[test]
+    fn ssl_cert_file_names_the_private_ca_when_the_gateway_variable_does_not() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/email/ca.pem");
+        let mut env = base_env();
+        env.set("SSL_CERT_FILE", ca);
+        assert_eq!(resolve(&json!({}), &env).unwrap().cloud.ca_file.as_deref(), Some(Path::new(ca)));
+        env.set("SSL_CERT_FILE", "/nonexistent/ca.pem");
+        let error = resolve(&json!({}), &env).unwrap_err().to_string();
+        assert!(error.starts_with("SSL_CERT_FILE: "), "{error}");
+        env.set("OPEN_COWORK_GATEWAY_CA_FILE", ca);
+        assert_eq!(resolve(&json!({}), &env).unwrap().cloud.ca_file.as_deref(), Some(Path::new(ca)), "ours wins");
     }
 
     #[test]

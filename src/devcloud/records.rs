@@ -17,6 +17,9 @@ pub struct AckCall {
     pub status: String,
     /// Cloud matched the caller's claim and settled the delivery (200); `false` is a 404.
     pub accepted: bool,
+    /// The body's `nextAttemptAt` as sent: `None` when the field was absent, `Some(Null)` for
+    /// an explicit `null` (what a `dead` ack must send).
+    pub next_attempt_at: Option<serde_json::Value>,
 }
 
 /// The ack calls of one delivery.
@@ -45,14 +48,24 @@ pub struct Records {
 
 impl Records {
     /// Notes an ack call for `delivery_id`.
-    pub fn ack(&mut self, delivery_id: &str, status: &str, accepted: bool) {
+    pub fn ack(
+        &mut self,
+        delivery_id: &str,
+        status: &str,
+        accepted: bool,
+        next_attempt_at: Option<&serde_json::Value>,
+    ) {
         if !self.acks.contains_key(delivery_id) && self.acks.len() >= MAX_RECORDS {
             self.overflow += 1;
             return;
         }
         let entry = self.acks.entry(delivery_id.to_owned()).or_default();
         if entry.calls.len() < MAX_ACKS_PER_DELIVERY {
-            entry.calls.push(AckCall { status: status.to_owned(), accepted });
+            entry.calls.push(AckCall {
+                status: status.to_owned(),
+                accepted,
+                next_attempt_at: next_attempt_at.cloned(),
+            });
         } else {
             entry.uncounted += 1;
         }
@@ -89,18 +102,18 @@ mod tests {
     #[test]
     fn acks_and_prompts_are_counted_and_bounded() {
         let mut records = Records::default();
-        records.ack("d1", "failed", true);
-        records.ack("d1", "sent", false);
+        records.ack("d1", "failed", true, None);
+        records.ack("d1", "sent", false, None);
         for _ in 0..MAX_ACKS_PER_DELIVERY {
-            records.ack("d2", "sent", true);
+            records.ack("d2", "sent", true, None);
         }
-        records.ack("d2", "sent", true);
+        records.ack("d2", "sent", true, None);
         let d1 = records.acks_of("d1").unwrap();
         assert_eq!(
             d1.calls,
             vec![
-                AckCall { status: "failed".into(), accepted: true },
-                AckCall { status: "sent".into(), accepted: false }
+                AckCall { status: "failed".into(), accepted: true, next_attempt_at: None },
+                AckCall { status: "sent".into(), accepted: false, next_attempt_at: None }
             ]
         );
         let d2 = records.acks_of("d2").unwrap();

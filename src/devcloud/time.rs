@@ -12,7 +12,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn now_ms(&self) -> u64 {
-        crate::time::now_ms() + self.offset_ms.get()
+        crate::time::system_now_ms() + self.offset_ms.get()
     }
 
     /// Moves this clock forward (tests).

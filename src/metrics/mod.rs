@@ -50,6 +50,8 @@ pub enum Stat {
     SessionStreamsWaiting,
     SessionStreamRateLimits,
     SessionStreamIdleCloses,
+    DeliveryRateLimitWaits,
+    CloudClockSkewSeconds,
 }
 
 struct StatInfo {
@@ -118,7 +120,7 @@ const STATS_BEFORE_LATENCY: [StatInfo; 7] = [
 ];
 
 /// Stats printed after the delivery latency histogram, in upstream order.
-const STATS_AFTER_LATENCY: [StatInfo; 20] = [
+const STATS_AFTER_LATENCY: [StatInfo; 22] = [
     info(
         Stat::WebhookRequests,
         "open_cowork_gateway_webhook_requests_total",
@@ -258,6 +260,20 @@ const STATS_AFTER_LATENCY: [StatInfo; 20] = [
         false,
         "sessionStreamIdleCloses",
         "Session streams closed because their session went idle.",
+    ),
+    info(
+        Stat::DeliveryRateLimitWaits,
+        "open_cowork_gateway_delivery_rate_limit_waits_total",
+        false,
+        "deliveryRateLimitWaits",
+        "Delivery sends that waited out a channel's rate limit, holding their lane, without using an attempt.",
+    ),
+    info(
+        Stat::CloudClockSkewSeconds,
+        "open_cowork_gateway_cloud_clock_skew_seconds",
+        true,
+        "cloudClockSkewSeconds",
+        "How far this host's wall clock is from Cloud's (absolute, in seconds; leases do not depend on it).",
     ),
 ];
 

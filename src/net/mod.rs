@@ -2,4 +2,5 @@
 
 pub mod backoff;
 pub mod https;
+pub mod retry_after;
 pub mod url_policy;

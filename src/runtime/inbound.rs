@@ -485,7 +485,9 @@ struct Run<'a> {
 /// The pause after the `attempt`-th failed try of an answered message: 1 s, then 2 s, well inside
 /// the claim's 5-minute lease.
 fn retry_pause(attempt: u32) -> Duration {
-    Duration::from_secs(1 << (attempt - 1).min(4))
+    crate::net::backoff::RetryPolicy::new(Duration::from_secs(1), Duration::from_secs(2))
+        .with_jitter(0.0)
+        .nth(attempt.into())
 }
 
 pub(super) fn finish_failed(inbound: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {

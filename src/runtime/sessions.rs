@@ -65,7 +65,7 @@ const RENDER_RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// The pause after the `attempt`-th failed try: 1 s·2ⁿ⁻¹, capped at a minute.
 fn retry_pause(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << (attempt.saturating_sub(1)).min(6)).min(RENDER_RETRY_CAP)
+    crate::net::backoff::RetryPolicy::new(Duration::from_secs(1), RENDER_RETRY_CAP).with_jitter(0.0).nth(attempt.into())
 }
 /// Tries of one cursor write (transient failures are retried in place, after Cloud's hint).
 const CURSOR_ATTEMPTS: u32 = 3;

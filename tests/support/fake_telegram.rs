@@ -36,6 +36,12 @@ pub struct FakeBot {
     pub delays: HashMap<String, Duration>,
     pub webhook_url: String,
     next_message_id: i64,
+    /// When set, Telegram's per-chat flood control: a `sendMessage` to a chat less than this
+    /// after the last one it accepted for that chat is answered 429 (`retry_after: 1`).
+    pub per_chat_limit: Option<Duration>,
+    last_sent_to: HashMap<String, Instant>,
+    /// The 429s that flood control answered.
+    pub flood_refusals: u64,
 }
 
 /// A scripted answer for the first call of `method` whose body `matches`.
@@ -200,6 +206,16 @@ async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> h
         }
         "sendMessage" => {
             let mut state = bot.borrow_mut();
+            if let Some(limit) = state.per_chat_limit {
+                let chat = body["chat_id"].to_string();
+                let now = Instant::now();
+                if state.last_sent_to.get(&chat).is_some_and(|last| now < *last + limit) {
+                    state.flood_refusals += 1;
+                    let refusal = error_body(429, "Too Many Requests: retry after 1", Some(json!({"retry_after": 1})));
+                    return reply(429, &refusal);
+                }
+                state.last_sent_to.insert(chat, now);
+            }
             state.next_message_id += 1;
             ok(json!({"message_id": state.next_message_id, "chat": {"id": body["chat_id"]}, "text": body["text"]}))
         }

@@ -5,6 +5,7 @@
 
 pub mod fake_slack;
 pub mod fake_telegram;
+pub mod logs;
 pub mod webhook_receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};

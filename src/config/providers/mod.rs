@@ -319,7 +319,7 @@ fn apply_smtp_globals(env: &Env, raw: &Value, providers: &mut [ProviderConfig]) 
             30_000,
             (100, 120_000),
         )? as u64;
-        let ca_file = env.string("OPEN_COWORK_GATEWAY_CA_FILE").map(std::path::PathBuf::from);
+        let ca_file = super::ca_file_setting(env).map(|(_, path)| std::path::PathBuf::from(path));
         for provider in providers.iter_mut() {
             if let ChannelSettings::Email(settings) = &mut provider.channel {
                 settings.smtp_timeout = std::time::Duration::from_millis(timeout);

@@ -37,7 +37,7 @@ pub(super) fn ack(cloud: &Rc<DevCloud>, call: &Call, delivery_id: &str) -> Respo
     };
     let mut store = cloud.store.borrow_mut();
     let found = unique_delivery(&store, call, delivery_id, Some(&claimant));
-    cloud.records.borrow_mut().ack(delivery_id, &status, found.is_some());
+    cloud.records.borrow_mut().ack(delivery_id, &status, found.is_some(), call.body.get("nextAttemptAt"));
     let Some(index) = found else {
         return error(404, "Channel delivery was not found.");
     };

@@ -15,14 +15,32 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value};
 
+use crate::channel::pacing::SendPacer;
 use crate::channel::{SendError, SendErrorKind};
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
+use crate::net::retry_after::parse_retry_after;
 
 /// Web API answers larger than this are refused (message answers are a few kilobytes).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// The wait when Slack rate-limits without a usable `Retry-After` (it always sends one).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(3);
+/// Channels whose posting pace is remembered at once.
+const PACED_KEYS: usize = 4096;
+
+/// Slack's per-method rate tiers, kept before it has to answer 429: posting about one message a
+/// second per channel, `chat.update` Tier 3 (about 50 a minute), the file upload methods Tier 2
+/// (about 20 a minute). Other methods (`auth.test`) are rare and not paced.
+fn paced(method: &str, body: &Value) -> Option<(String, Duration)> {
+    let channel = || body.get("channel").and_then(Value::as_str).unwrap_or("");
+    match method {
+        "chat.postMessage" | "chat.postEphemeral" => Some((format!("post:{}", channel()), Duration::from_secs(1))),
+        "chat.update" => Some(("chat.update".to_owned(), Duration::from_millis(1200))),
+        _ if method.starts_with("files.") => Some(("files".to_owned(), Duration::from_secs(3))),
+        _ => None,
+    }
+}
+
 /// Codes that mean "Slack had a problem, try again" rather than "this request is wrong".
 const TRANSIENT_CODES: [&str; 4] = ["internal_error", "fatal_error", "service_unavailable", "request_timeout"];
 /// Codes that mean the token itself no longer works: sending stops until it is replaced.
@@ -85,15 +103,21 @@ pub struct WebApi {
     base: String,
     token: Secret,
     timeout: Duration,
+    /// Calls wait for their slot of the method's tier.
+    pacer: SendPacer,
 }
 
 impl WebApi {
     pub fn new(http: HttpsClient, base: &str, token: Secret, timeout: Duration) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_owned(), token, timeout }
+        let pacer = SendPacer::new(Duration::ZERO, PACED_KEYS);
+        Self { http, base: base.trim_end_matches('/').to_owned(), token, timeout, pacer }
     }
 
-    /// A JSON call (`chat.postMessage`, `chat.update`, `auth.test`, …).
+    /// A JSON call (`chat.postMessage`, `chat.update`, `auth.test`, …), after its tier's pace.
     pub async fn call(&self, method: &'static str, body: &Value) -> Result<Value, SlackError> {
+        if let Some((key, interval)) = paced(method, body) {
+            self.pacer.wait(&key, interval).await;
+        }
         let bytes = serde_json::to_vec(body).map_err(|_| SlackError::Network { method, detail: "unencodable body" })?;
         let url = format!("{}/{method}", self.base);
         self.send(method, &url, Some("application/json; charset=utf-8"), Bytes::from(bytes), true).await
@@ -101,6 +125,9 @@ impl WebApi {
 
     /// A form call (`files.getUploadURLExternal` takes form fields, not JSON).
     pub async fn call_form(&self, method: &'static str, fields: &[(&str, &str)]) -> Result<Value, SlackError> {
+        if let Some((key, interval)) = paced(method, &Value::Null) {
+            self.pacer.wait(&key, interval).await;
+        }
         let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
         let url = format!("{}/{method}", self.base);
         self.send(method, &url, Some("application/x-www-form-urlencoded"), Bytes::from(body), true).await
@@ -142,8 +169,11 @@ impl WebApi {
                 .await
                 .map_err(|_| SlackError::Network { method, detail: "network error" })?;
             let status = response.status().as_u16();
-            let retry_after =
-                response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, crate::time::now_ms()));
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
@@ -165,12 +195,6 @@ impl WebApi {
     }
 }
 
-/// `Retry-After` as delta-seconds (Slack sends whole seconds; fractions are accepted).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +206,15 @@ mod tests {
             error: error.into(),
             retry_after: retry_after.map(Duration::from_secs),
         }
+    }
+
+    #[test]
+    fn methods_are_paced_by_their_tier() {
+        let body = serde_json::json!({"channel": "C1"});
+        assert_eq!(paced("chat.postMessage", &body), Some(("post:C1".to_owned(), Duration::from_secs(1))));
+        assert_eq!(paced("chat.update", &body).map(|(_, i)| i), Some(Duration::from_millis(1200)));
+        assert_eq!(paced("files.getUploadURLExternal", &Value::Null).map(|(_, i)| i), Some(Duration::from_secs(3)));
+        assert_eq!(paced("auth.test", &Value::Null), None);
     }
 
     #[test]
@@ -200,13 +233,5 @@ mod tests {
         );
         assert_eq!(api(502, "", None).to_string(), "Slack API chat.postMessage failed: 502");
         assert!(api(200, "token_revoked", None).is_auth());
-    }
-
-    #[test]
-    fn retry_after_is_delta_seconds() {
-        assert_eq!(parse_retry_after(" 30 "), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }

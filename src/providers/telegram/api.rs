@@ -9,11 +9,34 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value};
 
+use crate::channel::pacing::SendPacer;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
 
 /// Bot API answers larger than this are refused (a `getUpdates` batch of 100 fits easily).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Telegram's published limits, kept before it has to answer 429: about 30 messages a second
+/// per bot, one a second per chat, 20 a minute per group or channel.
+const PER_BOT: Duration = Duration::from_millis(34);
+const PER_CHAT: Duration = Duration::from_secs(1);
+const PER_GROUP: Duration = Duration::from_secs(3);
+/// Chats whose pace is remembered at once.
+const PACED_CHATS: usize = 4096;
+
+/// The chat a new message goes to, for the methods that post one (edits have their own pacer).
+fn paced_chat(method: &str, chat: Option<&Value>) -> Option<(String, Duration)> {
+    if !matches!(method, "sendMessage" | "sendDocument" | "sendPhoto") {
+        return None;
+    }
+    let chat = match chat? {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    // Groups, supergroups and channels have negative ids or `@names`.
+    let interval = if chat.starts_with('-') || chat.starts_with('@') { PER_GROUP } else { PER_CHAT };
+    Some((chat, interval))
+}
 
 /// A failed Bot API call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,15 +82,25 @@ pub struct BotApi {
     /// `https://api.telegram.org` or a self-hosted Bot API server, without a trailing `/`.
     base: String,
     token: Secret,
+    /// New messages wait for their slot (per bot, per chat, per group).
+    pacer: SendPacer,
 }
 
 impl BotApi {
     pub fn new(http: HttpsClient, base: &str, token: Secret) -> Self {
-        Self { http, base: base.trim_end_matches('/').to_owned(), token }
+        Self { http, base: base.trim_end_matches('/').to_owned(), token, pacer: SendPacer::new(PER_BOT, PACED_CHATS) }
     }
 
-    /// `POST <base>/bot<token>/<method>` with a JSON body; `timeout` bounds the whole exchange.
+    async fn pace(&self, method: &str, chat: Option<&Value>) {
+        if let Some((chat, interval)) = paced_chat(method, chat) {
+            self.pacer.wait(&chat, interval).await;
+        }
+    }
+
+    /// `POST <base>/bot<token>/<method>` with a JSON body; `timeout` bounds the whole exchange
+    /// (not the wait for a send slot).
     pub async fn call(&self, method: &'static str, body: &Value, timeout: Duration) -> Result<Value, TelegramError> {
+        self.pace(method, body.get("chat_id")).await;
         let bytes = serde_json::to_vec(body).map_err(|_| TelegramError::Network { method })?;
         self.post(method, "application/json".to_owned(), Bytes::from(bytes), timeout).await
     }
@@ -80,6 +113,8 @@ impl BotApi {
         file: (&str, &str, &[u8]),
         timeout: Duration,
     ) -> Result<Value, TelegramError> {
+        let chat = fields.iter().find(|(name, _)| *name == "chat_id").map(|(_, value)| Value::from(value.as_str()));
+        self.pace(method, chat.as_ref()).await;
         let boundary = format!("ocg{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         let mut body = Vec::with_capacity(file.2.len() + 512);
         for (name, value) in fields {

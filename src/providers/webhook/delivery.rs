@@ -15,11 +15,15 @@ use tokio::time::Instant;
 use super::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::channel::{HealthReporter, SendError, SendErrorKind};
 use crate::config::Secret;
+use crate::net::backoff::RetryPolicy;
+use crate::net::retry_after::parse_retry_after;
 use crate::net::url_policy::{resolve_pinned, DeliveryUrl, PinnedClient, Resolver, UrlPolicy};
 
 /// The largest relay answer read; a relay has no reason to send more than a message id.
 pub const MAX_RESPONSE_BYTES: usize = 65_536;
 pub const DELIVERY_ID_HEADER: &str = "x-open-cowork-gateway-delivery-id";
+/// The wait when a relay answers 429 without a usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The retry and circuit knobs (test seams of §3.4; the daemon uses the defaults).
 #[derive(Debug, Clone, PartialEq)]
@@ -107,33 +111,14 @@ impl DeliveryError {
     pub fn into_send_error(self) -> SendError {
         let kind = match &self {
             Self::CircuitOpen(remaining) => SendErrorKind::RateLimited(*remaining),
-            Self::Status { status: 429, retry_after: Some(wait) } => {
-                SendErrorKind::RateLimited((*wait).min(Duration::from_secs(3600)))
+            Self::Status { status: 429, retry_after } => {
+                SendErrorKind::RateLimited(retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(Duration::from_secs(3600)))
             }
             error if error.retryable() => SendErrorKind::Transient,
             _ => SendErrorKind::Permanent,
         };
         SendError { kind, message: self.to_string() }
     }
-}
-
-/// `parseRetryAfterMs` (§2.7): delta-seconds (fractions allowed) or an IMF-fixdate.
-pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<Duration> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    if let Some(seconds) = super::signature::parse_timestamp(value) {
-        return Some(Duration::from_millis((seconds.max(0.0) * 1000.0) as u64));
-    }
-    // `Sun, 06 Nov 1994 08:49:37 GMT`
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.iter().position(|m| m == month)? + 1;
-    let iso = format!("{year}-{month:02}-{day:0>2}T{time}.000Z");
-    let at = crate::time::parse_iso(&iso)?;
-    Some(Duration::from_millis(at.saturating_sub(now_ms)))
 }
 
 /// The circuit (§7.7): consecutive failed operations, and until when it is open.
@@ -229,7 +214,9 @@ impl Outbound {
             match delay {
                 Some(delay) if attempt < attempts => tokio::time::sleep(delay).await,
                 _ => {
-                    if error.retryable() {
+                    // A relay asking to slow down is pacing us, not failing: the dispatcher waits
+                    // out its `Retry-After`, and the circuit counts real failures only.
+                    if error.retryable() && !matches!(error, DeliveryError::Status { status: 429, .. }) {
                         self.note_failure();
                     }
                     return Err(error);
@@ -240,13 +227,9 @@ impl Outbound {
 
     /// §7.6: the pause after failed attempt `attempt`, or `None` for no retry.
     fn retry_delay(&self, error: &DeliveryError, attempt: u32) -> Option<Duration> {
-        let backoff = || {
-            let base = self.options.initial_delay.as_millis() as f64 * 2f64.powi(attempt as i32 - 1);
-            let base = base.min(self.options.max_delay.as_millis() as f64);
-            let ratio = self.options.jitter_ratio;
-            let jittered = (base - base * ratio + fastrand::f64() * 2.0 * base * ratio).floor().max(0.0);
-            Duration::from_millis(jittered as u64).min(self.options.max_delay)
-        };
+        let policy =
+            RetryPolicy::new(self.options.initial_delay, self.options.max_delay).with_jitter(self.options.jitter_ratio);
+        let backoff = || policy.nth(u64::from(attempt));
         match error {
             DeliveryError::Timeout(_) | DeliveryError::Network => Some(backoff()),
             DeliveryError::Status { status: 429, retry_after: Some(wait) } => Some((*wait).min(self.options.max_delay)),
@@ -345,17 +328,6 @@ fn ceil_ms(duration: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_and_dates() {
-        assert_eq!(parse_retry_after("2", 0), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 1.5 ", 0), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_retry_after("", 0), None);
-        assert_eq!(parse_retry_after("soon", 0), None);
-        let now = crate::time::parse_iso("2026-02-28T12:00:00.000Z").unwrap();
-        assert_eq!(parse_retry_after("Sat, 28 Feb 2026 12:00:07 GMT", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Sat, 28 Feb 2026 11:00:00 GMT", now), Some(Duration::ZERO));
-    }
 
     #[test]
     fn error_classes_follow_the_spec() {
