@@ -472,7 +472,7 @@ fn every_operation_has_its_envelope_and_fields() {
         assert_eq!(
             bodies[0],
             format!(
-                r#"{}"type":"buttons",{target_json},"text":"Approve?","buttons":[[{{"label":"Approve","token":"{}"}}],[{{"label":"Deny","token":"{}","style":"danger"}}]]}}"#,
+                r#"{}"type":"buttons",{target_json},"text":"Approve?\n\nOr type: /approve p1 · /deny p1","buttons":[[{{"label":"Approve","token":"{}"}}],[{{"label":"Deny","token":"{}","style":"danger"}}]]}}"#,
                 envelope(ids[0]),
                 short(0),
                 short(1)
@@ -554,7 +554,12 @@ fn bridges_get_buttons_that_settle_after_a_decision() {
         assert_eq!(post(&running, &body, &signed(now_seconds(), &body)).await, 202);
         eventually("the buttons", || received(&world).iter().any(|b| b["type"] == "buttons")).await;
         let buttons = received(&world).into_iter().find(|b| b["type"] == "buttons").unwrap();
-        assert!(!received(&world).iter().any(|b| b["text"].as_str().is_some_and(|t| t.contains("/approve occi_"))));
+        // Buttons, not the text fallback: the commands only stand under them, for when a button
+        // has expired (the decided message is edited back to the text without them).
+        assert!(!received(&world)
+            .iter()
+            .any(|b| b["type"] == "text" && b["text"].as_str().is_some_and(|t| t.contains("/approve occi_"))));
+        assert!(buttons["text"].as_str().unwrap().contains("\n\nOr type: /approve "), "{buttons}");
         let approve = buttons["buttons"][0][0]["token"].as_str().unwrap().to_owned();
         let deny = buttons["buttons"][0][1]["token"].as_str().unwrap().to_owned();
         assert!(approve.len() <= 64 && approve.starts_with("b:"), "{buttons}");
@@ -574,6 +579,7 @@ fn bridges_get_buttons_that_settle_after_a_decision() {
         let edit = received(&world).into_iter().find(|b| b["type"] == "edit").unwrap();
         assert_eq!(edit["messageId"], buttons_message_id(&world));
         assert!(edit["text"].as_str().unwrap().ends_with("\n\n\u{2713} Approved"), "{edit}");
+        assert!(!edit["text"].as_str().unwrap().contains("Or type:"), "{edit}");
 
         let second = press("press-2", &deny);
         assert_eq!(post(&running, &second, &signed(now_seconds(), &second)).await, 202);

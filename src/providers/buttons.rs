@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::channel::Button;
 use crate::util::durable::DebouncedFile;
 
 /// Button ids kept for mapping presses back to tokens.
@@ -159,6 +160,46 @@ impl ButtonTable {
         if let Some(file) = &self.file {
             file.mark_dirty();
         }
+    }
+}
+
+/// Marks the line of a button message that says what to type instead of pressing; an expired
+/// button's notice points at it (or repeats it, where the platform sends the text back).
+pub const COMMANDS_HINT: &str = "Or type: ";
+
+/// The commands that do what a message's buttons do, one per distinct action and token:
+/// `/approve <token> · /deny <token>`. `None` when no button carries a known action.
+pub fn commands_for(rows: &[Vec<Button>]) -> Option<String> {
+    let mut commands: Vec<String> = Vec::new();
+    for button in rows.iter().flatten() {
+        let token = button.token.as_str();
+        let command = if let Some(rest) = token.strip_prefix("apv:") {
+            format!("/approve {rest}")
+        } else if let Some(rest) = token.strip_prefix("den:") {
+            format!("/deny {rest}")
+        } else if let Some(rest) = token.strip_prefix("rej:") {
+            format!("/reject {rest}")
+        } else if let Some((_, rest)) = token.strip_prefix("ans:").and_then(|r| r.split_once(':')) {
+            format!("/answer {rest} <answer>")
+        } else {
+            continue;
+        };
+        if !commands.contains(&command) {
+            commands.push(command);
+        }
+    }
+    (!commands.is_empty()).then(|| commands.join(" \u{b7} "))
+}
+
+/// `text` with the commands line under it, when the two fit in `max_utf16` UTF-16 units (the
+/// unit Telegram and the relays count in); else `text` as it is.
+pub fn with_commands_line(text: &str, rows: &[Vec<Button>], max_utf16: usize) -> String {
+    let length = |text: &str| text.encode_utf16().count();
+    match commands_for(rows) {
+        Some(commands) if length(text) + 2 + length(COMMANDS_HINT) + length(&commands) <= max_utf16 => {
+            format!("{text}\n\n{COMMANDS_HINT}{commands}")
+        }
+        _ => text.to_owned(),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::config::Secret;
 use crate::net::https::HttpsClient;
 use crate::providers::buttons::ButtonTable;
 use api::{chat_id, thread_id, BotApi, TelegramError};
-use presses::{commands_for, utf16_len, OpenPress, COMMANDS_HINT};
+use presses::OpenPress;
 use update::{GroupPolicy, Mapping};
 
 /// Telegram's text limit, in UTF-16 units of the message text.
@@ -302,12 +302,7 @@ impl TelegramProvider {
             .collect();
         // What to type if the buttons stop working (a restart without a state directory): the
         // commands with the token, also repeated by an expired button's notice.
-        let text = match commands_for(rows) {
-            Some(commands) if utf16_len(text) + utf16_len(&commands) + 2 + COMMANDS_HINT.len() <= MAX_TEXT => {
-                format!("{text}\n\n{COMMANDS_HINT}{commands}")
-            }
-            _ => text.to_owned(),
-        };
+        let text = crate::providers::buttons::with_commands_line(text, rows, MAX_TEXT);
         let text = text.as_str();
         let chat = self.resolve_chat(&target.chat_id);
         let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::api::chat_id;
 use super::TelegramProvider;
-use crate::channel::{Button, ChannelTarget, InboundMessage, SendOptions};
-use crate::providers::buttons::Pressed;
+use crate::channel::{ChannelTarget, InboundMessage, SendOptions};
+use crate::providers::buttons::{Pressed, COMMANDS_HINT};
 
 /// Button presses remembered until they are answered.
 const OPEN_CALLBACKS: usize = 1024;
@@ -23,10 +23,6 @@ pub(super) struct OpenPress {
     chat_id: String,
     message_id: Option<String>,
 }
-
-/// Marks the line of a button message that says what to type instead; an expired button's
-/// notice repeats it.
-pub(super) const COMMANDS_HINT: &str = "Or type: ";
 
 impl TelegramProvider {
     /// Maps a press's short id to its token in `message`; `false` when the press was answered
@@ -113,36 +109,8 @@ impl TelegramProvider {
     }
 }
 
-/// UTF-16 length, as Telegram counts.
-pub(super) fn utf16_len(text: &str) -> usize {
-    text.encode_utf16().count()
-}
-
-/// The commands that do what a message's buttons do, one per distinct action and token:
-/// `/approve <token> · /deny <token>`. `None` when no button carries a known action.
-pub(super) fn commands_for(rows: &[Vec<Button>]) -> Option<String> {
-    let mut commands: Vec<String> = Vec::new();
-    for button in rows.iter().flatten() {
-        let token = button.token.as_str();
-        let command = if let Some(rest) = token.strip_prefix("apv:") {
-            format!("/approve {rest}")
-        } else if let Some(rest) = token.strip_prefix("den:") {
-            format!("/deny {rest}")
-        } else if let Some(rest) = token.strip_prefix("rej:") {
-            format!("/reject {rest}")
-        } else if let Some((_, rest)) = token.strip_prefix("ans:").and_then(|r| r.split_once(':')) {
-            format!("/answer {rest} <answer>")
-        } else {
-            continue;
-        };
-        if !commands.contains(&command) {
-            commands.push(command);
-        }
-    }
-    (!commands.is_empty()).then(|| commands.join(" \u{b7} "))
-}
-
-/// The commands line of a button message's text, as [`commands_for`] wrote it.
+/// The commands line of a button message's text, as
+/// [`with_commands_line`](crate::providers::buttons::with_commands_line) wrote it.
 fn commands_of(text: &str) -> Option<String> {
     text.lines().rev().find_map(|line| line.strip_prefix(COMMANDS_HINT)).map(str::to_owned)
 }
@@ -150,6 +118,8 @@ fn commands_of(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Button;
+    use crate::providers::buttons::commands_for;
 
     #[test]
     fn the_commands_line_says_what_the_buttons_do() {

@@ -78,8 +78,7 @@ impl BridgeButtons {
             Pressed::Foreign => Press::Resolve,
             Pressed::Answered(outcome) => Press::Notice(format!("Already answered: {outcome}.")),
             Pressed::Expired => Press::Notice(
-                "This button has expired: type the /approve, /deny or /answer command with the request's token instead."
-                    .into(),
+                "This button has expired: type the command shown under the buttons (\"Or type: …\") instead.".into(),
             ),
             Pressed::Open { token, message: number } => {
                 interaction.token = token.clone();

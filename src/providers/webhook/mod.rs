@@ -463,8 +463,11 @@ impl WebhookProvider {
             .iter()
             .map(|row| row.iter().map(|b| WireButton { label: &b.label, token: &b.token, style: b.style }).collect())
             .collect();
+        // What to type if the buttons stop working (an expired button points at this line); the
+        // decided message is edited back to the text without it.
+        let shown = crate::providers::buttons::with_commands_line(text, rows, caps.max_text_length);
         let message_id =
-            self.post(&delivery_id, ButtonsOperation { kind: "buttons", target: &wire, text, buttons }).await?;
+            self.post(&delivery_id, ButtonsOperation { kind: "buttons", target: &wire, text: &shown, buttons }).await?;
         self.inner.buttons.sent(buttons::SentButtons {
             message: number,
             target: target.clone(),
