@@ -8,67 +8,33 @@
 
 mod support;
 
-use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::metrics::Stat;
-use open_cowork_gateway::providers::ProviderFactory;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::fake_gateway::{self, dev_cloud};
 use support::logs::LogCapture;
 use support::{eventually, run};
-
-async fn cloud() -> (Rc<DevCloud>, Seeded, String) {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        keep_alive: Duration::from_millis(200),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    });
-    let seeded = cloud.seed();
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
-    (cloud, seeded, format!("http://{address}"))
-}
-
-async fn gateway(base_url: &str, seeded: &Seeded, state_dir: &str) -> Running {
-    let env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "logs"),
-        ("OPEN_COWORK_GATEWAY_STATE_DIR", state_dir),
-    ]);
-    let factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
-    let running = app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap();
-    eventually("ready", || running.readiness.is_ready()).await;
-    running
-}
-
-async fn post(running: &Running, body: Value) -> u16 {
-    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
-    let request = http::Request::post(format!("http://{}/webhooks/fake", running.address))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    http.request(request).await.unwrap().status().as_u16()
-}
 
 #[test]
 fn a_retried_claim_is_one_line_with_its_fields_and_repeats_are_held_back() {
     let log = LogCapture::start();
     run(async {
         let state = support::TempDir::new("logs-claim");
-        let (cloud, seeded, base) = cloud().await;
-        let running = gateway(&base, &seeded, state.0.to_str().unwrap()).await;
+        let (cloud, seeded, base) = dev_cloud().await;
+        let running = fake_gateway::start(
+            &base,
+            &seeded,
+            "logs",
+            &[("OPEN_COWORK_GATEWAY_STATE_DIR", state.0.to_str().unwrap())],
+        )
+        .await;
         // The journaled message's claim fails twice (503), then goes through on the third try.
         cloud.faults.borrow_mut().fail_next("claim", 2, 503, None);
-        assert_eq!(post(&running, json!({"id": "l-1", "text": "retry my claim", "chatId": "chat-l"})).await, 202);
+        assert_eq!(
+            fake_gateway::post(&running, json!({"id": "l-1", "text": "retry my claim", "chatId": "chat-l"})).await,
+            202
+        );
         eventually("the reply", || {
             running.factory.fake("fake").unwrap().texts().contains(&"echo: retry my claim".to_owned())
         })
@@ -90,11 +56,20 @@ fn a_failed_cursor_write_is_one_line_and_its_in_place_retries_are_render_retries
     let log = LogCapture::start();
     run(async {
         let state = support::TempDir::new("logs-cursor");
-        let (cloud, seeded, base) = cloud().await;
-        let running = gateway(&base, &seeded, state.0.to_str().unwrap()).await;
+        let (cloud, seeded, base) = dev_cloud().await;
+        let running = fake_gateway::start(
+            &base,
+            &seeded,
+            "logs",
+            &[("OPEN_COWORK_GATEWAY_STATE_DIR", state.0.to_str().unwrap())],
+        )
+        .await;
         // Every try of the first cursor write fails (three in place), later ones go through.
         cloud.faults.borrow_mut().fail_next("cursor", 3, 503, None);
-        assert_eq!(post(&running, json!({"id": "c-1", "text": "move my cursor", "chatId": "chat-c"})).await, 202);
+        assert_eq!(
+            fake_gateway::post(&running, json!({"id": "c-1", "text": "move my cursor", "chatId": "chat-c"})).await,
+            202
+        );
         eventually("the failed write's line", || !log.lines("session cursor write failed").is_empty()).await;
         let line = &log.lines("session cursor write failed")[0];
         for field in ["binding", "sequence", "reason", "cloud_5xx", "attempts=3"] {
@@ -112,18 +87,19 @@ fn the_journal_replay_at_start_says_how_many_messages() {
     run(async {
         let state = support::TempDir::new("logs-replay");
         let state_dir = state.0.to_str().unwrap().to_owned();
-        let (cloud, seeded, base) = cloud().await;
-        let first = gateway(&base, &seeded, &state_dir).await;
+        let (cloud, seeded, base) = dev_cloud().await;
+        let first = fake_gateway::start(&base, &seeded, "logs", &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         // Held between the answer and the prompt, then killed.
         cloud.faults.borrow_mut().delay("claim", Duration::from_secs(5));
         for n in 0..2 {
             let body = json!({"id": format!("r-{n}"), "text": "replay me", "chatId": format!("chat-r-{n}")});
-            assert_eq!(post(&first, body).await, 202);
+            assert_eq!(fake_gateway::post(&first, body).await, 202);
         }
         first.stop();
         cloud.faults.borrow_mut().delay("claim", Duration::ZERO);
         assert!(log.lines("replaying").is_empty());
-        let second = gateway(&base, &seeded, &state_dir).await;
+        let second =
+            fake_gateway::start(&base, &seeded, "logs", &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         eventually("the replay's line", || !log.lines("replaying").is_empty()).await;
         let lines = log.lines("replaying");
         assert_eq!(lines.len(), 1, "{lines:?}");

@@ -11,54 +11,11 @@ mod support;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
+use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
-use open_cowork_gateway::providers::ProviderFactory;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::fake_gateway::{self, dev_cloud};
 use support::{eventually, eventually_within, run_paused};
-
-async fn cloud() -> (Rc<DevCloud>, Seeded, String) {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        keep_alive: Duration::from_millis(200),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    });
-    let seeded = cloud.seed();
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
-    (cloud, seeded, format!("http://{address}"))
-}
-
-async fn gateway(base_url: &str, seeded: &Seeded, extra: &[(&str, &str)]) -> Running {
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "receipt"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    let factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
-    let running = app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap();
-    eventually("ready", || running.readiness.is_ready()).await;
-    running
-}
-
-async fn post(running: &Running, body: Value) -> u16 {
-    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
-    let request = http::Request::post(format!("http://{}/webhooks/fake", running.address))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    http.request(request).await.unwrap().status().as_u16()
-}
 
 fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
     let sessions: Vec<String> = cloud
@@ -75,14 +32,14 @@ fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
 /// The chat's first message is in a 20 s prompt; its second is answered at once, and prompted
 /// after the first.
 async fn a_busy_chat_answers_at_once(extra: &[(&str, &str)]) {
-    let (cloud, seeded, base) = cloud().await;
-    let running = gateway(&base, &seeded, extra).await;
+    let (cloud, seeded, base) = dev_cloud().await;
+    let running = fake_gateway::start(&base, &seeded, "receipt", extra).await;
     cloud.faults.borrow_mut().delay("prompt", Duration::from_secs(20));
-    assert_eq!(post(&running, json!({"id": "b-1", "text": "first", "chatId": "chat-b"})).await, 202);
+    assert_eq!(fake_gateway::post(&running, json!({"id": "b-1", "text": "first", "chatId": "chat-b"})).await, 202);
     eventually("the first message in its prompt", || cloud.calls("prompt") == 1).await;
 
     let started = tokio::time::Instant::now();
-    assert_eq!(post(&running, json!({"id": "b-2", "text": "second", "chatId": "chat-b"})).await, 202);
+    assert_eq!(fake_gateway::post(&running, json!({"id": "b-2", "text": "second", "chatId": "chat-b"})).await, 202);
     let answered = started.elapsed();
     assert!(answered < Duration::from_millis(500), "answered after {answered:?}, behind the first message's prompt");
     assert_eq!(cloud.calls("prompt"), 1, "the second waits for its turn");
@@ -115,12 +72,13 @@ fn a_redelivery_of_a_journaled_message_is_absorbed() {
     run_paused(async {
         let state = support::TempDir::new("receipt-redelivery");
         let state_dir = state.0.to_str().unwrap().to_owned();
-        let (cloud, seeded, base) = cloud().await;
-        let running = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        let (cloud, seeded, base) = dev_cloud().await;
+        let running =
+            fake_gateway::start(&base, &seeded, "receipt", &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         cloud.faults.borrow_mut().delay("claim", Duration::from_secs(5));
         let message = json!({"id": "r-1", "text": "only once", "chatId": "chat-r"});
-        assert_eq!(post(&running, message.clone()).await, 202);
-        assert_eq!(post(&running, message.clone()).await, 202);
+        assert_eq!(fake_gateway::post(&running, message.clone()).await, 202);
+        assert_eq!(fake_gateway::post(&running, message.clone()).await, 202);
         eventually_within(Duration::from_secs(30), "the prompt", || prompts_of(&cloud, "chat-r") == ["only once"])
             .await;
         assert_eq!(cloud.calls("claim"), 1, "the redelivery found the journal entry and claimed nothing");
@@ -135,14 +93,14 @@ fn a_redelivery_of_a_journaled_message_is_absorbed() {
 #[test]
 fn receipts_at_work_are_bounded() {
     run_paused(async {
-        let (cloud, seeded, base) = cloud().await;
-        let running = Rc::new(gateway(&base, &seeded, &[]).await);
+        let (cloud, seeded, base) = dev_cloud().await;
+        let running = Rc::new(fake_gateway::start(&base, &seeded, "receipt", &[]).await);
         cloud.faults.borrow_mut().delay("claim", Duration::from_secs(5));
         let mut posts = tokio::task::JoinSet::new();
         for n in 0..40 {
             let running = Rc::clone(&running);
             posts.spawn_local(async move {
-                post(
+                fake_gateway::post(
                     &running,
                     json!({"id": format!("burst-{n}"), "text": "burst", "chatId": format!("chat-burst-{n}")}),
                 )

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "devcloud")]
+pub mod fake_gateway;
 pub mod fake_slack;
 pub mod fake_telegram;
 pub mod logs;
