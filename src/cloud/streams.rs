@@ -276,9 +276,14 @@ pub async fn follow_session_events(
                 continue;
             }
             Err(error) => {
-                if error.status == Some(403) && refused.set(true) {
+                // Once per refused stream, and at most one line a minute however many chats are
+                // refused (the count of held-back lines goes with the next one).
+                let newly_refused = error.status == Some(403) && refused.set(true);
+                let allowed = || context.warnings.allow("session-stream-403", std::time::Instant::now());
+                if let Some(suppressed) = newly_refused.then(allowed).flatten() {
                     tracing::warn!(
                         session_binding_id = %session_binding_id,
+                        suppressed,
                         error = %crate::config::redact::redact_text(&error.message),
                         "Cloud refused one chat's session stream (403): the service token has no grant for its channel binding; other chats are unaffected. Grant the binding to the gateway's token in Cloud"
                     );
