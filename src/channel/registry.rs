@@ -44,11 +44,6 @@ impl Registration {
         self.channel.borrow().is_some() && !self.health.start_failed() && !self.health.is_starting()
     }
 
-    /// Why the channel could not be built, if it could not.
-    pub fn start_problem(&self) -> Option<String> {
-        self.start_error.borrow().clone()
-    }
-
     /// The channel's own health handle, for tests that play the channel.
     #[cfg(test)]
     pub(crate) fn health_reporter(&self) -> super::HealthReporter {
@@ -80,7 +75,9 @@ impl Registration {
         self.health.set_circuit(reason);
     }
 
-    fn problem(&self) -> Option<String> {
+    /// What is wrong with the channel, if anything: why it could not be built, else its first
+    /// health problem.
+    pub fn problem(&self) -> Option<String> {
         self.start_error.borrow().clone().or_else(|| self.health().problem().map(str::to_owned))
     }
 

@@ -145,7 +145,7 @@ impl Readiness {
         if self.registry.any_started() {
             return Ok(());
         }
-        let first_problem = self.registry.registrations().iter().find_map(|r| r.health().problem().map(str::to_owned));
+        let first_problem = self.registry.registrations().iter().find_map(crate::channel::Registration::problem);
         Err(match first_problem {
             Some(problem) => format!("No channel is started: {}", crate::config::redact::redact_text(&problem)),
             None => "No channel is started.".to_owned(),
@@ -194,9 +194,7 @@ fn channel_degradation(registration: &Registration) -> Vec<Degraded> {
         detail: crate::config::redact::redact_text(detail),
     };
     if registration.start_failed() {
-        let health = registration.health();
-        let detail = registration.start_problem().or_else(|| health.problem().map(str::to_owned)).unwrap_or_default();
-        return vec![entry(CHANNEL_FAILED, &detail)];
+        return vec![entry(CHANNEL_FAILED, &registration.problem().unwrap_or_default())];
     }
     if !registration.is_started() {
         return Vec::new();
