@@ -208,7 +208,8 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
 }
 
 impl Running {
-    /// The drain of §3.9 with this project's decisions; returns whether everything finished.
+    /// The drain at a stop signal: no new work is taken, in-flight deliveries get `budget` to finish
+    /// and ack (the rest are left to their Cloud leases); returns whether everything finished.
     pub async fn drain(&self, budget: Duration) -> bool {
         tracing::info!(in_flight = self.shutdown.in_flight(), budget_ms = budget.as_millis() as u64, "draining");
         self.shutdown.begin_drain();

@@ -1,6 +1,7 @@
 //! Logging: tracing to journald (when `JOURNAL_STREAM` says stderr is the journal, or when asked)
 //! or compact lines on stderr; the level comes from `--log-level`, else `RUST_LOG`, else
-//! `OPEN_COWORK_GATEWAY_LOG_LEVEL` / `logging.level` (§8.8). Repeated warnings are rate-limited
+//! `OPEN_COWORK_GATEWAY_LOG_LEVEL` / `logging.level` (upstream accepted it and logged nothing).
+//! Repeated warnings are rate-limited
 //! with [`WarnLimiter`]. The gateway's own info, warning and error lines are also kept in a small
 //! ring ([`recent`]) for the status page, whatever the output level.
 

@@ -1,5 +1,7 @@
 //! The `open-cowork-gateway` binary: parses the command line, loads the configuration, builds the
-//! current_thread runtime and maps every outcome to an exit code (§8.15).
+//! current_thread runtime and maps every outcome to an exit code:
+//! 0 clean stop, 64 usage error, 78 configuration error, 69 a listener cannot bind, 1 anything
+//! else (systemd's `RestartPreventExitStatus=78` keeps a broken config from crash-looping).
 
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! The channel registry (spec §3.1, §3.8, §2.5): one registration per enabled provider, in config
+//! The channel registry: one registration per enabled provider, in config
 //! order, with its lifecycle and health and the channel behind it. It never names a kind: channels
 //! are built by a function the wiring passes in (`providers::build`).
 
@@ -81,7 +81,8 @@ impl Registration {
         self.start_error.borrow().clone().or_else(|| self.health().problem().map(str::to_owned))
     }
 
-    /// §3.8 metric state mapping.
+    /// The state metrics show: not started is `failed` with a start error, `starting` while a built
+    /// channel starts, else `stopped`; started is `healthy` or `unhealthy` as its health says.
     fn state(&self) -> ProviderState {
         let failed = self.start_failed();
         match (self.is_started(), self.is_healthy(), failed) {
@@ -149,7 +150,7 @@ impl ChannelRegistry {
         self.registrations.iter().find(|r| r.config.channel_binding_id == channel_binding_id)
     }
 
-    /// Builds and starts every channel in config order, isolating failures (§3.8): a channel
+    /// Builds and starts every channel in config order, isolating failures: a channel
     /// that cannot be built is `failed` with its reason, and the others run.
     pub fn start_all(&self, build: &ChannelBuilder<'_>, ingress: &Ingress, shutdown: &Shutdown) {
         for registration in &self.registrations {
@@ -218,7 +219,7 @@ impl ChannelRegistry {
         }
     }
 
-    /// Provider status entries of admin `/ready` and `/diagnostics` (§2.8).
+    /// Provider status entries of admin `/ready` and `/diagnostics`.
     pub fn status_json(&self) -> Vec<Value> {
         self.registrations
             .iter()
@@ -248,7 +249,8 @@ impl ChannelRegistry {
         }
     }
 
-    /// Hands a webhook to its channel (§2.5 registry behaviour).
+    /// Hands a webhook to its channel: an unknown id is `not_found` (404), a channel that is not
+    /// started or cannot receive is `upstream` (502).
     pub async fn handle_webhook(
         &self,
         provider_id: &str,

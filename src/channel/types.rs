@@ -1,4 +1,4 @@
-//! The channel contract's data (gateway.md §4.2): targets, normalised inbound messages, sent
+//! The channel contract's data: targets, normalised inbound messages, sent
 //! messages, buttons, capabilities and the typed send error.
 
 use std::time::Duration;
@@ -159,7 +159,8 @@ pub struct SendOptions {
     pub delivery_id: Option<String>,
 }
 
-/// What a channel can do (after normalisation; one normaliser, §8.11).
+/// What a channel can do, as the channel itself declares it (one normaliser for every channel;
+/// the renderer falls back to text commands when a button would not fit).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
     pub message_editing: bool,

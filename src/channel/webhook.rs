@@ -26,7 +26,8 @@ pub enum WebhookReply {
     Ignored,
 }
 
-/// The error classes of `channelWebhookErrorCode` (§2.5); the detail is for logs, never the response.
+/// The error classes of a webhook (upstream's `channelWebhookErrorCode`), each with its fixed status
+/// and body; the detail is for logs, never the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookErrorCode {
     NotFound,

@@ -1,4 +1,5 @@
-//! Operator authorization (`isAdminRequest`, spec §2.3).
+//! Operator authorization (upstream's `isAdminRequest`): the admin token as a bearer token or in
+//! `x-open-cowork-gateway-admin-token`, or the loopback bypass when it is allowed.
 
 use crate::util::ct::constant_time_equal;
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! Request bodies (spec §2.4): read as bytes under the configured cap and a deadline, decoded as
+//! Request bodies: read as bytes under the configured cap and a deadline, decoded as
 //! UTF-8 once the whole body has arrived, then parsed as JSON or form data.
 
 use std::cell::Cell;

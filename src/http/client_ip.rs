@@ -1,4 +1,4 @@
-//! The client source used as the rate-limit key (spec §2.6): the socket address, or the
+//! The client source used as the rate-limit key: the socket address, or the
 //! forwarded client when the peer is a trusted proxy.
 
 use std::net::IpAddr;

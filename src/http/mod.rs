@@ -1,4 +1,4 @@
-//! The operator and webhook HTTP surface (spec §2).
+//! The operator and webhook HTTP surface.
 
 pub mod admin;
 pub mod body;

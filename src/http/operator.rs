@@ -1,4 +1,4 @@
-//! Operator routes (spec §2.2, §2.8–§2.10): `/health`, `/ready`, `/metrics`, `/diagnostics` and
+//! Operator routes: `/health`, `/ready`, `/metrics`, `/diagnostics` and
 //! the delivery listing and actions, scoped to the enabled providers' channel bindings.
 
 use std::future::Future;
@@ -124,7 +124,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// The bindings a request may touch: the given one if configured (else none), or all configured.
-/// The `deliveryOperator` block of `/diagnostics` (§2.9).
+/// The `deliveryOperator` block of `/diagnostics`.
 pub fn delivery_operator_json(state: &HttpState) -> Value {
     let bindings = state.config.channel_binding_ids();
     let has_bindings = !bindings.is_empty();
@@ -253,7 +253,7 @@ pub enum DeliveryAction {
     DeadLetter,
 }
 
-/// `POST /deliveries/<id>/retry` and `/dead-letter`, in the spec's step order.
+/// `POST /deliveries/<id>/retry` and `/dead-letter`, in upstream's step order.
 pub async fn delivery_action<B>(
     state: &HttpState,
     admin: bool,

@@ -1,6 +1,6 @@
-//! The webhook rate limiter (spec §2.7): fixed windows keyed by `request:<source>:<provider>` and
+//! The webhook rate limiter: fixed windows keyed by `request:<source>:<provider>` and
 //! `auth:<source>:<provider>`, a record cap with eviction that keeps active blocks, and upstream's
-//! auth backoff that ends at the window reset (§8.6). Time is passed in, in milliseconds.
+//! auth backoff that ends at the window reset (kept on purpose). Time is passed in, in milliseconds.
 
 use std::collections::HashMap;
 
@@ -148,7 +148,7 @@ mod tests {
         }
         limiter.backoff("auth:a:p", 10_000, 60_000, 20, 60_000);
         assert_eq!(limiter.check("auth:a:p", 10_000, 60_000), Verdict::Refused { retry_after_ms: 60_000 });
-        // Upstream quirk kept (§8.6): the window started at t=1000 resets at t=61000.
+        // Upstream quirk kept: the window started at t=1000 resets at t=61000.
         assert_eq!(limiter.check("auth:a:p", 61_000, 60_000), Verdict::Allowed);
     }
 

@@ -1,5 +1,5 @@
 //! Response building: JSON bodies with upstream's content type, and the error envelope
-//! `{ok:false, error}` (spec §2.1).
+//! `{ok:false, error}`.
 
 use std::convert::Infallible;
 

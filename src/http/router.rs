@@ -1,5 +1,5 @@
 //! The hand-rolled route table: method + path segments, single-segment parameters that are
-//! percent-decoded strictly (a bad escape or invalid UTF-8 is a 400, not upstream's 500, §8.7).
+//! percent-decoded strictly (a bad escape or invalid UTF-8 is a 400, not upstream's 500).
 //! Paths match exactly: no trailing slash, query ignored, a method mismatch is a 404.
 
 use crate::util::percent::percent_decode;

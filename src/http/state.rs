@@ -29,7 +29,7 @@ pub struct HttpState {
     pub rate_limiter: RefCell<RateLimiter>,
     /// What request bodies being read may hold together (`server.maxBufferedBodyBytes`).
     pub body_budget: BodyBudget,
-    /// `server.trustedProxyCidrs`, parsed once; entries that do not parse never match (§1.3).
+    /// `server.trustedProxyCidrs`, parsed once; entries that do not parse never match.
     pub trusted_proxies: Vec<Cidr>,
     clock_origin: Instant,
 }

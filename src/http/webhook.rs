@@ -1,4 +1,4 @@
-//! `POST /webhooks/<providerId>` (spec §2.5), in upstream's exact order: count, rate-limit per
+//! `POST /webhooks/<providerId>`, in upstream's exact order: count, rate-limit per
 //! client and provider, auth-failure block, body cap and parse, provider dispatch.
 
 use std::net::IpAddr;

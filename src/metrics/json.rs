@@ -1,5 +1,6 @@
-//! The raw metrics object that `/diagnostics` shows (§2.9): every stat under its JSON key, the
-//! per-provider records, Cloud stream counts and the channel-stack telemetry (§8.14).
+//! The raw metrics object that `/diagnostics` shows: every stat under its JSON key, the
+//! per-provider records, Cloud stream counts and the channel-stack telemetry (real counters;
+//! upstream showed empty maps).
 
 use serde_json::{json, Map, Value};
 
@@ -17,7 +18,7 @@ impl Histogram {
 }
 
 impl Metrics {
-    /// The raw metrics object of `/diagnostics` (§2.9), with real channel telemetry (§8.14).
+    /// The raw metrics object of `/diagnostics`, with real channel telemetry.
     pub fn to_json(&self) -> Value {
         let mut object = Map::new();
         object.insert("startedAt".into(), self.started_at_ms.into());

@@ -1,4 +1,4 @@
-//! Gateway metrics (spec §2.11), the registry: counters and gauges in `Cell`s (one thread,
+//! Gateway metrics, the registry: counters and gauges in `Cell`s (one thread,
 //! nothing to lock), per-provider records, channel-stack telemetry and Cloud stream counts. The two
 //! views of it live next door: `prometheus` writes the text exposition in upstream's family order,
 //! `json` builds the raw object that `/diagnostics` shows.

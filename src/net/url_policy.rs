@@ -1,17 +1,18 @@
-//! The outbound URL safety policy of the generic webhook and the bridges (providers.md §9): a
+//! The outbound URL safety policy of the generic webhook and the bridges (docs/webhook-protocol.md): a
 //! relay URL comes from configuration, but the name in it is resolved by DNS the operator may not
 //! control, so a URL that was safe at start can later point into the machine's own network.
 //!
 //! Two stages, both fail-closed:
-//! - [`check_delivery_url`] (§9.1) needs no DNS and runs with the configuration, so a bad URL stops
+//! - [`check_delivery_url`] needs no DNS and runs with the configuration, so a bad URL stops
 //!   `check-config` and start-up (exit 78);
-//! - [`resolve_pinned`] (§9.3) runs before **every** attempt: it resolves the host through an
+//! - [`resolve_pinned`] runs before **every** attempt: it resolves the host through an
 //!   injectable [`Resolver`], checks every answer, and returns the one address the connection is
 //!   then pinned to. [`PinnedClient`] connects only there (hyper never resolves the name a second
 //!   time), while TLS still verifies the certificate against the original host name.
 //!
 //! Ranges are compared on parsed addresses (`std::net`), not on text prefixes, which closes the
-//! gaps §9.2 lists (IPv4-compatible IPv6, 6to4, Teredo, site-local, the 6to4 relay range).
+//! gaps upstream's text matching left open (IPv4-compatible IPv6, 6to4, Teredo, site-local, the
+//! 6to4 relay range) and its false match of `2001:db80::` as documentation.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -100,7 +101,7 @@ impl UrlPolicy {
     }
 }
 
-/// A delivery URL that passed §9.1.
+/// A delivery URL that passed [`check_delivery_url`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryUrl {
     /// The URL requested: normalised host, fragment dropped, query kept.
@@ -113,7 +114,7 @@ pub struct DeliveryUrl {
     pub local: bool,
 }
 
-/// A refusal, with the spec's message. `temporary` marks resolver failures worth retrying; every
+/// A refusal, with upstream's message. `temporary` marks resolver failures worth retrying; every
 /// other refusal is permanent (dead-lettered, not counted toward the circuit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -189,7 +190,8 @@ fn whatwg_ipv4(host: &str) -> Result<Option<Ipv4Addr>, ()> {
     Ok(Some(Ipv4Addr::from(value as u32)))
 }
 
-/// §9.1, in the spec's order: parse (with WHATWG's IPv4 forms), scheme, `https` unless local, no
+/// The configuration-time check, in upstream's order: parse (with WHATWG's IPv4 forms), scheme,
+/// `https` unless local, no
 /// credentials, then for non-local hosts the allowlist, cloud metadata (always) and private IP
 /// literals (unless allowed). The fragment is dropped; the query is kept.
 pub fn check_delivery_url(text: &str, policy: &UrlPolicy) -> Result<DeliveryUrl, PolicyError> {
@@ -290,7 +292,7 @@ fn ipv4_blocked(address: Ipv4Addr) -> bool {
 }
 
 /// A private, loopback, link-local, CGNAT, multicast, documentation, benchmark or reserved
-/// address (§9.2), IPv6 forms that embed an IPv4 address judged by that address.
+/// address, IPv6 forms that embed an IPv4 address judged by that address.
 pub fn is_blocked(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => ipv4_blocked(v4),
@@ -321,8 +323,9 @@ pub fn is_metadata(address: IpAddr) -> bool {
     }
 }
 
-/// §9.3 steps 1–4: the address to connect to for this attempt. Every answer is checked; one bad
-/// answer refuses the whole set. The caller bounds this with the attempt's timeout.
+/// The address to connect to for this attempt: an IP literal is judged as it is, a name is resolved
+/// (a resolver that cannot answer now is a retryable network error). Every answer is checked; one
+/// bad answer refuses the whole set. The caller bounds this with the attempt's timeout.
 pub async fn resolve_pinned(
     url: &DeliveryUrl,
     policy: &UrlPolicy,
@@ -351,7 +354,8 @@ pub async fn resolve_pinned(
     check_answers(url, policy, &answers).map(|address| SocketAddr::new(address, url.port))
 }
 
-/// Checks a resolver's answers (§9.3 steps 3–5) and picks the first.
+/// Checks a resolver's answers (metadata never, private only when allowed, a local host only to
+/// private addresses) and picks the first.
 pub fn check_answers(url: &DeliveryUrl, policy: &UrlPolicy, answers: &[IpAddr]) -> Result<IpAddr, PolicyError> {
     let allow_private = policy.allow_private || url.local;
     let first = *answers.first().ok_or(refuse("Webhook delivery URL host cannot be resolved"))?;
@@ -396,7 +400,7 @@ impl tower_service::Service<Name> for PinnedResolver {
 }
 
 /// Sends one request over a fresh connection to a pinned address: no pool (one connection per
-/// request, as the spec says), no redirects (hyper never follows them), TLS against the URL's
+/// request, as upstream), no redirects (hyper never follows them), TLS against the URL's
 /// host name.
 #[derive(Clone)]
 pub struct PinnedClient {

@@ -1,4 +1,4 @@
-//! The CLI provider (providers.md §10): lines on stdin in, JSON lines on stdout out. The
+//! The CLI provider: lines on stdin in, JSON lines on stdout out. The
 //! `demo` command uses its text output mode, which prints replies for a person instead.
 
 use std::cell::RefCell;
@@ -359,7 +359,7 @@ async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-/// Parses one stdin line into a message (providers.md §10.1); `None` for a blank line.
+/// Parses one stdin line into a message; `None` for a blank line.
 pub fn parse_line(provider_id: &str, line: &str, now_ms: u64) -> Option<Result<InboundMessage, String>> {
     let line = line.trim();
     if line.is_empty() {

@@ -1,5 +1,6 @@
-//! The fake provider (providers.md §11): unauthenticated JSON on `POST /webhooks/<id>` in,
-//! an in-memory record of everything sent out. Runtime id and kind are `cli`, as upstream (§8.1).
+//! The fake provider: unauthenticated JSON on `POST /webhooks/<id>` in,
+//! an in-memory record of everything sent out. Runtime id and kind are `cli`, as upstream
+//! (Cloud sees `provider: "cli"`, which tests written against upstream rely on).
 //! Loopback only (the configuration refuses public exposure). Tests read what was sent and can
 //! make the next sends fail.
 
@@ -262,7 +263,7 @@ impl Channel for FakeProvider {
     }
 }
 
-/// Builds the inbound message of a fake webhook body (providers.md §11 table).
+/// Builds the inbound message of a fake webhook body.
 pub fn inbound_from_webhook(payload: &Value, now_ms: u64) -> InboundMessage {
     let text_field = |key: &str| payload.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
     let id = text_field("id").unwrap_or_else(|| format!("fake-{now_ms}"));

@@ -53,7 +53,7 @@ pub struct ProviderFactory {
 pub struct BuildContext {
     /// The shared HTTPS client; `None` without a Cloud client.
     pub http: Option<HttpsClient>,
-    /// The §8.13 state directory, if any.
+    /// The state directory (what must survive a restart), if any.
     pub state_dir: Option<std::path::PathBuf>,
     /// `OPEN_COWORK_GATEWAY_CA_FILE`: trusted for webhook and bridge delivery URLs too.
     pub ca_file: Option<std::path::PathBuf>,

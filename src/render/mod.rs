@@ -1,7 +1,7 @@
-//! Rendering Cloud session events for a channel (gateway.md §3.5): assistant text (streamed by
+//! Rendering Cloud session events for a channel: assistant text (streamed by
 //! edits where the channel can edit, else by new suffixes, chunked), tool progress, approval and
 //! question prompts with buttons or text-token fallback, and artifact links. Everything else only
-//! advances the cursor. Delivery payloads are turned into text here too (§8.17).
+//! advances the cursor. Delivery payloads are turned into text here too.
 
 pub mod text;
 
@@ -506,8 +506,8 @@ async fn render_artifact(
     Ok(Rendered { handled: true, last_chat_message_id: message_id })
 }
 
-/// The text of a Cloud delivery (§3.6, §8.17): `text`, else `message`, else a readable line for a
-/// workflow-run payload, else compact JSON.
+/// The text of a Cloud delivery: `text`, else `message`, else a readable line for a
+/// workflow-run payload (status line, then summary or error; never raw JSON), else compact JSON.
 pub fn delivery_text(payload: &Value) -> String {
     if let Some(text) = payload.get("text").and_then(Value::as_str) {
         return text.to_owned();

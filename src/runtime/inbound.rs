@@ -1,4 +1,4 @@
-//! The inbound path (gateway.md §3.2), as the consumer of the one ingress queue: claim the
+//! The inbound path, as the consumer of the one ingress queue: claim the
 //! provider event durably in Cloud, route interactions, resolve the sender, bind the thread to a
 //! session, open its stream, prompt with the claim's event id as the idempotency key, and complete
 //! the claim. A duplicate claim (also after a restart) is a silent no-op; a failure before the

@@ -1,4 +1,4 @@
-//! Interaction routing (gateway.md §3.3): a button token (`apv:`, `den:`, `rej:`, `ans:`) or a
+//! Interaction routing: a button token (`apv:`, `den:`, `rej:`, `ans:`) or a
 //! fallback command (`/approve`, `/allow`, `/deny`, `/reject`, `/answer`) resolves a Cloud
 //! interaction; an unknown button token fails closed as a denial.
 

@@ -1,9 +1,9 @@
-//! Session streams (gateway.md §3.4, §8.4, §8.16): one task per open session binding follows its
+//! Session streams: one task per open session binding follows its
 //! Cloud event stream, renders each event in order to the binding's provider, and persists the
 //! cursor. A transiently failed render is retried in place, so no later event overtakes it; after
 //! the retry budget the event is skipped ("poison") and counted.
 //!
-//! Streams exist only while they are needed (§8.22): a stream closes a short grace after its
+//! Streams exist only while they are needed: a stream closes a short grace after its
 //! session went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a
 //! question is pending, and reopens on the next prompt or interaction from the cursor, so nothing
 //! is missed or rendered twice. A stream waiting only on a user's answer stays open while there is
@@ -304,7 +304,7 @@ impl Sessions {
         &self.streams
     }
 
-    /// Opens the binding's stream, or touches it if already open (§3.4 `ensure`).
+    /// Opens the binding's stream, or touches it if already open.
     pub fn ensure(&self, binding: SessionBindingRecord, provider_id: &str) {
         ensure(self, binding, provider_id);
     }
@@ -749,7 +749,7 @@ async fn consume(
                         Err(error) => break Err(error),
                     }
                 };
-                // Session render telemetry counts under the runtime provider kind (§3.11).
+                // Session render telemetry counts under the runtime provider kind.
                 let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, provider_id));
                 if attempt > 1 || rendered.as_ref().is_ok_and(|r| r.handled) || rendered.is_err() {
                     sessions.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
@@ -782,11 +782,11 @@ async fn consume(
                 if event.event_type == "session.idle" {
                     idle_since = Some(Instant::now());
                 }
-                // One cursor write per rendered turn (§8.16 as amended by §8.22): the end of a turn
-                // writes at once; a rendered (or skipped) event waits at most RENDERED_SETTLE for
-                // the turn to end, and is written before any later event may render, so a crash
-                // can repeat no more than it could before; events that render nothing are
-                // coalesced to one write a second.
+                // One cursor write per rendered turn (not per event, which would exceed Cloud's per-token request
+                // limit in a chatty session): the end of a turn writes at once; a rendered (or skipped) event waits
+                // at most RENDERED_SETTLE for the turn to end, and is written before any later event may render, so
+                // a crash can repeat no more than it could before; events that render nothing are coalesced to one
+                // write a second.
                 let write_now = items.is_empty()
                     && (idle_since.is_some()
                         || (!cursor.pending_rendered && cursor.last_write.elapsed() >= CURSOR_COALESCE));

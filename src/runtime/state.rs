@@ -1,8 +1,8 @@
-//! The state file of §8.13: which session streams were open, so a restarted gateway reopens
-//! them at once instead of waiting for the next inbound message. Cloud still owns the cursors:
-//! each entry is looked up again (`findSessionByThread`) before its stream resumes, so losing or
-//! corrupting the file loses no data. Written durably (fsync, rename, fsync of the directory)
-//! with mode 0600, debounced and off the request path.
+//! The state file in the state directory: which session streams were open, so a restarted gateway
+//! reopens them at once instead of waiting for the next inbound message. Cloud still owns the
+//! cursors: each entry is looked up again (`findSessionByThread`) before its stream resumes, so
+//! losing or corrupting the file loses no data. Written durably (fsync, rename, fsync of the
+//! directory) with mode 0600, debounced and off the request path.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

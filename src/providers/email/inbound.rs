@@ -1,4 +1,4 @@
-//! The relay's JSON (providers.md §6.2) into an inbound message: sender, body, the stable
+//! The relay's JSON into an inbound message: sender, body, the stable
 //! message id that is the Cloud claim key, the thread the mail belongs to, and attachments
 //! checked against the channel's cap. Pure and bounded: the fuzz target `email_inbound` runs it.
 
@@ -8,10 +8,11 @@ use smol_str::SmolStr;
 use crate::channel::{ChannelTarget, InboundMessage, Sender};
 use crate::config::providers::email::{display_name, parse_address};
 
-/// The domain of the `Message-ID`s this gateway generates (a pinned wire detail, §15).
+/// The domain of the `Message-ID`s this gateway generates: a wire detail kept exactly as upstream's,
+/// since mail clients thread on it.
 pub const GATEWAY_ID_DOMAIN: &str = "@open-cowork.local>";
 
-/// What a mail maps to when it has a sender; `Ok(None)` when it has none (§6.1 step 3: 202,
+/// What a mail maps to when it has a sender; `Ok(None)` when it has none (answered 202,
 /// nothing claimed). The error text is for logs; the relay gets a bare 400.
 pub fn map(
     provider: &SmolStr,
@@ -106,14 +107,14 @@ fn clean(value: &Value) -> Option<String> {
     Some(out)
 }
 
-/// §6.2.2: `threadId`, else `inReplyTo`, else the last `references` entry, else the message id.
+/// The thread: `threadId`, else `inReplyTo`, else the last `references` entry, else the message id.
 ///
 /// One addition, so that a reply to the gateway's own mail lands in the same Cloud session: the
 /// gateway's replies carry a fresh `Message-ID` and `References: <thread>`, so a client replying
 /// to one sends `In-Reply-To: <that reply>` and `References: <thread> <that reply>`. When the
-/// spec's choice is one of the gateway's own ids, the first `references` entry that is not (the
+/// plain choice is one of the gateway's own ids, the first `references` entry that is not (the
 /// thread the gateway named) is taken instead. Mail that does not answer the gateway keeps the
-/// spec's thread id exactly.
+/// plain choice (upstream's) exactly.
 fn thread_of(fields: &serde_json::Map<String, Value>, message_id: &str) -> String {
     let references: Vec<String> = match fields.get("references") {
         Some(Value::Array(items)) => items.iter().filter_map(clean).collect(),
@@ -135,8 +136,8 @@ fn thread_of(fields: &serde_json::Map<String, Value>, message_id: &str) -> Strin
     references.into_iter().find(|r| !r.ends_with(GATEWAY_ID_DOMAIN)).unwrap_or(spec_choice)
 }
 
-/// §6.2.4: counts the attachments, refusing any above the cap (declared or decoded size). The
-/// bytes are decoded only to be measured: attachments never reach Cloud (§2.2).
+/// Counts the attachments, refusing any above the cap (declared or decoded size). The
+/// bytes are decoded only to be measured: attachments never reach Cloud.
 fn attachments(value: Option<&Value>, limit: usize) -> Result<usize, String> {
     let Some(Value::Array(items)) = value else { return Ok(0) };
     for item in items {
@@ -166,14 +167,15 @@ fn decoded_length(text: &str) -> usize {
     symbols * 3 / 4
 }
 
-/// As Slack (§5.4): a command starts with `/` after leading whitespace; its name is not lower-cased.
+/// As Slack: a command starts with `/` after leading whitespace; its name is not lower-cased.
 fn command_of(text: &str) -> (bool, Option<String>) {
     let Some(rest) = text.trim_start().strip_prefix('/') else { return (false, None) };
     let name = rest.split_whitespace().next().unwrap_or_default();
     (true, (!name.is_empty()).then(|| name.to_owned()))
 }
 
-/// §6.1 step 2 (D2): the secret the relay presented, from the headers only.
+/// The secret the relay presented, from the headers only (`x-open-cowork-gateway-email-secret` or
+/// a bearer token; upstream never checked it).
 pub fn provided_secret(headers: &http::HeaderMap) -> Option<&str> {
     let header = headers
         .get("x-open-cowork-gateway-email-secret")

@@ -1,10 +1,10 @@
-//! E-mail (providers.md §6, §15 D2/Q2/Q5/Q6): a mail relay (an MTA pipe, an inbound-parse
-//! service) posts each received mail as JSON to `POST /webhooks/<id>` with the shared secret in
-//! a header; the secret is checked before the body is read (D2: the headers are its only
-//! source). A mail becomes one prompt, claimed in Cloud by its stable `Message-ID` and bound to
-//! the session of its thread; the relay posting the same mail again is answered 202 without a
-//! second prompt (Q2). Replies go out over SMTP with lettre (`outbound.rs`), threaded with
-//! `In-Reply-To`/`References`. Email has no buttons and takes no files, so the renderer falls
+//! E-mail: a mail relay (an MTA pipe, an inbound-parse service) posts each received mail as JSON to
+//! `POST /webhooks/<id>` with the shared secret in a header; the secret is checked before the body
+//! is read (the headers are its only source; upstream never checked it). A mail becomes one prompt,
+//! claimed in Cloud by its stable `Message-ID` and bound to the session of its thread; the relay
+//! posting the same mail again is answered 202 without a second prompt (upstream answered 401 and
+//! counted it as a failed login). Replies go out over SMTP with lettre (`outbound.rs`), threaded
+//! with `In-Reply-To`/`References`. Email has no buttons and takes no files, so the renderer falls
 //! back to text commands and artifact links.
 
 pub mod doctor;
@@ -26,11 +26,11 @@ use crate::config::providers::email::EmailSettings;
 use crate::config::Secret;
 use outbound::Smtp;
 
-/// The spec's `maxTextLength`; the core chunks to it.
+/// E-mail's declared `maxTextLength` (as upstream); the core chunks to it.
 pub const MAX_TEXT: usize = 20_000;
-/// How long a message id is remembered (§6.3).
+/// How long a message id is remembered.
 const REPLAY_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
-/// At most this many remembered message ids; the oldest is forgotten first (§6.3).
+/// At most this many remembered message ids; the oldest is forgotten first.
 const REPLAY_CAP: usize = 5000;
 
 /// The names of [`EmailProvider::counters`], as metric `event` labels.
@@ -144,7 +144,7 @@ impl EmailProvider {
         }
     }
 
-    /// §6.1 steps 3–4: map, then remember the message id (a duplicate is accepted, not claimed).
+    /// Maps, then remembers the message id (a duplicate is accepted, not claimed).
     fn map(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
         let mapped = inbound::map(&self.inner.id, request.payload, self.inner.max_file_bytes, request.received_at_ms)
             .map_err(|detail| WebhookError::new(WebhookErrorCode::Payload, detail))?;
@@ -208,7 +208,7 @@ impl Channel for EmailProvider {
         context.health.set_both(None);
     }
 
-    /// D2: the secret is a header, so a wrong one costs no body read.
+    /// The secret is a header, so a wrong one costs no body read.
     fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
         let presented = inbound::provided_secret(headers).unwrap_or_default();
         if crate::util::ct::constant_time_equal(presented, self.inner.inbound_secret.expose()) {
@@ -234,7 +234,7 @@ impl Channel for EmailProvider {
         Box::pin(EmailProvider::send_text(self, target, text, options))
     }
 
-    /// §6.3: a mail whose processing failed is forgotten, so the relay's retry is not a duplicate.
+    /// A mail whose processing failed is forgotten, so the relay's retry is not a duplicate.
     fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
         if !succeeded {
             self.inner.replays.borrow_mut().release(&message.id);

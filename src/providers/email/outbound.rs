@@ -1,4 +1,4 @@
-//! Replies over SMTP with lettre (providers.md §6.4): never a hand-rolled dialogue. lettre writes
+//! Replies over SMTP with lettre: never a hand-rolled dialogue. lettre writes
 //! `EHLO`, STARTTLS, AUTH PLAIN, the envelope and the dot-stuffed data; this module decides the
 //! TLS policy, builds the mail with typed headers (a CR or LF in a subject, an address or a
 //! thread id cannot start a header of its own), and turns lettre's errors into the delivery
@@ -71,7 +71,7 @@ impl Smtp {
     }
 
     /// Sends one mail; done once the server accepted the data (lettre then ends the session and
-    /// ignores a failed `QUIT`, as §6.4.3's recommendation R5 asks).
+    /// ignores a failed `QUIT`: the mail was accepted; upstream failed the send).
     pub async fn send(&self, reply: &Reply) -> Result<(), SendError> {
         match tokio::time::timeout(self.timeout, self.transport.send(reply.message.clone())).await {
             Err(_) => Err(SendError::transient("SMTP response timed out.")),
@@ -145,7 +145,7 @@ fn from_mailbox(settings: &EmailSettings) -> Result<Mailbox, String> {
     Ok(Mailbox::new(None, address))
 }
 
-/// §6.4.2's sanitising: every run of CR/LF becomes one space, then trimmed.
+/// Header sanitising: every run of CR/LF becomes one space, then trimmed.
 fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_break = false;
@@ -163,7 +163,8 @@ fn one_line(text: &str) -> String {
     out.trim().to_owned()
 }
 
-/// R6: typed classification. A 4xx reply is temporary by definition (421 "try later", 450
+/// Typed classification (upstream matched message text, and inverted the classes). A 4xx reply
+/// is temporary by definition (421 "try later", 450
 /// mailbox busy), a 5xx reply final (550 no such user); timeouts and lost connections are worth
 /// another attempt; a certificate or STARTTLS refusal needs the operator, not a retry.
 fn classify(error: &lettre::transport::smtp::Error) -> SendError {

@@ -1,11 +1,11 @@
-//! The Slack Web API client (providers.md §5.6) on the shared HTTPS client: `POST <base>/<method>`
+//! The Slack Web API client on the shared HTTPS client: `POST <base>/<method>`
 //! with the bot token as a bearer header. The token is in a header, never in a URL, so URLs may
 //! be logged; errors name only the method and Slack's error code.
 //!
-//! Errors are typed (R6), not classified from text: HTTP 429 or `ratelimited` waits exactly
-//! `Retry-After`; 5xx, Slack's own `internal_error`-family codes and transport failures are
-//! transient; every other `ok: false` (`channel_not_found`, `not_in_channel`, `invalid_auth`, …)
-//! is permanent.
+//! Errors are typed, not classified from text as upstream did: HTTP 429 or `ratelimited` waits
+//! exactly `Retry-After`; 5xx, Slack's own `internal_error`-family codes and transport failures are
+//! transient; every other `ok: false` (`channel_not_found`, `not_in_channel`, `invalid_auth`, …) is
+//! permanent.
 
 use std::time::Duration;
 
@@ -179,7 +179,7 @@ impl WebApi {
                 .await
                 .map_err(|_| SlackError::Network { method, detail: "unreadable answer" })?
                 .to_bytes();
-            // Anything that is not a JSON object counts as `{}` (§5.6); the upload URL answers
+            // Anything that is not a JSON object counts as `{}`, as upstream; the upload URL answers
             // plain text.
             let parsed: Map<String, Value> = serde_json::from_slice(&bytes).unwrap_or_default();
             let ok_status = (200..300).contains(&status);

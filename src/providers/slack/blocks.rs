@@ -1,15 +1,14 @@
-//! Message bodies: Slack text escaping and the Block Kit of approval and question buttons
-//! (providers.md §5.7.1, §5.7.3).
+//! Message bodies: Slack text escaping and the Block Kit of approval and question buttons.
 //!
 //! Slack reads `&`, `<` and `>` as the start of entities, links and mentions in every `text`,
 //! even with `mrkdwn: false`; agent output is escaped so `a < b` arrives as written and a
-//! `<!channel>` in a reply cannot ping a whole channel (the spec leaves this to the port, Q7).
+//! `<!channel>` in a reply cannot ping a whole channel (upstream sent it unescaped).
 
 use serde_json::{json, Value};
 
 use crate::channel::{Button, SendError};
 
-/// Slack's documented limits on buttons, as the spec declares them for this channel.
+/// Slack's documented limits on buttons, as this channel declares them.
 pub const MAX_BUTTONS: usize = 10;
 pub const MAX_ROWS: usize = 5;
 /// A button `value` holds the Cloud interaction token itself: Slack allows 2000 characters.
@@ -45,7 +44,7 @@ fn cut_utf16(text: &str, units: usize) -> &str {
     text
 }
 
-/// Checks the buttons against Slack's limits before any call (§5.7.3 messages).
+/// Checks the buttons against Slack's limits before any call, with upstream's messages.
 pub fn check_buttons(rows: &[Vec<Button>]) -> Result<(), SendError> {
     if rows.len() > MAX_ROWS {
         return Err(SendError::permanent(format!("Slack buttons exceed maxButtonRowsPerMessage {MAX_ROWS}.")));

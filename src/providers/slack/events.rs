@@ -1,4 +1,4 @@
-//! Payload dispatch and normalisation (providers.md §5.3–§5.5): what a verified Slack request
+//! Payload dispatch and normalisation: what a verified Slack request
 //! means. Pure functions of the parsed body, so the fuzz target and the unit tests reach them
 //! without a network.
 //!
@@ -82,7 +82,7 @@ fn target(provider_id: &str, chat: &str, thread: Option<&str>, user: &str, messa
 /// sent to the channel, and `/me` text.
 const PERSON_SUBTYPES: [&str; 3] = ["file_share", "thread_broadcast", "me_message"];
 
-/// §5.4: a `message` event from a person, with a channel and text.
+/// A `message` event from a person, with a channel and text.
 pub fn map_event(
     provider_id: &str,
     envelope: &Value,
@@ -147,7 +147,7 @@ pub fn map_event(
     })
 }
 
-/// §5.5: the first action of a `block_actions` payload, with the message it was pressed on.
+/// The first action of a `block_actions` payload, with the message it was pressed on.
 pub fn map_press(provider_id: &str, payload: &Value, now_ms: u64) -> Option<(InboundMessage, Option<PressOrigin>)> {
     let action = payload.get("actions").and_then(Value::as_array).and_then(|a| a.first())?;
     let token = field(action, "value")?;
@@ -164,7 +164,8 @@ pub fn map_press(provider_id: &str, payload: &Value, now_ms: u64) -> Option<(Inb
     let trigger = field(payload, "trigger_id");
     let action_ts = field(action, "action_ts");
     let random = crate::util::ids::random_id;
-    // AMBIGUOUS in the spec, kept: the claim key is the trigger, the interaction id the action.
+    // As upstream (an odd choice, kept because the claim key is a Cloud dedupe key): the claim key
+    // is the trigger, the interaction id the action.
     let id = trigger.or(action_ts).map_or_else(random, str::to_owned);
     let interaction_id = action_ts.or(trigger).map_or_else(random, str::to_owned);
     let origin = message_ts.map(|ts| PressOrigin {

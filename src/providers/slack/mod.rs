@@ -1,4 +1,4 @@
-//! Slack (providers.md §5, §15 D5/Q3/Q7): the Events API and the Interactivity URL post to
+//! Slack: the Events API and the Interactivity URL post to
 //! `POST /webhooks/<id>`; every request is verified by its v0 signature over the raw body and
 //! remembered against replays; `message` events become prompts and `block_actions` presses
 //! become interactions, claimed in Cloud by Slack's stable ids. Replies go out through the Web
@@ -42,7 +42,7 @@ use signature::{ReplayCache, SignatureError};
 
 /// The text limit this channel declares; the core chunks to it (fences and characters intact).
 pub const MAX_TEXT: usize = 3000;
-/// Files up to this size are uploaded (the spec's declared `maxFileBytes`).
+/// Files up to this size are uploaded (Slack's declared `maxFileBytes`, as upstream).
 pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
 /// The Web API timeout: the gateway's default webhook delivery timeout, as upstream passes it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -171,7 +171,7 @@ impl SlackProvider {
         }
     }
 
-    /// Verifies, de-duplicates and maps one request (§5.2–§5.5).
+    /// Verifies, de-duplicates and maps one request.
     fn verify_and_map(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
         let header =
             |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or_default();
@@ -261,8 +261,9 @@ impl SlackProvider {
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id: message_ts(&result), provider_delivery_id: None })
     }
 
-    /// D5: Slack's external upload flow — an upload URL, the bytes, then completion in the
-    /// channel (and thread), which posts the file message.
+    /// Slack's external upload flow: an upload URL, the bytes, then completion in the channel (and
+    /// thread), which posts the file message. (Upstream called `files.uploadV2`, which is a helper
+    /// of Slack's SDK, not a Web API method.)
     pub async fn send_file(
         &self,
         target: &ChannelTarget,

@@ -1,4 +1,4 @@
-//! Slack's v0 request signature (providers.md §5.2) and the replay cache (§2.8).
+//! Slack's v0 request signature and the replay cache.
 //!
 //! Every request Slack posts carries `x-slack-request-timestamp` and
 //! `x-slack-signature: v0=<hex HMAC-SHA256(signing secret, "v0:<timestamp>:<raw body>")>`. The
@@ -16,10 +16,10 @@ use crate::util::ct::constant_time_equal;
 pub const MAX_AGE_SECS: f64 = 300.0;
 /// Replay entries live as long as a signature is acceptable.
 pub const REPLAY_WINDOW_MS: u64 = 300_000;
-/// Entries kept per team, then overall (providers.md §3.2 defaults).
+/// Entries kept per team, then overall (upstream's defaults).
 pub const PER_SCOPE_CAP: usize = 1_000;
 pub const GLOBAL_CAP: usize = 5_000;
-/// A scope is cut at this many characters (§2.8).
+/// A scope is cut at this many characters.
 const MAX_SCOPE_CHARS: usize = 256;
 
 /// Why a request was refused; every variant is an `auth` failure (401).

@@ -1,4 +1,4 @@
-//! The Bot API client (providers.md §4.1) on the shared HTTPS client. The bot token is part of
+//! The Bot API client on the shared HTTPS client. The bot token is part of
 //! every URL, so URLs are never logged or put in an error: errors name only the method.
 
 use std::time::Duration;
@@ -187,7 +187,8 @@ pub fn chat_id(chat: &str) -> Value {
     }
 }
 
-/// `message_thread_id` for a target: only a real topic id, never the chat id itself (D6).
+/// `message_thread_id` for a target: only a real topic id, never the chat id itself
+/// (Telegram refuses a thread id that is not a topic; upstream sent the chat id).
 pub fn thread_id(chat: &str, thread: Option<&str>) -> Option<i64> {
     let thread = thread?.trim();
     if thread.is_empty() || thread == chat {

@@ -1,4 +1,4 @@
-//! Telegram (providers.md §4, §15 D1/D3/D4/D6): long polling by default, webhook mode on request,
+//! Telegram: long polling by default, webhook mode on request,
 //! HTML messages with a plain-text fallback, inline keyboards whose `callback_data` is a short id
 //! mapped to the Cloud interaction token (Cloud tokens do not fit Telegram's 64 bytes), edits at
 //! most once per second per message, and Bot API errors mapped for the dispatcher: 403 and "chat not
@@ -91,7 +91,7 @@ impl std::fmt::Debug for TelegramProvider {
 }
 
 impl TelegramProvider {
-    /// `state_dir` keeps the button table across restarts (§8.13), so buttons sent before a
+    /// `state_dir` keeps the button table across restarts, so buttons sent before a
     /// restart still work after it.
     pub fn new(
         id: SmolStr,
@@ -117,7 +117,7 @@ impl TelegramProvider {
                     max_text_length: MAX_TEXT,
                     max_buttons_per_message: 8,
                     max_button_rows: 4,
-                    // Buttons carry short ids, so any Cloud token fits (§8.11: the provider declares its limits).
+                    // Buttons carry short ids, so any Cloud token fits (each channel declares its own limits).
                     max_button_token_bytes: 1024,
                     max_file_bytes: 20 * 1024 * 1024,
                 },
@@ -389,7 +389,8 @@ impl Channel for TelegramProvider {
         self.inner.buttons.flush();
     }
 
-    /// D1: the header must carry the configured secret, checked before the body is read.
+    /// The header must carry the configured secret, checked before the body is read
+    /// (upstream never checked it).
     fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
         let Some(webhook) = self.webhook() else {
             return Err(WebhookError::new(WebhookErrorCode::NotFound, "Telegram webhook updates require webhook mode"));

@@ -1,4 +1,4 @@
-//! Starting a bot and, in polling mode, long polling (providers.md §4.2–§4.3, §8.12, D3):
+//! Starting a bot and, in polling mode, long polling:
 //! `getMe` (401 → an auth reason and one log line, no retry storm), then `getWebhookInfo` and
 //! `deleteWebhook` (pending updates kept) only when a webhook is set, then `getUpdates` with the
 //! offset after the last handled update. Updates are handled one at a time; a transient failure of
@@ -176,7 +176,7 @@ pub async fn run(bot: TelegramProvider, context: ChannelContext) {
         }
         None => {
             if !current.is_empty() {
-                // Polling and a webhook exclude each other; pending updates are kept (§8.12).
+                // Polling and a webhook exclude each other; pending updates are kept.
                 if let Some(Err(error)) =
                     call_until_ok(&mut poller, "deleteWebhook", &json!({"drop_pending_updates": false})).await
                 {
@@ -271,7 +271,8 @@ async fn poll(poller: &mut Poller) {
                             }
                             break;
                         }
-                        // D3: a transient failure keeps the update (Cloud's claim makes the retry safe).
+                        // A transient failure keeps the update (Cloud's claim makes the retry safe);
+                        // upstream confirmed the update, losing it, and stopped polling.
                         Err(error) if error.retryable => {
                             degraded = true;
                             poller.health.set_receiving(Some(format!(

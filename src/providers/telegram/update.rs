@@ -1,4 +1,4 @@
-//! Telegram updates into normalised inbound messages (providers.md §4.5–§4.7): `message`
+//! Telegram updates into normalised inbound messages: `message`
 //! updates (with the group rules) and `callback_query` button presses; everything else, edited
 //! messages included, is acknowledged and ignored.
 

@@ -1,4 +1,4 @@
-//! Outbound delivery (providers.md §7.4–§7.7): one signed JSON `POST` per operation to the relay's
+//! Outbound delivery (docs/webhook-protocol.md): one signed JSON `POST` per operation to the relay's
 //! `deliveryUrl`, through the URL policy before every attempt, retried for 429 (honouring
 //! `Retry-After` up to the maximum delay), 5xx, network errors and timeouts, and guarded by a
 //! circuit breaker that opens after consecutive failed operations and half-opens by itself.
@@ -25,7 +25,7 @@ pub const DELIVERY_ID_HEADER: &str = "x-open-cowork-gateway-delivery-id";
 /// The wait when a relay answers 429 without a usable `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The retry and circuit knobs (test seams of §3.4; the daemon uses the defaults).
+/// The retry and circuit knobs (test seams; the daemon uses the defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryOptions {
     /// Attempts per operation (1–5).
@@ -54,7 +54,7 @@ impl Default for RetryOptions {
     }
 }
 
-/// Why a delivery failed; the text is the spec's.
+/// Why a delivery failed; the text is upstream's, which relays and operators may match on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
     #[error("Webhook delivery timed out after {0}ms")]
@@ -107,7 +107,8 @@ impl DeliveryError {
         }
     }
 
-    /// The dispatcher's view (§13 with R6/R7): transient, rate limited with a delay, or permanent.
+    /// The dispatcher's view: transient, rate limited with a delay, or permanent. An open circuit
+    /// is a delay (its remaining cooldown), never a dead letter as upstream made it.
     pub fn into_send_error(self) -> SendError {
         let kind = match &self {
             Self::CircuitOpen(remaining) => SendErrorKind::RateLimited(*remaining),
@@ -121,7 +122,7 @@ impl DeliveryError {
     }
 }
 
-/// The circuit (§7.7): consecutive failed operations, and until when it is open.
+/// The circuit: consecutive failed operations, and until when it is open.
 #[derive(Debug, Default, Clone, Copy)]
 struct Circuit {
     failures: u32,
@@ -225,7 +226,7 @@ impl Outbound {
         }
     }
 
-    /// §7.6: the pause after failed attempt `attempt`, or `None` for no retry.
+    /// The pause after failed attempt `attempt`, or `None` for no retry.
     fn retry_delay(&self, error: &DeliveryError, attempt: u32) -> Option<Duration> {
         let policy =
             RetryPolicy::new(self.options.initial_delay, self.options.max_delay).with_jitter(self.options.jitter_ratio);

@@ -1,4 +1,4 @@
-//! The generic webhook and the Discord, WhatsApp and Signal bridges (providers.md §7–§9): one
+//! The generic webhook and the Discord, WhatsApp and Signal bridges (docs/webhook-protocol.md): one
 //! implementation with per-kind capabilities. A trusted relay posts normalised messages signed
 //! with the shared secret to `POST /webhooks/<id>`; the gateway posts every outbound operation,
 //! signed the same way, to the relay's `deliveryUrl` behind the outbound URL policy. There is no
@@ -29,7 +29,7 @@ use crate::net::url_policy::Resolver;
 use delivery::{DeliveryError, Outbound, RetryOptions};
 use signature::{ReplayCache, ReplayClaim, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
-/// Replay-cache caps (§2.8).
+/// Replay-cache caps: overall, and per chat (or thread) scope.
 const REPLAY_GLOBAL_CAP: usize = 5000;
 const REPLAY_SCOPE_CAP: usize = 1000;
 /// Claims kept for releasing after a failed inbound run; older ones simply stay until they expire.
@@ -43,7 +43,7 @@ const WIRE_TOKEN_BYTES: usize = 64;
 /// The names of [`WebhookProvider`]'s counters, as metric `event` labels.
 pub const COUNTERS: [&str; 4] = ["inbound", "rejected", "sent", "failed"];
 
-/// §2.4 capabilities of a kind, with `maxFileBytes` capped by the attachment setting.
+/// The capabilities of a kind, with `maxFileBytes` capped by the attachment setting.
 pub fn capabilities(kind: ProviderKind, max_attachment_bytes: usize) -> Capabilities {
     // (editing, buttons, file_downloads, text, buttons/rows, file bytes)
     let (editing, buttons, files, text, limits, file_bytes) = match kind {
@@ -66,7 +66,7 @@ pub fn capabilities(kind: ProviderKind, max_attachment_bytes: usize) -> Capabili
     }
 }
 
-/// A target as the relay receives it (§7.4), keys in the spec's order.
+/// A target as the relay receives it, keys in upstream's order.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct WireTarget {
@@ -239,7 +239,8 @@ impl WebhookProvider {
         self.inner.outbound.circuit_problem()
     }
 
-    /// §7.2 steps 2–8 over a request already within the body cap.
+    /// Signature, timestamp window, replay refusal, then the payload mapping, over a request
+    /// already within the body cap.
     pub fn verify_and_map(&self, request: &WebhookRequest<'_>) -> Result<(InboundMessage, ReplayClaim), WebhookError> {
         let auth = |detail: &str| {
             self.count("rejected");
@@ -280,7 +281,7 @@ impl WebhookProvider {
         match payload::map_payload(&mapping, request.payload) {
             Ok(message) => Ok((message, claim)),
             Err(detail) => {
-                // §15 R1: a mapping error is the relay's mistake (400); the signed request may be
+                // A mapping error is the relay's mistake (400, not upstream's 502); the signed request may be
                 // corrected and re-signed, and the exact replay stays refused.
                 self.count("rejected");
                 Err(WebhookError::new(WebhookErrorCode::Payload, detail))
@@ -609,7 +610,7 @@ impl Channel for WebhookProvider {
         Box::pin(WebhookProvider::answer_interaction(self, interaction_id, text))
     }
 
-    /// A message whose processing failed gives up its replay claim (§2.8), so the relay can
+    /// A message whose processing failed gives up its replay claim, so the relay can
     /// retry the very same signed request inside the window.
     fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
         let mut open = self.inner.open_claims.borrow_mut();

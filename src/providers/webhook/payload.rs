@@ -1,6 +1,6 @@
-//! The inbound payload of the generic webhook and the bridges (providers.md §7.3): checked field
-//! by field and normalised into an [`InboundMessage`]. Every error here is the relay's mistake
-//! and answers 400 (§15 R1), not upstream's 502.
+//! The inbound payload of the generic webhook and the bridges (see docs/webhook-protocol.md):
+//! checked field by field and normalised into an [`InboundMessage`]. Every error here is the
+//! relay's mistake and answers 400, not upstream's 502.
 
 use serde_json::{Map, Value};
 use smol_str::SmolStr;
@@ -68,7 +68,7 @@ pub fn parse_command(text: &str) -> Option<String> {
     valid.then_some(head)
 }
 
-/// Strict base64 (§7.3): whitespace removed, the standard alphabet, at most two `=`, length mod 4
+/// Strict base64: whitespace removed, the standard alphabet, at most two `=`, length mod 4
 /// never 1, canonical trailing bits. Returns the decoded size estimate and the bytes' length.
 fn strict_base64(text: &str, limit: usize) -> Result<usize, String> {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
@@ -116,7 +116,7 @@ fn check_attachment(value: &Value, limit: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// §7.3: the payload as a normalised message, or the first rule it breaks.
+/// The payload as a normalised message, or the first rule it breaks.
 pub fn map_payload(mapping: &Mapping, payload: &Value) -> Result<InboundMessage, String> {
     let body = object(Some(payload), "Webhook payload must be an object")?;
     let target = object(body.get("target"), "Webhook target must be an object")?;

@@ -1,6 +1,6 @@
-//! The v1 signature of webhook ingress and outbound deliveries (providers.md §7.2, §7.4):
+//! The v1 signature of webhook ingress and outbound deliveries (docs/webhook-protocol.md):
 //! `v1=` + hex HMAC-SHA256(shared secret, `v1:<timestamp>:<raw body>`), a timestamp within five
-//! minutes, and a bounded cache that refuses an exact replay inside that window (§2.8).
+//! minutes, and a bounded cache that refuses an exact replay inside that window.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -46,8 +46,8 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
     text.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
-/// §7.2 steps 3–6: headers present and a body, the timestamp a number within the window, the
-/// signature equal in constant time. The error is the spec's text (all are `auth`, 401).
+/// Ingress verification: headers present and a body, the timestamp a number within the window, the
+/// signature equal in constant time. The error is upstream's text (all are `auth`, 401).
 pub fn verify(
     secret: &str,
     timestamp: Option<&str>,
@@ -86,7 +86,7 @@ struct Entry {
     serial: u64,
 }
 
-/// Signed requests seen inside the signature window (§2.8): bounded per scope and overall,
+/// Signed requests seen inside the signature window: bounded per scope and overall,
 /// oldest dropped first.
 pub struct ReplayCache {
     entries: VecDeque<Entry>,
