@@ -1,5 +1,5 @@
-//! `open-cowork-gateway setup`: writes a gateway env file for an appliance (spec §1.8), with
-//! upstream's flags. Unlike upstream, every file it writes passes `check-config` (§8.3): it
+//! `open-cowork-gateway setup`: writes a gateway env file for an appliance, with
+//! upstream's flags. Unlike upstream, every file it writes passes `check-config`: it
 //! generates the admin token and the Telegram webhook secret when none is given, requires a real
 //! service token, and never writes a key twice. The file is created with mode 0600 and is not
 //! overwritten without `--force`; `--print` refuses to show secrets without `--allow-secret-print`.
@@ -222,7 +222,7 @@ fn unavailable_provider(kind: ProviderKind, compiled_in: bool) -> Option<SetupEr
     })
 }
 
-/// E-mail's flags, checked as `check-config` will check the file (providers.md §3.3).
+/// E-mail's flags, checked as `check-config` will check the file.
 fn check_email(options: &SetupOptions) -> Result<(), SetupError> {
     let from =
         options.email_from.as_deref().ok_or_else(|| usage("--email-from is required for the email provider."))?;
@@ -301,7 +301,7 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
         (None, true) => return Err(usage("--public-url is required for Telegram webhook mode.")),
         (None, false) => None,
     };
-    // The relay's URL passes the same DNS-free policy check-config runs (providers.md §9.1).
+    // The relay's URL passes the same DNS-free policy check-config runs.
     let delivery_url = match (options.relay, &options.delivery_url) {
         (None, _) => None,
         (Some(_), None) => return Err(usage("--delivery-url is required for the webhook and bridge providers.")),

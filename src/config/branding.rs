@@ -1,4 +1,4 @@
-//! Branding resolution (spec §1.3): defaults, then `branding` from JSON, then
+//! Branding resolution: defaults, then `branding` from JSON, then
 //! `OPEN_COWORK_GATEWAY_PUBLIC_BRANDING_JSON`, then the individual env vars. Returned on `/health`
 //! and `/ready`.
 

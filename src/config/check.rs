@@ -1,7 +1,7 @@
-//! The fail-closed startup rules of spec §1.6 that are not part of value resolution: product
-//! mode (rule 0), the Cloud URL policy (rule 1), the public URL (rule 2) and deployment safety
-//! (rule 4, `assertGatewayConfigSafe`, in its exact order). Messages are upstream's, except our
-//! refusals of credentials and out-of-range ports in URLs, which upstream accepts or only calls invalid.
+//! The fail-closed startup rules that are not part of value resolution, in upstream's order:
+//! product mode, the Cloud URL policy, the public URL, then deployment safety (upstream's
+//! `assertGatewayConfigSafe`, in its exact order). Messages are upstream's, except our refusals of
+//! credentials and out-of-range ports in URLs, which upstream accepts or only calls invalid.
 
 use super::providers::ProviderKind;
 use super::urls::{is_loopback_host, normalize_public_https_url, parse_http_url, PublicUrlProblem, UrlProblem};

@@ -1,5 +1,6 @@
 //! The environment the configuration is read from: a snapshot of the process environment,
-//! optionally completed by an env file (§8.10), plus the value-parsing helpers of spec §1.2.
+//! optionally completed by an env file (`--env-file`: how launchd or a wrapper supplies env-only
+//! settings), plus the value-parsing helpers shared by env and JSON values.
 //!
 //! The process environment is never modified: the env file only fills a map that the resolver
 //! reads, so tests can build an [`Env`] by hand.

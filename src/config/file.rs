@@ -1,4 +1,4 @@
-//! The JSON layers of spec §1.1: central Open Cowork config files (JSONC, `gateway` section,
+//! The JSON layers: central Open Cowork config files (JSONC, `gateway` section,
 //! allow-listed `{env:NAME}` placeholders), the gateway-only file, and the inline JSON, deep-merged
 //! lowest to highest, each checked against the file contract.
 
@@ -43,7 +43,7 @@ pub fn load_raw_gateway(env: &Env, cwd: &Path, gateway_file: Option<&Path>) -> R
     Ok(merged)
 }
 
-/// Candidate central files in spec order, duplicates removed keeping the first occurrence.
+/// Candidate central files in upstream's order, duplicates removed keeping the first occurrence.
 fn central_candidates(env: &Env, cwd: &Path) -> Vec<PathBuf> {
     const NAMES: [&str; 4] = ["config.jsonc", "config.json", "open-cowork.config.jsonc", "open-cowork.config.json"];
     let mut list = vec![cwd.join("open-cowork.config.jsonc"), cwd.join("open-cowork.config.json")];

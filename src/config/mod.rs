@@ -1,5 +1,5 @@
-//! Configuration (spec §1 and §8): defaults → JSON layers → environment → command-line flags,
-//! parsed into a typed [`Config`], then checked by the fail-closed rules in the spec's order.
+//! Configuration: defaults → JSON layers → environment → command-line flags,
+//! parsed into a typed [`Config`], then checked by the fail-closed rules in upstream's order.
 //!
 //! [`load`] is the one entry point; `run` and `check-config` both go through it, and it never
 //! opens a socket.
@@ -24,7 +24,7 @@ pub use env::Env;
 pub use providers::{ChannelSettings, ProviderConfig, ProviderKind};
 pub use secret::Secret;
 
-/// A configuration error. The message names the setting and, where the spec allows, the fix.
+/// A configuration error. The message names the setting and, where there is one, the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
@@ -113,7 +113,7 @@ pub struct ServerConfig {
     /// memory an unauthenticated client can make the gateway buffer.
     pub max_buffered_body_bytes: usize,
     pub trust_proxy_headers: bool,
-    /// Not validated at load: a bad entry simply never matches (spec §1.3).
+    /// Not validated at load: a bad entry simply never matches (as upstream).
     pub trusted_proxy_cidrs: Vec<String>,
 }
 
@@ -158,7 +158,7 @@ pub struct Config {
     #[serde(serialize_with = "redact::serialize_providers")]
     pub providers: Vec<ProviderConfig>,
     pub branding: Branding,
-    /// `OPEN_COWORK_GATEWAY_STATE_DIR`, else systemd's `$STATE_DIRECTORY` (§8.13): where the list
+    /// `OPEN_COWORK_GATEWAY_STATE_DIR`, else systemd's `$STATE_DIRECTORY`: where the list
     /// of open session streams is kept across restarts. `None` keeps nothing (upstream behaviour).
     pub state_dir: Option<PathBuf>,
 }
@@ -567,7 +567,7 @@ fn resolve_timeouts(env: &Env, raw: &Value) -> Result<TimeoutConfig, ConfigError
     })
 }
 
-/// §8.13: the state directory must exist when named; systemd may list several, the first is ours.
+/// The state directory must exist when named; systemd may list several, the first is ours.
 fn resolve_state_dir(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
     let (source, value) = match env.string("OPEN_COWORK_GATEWAY_STATE_DIR") {
         Some(value) => ("OPEN_COWORK_GATEWAY_STATE_DIR", value),
@@ -586,7 +586,8 @@ fn resolve_state_dir(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
     Ok(Some(path))
 }
 
-/// §8.9: the mode is validated wherever it comes from; unlike upstream, a bad value fails.
+/// The mode (`self-host` or `managed`) is validated wherever it comes from; unlike upstream, a bad
+/// value fails.
 fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
     let (source, text) = match env.string("OPEN_COWORK_GATEWAY_MODE") {
         Some(text) => ("OPEN_COWORK_GATEWAY_MODE", text),
@@ -633,7 +634,7 @@ impl Config {
 
 impl ProviderConfig {
     /// The provider id the runtime reports for this entry: the config id, except `cli` for the
-    /// fake provider, which stands in for the CLI channel (§8.1).
+    /// fake provider, which stands in for the CLI channel, as upstream (Cloud sees `cli`).
     pub fn runtime_id(&self) -> SmolStr {
         if self.kind == ProviderKind::Fake {
             SmolStr::new_static("cli")

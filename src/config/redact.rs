@@ -1,4 +1,4 @@
-//! Redaction for everything the gateway shows an operator (spec §1.7): the serialised
+//! Redaction for everything the gateway shows an operator: the serialised
 //! configuration and free text such as provider errors.
 //!
 //! Secrets themselves are [`Secret`](super::Secret)s and serialise as `[redacted]`. What this

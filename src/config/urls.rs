@@ -1,4 +1,4 @@
-//! Host and URL tests shared by configuration checks and operator authorization (spec §1.3).
+//! Host and URL tests shared by configuration checks and operator authorization.
 
 use http::Uri;
 

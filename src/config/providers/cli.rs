@@ -1,4 +1,4 @@
-//! The local CLI channel's settings (providers.md §3.6).
+//! The local CLI channel's settings.
 
 /// Empty on purpose: upstream accepts and ignores any `credentials` or `settings` on a CLI entry,
 /// and how the CLI writes its output is the caller's choice (JSON lines for the daemon, text for

@@ -1,8 +1,8 @@
-//! E-mail's settings (providers.md §3.3), checked and typed once while the configuration loads,
-//! and the address grammar of §6.2.3, which both the `from` check here and the inbound mapping
+//! E-mail's settings, checked and typed once while the configuration loads,
+//! and the address grammar, which both the `from` check here and the inbound mapping
 //! (`providers/email/inbound.rs`) use.
 //!
-//! The spec's rules (attachment cap, `inboundSecret`, `from`, `smtpHost`) run in
+//! Upstream's rules (attachment cap, `inboundSecret`, `from`, `smtpHost`) run in
 //! `normalize_provider` in its order; this module adds what the provider's construction checked
 //! upstream (a `from` with a valid address) and the project's own rules: the port is a number
 //! from 1 to 65535, a plain-text SMTP connection (no TLS at all, not even STARTTLS) is allowed
@@ -23,7 +23,7 @@ use crate::config::ConfigError;
 
 /// `settings.subject` when unset or blank.
 pub const DEFAULT_SUBJECT: &str = "Open Cowork update";
-/// The spec's `maxFileBytes` ceiling for inbound attachments (`min(15728640, maxAttachmentBytes)`).
+/// Upstream's `maxFileBytes` ceiling for inbound attachments (`min(15728640, maxAttachmentBytes)`).
 pub const MAX_FILE_BYTES: usize = 15 * 1024 * 1024;
 /// `timeouts.smtpMs` default; the real value is filled in by `resolve_providers`.
 pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,7 +37,7 @@ pub struct EmailSettings {
     pub smtp_password: Option<Secret>,
     /// `settings.from` as configured: the `From:` header (`Agent <agent@example.com>` allowed).
     pub from: String,
-    /// The address inside `from`: the envelope sender (`MAIL FROM`), §6.4.1's recommendation.
+    /// The address inside `from`: the envelope sender (`MAIL FROM`).
     pub from_address: String,
     pub smtp_host: String,
     /// `settings.smtpPort`, else 465 with implicit TLS, else 25.
@@ -60,7 +60,7 @@ pub struct EmailSettings {
 }
 
 impl EmailSettings {
-    /// Checks a normalised email entry (whose spec rules already passed) and types it.
+    /// Checks a normalised email entry (whose generic rules already passed) and types it.
     pub fn parse(
         id: &str,
         credentials: &BTreeMap<String, Secret>,
@@ -147,7 +147,7 @@ fn check_ca_file(id: &str, path: &Path) -> Result<PathBuf, ConfigError> {
     Ok(path.to_path_buf())
 }
 
-/// A "boolean setting" (providers.md §3): JSON boolean or `true`/`1`/`yes`/`false`/`0`/`no`.
+/// A boolean setting: JSON boolean or `true`/`1`/`yes`/`false`/`0`/`no`.
 fn bool_setting(settings: &Map<String, Value>, key: &str) -> Option<bool> {
     match settings.get(key)? {
         Value::Bool(b) => Some(*b),
@@ -156,7 +156,7 @@ fn bool_setting(settings: &Map<String, Value>, key: &str) -> Option<bool> {
     }
 }
 
-/// A "number setting" (providers.md §3), here an integer; 0 counts as unset (DERIVED).
+/// A number setting, here an integer; 0 counts as unset (as upstream's `value || default` reads it).
 fn number_setting(settings: &Map<String, Value>, key: &str) -> Option<i64> {
     let n = match settings.get(key)? {
         Value::Number(n) => n.as_i64().unwrap_or(-1),
@@ -166,7 +166,7 @@ fn number_setting(settings: &Map<String, Value>, key: &str) -> Option<i64> {
     (n != 0).then_some(n)
 }
 
-/// §6.2.3: the address in `text` (`Name <addr>`, `mailto:addr`, a list), lower-cased, or `None`.
+/// The address in `text` (`Name <addr>`, `mailto:addr`, a list), lower-cased, or `None`.
 /// Deterministic and bounded: only the first 1024 characters are looked at.
 pub fn parse_address(text: &str) -> Option<String> {
     let head: String = text.chars().take(1024).collect();
@@ -181,7 +181,7 @@ pub fn parse_address(text: &str) -> Option<String> {
     head.split(|c: char| c == ',' || c == ';' || (c as u32) <= 32).find_map(clean_address)
 }
 
-/// §6.2.2: the display name of a `Name <addr>` string, `None` when empty.
+/// The display name of a `Name <addr>` string, `None` when empty.
 pub fn display_name(text: &str) -> Option<String> {
     let index = text.find('<').filter(|i| *i > 0)?;
     let name = text[..index].trim();

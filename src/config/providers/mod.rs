@@ -1,5 +1,5 @@
-//! Provider list resolution (spec §1.4–§1.5): env shortcuts or `OPEN_COWORK_GATEWAY_PROVIDERS`,
-//! merged with the JSON `providers` list, then normalised entry by entry in the spec's order.
+//! Provider list resolution: env shortcuts or `OPEN_COWORK_GATEWAY_PROVIDERS`,
+//! merged with the JSON `providers` list, then normalised entry by entry in upstream's order.
 //!
 //! Each kind this crate implements has a module here with one typed settings struct
 //! ([`ChannelSettings`]), parsed and checked once while the configuration loads, so a provider is
@@ -96,7 +96,7 @@ impl ProviderKind {
 
     /// Whether this crate has a provider for the kind (whatever the cargo features): exactly the
     /// kinds with a settings module here and an arm in [`ChannelSettings`]. Upstream's other kinds
-    /// are still resolved and checked as the spec says, but only a disabled entry of them loads.
+    /// are still resolved and checked as upstream does, but only a disabled entry of them loads.
     pub fn is_implemented(self) -> bool {
         matches!(
             self,
@@ -163,7 +163,7 @@ impl ChannelSettings {
     }
 
     /// Checks and types the settings of a normalised entry. Telegram's checks run whatever the
-    /// build, because the spec checks every entry, disabled or not.
+    /// build, because every entry is checked, disabled or not (as upstream).
     #[cfg_attr(not(feature = "devcloud"), allow(unused_variables))] // `context` feeds only the fake provider
     fn parse(
         kind: ProviderKind,
@@ -189,7 +189,7 @@ impl ChannelSettings {
                 Self::NotInThisBuild
             }
             // Only an enabled entry is built, so only it needs what construction checks (a `from`
-            // with an address, a readable CA file); the spec's rules ran for every entry before.
+            // with an address, a readable CA file); the generic rules ran for every entry before.
             ProviderKind::Email if enabled => {
                 let parsed = email::EmailSettings::parse(id, credentials, settings)?;
                 #[cfg(feature = "email")]
@@ -200,7 +200,7 @@ impl ChannelSettings {
                     Self::NotInThisBuild
                 }
             }
-            // The delivery URL is checked when the provider is built (§3.4: by the factory, not
+            // The delivery URL is checked when the provider is built (by the factory, not
             // the config rules), so only an enabled entry, which is built, must carry a good one.
             ProviderKind::Webhook | ProviderKind::Discord | ProviderKind::Whatsapp | ProviderKind::Signal
                 if enabled =>
@@ -304,7 +304,7 @@ pub fn resolve_providers(
     Ok(providers)
 }
 
-/// The two global settings e-mail channels share (providers.md §3): `timeouts.smtpMs` and the
+/// The two global settings e-mail channels share: `timeouts.smtpMs` and the
 /// private CA of `OPEN_COWORK_GATEWAY_CA_FILE` (checked with the Cloud settings, before this runs),
 /// resolved exactly as `Config::timeouts` resolves them; a provider's own `smtpCaFile` wins.
 #[cfg_attr(not(feature = "email"), allow(unused_variables))]
@@ -332,7 +332,7 @@ fn apply_smtp_globals(env: &Env, raw: &Value, providers: &mut [ProviderConfig]) 
     Ok(())
 }
 
-/// `readProvidersFromEnv`: one entry per set trigger variable, in the spec's order.
+/// `readProvidersFromEnv`: one entry per set trigger variable, in upstream's order.
 fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Vec<Value> {
     let var = |suffix: &str| env.string(&format!("OPEN_COWORK_GATEWAY_{suffix}")).map(str::to_owned);
     let mut list = Vec::new();
@@ -504,12 +504,12 @@ fn provider_error(id: &str, detail: impl std::fmt::Display) -> ConfigError {
     ConfigError::new(format!("Gateway provider {id} {detail}"))
 }
 
-/// A "required credential" (providers.md §3): present and not blank once trimmed.
+/// A required credential: present and not blank once trimmed.
 fn credential<'a>(credentials: &'a BTreeMap<String, Secret>, key: &str) -> Option<&'a Secret> {
     credentials.get(key).filter(|secret| non_blank(secret.expose()).is_some())
 }
 
-/// A "setting string" (providers.md §3): a string, trimmed, not empty.
+/// A setting string: a string, trimmed, not empty.
 fn setting_text(settings: &Map<String, Value>, key: &str) -> Option<String> {
     settings.get(key).and_then(Value::as_str).and_then(non_blank).map(str::to_owned)
 }

@@ -1,9 +1,9 @@
-//! Slack's settings (providers.md §3.2), checked and typed once while the configuration loads.
+//! Slack's settings, checked and typed once while the configuration loads.
 //!
-//! Both credentials are required (gateway.md §1.5 rule 9, which also runs for disabled entries).
+//! Both credentials are required, for disabled entries too (as upstream).
 //! `settings.apiBaseUrl` receives the bot token on every call, so it must be HTTPS, or HTTP on
 //! loopback for the fake Web API of the tests; upstream does not validate it at all.
-//! `teamId` and `defaultChannelId` are accepted and kept for `/diagnostics`, but unused (Q9).
+//! `teamId` and `defaultChannelId` are accepted and kept for `/diagnostics`, but unused (as upstream).
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,7 @@ pub struct SlackSettings {
     pub signing_secret: Secret,
     /// `settings.apiBaseUrl`, without a trailing `/`.
     pub api_base_url: String,
-    /// `settings.teamId`: accepted but unused; inbound events are not checked against it (Q9).
+    /// `settings.teamId`: accepted but unused; events are not checked against it (as upstream).
     pub team_id: Option<String>,
 }
 

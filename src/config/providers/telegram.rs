@@ -1,10 +1,10 @@
-//! Telegram's settings (providers.md §3.1), checked and typed once while the configuration loads,
+//! Telegram's settings, checked and typed once while the configuration loads,
 //! so the provider is built from values that are known to be good and never reads JSON again.
 //!
-//! The checks are gateway.md §1.5 rule 8 in its order, plus the port's own: the webhook secret must
+//! The checks are upstream's, in its order, plus the port's own: the webhook secret must
 //! be one Telegram accepts as `secret_token`, `webhookPath` must be a path, the Bot API base URL must
 //! be HTTPS or loopback, and neither URL may carry credentials or a port outside 1–65535. They run
-//! for disabled entries too, as every §1.5 rule does.
+//! for disabled entries too, as every upstream provider rule does.
 
 use std::collections::BTreeMap;
 
@@ -69,7 +69,7 @@ pub enum GroupPolicy {
 
 impl GroupPolicy {
     /// Exactly `mentions_and_replies` or `all`; any other value means `commands_only`, as
-    /// upstream reads it (providers.md §3.1). The quietest policy is the safe fallback.
+    /// upstream reads it. The quietest policy is the safe fallback.
     pub fn parse(value: Option<&str>) -> Self {
         match value {
             Some("mentions_and_replies") => Self::MentionsAndReplies,
@@ -131,7 +131,7 @@ impl TelegramSettings {
     }
 }
 
-/// Webhook mode's three inputs, in the spec's order: secret, public URL, then the URL's shape.
+/// Webhook mode's three inputs, in upstream's order: secret, public URL, then the URL's shape.
 fn webhook_settings(
     id: &str,
     credentials: &BTreeMap<String, Secret>,

@@ -1,7 +1,7 @@
-//! The generic webhook's and the bridges' settings (providers.md §3.4–§3.5, §7.1, §8), checked and
-//! typed once while the configuration loads. The delivery URL passes the DNS-free half of the
-//! outbound URL policy (§9.1) here, so `check-config` and start-up refuse a bad one (exit 78)
-//! instead of the first delivery.
+//! The generic webhook's and the bridges' settings, checked and typed once while the configuration
+//! loads. The delivery URL passes the DNS-free half of the outbound URL policy here (see
+//! docs/webhook-protocol.md), so `check-config` and start-up refuse a bad one (exit 78) instead of
+//! the first delivery.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ pub struct WebhookSettings {
     pub kind: ProviderKind,
     /// `credentials.sharedSecret`: the HMAC key of ingress and of outbound signatures. Never sent.
     pub shared_secret: Secret,
-    /// `settings.deliveryUrl`, checked by §9.1 (normalised host, no fragment).
+    /// `settings.deliveryUrl`, checked by the URL policy (normalised host, no fragment).
     pub delivery_url: DeliveryUrl,
     /// `settings.deliveryUrlAllowedHosts` and `settings.allowPrivateDelivery`.
     pub policy: UrlPolicy,
@@ -27,7 +27,7 @@ pub struct WebhookSettings {
     pub max_attachment_bytes: usize,
 }
 
-/// The display name of a bridge kind (§8), used in construction errors and documentation.
+/// The display name of a bridge kind, used in construction errors and documentation.
 pub fn display_name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Discord => "Discord",
@@ -60,8 +60,9 @@ fn boolean(value: Option<&Value>) -> bool {
 }
 
 impl WebhookSettings {
-    /// §3.4/§3.5 after the rules `normalize_provider` already ran (secret present, attachment cap
-    /// filled, a bridge's URL present): the webhook's URL, then §9.1, then the secret's shape.
+    /// Construction's checks after the rules `normalize_provider` already ran (secret present,
+    /// attachment cap filled, a bridge's URL present): the webhook's URL, then the URL policy, then
+    /// the secret's shape.
     pub fn parse(
         kind: ProviderKind,
         id: &str,
