@@ -1,4 +1,4 @@
-//! The Cloud HTTP client: one typed function per gateway call of cloud-api.md §0, with upstream's
+//! The Cloud HTTP client: one typed function per gateway call (docs/cloud-calls.md), with upstream's
 //! methods, paths, segment and query encoding and success statuses, and the response envelopes
 //! each call unwraps. How a request travels (headers, timeout, body caps, error mapping) is
 //! `transport.rs`; the call inputs are `requests.rs`.

@@ -1,4 +1,4 @@
-//! Cloud errors (cloud-api.md §1.7): the `{error, retryAfterMs?, verdict?}` body and transport
+//! Cloud errors: the `{error, retryAfterMs?, verdict?}` body and transport
 //! failures, classified into whether and when to retry.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! Open Cowork Cloud as the gateway sees it: the typed HTTP client (one function per call of
-//! cloud-api.md §0), the incremental SSE parser, the two resubscribing streams, the error
+//! Open Cowork Cloud as the gateway sees it: the typed HTTP client (one function per call, listed in
+//! docs/cloud-calls.md), the incremental SSE parser, the two resubscribing streams, the error
 //! classification and the records. [`DeliveryOperations`] is the slice the operator routes use,
 //! so they can be tested against an in-memory store.
 
@@ -25,7 +25,7 @@ pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 pub use error::{CloudError, CloudErrorKind};
 
-/// `listDeliveries` filters (cloud-api.md §3.14).
+/// `listDeliveries` filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryQuery {
     pub delivery_id: Option<SmolStr>,

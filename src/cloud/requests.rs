@@ -1,11 +1,11 @@
-//! The inputs of the Cloud calls that send a JSON body (cloud-api.md §3), serialised with
+//! The inputs of the Cloud calls that send a JSON body, serialised with
 //! upstream's camelCase field names and its omitted-versus-`null` distinctions.
 
 use serde::Serialize;
 use serde_json::Value;
 use smol_str::SmolStr;
 
-/// `resolveIdentity` input (§3.1).
+/// `resolveIdentity` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolveIdentity {
@@ -19,7 +19,7 @@ pub struct ResolveIdentity {
     pub metadata: Value,
 }
 
-/// `bindSession` input (§3.2).
+/// `bindSession` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BindSession {
@@ -37,7 +37,7 @@ pub struct BindSession {
     pub title: Option<String>,
 }
 
-/// `prompt` input (§3.5).
+/// `prompt` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromptInput {
@@ -53,7 +53,7 @@ pub struct PromptInput {
     pub external_user_id: String,
 }
 
-/// `claimProviderEvent` input (§3.6).
+/// `claimProviderEvent` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimProviderEvent {
@@ -70,7 +70,7 @@ pub struct ClaimProviderEvent {
     pub metadata: Value,
 }
 
-/// `completeProviderEvent` input (§3.7).
+/// `completeProviderEvent` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompleteProviderEvent {
@@ -84,7 +84,7 @@ pub struct CompleteProviderEvent {
     pub last_error: Option<String>,
 }
 
-/// `resolveChannelInteraction` input (§3.8).
+/// `resolveChannelInteraction` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolveInteraction {
@@ -104,7 +104,7 @@ pub struct ResolveInteraction {
     pub reject: Option<bool>,
 }
 
-/// `createChannelInteraction` input (§3.9).
+/// `createChannelInteraction` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateInteraction {
@@ -118,7 +118,7 @@ pub struct CreateInteraction {
     pub interaction_id: String,
 }
 
-/// `ackDelivery` input (§3.13).
+/// `ackDelivery` input.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AckDelivery {

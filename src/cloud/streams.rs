@@ -1,4 +1,4 @@
-//! The two Cloud SSE subscriptions (cloud-api.md §4.2–§4.3), resubscribing on errors **and** on
+//! The two Cloud SSE subscriptions (docs/cloud-calls.md), resubscribing on errors **and** on
 //! clean closes (the 30-minute server cap) with the streams' back-off (about a second first, then
 //! decorrelated jitter up to 30 s), resuming from the last forwarded cursor so nothing is skipped
 //! or repeated.

@@ -1,4 +1,4 @@
-//! Cloud records (cloud-api.md §5), ids as `SmolStr`, tolerant of unknown fields. Fields the
+//! Cloud records, ids as `SmolStr`, tolerant of unknown fields. Fields the
 //! gateway reads are typed; the rest of each record is kept so it can be passed on unchanged.
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ impl DeliveryStatus {
     }
 }
 
-/// `ChannelDeliveryRecord` (§5.8).
+/// `ChannelDeliveryRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryRecord {
@@ -72,7 +72,7 @@ impl DeliveryRecord {
     }
 }
 
-/// `ChannelIdentityRecord` (§5.1).
+/// `ChannelIdentityRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityRecord {
@@ -95,7 +95,7 @@ impl IdentityRecord {
     }
 }
 
-/// `ChannelSessionBindingRecord` (§5.2).
+/// `ChannelSessionBindingRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionBindingRecord {
@@ -126,7 +126,7 @@ pub struct SessionProjection {
     pub rest: Map<String, Value>,
 }
 
-/// `CloudSessionView` (§5.5).
+/// `CloudSessionView`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionView {
     #[serde(default)]
@@ -143,7 +143,7 @@ pub struct BoundSession {
     pub session: Value,
 }
 
-/// The 202 body of prompt (§3.5). `command.status` is a pre-processing snapshot: never an outcome.
+/// The 202 body of prompt. `command.status` is a pre-processing snapshot: never an outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromptAccepted {
@@ -156,7 +156,7 @@ pub struct PromptAccepted {
     pub projection_fence: Option<Value>,
 }
 
-/// `ChannelProviderEventRecord` (§5.4).
+/// `ChannelProviderEventRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderEventRecord {
@@ -182,7 +182,7 @@ pub struct ProviderEventClaim {
     pub duplicate: bool,
 }
 
-/// `ChannelInteractionRecord` (§5.7), without `tokenHash`.
+/// `ChannelInteractionRecord`, without `tokenHash`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InteractionRecord {
@@ -217,7 +217,7 @@ pub struct InteractionResolved {
     pub processing_error: Option<String>,
 }
 
-/// `ChannelCursorUpdateResult` (§5.3) as the client reports it.
+/// `ChannelCursorUpdateResult` as the client reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CursorUpdate {
     Updated(SessionBindingRecord),
@@ -234,7 +234,7 @@ pub struct ArtifactAttachment {
     pub filename: String,
 }
 
-/// A session event from the SSE stream (§4.2).
+/// A session event from the SSE stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionEvent {

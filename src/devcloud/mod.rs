@@ -1,9 +1,9 @@
-//! The dev Cloud: an in-memory Open Cowork Cloud that honours `spec/cloud-api.md` — statuses,
-//! bodies, SSE framing, claim and lease rules — with a built-in echo agent and fault injection.
-//! The demo and the integration tests run against it; it is a peer, not a mock. Cargo feature
-//! `devcloud`; never in a board build.
+//! The dev Cloud: an in-memory Open Cowork Cloud that honours the Cloud contract the gateway speaks
+//! (docs/cloud-calls.md) — statuses, bodies, SSE framing, claim and lease rules — with a built-in
+//! echo agent and fault injection. The demo and the integration tests run against it; it is a peer,
+//! not a mock. Cargo feature `devcloud`; never in a board build.
 //!
-//! Where cloud-api.md leaves room, the choices are written next to the code; the main ones:
+//! Where the contract leaves room, the choices are written next to the code; the main ones:
 //! new channel identities are active members by default (dev mode, switchable), remote approvals
 //! are enabled (upstream's default profile disables them), and setup calls need an admin token.
 //!
@@ -91,7 +91,8 @@ pub struct Seeded {
     pub bindings: Vec<SeededBinding>,
 }
 
-/// The default channel-binding ids of gateway.md §1.4, one per built-in provider kind.
+/// The default channel-binding ids (as upstream's config defaults name them), one per built-in
+/// provider kind.
 pub const SEEDED_BINDINGS: [SeededBinding; 9] = [
     SeededBinding {
         env_var: "OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID",

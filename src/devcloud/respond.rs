@@ -50,7 +50,7 @@ pub(super) fn binding_scope_required() -> Response<ResponseBody> {
     policy_error(403, "Channel binding scope is required for this action.", "channels.binding_scope_required")
 }
 
-/// Headers of the two SSE responses (cloud-api.md §4.2, §4.3).
+/// Headers of the two SSE responses.
 pub fn sse_headers(response: &mut Response<ResponseBody>, session_stream: bool) {
     let headers = response.headers_mut();
     if session_stream {

@@ -1,4 +1,4 @@
-//! The dev Cloud's two SSE streams (cloud-api.md §4.2, §4.3): framing, replay from the cursor,
+//! The dev Cloud's two SSE streams: framing, replay from the cursor,
 //! `snapshot.required` on a retention gap, keep-alive comments, claims on every poll, in-band
 //! error frames, the stream lifetime, and the fault that cuts a stream mid-frame.
 
@@ -44,7 +44,7 @@ fn stream_response(session_stream: bool) -> (mpsc::Sender<Result<Bytes, std::io:
 struct SseSlot(Rc<DevCloud>);
 
 impl SseSlot {
-    /// Takes a slot, or answers what upstream answers at the cap (cloud-api.md §4.2).
+    /// Takes a slot, or answers what upstream answers at the cap.
     fn take(cloud: &Rc<DevCloud>) -> Result<Self, Box<Response<ResponseBody>>> {
         let open = cloud.sse_open.get();
         if open >= cloud.options.max_sse_per_org {

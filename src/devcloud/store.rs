@@ -1,6 +1,6 @@
 //! The dev Cloud's in-memory state and its rules: tokens and grants, identities, session
 //! bindings and events, provider-event claims with leases, interactions, cursors and deliveries
-//! with token-scoped leases (cloud-api.md §2–§5). Everything is bounded.
+//! with token-scoped leases, as Cloud keeps them. Everything is bounded.
 
 use std::collections::{BTreeMap, HashMap};
 

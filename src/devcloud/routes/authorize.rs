@@ -1,6 +1,6 @@
-//! The two authorization layers of cloud-api.md §2: the policy layer (token scope, then
+//! Cloud's two authorization layers: the policy layer (token scope, then
 //! binding-scope proof for gateway-scoped callers) run before every handler, and the lookups
-//! handlers share to name the channel binding a call is about and to check its actor (§2.3).
+//! handlers share to name the channel binding a call is about and to check its actor.
 
 // Lookups fail with the finished error response, which is what the handler returns as is.
 #![allow(clippy::result_large_err)]
@@ -13,7 +13,7 @@ use crate::devcloud::store::ChannelBinding;
 use crate::devcloud::DevCloud;
 use crate::http::response::ResponseBody;
 
-/// Who may call a route (the policy matrix of §2.2, reduced to what the gateway exercises).
+/// Who may call a route (Cloud's policy matrix, reduced to what the gateway exercises).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
     /// Channel service actions: `gateway`-scoped tokens only, with binding-scope proof.
@@ -146,7 +146,7 @@ pub(super) fn resolve_channel_binding(
     Ok(binding)
 }
 
-/// §2.3: the actor must be an active identity of the provider with one of `roles`.
+/// The actor must be an active identity of the provider with one of `roles`.
 pub(super) fn actor_allowed(
     cloud: &DevCloud,
     call: &Call,

@@ -1,4 +1,4 @@
-//! Outbound deliveries (cloud-api.md §3.13–§3.16): enqueue, ack, list, retry and dead-letter,
+//! Outbound deliveries: enqueue, ack, list, retry and dead-letter,
 //! each limited to the deliveries the caller may see. The claiming stream is in `sse.rs`.
 
 use std::rc::Rc;

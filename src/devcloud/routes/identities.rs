@@ -1,4 +1,4 @@
-//! `POST /api/channels/identities/resolve` (cloud-api.md §3.1): find or create the channel
+//! `POST /api/channels/identities/resolve`: find or create the channel
 //! identity of an external user, and the provider-id rule Cloud applies to every call.
 
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! Approval and question interactions (cloud-api.md §3.8, §3.9): create one for a pending agent
+//! Approval and question interactions: create one for a pending agent
 //! request, and resolve it from a chat, which queues the agent command that answers it.
 
 use std::rc::Rc;

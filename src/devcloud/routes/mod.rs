@@ -1,6 +1,6 @@
 //! The dev Cloud's HTTP surface: the route table, request intake (authentication, injected
 //! faults, the body limit) and dispatch to one handler per call, in one file per resource. The
-//! two-layer authorization of cloud-api.md §2 is in `authorize.rs`; the SSE streams are in
+//! two-layer authorization is in `authorize.rs`; the SSE streams are in
 //! `../sse.rs`; the dev-only control routes under `/dev/` (faults and records for a harness in
 //! another process) are in `control.rs`.
 

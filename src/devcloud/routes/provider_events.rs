@@ -1,4 +1,4 @@
-//! Provider event claims (cloud-api.md §3.6, §3.7): claim an inbound platform event once, with a
+//! Provider event claims: claim an inbound platform event once, with a
 //! lease, and complete it as processed or failed.
 
 use http::Response;

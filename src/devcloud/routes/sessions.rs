@@ -1,4 +1,4 @@
-//! Session calls (cloud-api.md §3.2–§3.5, §3.12): bind a chat thread to a session, find it by
+//! Session calls: bind a chat thread to a session, find it by
 //! thread, read its snapshot, send it a prompt, and move its binding's cursor.
 
 use std::rc::Rc;
