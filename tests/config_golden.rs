@@ -171,7 +171,7 @@ fn refused_url_credentials_are_never_echoed() {
         let (output, _) = check(&case, &["--print"]);
         assert_eq!(output.status.code(), Some(78), "{}", case.display());
         let stderr = String::from_utf8_lossy(&output.stderr);
-        // The webhook delivery URL keeps the spec's own wording (providers.md §9.1).
+        // The webhook delivery URL keeps upstream's own wording.
         let named = stderr.contains("must not contain credentials (user:password@)")
             || stderr.contains("Webhook delivery URL must not include embedded credentials");
         assert!(named, "{}: {stderr}", case.display());

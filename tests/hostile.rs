@@ -643,7 +643,7 @@ fn two_thousand_connections_hold_the_cap_and_health_comes_back() {
 // ---------------------------------------------------------------------------------------------
 // Malformed paths, invalid UTF-8, deeply nested JSON
 
-/// A bad percent-encoding in a path parameter is the gateway's JSON 400 (§8.7: not upstream's
+/// A bad percent-encoding in a path parameter is the gateway's JSON 400 (not upstream's
 /// 500), before any authorization or body; an escape in a literal segment just does not match
 /// (404); raw bytes outside the request-target grammar never reach the router (hyper's 400).
 #[test]

@@ -1,6 +1,6 @@
 //! The crate's layers only point down, and the core never names a channel kind.
 //!
-//! Layers, bottom to top (design.md): `util`, `time`, `shutdown`, `notify`, `signals` · `net` ·
+//! Layers, bottom to top: `util`, `time`, `shutdown`, `notify`, `signals` · `net` ·
 //! `config` · `logging`, `metrics` · `cloud`, `channel` · `providers`, `render` · `runtime` ·
 //! `http` · `app`, `devcloud`, `setup`, `doctor` · `cli`. A module may use modules of lower layers only;
 //! modules of one layer do not use each other. Test modules (`#[cfg(test)] mod tests`) are left

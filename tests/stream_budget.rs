@@ -1,4 +1,4 @@
-//! Session streams within Cloud's per-organisation SSE cap (issue 15, gateway.md §8.22): streams
+//! Session streams within Cloud's per-organisation SSE cap (issue 15): streams
 //! close a short grace after their session went idle, reopen on the next message from the cursor,
 //! stay open while an approval is pending, fit a budget that leaves the delivery stream its slot,
 //! and a follow-up message costs fewer Cloud calls than the first. All against the dev Cloud on

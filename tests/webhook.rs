@@ -415,7 +415,7 @@ fn private_answers_need_the_explicit_switch() {
     });
 }
 
-/// Every operation the renderer can call goes out as one signed POST with the §7.4 envelope and
+/// Every operation the renderer can call goes out as one signed POST with the delivery envelope and
 /// its own fields, in order; operations without options get a fresh delivery id.
 #[test]
 fn every_operation_has_its_envelope_and_fields() {

@@ -1,4 +1,4 @@
-//! Cloud error answers (cloud-api.md §1.7): any status, body and `retry-after` header classify
+//! Cloud error answers: any status, body and `retry-after` header classify
 //! without panicking, and the classification keeps its promises: the kind follows the status,
 //! 5xx and 429 are retried while 401/403 are not and need an operator, and a retry hint is only
 //! ever taken from the body's `retryAfterMs` or the header, the header only when the body has none.

@@ -1,5 +1,5 @@
 //! Telegram ingress: any JSON update, from the long poll or the webhook, maps without panicking
-//! under every group policy, and what it maps keeps the rules of providers.md §4.5–§4.7: a bot's
+//! under every group policy, and what it maps keeps the ingress rules: a bot's
 //! own message is never passed on, a button press carries its data as both token and text, and
 //! in a group under the default "commands only" policy nothing but a command gets through.
 #![no_main]

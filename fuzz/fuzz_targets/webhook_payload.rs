@@ -1,5 +1,5 @@
 //! Generic webhook and bridge ingress after the signature: the request body parser (JSON or
-//! form-encoded, as `POST /webhooks/<id>` reads it) and the §7.3 payload mapper never panic, and
+//! form-encoded, as `POST /webhooks/<id>` reads it) and the payload mapper never panic, and
 //! whatever the mapper accepts honours the field rules the relay contract states: a chat and a
 //! sender that are non-empty, trimmed, free of control characters and within their byte caps, at
 //! most 20 attachments, and an interaction token of at most 64 bytes.
