@@ -3,11 +3,13 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod blackhole_proxy;
 #[cfg(feature = "devcloud")]
 pub mod fake_gateway;
 pub mod fake_slack;
 pub mod fake_telegram;
 pub mod logs;
+pub mod smtp_sink;
 pub mod webhook_receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};

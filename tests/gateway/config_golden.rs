@@ -5,9 +5,8 @@
 //! as `--config`) and `<name>.central.jsonc` (a central file, found through
 //! `OPEN_COWORK_CONFIG_PATH`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

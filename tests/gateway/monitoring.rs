@@ -6,10 +6,9 @@
 //! and variable returns data. Needs the packages, so `#[ignore]`d here; `.ci/run` installs them
 //! and runs it with `--ignored`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Read, Write};

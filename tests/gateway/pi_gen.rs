@@ -3,10 +3,9 @@
 //! directory (ROOTFS_DIR) with pi-gen's `on_chroot`/`copy_previous` recorded instead of run; the
 //! first-boot step runs for real against that root with the real binary's check-config.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod support;
-mod tooling;
+use crate::support;
+use crate::tooling;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

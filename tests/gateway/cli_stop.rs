@@ -2,10 +2,9 @@
 //! to): SIGTERM must stop the process, and a line written after the drain began must be left for
 //! whoever reads that stdin next.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "cli")]
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,10 +2,9 @@
 //! The fake runs on its own thread (its own current_thread runtime and `LocalSet`, loopback only);
 //! the binary's stdout and stderr are kept whole, from its first line.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "telegram")]
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read};

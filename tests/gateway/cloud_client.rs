@@ -2,7 +2,6 @@
 //! error statuses, token and grant rejections, both streams with resume, reconnect, cuts,
 //! `snapshot.required` and lease expiry, and the operator delivery routes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
 use std::rc::Rc;

@@ -14,9 +14,8 @@
 // The fake provider (its webhook reads bodies without a signature) and the generic webhook (a
 // configured shared secret) are both needed.
 #![cfg(all(feature = "devcloud", feature = "webhook"))]
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};

@@ -3,10 +3,9 @@
 //! line with its fields, repeats are held back, and no secret is in them. In process, against the
 //! dev Cloud, with the log captured from a subscriber on this thread.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

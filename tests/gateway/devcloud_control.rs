@@ -3,10 +3,9 @@
 //! `GET /dev/records` reports deliveries with their ack calls and prompts per idempotency key,
 //! and both answer only an admin token.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 
 use std::rc::Rc;
 

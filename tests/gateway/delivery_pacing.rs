@@ -3,10 +3,9 @@
 //! and a host clock hours away from Cloud's still sends everything. The dev Cloud and a fake Bot
 //! API on loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "telegram"))]
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 use std::io::Write;

@@ -4,12 +4,10 @@
 //! private address, clock skew, an unwritable state directory) turns exactly its own line into a
 //! ✗ and the run fails. The binary's exit codes are checked against a dev Cloud process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "telegram", feature = "slack", feature = "email", feature = "webhook"))]
 
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
-mod support;
+use crate::support::smtp_sink;
+use crate::support;
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};

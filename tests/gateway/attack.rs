@@ -3,9 +3,8 @@
 //! connection, operator token guesses are throttled, and ambiguous request heads are refused.
 //! The binary runs as a child; its memory is read from `/proc/<pid>/status`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod support;
+use crate::support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -3,12 +3,10 @@
 //! replies over SMTP (lettre), header injection attempts, SMTP reply classes on the delivery
 //! path, and STARTTLS verified against a private CA. Nothing leaves loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "email"))]
 
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
-mod support;
+use crate::support::smtp_sink;
+use crate::support;
 use support::run;
 
 use std::cell::RefCell;

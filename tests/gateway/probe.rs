@@ -1,9 +1,8 @@
 //! `probe`, the container health check: exit 0 when the gateway answers 2xx on loopback, 1 when it
 //! answers anything else, refuses or hangs (within the timeout), 64 for a URL it will not probe.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -1,10 +1,9 @@
 //! Slack against a fake Web API and the dev Cloud, all on loopback: signed Events API and
 //! Interactivity requests in, Web API calls out.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "slack"))]
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

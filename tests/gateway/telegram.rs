@@ -1,9 +1,8 @@
 //! Telegram against a fake Bot API and the dev Cloud, all on loopback.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "telegram"))]
 
-mod support;
+use crate::support;
 
 use std::cell::RefCell;
 use std::rc::Rc;

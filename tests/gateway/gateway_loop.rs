@@ -1,10 +1,9 @@
 //! The gateway loop end to end, in process, on loopback: the dev Cloud, the daemon with the fake
 //! provider, webhooks in, session events rendered, deliveries sent and acknowledged.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 use support::{eventually, run};
 
 use std::rc::Rc;

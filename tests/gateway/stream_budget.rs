@@ -4,10 +4,9 @@
 //! and a follow-up message costs fewer Cloud calls than the first. All against the dev Cloud on
 //! loopback, with its cap enforced.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 
 use std::rc::Rc;
 use std::time::Duration;

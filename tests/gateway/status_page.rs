@@ -4,10 +4,9 @@
 //! shows none of the configured secrets. A screenshot goes to `target/status-page.png`. Needs the
 //! package, so `#[ignore]`d here; `.ci/run` installs it and runs this with `--ignored`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 use support::{eventually, run};
 
 use std::path::{Path, PathBuf};

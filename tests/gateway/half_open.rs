@@ -6,11 +6,9 @@
 //! runtime and only talk over loopback, so the clock jumps whenever everything waits and the
 //! figures below are exact virtual seconds, not wall-clock measurements.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-#[path = "support/blackhole_proxy.rs"]
-mod blackhole_proxy;
+use crate::support::blackhole_proxy;
 
 use std::time::Duration;
 

@@ -1,9 +1,8 @@
 //! The binary end to end on loopback: operator routes, admin auth, errors, signals, exit codes,
 //! and that no configured secret ever shows up in what the gateway prints or serves.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

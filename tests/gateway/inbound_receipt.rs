@@ -3,10 +3,9 @@
 //! message may still be in a slow prompt. The order of the prompts is still the order of arrival.
 //! The dev Cloud and the fake provider on loopback, on tokio's paused clock.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(feature = "devcloud")]
 
-mod support;
+use crate::support;
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -2,12 +2,10 @@
 //! signed ingress, signed deliveries with retries, the circuit, and the URL policy's DNS pinning
 //! through a scripted resolver (no lookup or request ever leaves loopback).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 #![cfg(all(feature = "devcloud", feature = "webhook"))]
 
-#[path = "support/smtp_sink.rs"]
-mod smtp_sink;
-mod support;
+use crate::support::smtp_sink;
+use crate::support;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
