@@ -3,7 +3,6 @@
 //! connection, operator token guesses are throttled, and ambiguous request heads are refused.
 //! The binary runs as a child; its memory is read from `/proc/<pid>/status`.
 
-
 use crate::support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

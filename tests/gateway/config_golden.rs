@@ -5,7 +5,6 @@
 //! as `--config`) and `<name>.central.jsonc` (a central file, found through
 //! `OPEN_COWORK_CONFIG_PATH`).
 
-
 use crate::support;
 
 use std::path::{Path, PathBuf};

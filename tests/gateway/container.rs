@@ -5,7 +5,6 @@
 //! Podman here can build images but not run containers, so the test runs the binary from the
 //! mounted image root (chrooted into it when the test runs as root).
 
-
 use crate::tooling;
 
 use std::path::Path;

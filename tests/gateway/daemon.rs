@@ -1,7 +1,6 @@
 //! The binary end to end on loopback: operator routes, admin auth, errors, signals, exit codes,
 //! and that no configured secret ever shows up in what the gateway prints or serves.
 
-
 use crate::support;
 
 use std::io::Write;

@@ -4,7 +4,6 @@
 //! a binding; and the configuration each one hands the gateway passes `check-config`. The Compose
 //! file binds loopback only, runs read-only and checks health with the binary's probe.
 
-
 use crate::support;
 use crate::tooling;
 

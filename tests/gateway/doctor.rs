@@ -6,8 +6,8 @@
 
 #![cfg(all(feature = "devcloud", feature = "telegram", feature = "slack", feature = "email", feature = "webhook"))]
 
-use crate::support::smtp_sink;
 use crate::support;
+use crate::support::smtp_sink;
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};

@@ -5,8 +5,8 @@
 
 #![cfg(all(feature = "devcloud", feature = "email"))]
 
-use crate::support::smtp_sink;
 use crate::support;
+use crate::support::smtp_sink;
 use support::run;
 
 use std::cell::RefCell;

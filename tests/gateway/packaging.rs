@@ -6,7 +6,6 @@
 //! the layout (0600 conffile, libc floor, lintian clean) and a dpkg upgrade keeps the operator's
 //! configuration.
 
-
 use crate::support;
 use crate::tooling;
 

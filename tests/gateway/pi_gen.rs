@@ -3,7 +3,6 @@
 //! directory (ROOTFS_DIR) with pi-gen's `on_chroot`/`copy_previous` recorded instead of run; the
 //! first-boot step runs for real against that root with the real binary's check-config.
 
-
 use crate::support;
 use crate::tooling;
 

@@ -1,7 +1,6 @@
 //! `probe`, the container health check: exit 0 when the gateway answers 2xx on loopback, 1 when it
 //! answers anything else, refuses or hangs (within the timeout), 64 for a URL it will not probe.
 
-
 use crate::support;
 
 use std::io::Read;

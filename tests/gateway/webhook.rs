@@ -4,8 +4,8 @@
 
 #![cfg(all(feature = "devcloud", feature = "webhook"))]
 
-use crate::support::smtp_sink;
 use crate::support;
+use crate::support::smtp_sink;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
