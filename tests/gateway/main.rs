@@ -19,6 +19,7 @@ mod attack;
 mod cli_stop;
 mod cloud_client;
 mod config_golden;
+mod conformance;
 mod container;
 mod daemon;
 mod delivery_pacing;

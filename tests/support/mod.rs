@@ -10,6 +10,8 @@ pub mod fake_slack;
 pub mod fake_telegram;
 pub mod logs;
 pub mod smtp_sink;
+#[cfg(feature = "devcloud")]
+pub mod test_gateway;
 pub mod webhook_receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,140 @@
+//! One in-process gateway for the pipeline tests: the dev Cloud on loopback (fast polls, short
+//! keep-alives, an echo agent without delay) and a gateway against it, with whatever channel
+//! settings a test adds. It can be stopped and started again (same instance id, same Cloud), which
+//! is how a test restarts the process between two steps.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use open_cowork_gateway::app::{self, Running};
+use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
+use open_cowork_gateway::providers::cli::CliOutputMode;
+use open_cowork_gateway::providers::ProviderFactory;
+use serde_json::json;
+
+use super::eventually;
+
+/// The dev Cloud options of the pipeline tests: polls and keep-alives short enough that a test
+/// waits milliseconds, an agent that answers at once.
+pub fn fast_cloud_options() -> DevCloudOptions {
+    DevCloudOptions {
+        poll_interval: Duration::from_millis(20),
+        keep_alive: Duration::from_millis(200),
+        agent_delay: Duration::from_millis(1),
+        ..DevCloudOptions::default()
+    }
+}
+
+/// Adjusts the provider factory before a start (a scripted resolver, retry options).
+type FactorySetup = Rc<dyn Fn(&mut ProviderFactory)>;
+
+/// The dev Cloud and the gateway settings; [`TestGateway::start`] runs the gateway.
+pub struct TestGateway {
+    pub cloud: Rc<DevCloud>,
+    pub seeded: Seeded,
+    pub cloud_url: String,
+    settings: Vec<(String, String)>,
+    factory_setup: Option<FactorySetup>,
+    running: Option<Running>,
+}
+
+impl TestGateway {
+    /// Starts the dev Cloud with [`fast_cloud_options`]; the gateway is not started yet.
+    pub async fn new() -> Self {
+        Self::with_cloud(fast_cloud_options()).await
+    }
+
+    /// Starts the dev Cloud with `options`, seeded (a gateway token granting every seeded binding).
+    pub async fn with_cloud(options: DevCloudOptions) -> Self {
+        let cloud = DevCloud::new(options);
+        let seeded = cloud.seed();
+        let address = cloud.start("127.0.0.1", 0).await.unwrap();
+        let settings = [
+            ("OPEN_COWORK_CLOUD_BASE_URL", format!("http://{address}")),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.clone()),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests".to_owned()),
+            ("OPEN_COWORK_GATEWAY_PORT", "0".to_owned()),
+            ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "test-gateway".to_owned()),
+        ];
+        Self {
+            cloud,
+            seeded,
+            cloud_url: format!("http://{address}"),
+            settings: settings.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            factory_setup: None,
+            running: None,
+        }
+    }
+
+    /// Adds (or replaces) one gateway setting, as its environment variable.
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adjusts the provider factory of every start.
+    pub fn factory(&mut self, setup: impl Fn(&mut ProviderFactory) + 'static) -> &mut Self {
+        self.factory_setup = Some(Rc::new(setup));
+        self
+    }
+
+    /// Starts the gateway and waits until `/ready` holds.
+    pub async fn start(&mut self) -> &Running {
+        assert!(self.running.is_none(), "the gateway is already running");
+        let env = Env::from_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut factory = ProviderFactory::with_cli_output(|| (CliOutputMode::Json, Box::new(std::io::sink())));
+        if let Some(setup) = &self.factory_setup {
+            setup(&mut factory);
+        }
+        let running = app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap();
+        eventually("ready", || running.readiness.is_ready()).await;
+        self.running.insert(running)
+    }
+
+    /// The running gateway.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the gateway is running")
+    }
+
+    /// Stops the gateway at once, as a kill would: no drain, work in flight is cut off.
+    pub fn kill(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+        }
+    }
+
+    /// The prompts Cloud received from `chat`, over every session of that chat.
+    pub fn prompts(&self, chat: &str) -> Vec<String> {
+        let sessions: Vec<String> = self
+            .cloud
+            .store
+            .borrow()
+            .session_bindings
+            .iter()
+            .filter(|b| b.external_chat_id == chat)
+            .map(|b| b.session_id.clone())
+            .collect();
+        sessions.iter().flat_map(|s| self.cloud.prompts(s)).collect()
+    }
+
+    /// The session of `chat` (its first), once Cloud bound one.
+    pub fn session_of(&self, chat: &str) -> Option<String> {
+        let store = self.cloud.store.borrow();
+        store.session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone())
+    }
+
+    /// The status Cloud holds for delivery `id` of `binding` (`queued`, `sent`, `failed`, `dead`),
+    /// empty before it exists.
+    pub fn delivery_status(&self, binding: &str, id: &str) -> String {
+        let delivery = self.cloud.delivery(binding, id);
+        delivery.and_then(|d| d["status"].as_str().map(str::to_owned)).unwrap_or_default()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
