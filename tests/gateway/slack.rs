@@ -356,52 +356,6 @@ fn a_rate_limited_reply_is_sent_after_retry_after() {
     });
 }
 
-#[test]
-fn streamed_edits_are_coalesced_to_one_update_per_second() {
-    run_paused(async {
-        let world = world().await;
-        let running = gateway(&world).await;
-        assert_eq!(
-            post_event(running.address, &message_event("Ev0400", "C0STREAM", "1716984400.000100", "stream")).await.0,
-            202
-        );
-        eventually("the echo", || world.slack.borrow().texts_posted().iter().any(|t| t.starts_with("echo:"))).await;
-        let session = world
-            .cloud
-            .store
-            .borrow()
-            .session_bindings
-            .iter()
-            .find(|b| b.external_chat_id == "C0STREAM")
-            .map(|b| b.session_id.clone())
-            .unwrap();
-        for text in ["Hel", "Hello", "Hello wor", "Hello world"] {
-            world.cloud.append_session_event(
-                &session,
-                "assistant.message",
-                json!({"messageId": "stream-1", "content": text}),
-            );
-        }
-        eventually("the final text", || {
-            world.slack.borrow().calls("chat.update").iter().any(|b| b["text"] == "Hello world")
-        })
-        .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let (updates, times) = {
-            let slack = world.slack.borrow();
-            (slack.calls("chat.update"), slack.call_times("chat.update"))
-        };
-        let texts: Vec<&str> = updates.iter().map(|b| b["text"].as_str().unwrap()).collect();
-        assert_eq!(texts.last(), Some(&"Hello world"), "the newest text is the last update");
-        assert!(texts.len() < 3, "3 changes within a second, coalesced: {texts:?}");
-        for (pair, at) in updates.windows(2).zip(times.windows(2)) {
-            assert_eq!(pair[0]["ts"], pair[1]["ts"]);
-            assert!(at[1] - at[0] >= Duration::from_secs(1), "updates {:?} apart: {texts:?}", at[1] - at[0]);
-        }
-        running.stop();
-    });
-}
-
 /// An Events API request, signed now; returns the status and the `Retry-After` header.
 async fn post_event_retry_after(address: SocketAddr, envelope: &Value) -> (u16, Option<u64>) {
     let body = envelope.to_string();
