@@ -13,13 +13,12 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::metrics::{Stat, StreamKind, StreamStat};
-use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_telegram::{self, FakeBot, Shared, TOKEN};
+use support::test_gateway::{quiet_factory, start_gateway};
 use support::{eventually_within, run, run_paused};
 
 struct World {
@@ -44,23 +43,11 @@ async fn world() -> World {
 }
 
 async fn gateway(world: &World) -> Running {
-    let env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+    let settings = [
         ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", TOKEN),
         ("OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL", world.bot_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "pacing"),
-    ]);
-    let running = app::start(
-        resolve(&json!({}), &env).unwrap(),
-        ProviderFactory::with_cli_output(|| {
-            (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-        }),
-    )
-    .await
-    .unwrap();
+    ];
+    let running = start_gateway(&world.cloud_url, &world.token, "pacing", &settings, quiet_factory()).await;
     let registration = || running.registry.get("telegram").map(|r| r.can_send()).unwrap_or(false);
     eventually_within(Duration::from_secs(20), "the bot can send", registration).await;
     running

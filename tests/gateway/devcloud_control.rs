@@ -15,12 +15,10 @@ use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::net::https::build_client;
 use serde_json::{json, Value};
 use support::run;
+use support::test_gateway::dev_cloud;
 
 async fn start() -> (Rc<DevCloud>, Seeded, String) {
-    let cloud = DevCloud::new(DevCloudOptions::default());
-    let seeded = cloud.seed();
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
-    (cloud, seeded, format!("http://{address}"))
+    dev_cloud(DevCloudOptions::default()).await
 }
 
 async fn call(method: &str, url: String, token: &str, body: Option<Value>) -> (u16, Value) {

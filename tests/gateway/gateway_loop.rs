@@ -4,56 +4,22 @@
 #![cfg(feature = "devcloud")]
 
 use crate::support;
+use support::test_gateway::{dev_cloud, fast_cloud_options, quiet_factory, start_gateway, FAKE_PROVIDER};
 use support::{eventually, run};
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::channel::SendError;
-use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::metrics::Stat;
 use open_cowork_gateway::providers::fake::{FakeProvider, FakeRecord};
-use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 
-fn options() -> DevCloudOptions {
-    DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        keep_alive: Duration::from_millis(200),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    }
-}
-
-async fn cloud(options: DevCloudOptions) -> (Rc<DevCloud>, Seeded, String) {
-    let cloud = DevCloud::new(options);
-    let seeded = cloud.seed();
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
-    (cloud, seeded, format!("http://{address}"))
-}
-
 async fn gateway(base_url: &str, seeded: &Seeded, extra: &[(&str, &str)]) -> Running {
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "loop"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    app::start(resolve(&json!({}), &env).unwrap(), quiet_cli()).await.unwrap()
-}
-
-/// A factory whose CLI channel (if configured) reads no stdin and writes nowhere.
-fn quiet_cli() -> ProviderFactory {
-    ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    })
+    let settings = [&[FAKE_PROVIDER][..], extra].concat();
+    start_gateway(base_url, &seeded.gateway_token, "loop", &settings, quiet_factory()).await
 }
 
 fn fake(running: &Running) -> FakeProvider {
@@ -105,7 +71,7 @@ fn delivery_status(cloud: &DevCloud, id: &str) -> String {
 #[test]
 fn round_trip_inbound_prompt_render_and_delivery() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         eventually("ready", || running.readiness.is_ready()).await;
         let (status, body) = post(
@@ -147,7 +113,7 @@ fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
 #[test]
 fn a_webhook_is_answered_once_claimed_and_the_prompt_follows() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         cloud.faults.borrow_mut().delay("prompt", Duration::from_secs(1));
         let message = json!({"id": "early-1", "text": "answer me early", "chatId": "chat-early"});
@@ -163,7 +129,7 @@ fn a_webhook_is_answered_once_claimed_and_the_prompt_follows() {
 #[test]
 fn a_chats_messages_keep_their_order_while_other_chats_go_ahead() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = Rc::new(gateway(&base, &seeded, &[]).await);
         // The first prompt of chat A fails once: the gateway retries it itself a second later.
         cloud.faults.borrow_mut().fail_next("prompt", 1, 503, None);
@@ -205,7 +171,7 @@ async fn post_for_retry_after(running: &Running, path: &str, body: Value) -> (u1
 #[test]
 fn a_crash_between_claim_and_prompt_loses_nothing() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let first = gateway(&base, &seeded, &[]).await;
         // A slow identity lookup holds the message between its claim and its prompt.
         cloud.faults.borrow_mut().delay("identity", Duration::from_secs(2));
@@ -232,7 +198,7 @@ fn a_kill_after_the_webhook_answer_loses_nothing() {
         // inbound journal in the state directory is what brings it back after a kill.
         let state = support::TempDir::new("loop-journal");
         let state_dir = state.0.to_str().unwrap().to_owned();
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         cloud.faults.borrow_mut().delay("identity", Duration::from_secs(2));
         let message = json!({"id": "journal-1", "text": "do not drop me", "chatId": "chat-journal"});
@@ -268,7 +234,7 @@ fn an_answered_webhook_whose_prompt_keeps_failing_is_queued_again() {
         // the inbound journal and is queued again 30 s later, without a restart or a platform retry.
         let state = support::TempDir::new("loop-stranded");
         let state_dir = state.0.to_str().unwrap().to_owned();
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         cloud.faults.borrow_mut().fail_next("prompt", 3, 503, None);
         let message = json!({"id": "stranded-1", "text": "try me again", "chatId": "chat-stranded"});
@@ -287,7 +253,7 @@ fn an_answered_webhook_whose_prompt_keeps_failing_is_queued_again() {
 #[test]
 fn sigterm_finishes_inbound_work_before_exit() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let first = gateway(&base, &seeded, &[]).await;
         cloud.faults.borrow_mut().delay("identity", Duration::from_millis(500));
         let message = json!({"id": "term-1", "text": "finish me", "chatId": "chat-term"});
@@ -307,7 +273,7 @@ fn sigterm_finishes_inbound_work_before_exit() {
 #[test]
 fn a_claim_held_by_another_gateway_is_retried_after_its_lease() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         // Another gateway (another claimant) holds a live 30 s claim on the same event.
         let other = open_cowork_gateway::cloud::client::CloudClient::new(
@@ -347,7 +313,7 @@ fn a_claim_held_by_another_gateway_is_retried_after_its_lease() {
 #[test]
 fn deliveries_claimed_but_unsent_at_sigterm_go_to_the_next_process_at_once() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "1")]).await;
         let provider = fake(&first);
         as_fake(&provider).set_latency(Duration::from_millis(50));
@@ -382,8 +348,8 @@ fn deliveries_claimed_but_unsent_at_sigterm_go_to_the_next_process_at_once() {
 fn clean_stream_closes_keep_the_gateway_ready() {
     run(async {
         // Cloud ends every stream after its lifetime (30 minutes upstream; 300 ms here).
-        let options = DevCloudOptions { sse_lifetime: Duration::from_millis(300), ..options() };
-        let (_cloud, seeded, base) = cloud(options).await;
+        let options = DevCloudOptions { sse_lifetime: Duration::from_millis(300), ..fast_cloud_options() };
+        let (_cloud, seeded, base) = dev_cloud(options).await;
         let running = gateway(&base, &seeded, &[]).await;
         eventually("ready", || running.readiness.is_ready()).await;
         let reconnects = || {
@@ -407,7 +373,7 @@ fn clean_stream_closes_keep_the_gateway_ready() {
 #[test]
 fn one_prompt_per_provider_event_also_after_a_restart() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let first = gateway(&base, &seeded, &[]).await;
         let message = json!({"id": "same-event", "text": "only once", "chatId": "chat-d"});
         assert_eq!(post(&first, "/webhooks/fake", message.clone()).await.0, 202);
@@ -424,7 +390,8 @@ fn one_prompt_per_provider_event_also_after_a_restart() {
 #[test]
 fn a_pending_identity_gets_the_notice_and_no_prompt() {
     run(async {
-        let (cloud, seeded, base) = cloud(DevCloudOptions { auto_activate_identities: false, ..options() }).await;
+        let (cloud, seeded, base) =
+            dev_cloud(DevCloudOptions { auto_activate_identities: false, ..fast_cloud_options() }).await;
         let running = gateway(&base, &seeded, &[]).await;
         let (status, _) = post(
             &running,
@@ -444,7 +411,7 @@ fn a_pending_identity_gets_the_notice_and_no_prompt() {
 #[test]
 fn render_failures_retry_in_order_and_a_poison_event_is_skipped() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         assert_eq!(
@@ -475,7 +442,7 @@ fn render_failures_retry_in_order_and_a_poison_event_is_skipped() {
 #[test]
 fn deliveries_retry_then_succeed_die_when_permanent_and_chunk_long_text() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         as_fake(&provider).fail_next([SendError::transient("ECONNRESET")]);
@@ -527,7 +494,7 @@ fn buttons(provider: &FakeProvider) -> Vec<Vec<open_cowork_gateway::channel::But
 #[test]
 fn approvals_and_questions_by_button_and_by_command() {
     run(async {
-        let (_cloud, seeded, base) = cloud(options()).await;
+        let (_cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         let fake_provider = || as_fake(&provider);
@@ -616,7 +583,7 @@ fn approvals_and_questions_by_button_and_by_command() {
 #[test]
 fn cloud_faults_lose_nothing() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         // A 503 on the prompt after the webhook was answered is retried by the gateway itself
@@ -658,7 +625,7 @@ fn cloud_faults_lose_nothing() {
 #[test]
 fn drain_with_200_queued_deliveries_acks_only_what_was_sent() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_MAX_DELIVERY_CONCURRENCY", "4")]).await;
         let provider = fake(&running);
         as_fake(&provider).set_latency(Duration::from_millis(20));
@@ -707,7 +674,7 @@ fn open_streams_resume_after_a_restart_from_the_state_file() {
     run(async {
         let state = support::TempDir::new("loop-state");
         let state_dir = state.0.to_str().unwrap().to_owned();
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let first = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         let first_provider = fake(&first);
         assert_eq!(
@@ -743,7 +710,7 @@ fn open_streams_resume_after_a_restart_from_the_state_file() {
 #[test]
 fn a_failing_channel_opens_its_delivery_circuit_and_shows_in_ready() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         eventually("ready", || running.readiness.is_ready()).await;
@@ -782,7 +749,7 @@ fn a_failing_channel_opens_its_delivery_circuit_and_shows_in_ready() {
 #[test]
 fn a_circuit_half_opens_and_closes_on_success() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         as_fake(&provider).fail_next((0..5).map(|_| SendError::transient("503 service unavailable")));
@@ -813,7 +780,7 @@ fn a_circuit_half_opens_and_closes_on_success() {
 #[test]
 fn a_refused_session_stream_degrades_one_chat_and_never_blames_the_token() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         eventually("ready", || running.readiness.is_ready()).await;
@@ -837,7 +804,7 @@ fn a_refused_session_stream_degrades_one_chat_and_never_blames_the_token() {
 #[test]
 fn streamed_text_keeps_its_spaces_new_messages_name_only_the_chat_and_file_names_are_redacted() {
     run(async {
-        let (cloud, seeded, base) = cloud(options()).await;
+        let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         assert_eq!(
@@ -887,7 +854,7 @@ fn outbound(running: &Running, outcome: &str) -> u64 {
 #[test]
 fn acknowledgements_of_interactions_are_counted_as_outbound_messages() {
     run(async {
-        let (_cloud, seeded, base) = cloud(options()).await;
+        let (_cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         let provider = fake(&running);
         assert_eq!(

@@ -13,14 +13,14 @@ use crate::support::blackhole_proxy;
 use std::time::Duration;
 
 use blackhole_proxy::BlackholeProxy;
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::metrics::{StreamKind, StreamStat};
-use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::json;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
+
+use crate::support::test_gateway::{quiet_factory, start_gateway, FAKE_PROVIDER};
 
 fn run_paused<F: std::future::Future<Output = ()>>(test: F) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
@@ -37,18 +37,7 @@ async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> 
 }
 
 async fn gateway(base_url: &str, token: &str) -> Running {
-    let env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", token),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "half-open"),
-    ]);
-    let factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
-    app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap()
+    start_gateway(base_url, token, "half-open", &[FAKE_PROVIDER], quiet_factory()).await
 }
 
 fn delivery_status(cloud: &DevCloud, id: &str) -> String {

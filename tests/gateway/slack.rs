@@ -18,6 +18,7 @@ use open_cowork_gateway::providers::slack::signature::sign;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_slack::{self, FakeSlack, Shared, SIGNING_SECRET, TOKEN};
+use support::test_gateway::{quiet_factory, start_gateway};
 use support::{eventually, run, run_paused};
 
 struct World {
@@ -47,27 +48,13 @@ async fn gateway(world: &World) -> Running {
 
 /// [`gateway`] with more settings (a state directory, say).
 async fn gateway_with(world: &World, extra: &[(&str, &str)]) -> Running {
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+    let slack = [
         ("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN", TOKEN),
         ("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET", SIGNING_SECRET),
         ("OPEN_COWORK_GATEWAY_SLACK_API_BASE_URL", world.api_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "sl"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    let running = app::start(
-        resolve(&json!({}), &env).unwrap(),
-        ProviderFactory::with_cli_output(|| {
-            (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-        }),
-    )
-    .await
-    .unwrap();
+    ];
+    let settings = [&slack[..], extra].concat();
+    let running = start_gateway(&world.cloud_url, &world.token, "sl", &settings, quiet_factory()).await;
     eventually("healthy", || running.registry.get("slack").unwrap().is_healthy()).await;
     running
 }

@@ -11,57 +11,26 @@ use crate::support;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::metrics::{Stat, StreamKind, StreamStat};
 use open_cowork_gateway::providers::fake::{FakeProvider, FakeRecord};
-use open_cowork_gateway::providers::ProviderFactory;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::fake_gateway::post;
+use support::test_gateway::{dev_cloud, fast_cloud_options, quiet_factory, start_gateway, FAKE_PROVIDER};
 use support::{eventually, eventually_within, run};
 
 async fn cloud(max_sse_per_org: usize) -> (Rc<DevCloud>, Seeded, String) {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        keep_alive: Duration::from_millis(200),
-        agent_delay: Duration::from_millis(1),
-        max_sse_per_org,
-        ..DevCloudOptions::default()
-    });
-    let seeded = cloud.seed();
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
-    (cloud, seeded, format!("http://{address}"))
+    dev_cloud(DevCloudOptions { max_sse_per_org, ..fast_cloud_options() }).await
 }
 
 async fn gateway(base_url: &str, seeded: &Seeded, extra: &[(&str, &str)]) -> Running {
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "budget"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    let factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
-    app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap()
+    let settings = [&[FAKE_PROVIDER][..], extra].concat();
+    start_gateway(base_url, &seeded.gateway_token, "budget", &settings, quiet_factory()).await
 }
 
 fn fake(running: &Running) -> FakeProvider {
     running.factory.fake("fake").unwrap()
-}
-
-async fn post(running: &Running, body: Value) -> u16 {
-    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
-    let request = http::Request::post(format!("http://{}/webhooks/fake", running.address))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    http.request(request).await.unwrap().status().as_u16()
 }
 
 fn count_texts(provider: &FakeProvider, text: &str) -> usize {

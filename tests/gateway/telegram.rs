@@ -8,13 +8,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::metrics::Stat;
-use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_telegram::{self, callback_update, text_update, FakeBot, Shared, TOKEN};
+use support::test_gateway::{quiet_factory, start_gateway};
 use support::{eventually, run, run_paused};
 
 struct World {
@@ -39,26 +38,12 @@ async fn world() -> World {
 }
 
 async fn gateway(world: &World, extra: &[(&str, &str)]) -> Running {
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+    let bot = [
         ("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", TOKEN),
         ("OPEN_COWORK_GATEWAY_TELEGRAM_API_BASE_URL", world.bot_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "tg"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    app::start(
-        resolve(&json!({}), &env).unwrap(),
-        ProviderFactory::with_cli_output(|| {
-            (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-        }),
-    )
-    .await
-    .unwrap()
+    ];
+    let settings = [&bot[..], extra].concat();
+    start_gateway(&world.cloud_url, &world.token, "tg", &settings, quiet_factory()).await
 }
 
 fn health(running: &Running) -> (bool, Option<String>) {

@@ -13,13 +13,12 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::net::url_policy::{ResolveError, ResolveFuture, Resolver};
 use open_cowork_gateway::providers::webhook::delivery::RetryOptions;
-use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
+use support::test_gateway::{quiet_factory, start_gateway};
 use support::webhook_receiver::{self, signature, Answer, Receiver, SharedReceiver, SECRET};
 use support::{run, run_paused};
 
@@ -77,24 +76,15 @@ async fn gateway(
     retry: RetryOptions,
 ) -> Running {
     let url = format!("http://localhost:{}/relay?tenant=t1", world.receiver_port);
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+    let relay = [
         ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", url.as_str()),
         ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", SECRET),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "wh"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    let mut factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
+    ];
+    let settings = [&relay[..], extra].concat();
+    let mut factory = quiet_factory();
     factory.webhook_resolver = resolver;
     factory.webhook_retry = retry;
-    app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap()
+    start_gateway(&world.cloud_url, &world.token, "wh", &settings, factory).await
 }
 
 fn loopback_resolver() -> Rc<ScriptedResolver> {

@@ -26,6 +26,45 @@ pub fn fast_cloud_options() -> DevCloudOptions {
     }
 }
 
+/// The dev Cloud started on loopback with `options`, seeded: it, its seed and its base URL.
+pub async fn dev_cloud(options: DevCloudOptions) -> (Rc<DevCloud>, Seeded, String) {
+    let cloud = DevCloud::new(options);
+    let seeded = cloud.seed();
+    let address = cloud.start("127.0.0.1", 0).await.unwrap();
+    (cloud, seeded, format!("http://{address}"))
+}
+
+/// The setting that turns the fake provider on (its webhook route `/webhooks/fake`).
+pub const FAKE_PROVIDER: (&str, &str) = ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true");
+
+/// A provider factory whose CLI channel (if configured) reads no stdin and writes nowhere.
+pub fn quiet_factory() -> ProviderFactory {
+    ProviderFactory::with_cli_output(|| (CliOutputMode::Json, Box::new(std::io::sink())))
+}
+
+/// A gateway named `instance` against the dev Cloud at `cloud_url` with `token`, on an
+/// ephemeral port, with `extra` settings on top (environment variable names); returned as soon as
+/// it started, before it is ready.
+pub async fn start_gateway(
+    cloud_url: &str,
+    token: &str,
+    instance: &str,
+    extra: &[(&str, &str)],
+    factory: ProviderFactory,
+) -> Running {
+    let mut env = Env::from_pairs([
+        ("OPEN_COWORK_CLOUD_BASE_URL", cloud_url),
+        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", token),
+        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+        ("OPEN_COWORK_GATEWAY_PORT", "0"),
+        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", instance),
+    ]);
+    for (key, value) in extra {
+        env.set(*key, *value);
+    }
+    app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap()
+}
+
 /// Adjusts the provider factory before a start (a scripted resolver, retry options).
 type FactorySetup = Rc<dyn Fn(&mut ProviderFactory)>;
 
@@ -47,27 +86,12 @@ impl TestGateway {
 
     /// Starts the dev Cloud with `options`, seeded (a gateway token granting every seeded binding).
     pub async fn with_cloud(options: DevCloudOptions) -> Self {
-        let cloud = DevCloud::new(options);
-        let seeded = cloud.seed();
-        let address = cloud.start("127.0.0.1", 0).await.unwrap();
-        let settings = [
-            ("OPEN_COWORK_CLOUD_BASE_URL", format!("http://{address}")),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.clone()),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests".to_owned()),
-            ("OPEN_COWORK_GATEWAY_PORT", "0".to_owned()),
-            ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "test-gateway".to_owned()),
-        ];
-        Self {
-            cloud,
-            seeded,
-            cloud_url: format!("http://{address}"),
-            settings: settings.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            factory_setup: None,
-            running: None,
-        }
+        let (cloud, seeded, cloud_url) = dev_cloud(options).await;
+        Self { cloud, seeded, cloud_url, settings: Vec::new(), factory_setup: None, running: None }
     }
 
-    /// Adds (or replaces) one gateway setting, as its environment variable.
+    /// Adds (or replaces) one gateway setting, as its environment variable, on top of the Cloud
+    /// URL, the token, the admin token, an ephemeral port and the instance id.
     pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
         self.settings.retain(|(k, _)| k != key);
         self.settings.push((key.to_owned(), value.to_owned()));
@@ -83,12 +107,13 @@ impl TestGateway {
     /// Starts the gateway and waits until `/ready` holds.
     pub async fn start(&mut self) -> &Running {
         assert!(self.running.is_none(), "the gateway is already running");
-        let env = Env::from_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut factory = ProviderFactory::with_cli_output(|| (CliOutputMode::Json, Box::new(std::io::sink())));
+        let mut factory = quiet_factory();
         if let Some(setup) = &self.factory_setup {
             setup(&mut factory);
         }
-        let running = app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap();
+        let settings: Vec<(&str, &str)> = self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let token = self.seeded.gateway_token.clone();
+        let running = start_gateway(&self.cloud_url, &token, "test-gateway", &settings, factory).await;
         eventually("ready", || running.readiness.is_ready()).await;
         self.running.insert(running)
     }
