@@ -8,16 +8,15 @@
 use crate::support;
 use crate::support::smtp_sink;
 use support::run;
+use support::test_gateway::{dev_cloud, fast_cloud_options, quiet_factory, start_gateway};
 
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
-use open_cowork_gateway::providers::ProviderFactory;
+use open_cowork_gateway::app::Running;
+use open_cowork_gateway::devcloud::DevCloud;
 use serde_json::{json, Value};
 use smtp_sink::{SharedSink, Sink, Stage};
 
@@ -30,36 +29,18 @@ struct World {
 }
 
 async fn world(sink: Sink, extra: &[(&str, &str)]) -> World {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    });
-    let token = cloud.seed().gateway_token;
-    let cloud_address = cloud.start("127.0.0.1", 0).await.unwrap();
+    let (cloud, seeded, cloud_url) = dev_cloud(fast_cloud_options()).await;
     let sink = Rc::new(RefCell::new(sink));
-    let smtp = smtp_sink::start(Rc::clone(&sink)).await;
-    let cloud_url = format!("http://{cloud_address}");
-    let port = smtp.port().to_string();
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", cloud_url.as_str()),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", token.as_str()),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "mail"),
+    let port = smtp_sink::start(Rc::clone(&sink)).await.port().to_string();
+    let mail = [
         ("OPEN_COWORK_GATEWAY_EMAIL_INBOUND_SECRET", SECRET),
         ("OPEN_COWORK_GATEWAY_EMAIL_FROM", "Open Cowork Agent <agent@example.com>"),
         ("OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST", "127.0.0.1"),
         ("OPEN_COWORK_GATEWAY_EMAIL_SMTP_PORT", port.as_str()),
         ("OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS", "5000"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    let factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
-    let running = app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap();
+    ];
+    let settings = [&mail[..], extra].concat();
+    let running = start_gateway(&cloud_url, &seeded.gateway_token, "mail", &settings, quiet_factory()).await;
     eventually("healthy", || running.registry.get("email").unwrap().is_healthy()).await;
     World { cloud, running, sink }
 }
