@@ -5,6 +5,8 @@
 
 pub mod blackhole_proxy;
 #[cfg(feature = "devcloud")]
+pub mod child_gateway;
+#[cfg(feature = "devcloud")]
 pub mod fake_gateway;
 pub mod fake_slack;
 pub mod fake_telegram;

@@ -1,8 +1,10 @@
 //! One in-process gateway for the pipeline tests: the dev Cloud on loopback (fast polls, short
 //! keep-alives, an echo agent without delay) and a gateway against it, with whatever channel
 //! settings a test adds. It can be stopped and started again (same instance id, same Cloud), which
-//! is how a test restarts the process between two steps.
+//! is how a test restarts the process between two steps. It can also run the gateway as the
+//! binary in a child process, for the CLI channel, whose input is the process's stdin.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use open_cowork_gateway::providers::cli::CliOutputMode;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::json;
 
+use super::child_gateway::{ChildGateway, ChildIo};
 use super::eventually;
 
 /// The dev Cloud options of the pipeline tests: polls and keep-alives short enough that a test
@@ -76,6 +79,9 @@ pub struct TestGateway {
     settings: Vec<(String, String)>,
     factory_setup: Option<FactorySetup>,
     running: Option<Running>,
+    /// Set by [`TestGateway::as_child_process`]: the gateway runs as the binary, with these pipes.
+    child_io: Option<Rc<ChildIo>>,
+    child: Option<ChildGateway>,
 }
 
 impl TestGateway {
@@ -87,7 +93,16 @@ impl TestGateway {
     /// Starts the dev Cloud with `options`, seeded (a gateway token granting every seeded binding).
     pub async fn with_cloud(options: DevCloudOptions) -> Self {
         let (cloud, seeded, cloud_url) = dev_cloud(options).await;
-        Self { cloud, seeded, cloud_url, settings: Vec::new(), factory_setup: None, running: None }
+        Self {
+            cloud,
+            seeded,
+            cloud_url,
+            settings: Vec::new(),
+            factory_setup: None,
+            running: None,
+            child_io: None,
+            child: None,
+        }
     }
 
     /// Adds (or replaces) one gateway setting, as its environment variable, on top of the Cloud
@@ -104,9 +119,36 @@ impl TestGateway {
         self
     }
 
+    /// Runs the gateway as the binary in a child process from now on (the CLI channel's stdin
+    /// and stdout are the test's); returns the test's ends of its pipes. Provider factory
+    /// adjustments do not reach a child.
+    pub fn as_child_process(&mut self) -> Rc<ChildIo> {
+        Rc::clone(self.child_io.get_or_insert_with(Rc::default))
+    }
+
+    /// Where the gateway listens.
+    pub fn address(&self) -> SocketAddr {
+        match &self.child {
+            Some(child) => child.address,
+            None => self.running().address,
+        }
+    }
+
     /// Starts the gateway and waits until `/ready` holds.
-    pub async fn start(&mut self) -> &Running {
-        assert!(self.running.is_none(), "the gateway is already running");
+    pub async fn start(&mut self) {
+        assert!(self.running.is_none() && self.child.is_none(), "the gateway is already running");
+        if let Some(io) = &self.child_io {
+            let mut settings: Vec<(&str, &str)> = vec![
+                ("OPEN_COWORK_CLOUD_BASE_URL", &self.cloud_url),
+                ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &self.seeded.gateway_token),
+                ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+                ("OPEN_COWORK_GATEWAY_PORT", "0"),
+                ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "test-gateway"),
+            ];
+            settings.extend(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            self.child = Some(ChildGateway::start(&settings, io).await);
+            return;
+        }
         let mut factory = quiet_factory();
         if let Some(setup) = &self.factory_setup {
             setup(&mut factory);
@@ -115,7 +157,7 @@ impl TestGateway {
         let token = self.seeded.gateway_token.clone();
         let running = start_gateway(&self.cloud_url, &token, "test-gateway", &settings, factory).await;
         eventually("ready", || running.readiness.is_ready()).await;
-        self.running.insert(running)
+        self.running = Some(running);
     }
 
     /// The running gateway.
@@ -128,6 +170,7 @@ impl TestGateway {
         if let Some(running) = self.running.take() {
             running.stop();
         }
+        self.child = None;
     }
 
     /// The prompts Cloud received from `chat`, over every session of that chat.

@@ -25,8 +25,8 @@ use crate::support::test_gateway::TestGateway;
 /// Posts `body` (JSON) to the gateway's `path` with `headers`; the answer's status.
 async fn post_json(gateway: &TestGateway, path: &str, body: &str, headers: &[(&str, String)]) -> u16 {
     let http = open_cowork_gateway::net::https::build_client(None).unwrap();
-    let mut request = http::Request::post(format!("http://{}{path}", gateway.running().address))
-        .header("content-type", "application/json");
+    let mut request =
+        http::Request::post(format!("http://{}{path}", gateway.address())).header("content-type", "application/json");
     for (name, value) in headers {
         request = request.header(*name, value.as_str());
     }
@@ -151,4 +151,17 @@ battery!(signal_bridge: platforms::relay::Relay<platforms::relay::Signal> {
     a_restart_between_claim_and_prompt_loses_nothing: yes,
     streamed_text_edits_one_message: "Signal messages cannot be edited: streamed text goes out once, final",
     streamed_edits_are_paced_to_one_a_second: "Signal messages cannot be edited",
+});
+
+battery!(cli: platforms::cli::Cli {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: "stdout has no rate limit",
+    a_permanent_error_is_dead_lettered: "stdout refuses nothing: a write either happens or the process is gone",
+    a_restart_between_claim_and_prompt_loses_nothing:
+        "a line read from stdin is gone with the process that read it: no sender posts it again",
+    streamed_text_edits_one_message: "a printed line cannot be edited: streamed text goes out once, final",
+    streamed_edits_are_paced_to_one_a_second: "a printed line cannot be edited",
 });
