@@ -68,16 +68,12 @@ pub async fn start_gateway(
     app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap()
 }
 
-/// Adjusts the provider factory before a start (a scripted resolver, retry options).
-type FactorySetup = Rc<dyn Fn(&mut ProviderFactory)>;
-
 /// The dev Cloud and the gateway settings; [`TestGateway::start`] runs the gateway.
 pub struct TestGateway {
     pub cloud: Rc<DevCloud>,
     pub seeded: Seeded,
     pub cloud_url: String,
     settings: Vec<(String, String)>,
-    factory_setup: Option<FactorySetup>,
     running: Option<Running>,
     /// Set by [`TestGateway::as_child_process`]: the gateway runs as the binary, with these pipes.
     child_io: Option<Rc<ChildIo>>,
@@ -93,16 +89,7 @@ impl TestGateway {
     /// Starts the dev Cloud with `options`, seeded (a gateway token granting every seeded binding).
     pub async fn with_cloud(options: DevCloudOptions) -> Self {
         let (cloud, seeded, cloud_url) = dev_cloud(options).await;
-        Self {
-            cloud,
-            seeded,
-            cloud_url,
-            settings: Vec::new(),
-            factory_setup: None,
-            running: None,
-            child_io: None,
-            child: None,
-        }
+        Self { cloud, seeded, cloud_url, settings: Vec::new(), running: None, child_io: None, child: None }
     }
 
     /// Adds (or replaces) one gateway setting, as its environment variable, on top of the Cloud
@@ -113,15 +100,8 @@ impl TestGateway {
         self
     }
 
-    /// Adjusts the provider factory of every start.
-    pub fn factory(&mut self, setup: impl Fn(&mut ProviderFactory) + 'static) -> &mut Self {
-        self.factory_setup = Some(Rc::new(setup));
-        self
-    }
-
     /// Runs the gateway as the binary in a child process from now on (the CLI channel's stdin
-    /// and stdout are the test's); returns the test's ends of its pipes. Provider factory
-    /// adjustments do not reach a child.
+    /// and stdout are the test's); returns the test's ends of its pipes.
     pub fn as_child_process(&mut self) -> Rc<ChildIo> {
         Rc::clone(self.child_io.get_or_insert_with(Rc::default))
     }
@@ -149,13 +129,9 @@ impl TestGateway {
             self.child = Some(ChildGateway::start(&settings, io).await);
             return;
         }
-        let mut factory = quiet_factory();
-        if let Some(setup) = &self.factory_setup {
-            setup(&mut factory);
-        }
         let settings: Vec<(&str, &str)> = self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let token = self.seeded.gateway_token.clone();
-        let running = start_gateway(&self.cloud_url, &token, "test-gateway", &settings, factory).await;
+        let running = start_gateway(&self.cloud_url, &token, "test-gateway", &settings, quiet_factory()).await;
         eventually("ready", || running.readiness.is_ready()).await;
         self.running = Some(running);
     }

@@ -20,6 +20,8 @@ pub struct Sent {
     pub text: String,
     /// How many buttons it carried.
     pub buttons: usize,
+    /// When it arrived, on the tokio clock (when it was read, for a fake that keeps no time: those
+    /// channels cannot edit, and only edits are timed).
     pub at: Instant,
 }
 
