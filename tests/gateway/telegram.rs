@@ -435,6 +435,7 @@ fn an_edit_telegram_calls_not_modified_counts_as_done() {
         .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(running.metrics.get(Stat::SessionRenderRetries), 0, "not modified counts as success");
+        assert_eq!(running.metrics.get(Stat::SessionRenderDeadLetters), 0, "not modified counts as success");
         running.stop();
     });
 }
