@@ -1,11 +1,13 @@
 //! The channel conformance battery: the same behaviours (`cases.rs`) run against every channel,
 //! each through its fake platform server, with the dev Cloud and a real gateway in between.
 //!
-//! A channel joins with a file in `platforms/` implementing [`platform::Platform`] (start its fake platform and
-//! point the gateway at it, make a person write, list what the platform received, script a
-//! rate limit and a permanent refusal) and one entry in the table at the bottom. The entry must
-//! name every case: `yes`, or the reason the behaviour does not apply to that channel, which
-//! `cargo test` then lists as ignored with that reason (a case is never passed silently).
+//! A channel joins with a file in `platforms/` implementing [`platform::Platform`] (start its
+//! fake platform and point the gateway at it, make a person write, list what the platform
+//! received, script a rate limit and a permanent refusal) and one entry in the table at the
+//! bottom. The entry must name every case, in order (a missing one does not compile): `yes`, or
+//! the reason the behaviour does not apply to that channel, which `cargo test` then lists as
+//! ignored with that reason (a case is never passed silently). A new case is one function in
+//! `cases.rs`, one line in each macro below and one line in every entry.
 
 #![cfg(all(
     feature = "devcloud",
@@ -13,7 +15,8 @@
     feature = "slack",
     feature = "email",
     feature = "webhook",
-    feature = "bridges"
+    feature = "bridges",
+    feature = "cli"
 ))]
 
 mod cases;
@@ -64,6 +67,8 @@ macro_rules! battery {
         streamed_edits_are_paced_to_one_a_second: $paced:tt $(,)?
     }) => {
         mod $channel {
+            // The platform's path is written from the table's module; unused in an entry whose
+            // cases are all not applicable.
             #[allow(unused_imports)]
             use super::*;
             case!($platform, inbound_message_is_prompted_once, $inbound);
