@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use open_cowork_gateway::app::{self, Running};
 use open_cowork_gateway::config::{resolve, Env};
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
 use open_cowork_gateway::providers::slack::signature::sign;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_slack::{self, FakeSlack, Shared, SIGNING_SECRET, TOKEN};
-use support::test_gateway::{quiet_factory, start_gateway};
+use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
 use support::{eventually, run, run_paused};
 
 struct World {
@@ -30,16 +30,11 @@ struct World {
 }
 
 async fn world() -> World {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    });
-    let token = cloud.seed().gateway_token;
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
+    let (cloud, seeded, cloud_url) = dev_cloud(quick_agent_options()).await;
+    let token = seeded.gateway_token;
     let slack: Shared = Rc::new(RefCell::new(FakeSlack::default()));
     let api_url = fake_slack::start(Rc::clone(&slack)).await;
-    World { cloud, slack, cloud_url: format!("http://{address}"), api_url, token }
+    World { cloud, slack, cloud_url, api_url, token }
 }
 
 async fn gateway(world: &World) -> Running {

@@ -9,11 +9,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use open_cowork_gateway::app::Running;
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
 use serde_json::{json, Value};
 use support::fake_telegram::{self, callback_update, text_update, FakeBot, Shared, TOKEN};
-use support::test_gateway::{quiet_factory, start_gateway};
+use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
 use support::{eventually, run, run_paused};
 
 struct World {
@@ -25,16 +25,11 @@ struct World {
 }
 
 async fn world() -> World {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    });
-    let token = cloud.seed().gateway_token;
-    let address = cloud.start("127.0.0.1", 0).await.unwrap();
+    let (cloud, seeded, cloud_url) = dev_cloud(quick_agent_options()).await;
+    let token = seeded.gateway_token;
     let bot: Shared = Rc::new(RefCell::new(FakeBot::default()));
     let bot_url = fake_telegram::start(Rc::clone(&bot)).await;
-    World { cloud, bot, cloud_url: format!("http://{address}"), bot_url, token }
+    World { cloud, bot, cloud_url, bot_url, token }
 }
 
 async fn gateway(world: &World, extra: &[(&str, &str)]) -> Running {

@@ -14,11 +14,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use open_cowork_gateway::app::Running;
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::net::url_policy::{ResolveError, ResolveFuture, Resolver};
 use open_cowork_gateway::providers::webhook::delivery::RetryOptions;
 use serde_json::{json, Value};
-use support::test_gateway::{quiet_factory, start_gateway};
+use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
 use support::webhook_receiver::{self, signature, Answer, Receiver, SharedReceiver, SECRET};
 use support::{run, run_paused};
 
@@ -53,16 +53,11 @@ struct World {
 }
 
 async fn world_on(address: &str) -> World {
-    let cloud = DevCloud::new(DevCloudOptions {
-        poll_interval: Duration::from_millis(20),
-        agent_delay: Duration::from_millis(1),
-        ..DevCloudOptions::default()
-    });
-    let token = cloud.seed().gateway_token;
-    let cloud_address = cloud.start("127.0.0.1", 0).await.unwrap();
+    let (cloud, seeded, cloud_url) = dev_cloud(quick_agent_options()).await;
+    let token = seeded.gateway_token;
     let receiver: SharedReceiver = Rc::new(RefCell::new(Receiver::default()));
     let receiver_port = webhook_receiver::start_on(Rc::clone(&receiver), address).await.port();
-    World { cloud, cloud_url: format!("http://{cloud_address}"), token, receiver, receiver_port }
+    World { cloud, cloud_url, token, receiver, receiver_port }
 }
 
 async fn world() -> World {

@@ -29,6 +29,16 @@ pub fn fast_cloud_options() -> DevCloudOptions {
     }
 }
 
+/// [`fast_cloud_options`] with the dev Cloud's default keep-alive, as the per-channel tests
+/// (Telegram, Slack, webhook, delivery pacing) were written against.
+pub fn quick_agent_options() -> DevCloudOptions {
+    DevCloudOptions {
+        poll_interval: Duration::from_millis(20),
+        agent_delay: Duration::from_millis(1),
+        ..DevCloudOptions::default()
+    }
+}
+
 /// The dev Cloud started on loopback with `options`, seeded: it, its seed and its base URL.
 pub async fn dev_cloud(options: DevCloudOptions) -> (Rc<DevCloud>, Seeded, String) {
     let cloud = DevCloud::new(options);
