@@ -3,11 +3,17 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod blackhole_proxy;
+#[cfg(feature = "devcloud")]
+pub mod child_gateway;
 #[cfg(feature = "devcloud")]
 pub mod fake_gateway;
 pub mod fake_slack;
 pub mod fake_telegram;
 pub mod logs;
+pub mod smtp_sink;
+#[cfg(feature = "devcloud")]
+pub mod test_gateway;
 pub mod webhook_receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};
