@@ -200,7 +200,11 @@ mod tests {
         ]];
         assert_eq!(approval.steps("tok", &rich(4096)), [Step::Buttons { text: "Run rm?\nrm -rf build".into(), rows }]);
         let fallback = Step::Send("Run rm?\nrm -rf build\n/approve tok\n/deny tok".into());
-        assert_eq!(approval.steps("tok", &Capabilities::text_only(4096)), [fallback.clone()], "no buttons");
+        assert_eq!(
+            approval.steps("tok", &Capabilities::text_only(4096)),
+            std::slice::from_ref(&fallback),
+            "no buttons"
+        );
         let mut cramped = rich(4096);
         cramped.max_button_token_bytes = 5;
         assert_eq!(approval.steps("tok", &cramped), [fallback], "a token too long for the buttons");

@@ -7,7 +7,7 @@ use super::payload_text;
 use super::plan::{InteractionRequest, Plan, Step};
 use super::split::fits;
 use super::text::sanitize;
-use crate::channel::{Button, Capabilities};
+use crate::channel::{Button, Capabilities, ANSWER_PREFIX, APPROVE_PREFIX, DENY_PREFIX, REJECT_PREFIX};
 use crate::cloud::types::SessionEvent;
 
 /// A button before its interaction token is known: the token is `token_prefix` + the token.
@@ -92,7 +92,10 @@ pub(super) fn permission(event: &SessionEvent) -> Plan {
             session_id: event.session_id.clone(),
         },
         text,
-        buttons: vec![vec![template("Approve", "apv:".into(), "success"), template("Deny", "den:".into(), "danger")]],
+        buttons: vec![vec![
+            template("Approve", APPROVE_PREFIX.into(), "success"),
+            template("Deny", DENY_PREFIX.into(), "danger"),
+        ]],
         commands: PERMISSION_COMMANDS,
     })
 }
@@ -186,11 +189,11 @@ fn question_buttons(questions: &[Question]) -> Vec<Vec<ButtonTemplate>> {
             only.options
                 .iter()
                 .map(|(label, _)| {
-                    let prefix = format!("ans:{}:", crate::util::base64::encode_url(label.as_bytes()));
+                    let prefix = format!("{ANSWER_PREFIX}{}:", crate::util::base64::encode_url(label.as_bytes()));
                     template(&sanitize(label, 40), prefix, "primary")
                 })
                 .collect(),
-            vec![template("Reject", "rej:".into(), "danger")],
+            vec![template("Reject", REJECT_PREFIX.into(), "danger")],
         ],
         _ => Vec::new(),
     }

@@ -36,7 +36,7 @@ mod tests {
         assert_eq!(pieces.len(), 3);
         assert!(pieces.iter().all(|p| utf16_len(p) <= 200));
         assert_eq!(pieces.concat(), text);
-        assert_eq!(split(&Capabilities::text_only(4096), &text), [text.clone()]);
+        assert_eq!(split(&Capabilities::text_only(4096), &text), std::slice::from_ref(&text));
         assert!(fits(&Capabilities::text_only(500), &text) && !fits(&Capabilities::text_only(499), &text));
     }
 }

@@ -1,16 +1,18 @@
-//! Session streams (gateway.md §3.4, §8.4, §8.16): one task per open session binding follows its
-//! Cloud event stream, renders each event in order to the binding's provider, and persists the
-//! cursor. A transiently failed render is retried in place, so no later event overtakes it; after
-//! the retry budget the event is skipped ("poison") and counted.
+//! Session streams: one task per open session binding follows its Cloud event stream, renders
+//! each event in order for the binding's channel (a render plan, carried out by
+//! [`super::plan_executor`]), and persists the cursor. A transiently failed render is retried in
+//! place, so no later event overtakes it; after the retry budget the event is skipped ("poison")
+//! and counted.
 //!
-//! Streams exist only while they are needed (§8.22): a stream closes a short grace after its
-//! session went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a
-//! question is pending, and reopens on the next prompt or interaction from the cursor, so nothing
-//! is missed or rendered twice. A stream waiting only on a user's answer stays open while there is
+//! Streams exist only while they are needed: a stream closes a short grace after its session
+//! went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a question
+//! is pending, and reopens on the next prompt or interaction from the cursor, so nothing is
+//! missed or rendered twice. A stream waiting only on a user's answer stays open while there is
 //! room, but gives its slot up under pressure like an idle one. At most
 //! `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190, below Cloud's per-organisation cap of
-//! 200 so the delivery stream keeps its slot) are open; a chat that needs one beyond that waits in
-//! a bounded FIFO while the least recently used idle stream closes (an eviction). A 429 from Cloud lowers the budget for a while instead of retrying hot.
+//! 200 so the delivery stream keeps its slot) are open; a chat that needs one beyond that waits
+//! in a bounded FIFO while the least recently used idle stream closes (an eviction). A 429 from
+//! Cloud lowers the budget for a while instead of retrying hot.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -306,7 +308,7 @@ impl Sessions {
         &self.streams
     }
 
-    /// Opens the binding's stream, or touches it if already open (§3.4 `ensure`).
+    /// Opens the binding's stream, or touches it if already open.
     pub fn ensure(&self, binding: SessionBindingRecord, provider_id: &str) {
         ensure(self, binding, provider_id);
     }
