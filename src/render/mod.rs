@@ -159,6 +159,13 @@ mod tests {
         assert_eq!(texts.len(), 3);
         assert!(texts.iter().all(|t| text::utf16_len(t) <= 200));
         assert_eq!(texts.concat(), text.trim());
+        let gap = format!("x{}y", " ".repeat(300));
+        let steps = show(plan(&rich(100), &RenderState::default(), &assistant(1, &gap)), &mut state, None);
+        assert!(steps.len() > 1, "{steps:?}");
+        assert!(
+            steps.iter().all(|s| matches!(s, Step::Send(t) if !t.trim().is_empty())),
+            "no blank message: {steps:?}"
+        );
     }
 
     #[test]

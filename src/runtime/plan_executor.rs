@@ -164,3 +164,123 @@ async fn create_interaction(context: &PlanContext<'_>, request: &InteractionRequ
         .await?;
     Ok(issued.plaintext_token)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::channel::{Capabilities, LocalFuture, SentMessage};
+    use crate::render::{render_event, Remember, RenderContext, Show};
+
+    /// A channel that records its calls; a send of `limit me` is refused with a rate limit.
+    struct Recorder {
+        capabilities: Capabilities,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Channel for Recorder {
+        fn id(&self) -> &str {
+            "recorder"
+        }
+
+        fn capabilities(&self) -> &Capabilities {
+            &self.capabilities
+        }
+
+        fn send_text<'a>(
+            &'a self,
+            target: &'a ChannelTarget,
+            text: &'a str,
+            _: &'a SendOptions,
+        ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+            let mut calls = self.calls.borrow_mut();
+            calls.push(format!("send {text} thread={:?} reply_to={:?}", target.thread_id, target.message_id));
+            let result = if text == "limit me" {
+                Err(SendError { kind: SendErrorKind::RateLimited(Duration::from_secs(3)), message: "slow".into() })
+            } else {
+                let message_id = format!("m{}", calls.len());
+                Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
+            };
+            Box::pin(std::future::ready(result))
+        }
+
+        fn edit_text<'a>(
+            &'a self,
+            target: &'a ChannelTarget,
+            message_id: &'a str,
+            text: &'a str,
+        ) -> LocalFuture<'a, Result<(), SendError>> {
+            self.calls.borrow_mut().push(format!("edit {message_id} {text} reply_to={:?}", target.message_id));
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    fn binding() -> SessionBindingRecord {
+        serde_json::from_value(serde_json::json!({
+            "bindingId": "b1", "channelBindingId": "c1", "sessionId": "s1", "provider": "cli",
+            "externalChatId": "chat", "externalThreadId": "chat"
+        }))
+        .unwrap()
+    }
+
+    async fn run(plan: Plan, state: &mut RenderState) -> (Result<Rendered, RenderError>, Vec<String>) {
+        let http = crate::net::https::build_client(None).unwrap();
+        let secret = crate::config::Secret::new("t");
+        let client = CloudClient::new(http, "http://127.0.0.1:9", secret, Duration::from_secs(1));
+        let provider = Recorder { capabilities: Capabilities::text_only(4096), calls: RefCell::new(Vec::new()) };
+        let binding = binding();
+        let target = ChannelTarget {
+            chat_id: "chat".into(),
+            thread_id: Some("chat".into()),
+            message_id: Some("m0".into()),
+            ..ChannelTarget::default()
+        };
+        let context = PlanContext { client: &client, provider: &provider, binding: &binding, target };
+        let rendered = carry_out(&context, state, plan).await;
+        (rendered, provider.calls.into_inner())
+    }
+
+    /// The plan for `event` on a plain-text channel with what `state` remembers.
+    fn replan(state: &RenderState, event: serde_json::Value) -> Plan {
+        let context = RenderContext { capabilities: &Capabilities::text_only(4096), artifact_url: &|id| id.into() };
+        render_event(&context, state, &serde_json::from_value(event).unwrap())
+    }
+
+    #[tokio::test]
+    async fn steps_run_in_order_and_the_last_message_is_reported_and_remembered() {
+        let mut state = RenderState::default();
+        let remember = Some(Remember::Tool { key: "t1".into(), summary: "Tool running: x".into() });
+        let steps = vec![Step::Send("one".into()), Step::Edit { message_id: "m7".into(), text: "two".into() }];
+        let plan = Plan::Show(Show { steps, message_id: Some("kept".into()), remember });
+        let (rendered, calls) = run(plan, &mut state).await;
+        assert_eq!(rendered, Ok(Rendered { handled: true, last_chat_message_id: Some("m7".into()) }));
+        assert_eq!(
+            calls,
+            ["send one thread=None reply_to=None", "edit m7 two reply_to=Some(\"m0\")"],
+            "a new message goes to the chat alone, an edit names its message"
+        );
+        let same_line = serde_json::json!({"sequence": 2, "type": "tool.call", "payload": {"id": "t1", "name": "x"}});
+        let again = replan(&state, same_line);
+        assert_eq!(
+            again,
+            Plan::Nothing { message_id: Some("m7".into()) },
+            "the state learned the line and its message"
+        );
+        let nothing = Plan::Show(Show { steps: Vec::new(), message_id: Some("kept".into()), remember: None });
+        assert_eq!(run(nothing, &mut state).await.0.unwrap().last_chat_message_id.as_deref(), Some("kept"));
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_send_asks_for_the_wait_and_the_state_learns_nothing() {
+        let mut state = RenderState::default();
+        let remember = Some(Remember::Artifact { id: "f1".into(), sequence: 3 });
+        let plan = Plan::Show(Show { steps: vec![Step::Send("limit me".into())], message_id: None, remember });
+        let (rendered, _) = run(plan, &mut state).await;
+        let error = rendered.unwrap_err();
+        assert!(error.transient && error.retry_after == Some(Duration::from_secs(3)), "{error:?}");
+        let created = serde_json::json!({"sequence": 3, "type": "artifact.created", "payload": {"artifactId": "f1"}});
+        assert!(matches!(replan(&state, created), Plan::Show(_)), "not remembered as shown");
+    }
+}
