@@ -3,11 +3,11 @@
 //! with code fences kept balanced (see [`super::text::chunk_text`]). Session replies and Cloud
 //! deliveries both come through here.
 //!
-//! A channel whose wire format is not plain text may still cut again as a last safety net:
-//! Telegram sends HTML and cuts it by what it shows (a tag counts nothing, an entity the one
-//! character it stands for). Escaping plain text leaves what is shown unchanged, so a piece cut
-//! here never exceeds Telegram's limit and passes through its cut whole; that cut only matters
-//! for text the runtime sends without coming here (a short error reply, say).
+//! A channel whose wire format is not plain text may still cut again, as a last safety net: one
+//! that sends HTML cuts it by what it shows (a tag counts nothing, an entity the one character it
+//! stands for). Escaping plain text leaves what is shown unchanged, so a piece cut here never
+//! exceeds that channel's limit and passes through its cut whole; that cut only matters for text
+//! the runtime sends without coming here (a short error reply, say).
 
 use crate::channel::Capabilities;
 
