@@ -1,5 +1,5 @@
-//! The channel contract's data: targets, normalised inbound messages, sent
-//! messages, buttons, capabilities and the typed send error.
+//! The channel contract's data: targets, normalised inbound messages, sent messages, buttons,
+//! capabilities and the typed send error.
 
 use std::time::Duration;
 
@@ -142,11 +142,18 @@ pub struct SentMessage {
     pub provider_delivery_id: Option<String>,
 }
 
+/// What a button's token starts with, which says what pressing it decides: the Cloud
+/// interaction token follows (for an answer, the answer in base64url and a `:` come first).
+pub const APPROVE_PREFIX: &str = "apv:";
+pub const DENY_PREFIX: &str = "den:";
+pub const REJECT_PREFIX: &str = "rej:";
+pub const ANSWER_PREFIX: &str = "ans:";
+
 /// One inline button.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Button {
     pub label: String,
-    /// `apv:`/`den:`/`rej:`/`ans:` + interaction token.
+    /// A decision prefix ([`APPROVE_PREFIX`] …) + the interaction token.
     pub token: String,
     pub style: &'static str,
 }
@@ -159,8 +166,9 @@ pub struct SendOptions {
     pub delivery_id: Option<String>,
 }
 
-/// What a channel can do, as the channel itself declares it (one normaliser for every channel;
-/// the renderer falls back to text commands when a button would not fit).
+/// What a channel can do, as the channel itself declares it (its own limits, e.g. how long a
+/// button's payload may be): the renderer shapes every message to these, and falls back to text
+/// commands when a button would not fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capabilities {
     pub message_editing: bool,

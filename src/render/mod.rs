@@ -1,513 +1,55 @@
-//! Rendering Cloud session events for a channel: assistant text (streamed by
-//! edits where the channel can edit, else by new suffixes, chunked), tool progress, approval and
-//! question prompts with buttons or text-token fallback, and artifact links. Everything else only
-//! advances the cursor. Delivery payloads are turned into text here too.
+//! Rendering Cloud session events for a channel, as a [`Plan`] decided from the event, the
+//! channel's [`Capabilities`] and what earlier events showed ([`RenderState`]), without calling
+//! Cloud or the channel: the runtime carries the plan out. Assistant text is streamed by edits
+//! where the channel can edit, else by new messages for what is new; tool progress is one line
+//! per call; approvals and questions get buttons or text commands carrying their interaction
+//! token; artifacts go as files or links. Everything else only advances the cursor. Delivery
+//! payloads are turned into text here too, and all text is cut for the channel in one place
+//! ([`split`]).
 
+mod artifact;
+mod assistant;
+pub mod plan;
+mod prompts;
+pub mod split;
+mod state;
 pub mod text;
-
-use std::collections::VecDeque;
+mod tool;
 
 use serde_json::Value;
 
-use crate::channel::{Button, Channel, ChannelTarget, SendError, SendErrorKind, SendOptions};
-use crate::cloud::client::{CloudClient, CreateInteraction};
-use crate::cloud::types::{SessionBindingRecord, SessionEvent};
-use crate::cloud::CloudError;
-use text::{chunk_text, merge_streaming_text, sanitize, truncate, utf16_len};
+use crate::channel::Capabilities;
+use crate::cloud::types::SessionEvent;
+pub use plan::{InteractionRequest, Plan, Show, Step};
+pub use prompts::Prompt;
+pub use state::{Remember, RenderState};
+use text::sanitize;
 
-/// Render-state entries kept per kind (upstream's LRU cap).
-const STATE_CAP: usize = 512;
-
-/// Text a session's render cache may hold: streamed replies are kept to merge the next chunk
-/// into, and a long-lived session must not make the gateway grow without end.
-const STATE_BYTES: usize = 64 * 1024;
-
-/// The heap bytes an entry holds, for the cache's byte bound.
-trait Weight {
-    fn weight(&self) -> usize;
-}
-
-impl Weight for u64 {
-    fn weight(&self) -> usize {
-        0
-    }
-}
-
-impl Weight for (Option<String>, String) {
-    fn weight(&self) -> usize {
-        self.0.as_ref().map_or(0, String::len) + self.1.len()
-    }
-}
-
-/// A small map that keeps the most recently set entries: at most `STATE_CAP` of them and
-/// `STATE_BYTES` of keys and values; the oldest go first.
-#[derive(Debug)]
-struct Recent<V> {
-    entries: VecDeque<(String, V)>,
-    bytes: usize,
-}
-
-impl<V> Default for Recent<V> {
-    fn default() -> Self {
-        Self { entries: VecDeque::new(), bytes: 0 }
-    }
-}
-
-impl<V: Weight> Recent<V> {
-    fn get(&self, key: &str) -> Option<&V> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn set(&mut self, key: String, value: V) {
-        if let Some(index) = self.entries.iter().position(|(k, _)| *k == key) {
-            if let Some((old_key, old)) = self.entries.remove(index) {
-                self.bytes -= old_key.len() + old.weight();
-            }
-        }
-        self.bytes += key.len() + value.weight();
-        self.entries.push_back((key, value));
-        while self.entries.len() > STATE_CAP || (self.bytes > STATE_BYTES && self.entries.len() > 1) {
-            let Some((old_key, old)) = self.entries.pop_front() else { break };
-            self.bytes -= old_key.len() + old.weight();
-        }
-    }
-}
-
-/// What a binding's renders remember: the provider message of each streamed assistant message
-/// and tool call, and which artifacts were shown.
-#[derive(Debug, Default)]
-pub struct RenderState {
-    assistant: Recent<(Option<String>, String)>,
-    tools: Recent<(Option<String>, String)>,
-    artifacts: Recent<u64>,
-}
-
-/// The outcome of rendering one event.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Rendered {
-    /// Something was sent or edited.
-    pub handled: bool,
-    /// The provider message id to store as `lastChatMessageId`.
-    pub last_chat_message_id: Option<String>,
-}
-
-/// Why a render failed; `transient` decides retry versus skip.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct RenderError {
-    pub transient: bool,
-    pub message: String,
-    /// The channel (or Cloud) asked to wait exactly this long before trying again: a rate limit,
-    /// not a failure.
-    pub retry_after: Option<std::time::Duration>,
-}
-
-impl From<SendError> for RenderError {
-    fn from(error: SendError) -> Self {
-        let retry_after = match error.kind {
-            SendErrorKind::RateLimited(wait) => Some(wait),
-            _ => None,
-        };
-        Self { transient: !matches!(error.kind, SendErrorKind::Permanent), message: error.message, retry_after }
-    }
-}
-
-impl From<CloudError> for RenderError {
-    fn from(error: CloudError) -> Self {
-        Self { transient: error.is_retryable(), message: error.to_string(), retry_after: error.retry_after }
-    }
-}
-
-/// Everything a render needs about where it goes.
+/// What rendering needs to know about where the event goes.
 pub struct RenderContext<'a> {
-    pub client: &'a CloudClient,
-    pub provider: &'a dyn Channel,
-    pub binding: &'a SessionBindingRecord,
-    pub target: ChannelTarget,
+    pub capabilities: &'a Capabilities,
+    /// The Cloud link of an artifact, by its id (the link is shown when the file is not sent).
+    pub artifact_url: &'a dyn Fn(&str) -> String,
 }
 
 fn payload_text<'a>(payload: &'a Value, keys: &[&str]) -> Option<&'a str> {
     keys.iter().find_map(|k| payload.get(*k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()))
 }
 
-pub async fn render_event(
-    context: &RenderContext<'_>,
-    state: &mut RenderState,
-    event: &SessionEvent,
-) -> Result<Rendered, RenderError> {
+/// The plan for one session event.
+pub fn render_event(context: &RenderContext<'_>, state: &RenderState, event: &SessionEvent) -> Plan {
     match event.event_type.as_str() {
-        "assistant.message" => render_assistant(context, state, event).await,
-        "tool.call" => render_tool(context, state, event).await,
-        "permission.requested" => render_permission(context, event).await,
-        "question.asked" => render_question(context, event).await,
-        "artifact.created" | "artifact.updated" => render_artifact(context, state, event).await,
-        _ => Ok(Rendered::default()),
+        "assistant.message" => assistant::render(context.capabilities, state, event),
+        "tool.call" => tool::render(context.capabilities, state, event),
+        "permission.requested" => prompts::permission(event),
+        "question.asked" => prompts::question(event),
+        "artifact.created" | "artifact.updated" => artifact::render(context, state, event),
+        _ => Plan::Nothing { message_id: None },
     }
-}
-
-/// The target of a new message: only what the chat gave. The thread is dropped when it is the
-/// chat itself (a binding without a thread names the chat as its thread), and so is the id of
-/// the last message sent there, which says nothing about where a new message goes.
-pub fn plain_send_target(target: &ChannelTarget) -> ChannelTarget {
-    let mut target = target.clone();
-    if target.thread_id.as_deref().is_some_and(|thread| thread.is_empty() || thread == target.chat_id) {
-        target.thread_id = None;
-    }
-    target.message_id = None;
-    target
-}
-
-async fn send_chunks(context: &RenderContext<'_>, text: &str) -> Result<Option<String>, RenderError> {
-    let mut last = None;
-    let target = plain_send_target(&context.target);
-    for chunk in chunk_text(text, context.provider.capabilities().max_text_length) {
-        if chunk.trim().is_empty() {
-            continue;
-        }
-        last = Some(context.provider.send_text(&target, &chunk, &SendOptions::default()).await?.message_id);
-    }
-    Ok(last)
-}
-
-fn fits(context: &RenderContext<'_>, text: &str) -> bool {
-    utf16_len(text) <= context.provider.capabilities().max_text_length
-}
-
-async fn render_assistant(
-    context: &RenderContext<'_>,
-    state: &mut RenderState,
-    event: &SessionEvent,
-) -> Result<Rendered, RenderError> {
-    let payload = &event.payload;
-    let key = payload_text(payload, &["messageId", "id"])
-        .map(str::to_owned)
-        .or_else(|| event.rest.get("entityId").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| {
-            format!(
-                "{}:assistant:{}",
-                if event.session_id.is_empty() { "session" } else { &event.session_id },
-                event.sequence
-            )
-        });
-    // Streamed pieces are merged as they came: the space that starts a delta (" world" after
-    // "Hello") is part of the reply. Only what is shown is trimmed.
-    let Some(content) = payload_text(payload, &["content", "text", "message"]).map(str::to_owned) else {
-        return Ok(Rendered::default());
-    };
-    let (existing_id, existing_text) = state.assistant.get(&key).cloned().unwrap_or((None, String::new()));
-    let next = merge_streaming_text(&existing_text, &content);
-    if next == existing_text {
-        return Ok(Rendered { handled: false, last_chat_message_id: existing_id });
-    }
-    let editable = context.provider.capabilities().message_editing;
-    let shown = next.trim();
-    let message_id = match (&existing_id, editable && fits(context, shown)) {
-        (_, _) if shown == existing_text.trim() => existing_id.clone(),
-        (Some(id), true) => {
-            context.provider.edit_text(&context.target, id, shown).await?;
-            Some(id.clone())
-        }
-        (None, true) => {
-            let target = plain_send_target(&context.target);
-            Some(context.provider.send_text(&target, shown, &SendOptions::default()).await?.message_id)
-        }
-        _ => {
-            let suffix = next.strip_prefix(existing_text.as_str()).unwrap_or(&next).trim();
-            if suffix.is_empty() {
-                existing_id.clone()
-            } else {
-                send_chunks(context, suffix).await?.or(existing_id)
-            }
-        }
-    };
-    state.assistant.set(key, (message_id.clone(), next));
-    Ok(Rendered { handled: true, last_chat_message_id: message_id })
-}
-
-async fn render_tool(
-    context: &RenderContext<'_>,
-    state: &mut RenderState,
-    event: &SessionEvent,
-) -> Result<Rendered, RenderError> {
-    let payload = &event.payload;
-    let key = payload_text(payload, &["id", "callId", "toolCallId"])
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}:tool:{}", event.session_id, event.sequence));
-    let status = match payload.get("status").and_then(Value::as_str).unwrap_or("") {
-        "complete" | "completed" | "success" => "complete",
-        "error" | "failed" | "failure" => "error",
-        _ => "running",
-    };
-    let name = sanitize(payload_text(payload, &["name", "tool"]).unwrap_or("tool"), 120);
-    let mut summary = match status {
-        "complete" => format!("Tool complete: {name}"),
-        "error" => format!("Tool failed: {name}"),
-        _ => format!("Tool running: {name}"),
-    };
-    if status == "error" {
-        if let Some(detail) = payload_text(payload, &["error", "message", "summary"]) {
-            summary.push('\n');
-            summary.push_str(&sanitize(detail, 320));
-        }
-    }
-    let (existing_id, existing_summary) = state.tools.get(&key).cloned().unwrap_or((None, String::new()));
-    if existing_summary == summary {
-        return Ok(Rendered { handled: false, last_chat_message_id: existing_id });
-    }
-    let max = context.provider.capabilities().max_text_length;
-    let message_id = match &existing_id {
-        Some(id) if context.provider.capabilities().message_editing && fits(context, &summary) => {
-            context.provider.edit_text(&context.target, id, &summary).await?;
-            id.clone()
-        }
-        _ => {
-            context
-                .provider
-                .send_text(&plain_send_target(&context.target), &truncate(&summary, max), &SendOptions::default())
-                .await?
-                .message_id
-        }
-    };
-    state.tools.set(key, (Some(message_id.clone()), summary));
-    Ok(Rendered { handled: true, last_chat_message_id: Some(message_id) })
-}
-
-/// Issues a Cloud interaction for a prompt and returns its plaintext token.
-async fn issue_interaction(
-    context: &RenderContext<'_>,
-    event: &SessionEvent,
-    kind: &'static str,
-    target_id: &str,
-) -> Result<String, RenderError> {
-    let random: Vec<u8> = (0..9).map(|_| fastrand::u8(..)).collect();
-    let binding = context.binding;
-    let issued = context
-        .client
-        .create_interaction(&CreateInteraction {
-            agent_id: binding.rest.get("agentId").and_then(Value::as_str).unwrap_or_default().into(),
-            session_id: if event.session_id.is_empty() { binding.session_id.clone() } else { event.session_id.clone() },
-            session_binding_id: binding.binding_id.clone(),
-            provider: binding.provider.clone(),
-            kind,
-            target_id: target_id.to_owned(),
-            interaction_id: format!("gw_{kind}_{}", crate::util::base64::encode_url(&random)),
-        })
-        .await?;
-    Ok(issued.plaintext_token)
-}
-
-/// Whether the channel can show these buttons with this text.
-fn buttons_fit(context: &RenderContext<'_>, text: &str, rows: &[Vec<Button>]) -> bool {
-    let capabilities = context.provider.capabilities();
-    capabilities.inline_buttons
-        && fits(context, text)
-        && rows.len() <= capabilities.max_button_rows
-        && rows.iter().map(Vec::len).sum::<usize>() <= capabilities.max_buttons_per_message
-        && rows.iter().flatten().all(|b| !b.label.is_empty() && b.token.len() <= capabilities.max_button_token_bytes)
-}
-
-async fn send_prompt(
-    context: &RenderContext<'_>,
-    text: &str,
-    rows: Vec<Vec<Button>>,
-    fallback: String,
-) -> Result<Rendered, RenderError> {
-    let message_id = if !rows.is_empty() && buttons_fit(context, text, &rows) {
-        Some(context.provider.send_buttons(&plain_send_target(&context.target), text, &rows).await?.message_id)
-    } else {
-        send_chunks(context, &fallback).await?
-    };
-    Ok(Rendered { handled: true, last_chat_message_id: message_id })
-}
-
-async fn render_permission(context: &RenderContext<'_>, event: &SessionEvent) -> Result<Rendered, RenderError> {
-    let payload = &event.payload;
-    let Some(permission_id) = payload_text(payload, &["permissionId", "id"]) else { return Ok(Rendered::default()) };
-    let token = issue_interaction(context, event, "permission", permission_id).await?;
-    let title = sanitize(payload_text(payload, &["title"]).unwrap_or("Permission requested"), 160);
-    let mut text = title;
-    if let Some(description) = payload_text(payload, &["description", "summary", "tool"]) {
-        text.push('\n');
-        text.push_str(&sanitize(description, 320));
-    }
-    let rows = vec![vec![
-        Button { label: "Approve".into(), token: format!("apv:{token}"), style: "success" },
-        Button { label: "Deny".into(), token: format!("den:{token}"), style: "danger" },
-    ]];
-    let fallback = format!("{text}\n/approve {token}\n/deny {token}");
-    send_prompt(context, &text, rows, fallback).await
-}
-
-struct Question {
-    header: Option<String>,
-    question: String,
-    options: Vec<(String, Option<String>)>,
-    multiple: bool,
-}
-
-fn read_questions(payload: &Value) -> Vec<Question> {
-    let Some(items) = payload.get("questions").and_then(Value::as_array) else {
-        return payload_text(payload, &["question", "prompt"])
-            .map(|q| {
-                vec![Question {
-                    header: payload_text(payload, &["title"]).map(str::to_owned),
-                    question: q.to_owned(),
-                    options: Vec::new(),
-                    multiple: false,
-                }]
-            })
-            .unwrap_or_default();
-    };
-    items
-        .iter()
-        .filter_map(|item| {
-            let question = payload_text(item, &["question", "prompt", "text"])?.to_owned();
-            let options = item
-                .get("options")
-                .and_then(Value::as_array)
-                .map(|options| {
-                    options
-                        .iter()
-                        .filter_map(|o| match o {
-                            Value::String(label) => Some((label.clone(), None)),
-                            other => {
-                                let label = payload_text(other, &["label"])
-                                    .or_else(|| payload_text(other, &["description"]))?
-                                    .to_owned();
-                                Some((
-                                    label,
-                                    payload_text(other, &["description"])
-                                        .map(str::to_owned)
-                                        .filter(|_| other.get("label").is_some()),
-                                ))
-                            }
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some(Question {
-                header: payload_text(item, &["header"]).map(str::to_owned),
-                question,
-                options,
-                multiple: item.get("multiple") == Some(&Value::Bool(true)),
-            })
-        })
-        .collect()
-}
-
-async fn render_question(context: &RenderContext<'_>, event: &SessionEvent) -> Result<Rendered, RenderError> {
-    let payload = &event.payload;
-    let Some(request_id) = payload_text(payload, &["requestId", "requestID", "id"]) else {
-        return Ok(Rendered::default());
-    };
-    let token = issue_interaction(context, event, "question", request_id).await?;
-    let questions = read_questions(payload);
-    let several = questions.len() > 1;
-    let text = if questions.is_empty() {
-        "Question requested".to_owned()
-    } else {
-        questions
-            .iter()
-            .enumerate()
-            .map(|(index, q)| {
-                let default_header =
-                    if several { format!("Question {}", index + 1) } else { "Question requested".to_owned() };
-                let mut block = format!(
-                    "{}\n{}",
-                    sanitize(q.header.as_deref().unwrap_or(&default_header), 120),
-                    sanitize(&q.question, 320)
-                );
-                for (label, description) in &q.options {
-                    match description {
-                        Some(d) => block.push_str(&format!("\n- {}: {}", sanitize(label, 80), sanitize(d, 120))),
-                        None => block.push_str(&format!("\n- {}", sanitize(label, 80))),
-                    }
-                }
-                block
-            })
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    };
-    let rows = match questions.as_slice() {
-        [only] if !only.multiple && !only.options.is_empty() => vec![
-            only.options
-                .iter()
-                .map(|(label, _)| Button {
-                    label: sanitize(label, 40),
-                    token: format!("ans:{}:{token}", crate::util::base64::encode_url(label.as_bytes())),
-                    style: "primary",
-                })
-                .collect(),
-            vec![Button { label: "Reject".into(), token: format!("rej:{token}"), style: "danger" }],
-        ],
-        _ => Vec::new(),
-    };
-    let fallback = format!("{text}\n/answer {token} <response>\n/reject {token}");
-    send_prompt(context, &text, rows, fallback).await
-}
-
-async fn render_artifact(
-    context: &RenderContext<'_>,
-    state: &mut RenderState,
-    event: &SessionEvent,
-) -> Result<Rendered, RenderError> {
-    let payload = &event.payload;
-    let from_path = payload_text(payload, &["filePath"])
-        .and_then(|p| p.strip_prefix("cloud-artifact://"))
-        .and_then(|rest| rest.split('/').next())
-        .and_then(crate::util::percent::percent_decode);
-    let Some(artifact_id) = payload_text(payload, &["artifactId", "cloudArtifactId", "id"])
-        .map(str::to_owned)
-        .or(from_path)
-        .or_else(|| event.rest.get("entityId").and_then(Value::as_str).map(str::to_owned))
-    else {
-        return Ok(Rendered::default());
-    };
-    if state.artifacts.get(&artifact_id).is_some_and(|seen| *seen >= event.sequence) {
-        return Ok(Rendered::default());
-    }
-    let filename = payload_text(payload, &["filename"])
-        .map(|f| sanitize(&text::redact_file_name(&f.replace(['\\', '/', ':', '\0'], "-")), 180))
-        .filter(|f| f != "." && f != "..")
-        .unwrap_or_else(|| "artifact".into());
-    let size = payload.get("size").and_then(Value::as_u64).unwrap_or(0);
-    let capabilities = context.provider.capabilities();
-    if event.event_type == "artifact.created"
-        && capabilities.file_downloads
-        && size > 0
-        && size <= capabilities.max_file_bytes as u64
-    {
-        let attachment = context.client.read_artifact(&context.binding.binding_id, &artifact_id).await?;
-        let data = attachment
-            .url
-            .split_once(";base64,")
-            .and_then(|(_, encoded)| crate::util::base64::decode(encoded))
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| RenderError {
-                transient: false,
-                message: "Cloud artifact attachment did not include a base64 data URL.".into(),
-                retry_after: None,
-            })?;
-        if data.len() <= capabilities.max_file_bytes {
-            let sent = context.provider.send_file(&plain_send_target(&context.target), &filename, &data).await?;
-            state.artifacts.set(artifact_id, event.sequence);
-            return Ok(Rendered { handled: true, last_chat_message_id: Some(sent.message_id) });
-        }
-    }
-    let url = context.client.artifact_url(&context.binding.binding_id, &artifact_id);
-    let label = if event.event_type == "artifact.updated" {
-        let status = payload_text(payload, &["status"]).map(|s| format!(" ({s})")).unwrap_or_default();
-        sanitize(&format!("Artifact updated: {filename}{status}"), 180)
-    } else {
-        filename
-    };
-    let message_id = send_chunks(context, &format!("{label}: {url}")).await?;
-    state.artifacts.set(artifact_id, event.sequence);
-    Ok(Rendered { handled: true, last_chat_message_id: message_id })
 }
 
 /// The text of a Cloud delivery: `text`, else `message`, else a readable line for a
-/// workflow-run payload (status line, then summary or error; never raw JSON), else compact JSON.
+/// workflow-run payload, else compact JSON.
 pub fn delivery_text(payload: &Value) -> String {
     if let Some(text) = payload.get("text").and_then(Value::as_str) {
         return text.to_owned();
@@ -533,27 +75,206 @@ pub fn delivery_text(payload: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Button;
+    use serde_json::json;
+
+    /// A channel that edits, shows buttons and takes files, with a small text limit.
+    fn rich(max_text_length: usize) -> Capabilities {
+        Capabilities {
+            message_editing: true,
+            inline_buttons: true,
+            file_downloads: true,
+            max_text_length,
+            max_buttons_per_message: 10,
+            max_button_rows: 5,
+            max_button_token_bytes: 64,
+            max_file_bytes: 1000,
+        }
+    }
+
+    fn event(event_type: &str, sequence: u64, payload: Value) -> SessionEvent {
+        serde_json::from_value(json!({"sessionId": "s1", "sequence": sequence, "type": event_type, "payload": payload}))
+            .unwrap()
+    }
+
+    fn plan(capabilities: &Capabilities, state: &RenderState, event: &SessionEvent) -> Plan {
+        let artifact_url = |id: &str| format!("https://cloud.test/artifacts/{id}");
+        render_event(&RenderContext { capabilities, artifact_url: &artifact_url }, state, event)
+    }
+
+    /// The plan's steps and what it remembers, with `message_id` as the id its execution reports.
+    fn show(plan: Plan, state: &mut RenderState, message_id: Option<&str>) -> Vec<Step> {
+        let Plan::Show(show) = plan else { panic!("expected messages to show, got {plan:?}") };
+        if let Some(remember) = show.remember {
+            state.learn(remember, message_id.map(str::to_owned).or(show.message_id));
+        }
+        show.steps
+    }
+
+    fn assistant(sequence: u64, content: &str) -> SessionEvent {
+        event("assistant.message", sequence, json!({"messageId": "a1", "content": content}))
+    }
 
     #[test]
-    fn the_render_cache_is_bounded_in_entries_and_in_bytes() {
-        let mut recent: Recent<(Option<String>, String)> = Recent::default();
-        for n in 0..2 * STATE_CAP {
-            recent.set(format!("k{n}"), (None, "x".into()));
-        }
-        assert_eq!(recent.entries.len(), STATE_CAP);
-        assert!(recent.get("k0").is_none() && recent.get(&format!("k{}", 2 * STATE_CAP - 1)).is_some());
-        for n in 0..10 {
-            recent.set(format!("big{n}"), (Some("id".into()), "y".repeat(20 * 1024)));
-        }
-        assert!(recent.bytes <= STATE_BYTES, "{} bytes held", recent.bytes);
-        assert!(recent.get("big9").is_some(), "the newest entry stays");
-        let held: usize = recent.entries.iter().map(|(k, v)| k.len() + v.weight()).sum();
-        assert_eq!(held, recent.bytes, "the byte count follows the entries");
-        recent.set("big9".into(), (None, String::new()));
-        let held: usize = recent.entries.iter().map(|(k, v)| k.len() + v.weight()).sum();
-        assert_eq!(held, recent.bytes, "replacing an entry gives its bytes back");
+    fn a_streamed_reply_is_sent_once_then_edited_where_the_channel_can_edit() {
+        let (capabilities, mut state) = (rich(4096), RenderState::default());
+        let first = show(plan(&capabilities, &state, &assistant(1, "Hello")), &mut state, Some("m1"));
+        assert_eq!(first, [Step::Send("Hello".into())]);
+        let second = show(plan(&capabilities, &state, &assistant(2, " world")), &mut state, Some("m1"));
+        assert_eq!(second, [Step::Edit { message_id: "m1".into(), text: "Hello world".into() }]);
+        assert_eq!(
+            plan(&capabilities, &state, &assistant(3, "world")),
+            Plan::Nothing { message_id: Some("m1".into()) },
+            "a repeated piece changes nothing"
+        );
+        let blank = show(plan(&capabilities, &state, &assistant(4, "Hello world \n")), &mut state, None);
+        assert!(blank.is_empty(), "trailing blanks are remembered, not shown: {blank:?}");
     }
-    use serde_json::json;
+
+    #[test]
+    fn without_edits_only_the_new_part_of_a_reply_goes_out() {
+        let (capabilities, mut state) = (Capabilities::text_only(4096), RenderState::default());
+        assert_eq!(
+            show(plan(&capabilities, &state, &assistant(1, "Hello")), &mut state, Some("m1")),
+            [Step::Send("Hello".into())]
+        );
+        assert_eq!(
+            show(plan(&capabilities, &state, &assistant(2, " world")), &mut state, Some("m2")),
+            [Step::Send("world".into())]
+        );
+    }
+
+    #[test]
+    fn a_long_reply_is_split_for_the_channel_and_nothing_is_lost() {
+        let text = "word ".repeat(100);
+        let mut state = RenderState::default();
+        let steps = show(plan(&rich(200), &state, &assistant(1, &text)), &mut state, Some("m3"));
+        let texts: Vec<&str> = steps
+            .iter()
+            .map(|step| match step {
+                Step::Send(text) => text.as_str(),
+                other => panic!("a reply too long to edit goes as new messages: {other:?}"),
+            })
+            .collect();
+        assert_eq!(texts.len(), 3);
+        assert!(texts.iter().all(|t| text::utf16_len(t) <= 200));
+        assert_eq!(texts.concat(), text.trim());
+        let gap = format!("x{}y", " ".repeat(300));
+        let steps = show(plan(&rich(100), &RenderState::default(), &assistant(1, &gap)), &mut state, None);
+        assert!(steps.len() > 1, "{steps:?}");
+        assert!(
+            steps.iter().all(|s| matches!(s, Step::Send(t) if !t.trim().is_empty())),
+            "no blank message: {steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_tool_call_is_one_line_edited_as_it_advances() {
+        let (capabilities, mut state) = (rich(4096), RenderState::default());
+        let running = event("tool.call", 1, json!({"id": "t1", "name": "grep"}));
+        assert_eq!(
+            show(plan(&capabilities, &state, &running), &mut state, Some("m4")),
+            [Step::Send("Tool running: grep".into())]
+        );
+        assert_eq!(plan(&capabilities, &state, &running), Plan::Nothing { message_id: Some("m4".into()) });
+        let failed =
+            event("tool.call", 2, json!({"id": "t1", "name": "grep", "status": "failed", "error": "no such file"}));
+        let text = "Tool failed: grep\nno such file".to_owned();
+        assert_eq!(
+            show(plan(&capabilities, &state, &failed), &mut state, Some("m4")),
+            [Step::Edit { message_id: "m4".into(), text }]
+        );
+    }
+
+    fn prompt(plan: Plan) -> Prompt {
+        let Plan::Ask(prompt) = plan else { panic!("expected a prompt, got {plan:?}") };
+        prompt
+    }
+
+    #[test]
+    fn an_approval_has_buttons_where_the_channel_shows_them_and_commands_elsewhere() {
+        let requested = event(
+            "permission.requested",
+            1,
+            json!({"permissionId": "p1", "title": "Run rm?", "description": "rm -rf build"}),
+        );
+        let approval = prompt(plan(&rich(4096), &RenderState::default(), &requested));
+        assert_eq!((approval.interaction.kind, approval.interaction.target_id.as_str()), ("permission", "p1"));
+        assert_eq!(approval.interaction.session_id, "s1");
+        let rows = vec![vec![
+            Button { label: "Approve".into(), token: "apv:tok".into(), style: "success" },
+            Button { label: "Deny".into(), token: "den:tok".into(), style: "danger" },
+        ]];
+        assert_eq!(approval.steps("tok", &rich(4096)), [Step::Buttons { text: "Run rm?\nrm -rf build".into(), rows }]);
+        let fallback = Step::Send("Run rm?\nrm -rf build\n/approve tok\n/deny tok".into());
+        assert_eq!(
+            approval.steps("tok", &Capabilities::text_only(4096)),
+            std::slice::from_ref(&fallback),
+            "no buttons"
+        );
+        let mut cramped = rich(4096);
+        cramped.max_button_token_bytes = 5;
+        assert_eq!(approval.steps("tok", &cramped), [fallback], "a token too long for the buttons");
+        let without_id = event("permission.requested", 2, json!({"title": "?"}));
+        assert_eq!(plan(&rich(4096), &RenderState::default(), &without_id), Plan::Nothing { message_id: None });
+    }
+
+    #[test]
+    fn a_question_with_options_has_an_answer_button_each_and_a_reject() {
+        let asked = event(
+            "question.asked",
+            1,
+            json!({"requestId": "q1", "questions": [{"question": "Colour?", "options": ["Red", {"label": "Blue", "description": "calm"}]}]}),
+        );
+        let question = prompt(plan(&rich(4096), &RenderState::default(), &asked));
+        assert_eq!((question.interaction.kind, question.interaction.target_id.as_str()), ("question", "q1"));
+        let text = "Question requested\nColour?\n- Red\n- Blue: calm".to_owned();
+        let answer = |label: &str| format!("ans:{}:tok", crate::util::base64::encode_url(label.as_bytes()));
+        let rows = vec![
+            vec![
+                Button { label: "Red".into(), token: answer("Red"), style: "primary" },
+                Button { label: "Blue".into(), token: answer("Blue"), style: "primary" },
+            ],
+            vec![Button { label: "Reject".into(), token: "rej:tok".into(), style: "danger" }],
+        ];
+        assert_eq!(question.steps("tok", &rich(4096)), [Step::Buttons { text: text.clone(), rows }]);
+        let fallback = format!("{text}\n/answer tok <response>\n/reject tok");
+        assert_eq!(question.steps("tok", &Capabilities::text_only(4096)), [Step::Send(fallback)]);
+    }
+
+    #[test]
+    fn a_small_new_artifact_goes_as_a_file_with_its_link_as_the_fallback_and_once() {
+        let mut state = RenderState::default();
+        let created = event("artifact.created", 7, json!({"artifactId": "f1", "filename": "a/b.txt", "size": 10}));
+        let link = "a-b.txt: https://cloud.test/artifacts/f1".to_owned();
+        let as_link = plan(&Capabilities::text_only(4096), &state, &created);
+        let remember = Some(Remember::Artifact { id: "f1".into(), sequence: 7 });
+        let expected = Show { steps: vec![Step::Send(link.clone())], message_id: None, remember };
+        assert_eq!(as_link, Plan::Show(expected), "no files on this channel: the link");
+        let file =
+            Step::File { artifact_id: "f1".into(), filename: "a-b.txt".into(), max_bytes: 1000, link: vec![link] };
+        assert_eq!(show(plan(&rich(4096), &state, &created), &mut state, Some("m5")), [file]);
+        assert_eq!(plan(&rich(4096), &state, &created), Plan::Nothing { message_id: None }, "shown once");
+        let updated = event(
+            "artifact.updated",
+            8,
+            json!({"artifactId": "f1", "filename": "b.txt", "size": 10, "status": "final"}),
+        );
+        assert_eq!(
+            show(plan(&rich(4096), &state, &updated), &mut state, None),
+            [Step::Send("Artifact updated: b.txt (final): https://cloud.test/artifacts/f1".into())],
+            "an update is a link"
+        );
+        let large = event("artifact.created", 9, json!({"artifactId": "f2", "filename": "big.bin", "size": 1001}));
+        let steps = show(plan(&rich(4096), &state, &large), &mut state, None);
+        assert!(matches!(steps.as_slice(), [Step::Send(_)]), "too large to send: the link, {steps:?}");
+    }
+
+    #[test]
+    fn other_events_only_move_the_cursor() {
+        let idle = event("session.idle", 1, json!({}));
+        assert_eq!(plan(&rich(4096), &RenderState::default(), &idle), Plan::Nothing { message_id: None });
+    }
 
     #[test]
     fn delivery_texts() {
@@ -566,14 +287,5 @@ mod tests {
             "Workflow nightly completed.\n3 reports"
         );
         assert_eq!(delivery_text(&json!({"other": 1})), "{\"other\":1}");
-    }
-
-    #[test]
-    fn questions_are_read_from_either_shape() {
-        let payload = json!({"questions": [{"header": "H", "question": "Q?", "options": ["A", {"label": "B", "description": "bee"}]}]});
-        let questions = read_questions(&payload);
-        assert_eq!(questions.len(), 1);
-        assert_eq!(questions[0].options, vec![("A".into(), None), ("B".into(), Some("bee".into()))]);
-        assert_eq!(read_questions(&json!({"question": "Legacy?", "title": "T"}))[0].header.as_deref(), Some("T"));
     }
 }

@@ -28,7 +28,7 @@ fn is_fence_line(line: &str) -> bool {
 /// sequence or an accented letter is never torn apart). Nothing is dropped at a split: outside
 /// code fences the pieces joined are the input. An open code fence is closed at the end of a
 /// chunk and reopened at the start of the next.
-pub fn chunk_text(input: &str, max: usize) -> Vec<String> {
+pub(super) fn chunk_text(input: &str, max: usize) -> Vec<String> {
     let max = max.max(100);
     if utf16_len(input) <= max {
         return vec![input.to_owned()];

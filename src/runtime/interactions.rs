@@ -1,10 +1,10 @@
-//! Interaction routing: a button token (`apv:`, `den:`, `rej:`, `ans:`) or a
-//! fallback command (`/approve`, `/allow`, `/deny`, `/reject`, `/answer`) resolves a Cloud
-//! interaction; an unknown button token fails closed as a denial.
+//! Interaction routing: a button token (`apv:`, `den:`, `rej:`, `ans:`) or a fallback command
+//! (`/approve`, `/allow`, `/deny`, `/reject`, `/answer`) resolves a Cloud interaction; an unknown
+//! button token fails closed as a denial.
 
 use serde_json::json;
 
-use crate::channel::{Channel, InboundMessage};
+use crate::channel::{Channel, InboundMessage, ANSWER_PREFIX, APPROVE_PREFIX, DENY_PREFIX, REJECT_PREFIX};
 use crate::cloud::client::ResolveInteraction;
 use crate::metrics::{Direction, Metrics, Outcome, Stat};
 
@@ -41,16 +41,16 @@ pub struct Intent {
 /// whole token (fail closed).
 pub fn parse_button_token(token: &str) -> (String, Decision) {
     let token = token.trim();
-    if let Some(rest) = token.strip_prefix("apv:") {
+    if let Some(rest) = token.strip_prefix(APPROVE_PREFIX) {
         return (rest.to_owned(), Decision::Approve);
     }
-    if let Some(rest) = token.strip_prefix("den:") {
+    if let Some(rest) = token.strip_prefix(DENY_PREFIX) {
         return (rest.to_owned(), Decision::Deny);
     }
-    if let Some(rest) = token.strip_prefix("rej:") {
+    if let Some(rest) = token.strip_prefix(REJECT_PREFIX) {
         return (rest.to_owned(), Decision::Reject);
     }
-    if let Some(rest) = token.strip_prefix("ans:") {
+    if let Some(rest) = token.strip_prefix(ANSWER_PREFIX) {
         if let Some(separator) = rest.find(':').filter(|&i| i > 0) {
             if let Some(answer) =
                 crate::util::base64::decode(&rest[..separator]).and_then(|b| String::from_utf8(b).ok())
@@ -103,7 +103,7 @@ pub fn intent_of(message: &InboundMessage) -> Option<Intent> {
 /// but only when that command names the very same token; anything else stays fail-closed.
 fn command_for_bare_token(message: &InboundMessage, token: &str) -> Option<(String, Decision)> {
     let token = token.trim();
-    if ["apv:", "den:", "rej:", "ans:"].iter().any(|prefix| token.starts_with(prefix)) {
+    if [APPROVE_PREFIX, DENY_PREFIX, REJECT_PREFIX, ANSWER_PREFIX].iter().any(|prefix| token.starts_with(prefix)) {
         return None;
     }
     let text = if message.raw_text.trim().is_empty() { &message.text } else { &message.raw_text };
@@ -161,6 +161,50 @@ pub fn resolution(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::Capabilities;
+    use crate::render::{render_event, Plan, RenderContext, RenderState, Step};
+
+    /// The decisions behind what a prompt shows for `event` with token `tok`: its buttons where
+    /// the channel has them, else its text commands.
+    fn decisions_shown(event_type: &str, payload: serde_json::Value, capabilities: &Capabilities) -> Vec<Decision> {
+        let event = serde_json::from_value(json!({"sequence": 1, "type": event_type, "payload": payload})).unwrap();
+        let context = RenderContext { capabilities, artifact_url: &|id: &str| id.to_owned() };
+        let Plan::Ask(prompt) = render_event(&context, &RenderState::default(), &event) else { panic!("a prompt") };
+        let mut decisions = Vec::new();
+        for step in prompt.steps("tok", capabilities) {
+            match step {
+                Step::Buttons { rows, .. } => {
+                    decisions.extend(rows.iter().flatten().map(|b| parse_button_token(&b.token)))
+                }
+                Step::Send(text) => decisions.extend(text.lines().filter_map(parse_command)),
+                other => panic!("a prompt shows no {other:?}"),
+            }
+        }
+        assert!(decisions.iter().all(|(token, _)| token == "tok"), "{decisions:?}");
+        decisions.into_iter().map(|(_, decision)| decision).collect()
+    }
+
+    #[test]
+    fn what_a_prompt_shows_resolves_to_the_decisions_it_offers() {
+        let buttons = Capabilities {
+            inline_buttons: true,
+            max_buttons_per_message: 8,
+            max_button_rows: 4,
+            max_button_token_bytes: 64,
+            ..Capabilities::text_only(4096)
+        };
+        let text = Capabilities::text_only(4096);
+        let permission = json!({"permissionId": "p1", "title": "Run?"});
+        for capabilities in [&buttons, &text] {
+            let shown = decisions_shown("permission.requested", permission.clone(), capabilities);
+            assert_eq!(shown, [Decision::Approve, Decision::Deny]);
+        }
+        let question = json!({"requestId": "q1", "questions": [{"question": "Colour?", "options": ["Red"]}]});
+        let shown = decisions_shown("question.asked", question.clone(), &buttons);
+        assert_eq!(shown, [Decision::Answer("Red".into()), Decision::Reject]);
+        let shown = decisions_shown("question.asked", question, &text);
+        assert_eq!(shown, [Decision::Answer("<response>".into()), Decision::Reject], "the typed answer's placeholder");
+    }
 
     #[test]
     fn button_tokens() {

@@ -1,19 +1,22 @@
-//! Session streams: one task per open session binding follows its
-//! Cloud event stream, renders each event in order to the binding's provider, and persists the
-//! cursor. A transiently failed render is retried in place, so no later event overtakes it; after
-//! the retry budget the event is skipped ("poison") and counted.
+//! Session streams: one task per open session binding follows its Cloud event stream, renders
+//! each event in order for the binding's channel (a render plan, carried out by
+//! [`super::plan_executor`]), and persists the cursor. A transiently failed render is retried in
+//! place, so no later event overtakes it; after the retry budget the event is skipped ("poison")
+//! and counted.
 //!
-//! Streams exist only while they are needed: a stream closes a short grace after its
-//! session went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a
-//! question is pending, and reopens on the next prompt or interaction from the cursor, so nothing
-//! is missed or rendered twice. A stream waiting only on a user's answer stays open while there is
+//! Streams exist only while they are needed: a stream closes a short grace after its session
+//! went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a question
+//! is pending, and reopens on the next prompt or interaction from the cursor, so nothing is
+//! missed or rendered twice. A stream waiting only on a user's answer stays open while there is
 //! room, but gives its slot up under pressure like an idle one. At most
 //! `OPEN_COWORK_GATEWAY_MAX_SESSION_STREAMS` (default 190, below Cloud's per-organisation cap of
-//! 200 so the delivery stream keeps its slot) are open; a chat that needs one beyond that waits in
-//! a bounded FIFO while the least recently used idle stream closes (an eviction). A 429 from Cloud lowers the budget for a while instead of retrying hot.
+//! 200 so the delivery stream keeps its slot) are open; a chat that needs one beyond that waits
+//! in a bounded FIFO while the least recently used idle stream closes (an eviction). A 429 from
+//! Cloud lowers the budget for a while instead of retrying hot.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,8 +25,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::plan_executor::{carry_out, PlanContext, RenderError, Rendered};
 use super::state::{OpenStreamEntry, StateFile};
-use crate::channel::{ChannelRegistry, ChannelTarget};
+use crate::channel::{Channel, ChannelRegistry, ChannelTarget};
 use crate::cloud::client::CloudClient;
 use crate::cloud::retry::with_retry;
 use crate::cloud::streams::{follow_session_events, SessionStreamItem, StreamContext};
@@ -631,54 +635,21 @@ async fn consume(
     mut items: mpsc::Receiver<SessionStreamItem>,
 ) -> (StreamEnd, Cursor) {
     let mut drain = sessions.shutdown.signal();
-    let mut cursor = Cursor {
-        shared: Rc::clone(shared),
-        workspace: binding.last_workspace_sequence,
-        last_chat_message_id: binding.last_chat_message_id.clone(),
-        pending: None,
-        pending_rendered: false,
-        last_write: Instant::now(),
-    };
-    let mut state = RenderState::default();
-    // Approvals and questions waiting for an answer (bounded; an overflow keeps the stream open
-    // until the quiet close anyway).
-    let mut pending_answers: HashSet<String> = HashSet::new();
-    // When the session last reported `session.idle` (and nothing arrived since).
-    let mut idle_since: Option<Instant> = None;
-    let mut last_event = Instant::now();
+    let mut consumer = Consumer::new(sessions, client, binding, provider_id, shared, idle_close);
     let end = loop {
-        let pending = !pending_answers.is_empty();
-        // With an approval or a question pending the stream never closes by itself: its answer
-        // produces events to render.
-        let close_at = match idle_since {
-            Some(since) if !pending => Some(since + idle_close),
-            None if !pending => Some(last_event + QUIET_CLOSE),
-            _ => None,
-        };
-        // But one waiting only on a user (the session went idle, or has been quiet for the grace)
-        // holds a slot it does not need: under pressure it closes like an idle stream, and it
-        // reopens from the cursor when the answer comes or the chat writes again. Unanswered
-        // approvals would otherwise starve every other chat of the stream budget.
-        let waiting_on_user = pending && (idle_since.is_some() || last_event.elapsed() >= idle_close);
-        let park_at = (pending && !waiting_on_user).then_some(last_event + idle_close);
-        shared.idle.set(idle_since.is_some() || waiting_on_user);
+        let (close_at, park_at) = consumer.deadlines();
+        let settle = if consumer.cursor.pending_rendered { RENDERED_SETTLE } else { CURSOR_COALESCE };
         let item = tokio::select! {
             item = items.recv() => item,
-            _ = tokio::time::sleep(if cursor.pending_rendered { RENDERED_SETTLE } else { CURSOR_COALESCE }), if cursor.pending.is_some() => {
-                cursor.flush(sessions, client, &binding.binding_id).await;
+            _ = tokio::time::sleep(settle), if consumer.cursor.pending.is_some() => {
+                consumer.flush().await;
                 continue;
             }
             _ = tokio::time::sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
-                // A prompt or interaction asked for this stream after the session went idle:
-                // its events are still to come.
-                let since = idle_since.unwrap_or(last_event);
-                if shared.wanted_at.get().is_some_and(|wanted| wanted > since) {
-                    idle_since = None;
-                    last_event = Instant::now();
-                    continue;
+                if consumer.close_due() {
+                    break StreamEnd::Closed;
                 }
-                sessions.metrics.increment(Stat::SessionStreamIdleCloses);
-                break StreamEnd::Closed;
+                continue;
             }
             // Quiet for the grace while an answer is pending: may now be closed under pressure.
             _ = tokio::time::sleep_until(park_at.unwrap_or_else(Instant::now)), if park_at.is_some() => continue,
@@ -686,117 +657,265 @@ async fn consume(
             _ = drain.started() => None,
         };
         let Some(item) = item else { break StreamEnd::Stopped };
-        shared.refused.set(false);
-        match item {
-            SessionStreamItem::RateLimited(_) => {
-                shared.refused.set(true);
-                sessions.rate_limited();
-                continue;
-            }
-            SessionStreamItem::CursorJump(sequence) => {
-                shared.handled.set(sequence);
-                cursor.persist(sessions, client, &binding.binding_id, sequence).await
-            }
-            SessionStreamItem::Event(event) => {
-                last_event = Instant::now();
-                idle_since = None;
-                if let Some((opens, id)) = pending_change(&event) {
-                    if opens && pending_answers.len() < MAX_PENDING {
-                        pending_answers.insert(id);
-                    } else if !opens {
-                        pending_answers.remove(&id);
-                    }
-                }
-                // A rendered event's cursor is written before anything else may render, so at
-                // most the end-of-turn events ride along with it.
-                if cursor.pending_rendered && !matches!(event.event_type.as_str(), "session.idle" | "session.status") {
-                    cursor.flush(sessions, client, &binding.binding_id).await;
-                }
-                let registration = sessions
-                    .registry
-                    .get(provider_id)
-                    .and_then(|r| Some((r.channel()?, r.config.runtime_id(), r.config.runtime_kind())));
-                let Some((provider, runtime_id, runtime_kind)) = registration else { break StreamEnd::Stopped };
-                let target = ChannelTarget {
-                    provider: runtime_id,
-                    provider_kind: runtime_kind.into(),
-                    chat_id: binding.external_chat_id.clone(),
-                    is_direct: None,
-                    thread_id: Some(binding.external_thread_id.clone()),
-                    user_id: None,
-                    message_id: cursor.last_chat_message_id.clone(),
-                };
-                let context = RenderContext { client, provider: &*provider, binding, target };
-                let first_try = Instant::now();
-                let mut attempt = 1;
-                let rendered = loop {
-                    // Boxed: rendering is rare next to waiting, and inline its state would
-                    // size every idle stream's task for the largest render.
-                    match Box::pin(render_event(&context, &mut state, &event)).await {
-                        Ok(rendered) => break Ok(rendered),
-                        // The channel said how long to wait: wait exactly that and try the same
-                        // event again. Not a failed attempt; later events still wait their turn.
-                        Err(error) if error.retry_after.is_some() && first_try.elapsed() < RENDER_BUDGET => {
-                            sessions.metrics.increment(Stat::SessionRenderDelays);
-                            tokio::time::sleep(error.retry_after.unwrap_or_default()).await;
-                        }
-                        Err(error) if error.transient && first_try.elapsed() + retry_pause(attempt) < RENDER_BUDGET => {
-                            sessions.metrics.increment(Stat::SessionRenderRetries);
-                            sessions.metrics.increment(Stat::Errors);
-                            tokio::time::sleep(retry_pause(attempt)).await;
-                            attempt += 1;
-                        }
-                        Err(error) => break Err(error),
-                    }
-                };
-                // Session render telemetry counts under the runtime provider kind.
-                let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, provider_id));
-                if attempt > 1 || rendered.as_ref().is_ok_and(|r| r.handled) || rendered.is_err() {
-                    sessions.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
-                    let outcome = match &rendered {
-                        Ok(_) => Outcome::Success,
-                        Err(error) if error.transient => Outcome::Retry,
-                        Err(_) => Outcome::Error,
-                    };
-                    sessions.metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
-                }
-                shared.handled.set(event.sequence);
-                match rendered {
-                    Ok(rendered) if rendered.handled => {
-                        if rendered.last_chat_message_id.is_some() {
-                            cursor.last_chat_message_id = rendered.last_chat_message_id;
-                        }
-                        cursor.pending = Some(event.sequence);
-                        cursor.pending_rendered = true;
-                    }
-                    Ok(_) => cursor.pending = Some(event.sequence),
-                    Err(error) => {
-                        sessions.metrics.increment(Stat::Errors);
-                        sessions.metrics.increment(Stat::DroppedSessionEvents);
-                        sessions.metrics.increment(Stat::SessionRenderDeadLetters);
-                        tracing::warn!(sequence = event.sequence, event_type = %event.event_type, attempts = attempt, error = %crate::config::redact::redact_text(&error.message), "session event skipped after failed renders");
-                        cursor.pending = Some(event.sequence);
-                        cursor.pending_rendered = true;
-                    }
-                }
-                if event.event_type == "session.idle" {
-                    idle_since = Some(Instant::now());
-                }
-                // One cursor write per rendered turn (not per event, which would exceed Cloud's per-token request
-                // limit in a chatty session): the end of a turn writes at once; a rendered (or skipped) event waits
-                // at most RENDERED_SETTLE for the turn to end, and is written before any later event may render, so
-                // a crash can repeat no more than it could before; events that render nothing are coalesced to one
-                // write a second.
-                let write_now = items.is_empty()
-                    && (idle_since.is_some()
-                        || (!cursor.pending_rendered && cursor.last_write.elapsed() >= CURSOR_COALESCE));
-                if write_now {
-                    cursor.flush(sessions, client, &binding.binding_id).await;
-                }
-            }
+        if let ControlFlow::Break(end) = consumer.take(item, &items).await {
+            break end;
         }
     };
-    (end, cursor)
+    (end, consumer.cursor)
+}
+
+/// What one stream's consumer keeps between the items it reads.
+struct Consumer<'a> {
+    sessions: &'a Sessions,
+    client: &'a CloudClient,
+    binding: &'a SessionBindingRecord,
+    provider_id: &'a SmolStr,
+    shared: &'a Rc<StreamShared>,
+    idle_close: Duration,
+    cursor: Cursor,
+    state: RenderState,
+    /// Approvals and questions waiting for an answer (bounded; an overflow keeps the stream open
+    /// until the quiet close anyway).
+    pending_answers: HashSet<String>,
+    /// When the session last reported `session.idle` (and nothing arrived since).
+    idle_since: Option<Instant>,
+    last_event: Instant,
+}
+
+/// The binding's channel as a render needs it: the channel, its runtime id and runtime kind.
+type RenderChannel = (Rc<dyn Channel>, SmolStr, &'static str);
+
+impl<'a> Consumer<'a> {
+    fn new(
+        sessions: &'a Sessions,
+        client: &'a CloudClient,
+        binding: &'a SessionBindingRecord,
+        provider_id: &'a SmolStr,
+        shared: &'a Rc<StreamShared>,
+        idle_close: Duration,
+    ) -> Self {
+        let cursor = Cursor {
+            shared: Rc::clone(shared),
+            workspace: binding.last_workspace_sequence,
+            last_chat_message_id: binding.last_chat_message_id.clone(),
+            pending: None,
+            pending_rendered: false,
+            last_write: Instant::now(),
+        };
+        Self {
+            sessions,
+            client,
+            binding,
+            provider_id,
+            shared,
+            idle_close,
+            cursor,
+            state: RenderState::default(),
+            pending_answers: HashSet::new(),
+            idle_since: None,
+            last_event: Instant::now(),
+        }
+    }
+
+    /// When the stream closes by itself and when it may be closed under pressure; marks it idle
+    /// (closable for another chat) accordingly.
+    fn deadlines(&self) -> (Option<Instant>, Option<Instant>) {
+        let pending = !self.pending_answers.is_empty();
+        // With an approval or a question pending the stream never closes by itself: its answer
+        // produces events to render.
+        let close_at = match self.idle_since {
+            Some(since) if !pending => Some(since + self.idle_close),
+            None if !pending => Some(self.last_event + QUIET_CLOSE),
+            _ => None,
+        };
+        // But one waiting only on a user (the session went idle, or has been quiet for the grace)
+        // holds a slot it does not need: under pressure it closes like an idle stream, and it
+        // reopens from the cursor when the answer comes or the chat writes again. Unanswered
+        // approvals would otherwise starve every other chat of the stream budget.
+        let waiting_on_user = pending && (self.idle_since.is_some() || self.last_event.elapsed() >= self.idle_close);
+        let park_at = (pending && !waiting_on_user).then_some(self.last_event + self.idle_close);
+        self.shared.idle.set(self.idle_since.is_some() || waiting_on_user);
+        (close_at, park_at)
+    }
+
+    /// The close deadline passed: whether the stream closes now.
+    fn close_due(&mut self) -> bool {
+        // A prompt or interaction asked for this stream after the session went idle: its events
+        // are still to come.
+        let since = self.idle_since.unwrap_or(self.last_event);
+        if self.shared.wanted_at.get().is_some_and(|wanted| wanted > since) {
+            self.idle_since = None;
+            self.last_event = Instant::now();
+            return false;
+        }
+        self.sessions.metrics.increment(Stat::SessionStreamIdleCloses);
+        true
+    }
+
+    async fn flush(&mut self) {
+        self.cursor.flush(self.sessions, self.client, &self.binding.binding_id).await;
+    }
+
+    /// Handles one item of the follower; a break ends the stream.
+    async fn take(
+        &mut self,
+        item: SessionStreamItem,
+        items: &mpsc::Receiver<SessionStreamItem>,
+    ) -> ControlFlow<StreamEnd> {
+        self.shared.refused.set(false);
+        match item {
+            SessionStreamItem::RateLimited(_) => {
+                self.shared.refused.set(true);
+                self.sessions.rate_limited();
+            }
+            SessionStreamItem::CursorJump(sequence) => {
+                self.shared.handled.set(sequence);
+                self.cursor.persist(self.sessions, self.client, &self.binding.binding_id, sequence).await;
+            }
+            SessionStreamItem::Event(event) => return self.on_event(&event, items).await,
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Tracks approvals and questions opened and settled by `event`.
+    fn note_pending(&mut self, event: &SessionEvent) {
+        if let Some((opens, id)) = pending_change(event) {
+            if opens && self.pending_answers.len() < MAX_PENDING {
+                self.pending_answers.insert(id);
+            } else if !opens {
+                self.pending_answers.remove(&id);
+            }
+        }
+    }
+
+    /// The binding's channel, while it is registered and built.
+    fn channel(&self) -> Option<RenderChannel> {
+        let registration = self.sessions.registry.get(self.provider_id)?;
+        Some((registration.channel()?, registration.config.runtime_id(), registration.config.runtime_kind()))
+    }
+
+    async fn on_event(
+        &mut self,
+        event: &SessionEvent,
+        items: &mpsc::Receiver<SessionStreamItem>,
+    ) -> ControlFlow<StreamEnd> {
+        self.last_event = Instant::now();
+        self.idle_since = None;
+        self.note_pending(event);
+        // A rendered event's cursor is written before anything else may render, so at most the
+        // end-of-turn events ride along with it.
+        if self.cursor.pending_rendered && !matches!(event.event_type.as_str(), "session.idle" | "session.status") {
+            self.flush().await;
+        }
+        let Some((provider, runtime_id, runtime_kind)) = self.channel() else {
+            return ControlFlow::Break(StreamEnd::Stopped);
+        };
+        let target = ChannelTarget {
+            provider: runtime_id,
+            provider_kind: runtime_kind.into(),
+            chat_id: self.binding.external_chat_id.clone(),
+            is_direct: None,
+            thread_id: Some(self.binding.external_thread_id.clone()),
+            user_id: None,
+            message_id: self.cursor.last_chat_message_id.clone(),
+        };
+        let context = PlanContext { client: self.client, provider: &*provider, binding: self.binding, target };
+        let (rendered, attempts) = render_with_retries(self.sessions, &context, &mut self.state, event).await;
+        // Session render telemetry counts under the runtime provider kind.
+        let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, self.provider_id));
+        record_render(&self.sessions.metrics, kind, &rendered, attempts);
+        self.shared.handled.set(event.sequence);
+        self.settle(event, rendered, attempts);
+        if event.event_type == "session.idle" {
+            self.idle_since = Some(Instant::now());
+        }
+        // One cursor write per rendered turn: the end of a turn writes at once; a rendered (or
+        // skipped) event waits at most RENDERED_SETTLE for the turn to end, and is written before
+        // any later event may render, so a crash repeats at most that turn's events; events that
+        // render nothing are coalesced to one write a second.
+        let cursor = &self.cursor;
+        let write_now = items.is_empty()
+            && (self.idle_since.is_some()
+                || (!cursor.pending_rendered && cursor.last_write.elapsed() >= CURSOR_COALESCE));
+        if write_now {
+            self.flush().await;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The cursor after an event's render: a shown event's message becomes the chat's last one;
+    /// a skipped event is counted and logged, and moves the cursor like a rendered one.
+    fn settle(&mut self, event: &SessionEvent, rendered: Result<Rendered, RenderError>, attempts: u32) {
+        let cursor = &mut self.cursor;
+        cursor.pending = Some(event.sequence);
+        match rendered {
+            Ok(rendered) if rendered.handled => {
+                if rendered.last_chat_message_id.is_some() {
+                    cursor.last_chat_message_id = rendered.last_chat_message_id;
+                }
+                cursor.pending_rendered = true;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let metrics = &self.sessions.metrics;
+                metrics.increment(Stat::Errors);
+                metrics.increment(Stat::DroppedSessionEvents);
+                metrics.increment(Stat::SessionRenderDeadLetters);
+                tracing::warn!(sequence = event.sequence, event_type = %event.event_type, attempts, error = %crate::config::redact::redact_text(&error.message), "session event skipped after failed renders");
+                cursor.pending_rendered = true;
+            }
+        }
+    }
+}
+
+/// Renders one event and carries the plan out, trying again in place while it fails
+/// transiently (or is rate-limited) within the budget, so no later event overtakes it. Returns
+/// the outcome and the tries it took.
+async fn render_with_retries(
+    sessions: &Sessions,
+    context: &PlanContext<'_>,
+    state: &mut RenderState,
+    event: &SessionEvent,
+) -> (Result<Rendered, RenderError>, u32) {
+    let artifact_url = |artifact_id: &str| context.client.artifact_url(&context.binding.binding_id, artifact_id);
+    let first_try = Instant::now();
+    let mut attempt = 1;
+    loop {
+        let render = RenderContext { capabilities: context.provider.capabilities(), artifact_url: &artifact_url };
+        let plan = render_event(&render, state, event);
+        // Boxed: rendering is rare next to waiting, and inline its state would size every idle
+        // stream's task for the largest render.
+        match Box::pin(carry_out(context, state, plan)).await {
+            Ok(rendered) => return (Ok(rendered), attempt),
+            // The channel said how long to wait: wait exactly that and try the same event again.
+            // Not a failed attempt; later events still wait their turn.
+            Err(error) if error.retry_after.is_some() && first_try.elapsed() < RENDER_BUDGET => {
+                sessions.metrics.increment(Stat::SessionRenderDelays);
+                tokio::time::sleep(error.retry_after.unwrap_or_default()).await;
+            }
+            Err(error) if error.transient && first_try.elapsed() + retry_pause(attempt) < RENDER_BUDGET => {
+                sessions.metrics.increment(Stat::SessionRenderRetries);
+                sessions.metrics.increment(Stat::Errors);
+                tokio::time::sleep(retry_pause(attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return (Err(error), attempt),
+        }
+    }
+}
+
+/// Counts a render that sent something, failed or was retried as one outbound attempt and its
+/// outcome; an event that rendered nothing at the first try is not a message.
+fn record_render(metrics: &Metrics, kind: &'static str, rendered: &Result<Rendered, RenderError>, attempts: u32) {
+    if attempts > 1 || rendered.as_ref().is_ok_and(|r| r.handled) || rendered.is_err() {
+        metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
+        let outcome = match rendered {
+            Ok(_) => Outcome::Success,
+            Err(error) if error.transient => Outcome::Retry,
+            Err(_) => Outcome::Error,
+        };
+        metrics.record_channel_message(kind, Direction::Outbound, outcome, None);
+    }
 }
 
 /// Reopens the streams a previous run left open, each from its current Cloud cursor.

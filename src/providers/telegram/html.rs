@@ -321,5 +321,15 @@ mod tests {
                 prop_assert!(visible(chunk) <= max || alone_in_tags, "chunk too long {:?}", chunk);
             }
         }
+
+        /// The renderer and the delivery path cut text for the channel before it gets here, by
+        /// the same count: such a piece is never cut again.
+        #[test]
+        fn a_piece_the_core_cut_stays_one_message(text in "[a-z<>&;# 😀\n]{0,600}", max in 100usize..200) {
+            let capabilities = crate::channel::Capabilities::text_only(max);
+            for piece in crate::render::split::split(&capabilities, &text) {
+                prop_assert_eq!(chunk_html(&escape(&piece), max), vec![escape(&piece)]);
+            }
+        }
     }
 }

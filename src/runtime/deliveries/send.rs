@@ -18,7 +18,8 @@ use crate::cloud::client::{AckDelivery, CloudClient};
 use crate::cloud::DeliveryRecord;
 use crate::metrics::{bounded_channel_kind, Direction, Outcome, ProviderStat, Stat};
 use crate::net::backoff::{Backoff, RetryPolicy};
-use crate::render::text::{chunk_text, sanitize};
+use crate::render::split::split;
+use crate::render::text::sanitize;
 
 /// The wait before the n-th retry of a failed send: 1 s·2ⁿ⁻¹ capped at a minute, ±20 %.
 /// A delivery whose channel cannot send (still starting, its token rejected) is offered again after
@@ -75,7 +76,7 @@ pub(super) async fn handle_delivery(
     dispatcher.metrics.record_channel_message(kind, Direction::Outbound, Outcome::Attempt, None);
     let target = channel_target(&delivery, runtime_id, runtime_kind);
     let text = crate::render::delivery_text(delivery.rest.get("payload").unwrap_or(&Value::Null));
-    let chunks = chunk_text(&text, provider.capabilities().max_text_length);
+    let chunks = split(provider.capabilities(), &text);
     let elapsed_ms = || Some(received.elapsed().as_secs_f64() * 1000.0);
     match send_chunks(dispatcher, shared, provider.as_ref(), &target, &chunks, &delivery, &lease, &id).await {
         Sent::Yes => {
