@@ -19,7 +19,7 @@ use std::rc::Rc;
 use smol_str::SmolStr;
 
 use crate::channel::{
-    Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError, SendOptions,
+    async_trait, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, SendError, SendOptions,
     SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::email::EmailSettings;
@@ -164,33 +164,9 @@ impl EmailProvider {
         }
         Ok(WebhookReply::Messages(vec![message]))
     }
-
-    pub async fn send_text(
-        &self,
-        target: &ChannelTarget,
-        text: &str,
-        options: &SendOptions,
-    ) -> Result<SentMessage, SendError> {
-        let thread = target.thread_id.as_deref().filter(|t| *t != target.chat_id);
-        let headers = self.inner.conversations.borrow().reply_headers(&target.chat_id, thread, &self.inner.subject);
-        let reply = self.inner.smtp.reply(&target.chat_id, &headers, text)?;
-        match self.inner.smtp.send(&reply).await {
-            Ok(()) => {
-                self.count("sent");
-                Ok(SentMessage {
-                    chat_id: target.chat_id.clone(),
-                    message_id: reply.message_id,
-                    provider_delivery_id: options.delivery_id.clone(),
-                })
-            }
-            Err(error) => {
-                self.count("send_failed");
-                Err(error)
-            }
-        }
-    }
 }
 
+#[async_trait(?Send)]
 impl Channel for EmailProvider {
     fn id(&self) -> &str {
         &self.inner.id
@@ -218,28 +194,40 @@ impl Channel for EmailProvider {
         Err(WebhookError::new(WebhookErrorCode::Auth, "Email webhook shared secret verification failed."))
     }
 
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(std::future::ready(self.map(&request)))
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        self.map(&request)
     }
 
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(EmailProvider::send_text(self, target, text, options))
+    async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
+        let thread = target.thread_id.as_deref().filter(|t| *t != target.chat_id);
+        let headers = self.inner.conversations.borrow().reply_headers(&target.chat_id, thread, &self.inner.subject);
+        let reply = self.inner.smtp.reply(&target.chat_id, &headers, text)?;
+        match self.inner.smtp.send(&reply).await {
+            Ok(()) => {
+                self.count("sent");
+                Ok(SentMessage {
+                    chat_id: target.chat_id.clone(),
+                    message_id: reply.message_id,
+                    provider_delivery_id: options.delivery_id.clone(),
+                })
+            }
+            Err(error) => {
+                self.count("send_failed");
+                Err(error)
+            }
+        }
     }
 
     /// §6.3: a mail whose processing failed is forgotten, so the relay's retry is not a duplicate.
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
         if !succeeded {
             self.inner.replays.borrow_mut().release(&message.id);
         }
-        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -20,7 +20,7 @@ use serde_json::Value;
 use smol_str::SmolStr;
 
 use crate::channel::{
-    Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError, SendOptions,
+    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, SendError, SendOptions,
     SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::webhook::WebhookSettings;
@@ -387,7 +387,60 @@ impl WebhookProvider {
             .unwrap_or_else(crate::util::ids::random_id))
     }
 
-    pub async fn send_text(
+    /// After a decision: the message's buttons are settled, and an editing bridge gets its text
+    /// with the outcome in place of the buttons. A failed edit leaves the buttons, which then
+    /// answer "already answered": the decision itself is done.
+    async fn show_outcome(&self, interaction_id: &str, outcome: &str) {
+        let Some(sent) = self.inner.buttons.settle(interaction_id, outcome) else { return };
+        if !self.inner.capabilities.message_editing {
+            return;
+        }
+        let text = format!("{}\n\n\u{2713} {outcome}", sent.text);
+        if let Err(error) = self.edit_text(&sent.target, &sent.message_id, &text).await {
+            tracing::debug!(provider = %self.inner.id, error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Channel for WebhookProvider {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// No background work: the circuit reports through the channel's sending health.
+    fn start(&self, context: ChannelContext) {
+        self.inner.outbound.attach_health(Some(context.health));
+    }
+
+    fn stop(&self) {
+        self.inner.outbound.attach_health(None);
+        self.inner.buttons.flush();
+    }
+
+    /// The signature covers the body, so nothing can be decided from the headers alone except
+    /// that both signature headers are there.
+    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
+        if headers.get(TIMESTAMP_HEADER).is_none() || headers.get(SIGNATURE_HEADER).is_none() {
+            self.count("rejected");
+            return Err(WebhookError::new(
+                WebhookErrorCode::Auth,
+                "Webhook timestamp signature is required for ingress",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A press on a decided or expired button is answered here and goes no further.
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        self.accept(&request)
+    }
+
+    async fn send_text(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -404,7 +457,7 @@ impl WebhookProvider {
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
-    pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+    async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         self.check_text(text)?;
         if !self.inner.capabilities.message_editing {
             return Err(bad(format!("{} bridge does not support message editing", self.inner.id)));
@@ -419,7 +472,7 @@ impl WebhookProvider {
             .map(drop)
     }
 
-    pub async fn send_buttons(
+    async fn send_buttons(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -477,12 +530,7 @@ impl WebhookProvider {
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
-    pub async fn send_file(
-        &self,
-        target: &ChannelTarget,
-        filename: &str,
-        data: &[u8],
-    ) -> Result<SentMessage, SendError> {
+    async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
         let max = self.inner.capabilities.max_file_bytes;
         if data.len() > max {
             return Err(bad(format!("{} bridge file exceeds maxFileBytes {max}", self.inner.id)));
@@ -497,7 +545,7 @@ impl WebhookProvider {
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
-    pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         let interaction_id = payload::clean(Some(&Value::from(interaction_id)), "Webhook interaction response id", 512)
             .map_err(bad)?
             .ok_or_else(|| bad("Webhook interaction response id is required".into()))?;
@@ -510,108 +558,9 @@ impl WebhookProvider {
         Ok(())
     }
 
-    /// After a decision: the message's buttons are settled, and an editing bridge gets its text
-    /// with the outcome in place of the buttons. A failed edit leaves the buttons, which then
-    /// answer "already answered": the decision itself is done.
-    async fn show_outcome(&self, interaction_id: &str, outcome: &str) {
-        let Some(sent) = self.inner.buttons.settle(interaction_id, outcome) else { return };
-        if !self.inner.capabilities.message_editing {
-            return;
-        }
-        let text = format!("{}\n\n\u{2713} {outcome}", sent.text);
-        if let Err(error) = self.edit_text(&sent.target, &sent.message_id, &text).await {
-            tracing::debug!(provider = %self.inner.id, error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
-        }
-    }
-}
-
-impl Channel for WebhookProvider {
-    fn id(&self) -> &str {
-        &self.inner.id
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.inner.capabilities
-    }
-
-    /// No background work: the circuit reports through the channel's sending health.
-    fn start(&self, context: ChannelContext) {
-        self.inner.outbound.attach_health(Some(context.health));
-    }
-
-    fn stop(&self) {
-        self.inner.outbound.attach_health(None);
-        self.inner.buttons.flush();
-    }
-
-    /// The signature covers the body, so nothing can be decided from the headers alone except
-    /// that both signature headers are there.
-    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
-        if headers.get(TIMESTAMP_HEADER).is_none() || headers.get(SIGNATURE_HEADER).is_none() {
-            self.count("rejected");
-            return Err(WebhookError::new(
-                WebhookErrorCode::Auth,
-                "Webhook timestamp signature is required for ingress",
-            ));
-        }
-        Ok(())
-    }
-
-    /// A press on a decided or expired button is answered here and goes no further.
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(std::future::ready(self.accept(&request)))
-    }
-
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(WebhookProvider::send_text(self, target, text, options))
-    }
-
-    fn edit_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        message_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(WebhookProvider::edit_text(self, target, message_id, text))
-    }
-
-    fn send_buttons<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        buttons: &'a [Vec<Button>],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(WebhookProvider::send_buttons(self, target, text, buttons))
-    }
-
-    fn send_file<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        filename: &'a str,
-        data: &'a [u8],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(WebhookProvider::send_file(self, target, filename, data))
-    }
-
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(WebhookProvider::answer_interaction(self, interaction_id, text))
-    }
-
     /// A message whose processing failed gives up its replay claim (§2.8), so the relay can
     /// retry the very same signed request inside the window.
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
         let mut open = self.inner.open_claims.borrow_mut();
         if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
             if let Some((_, claim)) = open.remove(position) {
@@ -620,7 +569,6 @@ impl Channel for WebhookProvider {
                 }
             }
         }
-        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
