@@ -20,13 +20,13 @@ use serde_json::Value;
 use smol_str::SmolStr;
 
 use crate::channel::{
-    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, SendError, SendOptions,
-    SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Button, Capabilities, Channel, ChannelTarget, InboundMessage, SendError, SendOptions, SentMessage,
+    WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::webhook::WebhookSettings;
 use crate::config::{ProviderKind, Secret};
 use crate::net::url_policy::Resolver;
-use delivery::{DeliveryError, Outbound, RetryOptions};
+use delivery::{DeliveryError, Outbound};
 use signature::{ReplayCache, ReplayClaim, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Replay-cache caps (§2.8).
@@ -187,13 +187,13 @@ fn bad(error: String) -> SendError {
 
 impl WebhookProvider {
     /// `resolver` answers the per-attempt DNS lookups (the system resolver in the daemon);
-    /// `context.state_dir` keeps the button ids across restarts, and `context.ca_file` is
-    /// trusted for the delivery URL besides the public roots.
+    /// `context.state_dir` keeps the button ids across restarts, `context.ca_file` is trusted
+    /// for the delivery URL besides the public roots, and `context.webhook_delivery_timeout`
+    /// bounds each attempt.
     pub fn new(
         id: SmolStr,
         settings: &WebhookSettings,
         resolver: Rc<dyn Resolver>,
-        options: RetryOptions,
         context: &crate::providers::BuildContext,
     ) -> Result<Self, String> {
         let state_dir = context.state_dir.as_deref();
@@ -201,12 +201,13 @@ impl WebhookProvider {
         if settings.policy.allow_private {
             tracing::warn!(provider = %id, "allowPrivateDelivery is on: deliveries may reach private and reserved addresses");
         }
+        let timeout = Some(context.webhook_delivery_timeout).filter(|t| !t.is_zero());
         let mut outbound = Outbound::new(
             settings.delivery_url.clone(),
             settings.policy.clone(),
             settings.shared_secret.clone(),
             resolver,
-            options,
+            timeout.unwrap_or(delivery::DEFAULT_TIMEOUT),
         )?;
         if let Some(ca_file) = &context.ca_file {
             outbound.trust_ca_file(ca_file)?;
@@ -232,11 +233,6 @@ impl WebhookProvider {
             let cell = &self.inner.counters[index];
             cell.set(cell.get() + 1);
         }
-    }
-
-    /// The delivery circuit's problem while it is open (what `/ready` shows as degraded).
-    pub fn circuit_problem(&self) -> Option<String> {
-        self.inner.outbound.circuit_problem()
     }
 
     /// §7.2 steps 2–8 over a request already within the body cap.
@@ -412,13 +408,7 @@ impl Channel for WebhookProvider {
         &self.inner.capabilities
     }
 
-    /// No background work: the circuit reports through the channel's sending health.
-    fn start(&self, context: ChannelContext) {
-        self.inner.outbound.attach_health(Some(context.health));
-    }
-
     fn stop(&self) {
-        self.inner.outbound.attach_health(None);
         self.inner.buttons.flush();
     }
 
@@ -599,8 +589,7 @@ mod tests {
             max_attachment_bytes: 1024,
         };
         let context = crate::providers::BuildContext::default();
-        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default(), &context)
-            .unwrap()
+        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), &context).unwrap()
     }
 
     fn target(kind: ProviderKind) -> ChannelTarget {
@@ -664,9 +653,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_resolver_that_never_answers_times_out() {
         let url = check_delivery_url("https://relay.example.com/in", &UrlPolicy::default()).unwrap();
-        let options =
-            RetryOptions { attempts: 1, timeout: std::time::Duration::from_millis(100), ..RetryOptions::default() };
-        let outbound = Outbound::new(url, UrlPolicy::default(), Secret::new("s"), Rc::new(Silent), options).unwrap();
+        let timeout = std::time::Duration::from_millis(100);
+        let outbound = Outbound::new(url, UrlPolicy::default(), Secret::new("s"), Rc::new(Silent), timeout).unwrap();
         let error = outbound.deliver(Bytes::from_static(b"{}"), "d").await.unwrap_err();
         assert_eq!(error.to_string(), "Webhook delivery timed out after 100ms");
         assert_eq!(error.into_send_error().kind, crate::channel::SendErrorKind::Transient);
