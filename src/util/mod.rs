@@ -5,6 +5,7 @@ pub mod console;
 pub mod ct;
 pub mod durable;
 pub mod graphemes;
+pub mod hex;
 pub mod ids;
 pub mod maps;
 pub mod percent;

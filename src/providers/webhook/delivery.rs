@@ -18,7 +18,6 @@ use serde_json::Value;
 use super::signature::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::channel::{SendError, SendErrorKind};
 use crate::config::Secret;
-use crate::net::retry_after::parse_retry_after;
 use crate::net::url_policy::{resolve_pinned, DeliveryUrl, PinnedClient, Resolver, UrlPolicy};
 
 /// The largest relay answer read; a relay has no reason to send more than a message id.
@@ -151,11 +150,7 @@ impl Outbound {
         let response = self.client.send(&self.url, address, request).await.map_err(|e| request_failure(&e))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, crate::time::now_ms()));
+            let retry_after = crate::net::retry_after::from_headers(response.headers());
             return Err(DeliveryError::Status { status, retry_after });
         }
         let too_large =
