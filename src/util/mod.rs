@@ -1,5 +1,6 @@
 //! Small helpers every layer may use; nothing here knows about Cloud, channels or HTTP routes.
 
+pub mod args;
 pub mod base64;
 pub mod console;
 pub mod ct;
