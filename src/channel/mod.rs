@@ -12,6 +12,7 @@
 //! the noise of one added provider (see the README's size table), and it lets a kind be added
 //! without touching any core file.
 
+pub mod counters;
 pub mod health;
 pub mod ingress;
 pub mod pacing;
@@ -20,6 +21,7 @@ pub mod types;
 pub mod webhook;
 
 pub use async_trait::async_trait;
+pub use counters::EventCounters;
 pub use health::{ChannelHealth, HealthReporter};
 pub use ingress::{InboundFailure, Ingress};
 pub use registry::{ChannelRegistry, Registration};

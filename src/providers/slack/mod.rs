@@ -18,7 +18,7 @@ mod edits;
 pub mod events;
 pub mod signature;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,8 +28,8 @@ use smol_str::SmolStr;
 
 use crate::channel::pacing::EditPacer;
 use crate::channel::{
-    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, InboundMessage,
-    SendError, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, EventCounters, HealthReporter,
+    InboundMessage, SendError, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::slack::SlackSettings;
 use crate::config::Secret;
@@ -76,7 +76,7 @@ struct Inner {
     edits: Rc<EditPacer>,
     /// Set at start: a token refused mid-run stops sends through it.
     health: RefCell<Option<HealthReporter>>,
-    counters: [Cell<u64>; COUNTERS.len()],
+    counters: EventCounters<{ COUNTERS.len() }>,
     /// The start task (`auth.test` with retries) while it runs.
     task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -136,16 +136,9 @@ impl SlackProvider {
                 presses: RefCell::new(VecDeque::new()),
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
                 task: RefCell::new(None),
             }),
-        }
-    }
-
-    fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
         }
     }
 
@@ -158,10 +151,10 @@ impl SlackProvider {
 
     fn observe(&self, method: &'static str, result: &Result<Value, SlackError>) {
         match result {
-            Ok(_) if method == "chat.postMessage" => self.count("send"),
-            Ok(_) if method == "chat.update" => self.count("edit"),
+            Ok(_) if method == "chat.postMessage" => self.inner.counters.count("send"),
+            Ok(_) if method == "chat.update" => self.inner.counters.count("edit"),
             Ok(_) => {}
-            Err(error) if error.is_rate_limit() => self.count("rate_limited"),
+            Err(error) if error.is_rate_limit() => self.inner.counters.count("rate_limited"),
             Err(error) if error.is_auth() => {
                 if let Some(health) = self.inner.health.borrow().as_ref() {
                     health.set_sending(Some(format!("auth: Slack rejected the bot token ({error}).")));
@@ -185,14 +178,14 @@ impl SlackProvider {
             request.received_at_ms,
         );
         if let Err(error) = verified {
-            self.count("signature_rejected");
+            self.inner.counters.count("signature_rejected");
             return Err(auth_error(error));
         }
         let scope =
             events::team_of(request.payload).map_or_else(|| self.inner.id.to_string(), signature::scope_segment);
         let key = format!("{timestamp}:{signature}");
         if let Err(error) = self.inner.replays.borrow_mut().remember(&key, &scope, request.received_at_ms) {
-            self.count("replay_rejected");
+            self.inner.counters.count("replay_rejected");
             return Err(auth_error(error));
         }
         let bot_user = self.inner.bot_user_id.borrow().clone();
@@ -204,19 +197,19 @@ impl SlackProvider {
                     // The message was decided already and shows the outcome: a press that
                     // raced the update goes no further (no Cloud call, no "could not process").
                     (Some(_), Some(origin)) if self.is_settled(&origin) => {
-                        self.count("interaction");
+                        self.inner.counters.count("interaction");
                         return Ok(WebhookReply::Ignored);
                     }
                     (Some(interaction), Some(origin)) => {
-                        self.count("interaction");
+                        self.inner.counters.count("interaction");
                         let mut presses = self.inner.presses.borrow_mut();
                         presses.push_back((interaction.id.clone(), origin));
                         while presses.len() > PRESS_ORIGINS {
                             presses.pop_front();
                         }
                     }
-                    (Some(_), None) => self.count("interaction"),
-                    (None, _) => self.count("event"),
+                    (Some(_), None) => self.inner.counters.count("interaction"),
+                    (None, _) => self.inner.counters.count("event"),
                 }
                 let mut open = self.inner.open_requests.borrow_mut();
                 open.push_back((message.id.clone(), key));
@@ -373,7 +366,7 @@ impl Channel for SlackProvider {
             body["thread_ts"] = Value::from(thread);
         }
         let completed = self.call("files.completeUploadExternal", &body).await?;
-        self.count("upload");
+        self.inner.counters.count("upload");
         let shares = completed.pointer("/files/0/shares");
         let shared_ts =
             ["public", "private"].into_iter().find_map(|visibility| {
@@ -423,6 +416,6 @@ impl Channel for SlackProvider {
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }

@@ -22,8 +22,8 @@ use smol_str::SmolStr;
 
 use crate::channel::pacing::EditPacer;
 use crate::channel::{
-    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, SendError,
-    SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, EventCounters, InboundMessage,
+    SendError, SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
@@ -70,7 +70,7 @@ struct Inner {
     /// Rate-limits the log lines of repeated events (one plain-text fallback a minute).
     warnings: crate::logging::WarnLimiter,
     /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
-    counters: [std::cell::Cell<u64>; 4],
+    counters: EventCounters<{ COUNTERS.len() }>,
     /// The bot's own task (identity, webhook registration, polling) while it runs.
     task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -128,7 +128,7 @@ impl TelegramProvider {
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(RecentIds::default()),
                 warnings: crate::logging::WarnLimiter::new(Duration::from_secs(60)),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
                 task: RefCell::new(None),
             }),
         }
@@ -148,14 +148,6 @@ impl TelegramProvider {
 
     pub(crate) fn api(&self) -> &BotApi {
         &self.inner.api
-    }
-
-    /// Counts one of [`COUNTERS`].
-    pub(crate) fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
-        }
     }
 
     pub(crate) fn set_bot(&self, id: i64, username: Option<String>) {
@@ -204,9 +196,9 @@ impl TelegramProvider {
     async fn call(&self, method: &'static str, body: &Value) -> Result<Value, TelegramError> {
         let result = self.inner.api.call(method, body, CALL_TIMEOUT).await;
         match &result {
-            Ok(_) if method == "sendMessage" => self.count("send"),
-            Ok(_) if method == "editMessageText" => self.count("edit"),
-            Err(error) if error.code() == Some(429) => self.count("rate_limited"),
+            Ok(_) if method == "sendMessage" => self.inner.counters.count("send"),
+            Ok(_) if method == "editMessageText" => self.inner.counters.count("edit"),
+            Err(error) if error.code() == Some(429) => self.inner.counters.count("rate_limited"),
             _ => {}
         }
         result
@@ -384,7 +376,7 @@ impl Channel for TelegramProvider {
             .call_with_file("sendDocument", &fields, ("document", filename, data), Duration::from_secs(120))
             .await
             .map_err(send_error)?;
-        self.count("send");
+        self.inner.counters.count("send");
         Ok(SentMessage {
             chat_id: chat,
             message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
@@ -424,7 +416,7 @@ impl Channel for TelegramProvider {
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }
 

@@ -230,7 +230,7 @@ async fn poll(poller: &mut Poller) {
         }
         for update in updates {
             let Some(update_id) = update.get("update_id").and_then(Value::as_i64) else { continue };
-            bot.count("update");
+            bot.inner.counters.count("update");
             if let Some(message) = bot.map_update(&update).await {
                 if !submit(poller, update_id, message).await {
                     // Not acknowledged: Telegram serves it again after a restart.
@@ -291,7 +291,7 @@ fn poll_failure(poller: &mut Poller, error: &TelegramError, backoff: &mut PollBa
             ("conflict: another poller or a webhook is using this bot token.".to_owned(), wait)
         }
         TelegramError::Api { code: 429, retry_after, .. } => {
-            poller.bot.count("rate_limited");
+            poller.bot.inner.counters.count("rate_limited");
             ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
         }
         TelegramError::Network { .. } => {

@@ -20,8 +20,8 @@ use serde_json::Value;
 use smol_str::SmolStr;
 
 use crate::channel::{
-    async_trait, Button, Capabilities, Channel, ChannelTarget, InboundMessage, SendError, SendOptions, SentMessage,
-    WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Button, Capabilities, Channel, ChannelTarget, EventCounters, InboundMessage, SendError, SendOptions,
+    SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::webhook::WebhookSettings;
 use crate::config::{ProviderKind, Secret};
@@ -166,7 +166,7 @@ struct Inner {
     /// Replay claims of messages still in the inbound pipeline, by message id.
     open_claims: RefCell<VecDeque<(String, ReplayClaim)>>,
     buttons: buttons::BridgeButtons,
-    counters: [std::cell::Cell<u64>; 4],
+    counters: EventCounters<{ COUNTERS.len() }>,
 }
 
 /// A webhook or bridge channel. Cheap to clone (shared state).
@@ -223,22 +223,15 @@ impl WebhookProvider {
                 replay: RefCell::new(ReplayCache::new(REPLAY_GLOBAL_CAP, REPLAY_SCOPE_CAP)),
                 open_claims: RefCell::new(VecDeque::new()),
                 buttons: buttons::BridgeButtons::open(buttons_file.as_deref()),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
             }),
         })
-    }
-
-    fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
-        }
     }
 
     /// §7.2 steps 2–8 over a request already within the body cap.
     pub fn verify_and_map(&self, request: &WebhookRequest<'_>) -> Result<(InboundMessage, ReplayClaim), WebhookError> {
         let auth = |detail: &str| {
-            self.count("rejected");
+            self.inner.counters.count("rejected");
             WebhookError::new(WebhookErrorCode::Auth, detail)
         };
         let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
@@ -278,7 +271,7 @@ impl WebhookProvider {
             Err(detail) => {
                 // §15 R1: a mapping error is the relay's mistake (400); the signed request may be
                 // corrected and re-signed, and the exact replay stays refused.
-                self.count("rejected");
+                self.inner.counters.count("rejected");
                 Err(WebhookError::new(WebhookErrorCode::Payload, detail))
             }
         }
@@ -287,7 +280,7 @@ impl WebhookProvider {
     /// Verifies and maps one request, answering a press that needs no Cloud call itself.
     fn accept(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
         let (mut message, claim) = self.verify_and_map(request)?;
-        self.count("inbound");
+        self.inner.counters.count("inbound");
         if let buttons::Press::Notice(notice) = self.inner.buttons.press(&mut message) {
             // Sent after the answer: the relay's request does not wait for its own delivery URL.
             if let Some(interaction) = message.interaction {
@@ -362,14 +355,14 @@ impl WebhookProvider {
         let answer = match self.inner.outbound.deliver(Bytes::from(body), delivery_id).await {
             Ok(answer) => answer,
             Err(error) => {
-                self.count("failed");
+                self.inner.counters.count("failed");
                 if let DeliveryError::Policy(_) = error {
                     tracing::warn!(provider = %self.inner.id, error = %error, "webhook delivery refused by the URL policy");
                 }
                 return Err(error.into_send_error());
             }
         };
-        self.count("sent");
+        self.inner.counters.count("sent");
         let message_id = payload::clean(answer.get("messageId"), "Webhook delivery response.messageId", 512)
             .map_err(bad)?
             .unwrap_or_else(crate::util::ids::random_id);
@@ -416,7 +409,7 @@ impl Channel for WebhookProvider {
     /// that both signature headers are there.
     fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
         if headers.get(TIMESTAMP_HEADER).is_none() || headers.get(SIGNATURE_HEADER).is_none() {
-            self.count("rejected");
+            self.inner.counters.count("rejected");
             return Err(WebhookError::new(
                 WebhookErrorCode::Auth,
                 "Webhook timestamp signature is required for ingress",
@@ -562,7 +555,7 @@ impl Channel for WebhookProvider {
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }
 
