@@ -10,5 +10,6 @@ pub mod hex;
 pub mod ids;
 pub mod maps;
 pub mod percent;
+pub mod recent;
 #[cfg(test)]
 pub mod test_logs;

@@ -36,6 +36,7 @@ use crate::config::Secret;
 use crate::net::backoff::Backoff;
 use crate::net::https::HttpsClient;
 use crate::shutdown::DrainSignal;
+use crate::util::recent::Recent;
 use api::{SlackError, WebApi};
 use events::{Dispatch, PressOrigin};
 use signature::{ReplayCache, SignatureError};
@@ -67,11 +68,11 @@ struct Inner {
     bot_user_id: RefCell<Option<String>>,
     replays: RefCell<ReplayCache>,
     /// `(message id, replay key)` of requests whose messages are being processed, oldest first.
-    open_requests: RefCell<VecDeque<(String, String)>>,
+    open_requests: RefCell<Recent<String>>,
     /// Button messages already decided, as `(channel, ts)`, oldest first.
     settled: RefCell<VecDeque<(String, String)>>,
     /// Presses waiting for their outcome, by interaction id, oldest first.
-    presses: RefCell<VecDeque<(String, PressOrigin)>>,
+    presses: RefCell<Recent<PressOrigin>>,
     /// Paces streamed edits to one per second per message.
     edits: Rc<EditPacer>,
     /// Set at start: a token refused mid-run stops sends through it.
@@ -131,9 +132,9 @@ impl SlackProvider {
                 },
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
-                open_requests: RefCell::new(VecDeque::new()),
+                open_requests: RefCell::new(Recent::new(OPEN_REQUESTS)),
                 settled: RefCell::new(VecDeque::new()),
-                presses: RefCell::new(VecDeque::new()),
+                presses: RefCell::new(Recent::new(PRESS_ORIGINS)),
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
                 counters: EventCounters::new(COUNTERS),
@@ -202,20 +203,12 @@ impl SlackProvider {
                     }
                     (Some(interaction), Some(origin)) => {
                         self.inner.counters.count("interaction");
-                        let mut presses = self.inner.presses.borrow_mut();
-                        presses.push_back((interaction.id.clone(), origin));
-                        while presses.len() > PRESS_ORIGINS {
-                            presses.pop_front();
-                        }
+                        self.inner.presses.borrow_mut().remember(interaction.id.clone(), origin);
                     }
                     (Some(_), None) => self.inner.counters.count("interaction"),
                     (None, _) => self.inner.counters.count("event"),
                 }
-                let mut open = self.inner.open_requests.borrow_mut();
-                open.push_back((message.id.clone(), key));
-                while open.len() > OPEN_REQUESTS {
-                    open.pop_front();
-                }
+                self.inner.open_requests.borrow_mut().remember(message.id.clone(), key);
                 WebhookReply::Messages(vec![*message])
             }
         })
@@ -384,11 +377,7 @@ impl Channel for SlackProvider {
     /// Slack's acknowledgement of a press is the HTTP answer; what is left is to show the outcome
     /// on the message in place of its buttons, so they cannot be pressed twice.
     async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
-        let origin = {
-            let mut presses = self.inner.presses.borrow_mut();
-            let index = presses.iter().position(|(id, _)| id == interaction_id);
-            index.and_then(|i| presses.remove(i)).map(|(_, origin)| origin)
-        };
+        let origin = self.inner.presses.borrow_mut().take(interaction_id);
         let Some(origin) = origin else { return Ok(()) };
         let outcome = if text.trim().is_empty() { "Done" } else { text };
         {
@@ -405,13 +394,9 @@ impl Channel for SlackProvider {
     /// A message whose processing failed gives its request's replay key back: the gateway
     /// answered it 5xx, and Slack (or an operator) may resend the identical signed request.
     async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
-        let mut open = self.inner.open_requests.borrow_mut();
-        if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
-            if let Some((_, key)) = open.remove(position) {
-                if !succeeded {
-                    self.inner.replays.borrow_mut().forget(&key);
-                }
-            }
+        let key = self.inner.open_requests.borrow_mut().take(&message.id);
+        if let Some(key) = key.filter(|_| !succeeded) {
+            self.inner.replays.borrow_mut().forget(&key);
         }
     }
 

@@ -11,7 +11,6 @@ pub mod payload;
 pub mod signature;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -26,6 +25,7 @@ use crate::channel::{
 use crate::config::providers::webhook::WebhookSettings;
 use crate::config::{ProviderKind, Secret};
 use crate::net::url_policy::Resolver;
+use crate::util::recent::Recent;
 use delivery::{DeliveryError, Outbound};
 use signature::{ReplayCache, ReplayClaim, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -164,7 +164,7 @@ struct Inner {
     outbound: Outbound,
     replay: RefCell<ReplayCache>,
     /// Replay claims of messages still in the inbound pipeline, by message id.
-    open_claims: RefCell<VecDeque<(String, ReplayClaim)>>,
+    open_claims: RefCell<Recent<ReplayClaim>>,
     buttons: buttons::BridgeButtons,
     counters: EventCounters<{ COUNTERS.len() }>,
 }
@@ -221,7 +221,7 @@ impl WebhookProvider {
                 capabilities: capabilities(settings.kind, settings.max_attachment_bytes),
                 outbound,
                 replay: RefCell::new(ReplayCache::new(REPLAY_GLOBAL_CAP, REPLAY_SCOPE_CAP)),
-                open_claims: RefCell::new(VecDeque::new()),
+                open_claims: RefCell::new(Recent::new(OPEN_CLAIMS)),
                 buttons: buttons::BridgeButtons::open(buttons_file.as_deref()),
                 counters: EventCounters::new(COUNTERS),
             }),
@@ -293,11 +293,7 @@ impl WebhookProvider {
             }
             return Ok(WebhookReply::Ignored);
         }
-        let mut open = self.inner.open_claims.borrow_mut();
-        open.push_back((message.id.clone(), claim));
-        if open.len() > OPEN_CLAIMS {
-            open.pop_front();
-        }
+        self.inner.open_claims.borrow_mut().remember(message.id.clone(), claim);
         Ok(WebhookReply::Messages(vec![message]))
     }
 
@@ -541,16 +537,12 @@ impl Channel for WebhookProvider {
         Ok(())
     }
 
-    /// A message whose processing failed gives up its replay claim (§2.8), so the relay can
-    /// retry the very same signed request inside the window.
+    /// A message whose processing failed gives up its replay claim, so the relay can retry the
+    /// very same signed request inside the window.
     async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
-        let mut open = self.inner.open_claims.borrow_mut();
-        if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
-            if let Some((_, claim)) = open.remove(position) {
-                if !succeeded {
-                    self.inner.replay.borrow_mut().release(&claim);
-                }
-            }
+        let claim = self.inner.open_claims.borrow_mut().take(&message.id);
+        if let Some(claim) = claim.filter(|_| !succeeded) {
+            self.inner.replay.borrow_mut().release(&claim);
         }
     }
 
