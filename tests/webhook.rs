@@ -15,10 +15,11 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use open_cowork_gateway::app::{self, Running};
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
-use open_cowork_gateway::net::url_policy::{ResolveError, ResolveFuture, Resolver};
+use open_cowork_gateway::net::url_policy::{ResolveError, Resolver};
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::webhook_receiver::{self, signature, Answer, Receiver, SharedReceiver, SECRET};
@@ -32,17 +33,16 @@ struct ScriptedResolver {
     lookups: RefCell<Vec<String>>,
 }
 
+#[async_trait(?Send)]
 impl Resolver for ScriptedResolver {
-    fn resolve<'a>(&'a self, host: &'a str, _port: u16) -> ResolveFuture<'a> {
+    async fn resolve(&self, host: &str, _port: u16) -> Result<Vec<IpAddr>, ResolveError> {
         self.lookups.borrow_mut().push(host.to_owned());
         let answer = self.answers.borrow_mut().pop_front().unwrap_or_else(|| self.fallback.clone());
-        Box::pin(async move {
-            if answer.is_empty() {
-                Err(ResolveError::NotFound)
-            } else {
-                Ok(answer)
-            }
-        })
+        if answer.is_empty() {
+            Err(ResolveError::NotFound)
+        } else {
+            Ok(answer)
+        }
     }
 }
 

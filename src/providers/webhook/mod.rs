@@ -554,13 +554,15 @@ impl Channel for WebhookProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::url_policy::{check_delivery_url, ResolveFuture, UrlPolicy};
+    use crate::net::url_policy::{check_delivery_url, ResolveError, UrlPolicy};
+    use std::net::IpAddr;
 
     /// A resolver for validation tests: these operations must fail before any lookup.
     struct NoLookups;
 
+    #[async_trait(?Send)]
     impl Resolver for NoLookups {
-        fn resolve<'a>(&'a self, host: &'a str, _: u16) -> ResolveFuture<'a> {
+        async fn resolve(&self, host: &str, _: u16) -> Result<Vec<IpAddr>, ResolveError> {
             panic!("no lookup expected, got {host}")
         }
     }
@@ -629,9 +631,10 @@ mod tests {
     /// A resolver that never answers: the attempt's timeout covers DNS, and no request is made.
     struct Silent;
 
+    #[async_trait(?Send)]
     impl Resolver for Silent {
-        fn resolve<'a>(&'a self, _: &'a str, _: u16) -> ResolveFuture<'a> {
-            Box::pin(std::future::pending())
+        async fn resolve(&self, _: &str, _: u16) -> Result<Vec<IpAddr>, ResolveError> {
+            std::future::pending().await
         }
     }
 
