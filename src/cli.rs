@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::config::LogLevel;
 use crate::logging::LogFormat;
+use crate::util::args::{Word, Words};
 
 pub const USAGE: &str = "\
 open-cowork-gateway: the Open Cowork Cloud Channel Gateway
@@ -112,12 +113,6 @@ where
         log_level: None,
         log_format: LogFormat::Auto,
     };
-    let mut command: Option<Command> = None;
-    let mut print = false;
-    let mut dev_host: Option<String> = None;
-    let mut dev_port: Option<u16> = None;
-    let mut pending_identities = false;
-    let mut max_sse: Option<usize> = None;
     let mut args = args.into_iter().map(Into::into).peekable();
     if args.peek().is_some_and(|first| first == "setup") {
         args.next();
@@ -129,121 +124,133 @@ where
         cli.command = Command::Probe(parse_probe(args)?);
         return Ok(cli);
     }
-    while let Some(arg) = args.next() {
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, UsageError> {
-            let v = inline_value
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| UsageError(format!("{name} requires a value.")))?;
-            if v.is_empty() || (inline_value.is_none() && v.starts_with("--")) {
-                return Err(UsageError(format!("{name} requires a value.")));
-            }
-            Ok(v)
-        };
-        match flag.as_str() {
-            "--config" => cli.config_file = Some(PathBuf::from(value("--config")?)),
-            "--env-file" => cli.env_file = Some(PathBuf::from(value("--env-file")?)),
-            "--log-level" => {
-                let text = value("--log-level")?;
-                cli.log_level = Some(LogLevel::parse(&text).ok_or_else(|| {
-                    UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?})."))
-                })?);
-            }
-            "--log-format" => {
-                let text = value("--log-format")?;
-                cli.log_format = LogFormat::parse(&text).ok_or_else(|| {
-                    UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?})."))
-                })?;
-            }
-            "--host" => dev_host = Some(value("--host")?),
-            "--port" => {
-                let text = value("--port")?;
-                dev_port = Some(text.parse().map_err(|_| {
+    let mut words = Words::new(args);
+    let mut flags = CommandFlags::default();
+    while let Some(word) = words.next_word() {
+        parse_word(&mut cli, &mut flags, &word, &mut words)?;
+    }
+    cli.command = flags.into_command()?;
+    Ok(cli)
+}
+
+/// What the words set besides [`Cli`]'s own fields: the command and the flags only some
+/// commands take, settled by [`CommandFlags::into_command`] once every word is read.
+#[derive(Default)]
+struct CommandFlags {
+    command: Option<Command>,
+    print: bool,
+    dev_host: Option<String>,
+    dev_port: Option<u16>,
+    pending_identities: bool,
+    max_sse: Option<usize>,
+}
+
+/// Applies one word of the run-family command line.
+fn parse_word<I: Iterator<Item = String>>(
+    cli: &mut Cli,
+    flags: &mut CommandFlags,
+    word: &Word,
+    words: &mut Words<I>,
+) -> Result<(), UsageError> {
+    let flag = word.flag.as_str();
+    let mut value = || words.value(word).ok_or_else(|| UsageError(format!("{flag} requires a value.")));
+    let switch = word.inline.is_none();
+    match flag {
+        "--config" => cli.config_file = Some(PathBuf::from(value()?)),
+        "--env-file" => cli.env_file = Some(PathBuf::from(value()?)),
+        "--log-level" => {
+            let text = value()?;
+            cli.log_level = Some(LogLevel::parse(&text).ok_or_else(|| {
+                UsageError(format!("--log-level must be one of debug, info, warn, error, silent (got {text:?})."))
+            })?);
+        }
+        "--log-format" => {
+            let text = value()?;
+            cli.log_format = LogFormat::parse(&text).ok_or_else(|| {
+                UsageError(format!("--log-format must be one of auto, journald, stderr (got {text:?})."))
+            })?;
+        }
+        "--host" => flags.dev_host = Some(value()?),
+        "--port" => {
+            let text = value()?;
+            flags.dev_port =
+                Some(text.parse().map_err(|_| {
                     UsageError(format!("--port must be a port number from 0 to 65535 (got {text:?})."))
                 })?);
-            }
-            "--pending-identities" if inline_value.is_none() => pending_identities = true,
-            "--max-sse-per-org" => {
-                let text = value("--max-sse-per-org")?;
-                max_sse = Some(text.parse().ok().filter(|n: &usize| *n >= 1).ok_or_else(|| {
-                    UsageError(format!("--max-sse-per-org must be a whole number of at least 1 (got {text:?})."))
-                })?);
-            }
-            "--allow-insecure-env-file" if inline_value.is_none() => cli.allow_insecure_env_file = true,
-            "--print" if inline_value.is_none() => print = true,
-            "-h" | "--help" => command = Some(Command::Help),
-            "-V" | "--version" => command = Some(Command::Version),
-            word if !word.starts_with('-') && command.is_none() => {
-                command = Some(match word {
-                    "run" => Command::Run,
-                    "check-config" => Command::CheckConfig { print: false },
-                    "doctor" => Command::Doctor,
-                    "demo" => Command::Demo,
-                    "dev-cloud" => Command::DevCloud {
-                        host: String::new(),
-                        port: 0,
-                        pending_identities: false,
-                        max_sse_per_org: 0,
-                    },
-                    "version" => Command::Version,
-                    "help" => Command::Help,
-                    other => {
-                        return Err(UsageError(format!(
-                            "Unknown command {other:?}. Commands: run, demo, setup, check-config, doctor, dev-cloud, probe, version, help."
-                        )))
-                    }
-                });
-            }
-            word if !word.starts_with('-') => return Err(UsageError(format!("Unexpected argument {word:?}."))),
-            _ => return Err(UsageError(format!("Unknown option {flag}. See --help."))),
         }
+        "--pending-identities" if switch => flags.pending_identities = true,
+        "--max-sse-per-org" => {
+            let text = value()?;
+            flags.max_sse = Some(text.parse().ok().filter(|n: &usize| *n >= 1).ok_or_else(|| {
+                UsageError(format!("--max-sse-per-org must be a whole number of at least 1 (got {text:?})."))
+            })?);
+        }
+        "--allow-insecure-env-file" if switch => cli.allow_insecure_env_file = true,
+        "--print" if switch => flags.print = true,
+        "-h" | "--help" => flags.command = Some(Command::Help),
+        "-V" | "--version" => flags.command = Some(Command::Version),
+        word if !word.starts_with('-') && flags.command.is_none() => flags.command = Some(command_named(word)?),
+        word if !word.starts_with('-') => return Err(UsageError(format!("Unexpected argument {word:?}."))),
+        _ => return Err(UsageError(format!("Unknown option {flag}. See --help."))),
     }
-    let dev_flags = dev_host.is_some() || dev_port.is_some() || pending_identities || max_sse.is_some();
-    cli.command = match command.unwrap_or(Command::Run) {
-        Command::CheckConfig { .. } if !dev_flags => Command::CheckConfig { print },
-        Command::DevCloud { .. } if !print => Command::DevCloud {
-            host: dev_host.unwrap_or_else(|| "127.0.0.1".into()),
-            port: dev_port.unwrap_or(8787),
-            pending_identities,
-            max_sse_per_org: max_sse.unwrap_or(200),
-        },
-        _ if print => return Err(UsageError("--print only applies to check-config.".into())),
-        _ if dev_flags => {
-            return Err(UsageError(
-                "--host, --port, --pending-identities and --max-sse-per-org only apply to dev-cloud.".into(),
-            ))
+    Ok(())
+}
+
+/// The command a word names (its flags are filled in by [`CommandFlags::into_command`]).
+fn command_named(word: &str) -> Result<Command, UsageError> {
+    Ok(match word {
+        "run" => Command::Run,
+        "check-config" => Command::CheckConfig { print: false },
+        "doctor" => Command::Doctor,
+        "demo" => Command::Demo,
+        "dev-cloud" => Command::DevCloud { host: String::new(), port: 0, pending_identities: false, max_sse_per_org: 0 },
+        "version" => Command::Version,
+        "help" => Command::Help,
+        other => {
+            return Err(UsageError(format!(
+                "Unknown command {other:?}. Commands: run, demo, setup, check-config, doctor, dev-cloud, probe, version, help."
+            )))
         }
-        other => other,
-    };
-    Ok(cli)
+    })
+}
+
+impl CommandFlags {
+    /// The command with its flags; a flag given to a command that does not take it is an error.
+    fn into_command(self) -> Result<Command, UsageError> {
+        let dev_flags =
+            self.dev_host.is_some() || self.dev_port.is_some() || self.pending_identities || self.max_sse.is_some();
+        Ok(match self.command.unwrap_or(Command::Run) {
+            Command::CheckConfig { .. } if !dev_flags => Command::CheckConfig { print: self.print },
+            Command::DevCloud { .. } if !self.print => Command::DevCloud {
+                host: self.dev_host.unwrap_or_else(|| "127.0.0.1".into()),
+                port: self.dev_port.unwrap_or(8787),
+                pending_identities: self.pending_identities,
+                max_sse_per_org: self.max_sse.unwrap_or(200),
+            },
+            _ if self.print => return Err(UsageError("--print only applies to check-config.".into())),
+            _ if dev_flags => {
+                return Err(UsageError(
+                    "--host, --port, --pending-identities and --max-sse-per-org only apply to dev-cloud.".into(),
+                ))
+            }
+            other => other,
+        })
+    }
 }
 
 /// `probe`'s own flags. It has its own small grammar (like `setup`): a health check line in a
 /// Containerfile or a Compose file takes nothing from the run flags.
 fn parse_probe(args: impl Iterator<Item = String>) -> Result<Probe, UsageError> {
     let mut probe = Probe { url: None, ready: false, timeout_ms: PROBE_DEFAULT_TIMEOUT_MS };
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, UsageError> {
-            inline_value
-                .clone()
-                .or_else(|| args.next())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| UsageError(format!("{name} requires a value.")))
-        };
-        match flag.as_str() {
-            "--url" => probe.url = Some(value("--url")?),
-            "--ready" if inline_value.is_none() => probe.ready = true,
+    let mut words = Words::new(args);
+    while let Some(word) = words.next_word() {
+        let flag = word.flag.as_str();
+        let mut value = || words.value(&word).ok_or_else(|| UsageError(format!("{flag} requires a value.")));
+        match flag {
+            "--url" => probe.url = Some(value()?),
+            "--ready" if word.inline.is_none() => probe.ready = true,
             "--timeout-ms" => {
-                let text = value("--timeout-ms")?;
+                let text = value()?;
                 probe.timeout_ms = text.parse().ok().filter(|ms| (1..=60_000).contains(ms)).ok_or_else(|| {
                     UsageError(format!("--timeout-ms must be a number from 1 to 60000 (got {text:?})."))
                 })?;

@@ -6,10 +6,14 @@
 //! platform has; every optional method answers "unsupported" by default, so a small channel (the
 //! command-line channel) is a few dozen lines and a rich one overrides edits, buttons and files.
 //!
-//! Dispatch is dynamic (`dyn Channel`, boxed futures): measured against the enum this replaced,
-//! the release binary grew by less than the noise of one added provider (see the README's size
-//! table), and it lets a kind be added without touching any core file.
+//! Dispatch is dynamic (`dyn Channel`): the methods are `async fn`s that `#[async_trait(?Send)]`
+//! turns into boxed, thread-local futures, so an implementation writes plain `async fn`s with no
+//! boxing of its own (the attribute is re-exported here: `#[async_trait(?Send)] impl Channel for
+//! …`, with `crate::channel::async_trait` in scope). Measured against the enum this replaced, the release binary grew by less than
+//! the noise of one added provider (see the README's size table), and it lets a kind be added
+//! without touching any core file.
 
+pub mod counters;
 pub mod health;
 pub mod ingress;
 pub mod pacing;
@@ -17,9 +21,8 @@ pub mod registry;
 pub mod types;
 pub mod webhook;
 
-use std::future::Future;
-use std::pin::Pin;
-
+pub use async_trait::async_trait;
+pub use counters::EventCounters;
 pub use health::{ChannelHealth, HealthReporter};
 pub use ingress::{InboundFailure, Ingress};
 pub use registry::{ChannelRegistry, Registration};
@@ -27,9 +30,6 @@ pub use types::*;
 pub use webhook::{WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest};
 
 use crate::shutdown::DrainSignal;
-
-/// A future borrowed from a channel, run on the gateway's single thread.
-pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// One line of `open-cowork-gateway doctor`: what was checked, whether it passed, and what was
 /// found (on a pass) or what to do about it (on a failure). Never holds a secret.
@@ -61,7 +61,9 @@ pub struct ChannelContext {
 }
 
 /// One chat platform. Implementations own their wire client, their background work and their
-/// rendering quirks; the core calls them only through this trait.
+/// rendering quirks; the core calls them only through this trait. Its futures are not `Send`: the
+/// gateway runs on one thread, and channels keep their state in `Rc`/`RefCell`.
+#[async_trait(?Send)]
 pub trait Channel {
     /// The configured provider id (`providers[].id`).
     fn id(&self) -> &str;
@@ -87,16 +89,12 @@ pub trait Channel {
     }
 
     /// Verifies a webhook over its raw body and maps it. Default: this channel has no webhook.
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
         let _ = request;
-        let error = WebhookError::new(
+        Err(WebhookError::new(
             WebhookErrorCode::NotFound,
             format!("Gateway provider {} does not expose a webhook endpoint.", self.id()),
-        );
-        Box::pin(std::future::ready(Err(error)))
+        ))
     }
 
     /// How long a webhook's answer may wait for the Cloud claim of its messages. A platform that
@@ -109,43 +107,33 @@ pub trait Channel {
     }
 
     /// Sends text (the channel chunks to its own limits where the renderer did not).
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>>;
+    async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError>;
 
     /// Replaces the text of a message this channel sent. Default: unsupported.
-    fn edit_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        message_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
+    async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         let _ = (target, message_id, text);
         unsupported(self.id(), "message editing")
     }
 
     /// Sends text with rows of buttons. Default: unsupported (the renderer checks capabilities
     /// first and falls back to text commands).
-    fn send_buttons<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        buttons: &'a [Vec<Button>],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+    async fn send_buttons(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        buttons: &[Vec<Button>],
+    ) -> Result<SentMessage, SendError> {
         let _ = (target, text, buttons);
         unsupported(self.id(), "inline buttons")
     }
 
     /// Sends a file within `capabilities().max_file_bytes`. Default: unsupported.
-    fn send_file<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        filename: &'a str,
-        data: &'a [u8],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+    async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
         let _ = (target, filename, data);
         unsupported(self.id(), "files")
     }
@@ -153,21 +141,16 @@ pub trait Channel {
     /// Acknowledges a button press on the platform (some platforms require an answer to every
     /// press, or the button keeps spinning). Default:
     /// nothing to acknowledge.
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         let _ = (interaction_id, text);
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 
     /// Called once the inbound pipeline is done with one of this channel's messages, whether it
     /// `succeeded` or not (a button press is always answered; a failed webhook update is
     /// forgotten so the platform's retry gets through de-duplication).
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
         let _ = (message, succeeded);
-        Box::pin(std::future::ready(()))
     }
 
     /// The channel's own event counters, exported as
@@ -177,7 +160,6 @@ pub trait Channel {
     }
 }
 
-fn unsupported<T: 'static>(id: &str, what: &str) -> LocalFuture<'static, Result<T, SendError>> {
-    let error = SendError::permanent(format!("Gateway provider {id} does not support {what}."));
-    Box::pin(std::future::ready(Err(error)))
+fn unsupported<T>(id: &str, what: &str) -> Result<T, SendError> {
+    Err(SendError::permanent(format!("Gateway provider {id} does not support {what}.")))
 }

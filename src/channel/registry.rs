@@ -285,13 +285,14 @@ impl ChannelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::{Capabilities, LocalFuture, SendError, SendOptions, SentMessage};
+    use crate::channel::{async_trait, Capabilities, SendError, SendOptions, SentMessage};
 
     struct Quiet {
         id: SmolStr,
         capabilities: Capabilities,
     }
 
+    #[async_trait(?Send)]
     impl Channel for Quiet {
         fn id(&self) -> &str {
             &self.id
@@ -299,13 +300,13 @@ mod tests {
         fn capabilities(&self) -> &Capabilities {
             &self.capabilities
         }
-        fn send_text<'a>(
-            &'a self,
-            _: &'a crate::channel::ChannelTarget,
-            _: &'a str,
-            _: &'a SendOptions,
-        ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-            Box::pin(std::future::ready(Err(SendError::permanent("quiet"))))
+        async fn send_text(
+            &self,
+            _: &crate::channel::ChannelTarget,
+            _: &str,
+            _: &SendOptions,
+        ) -> Result<SentMessage, SendError> {
+            Err(SendError::permanent("quiet"))
         }
     }
 

@@ -18,8 +18,7 @@ pub const MAX_RECORDS: usize = 100_000;
 /// First 32 hex characters of SHA-256 over the parts joined by NUL.
 pub fn hashed_id(prefix: &str, parts: &[&str]) -> String {
     let hash = digest(&SHA256, parts.join("\0").as_bytes());
-    let hex: String = hash.as_ref().iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    format!("{prefix}{}", crate::util::hex::encode(&hash.as_ref()[..16]))
 }
 
 /// `n` random bytes as unpadded base64url.

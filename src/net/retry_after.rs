@@ -22,6 +22,12 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<Duration> {
     Some(Duration::from_millis(at.saturating_sub(now_ms)).min(MAX_HINT))
 }
 
+/// The hint of a response's `Retry-After` header, if it has a usable one.
+pub fn from_headers(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, crate::time::now_ms())
+}
+
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the only form servers send today) as
 /// milliseconds since the epoch. Also reads a response's `Date` header.
 pub fn parse_http_date(value: &str) -> Option<u64> {
@@ -56,5 +62,15 @@ mod tests {
         assert_eq!(parse_retry_after("S 8 Feb 202600000000000000 12:00:07 GMT", now), None);
         assert_eq!(parse_http_date("Sat, 28 Feb 2026 12:00:00 GMT"), Some(now));
         assert_eq!(parse_http_date("Sat, 28 Feb 2026 12:00:00 UTC"), None);
+    }
+
+    #[test]
+    fn the_header_of_a_response() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(from_headers(&headers), None);
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("3"));
+        assert_eq!(from_headers(&headers), Some(Duration::from_secs(3)));
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("later"));
+        assert_eq!(from_headers(&headers), None);
     }
 }

@@ -14,13 +14,12 @@
 //! gaps upstream's text matching left open (IPv4-compatible IPv6, 6to4, Teredo, site-local, the
 //! 6to4 relay range) and its false match of `2001:db80::` as documentation.
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
@@ -28,9 +27,6 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-
-/// A boxed future run on the gateway's single thread.
-pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, ResolveError>> + 'a>>;
 
 /// Why a name did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,32 +39,33 @@ pub enum ResolveError {
 
 /// Resolves a host name to all its addresses, in the resolver's order. Injected so tests never
 /// leave loopback and can script answers (a rebinding name, a mixed public/private answer).
+/// Its futures run on the gateway's single thread, so they need not be `Send`.
+#[async_trait(?Send)]
 pub trait Resolver {
-    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> ResolveFuture<'a>;
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, ResolveError>;
 }
 
 /// The system resolver (`getaddrinfo` through tokio's `lookup_host`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemResolver;
 
+#[async_trait(?Send)]
 impl Resolver for SystemResolver {
-    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> ResolveFuture<'a> {
-        Box::pin(async move {
-            match tokio::net::lookup_host((host, port)).await {
-                Ok(addresses) => Ok(addresses.map(|a| a.ip()).collect()),
-                Err(error) => {
-                    // getaddrinfo's EAI_AGAIN reads "Temporary failure in name resolution"; a
-                    // missing name is final.
-                    let text = error.to_string();
-                    let lower = text.to_ascii_lowercase();
-                    if lower.contains("temporary") || lower.contains("try again") || lower.contains("servfail") {
-                        Err(ResolveError::Temporary(text))
-                    } else {
-                        Err(ResolveError::NotFound)
-                    }
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, ResolveError> {
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(addresses) => Ok(addresses.map(|a| a.ip()).collect()),
+            Err(error) => {
+                // getaddrinfo's EAI_AGAIN reads "Temporary failure in name resolution"; a
+                // missing name is final.
+                let text = error.to_string();
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("temporary") || lower.contains("try again") || lower.contains("servfail") {
+                    Err(ResolveError::Temporary(text))
+                } else {
+                    Err(ResolveError::NotFound)
                 }
             }
-        })
+        }
     }
 }
 
@@ -652,10 +649,10 @@ mod tests {
 
     struct Answers(Result<Vec<IpAddr>, ResolveError>);
 
+    #[async_trait(?Send)]
     impl Resolver for Answers {
-        fn resolve<'a>(&'a self, _: &'a str, _: u16) -> ResolveFuture<'a> {
-            let answer = self.0.clone();
-            Box::pin(async move { answer })
+        async fn resolve(&self, _: &str, _: u16) -> Result<Vec<IpAddr>, ResolveError> {
+            self.0.clone()
         }
     }
 

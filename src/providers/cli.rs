@@ -71,8 +71,36 @@ impl CliProvider {
             reader: RefCell::new(None),
         }
     }
+}
 
-    fn send_text_now(
+#[async_trait(?Send)]
+impl Channel for CliProvider {
+    fn id(&self) -> &str {
+        &self.output.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    fn start(&self, context: ChannelContext) {
+        if let Some(ended) = self.input_ended.clone() {
+            let output = Rc::clone(&self.output);
+            let reader = async move {
+                read_input(output, open_stdin(), context).await;
+                ended.set(true);
+            };
+            *self.reader.borrow_mut() = Some(tokio::task::spawn_local(reader));
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(reader) = self.reader.borrow_mut().take() {
+            reader.abort();
+        }
+    }
+
+    async fn send_text(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -112,7 +140,7 @@ impl CliProvider {
         })
     }
 
-    fn answer_interaction_now(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         let output = &self.output;
         match output.mode {
             CliOutputMode::Text => output.write_line(&format!("({text})")),
@@ -123,50 +151,6 @@ impl CliProvider {
                 output.write_line(&Value::Object(line).to_string())
             }
         }
-    }
-}
-
-impl Channel for CliProvider {
-    fn id(&self) -> &str {
-        &self.output.id
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    fn start(&self, context: ChannelContext) {
-        if let Some(ended) = self.input_ended.clone() {
-            let output = Rc::clone(&self.output);
-            let reader = async move {
-                read_input(output, open_stdin(), context).await;
-                ended.set(true);
-            };
-            *self.reader.borrow_mut() = Some(tokio::task::spawn_local(reader));
-        }
-    }
-
-    fn stop(&self) {
-        if let Some(reader) = self.reader.borrow_mut().take() {
-            reader.abort();
-        }
-    }
-
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(std::future::ready(self.send_text_now(target, text, options)))
-    }
-
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(std::future::ready(self.answer_interaction_now(interaction_id, text)))
     }
 }
 
@@ -490,8 +474,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn json_output_lines() {
+    #[tokio::test]
+    async fn json_output_lines() {
         #[derive(Clone, Default)]
         struct Shared(std::rc::Rc<RefCell<Vec<u8>>>);
         impl Write for Shared {
@@ -511,7 +495,7 @@ mod tests {
             chat_id: "local-cli".into(),
             ..ChannelTarget::default()
         };
-        cli.send_text_now(&target, "hi", &SendOptions { delivery_id: Some("d1".into()) }).unwrap();
+        cli.send_text(&target, "hi", &SendOptions { delivery_id: Some("d1".into()) }).await.unwrap();
         let line: Value = serde_json::from_slice(buffer.0.borrow().split(|b| *b == b'\n').next().unwrap()).unwrap();
         assert_eq!(
             (line["type"].as_str(), line["text"].as_str(), line["providerDeliveryId"].as_str()),
@@ -523,6 +507,6 @@ mod tests {
             chat_id: "c".into(),
             ..ChannelTarget::default()
         };
-        assert!(cli.send_text_now(&other, "x", &SendOptions::default()).is_err());
+        assert!(cli.send_text(&other, "x", &SendOptions::default()).await.is_err());
     }
 }

@@ -148,15 +148,45 @@ impl FakeProvider {
             provider_delivery_id: options.delivery_id.clone(),
         })
     }
+}
 
-    fn edit_text_now(&self, message_id: &str, text: &str) -> Result<(), SendError> {
+#[async_trait(?Send)]
+impl Channel for FakeProvider {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// Unauthenticated JSON (the configuration keeps the fake provider on loopback).
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        let message = inbound_from_webhook(request.payload, request.received_at_ms);
+        Ok(WebhookReply::Messages(vec![message]))
+    }
+
+    async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
+        let latency = self.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.send_text_now(target, text, options)
+    }
+
+    async fn edit_text(&self, _target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         self.take_failure()?;
         self.check_length(text)?;
         self.record(FakeRecord::Edit { message_id: message_id.to_owned(), text: text.to_owned() });
         Ok(())
     }
 
-    fn send_buttons_now(
+    async fn send_buttons(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -172,7 +202,7 @@ impl FakeProvider {
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 
-    fn send_file_now(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+    async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
         self.take_failure()?;
         if data.len() > self.inner.capabilities.max_file_bytes {
             return Err(SendError::permanent(format!(
@@ -185,81 +215,12 @@ impl FakeProvider {
         Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
     }
 
-    fn answer_interaction_now(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         if let Some(error) = self.inner.answer_failure.borrow_mut().take() {
             return Err(error);
         }
         self.record(FakeRecord::Answer { interaction_id: interaction_id.to_owned(), text: text.to_owned() });
         Ok(())
-    }
-}
-
-impl Channel for FakeProvider {
-    fn id(&self) -> &str {
-        &self.inner.id
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.inner.capabilities
-    }
-
-    /// Unauthenticated JSON (the configuration keeps the fake provider on loopback).
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        let message = inbound_from_webhook(request.payload, request.received_at_ms);
-        Box::pin(std::future::ready(Ok(WebhookReply::Messages(vec![message]))))
-    }
-
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(async move {
-            let latency = self.latency();
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            self.send_text_now(target, text, options)
-        })
-    }
-
-    fn edit_text<'a>(
-        &'a self,
-        _target: &'a ChannelTarget,
-        message_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(std::future::ready(self.edit_text_now(message_id, text)))
-    }
-
-    fn send_buttons<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        buttons: &'a [Vec<Button>],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(std::future::ready(self.send_buttons_now(target, text, buttons)))
-    }
-
-    fn send_file<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        filename: &'a str,
-        data: &'a [u8],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(std::future::ready(self.send_file_now(target, filename, data)))
-    }
-
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(std::future::ready(self.answer_interaction_now(interaction_id, text)))
     }
 }
 

@@ -42,10 +42,6 @@ pub struct ProviderFactory {
     /// Answers the webhook and bridge channels' per-attempt DNS lookups: the system resolver,
     /// or a scripted one in tests (which must never leave loopback).
     pub webhook_resolver: Rc<dyn crate::net::url_policy::Resolver>,
-    /// Retry and circuit knobs of webhook and bridge deliveries (tests shorten them); the
-    /// attempt timeout comes from [`BuildContext::webhook_delivery_timeout`].
-    #[cfg(any(feature = "webhook", feature = "bridges"))]
-    pub webhook_retry: webhook::delivery::RetryOptions,
 }
 
 /// What channels get from the gateway when they are built.
@@ -70,8 +66,6 @@ impl Default for ProviderFactory {
             cli_input_ended: Rc::default(),
             fakes: RefCell::new(HashMap::new()),
             webhook_resolver: Rc::new(crate::net::url_policy::SystemResolver),
-            #[cfg(any(feature = "webhook", feature = "bridges"))]
-            webhook_retry: webhook::delivery::RetryOptions::default(),
         }
     }
 }
@@ -110,15 +104,10 @@ impl ProviderFactory {
             ChannelSettings::Email(settings) => Ok(Rc::new(email::EmailProvider::new(config.id.clone(), settings)?)),
             #[cfg(any(feature = "webhook", feature = "bridges"))]
             ChannelSettings::Webhook(settings) => {
-                let mut options = self.webhook_retry.clone();
-                if !self.context.webhook_delivery_timeout.is_zero() {
-                    options.timeout = self.context.webhook_delivery_timeout;
-                }
                 let channel = webhook::WebhookProvider::new(
                     config.id.clone(),
                     settings,
                     Rc::clone(&self.webhook_resolver),
-                    options,
                     &self.context,
                 )?;
                 Ok(Rc::new(channel))

@@ -55,7 +55,9 @@ pub fn key_of(provider_id: &str, message: &InboundMessage) -> String {
     input.push(0);
     input.extend_from_slice(message.provider_event_id().as_bytes());
     let digest = ring::digest::digest(&ring::digest::SHA256, &input);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()[..KEY_DIGITS].to_owned()
+    let mut key = crate::util::hex::encode(digest.as_ref());
+    key.truncate(KEY_DIGITS);
+    key
 }
 
 /// Answered-but-unfinished webhook messages on disk.

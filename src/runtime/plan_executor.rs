@@ -171,7 +171,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::channel::{Capabilities, LocalFuture, SentMessage};
+    use crate::channel::{async_trait, Capabilities, SentMessage};
     use crate::render::{render_event, Remember, RenderContext, Show};
 
     /// A channel that records its calls; a send of `limit me` is refused with a rate limit.
@@ -180,6 +180,7 @@ mod tests {
         calls: RefCell<Vec<String>>,
     }
 
+    #[async_trait(?Send)]
     impl Channel for Recorder {
         fn id(&self) -> &str {
             "recorder"
@@ -189,12 +190,12 @@ mod tests {
             &self.capabilities
         }
 
-        fn send_text<'a>(
-            &'a self,
-            target: &'a ChannelTarget,
-            text: &'a str,
-            _: &'a SendOptions,
-        ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
+        async fn send_text(
+            &self,
+            target: &ChannelTarget,
+            text: &str,
+            _: &SendOptions,
+        ) -> Result<SentMessage, SendError> {
             let mut calls = self.calls.borrow_mut();
             calls.push(format!("send {text} thread={:?} reply_to={:?}", target.thread_id, target.message_id));
             let result = if text == "limit me" {
@@ -203,17 +204,12 @@ mod tests {
                 let message_id = format!("m{}", calls.len());
                 Ok(SentMessage { chat_id: target.chat_id.clone(), message_id, provider_delivery_id: None })
             };
-            Box::pin(std::future::ready(result))
+            result
         }
 
-        fn edit_text<'a>(
-            &'a self,
-            target: &'a ChannelTarget,
-            message_id: &'a str,
-            text: &'a str,
-        ) -> LocalFuture<'a, Result<(), SendError>> {
+        async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
             self.calls.borrow_mut().push(format!("edit {message_id} {text} reply_to={:?}", target.message_id));
-            Box::pin(std::future::ready(Ok(())))
+            Ok(())
         }
     }
 

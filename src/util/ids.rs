@@ -2,7 +2,7 @@
 
 /// A random id in UUID form (not cryptographic: message ids).
 pub fn random_id() -> String {
-    let hex: String = (0..16).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+    let hex = super::hex::encode(&fastrand::u128(..).to_le_bytes());
     format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
 }
 

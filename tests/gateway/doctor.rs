@@ -14,9 +14,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::rc::Rc;
 
+use async_trait::async_trait;
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
-use open_cowork_gateway::net::url_policy::{ResolveError, ResolveFuture, Resolver};
+use open_cowork_gateway::net::url_policy::{ResolveError, Resolver};
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::json;
 use smtp_sink::Sink;
@@ -28,10 +29,10 @@ const SMTP_PASSWORD: &str = "smtp-password-for-the-doctor-test";
 /// Answers every name with one address.
 struct FixedResolver(IpAddr);
 
+#[async_trait(?Send)]
 impl Resolver for FixedResolver {
-    fn resolve<'a>(&'a self, _host: &'a str, _port: u16) -> ResolveFuture<'a> {
-        let answer: Result<Vec<IpAddr>, ResolveError> = Ok(vec![self.0]);
-        Box::pin(std::future::ready(answer))
+    async fn resolve(&self, _host: &str, _port: u16) -> Result<Vec<IpAddr>, ResolveError> {
+        Ok(vec![self.0])
     }
 }
 

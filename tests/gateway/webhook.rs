@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::DevCloud;
-use open_cowork_gateway::net::url_policy::{ResolveError, ResolveFuture, Resolver};
-use open_cowork_gateway::providers::webhook::delivery::RetryOptions;
+use open_cowork_gateway::net::url_policy::{ResolveError, Resolver};
 use serde_json::{json, Value};
 use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
 use support::webhook_receiver::{self, signature, Answer, Receiver, SharedReceiver, SECRET};
@@ -30,17 +30,16 @@ struct ScriptedResolver {
     lookups: RefCell<Vec<String>>,
 }
 
+#[async_trait(?Send)]
 impl Resolver for ScriptedResolver {
-    fn resolve<'a>(&'a self, host: &'a str, _port: u16) -> ResolveFuture<'a> {
+    async fn resolve(&self, host: &str, _port: u16) -> Result<Vec<IpAddr>, ResolveError> {
         self.lookups.borrow_mut().push(host.to_owned());
         let answer = self.answers.borrow_mut().pop_front().unwrap_or_else(|| self.fallback.clone());
-        Box::pin(async move {
-            if answer.is_empty() {
-                Err(ResolveError::NotFound)
-            } else {
-                Ok(answer)
-            }
-        })
+        if answer.is_empty() {
+            Err(ResolveError::NotFound)
+        } else {
+            Ok(answer)
+        }
     }
 }
 
@@ -64,12 +63,7 @@ async fn world() -> World {
     world_on("127.0.0.1:0").await
 }
 
-async fn gateway(
-    world: &World,
-    extra: &[(&str, &str)],
-    resolver: Rc<ScriptedResolver>,
-    retry: RetryOptions,
-) -> Running {
+async fn gateway(world: &World, extra: &[(&str, &str)], resolver: Rc<ScriptedResolver>) -> Running {
     let url = format!("http://localhost:{}/relay?tenant=t1", world.receiver_port);
     let relay = [
         ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", url.as_str()),
@@ -78,7 +72,6 @@ async fn gateway(
     let settings = [&relay[..], extra].concat();
     let mut factory = quiet_factory();
     factory.webhook_resolver = resolver;
-    factory.webhook_retry = retry;
     start_gateway(&world.cloud_url, &world.token, "wh", &settings, factory).await
 }
 
@@ -127,13 +120,8 @@ fn message(id: Option<&str>, chat: &str, text: &str) -> String {
 fn ingress_checks_signature_window_replay_size_and_payload() {
     run(async {
         let world = world().await;
-        let running = gateway(
-            &world,
-            &[("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "2048")],
-            loopback_resolver(),
-            RetryOptions::default(),
-        )
-        .await;
+        let running =
+            gateway(&world, &[("OPEN_COWORK_GATEWAY_MAX_REQUEST_BODY_BYTES", "2048")], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
 
         let body = message(Some("evt-1"), "chat-a", "hello");
@@ -179,7 +167,7 @@ fn delivery_status(cloud: &DevCloud, id: &str) -> Value {
 fn deliveries_are_signed_chunked_by_the_dispatcher_and_posted_once_per_chunk() {
     run(async {
         let world = world().await;
-        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        let running = gateway(&world, &[], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         world.cloud.enqueue_delivery(
             "webhook",
@@ -227,13 +215,8 @@ fn deliveries_are_signed_chunked_by_the_dispatcher_and_posted_once_per_chunk() {
 fn rate_limits_server_errors_and_timeouts_are_retried_and_client_errors_dead_lettered() {
     run_paused(async {
         let world = world().await;
-        let running = gateway(
-            &world,
-            &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS", "1000")],
-            loopback_resolver(),
-            RetryOptions::default(),
-        )
-        .await;
+        let running =
+            gateway(&world, &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_TIMEOUT_MS", "1000")], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         let target = json!({"externalChatId": "c"});
 
@@ -251,14 +234,16 @@ fn rate_limits_server_errors_and_timeouts_are_retried_and_client_errors_dead_let
             assert!(first.signature_ok && second.signature_ok, "signed per attempt");
         }
 
+        // One attempt per send: a 503 and a timeout come back to the dispatcher, which acks the
+        // delivery `failed` for Cloud to serve again after its backoff.
         world.receiver.borrow_mut().script.push_back(Answer::status(503));
         world.cloud.enqueue_delivery("webhook", "flaky", target.clone(), json!({"text": "b"}));
-        eventually("sent after 503", || delivery_status(&world.cloud, "flaky") == "sent").await;
+        retried_then_sent(&world, "flaky").await;
         assert_eq!(world.receiver.borrow().requests.len(), 4);
 
         world.receiver.borrow_mut().script.push_back(Answer::status(200).delayed(Duration::from_secs(30)));
         world.cloud.enqueue_delivery("webhook", "slow", target.clone(), json!({"text": "c"}));
-        eventually("sent after a timeout", || delivery_status(&world.cloud, "slow") == "sent").await;
+        retried_then_sent(&world, "slow").await;
         assert_eq!(world.receiver.borrow().requests.len(), 6, "the timed-out attempt, then the retry");
 
         world.receiver.borrow_mut().script.push_back(Answer::status(404));
@@ -276,31 +261,43 @@ fn rate_limits_server_errors_and_timeouts_are_retried_and_client_errors_dead_let
     });
 }
 
+/// Acks of `id` so far, by status.
+fn acks(cloud: &DevCloud, id: &str) -> Vec<String> {
+    cloud.records.borrow().acks_of(id).map(|a| a.calls.iter().map(|c| c.status.clone()).collect()).unwrap_or_default()
+}
+
+/// Waits for `id` to be acked `failed` once, makes it due on the dev Cloud's clock (its backoff
+/// is wall-clock time there, which a paused test does not move), and waits for it to be sent.
+async fn retried_then_sent(world: &World, id: &str) {
+    eventually("acked failed", || acks(&world.cloud, id).first().is_some_and(|s| s == "failed")).await;
+    world.cloud.store.borrow().clock.advance(2_000);
+    eventually("sent on the retry", || delivery_status(&world.cloud, id) == "sent").await;
+}
+
+/// Relay failures feed the dispatcher's one circuit per channel (the relay has none of its own):
+/// five failed sends in a row open it, the channel shows degraded and leaves the delivery
+/// subscription, and it half-opens by itself 30 s later.
 #[test]
 fn the_circuit_opens_shows_as_degraded_and_half_opens_by_itself() {
     run_paused(async {
         let world = world().await;
-        let retry = RetryOptions {
-            attempts: 1,
-            circuit_threshold: 2,
-            circuit_cooldown: Duration::from_secs(5),
-            ..RetryOptions::default()
-        };
-        let running = gateway(&world, &[], loopback_resolver(), retry).await;
+        let running = gateway(&world, &[], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
-        for _ in 0..2 {
+        for _ in 0..5 {
             world.receiver.borrow_mut().script.push_back(Answer::status(500));
         }
-        world.cloud.enqueue_delivery("webhook", "f1", json!({"externalChatId": "c"}), json!({"text": "1"}));
-        eventually("f1 failed", || delivery_status(&world.cloud, "f1") == "failed").await;
-        world.cloud.enqueue_delivery("webhook", "f2", json!({"externalChatId": "c"}), json!({"text": "2"}));
-        eventually("f2 failed", || delivery_status(&world.cloud, "f2") == "failed").await;
+        for n in 0..5 {
+            let id = format!("f{n}");
+            world.cloud.enqueue_delivery("webhook", &id, json!({"externalChatId": "c"}), json!({"text": "1"}));
+        }
         let registration = running.registry.get("webhook").unwrap();
+        eventually("the circuit opens", || !registration.can_send()).await;
         let problem = registration.health().sending.unwrap_or_default();
-        assert!(problem.starts_with("Webhook delivery circuit is open for"), "{problem}");
-        assert!(!registration.can_send(), "the binding leaves the delivery subscription while open");
-        let requests = world.receiver.borrow().requests.len();
-        assert_eq!(requests, 2);
+        assert!(problem.starts_with("Delivery circuit open after 5 consecutive failed sends"), "{problem}");
+        assert_eq!(world.receiver.borrow().requests.len(), 5, "one request per failed send, no retry inside");
+        for n in 0..5 {
+            assert_eq!(acks(&world.cloud, &format!("f{n}")), ["failed"]);
+        }
         eventually("half-open by itself", || running.registry.get("webhook").unwrap().can_send()).await;
         world.cloud.enqueue_delivery("webhook", "after", json!({"externalChatId": "c"}), json!({"text": "3"}));
         eventually("sent after the cooldown", || delivery_status(&world.cloud, "after") == "sent").await;
@@ -309,14 +306,13 @@ fn the_circuit_opens_shows_as_degraded_and_half_opens_by_itself() {
     });
 }
 
-/// A relay that keeps answering 429 paces the gateway: neither its circuit nor the dispatcher's
+/// A relay that keeps answering 429 paces the gateway: the channel's circuit never
 /// opens, no attempt is used, and everything goes out once it lets up.
 #[test]
 fn a_relay_rate_limit_storm_paces_without_opening_the_circuit() {
     run_paused(async {
         let world = world().await;
-        let retry = RetryOptions { attempts: 1, circuit_threshold: 2, ..RetryOptions::default() };
-        let running = gateway(&world, &[], loopback_resolver(), retry).await;
+        let running = gateway(&world, &[], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         for _ in 0..8 {
             world.receiver.borrow_mut().script.push_back(Answer::status(429).header("retry-after", "1"));
@@ -355,7 +351,7 @@ fn connections_are_pinned_to_the_checked_answer_and_a_rebinding_is_refused() {
             vec!["93.184.216.34".parse().unwrap()],
             vec!["127.0.0.2".parse().unwrap(), "8.8.8.8".parse().unwrap()],
         ]);
-        let running = gateway(&world, &[], Rc::clone(&resolver), RetryOptions::default()).await;
+        let running = gateway(&world, &[], Rc::clone(&resolver)).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         world.cloud.enqueue_delivery("webhook", "pinned", json!({"externalChatId": "c"}), json!({"text": "1"}));
         eventually("sent", || delivery_status(&world.cloud, "pinned") == "sent").await;
@@ -381,13 +377,7 @@ fn private_answers_need_the_explicit_switch() {
         let resolver =
             Rc::new(ScriptedResolver { fallback: vec!["127.0.0.1".parse().unwrap()], ..ScriptedResolver::default() });
         let url = format!("https://relay.example.com:{}/in", world.receiver_port);
-        let strict = gateway(
-            &world,
-            &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url)],
-            Rc::clone(&resolver),
-            RetryOptions { attempts: 1, ..RetryOptions::default() },
-        )
-        .await;
+        let strict = gateway(&world, &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url)], Rc::clone(&resolver)).await;
         eventually("healthy", || strict.registry.get("webhook").unwrap().is_healthy()).await;
         world.cloud.enqueue_delivery("webhook", "private", json!({"externalChatId": "c"}), json!({"text": "1"}));
         eventually("dead", || delivery_status(&world.cloud, "private") == "dead").await;
@@ -404,7 +394,7 @@ fn private_answers_need_the_explicit_switch() {
 fn every_operation_has_its_envelope_and_fields() {
     run(async {
         let world = world().await;
-        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        let running = gateway(&world, &[], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         let channel = running.registry.get("webhook").unwrap().channel().unwrap();
         let target = open_cowork_gateway::channel::ChannelTarget {
@@ -493,7 +483,7 @@ async fn eventually(what: &str, condition: impl FnMut() -> bool) {
 fn relay_targets_carry_only_what_was_given_and_full_tokens_are_accepted() {
     run(async {
         let world = world().await;
-        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        let running = gateway(&world, &[], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         let channel = running.registry.get("webhook").unwrap().channel().unwrap();
         let target = open_cowork_gateway::channel::ChannelTarget {
@@ -531,7 +521,7 @@ fn received(world: &World) -> Vec<Value> {
 fn bridges_get_buttons_that_settle_after_a_decision() {
     run(async {
         let world = world().await;
-        let running = gateway(&world, &[], loopback_resolver(), RetryOptions::default()).await;
+        let running = gateway(&world, &[], loopback_resolver()).await;
         eventually("healthy", || running.registry.get("webhook").unwrap().is_healthy()).await;
         let body = message(Some("ask-1"), "chat-b", "please /approve-me");
         assert_eq!(post(&running, &body, &signed(now_seconds(), &body)).await, 202);
@@ -592,13 +582,8 @@ fn delivery_urls_trust_the_configured_ca_file_and_tls_failures_say_so() {
         let tls_port =
             webhook_receiver::start_tls(Rc::clone(&world.receiver), smtp_sink::test_tls_config()).await.port();
         let url = format!("https://localhost:{tls_port}/relay");
-        let untrusted = gateway(
-            &world,
-            &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url)],
-            loopback_resolver(),
-            RetryOptions::default(),
-        )
-        .await;
+        let untrusted =
+            gateway(&world, &[("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", &url)], loopback_resolver()).await;
         eventually("healthy", || untrusted.registry.get("webhook").unwrap().is_healthy()).await;
         world.cloud.enqueue_delivery("webhook", "untrusted", json!({"externalChatId": "c"}), json!({"text": "1"}));
         eventually("dead", || delivery_status(&world.cloud, "untrusted") == "dead").await;
@@ -621,7 +606,6 @@ fn delivery_urls_trust_the_configured_ca_file_and_tls_failures_say_so() {
                 ("OPEN_COWORK_GATEWAY_CA_FILE", ca.to_str().unwrap()),
             ],
             loopback_resolver(),
-            RetryOptions::default(),
         )
         .await;
         eventually("healthy", || trusted.registry.get("webhook").unwrap().is_healthy()).await;

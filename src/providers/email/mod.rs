@@ -12,15 +12,15 @@ pub mod inbound;
 pub mod outbound;
 mod threading;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use smol_str::SmolStr;
 
 use crate::channel::{
-    Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError, SendOptions,
-    SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Capabilities, Channel, ChannelContext, ChannelTarget, EventCounters, InboundMessage, SendError,
+    SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::email::EmailSettings;
 use crate::config::Secret;
@@ -89,7 +89,7 @@ struct Inner {
     replays: RefCell<ReplayCache>,
     /// The last inbound mail of each recent conversation, for threading replies.
     conversations: RefCell<threading::Conversations>,
-    counters: [Cell<u64>; COUNTERS.len()],
+    counters: EventCounters<{ COUNTERS.len() }>,
 }
 
 /// A configured mailbox. Cheap to clone (shared state).
@@ -132,16 +132,9 @@ impl EmailProvider {
                 capabilities,
                 replays: RefCell::new(ReplayCache::default()),
                 conversations: RefCell::new(threading::Conversations::default()),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
             }),
         })
-    }
-
-    fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
-        }
     }
 
     /// Maps, then remembers the message id (a duplicate is accepted, not claimed).
@@ -150,10 +143,10 @@ impl EmailProvider {
             .map_err(|detail| WebhookError::new(WebhookErrorCode::Payload, detail))?;
         let Some(message) = mapped else { return Ok(WebhookReply::Ignored) };
         if !self.inner.replays.borrow_mut().remember(&message.id, request.received_at_ms) {
-            self.count("duplicate");
+            self.inner.counters.count("duplicate");
             return Ok(WebhookReply::Ignored);
         }
-        self.count("mail");
+        self.inner.counters.count("mail");
         if let Some(thread) = &message.target.thread_id {
             self.inner.conversations.borrow_mut().remember(
                 &message.target.chat_id,
@@ -164,33 +157,9 @@ impl EmailProvider {
         }
         Ok(WebhookReply::Messages(vec![message]))
     }
-
-    pub async fn send_text(
-        &self,
-        target: &ChannelTarget,
-        text: &str,
-        options: &SendOptions,
-    ) -> Result<SentMessage, SendError> {
-        let thread = target.thread_id.as_deref().filter(|t| *t != target.chat_id);
-        let headers = self.inner.conversations.borrow().reply_headers(&target.chat_id, thread, &self.inner.subject);
-        let reply = self.inner.smtp.reply(&target.chat_id, &headers, text)?;
-        match self.inner.smtp.send(&reply).await {
-            Ok(()) => {
-                self.count("sent");
-                Ok(SentMessage {
-                    chat_id: target.chat_id.clone(),
-                    message_id: reply.message_id,
-                    provider_delivery_id: options.delivery_id.clone(),
-                })
-            }
-            Err(error) => {
-                self.count("send_failed");
-                Err(error)
-            }
-        }
-    }
 }
 
+#[async_trait(?Send)]
 impl Channel for EmailProvider {
     fn id(&self) -> &str {
         &self.inner.id
@@ -214,36 +183,48 @@ impl Channel for EmailProvider {
         if crate::util::ct::constant_time_equal(presented, self.inner.inbound_secret.expose()) {
             return Ok(());
         }
-        self.count("secret_rejected");
+        self.inner.counters.count("secret_rejected");
         Err(WebhookError::new(WebhookErrorCode::Auth, "Email webhook shared secret verification failed."))
     }
 
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(std::future::ready(self.map(&request)))
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        self.map(&request)
     }
 
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(EmailProvider::send_text(self, target, text, options))
+    async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
+        let thread = target.thread_id.as_deref().filter(|t| *t != target.chat_id);
+        let headers = self.inner.conversations.borrow().reply_headers(&target.chat_id, thread, &self.inner.subject);
+        let reply = self.inner.smtp.reply(&target.chat_id, &headers, text)?;
+        match self.inner.smtp.send(&reply).await {
+            Ok(()) => {
+                self.inner.counters.count("sent");
+                Ok(SentMessage {
+                    chat_id: target.chat_id.clone(),
+                    message_id: reply.message_id,
+                    provider_delivery_id: options.delivery_id.clone(),
+                })
+            }
+            Err(error) => {
+                self.inner.counters.count("send_failed");
+                Err(error)
+            }
+        }
     }
 
     /// A mail whose processing failed is forgotten, so the relay's retry is not a duplicate.
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
         if !succeeded {
             self.inner.replays.borrow_mut().release(&message.id);
         }
-        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }
 

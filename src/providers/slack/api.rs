@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value};
@@ -19,7 +19,6 @@ use crate::channel::pacing::SendPacer;
 use crate::channel::{SendError, SendErrorKind};
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
-use crate::net::retry_after::parse_retry_after;
 
 /// Web API answers larger than this are refused (message answers are a few kilobytes).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -169,11 +168,7 @@ impl WebApi {
                 .await
                 .map_err(|_| SlackError::Network { method, detail: "network error" })?;
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, crate::time::now_ms()));
+            let retry_after = crate::net::retry_after::from_headers(response.headers());
             let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await

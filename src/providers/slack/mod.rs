@@ -18,7 +18,7 @@ mod edits;
 pub mod events;
 pub mod signature;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,14 +28,15 @@ use smol_str::SmolStr;
 
 use crate::channel::pacing::EditPacer;
 use crate::channel::{
-    Button, Capabilities, Channel, ChannelContext, ChannelTarget, HealthReporter, InboundMessage, LocalFuture,
-    SendError, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, EventCounters, HealthReporter,
+    InboundMessage, SendError, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::slack::SlackSettings;
 use crate::config::Secret;
 use crate::net::backoff::Backoff;
 use crate::net::https::HttpsClient;
 use crate::shutdown::DrainSignal;
+use crate::util::recent::Recent;
 use api::{SlackError, WebApi};
 use events::{Dispatch, PressOrigin};
 use signature::{ReplayCache, SignatureError};
@@ -67,16 +68,16 @@ struct Inner {
     bot_user_id: RefCell<Option<String>>,
     replays: RefCell<ReplayCache>,
     /// `(message id, replay key)` of requests whose messages are being processed, oldest first.
-    open_requests: RefCell<VecDeque<(String, String)>>,
+    open_requests: RefCell<Recent<String>>,
     /// Button messages already decided, as `(channel, ts)`, oldest first.
     settled: RefCell<VecDeque<(String, String)>>,
     /// Presses waiting for their outcome, by interaction id, oldest first.
-    presses: RefCell<VecDeque<(String, PressOrigin)>>,
+    presses: RefCell<Recent<PressOrigin>>,
     /// Paces streamed edits to one per second per message.
     edits: Rc<EditPacer>,
     /// Set at start: a token refused mid-run stops sends through it.
     health: RefCell<Option<HealthReporter>>,
-    counters: [Cell<u64>; COUNTERS.len()],
+    counters: EventCounters<{ COUNTERS.len() }>,
     /// The start task (`auth.test` with retries) while it runs.
     task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -131,21 +132,14 @@ impl SlackProvider {
                 },
                 bot_user_id: RefCell::new(None),
                 replays: RefCell::new(ReplayCache::default()),
-                open_requests: RefCell::new(VecDeque::new()),
+                open_requests: RefCell::new(Recent::new(OPEN_REQUESTS)),
                 settled: RefCell::new(VecDeque::new()),
-                presses: RefCell::new(VecDeque::new()),
+                presses: RefCell::new(Recent::new(PRESS_ORIGINS)),
                 edits: Rc::new(EditPacer::new(edits::EDIT_INTERVAL, edits::EDIT_STATES)),
                 health: RefCell::new(None),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
                 task: RefCell::new(None),
             }),
-        }
-    }
-
-    fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
         }
     }
 
@@ -158,10 +152,10 @@ impl SlackProvider {
 
     fn observe(&self, method: &'static str, result: &Result<Value, SlackError>) {
         match result {
-            Ok(_) if method == "chat.postMessage" => self.count("send"),
-            Ok(_) if method == "chat.update" => self.count("edit"),
+            Ok(_) if method == "chat.postMessage" => self.inner.counters.count("send"),
+            Ok(_) if method == "chat.update" => self.inner.counters.count("edit"),
             Ok(_) => {}
-            Err(error) if error.is_rate_limit() => self.count("rate_limited"),
+            Err(error) if error.is_rate_limit() => self.inner.counters.count("rate_limited"),
             Err(error) if error.is_auth() => {
                 if let Some(health) = self.inner.health.borrow().as_ref() {
                     health.set_sending(Some(format!("auth: Slack rejected the bot token ({error}).")));
@@ -185,14 +179,14 @@ impl SlackProvider {
             request.received_at_ms,
         );
         if let Err(error) = verified {
-            self.count("signature_rejected");
+            self.inner.counters.count("signature_rejected");
             return Err(auth_error(error));
         }
         let scope =
             events::team_of(request.payload).map_or_else(|| self.inner.id.to_string(), signature::scope_segment);
         let key = format!("{timestamp}:{signature}");
         if let Err(error) = self.inner.replays.borrow_mut().remember(&key, &scope, request.received_at_ms) {
-            self.count("replay_rejected");
+            self.inner.counters.count("replay_rejected");
             return Err(auth_error(error));
         }
         let bot_user = self.inner.bot_user_id.borrow().clone();
@@ -204,136 +198,25 @@ impl SlackProvider {
                     // The message was decided already and shows the outcome: a press that
                     // raced the update goes no further (no Cloud call, no "could not process").
                     (Some(_), Some(origin)) if self.is_settled(&origin) => {
-                        self.count("interaction");
+                        self.inner.counters.count("interaction");
                         return Ok(WebhookReply::Ignored);
                     }
                     (Some(interaction), Some(origin)) => {
-                        self.count("interaction");
-                        let mut presses = self.inner.presses.borrow_mut();
-                        presses.push_back((interaction.id.clone(), origin));
-                        while presses.len() > PRESS_ORIGINS {
-                            presses.pop_front();
-                        }
+                        self.inner.counters.count("interaction");
+                        self.inner.presses.borrow_mut().remember(interaction.id.clone(), origin);
                     }
-                    (Some(_), None) => self.count("interaction"),
-                    (None, _) => self.count("event"),
+                    (Some(_), None) => self.inner.counters.count("interaction"),
+                    (None, _) => self.inner.counters.count("event"),
                 }
-                let mut open = self.inner.open_requests.borrow_mut();
-                open.push_back((message.id.clone(), key));
-                while open.len() > OPEN_REQUESTS {
-                    open.pop_front();
-                }
+                self.inner.open_requests.borrow_mut().remember(message.id.clone(), key);
                 WebhookReply::Messages(vec![*message])
             }
-        })
-    }
-
-    pub async fn send_text(
-        &self,
-        target: &ChannelTarget,
-        text: &str,
-        options: &SendOptions,
-    ) -> Result<SentMessage, SendError> {
-        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "unfurl_links": false, "unfurl_media": false, "mrkdwn": false});
-        if let Some(thread) = thread_ts(target) {
-            body["thread_ts"] = Value::from(thread);
-        }
-        let result = self.call("chat.postMessage", &body).await?;
-        Ok(SentMessage {
-            chat_id: target.chat_id.clone(),
-            message_id: message_ts(&result),
-            provider_delivery_id: options.delivery_id.clone(),
-        })
-    }
-
-    pub async fn send_buttons(
-        &self,
-        target: &ChannelTarget,
-        text: &str,
-        rows: &[Vec<Button>],
-    ) -> Result<SentMessage, SendError> {
-        blocks::check_buttons(rows)?;
-        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "blocks": blocks::button_blocks(text, rows)});
-        if let Some(thread) = thread_ts(target) {
-            body["thread_ts"] = Value::from(thread);
-        }
-        let result = self.call("chat.postMessage", &body).await?;
-        Ok(SentMessage { chat_id: target.chat_id.clone(), message_id: message_ts(&result), provider_delivery_id: None })
-    }
-
-    /// Slack's external upload flow: an upload URL, the bytes, then completion in the channel (and
-    /// thread), which posts the file message. (Upstream called `files.uploadV2`, which is a helper
-    /// of Slack's SDK, not a Web API method.)
-    pub async fn send_file(
-        &self,
-        target: &ChannelTarget,
-        filename: &str,
-        data: &[u8],
-    ) -> Result<SentMessage, SendError> {
-        if data.is_empty() {
-            return Err(SendError::permanent("Slack file upload requires file data."));
-        }
-        if data.len() > MAX_FILE_BYTES {
-            return Err(SendError::permanent(format!("Slack file exceeds maxFileBytes {MAX_FILE_BYTES}.")));
-        }
-        let length = data.len().to_string();
-        let ticket = self
-            .inner
-            .api
-            .call_form("files.getUploadURLExternal", &[("filename", filename), ("length", &length)])
-            .await;
-        self.observe("files.getUploadURLExternal", &ticket);
-        let ticket = ticket?;
-        let (Some(url), Some(file_id)) =
-            (ticket.get("upload_url").and_then(Value::as_str), ticket.get("file_id").and_then(Value::as_str))
-        else {
-            return Err(SendError::transient("Slack API files.getUploadURLExternal failed: no upload_url"));
-        };
-        self.inner.api.upload(url, data).await?;
-        let mut body = json!({"files": [{"id": file_id, "title": filename}], "channel_id": target.chat_id});
-        if let Some(thread) = thread_ts(target) {
-            body["thread_ts"] = Value::from(thread);
-        }
-        let completed = self.call("files.completeUploadExternal", &body).await?;
-        self.count("upload");
-        let shares = completed.pointer("/files/0/shares");
-        let shared_ts =
-            ["public", "private"].into_iter().find_map(|visibility| {
-                shares?.get(visibility)?.as_object()?.values().find_map(|list| {
-                    list.as_array()?.iter().find_map(|share| share.get("ts")?.as_str().map(str::to_owned))
-                })
-            });
-        Ok(SentMessage {
-            chat_id: target.chat_id.clone(),
-            message_id: shared_ts.unwrap_or_else(|| file_id.to_owned()),
-            provider_delivery_id: None,
         })
     }
 
     /// Whether the message a press came from was decided already.
     fn is_settled(&self, origin: &PressOrigin) -> bool {
         self.inner.settled.borrow().iter().any(|(channel, ts)| *channel == origin.channel && *ts == origin.ts)
-    }
-
-    /// Slack's acknowledgement of a press is the HTTP answer; what is left is to show the outcome
-    /// on the message in place of its buttons, so they cannot be pressed twice.
-    pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
-        let origin = {
-            let mut presses = self.inner.presses.borrow_mut();
-            let index = presses.iter().position(|(id, _)| id == interaction_id);
-            index.and_then(|i| presses.remove(i)).map(|(_, origin)| origin)
-        };
-        let Some(origin) = origin else { return Ok(()) };
-        let outcome = if text.trim().is_empty() { "Done" } else { text };
-        {
-            let mut settled = self.inner.settled.borrow_mut();
-            settled.push_back((origin.channel.clone(), origin.ts.clone()));
-            while settled.len() > PRESS_ORIGINS {
-                settled.pop_front();
-            }
-        }
-        let body = json!({"channel": origin.channel, "ts": origin.ts, "text": origin.text, "blocks": blocks::resolved_blocks(&origin.text, outcome)});
-        self.call("chat.update", &body).await.map(drop)
     }
 
     /// Identity check at start: `auth.test` until it answers. A refused token is a failed start
@@ -375,6 +258,7 @@ impl SlackProvider {
     }
 }
 
+#[async_trait(?Send)]
 impl Channel for SlackProvider {
     fn id(&self) -> &str {
         &self.inner.id
@@ -401,76 +285,123 @@ impl Channel for SlackProvider {
         self.inner.health.borrow_mut().take();
     }
 
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(std::future::ready(self.verify_and_map(&request)))
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        self.verify_and_map(&request)
     }
 
     fn answer_deadline(&self) -> Option<Duration> {
         Some(ANSWER_DEADLINE)
     }
 
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(SlackProvider::send_text(self, target, text, options))
+    async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
+        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "unfurl_links": false, "unfurl_media": false, "mrkdwn": false});
+        if let Some(thread) = thread_ts(target) {
+            body["thread_ts"] = Value::from(thread);
+        }
+        let result = self.call("chat.postMessage", &body).await?;
+        Ok(SentMessage {
+            chat_id: target.chat_id.clone(),
+            message_id: message_ts(&result),
+            provider_delivery_id: options.delivery_id.clone(),
+        })
     }
 
-    fn edit_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        message_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(SlackProvider::edit_text(self, target, message_id, text))
+    /// Paced: at most one `chat.update` a second per message (see `edits`).
+    async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+        self.paced_edit(target, message_id, text).await
     }
 
-    fn send_buttons<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        buttons: &'a [Vec<Button>],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(SlackProvider::send_buttons(self, target, text, buttons))
+    async fn send_buttons(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        rows: &[Vec<Button>],
+    ) -> Result<SentMessage, SendError> {
+        blocks::check_buttons(rows)?;
+        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "blocks": blocks::button_blocks(text, rows)});
+        if let Some(thread) = thread_ts(target) {
+            body["thread_ts"] = Value::from(thread);
+        }
+        let result = self.call("chat.postMessage", &body).await?;
+        Ok(SentMessage { chat_id: target.chat_id.clone(), message_id: message_ts(&result), provider_delivery_id: None })
     }
 
-    fn send_file<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        filename: &'a str,
-        data: &'a [u8],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(SlackProvider::send_file(self, target, filename, data))
+    /// Slack's external upload flow: an upload URL, the bytes, then completion in the channel (and
+    /// thread), which posts the file message. (Upstream called `files.uploadV2`, which is a helper
+    /// of Slack's SDK, not a Web API method.)
+    async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+        if data.is_empty() {
+            return Err(SendError::permanent("Slack file upload requires file data."));
+        }
+        if data.len() > MAX_FILE_BYTES {
+            return Err(SendError::permanent(format!("Slack file exceeds maxFileBytes {MAX_FILE_BYTES}.")));
+        }
+        let length = data.len().to_string();
+        let ticket = self
+            .inner
+            .api
+            .call_form("files.getUploadURLExternal", &[("filename", filename), ("length", &length)])
+            .await;
+        self.observe("files.getUploadURLExternal", &ticket);
+        let ticket = ticket?;
+        let (Some(url), Some(file_id)) =
+            (ticket.get("upload_url").and_then(Value::as_str), ticket.get("file_id").and_then(Value::as_str))
+        else {
+            return Err(SendError::transient("Slack API files.getUploadURLExternal failed: no upload_url"));
+        };
+        self.inner.api.upload(url, data).await?;
+        let mut body = json!({"files": [{"id": file_id, "title": filename}], "channel_id": target.chat_id});
+        if let Some(thread) = thread_ts(target) {
+            body["thread_ts"] = Value::from(thread);
+        }
+        let completed = self.call("files.completeUploadExternal", &body).await?;
+        self.inner.counters.count("upload");
+        let shares = completed.pointer("/files/0/shares");
+        let shared_ts =
+            ["public", "private"].into_iter().find_map(|visibility| {
+                shares?.get(visibility)?.as_object()?.values().find_map(|list| {
+                    list.as_array()?.iter().find_map(|share| share.get("ts")?.as_str().map(str::to_owned))
+                })
+            });
+        Ok(SentMessage {
+            chat_id: target.chat_id.clone(),
+            message_id: shared_ts.unwrap_or_else(|| file_id.to_owned()),
+            provider_delivery_id: None,
+        })
     }
 
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(SlackProvider::answer_interaction(self, interaction_id, text))
+    /// Slack's acknowledgement of a press is the HTTP answer; what is left is to show the outcome
+    /// on the message in place of its buttons, so they cannot be pressed twice.
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        let origin = self.inner.presses.borrow_mut().take(interaction_id);
+        let Some(origin) = origin else { return Ok(()) };
+        let outcome = if text.trim().is_empty() { "Done" } else { text };
+        {
+            let mut settled = self.inner.settled.borrow_mut();
+            settled.push_back((origin.channel.clone(), origin.ts.clone()));
+            while settled.len() > PRESS_ORIGINS {
+                settled.pop_front();
+            }
+        }
+        let body = json!({"channel": origin.channel, "ts": origin.ts, "text": origin.text, "blocks": blocks::resolved_blocks(&origin.text, outcome)});
+        self.call("chat.update", &body).await.map(drop)
     }
 
     /// A message whose processing failed gives its request's replay key back: the gateway
     /// answered it 5xx, and Slack (or an operator) may resend the identical signed request.
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
-        let mut open = self.inner.open_requests.borrow_mut();
-        if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
-            if let Some((_, key)) = open.remove(position) {
-                if !succeeded {
-                    self.inner.replays.borrow_mut().forget(&key);
-                }
-            }
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
+        let key = self.inner.open_requests.borrow_mut().take(&message.id);
+        if let Some(key) = key.filter(|_| !succeeded) {
+            self.inner.replays.borrow_mut().forget(&key);
         }
-        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }

@@ -72,7 +72,7 @@ pub fn verify(
     context.update(timestamp.as_bytes());
     context.update(b":");
     context.update(raw_body.as_bytes());
-    let expected = format!("v0={}", hex(context.sign().as_ref()));
+    let expected = format!("v0={}", crate::util::hex::encode(context.sign().as_ref()));
     if constant_time_equal(signature, &expected) {
         Ok(())
     } else {
@@ -84,11 +84,7 @@ pub fn verify(
 pub fn sign(signing_secret: &str, timestamp: &str, raw_body: &str) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, signing_secret.as_bytes());
     let message = format!("v0:{timestamp}:{raw_body}");
-    format!("v0={}", hex(hmac::sign(&key, message.as_bytes()).as_ref()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("v0={}", crate::util::hex::encode(hmac::sign(&key, message.as_bytes()).as_ref()))
 }
 
 /// The replay scope of a segment: trimmed, controls and `:` replaced by `_`, at most 256 chars.

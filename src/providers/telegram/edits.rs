@@ -18,7 +18,12 @@ pub(super) const EDIT_STATES: usize = 512;
 impl TelegramProvider {
     /// Edits at most once per second per message; a newer text replaces a pending one, which a
     /// background flush sends when the second is up.
-    pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+    pub(super) async fn paced_edit(
+        &self,
+        target: &ChannelTarget,
+        message_id: &str,
+        text: &str,
+    ) -> Result<(), SendError> {
         let provider = self.clone();
         let send = move |target: ChannelTarget, message_id: String, text: String| {
             let provider = provider.clone();

@@ -22,8 +22,8 @@ use smol_str::SmolStr;
 
 use crate::channel::pacing::EditPacer;
 use crate::channel::{
-    Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError,
-    SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
+    async_trait, Button, Capabilities, Channel, ChannelContext, ChannelTarget, EventCounters, InboundMessage,
+    SendError, SendErrorKind, SendOptions, SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
@@ -70,7 +70,7 @@ struct Inner {
     /// Rate-limits the log lines of repeated events (one plain-text fallback a minute).
     warnings: crate::logging::WarnLimiter,
     /// Updates received, messages sent, edits sent, rate limits met (exported as metrics).
-    counters: [std::cell::Cell<u64>; 4],
+    counters: EventCounters<{ COUNTERS.len() }>,
     /// The bot's own task (identity, webhook registration, polling) while it runs.
     task: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -128,7 +128,7 @@ impl TelegramProvider {
                 migrated: RefCell::new(HashMap::new()),
                 seen_updates: RefCell::new(RecentIds::default()),
                 warnings: crate::logging::WarnLimiter::new(Duration::from_secs(60)),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
                 task: RefCell::new(None),
             }),
         }
@@ -148,14 +148,6 @@ impl TelegramProvider {
 
     pub(crate) fn api(&self) -> &BotApi {
         &self.inner.api
-    }
-
-    /// Counts one of [`COUNTERS`].
-    pub(crate) fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
-        }
     }
 
     pub(crate) fn set_bot(&self, id: i64, username: Option<String>) {
@@ -204,9 +196,9 @@ impl TelegramProvider {
     async fn call(&self, method: &'static str, body: &Value) -> Result<Value, TelegramError> {
         let result = self.inner.api.call(method, body, CALL_TIMEOUT).await;
         match &result {
-            Ok(_) if method == "sendMessage" => self.count("send"),
-            Ok(_) if method == "editMessageText" => self.count("edit"),
-            Err(error) if error.code() == Some(429) => self.count("rate_limited"),
+            Ok(_) if method == "sendMessage" => self.inner.counters.count("send"),
+            Ok(_) if method == "editMessageText" => self.inner.counters.count("edit"),
+            Err(error) if error.code() == Some(429) => self.inner.counters.count("rate_limited"),
             _ => {}
         }
         result
@@ -260,111 +252,9 @@ impl TelegramProvider {
             );
         }
     }
-
-    pub async fn send_text(
-        &self,
-        target: &ChannelTarget,
-        text: &str,
-        options: &SendOptions,
-    ) -> Result<SentMessage, SendError> {
-        let chat = self.resolve_chat(&target.chat_id);
-        let mut last = None;
-        for chunk in html::chunk_html(&html::escape(text), MAX_TEXT) {
-            let mut body = json!({"chat_id": chat_id(&chat), "text": chunk, "parse_mode": "HTML"});
-            if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
-                body["message_thread_id"] = Value::from(thread);
-            }
-            let result = self.send_body(&chat, body, &html::unescape(&chunk)).await?;
-            last = result.get("message_id").and_then(Value::as_i64);
-        }
-        Ok(SentMessage {
-            chat_id: self.resolve_chat(&target.chat_id),
-            message_id: last.map(|m| m.to_string()).unwrap_or_default(),
-            provider_delivery_id: options.delivery_id.clone(),
-        })
-    }
-
-    pub async fn send_buttons(
-        &self,
-        target: &ChannelTarget,
-        text: &str,
-        rows: &[Vec<Button>],
-    ) -> Result<SentMessage, SendError> {
-        let tokens: Vec<&str> = rows.iter().flatten().map(|b| b.token.as_str()).collect();
-        let mut ids = self.inner.buttons.issue(&tokens).1.into_iter();
-        let keyboard: Vec<Vec<Value>> = rows
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|button| json!({"text": button.label, "callback_data": ids.next().unwrap_or_default()}))
-                    .collect()
-            })
-            .collect();
-        // What to type if the buttons stop working (a restart without a state directory): the
-        // commands with the token, also repeated by an expired button's notice.
-        let text = crate::providers::buttons::with_commands_line(text, rows, MAX_TEXT);
-        let text = text.as_str();
-        let chat = self.resolve_chat(&target.chat_id);
-        let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
-        if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
-            body["message_thread_id"] = Value::from(thread);
-        }
-        let result = self.send_body(&chat, body, text).await?;
-        Ok(SentMessage {
-            chat_id: self.resolve_chat(&target.chat_id),
-            message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
-            provider_delivery_id: None,
-        })
-    }
-
-    /// `sendDocument` with the file as a multipart upload.
-    pub async fn send_file(
-        &self,
-        target: &ChannelTarget,
-        filename: &str,
-        data: &[u8],
-    ) -> Result<SentMessage, SendError> {
-        let chat = self.resolve_chat(&target.chat_id);
-        let mut fields = vec![("chat_id", chat.clone())];
-        if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
-            fields.push(("message_thread_id", thread.to_string()));
-        }
-        let result = self
-            .inner
-            .api
-            .call_with_file("sendDocument", &fields, ("document", filename, data), Duration::from_secs(120))
-            .await
-            .map_err(send_error)?;
-        self.count("send");
-        Ok(SentMessage {
-            chat_id: chat,
-            message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
-            provider_delivery_id: None,
-        })
-    }
-
-    /// `answerCallbackQuery`, only for callback queries this provider received (a text command's
-    /// id is a message id, which Telegram would reject).
-    pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
-        let press = {
-            let mut open = self.inner.open_callbacks.borrow_mut();
-            let index = open.iter().position(|p| p.callback_id == interaction_id);
-            index.and_then(|i| open.remove(i))
-        };
-        let Some(press) = press else { return Ok(()) };
-        let mut body = json!({"callback_query_id": interaction_id});
-        if !text.is_empty() {
-            body["text"] = Value::from(text);
-        }
-        let answered = self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error);
-        // Only a decision the pipeline acknowledges carries an outcome; a bare answer does not.
-        if !text.is_empty() && press.message.is_some() {
-            self.show_outcome(&press, text).await;
-        }
-        answered
-    }
 }
 
+#[async_trait(?Send)]
 impl Channel for TelegramProvider {
     fn id(&self) -> &str {
         &self.inner.id
@@ -403,79 +293,131 @@ impl Channel for TelegramProvider {
     }
 
     /// Updates are de-duplicated by `update_id` (the secret was checked from the headers).
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(async move {
-            if self.seen_before(request.payload) {
-                return Ok(WebhookReply::Ignored);
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        if self.seen_before(request.payload) {
+            return Ok(WebhookReply::Ignored);
+        }
+        Ok(match self.map_update(request.payload).await {
+            Some(message) => WebhookReply::Messages(vec![message]),
+            None => WebhookReply::Ignored,
+        })
+    }
+
+    async fn send_text(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        options: &SendOptions,
+    ) -> Result<SentMessage, SendError> {
+        let chat = self.resolve_chat(&target.chat_id);
+        let mut last = None;
+        for chunk in html::chunk_html(&html::escape(text), MAX_TEXT) {
+            let mut body = json!({"chat_id": chat_id(&chat), "text": chunk, "parse_mode": "HTML"});
+            if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
+                body["message_thread_id"] = Value::from(thread);
             }
-            Ok(match self.map_update(request.payload).await {
-                Some(message) => WebhookReply::Messages(vec![message]),
-                None => WebhookReply::Ignored,
+            let result = self.send_body(&chat, body, &html::unescape(&chunk)).await?;
+            last = result.get("message_id").and_then(Value::as_i64);
+        }
+        Ok(SentMessage {
+            chat_id: self.resolve_chat(&target.chat_id),
+            message_id: last.map(|m| m.to_string()).unwrap_or_default(),
+            provider_delivery_id: options.delivery_id.clone(),
+        })
+    }
+
+    /// Paced: at most one edit a second per message (see `edits`).
+    async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+        self.paced_edit(target, message_id, text).await
+    }
+
+    async fn send_buttons(
+        &self,
+        target: &ChannelTarget,
+        text: &str,
+        rows: &[Vec<Button>],
+    ) -> Result<SentMessage, SendError> {
+        let tokens: Vec<&str> = rows.iter().flatten().map(|b| b.token.as_str()).collect();
+        let mut ids = self.inner.buttons.issue(&tokens).1.into_iter();
+        let keyboard: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|button| json!({"text": button.label, "callback_data": ids.next().unwrap_or_default()}))
+                    .collect()
             })
+            .collect();
+        // What to type if the buttons stop working (a restart without a state directory): the
+        // commands with the token, also repeated by an expired button's notice.
+        let text = crate::providers::buttons::with_commands_line(text, rows, MAX_TEXT);
+        let text = text.as_str();
+        let chat = self.resolve_chat(&target.chat_id);
+        let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
+        if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
+            body["message_thread_id"] = Value::from(thread);
+        }
+        let result = self.send_body(&chat, body, text).await?;
+        Ok(SentMessage {
+            chat_id: self.resolve_chat(&target.chat_id),
+            message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
+            provider_delivery_id: None,
         })
     }
 
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(TelegramProvider::send_text(self, target, text, options))
+    /// `sendDocument` with the file as a multipart upload.
+    async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
+        let chat = self.resolve_chat(&target.chat_id);
+        let mut fields = vec![("chat_id", chat.clone())];
+        if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
+            fields.push(("message_thread_id", thread.to_string()));
+        }
+        let result = self
+            .inner
+            .api
+            .call_with_file("sendDocument", &fields, ("document", filename, data), Duration::from_secs(120))
+            .await
+            .map_err(send_error)?;
+        self.inner.counters.count("send");
+        Ok(SentMessage {
+            chat_id: chat,
+            message_id: result.get("message_id").and_then(Value::as_i64).map(|m| m.to_string()).unwrap_or_default(),
+            provider_delivery_id: None,
+        })
     }
 
-    fn edit_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        message_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(TelegramProvider::edit_text(self, target, message_id, text))
+    /// `answerCallbackQuery`, only for callback queries this provider received (a text command's
+    /// id is a message id, which Telegram would reject).
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+        let press = {
+            let mut open = self.inner.open_callbacks.borrow_mut();
+            let index = open.iter().position(|p| p.callback_id == interaction_id);
+            index.and_then(|i| open.remove(i))
+        };
+        let Some(press) = press else { return Ok(()) };
+        let mut body = json!({"callback_query_id": interaction_id});
+        if !text.is_empty() {
+            body["text"] = Value::from(text);
+        }
+        let answered = self.call("answerCallbackQuery", &body).await.map(drop).map_err(send_error);
+        // Only a decision the pipeline acknowledges carries an outcome; a bare answer does not.
+        if !text.is_empty() && press.message.is_some() {
+            self.show_outcome(&press, text).await;
+        }
+        answered
     }
 
-    fn send_buttons<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        buttons: &'a [Vec<Button>],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(TelegramProvider::send_buttons(self, target, text, buttons))
-    }
-
-    fn send_file<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        filename: &'a str,
-        data: &'a [u8],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(TelegramProvider::send_file(self, target, filename, data))
-    }
-
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(TelegramProvider::answer_interaction(self, interaction_id, text))
-    }
-
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
-        Box::pin(async move {
-            if !succeeded {
-                // A webhook update whose handling failed is forgotten, so Telegram's retry is processed.
-                if let Some(update_id) = message.provider_event_id.as_deref().and_then(|id| id.parse().ok()) {
-                    self.inner.seen_updates.borrow_mut().forget(update_id);
-                }
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
+        if !succeeded {
+            // A webhook update whose handling failed is forgotten, so Telegram's retry is processed.
+            if let Some(update_id) = message.provider_event_id.as_deref().and_then(|id| id.parse().ok()) {
+                self.inner.seen_updates.borrow_mut().forget(update_id);
             }
-            self.answer_open_callback(message).await;
-        })
+        }
+        self.answer_open_callback(message).await;
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::api::TelegramError;
 use super::TelegramProvider;
-use crate::channel::{ChannelContext, HealthReporter, Ingress};
+use crate::channel::{ChannelContext, HealthReporter, InboundMessage, Ingress};
 use crate::net::backoff::Backoff;
 use crate::shutdown::DrainSignal;
 
@@ -194,8 +194,7 @@ async fn poll(poller: &mut Poller) {
     let id = bot.id().to_owned();
     let mut offset: i64 = 0;
     let mut first = true;
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let mut conflict_backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+    let mut backoff = PollBackoff::new();
     let mut drain = poller.drain.clone();
     poller.health.set_receiving(None);
     'polling: loop {
@@ -212,33 +211,7 @@ async fn poll(poller: &mut Poller) {
             Ok(Value::Array(updates)) => updates,
             Ok(_) => Vec::new(),
             Err(error) => {
-                let (reason, wait) = match &error {
-                    TelegramError::Api { code: 401 | 404, .. } => {
-                        let reason = format!("auth: Telegram rejected the bot token ({error}).");
-                        tracing::error!(provider = %id, "{}", crate::config::redact::redact_text(&reason));
-                        poller.health.set_both(Some(reason));
-                        return;
-                    }
-                    TelegramError::Api { code: 409, .. } => {
-                        poller.trouble.failed(&id, Trouble::Conflict);
-                        (
-                            "conflict: another poller or a webhook is using this bot token.".to_owned(),
-                            conflict_backoff.next_delay().max(Duration::from_secs(1)),
-                        )
-                    }
-                    TelegramError::Api { code: 429, retry_after, .. } => {
-                        bot.count("rate_limited");
-                        ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
-                    }
-                    TelegramError::Network { .. } => (
-                        {
-                            poller.trouble.failed(&id, Trouble::Stalled);
-                            "polling stalled: Telegram did not answer getUpdates.".to_owned()
-                        },
-                        backoff.next_delay().max(Duration::from_millis(200)),
-                    ),
-                    _ => (format!("polling failed: {error}"), backoff.next_delay().max(Duration::from_millis(200))),
-                };
+                let Some((reason, wait)) = poll_failure(poller, &error, &mut backoff) else { return };
                 poller.health.set_receiving(Some(reason));
                 if !poller.pause(wait).await {
                     break 'polling;
@@ -249,7 +222,6 @@ async fn poll(poller: &mut Poller) {
         first = false;
         poller.trouble.ended(&id);
         backoff.reset();
-        conflict_backoff.reset();
         poller.health.set_receiving(None);
         // A server that answers an empty long poll at once (an emulator, a proxy) must not turn
         // polling into a busy loop: empty answers are at least a second apart.
@@ -258,34 +230,11 @@ async fn poll(poller: &mut Poller) {
         }
         for update in updates {
             let Some(update_id) = update.get("update_id").and_then(Value::as_i64) else { continue };
-            bot.count("update");
+            bot.inner.counters.count("update");
             if let Some(message) = bot.map_update(&update).await {
-                let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-                let mut degraded = false;
-                loop {
-                    match poller.ingress.submit_and_wait(&id, message.clone()).await {
-                        Ok(()) => {
-                            // The retried work went through: the reason goes with it.
-                            if degraded {
-                                poller.health.set_receiving(None);
-                            }
-                            break;
-                        }
-                        // A transient failure keeps the update (Cloud's claim makes the retry safe);
-                        // upstream confirmed the update, losing it, and stopped polling.
-                        Err(error) if error.retryable => {
-                            degraded = true;
-                            poller.health.set_receiving(Some(format!(
-                                "degraded: retrying update {update_id} after a Cloud error."
-                            )));
-                            let wait = error.retry_after.unwrap_or_else(|| retry.next_delay());
-                            if !poller.pause(wait).await {
-                                // Not acknowledged: Telegram serves it again after a restart.
-                                break 'polling;
-                            }
-                        }
-                        Err(_) => break,
-                    }
+                if !submit(poller, update_id, message).await {
+                    // Not acknowledged: Telegram serves it again after a restart.
+                    break 'polling;
                 }
             }
             offset = update_id + 1;
@@ -297,6 +246,90 @@ async fn poll(poller: &mut Poller) {
             .api()
             .call("getUpdates", &json!({"offset": offset, "limit": 1, "timeout": 0}), Duration::from_secs(5))
             .await;
+    }
+}
+
+/// The waits of a polling loop after failed polls: one for errors, a slower one for conflicts
+/// (another poller will not go away in a second); a successful poll resets both.
+struct PollBackoff {
+    errors: Backoff,
+    conflicts: Backoff,
+}
+
+impl PollBackoff {
+    fn new() -> Self {
+        Self {
+            errors: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
+            conflicts: Backoff::new(Duration::from_secs(5), Duration::from_secs(60)),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.errors.reset();
+        self.conflicts.reset();
+    }
+
+    fn next_error_delay(&mut self) -> Duration {
+        self.errors.next_delay().max(Duration::from_millis(200))
+    }
+}
+
+/// What a failed `getUpdates` means: the reason receiving shows and how long to wait before the
+/// next poll, or `None` when Telegram rejected the token (polling ends; nothing to retry).
+fn poll_failure(poller: &mut Poller, error: &TelegramError, backoff: &mut PollBackoff) -> Option<(String, Duration)> {
+    let id = poller.bot.id();
+    Some(match error {
+        TelegramError::Api { code: 401 | 404, .. } => {
+            let reason = format!("auth: Telegram rejected the bot token ({error}).");
+            tracing::error!(provider = %id, "{}", crate::config::redact::redact_text(&reason));
+            poller.health.set_both(Some(reason));
+            return None;
+        }
+        TelegramError::Api { code: 409, .. } => {
+            poller.trouble.failed(id, Trouble::Conflict);
+            let wait = backoff.conflicts.next_delay().max(Duration::from_secs(1));
+            ("conflict: another poller or a webhook is using this bot token.".to_owned(), wait)
+        }
+        TelegramError::Api { code: 429, retry_after, .. } => {
+            poller.bot.inner.counters.count("rate_limited");
+            ("rate-limited by Telegram.".to_owned(), Duration::from_secs(retry_after.unwrap_or(3)))
+        }
+        TelegramError::Network { .. } => {
+            poller.trouble.failed(id, Trouble::Stalled);
+            ("polling stalled: Telegram did not answer getUpdates.".to_owned(), backoff.next_error_delay())
+        }
+        _ => (format!("polling failed: {error}"), backoff.next_error_delay()),
+    })
+}
+
+/// Hands one update's message to the inbound pipeline and waits for it. A transient failure
+/// keeps the update and tries again (Cloud's claim makes the retry safe), showing receiving as
+/// degraded meanwhile; a permanent one moves on. `false` when the drain started first.
+async fn submit(poller: &mut Poller, update_id: i64, message: InboundMessage) -> bool {
+    let id = poller.bot.id().to_owned();
+    let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut degraded = false;
+    loop {
+        match poller.ingress.submit_and_wait(&id, message.clone()).await {
+            Ok(()) => {
+                // The retried work went through: the reason goes with it.
+                if degraded {
+                    poller.health.set_receiving(None);
+                }
+                return true;
+            }
+            Err(error) if error.retryable => {
+                degraded = true;
+                poller
+                    .health
+                    .set_receiving(Some(format!("degraded: retrying update {update_id} after a Cloud error.")));
+                let wait = error.retry_after.unwrap_or_else(|| retry.next_delay());
+                if !poller.pause(wait).await {
+                    return false;
+                }
+            }
+            Err(_) => return true,
+        }
     }
 }
 

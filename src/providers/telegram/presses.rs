@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::api::chat_id;
 use super::TelegramProvider;
-use crate::channel::{ChannelTarget, InboundMessage, SendOptions};
+use crate::channel::{Channel, ChannelTarget, InboundMessage, SendOptions};
 use crate::providers::buttons::{Pressed, COMMANDS_HINT};
 
 /// Button presses remembered until they are answered.

@@ -11,7 +11,6 @@ pub mod payload;
 pub mod signature;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -20,13 +19,14 @@ use serde_json::Value;
 use smol_str::SmolStr;
 
 use crate::channel::{
-    Button, Capabilities, Channel, ChannelContext, ChannelTarget, InboundMessage, LocalFuture, SendError, SendOptions,
+    async_trait, Button, Capabilities, Channel, ChannelTarget, EventCounters, InboundMessage, SendError, SendOptions,
     SentMessage, WebhookError, WebhookErrorCode, WebhookReply, WebhookRequest,
 };
 use crate::config::providers::webhook::WebhookSettings;
 use crate::config::{ProviderKind, Secret};
 use crate::net::url_policy::Resolver;
-use delivery::{DeliveryError, Outbound, RetryOptions};
+use crate::util::recent::Recent;
+use delivery::{DeliveryError, Outbound};
 use signature::{ReplayCache, ReplayClaim, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Replay-cache caps: overall, and per chat (or thread) scope.
@@ -164,9 +164,9 @@ struct Inner {
     outbound: Outbound,
     replay: RefCell<ReplayCache>,
     /// Replay claims of messages still in the inbound pipeline, by message id.
-    open_claims: RefCell<VecDeque<(String, ReplayClaim)>>,
+    open_claims: RefCell<Recent<ReplayClaim>>,
     buttons: buttons::BridgeButtons,
-    counters: [std::cell::Cell<u64>; 4],
+    counters: EventCounters<{ COUNTERS.len() }>,
 }
 
 /// A webhook or bridge channel. Cheap to clone (shared state).
@@ -187,13 +187,13 @@ fn bad(error: String) -> SendError {
 
 impl WebhookProvider {
     /// `resolver` answers the per-attempt DNS lookups (the system resolver in the daemon);
-    /// `context.state_dir` keeps the button ids across restarts, and `context.ca_file` is
-    /// trusted for the delivery URL besides the public roots.
+    /// `context.state_dir` keeps the button ids across restarts, `context.ca_file` is trusted
+    /// for the delivery URL besides the public roots, and `context.webhook_delivery_timeout`
+    /// bounds each attempt.
     pub fn new(
         id: SmolStr,
         settings: &WebhookSettings,
         resolver: Rc<dyn Resolver>,
-        options: RetryOptions,
         context: &crate::providers::BuildContext,
     ) -> Result<Self, String> {
         let state_dir = context.state_dir.as_deref();
@@ -201,12 +201,13 @@ impl WebhookProvider {
         if settings.policy.allow_private {
             tracing::warn!(provider = %id, "allowPrivateDelivery is on: deliveries may reach private and reserved addresses");
         }
+        let timeout = Some(context.webhook_delivery_timeout).filter(|t| !t.is_zero());
         let mut outbound = Outbound::new(
             settings.delivery_url.clone(),
             settings.policy.clone(),
             settings.shared_secret.clone(),
             resolver,
-            options,
+            timeout.unwrap_or(delivery::DEFAULT_TIMEOUT),
         )?;
         if let Some(ca_file) = &context.ca_file {
             outbound.trust_ca_file(ca_file)?;
@@ -220,30 +221,18 @@ impl WebhookProvider {
                 capabilities: capabilities(settings.kind, settings.max_attachment_bytes),
                 outbound,
                 replay: RefCell::new(ReplayCache::new(REPLAY_GLOBAL_CAP, REPLAY_SCOPE_CAP)),
-                open_claims: RefCell::new(VecDeque::new()),
+                open_claims: RefCell::new(Recent::new(OPEN_CLAIMS)),
                 buttons: buttons::BridgeButtons::open(buttons_file.as_deref()),
-                counters: Default::default(),
+                counters: EventCounters::new(COUNTERS),
             }),
         })
-    }
-
-    fn count(&self, event: &str) {
-        if let Some(index) = COUNTERS.iter().position(|e| *e == event) {
-            let cell = &self.inner.counters[index];
-            cell.set(cell.get() + 1);
-        }
-    }
-
-    /// The delivery circuit's problem while it is open (what `/ready` shows as degraded).
-    pub fn circuit_problem(&self) -> Option<String> {
-        self.inner.outbound.circuit_problem()
     }
 
     /// Signature, timestamp window, replay refusal, then the payload mapping, over a request
     /// already within the body cap.
     pub fn verify_and_map(&self, request: &WebhookRequest<'_>) -> Result<(InboundMessage, ReplayClaim), WebhookError> {
         let auth = |detail: &str| {
-            self.count("rejected");
+            self.inner.counters.count("rejected");
             WebhookError::new(WebhookErrorCode::Auth, detail)
         };
         let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
@@ -283,7 +272,7 @@ impl WebhookProvider {
             Err(detail) => {
                 // A mapping error is the relay's mistake (400, not upstream's 502); the signed request may be
                 // corrected and re-signed, and the exact replay stays refused.
-                self.count("rejected");
+                self.inner.counters.count("rejected");
                 Err(WebhookError::new(WebhookErrorCode::Payload, detail))
             }
         }
@@ -292,7 +281,7 @@ impl WebhookProvider {
     /// Verifies and maps one request, answering a press that needs no Cloud call itself.
     fn accept(&self, request: &WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
         let (mut message, claim) = self.verify_and_map(request)?;
-        self.count("inbound");
+        self.inner.counters.count("inbound");
         if let buttons::Press::Notice(notice) = self.inner.buttons.press(&mut message) {
             // Sent after the answer: the relay's request does not wait for its own delivery URL.
             if let Some(interaction) = message.interaction {
@@ -305,11 +294,7 @@ impl WebhookProvider {
             }
             return Ok(WebhookReply::Ignored);
         }
-        let mut open = self.inner.open_claims.borrow_mut();
-        open.push_back((message.id.clone(), claim));
-        if open.len() > OPEN_CLAIMS {
-            open.pop_front();
-        }
+        self.inner.open_claims.borrow_mut().remember(message.id.clone(), claim);
         Ok(WebhookReply::Messages(vec![message]))
     }
 
@@ -367,14 +352,14 @@ impl WebhookProvider {
         let answer = match self.inner.outbound.deliver(Bytes::from(body), delivery_id).await {
             Ok(answer) => answer,
             Err(error) => {
-                self.count("failed");
+                self.inner.counters.count("failed");
                 if let DeliveryError::Policy(_) = error {
                     tracing::warn!(provider = %self.inner.id, error = %error, "webhook delivery refused by the URL policy");
                 }
                 return Err(error.into_send_error());
             }
         };
-        self.count("sent");
+        self.inner.counters.count("sent");
         let message_id = payload::clean(answer.get("messageId"), "Webhook delivery response.messageId", 512)
             .map_err(bad)?
             .unwrap_or_else(crate::util::ids::random_id);
@@ -388,7 +373,54 @@ impl WebhookProvider {
             .unwrap_or_else(crate::util::ids::random_id))
     }
 
-    pub async fn send_text(
+    /// After a decision: the message's buttons are settled, and an editing bridge gets its text
+    /// with the outcome in place of the buttons. A failed edit leaves the buttons, which then
+    /// answer "already answered": the decision itself is done.
+    async fn show_outcome(&self, interaction_id: &str, outcome: &str) {
+        let Some(sent) = self.inner.buttons.settle(interaction_id, outcome) else { return };
+        if !self.inner.capabilities.message_editing {
+            return;
+        }
+        let text = format!("{}\n\n\u{2713} {outcome}", sent.text);
+        if let Err(error) = self.edit_text(&sent.target, &sent.message_id, &text).await {
+            tracing::debug!(provider = %self.inner.id, error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Channel for WebhookProvider {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    fn stop(&self) {
+        self.inner.buttons.flush();
+    }
+
+    /// The signature covers the body, so nothing can be decided from the headers alone except
+    /// that both signature headers are there.
+    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
+        if headers.get(TIMESTAMP_HEADER).is_none() || headers.get(SIGNATURE_HEADER).is_none() {
+            self.inner.counters.count("rejected");
+            return Err(WebhookError::new(
+                WebhookErrorCode::Auth,
+                "Webhook timestamp signature is required for ingress",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A press on a decided or expired button is answered here and goes no further.
+    async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookReply, WebhookError> {
+        self.accept(&request)
+    }
+
+    async fn send_text(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -405,7 +437,7 @@ impl WebhookProvider {
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
-    pub async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
+    async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         self.check_text(text)?;
         if !self.inner.capabilities.message_editing {
             return Err(bad(format!("{} bridge does not support message editing", self.inner.id)));
@@ -420,7 +452,7 @@ impl WebhookProvider {
             .map(drop)
     }
 
-    pub async fn send_buttons(
+    async fn send_buttons(
         &self,
         target: &ChannelTarget,
         text: &str,
@@ -478,12 +510,7 @@ impl WebhookProvider {
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
-    pub async fn send_file(
-        &self,
-        target: &ChannelTarget,
-        filename: &str,
-        data: &[u8],
-    ) -> Result<SentMessage, SendError> {
+    async fn send_file(&self, target: &ChannelTarget, filename: &str, data: &[u8]) -> Result<SentMessage, SendError> {
         let max = self.inner.capabilities.max_file_bytes;
         if data.len() > max {
             return Err(bad(format!("{} bridge file exceeds maxFileBytes {max}", self.inner.id)));
@@ -498,7 +525,7 @@ impl WebhookProvider {
         Ok(SentMessage { chat_id: wire.chat_id, message_id, provider_delivery_id: Some(delivery_id) })
     }
 
-    pub async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
+    async fn answer_interaction(&self, interaction_id: &str, text: &str) -> Result<(), SendError> {
         let interaction_id = payload::clean(Some(&Value::from(interaction_id)), "Webhook interaction response id", 512)
             .map_err(bad)?
             .ok_or_else(|| bad("Webhook interaction response id is required".into()))?;
@@ -511,134 +538,32 @@ impl WebhookProvider {
         Ok(())
     }
 
-    /// After a decision: the message's buttons are settled, and an editing bridge gets its text
-    /// with the outcome in place of the buttons. A failed edit leaves the buttons, which then
-    /// answer "already answered": the decision itself is done.
-    async fn show_outcome(&self, interaction_id: &str, outcome: &str) {
-        let Some(sent) = self.inner.buttons.settle(interaction_id, outcome) else { return };
-        if !self.inner.capabilities.message_editing {
-            return;
+    /// A message whose processing failed gives up its replay claim, so the relay can retry the
+    /// very same signed request inside the window.
+    async fn after_inbound(&self, message: &InboundMessage, succeeded: bool) {
+        let claim = self.inner.open_claims.borrow_mut().take(&message.id);
+        if let Some(claim) = claim.filter(|_| !succeeded) {
+            self.inner.replay.borrow_mut().release(&claim);
         }
-        let text = format!("{}\n\n\u{2713} {outcome}", sent.text);
-        if let Err(error) = self.edit_text(&sent.target, &sent.message_id, &text).await {
-            tracing::debug!(provider = %self.inner.id, error = %crate::config::redact::Redacted(&error), "the decided buttons were not replaced");
-        }
-    }
-}
-
-impl Channel for WebhookProvider {
-    fn id(&self) -> &str {
-        &self.inner.id
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.inner.capabilities
-    }
-
-    /// No background work: the circuit reports through the channel's sending health.
-    fn start(&self, context: ChannelContext) {
-        self.inner.outbound.attach_health(Some(context.health));
-    }
-
-    fn stop(&self) {
-        self.inner.outbound.attach_health(None);
-        self.inner.buttons.flush();
-    }
-
-    /// The signature covers the body, so nothing can be decided from the headers alone except
-    /// that both signature headers are there.
-    fn check_webhook_headers(&self, headers: &http::HeaderMap) -> Result<(), WebhookError> {
-        if headers.get(TIMESTAMP_HEADER).is_none() || headers.get(SIGNATURE_HEADER).is_none() {
-            self.count("rejected");
-            return Err(WebhookError::new(
-                WebhookErrorCode::Auth,
-                "Webhook timestamp signature is required for ingress",
-            ));
-        }
-        Ok(())
-    }
-
-    /// A press on a decided or expired button is answered here and goes no further.
-    fn handle_webhook<'a>(
-        &'a self,
-        request: WebhookRequest<'a>,
-    ) -> LocalFuture<'a, Result<WebhookReply, WebhookError>> {
-        Box::pin(std::future::ready(self.accept(&request)))
-    }
-
-    fn send_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        options: &'a SendOptions,
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(WebhookProvider::send_text(self, target, text, options))
-    }
-
-    fn edit_text<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        message_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(WebhookProvider::edit_text(self, target, message_id, text))
-    }
-
-    fn send_buttons<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        text: &'a str,
-        buttons: &'a [Vec<Button>],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(WebhookProvider::send_buttons(self, target, text, buttons))
-    }
-
-    fn send_file<'a>(
-        &'a self,
-        target: &'a ChannelTarget,
-        filename: &'a str,
-        data: &'a [u8],
-    ) -> LocalFuture<'a, Result<SentMessage, SendError>> {
-        Box::pin(WebhookProvider::send_file(self, target, filename, data))
-    }
-
-    fn answer_interaction<'a>(
-        &'a self,
-        interaction_id: &'a str,
-        text: &'a str,
-    ) -> LocalFuture<'a, Result<(), SendError>> {
-        Box::pin(WebhookProvider::answer_interaction(self, interaction_id, text))
-    }
-
-    /// A message whose processing failed gives up its replay claim, so the relay can
-    /// retry the very same signed request inside the window.
-    fn after_inbound<'a>(&'a self, message: &'a InboundMessage, succeeded: bool) -> LocalFuture<'a, ()> {
-        let mut open = self.inner.open_claims.borrow_mut();
-        if let Some(position) = open.iter().position(|(id, _)| *id == message.id) {
-            if let Some((_, claim)) = open.remove(position) {
-                if !succeeded {
-                    self.inner.replay.borrow_mut().release(&claim);
-                }
-            }
-        }
-        Box::pin(std::future::ready(()))
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        COUNTERS.iter().zip(&self.inner.counters).map(|(name, cell)| (*name, cell.get())).collect()
+        self.inner.counters.snapshot()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::url_policy::{check_delivery_url, ResolveFuture, UrlPolicy};
+    use crate::net::url_policy::{check_delivery_url, ResolveError, UrlPolicy};
+    use std::net::IpAddr;
 
     /// A resolver for validation tests: these operations must fail before any lookup.
     struct NoLookups;
 
+    #[async_trait(?Send)]
     impl Resolver for NoLookups {
-        fn resolve<'a>(&'a self, host: &'a str, _: u16) -> ResolveFuture<'a> {
+        async fn resolve(&self, host: &str, _: u16) -> Result<Vec<IpAddr>, ResolveError> {
             panic!("no lookup expected, got {host}")
         }
     }
@@ -652,8 +577,7 @@ mod tests {
             max_attachment_bytes: 1024,
         };
         let context = crate::providers::BuildContext::default();
-        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), RetryOptions::default(), &context)
-            .unwrap()
+        WebhookProvider::new(kind.as_str().into(), &settings, Rc::new(NoLookups), &context).unwrap()
     }
 
     fn target(kind: ProviderKind) -> ChannelTarget {
@@ -708,18 +632,18 @@ mod tests {
     /// A resolver that never answers: the attempt's timeout covers DNS, and no request is made.
     struct Silent;
 
+    #[async_trait(?Send)]
     impl Resolver for Silent {
-        fn resolve<'a>(&'a self, _: &'a str, _: u16) -> ResolveFuture<'a> {
-            Box::pin(std::future::pending())
+        async fn resolve(&self, _: &str, _: u16) -> Result<Vec<IpAddr>, ResolveError> {
+            std::future::pending().await
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_resolver_that_never_answers_times_out() {
         let url = check_delivery_url("https://relay.example.com/in", &UrlPolicy::default()).unwrap();
-        let options =
-            RetryOptions { attempts: 1, timeout: std::time::Duration::from_millis(100), ..RetryOptions::default() };
-        let outbound = Outbound::new(url, UrlPolicy::default(), Secret::new("s"), Rc::new(Silent), options).unwrap();
+        let timeout = std::time::Duration::from_millis(100);
+        let outbound = Outbound::new(url, UrlPolicy::default(), Secret::new("s"), Rc::new(Silent), timeout).unwrap();
         let error = outbound.deliver(Bytes::from_static(b"{}"), "d").await.unwrap_err();
         assert_eq!(error.to_string(), "Webhook delivery timed out after 100ms");
         assert_eq!(error.into_send_error().kind, crate::channel::SendErrorKind::Transient);

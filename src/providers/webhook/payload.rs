@@ -116,6 +116,48 @@ fn check_attachment(value: &Value, limit: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The press a payload carries, if any: an id and a token without control characters (a
+/// `command` kind when the relay says so, else a button).
+fn map_interaction(value: Option<&Value>) -> Result<Option<InteractionRef>, String> {
+    let value = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value,
+    };
+    let interaction = object(Some(value), "Webhook interaction must be an object")?;
+    let id = clean(interaction.get("id"), "Webhook interaction.id", 512)?;
+    let token = non_empty_string(interaction.get("token"));
+    let (Some(id), Some(token)) = (id, token) else {
+        return Err("Webhook interaction requires id and token".into());
+    };
+    if token.chars().any(is_control) {
+        return Err("Webhook interaction.token cannot contain control characters".into());
+    }
+    // Buttons the gateway sends carry short tokens, but a relay may also press with the
+    // full Cloud token (`den:occi_…`, about 90 bytes): bounded, not refused.
+    if token.len() > MAX_INTERACTION_TOKEN_BYTES {
+        return Err(format!("Webhook interaction.token cannot exceed {MAX_INTERACTION_TOKEN_BYTES} bytes"));
+    }
+    let kind = if interaction.get("kind").and_then(Value::as_str) == Some("command") { "command" } else { "button" };
+    Ok(Some(InteractionRef { id, token: token.to_owned(), kind }))
+}
+
+/// Checks every attachment (at most [`MAX_ATTACHMENTS`], each within `limit` bytes) and returns
+/// how many there are.
+fn check_attachments(value: Option<&Value>, limit: usize) -> Result<usize, String> {
+    let attachments = match value {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(_) => return Err("Webhook attachments must be an array".into()),
+    };
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(format!("Webhook attachments cannot exceed {MAX_ATTACHMENTS} files"));
+    }
+    for attachment in attachments {
+        check_attachment(attachment, limit)?;
+    }
+    Ok(attachments.len())
+}
+
 /// The payload as a normalised message, or the first rule it breaks.
 pub fn map_payload(mapping: &Mapping, payload: &Value) -> Result<InboundMessage, String> {
     let body = object(Some(payload), "Webhook payload must be an object")?;
@@ -131,28 +173,7 @@ pub fn map_payload(mapping: &Mapping, payload: &Value) -> Result<InboundMessage,
         clean(sender.get("userId"), "Webhook sender.userId", 512)?.ok_or("Webhook sender.userId is required")?;
     let username = clean(sender.get("username"), "Webhook sender.username", 256)?;
     let display_name = clean(sender.get("displayName"), "Webhook sender.displayName", 512)?;
-    let interaction = match body.get("interaction") {
-        None | Some(Value::Null) => None,
-        Some(value) => {
-            let interaction = object(Some(value), "Webhook interaction must be an object")?;
-            let id = clean(interaction.get("id"), "Webhook interaction.id", 512)?;
-            let token = non_empty_string(interaction.get("token"));
-            let (Some(id), Some(token)) = (id, token) else {
-                return Err("Webhook interaction requires id and token".into());
-            };
-            if token.chars().any(is_control) {
-                return Err("Webhook interaction.token cannot contain control characters".into());
-            }
-            // Buttons the gateway sends carry short tokens, but a relay may also press with the
-            // full Cloud token (`den:occi_…`, about 90 bytes): bounded, not refused.
-            if token.len() > MAX_INTERACTION_TOKEN_BYTES {
-                return Err(format!("Webhook interaction.token cannot exceed {MAX_INTERACTION_TOKEN_BYTES} bytes"));
-            }
-            let kind =
-                if interaction.get("kind").and_then(Value::as_str) == Some("command") { "command" } else { "button" };
-            Some(InteractionRef { id, token: token.to_owned(), kind })
-        }
-    };
+    let interaction = map_interaction(body.get("interaction"))?;
     let text = non_empty_string(body.get("text"))
         .map(str::to_owned)
         .or_else(|| interaction.as_ref().map(|i| i.token.clone()))
@@ -163,17 +184,7 @@ pub fn map_payload(mapping: &Mapping, payload: &Value) -> Result<InboundMessage,
     let id = non_empty_string(body.get("id")).map_or_else(crate::util::ids::random_id, str::to_owned);
     let received_at_ms =
         body.get("receivedAt").and_then(Value::as_str).and_then(crate::time::parse_iso).unwrap_or(mapping.now_ms);
-    let attachments = match body.get("attachments") {
-        None | Some(Value::Null) => &[][..],
-        Some(Value::Array(items)) => items.as_slice(),
-        Some(_) => return Err("Webhook attachments must be an array".into()),
-    };
-    if attachments.len() > MAX_ATTACHMENTS {
-        return Err(format!("Webhook attachments cannot exceed {MAX_ATTACHMENTS} files"));
-    }
-    for attachment in attachments {
-        check_attachment(attachment, mapping.max_attachment_bytes)?;
-    }
+    let attachment_count = check_attachments(body.get("attachments"), mapping.max_attachment_bytes)?;
     let command = parse_command(&text);
     let provider: SmolStr = mapping.provider_id.into();
     Ok(InboundMessage {
@@ -195,7 +206,7 @@ pub fn map_payload(mapping: &Mapping, payload: &Value) -> Result<InboundMessage,
         raw_text,
         is_command: command.is_some(),
         command,
-        attachment_count: attachments.len(),
+        attachment_count,
         interaction,
         received_at_ms,
         raw: payload.clone(),

@@ -19,13 +19,7 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     context.update(timestamp.as_bytes());
     context.update(b":");
     context.update(body);
-    let tag = context.sign();
-    let mut out = String::with_capacity(3 + 64);
-    out.push_str("v1=");
-    for byte in tag.as_ref() {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("v1={}", crate::util::hex::encode(context.sign().as_ref()))
 }
 
 /// JavaScript's `Number()` of a header: surrounding whitespace allowed, blank is 0, `0x` hex,
