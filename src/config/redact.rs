@@ -71,15 +71,10 @@ pub fn redact_value(value: &Value, key: Option<&str>) -> Value {
     }
 }
 
-/// Token prefixes that are credentials on their own (Slack, Open Cowork, OpenAI/Anthropic,
-/// GitHub, Google, Hugging Face, Databricks, AWS).
-const TOKEN_PREFIXES: [&str; 20] = [
-    "xoxb-",
-    "xoxp-",
-    "xoxa-",
-    "xoxr-",
-    "xoxs-",
-    "xapp-",
+/// Token prefixes that are credentials on their own (Open Cowork, OpenAI/Anthropic, GitHub,
+/// Google, Hugging Face, Databricks, AWS); each channel kind adds its platform's own
+/// ([`super::KindSpec::secret_prefixes`]).
+const TOKEN_PREFIXES: [&str; 14] = [
     "occ_",
     "ocgw_",
     "ocw_",
@@ -97,7 +92,12 @@ const TOKEN_PREFIXES: [&str; 20] = [
 ];
 
 fn looks_like_token(word: &str) -> bool {
-    if TOKEN_PREFIXES.iter().any(|prefix| word.starts_with(prefix) && word.len() > prefix.len() + 3) {
+    let kind_prefixes = crate::KINDS.iter().flat_map(|kind| kind.secret_prefixes.iter());
+    if TOKEN_PREFIXES
+        .iter()
+        .chain(kind_prefixes)
+        .any(|prefix| word.starts_with(prefix) && word.len() > prefix.len() + 3)
+    {
         return true;
     }
     if (word.starts_with("dapi") || word.starts_with("AKIA"))
