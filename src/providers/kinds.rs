@@ -36,11 +36,14 @@ pub static KINDS: &[&KindSpec] = kinds![
     "devcloud" "fake" => super::fake::kind::KIND,
 ];
 
+/// What a kind's constructor returns: the channel, or why it cannot run in this process.
+pub type Built = Result<std::rc::Rc<dyn Channel>, String>;
+
 /// The channel half of a kind, which the configuration layer carries without knowing its type
 /// ([`KindSpec::channel`]).
 pub struct ChannelKind {
     /// The channel for one enabled entry of the kind, or why it cannot run in this process.
-    pub build: fn(&ProviderFactory, &ProviderConfig) -> Result<std::rc::Rc<dyn Channel>, String>,
+    pub build: fn(&ProviderFactory, &ProviderConfig) -> Built,
     /// `doctor`'s checks of an entry against its platform, without building its channel.
     pub doctor: for<'a> fn(&'a ProviderFactory, &'a ProviderConfig) -> LocalFuture<'a, Vec<DoctorCheck>>,
 }

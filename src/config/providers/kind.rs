@@ -18,6 +18,12 @@ use crate::config::env::Env;
 use crate::config::secret::Secret;
 use crate::config::ConfigError;
 
+/// A kind's checked settings: typed for a provider to run, or `None` for an entry never run.
+pub type Typed = Option<Arc<dyn KindSettings>>;
+
+/// An entry a kind adds to the provider list, if any.
+pub type AddedEntry = Result<Option<Value>, ConfigError>;
+
 /// One channel kind, as the configuration, `setup`, redaction and the dev Cloud see it.
 pub struct KindSpec {
     /// The `kind` of a provider entry, and its default id and channel binding.
@@ -33,11 +39,11 @@ pub struct KindSpec {
     pub exposure: Exposure,
     /// The entry its `OPEN_COWORK_GATEWAY_<KIND>_*` variables describe, if they are set. Called
     /// whatever way the list is given, so a malformed switch fails the load even when unused.
-    pub shortcut: fn(&Shortcuts) -> Result<Option<Value>, ConfigError>,
+    pub shortcut: fn(&Shortcuts) -> AddedEntry,
     /// The entry this kind adds when no provider is configured at all (the demo's fake provider).
-    pub when_none_configured: Option<fn(&Env) -> Result<Option<Value>, ConfigError>>,
+    pub when_none_configured: Option<fn(&Env) -> AddedEntry>,
     /// Checks a normalised entry of this kind and types its settings (`None`: never run).
-    pub check: fn(&mut EntryCheck) -> Result<Option<Arc<dyn KindSettings>>, ConfigError>,
+    pub check: fn(&mut EntryCheck) -> Result<Typed, ConfigError>,
     /// Token prefixes that are credentials of this kind's platform on their own, redacted
     /// wherever they appear in text.
     pub secret_prefixes: &'static [&'static str],
@@ -71,11 +77,11 @@ impl KindSpec {
 }
 
 /// A kind without environment shortcuts.
-pub fn no_shortcut(_: &Shortcuts) -> Result<Option<Value>, ConfigError> {
+pub fn no_shortcut(_: &Shortcuts) -> AddedEntry {
     Ok(None)
 }
 
-fn never_run(_: &mut EntryCheck) -> Result<Option<Arc<dyn KindSettings>>, ConfigError> {
+fn never_run(_: &mut EntryCheck) -> Result<Typed, ConfigError> {
     Ok(None)
 }
 
@@ -153,7 +159,7 @@ impl EntryCheck<'_> {
     }
 
     /// Typed settings for an entry.
-    pub fn typed(settings: impl KindSettings) -> Option<Arc<dyn KindSettings>> {
+    pub fn typed(settings: impl KindSettings) -> Typed {
         Some(Arc::new(settings))
     }
 }

@@ -1,12 +1,10 @@
 //! The cli kind, described once: see [`crate::config::KindSpec`].
 
-use serde_json::Value;
-
 use super::CliProvider;
 use crate::config::providers::cli::CliSettings;
-use crate::config::providers::kind::{EntryCheck, Exposure, SeededBinding, Shortcuts};
+use crate::config::providers::kind::{AddedEntry, EntryCheck, Exposure, SeededBinding, Shortcuts, Typed};
 use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
-use crate::providers::kinds::{no_doctor, ChannelKind};
+use crate::providers::kinds::{no_doctor, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
 pub static KIND: KindSpec = KindSpec {
@@ -35,7 +33,7 @@ impl KindSettings for CliSettings {
 }
 
 /// `OPEN_COWORK_GATEWAY_CLI_ENABLED=true`; anything but a boolean fails the load.
-fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
+fn shortcut(env: &Shortcuts) -> AddedEntry {
     if !crate::config::env_flag(env.env, "OPEN_COWORK_GATEWAY_CLI_ENABLED")? {
         return Ok(None);
     }
@@ -43,16 +41,13 @@ fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
 }
 
 /// A CLI entry's credentials and settings are accepted and ignored.
-fn check(_: &mut EntryCheck) -> Result<Option<std::sync::Arc<dyn KindSettings>>, ConfigError> {
+fn check(_: &mut EntryCheck) -> Result<Typed, ConfigError> {
     Ok(EntryCheck::typed(CliSettings {}))
 }
 
 /// Its output goes where the factory says (stdout, or a test's buffer); it reads stdin unless
 /// the factory says otherwise.
-fn build(
-    factory: &ProviderFactory,
-    config: &ProviderConfig,
-) -> Result<std::rc::Rc<dyn crate::channel::Channel>, String> {
+fn build(factory: &ProviderFactory, config: &ProviderConfig) -> Built {
     let (mode, out) = (factory.cli_output)();
     let input = factory.cli_reads_stdin.then(|| std::rc::Rc::clone(&factory.cli_input_ended));
     Ok(std::rc::Rc::new(CliProvider::new(config.id.clone(), mode, out, input)))

@@ -1,15 +1,13 @@
 //! The email kind, described once: see [`crate::config::KindSpec`].
 
-use serde_json::Value;
-
 use super::EmailProvider;
 use crate::channel::{DoctorCheck, LocalFuture};
 use crate::config::providers::email::{parse_address, EmailSettings};
 use crate::config::providers::kind::{
-    EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts,
+    AddedEntry, EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts, Typed,
 };
 use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
-use crate::providers::kinds::{settings_of, ChannelKind};
+use crate::providers::kinds::{settings_of, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
 pub static KIND: KindSpec = KindSpec {
@@ -37,7 +35,7 @@ impl KindSettings for EmailSettings {
     }
 }
 
-fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
+fn shortcut(env: &Shortcuts) -> AddedEntry {
     let Some(secret) = env.var("EMAIL_INBOUND_SECRET") else { return Ok(None) };
     Ok(Some(env.entry(
         env.var("EMAIL_DOMAIN"),
@@ -60,7 +58,7 @@ fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
 /// The relay posts mail as a request body, so attachments are bounded by the body cap. Only an
 /// enabled entry is built, so only it needs what construction checks (a `from` with an address, a
 /// readable CA file); the shared rules run for every entry.
-fn check(entry: &mut EntryCheck) -> Result<Option<std::sync::Arc<dyn KindSettings>>, ConfigError> {
+fn check(entry: &mut EntryCheck) -> Result<Typed, ConfigError> {
     entry.bound_attachments_by_the_body_cap()?;
     entry.require_credentials(&["inboundSecret"])?;
     entry.require_settings(&["from", "smtpHost"])?;
@@ -139,7 +137,7 @@ fn setup(input: &SetupInput) -> Result<SetupOutput, String> {
     Ok(out)
 }
 
-fn build(_: &ProviderFactory, config: &ProviderConfig) -> Result<std::rc::Rc<dyn crate::channel::Channel>, String> {
+fn build(_: &ProviderFactory, config: &ProviderConfig) -> Built {
     let settings = settings_of::<EmailSettings>(config)?;
     Ok(std::rc::Rc::new(EmailProvider::new(config.id.clone(), settings)?))
 }

@@ -6,10 +6,10 @@ use serde_json::Value;
 use super::FakeProvider;
 use crate::config::providers::fake::FakeSettings;
 use crate::config::providers::kind::{
-    no_shortcut, EntryCheck, Exposure, SeededBinding, SetupInput, SetupOutput, SetupSpec,
+    no_shortcut, AddedEntry, EntryCheck, Exposure, SeededBinding, SetupInput, SetupOutput, SetupSpec, Typed,
 };
 use crate::config::{ConfigError, Env, KindSettings, KindSpec, ProviderConfig};
-use crate::providers::kinds::{no_doctor, ChannelKind};
+use crate::providers::kinds::{no_doctor, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
 pub static KIND: KindSpec = KindSpec {
@@ -40,7 +40,7 @@ impl KindSettings for FakeSettings {
 }
 
 /// `OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=true` with no provider configured: the demo's entry.
-fn when_none_configured(env: &Env) -> Result<Option<Value>, ConfigError> {
+fn when_none_configured(env: &Env) -> AddedEntry {
     if !crate::config::env_flag(env, "OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER")? {
         return Ok(None);
     }
@@ -53,7 +53,7 @@ fn when_none_configured(env: &Env) -> Result<Option<Value>, ConfigError> {
 }
 
 /// It has no settings of its own: the largest file it accepts is the server's body cap.
-fn check(entry: &mut EntryCheck) -> Result<Option<std::sync::Arc<dyn KindSettings>>, ConfigError> {
+fn check(entry: &mut EntryCheck) -> Result<Typed, ConfigError> {
     Ok(EntryCheck::typed(FakeSettings { max_file_bytes: entry.context.max_request_body_bytes }))
 }
 
@@ -65,10 +65,7 @@ fn setup(_: &SetupInput) -> Result<SetupOutput, String> {
 }
 
 /// Kept by the factory, so tests and the demo can look inside it.
-fn build(
-    factory: &ProviderFactory,
-    config: &ProviderConfig,
-) -> Result<std::rc::Rc<dyn crate::channel::Channel>, String> {
+fn build(factory: &ProviderFactory, config: &ProviderConfig) -> Built {
     let settings = crate::providers::kinds::settings_of::<FakeSettings>(config)?;
     let fake = FakeProvider::new(config.id.clone(), settings.max_file_bytes);
     factory.fakes.borrow_mut().insert(config.id.clone(), fake.clone());

@@ -1,15 +1,13 @@
 //! The slack kind, described once: see [`crate::config::KindSpec`].
 
-use serde_json::Value;
-
 use super::SlackProvider;
 use crate::channel::{DoctorCheck, LocalFuture};
 use crate::config::providers::kind::{
-    EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts,
+    AddedEntry, EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts, Typed,
 };
 use crate::config::providers::slack::SlackSettings;
 use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
-use crate::providers::kinds::{https_client, no_https_client, settings_of, ChannelKind};
+use crate::providers::kinds::{https_client, no_https_client, settings_of, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
 pub static KIND: KindSpec = KindSpec {
@@ -37,7 +35,7 @@ impl KindSettings for SlackSettings {
     }
 }
 
-fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
+fn shortcut(env: &Shortcuts) -> AddedEntry {
     let Some(token) = env.var("SLACK_BOT_TOKEN") else { return Ok(None) };
     let team = env.var("SLACK_TEAM_ID");
     Ok(Some(env.entry(
@@ -52,7 +50,7 @@ fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
 }
 
 /// Both credentials are required, for disabled entries too.
-fn check(entry: &mut EntryCheck) -> Result<Option<std::sync::Arc<dyn KindSettings>>, ConfigError> {
+fn check(entry: &mut EntryCheck) -> Result<Typed, ConfigError> {
     entry.require_credentials(&["botToken", "signingSecret"])?;
     Ok(EntryCheck::typed(SlackSettings::parse(entry.id, entry.credentials, entry.settings)?))
 }
@@ -88,10 +86,7 @@ fn setup(input: &SetupInput) -> Result<SetupOutput, String> {
     Ok(out)
 }
 
-fn build(
-    factory: &ProviderFactory,
-    config: &ProviderConfig,
-) -> Result<std::rc::Rc<dyn crate::channel::Channel>, String> {
+fn build(factory: &ProviderFactory, config: &ProviderConfig) -> Built {
     let settings = settings_of::<SlackSettings>(config)?;
     Ok(std::rc::Rc::new(SlackProvider::new(config.id.clone(), settings, https_client(factory, config)?)))
 }

@@ -1,15 +1,13 @@
 //! The telegram kind, described once: see [`crate::config::KindSpec`].
 
-use serde_json::Value;
-
 use super::TelegramProvider;
 use crate::channel::{DoctorCheck, LocalFuture};
 use crate::config::providers::kind::{
-    EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts,
+    AddedEntry, EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts, Typed,
 };
 use crate::config::providers::telegram::TelegramSettings;
 use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
-use crate::providers::kinds::{https_client, no_https_client, settings_of, ChannelKind};
+use crate::providers::kinds::{https_client, no_https_client, settings_of, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
 pub static KIND: KindSpec = KindSpec {
@@ -37,7 +35,7 @@ impl KindSettings for TelegramSettings {
     }
 }
 
-fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
+fn shortcut(env: &Shortcuts) -> AddedEntry {
     let Some(token) = env.var("TELEGRAM_BOT_TOKEN") else { return Ok(None) };
     let public_url = env.var("TELEGRAM_PUBLIC_URL").or_else(|| env.gateway_public_url.map(str::to_owned));
     Ok(Some(env.entry(
@@ -53,7 +51,7 @@ fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
 }
 
 /// The gateway's public URL is the default public base URL of a webhook-mode bot.
-fn check(entry: &mut EntryCheck) -> Result<Option<std::sync::Arc<dyn KindSettings>>, ConfigError> {
+fn check(entry: &mut EntryCheck) -> Result<Typed, ConfigError> {
     if entry.setting_text("publicBaseUrl").is_none() {
         if let Some(url) = entry.context.gateway_public_url {
             entry.settings.insert("publicBaseUrl".into(), url.into());
@@ -95,10 +93,7 @@ fn setup(input: &SetupInput) -> Result<SetupOutput, String> {
     Ok(out)
 }
 
-fn build(
-    factory: &ProviderFactory,
-    config: &ProviderConfig,
-) -> Result<std::rc::Rc<dyn crate::channel::Channel>, String> {
+fn build(factory: &ProviderFactory, config: &ProviderConfig) -> Built {
     let settings = settings_of::<TelegramSettings>(config)?;
     let http = https_client(factory, config)?;
     Ok(std::rc::Rc::new(TelegramProvider::new(config.id.clone(), settings, http, factory.context.state_dir.as_deref())))

@@ -2,16 +2,14 @@
 //! each: see [`crate::config::KindSpec`]. They share this implementation and differ only in
 //! their name, their capabilities and their bridge rules.
 
-use serde_json::Value;
-
 use super::WebhookProvider;
 use crate::channel::{DoctorCheck, LocalFuture};
 use crate::config::providers::kind::{
-    EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts,
+    AddedEntry, EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts, Typed,
 };
 use crate::config::providers::webhook::WebhookSettings;
 use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
-use crate::providers::kinds::{settings_of, ChannelKind};
+use crate::providers::kinds::{settings_of, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
 /// One relay kind: the generic webhook or a bridge.
@@ -91,7 +89,7 @@ impl KindSettings for WebhookSettings {
 
 /// `OPEN_COWORK_GATEWAY_<KIND>_DELIVERY_URL` and the kind's other variables; a bridge may name
 /// its workspace.
-fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
+fn shortcut(env: &Shortcuts) -> AddedEntry {
     let prefix = env.kind.to_ascii_uppercase();
     let var = |suffix: &str| env.var(&format!("{prefix}_{suffix}"));
     let Some(url) = var("DELIVERY_URL") else { return Ok(None) };
@@ -111,7 +109,7 @@ fn shortcut(env: &Shortcuts) -> Result<Option<Value>, ConfigError> {
 /// The relay posts inbound messages as request bodies, so attachments are bounded by the body
 /// cap. The delivery URL is checked when the provider is built (by the factory, not the shared
 /// rules), so only an enabled entry, which is built, must carry a good one.
-fn check(entry: &mut EntryCheck) -> Result<Option<std::sync::Arc<dyn KindSettings>>, ConfigError> {
+fn check(entry: &mut EntryCheck) -> Result<Typed, ConfigError> {
     let name = entry.kind.as_str();
     if !is_bridge(name) && entry.credential("sharedSecret").is_none() {
         return Err(entry.error("requires credential sharedSecret for authenticated webhook ingress."));
@@ -161,10 +159,7 @@ fn setup(input: &SetupInput) -> Result<SetupOutput, String> {
     Ok(out)
 }
 
-fn build(
-    factory: &ProviderFactory,
-    config: &ProviderConfig,
-) -> Result<std::rc::Rc<dyn crate::channel::Channel>, String> {
+fn build(factory: &ProviderFactory, config: &ProviderConfig) -> Built {
     let settings = settings_of::<WebhookSettings>(config)?;
     let mut options = factory.webhook_retry.clone();
     if !factory.context.webhook_delivery_timeout.is_zero() {
