@@ -20,7 +20,8 @@
 //! `util`, `time`, `shutdown`, `notify`, `signals` · `net` · `config` · `logging`, `metrics` ·
 //! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup`, `doctor` ·
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
-//! `app` names a channel kind: kinds live in `providers/<kind>/` and `config/providers/<kind>.rs`.
+//! `app` names a channel kind: a kind lives in `providers/<kind>/` and its line of the table of
+//! kinds (`providers/kinds.rs`); the first kinds keep their settings types in `config/providers/<kind>.rs`.
 //!
 //! # Module map (one concern per module)
 //!
