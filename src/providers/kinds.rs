@@ -10,30 +10,32 @@ use crate::config::{KindSettings, KindSpec, ProviderConfig};
 
 use super::ProviderFactory;
 
-/// `kind!("feature", "name", path::TO::SPEC)`: the kind's spec when its feature is on, else the
-/// stand-in that names the feature.
+/// `"feature" "name" "TRIGGER" => path::TO::SPEC`: the kind's spec when its feature is on, else
+/// the stand-in that names the feature (and notices `OPEN_COWORK_GATEWAY_<TRIGGER>`, the variable
+/// that configures the kind from the environment; none for the fake provider, which is added only
+/// when nothing else is configured, which its stand-in cannot know).
 macro_rules! kinds {
-    ($($feature:literal $name:literal => $spec:path),* $(,)?) => {
+    ($($feature:literal $name:literal $trigger:literal => $spec:path),* $(,)?) => {
         &[$(
             #[cfg(feature = $feature)]
             &$spec,
             #[cfg(not(feature = $feature))]
-            &KindSpec::not_compiled_in($name, $feature),
+            &KindSpec::not_compiled_in($name, $feature, $trigger),
         )*]
     };
 }
 
 /// Every kind this crate knows, compiled in or not.
 pub static KINDS: &[&KindSpec] = kinds![
-    "telegram" "telegram" => super::telegram::kind::KIND,
-    "slack" "slack" => super::slack::kind::KIND,
-    "email" "email" => super::email::kind::KIND,
-    "webhook" "webhook" => super::webhook::kind::WEBHOOK,
-    "bridges" "discord" => super::webhook::kind::DISCORD,
-    "bridges" "whatsapp" => super::webhook::kind::WHATSAPP,
-    "bridges" "signal" => super::webhook::kind::SIGNAL,
-    "cli" "cli" => super::cli::kind::KIND,
-    "devcloud" "fake" => super::fake::kind::KIND,
+    "telegram" "telegram" "TELEGRAM_BOT_TOKEN" => super::telegram::kind::KIND,
+    "slack" "slack" "SLACK_BOT_TOKEN" => super::slack::kind::KIND,
+    "email" "email" "EMAIL_INBOUND_SECRET" => super::email::kind::KIND,
+    "webhook" "webhook" "WEBHOOK_DELIVERY_URL" => super::webhook::kind::WEBHOOK,
+    "bridges" "discord" "DISCORD_DELIVERY_URL" => super::webhook::kind::DISCORD,
+    "bridges" "whatsapp" "WHATSAPP_DELIVERY_URL" => super::webhook::kind::WHATSAPP,
+    "bridges" "signal" "SIGNAL_DELIVERY_URL" => super::webhook::kind::SIGNAL,
+    "cli" "cli" "CLI_ENABLED" => super::cli::kind::KIND,
+    "devcloud" "fake" "" => super::fake::kind::KIND,
 ];
 
 /// What a kind's constructor returns: the channel, or why it cannot run in this process.

@@ -40,6 +40,10 @@ pub struct KindSpec {
     /// The entry its `OPEN_COWORK_GATEWAY_<KIND>_*` variables describe, if they are set. Called
     /// whatever way the list is given, so a malformed switch fails the load even when unused.
     pub shortcut: fn(&Shortcuts) -> AddedEntry,
+    /// For the stand-in of a kind this build lacks: the variable (after `OPEN_COWORK_GATEWAY_`)
+    /// that configures the kind from the environment. Set (and not `false`), it adds an entry of
+    /// the kind, which then fails the load naming the missing feature instead of being ignored.
+    pub stand_in_trigger: Option<&'static str>,
     /// The entry this kind adds when no provider is configured at all (the demo's fake provider).
     pub when_none_configured: Option<fn(&Env) -> AddedEntry>,
     /// Checks a normalised entry of this kind and types its settings (`None`: never run).
@@ -58,14 +62,15 @@ pub struct KindSpec {
 impl KindSpec {
     /// The stand-in for a kind this build was compiled without: a disabled entry of it loads (and
     /// is never run), an enabled one fails the load naming the feature.
-    pub const fn not_compiled_in(name: &'static str, cargo_feature: &'static str) -> Self {
+    pub const fn not_compiled_in(name: &'static str, cargo_feature: &'static str, trigger: &'static str) -> Self {
         Self {
             name,
             cargo_feature,
             compiled_in: false,
             stands_in_for: None,
             exposure: Exposure::Public,
-            shortcut: no_shortcut,
+            shortcut: stand_in_shortcut,
+            stand_in_trigger: Some(trigger),
             when_none_configured: None,
             check: never_run,
             secret_prefixes: &[],
@@ -79,6 +84,15 @@ impl KindSpec {
 /// A kind without environment shortcuts.
 pub fn no_shortcut(_: &Shortcuts) -> AddedEntry {
     Ok(None)
+}
+
+/// A bare entry of a kind this build lacks, when its trigger variable is set.
+fn stand_in_shortcut(env: &Shortcuts) -> AddedEntry {
+    let set = env.stand_in_trigger.and_then(|trigger| env.var(trigger));
+    match set.as_deref().map(crate::config::env::parse_bool) {
+        None | Some(Some(false)) => Ok(None),
+        Some(_) => Ok(Some(env.entry(None, vec![], vec![]))),
+    }
 }
 
 fn never_run(_: &mut EntryCheck) -> Result<Typed, ConfigError> {
@@ -168,6 +182,8 @@ impl EntryCheck<'_> {
 pub struct Shortcuts<'a> {
     /// The kind whose shortcuts are read (one function may serve several kinds).
     pub kind: &'static str,
+    /// [`KindSpec::stand_in_trigger`] of the kind.
+    pub stand_in_trigger: Option<&'static str>,
     pub env: &'a Env,
     pub gateway_public_url: Option<&'a str>,
 }

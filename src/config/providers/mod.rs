@@ -233,7 +233,9 @@ pub fn resolve_providers(context: &ProviderContext) -> Result<Vec<ProviderConfig
 fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Result<Vec<Value>, ConfigError> {
     let mut list = Vec::new();
     for kind in ProviderKind::all() {
-        list.extend((kind.spec().shortcut)(&Shortcuts { kind: kind.as_str(), env, gateway_public_url })?);
+        let spec = kind.spec();
+        let shortcuts = Shortcuts { kind: spec.name, stand_in_trigger: spec.stand_in_trigger, env, gateway_public_url };
+        list.extend((spec.shortcut)(&shortcuts)?);
     }
     Ok(list)
 }
@@ -493,9 +495,10 @@ mod tests {
         assert_eq!(ids, ["slack-x", "telegram", "webhook", "cli"]);
     }
 
+    #[cfg(feature = "webhook")]
     #[test]
     fn attachment_cap_defaults_to_the_body_cap_and_cannot_exceed_it() {
-        // Disabled, so the rule is checked although this build cannot run a webhook entry.
+        // Disabled: the kind's rules run for an entry that is never built.
         let entry =
             json!({"kind": "webhook", "enabled": false, "channelBindingId": "w", "credentials": {"sharedSecret": "x"}});
         let provider = normalize_provider(&entry, 0, &context()).unwrap();
@@ -572,13 +575,31 @@ mod tests {
              (cargo feature \"telegram\"); rebuild with that feature, or remove it or disable it (\"enabled\": false)."
         );
         assert_eq!(unrunnable_kind("telegram-a", kind("telegram"), true), None);
-        let stand_in: &'static KindSpec = Box::leak(Box::new(KindSpec::not_compiled_in("matrix", "matrix")));
+        let stand_in: &'static KindSpec =
+            Box::leak(Box::new(KindSpec::not_compiled_in("matrix", "matrix", "MATRIX_ENABLED")));
         assert_eq!(
             unrunnable_kind("matrix", ProviderKind(stand_in), stand_in.compiled_in).unwrap().to_string(),
             "Gateway provider matrix (kind matrix) is not compiled into this build of open-cowork-gateway \
              (cargo feature \"matrix\"); rebuild with that feature, or remove it or disable it (\"enabled\": false).",
             "a stand-in of the table names its feature"
         );
+        let shortcut = |value: &str| {
+            let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_MATRIX_ENABLED", value)]);
+            let trigger = stand_in.stand_in_trigger;
+            (stand_in.shortcut)(&Shortcuts {
+                kind: "matrix",
+                stand_in_trigger: trigger,
+                env: &env,
+                gateway_public_url: None,
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            shortcut("true").unwrap()["kind"],
+            "matrix",
+            "its variables add an entry, which then fails the load"
+        );
+        assert_eq!(shortcut("false"), None);
     }
 
     #[test]

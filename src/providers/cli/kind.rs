@@ -14,6 +14,7 @@ pub static KIND: KindSpec = KindSpec {
     stands_in_for: None,
     exposure: Exposure::LocalOnly("Gateway CLI provider is local-only and cannot be exposed publicly."),
     shortcut,
+    stand_in_trigger: None,
     when_none_configured: None,
     check,
     secret_prefixes: &[],

@@ -17,6 +17,7 @@ pub static KIND: KindSpec = KindSpec {
     stands_in_for: None,
     exposure: Exposure::Public,
     shortcut,
+    stand_in_trigger: None,
     when_none_configured: None,
     check,
     secret_prefixes: &[],

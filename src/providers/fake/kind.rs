@@ -21,6 +21,7 @@ pub static KIND: KindSpec = KindSpec {
         "Gateway fake provider cannot be exposed publicly unless OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER=true is set explicitly for a self-host demo.",
     ),
     shortcut: no_shortcut,
+    stand_in_trigger: None,
     when_none_configured: Some(when_none_configured),
     check,
     secret_prefixes: &[],

@@ -21,6 +21,7 @@ const fn relay(name: &'static str, cargo_feature: &'static str, seeded_binding: 
         stands_in_for: None,
         exposure: Exposure::Public,
         shortcut,
+        stand_in_trigger: None,
         when_none_configured: None,
         check,
         secret_prefixes: &[],
