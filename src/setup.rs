@@ -1,5 +1,5 @@
-//! `open-cowork-gateway setup`: writes a gateway env file for an appliance (spec §1.8), with
-//! upstream's flags. Unlike upstream, every file it writes passes `check-config` (§8.3): it
+//! `open-cowork-gateway setup`: writes a gateway env file for an appliance, with
+//! upstream's flags. Unlike upstream, every file it writes passes `check-config`: it
 //! generates the admin token and the Telegram webhook secret when none is given, requires a real
 //! service token, and never writes a key twice. The file is created with mode 0600 and is not
 //! overwritten without `--force`; `--print` refuses to show secrets without `--allow-secret-print`.
