@@ -20,7 +20,8 @@
 //! `util`, `time`, `shutdown`, `notify`, `signals` · `net` · `config` · `logging`, `metrics` ·
 //! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup`, `doctor` ·
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
-//! `app` names a channel kind: kinds live in `providers/<kind>/` and `config/providers/<kind>.rs`.
+//! `app` names a channel kind: a kind lives in `providers/<kind>/` and its line of the table of
+//! kinds (`providers/kinds.rs`); the first kinds keep their settings types in `config/providers/<kind>.rs`.
 //!
 //! # Module map (one concern per module)
 //!
@@ -50,12 +51,13 @@
 //!
 //! # Where to add …
 //!
-//! - **A channel kind**: its settings struct in `config/providers/<kind>.rs` (parsed and checked at
-//!   load, an arm of `ChannelSettings`, `ProviderKind::is_implemented`), a folder
-//!   `providers/<kind>/` with a type implementing [`channel::Channel`] (only the methods the
-//!   platform has; background work is started in `start` and ended in `stop`; inbound messages go
-//!   to the `Ingress` in its context), and one arm in `providers::ProviderFactory::build`. Nothing
-//!   in the core changes.
+//! - **A channel kind**: a folder `providers/<kind>/` with a type implementing
+//!   [`channel::Channel`] (only the methods the platform has; background work is started in
+//!   `start` and ended in `stop`; inbound messages go to the `Ingress` in its context) and a
+//!   `kind.rs` describing the kind once (`config::KindSpec`: name, cargo feature, env shortcuts,
+//!   settings check, secret prefixes, dev Cloud binding, `setup` flags, constructor), plus one line
+//!   in the table `providers/kinds.rs` (and a cargo feature line if it is gated). Nothing in the
+//!   core, the configuration, `setup` or the dev Cloud changes.
 //! - **An operator endpoint**: a `Route` in `http/router.rs`, its handler in `http/operator.rs`
 //!   (reading only the handles in `http::state::HttpState`), one line in `http/server.rs`'s dispatch.
 //! - **A Cloud call**: its request body in `cloud/requests.rs`, one typed function on
@@ -85,6 +87,12 @@ pub mod shutdown;
 pub mod signals;
 pub mod time;
 pub mod util;
+
+/// The one table of channel kinds (`providers/kinds.rs`), handed down from the crate root, where
+/// the layers are put together: the configuration resolves entries against it and redaction
+/// reads its secret prefixes, while the types it holds are defined low (`config::KindSpec`), so no
+/// module imports a layer above its own.
+pub use providers::kinds::KINDS;
 
 /// The crate version, as `version` and `build_info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -406,7 +406,7 @@ fn setup(args: &[String]) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(SetupError::Usage(message)) => {
-            errln!("open-cowork-gateway setup: {message}\n\n{}", setup::USAGE);
+            errln!("open-cowork-gateway setup: {message}\n\n{}", setup::usage_text());
             ExitCode::from(EX_USAGE)
         }
         Err(SetupError::Io(message)) => {

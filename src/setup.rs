@@ -11,38 +11,62 @@ use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
+use std::collections::BTreeMap;
+
+use crate::config::providers::kind::{SetupFlag, SetupInput, SetupOutput};
 use crate::config::urls::{normalize_public_https_url, PublicUrlProblem};
 use crate::config::ProviderKind;
 
-pub const USAGE: &str = "\
-Usage: open-cowork-gateway setup [options]
+/// The usage text: the common flags, then each kind's own, as the table of kinds lists them.
+pub fn usage_text() -> String {
+    let mut text = String::from(
+        "Usage: open-cowork-gateway setup [options]\n\n\
+         \x20 --mode remote|local             remote Cloud (default) or a Cloud on this machine (http://127.0.0.1:8787)\n\
+         \x20 --cloud-url URL                 the Cloud URL (required for remote)\n\
+         \x20 --service-token TOKEN           the gateway-scoped Cloud token (required)\n",
+    );
+    let kinds: Vec<&str> = offered_kinds().map(ProviderKind::as_str).collect();
+    let (default, rest) = kinds.split_first().map_or(("", &[][..]), |(first, rest)| (*first, rest));
+    text.push_str(&usage_line("--provider KIND", &format!("{default} (default), {}", rest.join(", "))));
+    let mut listed = Vec::new();
+    for flag in kind_flags() {
+        if !listed.contains(&flag.name) {
+            listed.push(flag.name);
+            let name = flag.value.map_or(flag.name.to_owned(), |value| format!("{} {value}", flag.name));
+            text.push_str(&usage_line(&name, flag.help));
+        }
+    }
+    for (name, help) in COMMON_FLAGS {
+        text.push_str(&usage_line(name, help));
+    }
+    text
+}
 
-  --mode remote|local             remote Cloud (default) or a Cloud on this machine (http://127.0.0.1:8787)
-  --cloud-url URL                 the Cloud URL (required for remote)
-  --service-token TOKEN           the gateway-scoped Cloud token (required)
-  --provider KIND                 telegram (default), slack, email, fake, webhook, discord, whatsapp or signal
-  --telegram-mode polling|webhook default polling
-  --telegram-bot-token TOKEN      from BotFather (required for telegram)
-  --telegram-webhook-secret S     generated when webhook mode needs one and none is given
-  --slack-bot-token TOKEN         the app's bot token, xoxb-… (required for slack)
-  --slack-signing-secret S        the app's signing secret (required for slack)
-  --email-from ADDRESS            the reply sender, agent@example.com or Agent <agent@example.com> (required for email)
-  --smtp-host HOST                the SMTP server replies go through (required for email)
-  --smtp-port PORT                default 465 with --smtp-secure, else 25 (STARTTLS is required unless the host is loopback)
-  --smtp-secure                   implicit TLS from the first byte (port 465)
-  --smtp-username USER            SMTP AUTH PLAIN user (sent over TLS only)
-  --smtp-password PASSWORD        SMTP AUTH PLAIN password
-  --inbound-secret S              the secret the mail relay presents; generated when not given
-  --public-url URL                public HTTPS URL of this gateway (required for webhook mode and slack)
-  --delivery-url URL              the relay's HTTPS URL (required for webhook and the bridges)
-  --shared-secret S               the relay's signing secret; generated when not given
-  --admin-token TOKEN             operator token; generated when not given
-  --output PATH                   default /etc/open-cowork/gateway.env (written with mode 0600)
-  --force                         overwrite an existing file
-  --print                         print the env file instead of writing it
-  --allow-secret-print            allow --print to show the secrets it contains
-  -h, --help                      this text
-";
+/// The flags every kind shares, after the kinds' own in the usage text.
+const COMMON_FLAGS: [(&str, &str); 7] = [
+    ("--public-url URL", "public HTTPS URL of this gateway (required when the platform posts to it)"),
+    ("--admin-token TOKEN", "operator token; generated when not given"),
+    ("--output PATH", "default /etc/open-cowork/gateway.env (written with mode 0600)"),
+    ("--force", "overwrite an existing file"),
+    ("--print", "print the env file instead of writing it"),
+    ("--allow-secret-print", "allow --print to show the secrets it contains"),
+    ("-h, --help", "this text"),
+];
+
+fn usage_line(name: &str, help: &str) -> String {
+    format!("  {name:<31} {help}\n")
+}
+
+/// The kinds `--provider` accepts, in the table's order (the first is the default): every kind
+/// with a `setup`, and every kind this build lacks, so choosing one says which feature is missing.
+fn offered_kinds() -> impl Iterator<Item = ProviderKind> {
+    ProviderKind::all().filter(|kind| !kind.compiled_in() || kind.spec().setup.is_some())
+}
+
+/// The flags of every kind this build can set up.
+fn kind_flags() -> impl Iterator<Item = &'static SetupFlag> {
+    ProviderKind::all().filter_map(|kind| kind.spec().setup).flat_map(|setup| setup.flags.iter())
+}
 
 /// What went wrong; the message names the flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,27 +85,10 @@ pub struct SetupOptions {
     pub local: bool,
     pub cloud_url: Option<String>,
     pub service_token: Option<String>,
-    pub telegram: bool,
-    /// `--provider webhook|discord|whatsapp|signal`: the kind, when it is one of those.
-    pub relay: Option<ProviderKind>,
-    pub delivery_url: Option<String>,
-    pub shared_secret: Option<String>,
-    pub telegram_webhook: bool,
-    pub telegram_bot_token: Option<String>,
-    pub telegram_webhook_secret: Option<String>,
-    /// `--provider slack` (then `telegram` is false).
-    pub slack: bool,
-    pub slack_bot_token: Option<String>,
-    pub slack_signing_secret: Option<String>,
-    /// `--provider email` (then `telegram` is false).
-    pub email: bool,
-    pub email_from: Option<String>,
-    pub smtp_host: Option<String>,
-    pub smtp_port: Option<String>,
-    pub smtp_secure: bool,
-    pub smtp_username: Option<String>,
-    pub smtp_password: Option<String>,
-    pub inbound_secret: Option<String>,
+    /// `--provider`: the first kind of the table unless given.
+    pub provider: Option<ProviderKind>,
+    /// The chosen kind's own flags as given (a switch has an empty value).
+    pub kind_flags: BTreeMap<&'static str, String>,
     pub public_url: Option<String>,
     pub admin_token: Option<String>,
     pub output: PathBuf,
@@ -91,34 +98,25 @@ pub struct SetupOptions {
     pub help: bool,
 }
 
+impl SetupOptions {
+    fn kind(&self) -> Option<ProviderKind> {
+        self.provider.or_else(|| offered_kinds().next())
+    }
+}
+
 fn usage(message: impl Into<String>) -> SetupError {
     SetupError::Usage(message.into())
 }
 
-/// Parses the flags after `setup`.
+/// Parses the flags after `setup`. An unknown flag is reported once the chosen kind is known: a
+/// kind this build lacks is named first (its flags are unknown here), by `render`.
 pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
     let mut options = SetupOptions {
         local: false,
         cloud_url: None,
         service_token: None,
-        telegram: true,
-        relay: None,
-        delivery_url: None,
-        shared_secret: None,
-        telegram_webhook: false,
-        telegram_bot_token: None,
-        telegram_webhook_secret: None,
-        slack: false,
-        slack_bot_token: None,
-        slack_signing_secret: None,
-        email: false,
-        email_from: None,
-        smtp_host: None,
-        smtp_port: None,
-        smtp_secure: false,
-        smtp_username: None,
-        smtp_password: None,
-        inbound_secret: None,
+        provider: None,
+        kind_flags: BTreeMap::new(),
         public_url: None,
         admin_token: None,
         output: PathBuf::from("/etc/open-cowork/gateway.env"),
@@ -127,7 +125,8 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
         allow_secret_print: false,
         help: false,
     };
-    let mut args = args.iter();
+    let mut unknown = None;
+    let mut args = args.iter().peekable();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
@@ -147,59 +146,45 @@ pub fn parse(args: &[String]) -> Result<SetupOptions, SetupError> {
                     _ => return Err(usage("--mode must be one of: remote, local")),
                 }
             }
-            "--provider" => {
-                let kind = value()?;
-                options.telegram = kind == "telegram";
-                options.slack = kind == "slack";
-                options.email = kind == "email";
-                options.relay = match kind.as_str() {
-                    "telegram" | "slack" | "email" | "fake" => None,
-                    "webhook" | "discord" | "whatsapp" | "signal" => ProviderKind::parse(&kind),
-                    _ => return Err(usage(
-                        "--provider must be one of: telegram, slack, email, fake, webhook, discord, whatsapp, signal",
-                    )),
-                }
-            }
-            "--telegram-mode" => {
-                options.telegram_webhook = match value()?.as_str() {
-                    "polling" => false,
-                    "webhook" => true,
-                    _ => return Err(usage("--telegram-mode must be one of: polling, webhook")),
-                }
-            }
+            "--provider" => options.provider = Some(provider(&value()?)?),
             "--cloud-url" => options.cloud_url = Some(value()?),
             "--service-token" => options.service_token = Some(value()?),
-            "--telegram-bot-token" => options.telegram_bot_token = Some(value()?),
-            "--telegram-webhook-secret" => options.telegram_webhook_secret = Some(value()?),
-            "--slack-bot-token" => options.slack_bot_token = Some(value()?),
-            "--slack-signing-secret" => options.slack_signing_secret = Some(value()?),
-            "--email-from" => options.email_from = Some(value()?),
-            "--smtp-host" => options.smtp_host = Some(value()?),
-            "--smtp-port" => options.smtp_port = Some(value()?),
-            "--smtp-secure" => options.smtp_secure = true,
-            "--smtp-username" => options.smtp_username = Some(value()?),
-            "--smtp-password" => options.smtp_password = Some(value()?),
-            "--inbound-secret" => options.inbound_secret = Some(value()?),
             "--public-url" => options.public_url = Some(value()?),
-            "--delivery-url" => options.delivery_url = Some(value()?),
-            "--shared-secret" => options.shared_secret = Some(value()?),
             "--admin-token" => options.admin_token = Some(value()?),
             "--output" => options.output = PathBuf::from(value()?),
             "--force" => options.force = true,
             "--print" => options.print = true,
             "--allow-secret-print" => options.allow_secret_print = true,
             "-h" | "--help" => options.help = true,
-            other if other.starts_with('-') => return Err(usage(format!("Unknown option {other}."))),
+            other if other.starts_with('-') => match kind_flags().find(|f| f.name == other) {
+                Some(known) if known.value.is_some() => _ = options.kind_flags.insert(known.name, value()?),
+                Some(known) => _ = options.kind_flags.insert(known.name, String::new()),
+                None => {
+                    unknown.get_or_insert_with(|| usage(format!("Unknown option {other}.")));
+                    let _ = args.next_if(|next| !next.starts_with('-'));
+                }
+            },
             other => return Err(usage(format!("Unexpected argument: {other}"))),
         }
     }
-    Ok(options)
+    match unknown {
+        Some(error) if options.kind().is_some_and(ProviderKind::compiled_in) => Err(error),
+        _ => Ok(options),
+    }
+}
+
+/// `--provider KIND`: a kind `setup` offers.
+fn provider(name: &str) -> Result<ProviderKind, SetupError> {
+    offered_kinds().find(|kind| kind.as_str() == name).ok_or_else(|| {
+        let names: Vec<&str> = offered_kinds().map(ProviderKind::as_str).collect();
+        usage(format!("--provider must be one of: {}", names.join(", ")))
+    })
 }
 
 /// A random secret: 32 bytes from the system's CSPRNG, base64url.
-fn generate_secret() -> Result<String, SetupError> {
+fn generate_secret() -> Result<String, String> {
     let mut bytes = [0u8; 32];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| SetupError::Io("the system random generator failed".into()))?;
+    SystemRandom::new().fill(&mut bytes).map_err(|_| "the system random generator failed".to_owned())?;
     Ok(crate::util::base64::encode_url(&bytes))
 }
 
@@ -222,42 +207,38 @@ fn unavailable_provider(kind: ProviderKind, compiled_in: bool) -> Option<SetupEr
     })
 }
 
-/// E-mail's flags, checked as `check-config` will check the file.
-fn check_email(options: &SetupOptions) -> Result<(), SetupError> {
-    let from =
-        options.email_from.as_deref().ok_or_else(|| usage("--email-from is required for the email provider."))?;
-    if crate::config::providers::email::parse_address(from).is_none() || from.contains(['\r', '\n']) {
-        return Err(usage(
-            "--email-from must contain an address, e.g. agent@example.com or \"Agent <agent@example.com>\".",
-        ));
-    }
-    let host = options.smtp_host.as_deref().ok_or_else(|| usage("--smtp-host is required for the email provider."))?;
-    if host.trim().is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
-        return Err(usage("--smtp-host must be a host name, e.g. smtp.example.com."));
-    }
-    if let Some(port) = &options.smtp_port {
-        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
-            return Err(usage("--smtp-port must be from 1 to 65535."));
+/// `--public-url`, normalised, if given.
+fn public_url(options: &SetupOptions) -> Result<Option<String>, SetupError> {
+    let Some(url) = &options.public_url else { return Ok(None) };
+    normalize_public_https_url(url).map(Some).map_err(|problem| match problem {
+        PublicUrlProblem::Invalid => {
+            usage("--public-url must be a valid HTTPS URL, for example https://gateway.example.com.")
         }
+        PublicUrlProblem::NotHttps => usage("--public-url must be HTTPS: the platforms post to it."),
+        PublicUrlProblem::Loopback => usage("--public-url must be publicly reachable, not loopback."),
+    })
+}
+
+/// The chosen kind's part of the file, from its own flags.
+fn kind_lines(kind: ProviderKind, options: &SetupOptions, public_url: Option<&str>) -> Result<SetupOutput, SetupError> {
+    if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
+        return Err(error);
     }
-    if options.smtp_password.is_some() && options.smtp_username.is_none() {
-        return Err(usage("--smtp-password needs --smtp-username."));
+    let setup = kind.spec().setup.ok_or_else(|| usage(format!("--provider {kind} cannot be set up.")))?;
+    let input =
+        SetupInput { kind: kind.as_str(), values: &options.kind_flags, public_url, generate_secret: &generate_secret };
+    let output = (setup.write)(&input).map_err(usage)?;
+    match (output.public_url_needed_for, public_url) {
+        (Some(why), None) => Err(usage(format!("--public-url is required for {why}."))),
+        _ => Ok(output),
     }
-    Ok(())
 }
 
 /// The env file's text.
 pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
-    let kind = match (options.relay, options.telegram, options.slack, options.email) {
-        (Some(relay), _, _, _) => relay,
-        (None, true, _, _) => ProviderKind::Telegram,
-        (None, false, true, _) => ProviderKind::Slack,
-        (None, false, false, true) => ProviderKind::Email,
-        (None, false, false, false) => ProviderKind::Fake,
-    };
-    if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
-        return Err(error);
-    }
+    let kind = options.kind().ok_or_else(|| usage("this build of open-cowork-gateway has no channel to set up."))?;
+    let public_url = public_url(options)?;
+    let kind_output = kind_lines(kind, options, public_url.as_deref())?;
     let cloud_url = match (&options.cloud_url, options.local) {
         (Some(url), _) => url.clone(),
         (None, true) => "http://127.0.0.1:8787".to_owned(),
@@ -266,116 +247,33 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
     let service_token = options.service_token.clone().ok_or_else(|| {
         usage("--service-token is required: create a gateway-scoped token in Open Cowork Cloud and pass it here.")
     })?;
-    let webhook = options.telegram && options.telegram_webhook;
-    if options.telegram && options.telegram_bot_token.is_none() {
-        return Err(usage("--telegram-bot-token is required for the Telegram provider."));
-    }
-    if options.slack && options.slack_bot_token.is_none() {
-        return Err(usage(
-            "--slack-bot-token is required for the Slack provider (OAuth & Permissions → Bot User OAuth Token).",
-        ));
-    }
-    if options.slack && options.slack_signing_secret.is_none() {
-        return Err(usage(
-            "--slack-signing-secret is required for the Slack provider (Basic Information → Signing Secret).",
-        ));
-    }
-    if options.email {
-        check_email(options)?;
-    }
-    // Slack posts events to this gateway, like Telegram in webhook mode: it must be reachable.
-    // A mail relay may run on this machine (a Postfix pipe), so e-mail listens publicly only
-    // when a public URL is given.
-    let inbound_requests = webhook || options.slack || (options.email && options.public_url.is_some());
-    let public_url = match (&options.public_url, inbound_requests) {
-        (Some(url), _) => Some(normalize_public_https_url(url).map_err(|problem| match problem {
-            PublicUrlProblem::Invalid => {
-                usage("--public-url must be a valid HTTPS URL, for example https://gateway.example.com.")
-            }
-            PublicUrlProblem::NotHttps => usage("--public-url must be HTTPS for Telegram webhook mode and Slack."),
-            PublicUrlProblem::Loopback => usage("--public-url must be publicly reachable, not loopback."),
-        })?),
-        (None, true) if options.slack => {
-            return Err(usage("--public-url is required for Slack: its Request URLs are <public-url>/webhooks/slack."))
-        }
-        (None, true) => return Err(usage("--public-url is required for Telegram webhook mode.")),
-        (None, false) => None,
-    };
-    // The relay's URL passes the same DNS-free policy check-config runs.
-    let delivery_url = match (options.relay, &options.delivery_url) {
-        (None, _) => None,
-        (Some(_), None) => return Err(usage("--delivery-url is required for the webhook and bridge providers.")),
-        (Some(_), Some(url)) => {
-            let policy = crate::net::url_policy::UrlPolicy::default();
-            crate::net::url_policy::check_delivery_url(url, &policy)
-                .map_err(|refusal| usage(format!("--delivery-url is refused: {}.", refusal.message)))?;
-            Some(url.trim().to_owned())
-        }
-    };
     let admin_token = match &options.admin_token {
         Some(token) => token.clone(),
-        None => generate_secret()?,
+        None => generate_secret().map_err(SetupError::Io)?,
     };
+    let listens_publicly = kind_output.public_url_needed_for.is_some() || kind_output.listens_publicly;
     let mut lines = vec![
         "# Generated by open-cowork-gateway setup.".to_owned(),
         "# Store this file outside git and rotate every token if it is exposed.".to_owned(),
         "# /metrics and /diagnostics are on and answer only with OPEN_COWORK_GATEWAY_ADMIN_TOKEN, e.g.".to_owned(),
         "#   curl -H \"Authorization: Bearer <admin token>\" http://127.0.0.1:8790/diagnostics".to_owned(),
     ];
-    let mut set = |key: &str, value: &str| lines.push(format!("{key}={}", clean(value)));
-    set("OPEN_COWORK_CLOUD_BASE_URL", &cloud_url);
-    set("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &service_token);
-    set("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", &admin_token);
-    set("OPEN_COWORK_GATEWAY_HOST", if inbound_requests { "0.0.0.0" } else { "127.0.0.1" });
-    set("OPEN_COWORK_GATEWAY_PORT", "8790");
-    set("OPEN_COWORK_GATEWAY_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
-    set("OPEN_COWORK_GATEWAY_PRODUCT_MODE", "cloud_channel");
-    set("OPEN_COWORK_GATEWAY_MODE", "self-host");
-    set("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "true");
-    set("OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", "true");
-    set("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "false");
-    set("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", "");
-    set("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", if kind == ProviderKind::Fake { "true" } else { "false" });
-    if let (Some(relay), Some(url)) = (options.relay, &delivery_url) {
-        let prefix = relay.as_str().to_ascii_uppercase();
-        let secret = match &options.shared_secret {
-            Some(secret) => secret.clone(),
-            None => generate_secret()?,
-        };
-        set(&format!("OPEN_COWORK_GATEWAY_{prefix}_DELIVERY_URL"), url);
-        set(&format!("OPEN_COWORK_GATEWAY_{prefix}_SHARED_SECRET"), &secret);
-        set(&format!("OPEN_COWORK_GATEWAY_{prefix}_CHANNEL_BINDING_ID"), relay.as_str());
-    } else if options.telegram {
-        let secret = match (&options.telegram_webhook_secret, webhook) {
-            (Some(secret), _) => secret.clone(),
-            (None, true) => generate_secret()?,
-            (None, false) => String::new(),
-        };
-        set("OPEN_COWORK_GATEWAY_TELEGRAM_BOT_TOKEN", options.telegram_bot_token.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_TELEGRAM_CHANNEL_BINDING_ID", "telegram");
-        set("OPEN_COWORK_GATEWAY_TELEGRAM_MODE", if webhook { "webhook" } else { "polling" });
-        set("OPEN_COWORK_GATEWAY_TELEGRAM_PUBLIC_URL", public_url.as_deref().unwrap_or(""));
-        set("OPEN_COWORK_GATEWAY_TELEGRAM_WEBHOOK_SECRET", &secret);
-    } else if options.email {
-        let secret = match &options.inbound_secret {
-            Some(secret) => secret.clone(),
-            None => generate_secret()?,
-        };
-        set("OPEN_COWORK_GATEWAY_EMAIL_INBOUND_SECRET", &secret);
-        set("OPEN_COWORK_GATEWAY_EMAIL_CHANNEL_BINDING_ID", "email");
-        set("OPEN_COWORK_GATEWAY_EMAIL_FROM", options.email_from.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_HOST", options.smtp_host.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_PORT", options.smtp_port.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_SECURE", if options.smtp_secure { "true" } else { "false" });
-        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_USERNAME", options.smtp_username.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_EMAIL_SMTP_PASSWORD", options.smtp_password.as_deref().unwrap_or_default());
-    } else if options.slack {
-        set("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN", options.slack_bot_token.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET", options.slack_signing_secret.as_deref().unwrap_or_default());
-        set("OPEN_COWORK_GATEWAY_SLACK_CHANNEL_BINDING_ID", "slack");
-    } else {
-        set("OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID", "fake-binding");
-    }
+    let common = [
+        ("OPEN_COWORK_CLOUD_BASE_URL", cloud_url.as_str()),
+        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", &service_token),
+        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", &admin_token),
+        ("OPEN_COWORK_GATEWAY_HOST", if listens_publicly { "0.0.0.0" } else { "127.0.0.1" }),
+        ("OPEN_COWORK_GATEWAY_PORT", "8790"),
+        ("OPEN_COWORK_GATEWAY_PUBLIC_URL", public_url.as_deref().unwrap_or("")),
+        ("OPEN_COWORK_GATEWAY_PRODUCT_MODE", "cloud_channel"),
+        ("OPEN_COWORK_GATEWAY_MODE", "self-host"),
+        ("OPEN_COWORK_GATEWAY_METRICS_ENABLED", "true"),
+        ("OPEN_COWORK_GATEWAY_DIAGNOSTICS_ENABLED", "true"),
+        ("OPEN_COWORK_GATEWAY_TRUST_PROXY_HEADERS", "false"),
+        ("OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS", ""),
+    ];
+    lines.extend(common.iter().map(|(key, value)| format!("{key}={}", clean(value))));
+    lines.extend(kind_output.lines.iter().map(|(key, value)| format!("{key}={}", clean(value))));
     let text = lines.join("\n") + "\n";
     check_like_check_config(&text)?;
     Ok(text)
@@ -472,7 +370,7 @@ fn write_env_file(path: &Path, text: &str, force: bool) -> Result<(), SetupError
 /// Runs `setup` with its output on `out`.
 pub fn run(options: &SetupOptions, out: &mut dyn Write) -> Result<(), SetupError> {
     if options.help {
-        let _ = out.write_all(USAGE.as_bytes());
+        let _ = out.write_all(usage_text().as_bytes());
         return Ok(());
     }
     let text = render(options)?;
@@ -495,6 +393,10 @@ pub fn run(options: &SetupOptions, out: &mut dyn Write) -> Result<(), SetupError
 mod tests {
     use super::*;
 
+    fn kind(name: &str) -> ProviderKind {
+        ProviderKind::parse(name).unwrap()
+    }
+
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -504,14 +406,14 @@ mod tests {
         assert_eq!(parse(&args(&["--mode", "cluster"])).unwrap_err(), usage("--mode must be one of: remote, local"));
         assert_eq!(
             parse(&args(&["--provider", "irc"])).unwrap_err(),
-            usage("--provider must be one of: telegram, slack, email, fake, webhook, discord, whatsapp, signal")
+            usage("--provider must be one of: telegram, slack, email, webhook, discord, whatsapp, signal, fake")
         );
         assert_eq!(parse(&args(&["--cloud-url"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["--cloud-url", "--print"])).unwrap_err(), usage("--cloud-url requires a value."));
         assert_eq!(parse(&args(&["stray"])).unwrap_err(), usage("Unexpected argument: stray"));
         let options =
             parse(&args(&["--mode=local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
-        assert!(options.local && !options.telegram && options.print);
+        assert!(options.local && options.provider == ProviderKind::parse("fake") && options.print);
     }
 
     /// Whatever `setup` writes must start: a file `check-config` would refuse is not written.
@@ -589,10 +491,7 @@ mod tests {
         unique.dedup();
         assert_eq!(keys.len(), unique.len(), "no key twice");
         let http = SetupOptions { public_url: Some("http://bot.example.com".into()), ..options };
-        assert_eq!(
-            render(&http).unwrap_err(),
-            usage("--public-url must be HTTPS for Telegram webhook mode and Slack.")
-        );
+        assert_eq!(render(&http).unwrap_err(), usage("--public-url must be HTTPS: the platforms post to it."));
     }
 
     #[cfg(feature = "email")]
@@ -627,7 +526,7 @@ mod tests {
         let text = with(&[&secrets[..], &["--public-url", "https://gw.example.com"]].concat()).unwrap();
         assert!(text.contains("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN=xoxb-1\n"), "{text}");
         assert!(text.contains("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET=sign\n"));
-        assert!(text.contains("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=false\n"));
+        assert!(!text.contains("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=true"));
         assert!(!text.contains("TELEGRAM"));
     }
 
@@ -664,11 +563,11 @@ mod tests {
     #[test]
     fn a_provider_this_build_cannot_run_is_refused_before_anything_is_written() {
         assert_eq!(
-            unavailable_provider(ProviderKind::Telegram, false).unwrap().to_string(),
+            unavailable_provider(kind("telegram"), false).unwrap().to_string(),
             "--provider telegram is not available: this build of open-cowork-gateway was compiled without cargo \
              feature \"telegram\". Use a build with that feature, or choose another --provider."
         );
-        assert_eq!(unavailable_provider(ProviderKind::Fake, true), None);
+        assert_eq!(unavailable_provider(kind("fake"), true), None);
         let options =
             parse(&args(&["--mode", "local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
         assert_eq!(render(&options).is_ok(), cfg!(feature = "devcloud"), "fake needs the devcloud feature");
@@ -690,6 +589,6 @@ mod tests {
         assert!(text.contains("OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID=signal\n"));
         let secret = text.lines().find_map(|l| l.strip_prefix("OPEN_COWORK_GATEWAY_SIGNAL_SHARED_SECRET=")).unwrap();
         assert_eq!(secret.len(), 43, "a generated 32-byte secret");
-        assert!(text.contains("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=false\n"));
+        assert!(!text.contains("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER=true"));
     }
 }

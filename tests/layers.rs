@@ -6,9 +6,10 @@
 //! modules of one layer do not use each other. Test modules (`#[cfg(test)] mod tests`) are left
 //! out: a test may reach for anything, the dev Cloud included.
 //!
-//! The kind names (`telegram`, `slack`, …) and `ProviderKind` variants may appear only under
-//! `providers/`, `config/` and the tools that are not part of the running gateway (`setup`, `cli`,
-//! `devcloud`, `main`): a channel is added there without touching the core.
+//! The kind names (`telegram`, `slack`, …) may appear only in the core-free places: and more
+//! strictly, a kind is named only in its own folder (`providers/<folder>/`, `providers/<folder>.rs`,
+//! `config/providers/<folder>.rs`) and its line of the table of kinds (`providers/kinds.rs`), so a
+//! channel is added as one folder and one line.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -31,8 +32,6 @@ const LAYERS: &[&[&str]] = &[
 const CORE: &[&str] = &["runtime", "http", "cloud", "render", "channel", "app"];
 
 const KIND_WORDS: &[&str] = &["telegram", "slack", "discord", "whatsapp", "email", "e-mail"];
-const KIND_VARIANTS: &[&str] =
-    &["Telegram", "Slack", "Email", "Webhook", "Discord", "Whatsapp", "Signal", "Cli", "Fake"];
 
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|layer| layer.contains(&module))
@@ -128,14 +127,204 @@ fn the_core_never_names_a_channel_kind() {
         }
         for (number, line) in text.lines().enumerate() {
             let lower = line.to_ascii_lowercase();
-            let word = KIND_WORDS.iter().find(|w| lower.contains(*w));
-            let variant = KIND_VARIANTS.iter().find(|v| line.contains(&format!("ProviderKind::{v}")));
-            if let Some(kind) = word.copied().or(variant.copied()) {
+            if let Some(kind) = KIND_WORDS.iter().find(|w| lower.contains(*w)) {
                 violations.push(format!("{relative}:{}: names `{kind}`: {}", number + 1, line.trim()));
             }
         }
     }
     assert!(violations.is_empty(), "channel kinds named in the core:\n{}", violations.join("\n"));
+}
+
+/// One line of the table of kinds: the kind's name and the folder it lives in (the bridges live
+/// in the webhook's).
+fn table_of_kinds() -> Vec<(String, String)> {
+    let table = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers/kinds.rs")).unwrap();
+    let kinds: Vec<_> = table
+        .lines()
+        .filter_map(|line| {
+            let (names, path) = line.trim().split_once("=> super::")?;
+            let name = names.split('"').nth(3)?;
+            Some((name.to_owned(), path.split("::").next()?.to_owned()))
+        })
+        .collect();
+    assert!(kinds.len() >= 5, "the table of kinds was not read: {kinds:?}");
+    kinds
+}
+
+/// Kind names that are also words of the gateway's own (HTTP webhooks, Unix signals, the command
+/// line, e-mail addresses, test doubles): for them only what can only mean the kind counts.
+const AMBIGUOUS: &[&str] = &["webhook", "signal", "cli", "email", "fake"];
+
+/// Files (or folders, by prefix) that may name a kind that is not theirs, and why.
+const ALLOWED: &[(&str, &str, &str)] = &[
+    ("providers/fake", "cli", "the fake provider stands in for the CLI channel"),
+    ("config/providers/telegram.rs", "webhook", "Telegram's webhook mode"),
+    ("providers/telegram/", "webhook", "Telegram's webhook mode"),
+    ("config/mod.rs", "webhook", "timeouts.webhookDeliveryMs, the global attempt timeout of relay deliveries"),
+    ("config/mod.rs", "fake", "OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER, the deployment-safety switch"),
+    ("providers/mod.rs", "cli", "the factory's CLI output and input hooks (tests and the demo)"),
+    ("providers/mod.rs", "fake", "the factory's record of fake channels (tests and the demo)"),
+    ("providers/mod.rs", "webhook", "the factory's relay resolver and retry hooks (tests)"),
+];
+
+/// Splits `TelegramSettings`, `telegram_mode`, `OPEN_COWORK_GATEWAY_TELEGRAM_MODE` or
+/// `--telegram-mode` into lower-case words.
+fn words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for part in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut word = String::new();
+        let chars: Vec<char> = part.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            let prev_lower = i > 0 && chars[i - 1].is_ascii_lowercase();
+            if c.is_ascii_uppercase() && !word.is_empty() && (prev_lower || next_lower) {
+                words.push(std::mem::take(&mut word).to_ascii_lowercase());
+            }
+            word.push(*c);
+        }
+        if !word.is_empty() {
+            words.push(word.to_ascii_lowercase());
+        }
+    }
+    words
+}
+
+/// The code of a file without comments, and its string literals, as `(code, strings)`.
+fn code_and_strings(text: &str) -> (String, Vec<String>) {
+    let (mut code, mut strings) = (String::new(), Vec::new());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        if rest.starts_with("//") {
+            i += rest.find('\n').unwrap_or(rest.len());
+        } else if rest.starts_with("r#\"") || rest.starts_with("r\"") {
+            let hashes = rest[1..].find('"').unwrap();
+            let close = format!("\"{}", "#".repeat(hashes));
+            let end = rest[hashes + 2..].find(&close).unwrap() + hashes + 2;
+            strings.push(rest[hashes + 2..end].to_owned());
+            i += end + close.len();
+        } else if rest.starts_with('"') {
+            let mut j = 1;
+            while j < rest.len() && rest.as_bytes()[j] != b'"' {
+                j += if rest.as_bytes()[j] == b'\\' { 2 } else { 1 };
+            }
+            strings.push(rest[1..j].to_owned());
+            i += j + 1;
+        } else if rest.starts_with("'\"'") {
+            i += 3;
+        } else {
+            let c = rest.chars().next().unwrap();
+            code.push(c);
+            i += c.len_utf8();
+        }
+    }
+    (code, strings)
+}
+
+/// Whether a line only attaches a folder as a module (`pub mod telegram;`, maybe under
+/// `#[cfg(feature = "telegram")]`): the folder is the kind's, so these lines do not count.
+fn is_module_declaration(line: &str) -> bool {
+    let line = line.trim();
+    let declared = line.strip_prefix("pub mod ").or_else(|| line.strip_prefix("mod "));
+    declared.is_some_and(|rest| rest.ends_with(';')) || line.starts_with("#[cfg(")
+}
+
+/// Where a file names kinds: `(kind, what)` for identifiers and literals that can only mean the
+/// kind. Prose (a string with spaces) and module declarations do not count.
+fn kinds_named(text: &str, kinds: &[(String, String)]) -> Vec<(String, String)> {
+    let text: Vec<&str> = text.lines().filter(|line| !is_module_declaration(line)).collect();
+    let (code, strings) = code_and_strings(&text.join("\n"));
+    let mut found = Vec::new();
+    let identifiers = code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+    for identifier in identifiers.filter(|i| !i.is_empty()) {
+        for (kind, _) in kinds {
+            let camel = format!("{}{}", kind[..1].to_ascii_uppercase(), &kind[1..]);
+            let names_it = if AMBIGUOUS.contains(&kind.as_str()) {
+                identifier.contains(&format!("providers::{kind}"))
+                    || identifier
+                        .split("::")
+                        .any(|part| part == format!("{camel}Settings") || part == format!("{camel}Provider"))
+            } else {
+                words(identifier).contains(kind)
+            };
+            if names_it {
+                found.push((kind.clone(), identifier.to_owned()));
+            }
+        }
+    }
+    for literal in strings.iter().filter(|s| !s.contains(' ')) {
+        let literal_words = words(literal);
+        for (kind, _) in kinds {
+            let names_it = if AMBIGUOUS.contains(&kind.as_str()) {
+                literal == kind
+                    || literal.starts_with(&format!("OPEN_COWORK_GATEWAY_{}_", kind.to_ascii_uppercase()))
+                    || literal.starts_with(&format!("--{kind}-"))
+            } else {
+                literal_words.contains(kind)
+            };
+            if names_it {
+                found.push((kind.clone(), format!("{literal:?}")));
+            }
+        }
+    }
+    found
+}
+
+/// Whether `relative` (a path under `src/`) is the home of the kind living in `folder`.
+fn is_home(relative: &str, folder: &str) -> bool {
+    relative.starts_with(&format!("providers/{folder}/"))
+        || relative == format!("providers/{folder}.rs")
+        || relative == format!("config/providers/{folder}.rs")
+}
+
+/// Every place under `src/` that names a kind outside that kind's home, the table and the allowed
+/// exceptions.
+fn kind_names_out_of_place(files: &[(String, String)]) -> Vec<String> {
+    let kinds = table_of_kinds();
+    let mut violations = Vec::new();
+    for (relative, text) in files {
+        if relative == "providers/kinds.rs" {
+            continue;
+        }
+        for (kind, what) in kinds_named(text, &kinds) {
+            let home = kinds.iter().filter(|(name, _)| *name == kind).any(|(_, folder)| is_home(relative, folder));
+            let allowed = ALLOWED.iter().any(|(file, word, _)| relative.starts_with(file) && *word == kind);
+            if !home && !allowed {
+                violations.push(format!("{relative}: names the {kind} kind: {what}"));
+            }
+        }
+    }
+    violations.sort();
+    violations.dedup();
+    violations
+}
+
+#[test]
+fn a_kind_is_named_only_in_its_folder_and_the_table() {
+    let files: Vec<_> = sources().into_iter().map(|(_, relative, text)| (relative, text)).collect();
+    let violations = kind_names_out_of_place(&files);
+    assert!(violations.is_empty(), "channel kinds named outside their folder:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn the_kind_check_sees_a_kind_out_of_place() {
+    let planted = |relative: &str, text: &str| kind_names_out_of_place(&[(relative.to_owned(), text.to_owned())]);
+    assert_eq!(planted("runtime/x.rs", "let k = \"telegram\";").len(), 1);
+    assert_eq!(planted("config/mod.rs", "use crate::config::providers::slack::SlackSettings;").len(), 1);
+    assert_eq!(planted("setup.rs", "set(\"OPEN_COWORK_GATEWAY_EMAIL_FROM\", x);").len(), 1);
+    assert_eq!(planted("devcloud/mod.rs", "const KINDS: [&str; 1] = [\"discord\"];").len(), 1);
+    assert_eq!(planted("providers/webhook/kind.rs", "\"discord\" \"signal\" \"webhook\""), Vec::<String>::new());
+    assert_eq!(
+        planted("http/webhook.rs", "fn handle_webhook(signal: DrainSignal) {} // telegram"),
+        Vec::<String>::new()
+    );
+    assert_eq!(planted("config/mod.rs", "\"configure Telegram credentials\""), Vec::<String>::new(), "prose");
+    assert_eq!(planted("providers/mod.rs", "#[cfg(feature = \"slack\")]\npub mod slack;"), Vec::<String>::new());
+    assert_eq!(
+        words("OPEN_COWORK_GATEWAY_TELEGRAM_MODE TelegramSettings --slack-bot"),
+        ["open", "cowork", "gateway", "telegram", "mode", "telegram", "settings", "slack", "bot"]
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! `assertGatewayConfigSafe`, in its exact order). Messages are upstream's, except our refusals of
 //! credentials and out-of-range ports in URLs, which upstream accepts or only calls invalid.
 
-use super::providers::ProviderKind;
+use super::providers::Exposure;
 use super::urls::{is_loopback_host, normalize_public_https_url, parse_http_url, PublicUrlProblem, UrlProblem};
 use super::{Config, ConfigError, DeploymentMode};
 
@@ -180,17 +180,8 @@ pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
             "Gateway metrics or diagnostics on a public bind require OPEN_COWORK_GATEWAY_ADMIN_TOKEN.",
         ));
     }
-    let enabled_kind = |kind: ProviderKind| config.enabled_providers().any(|p| p.kind == kind);
-    if exposed
-        && enabled_kind(ProviderKind::Fake)
-        && !(config.allow_public_fake_provider && config.mode == DeploymentMode::SelfHost)
-    {
-        return Err(ConfigError::new(
-            "Gateway fake provider cannot be exposed publicly unless OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER=true is set explicitly for a self-host demo.",
-        ));
-    }
-    if exposed && enabled_kind(ProviderKind::Cli) {
-        return Err(ConfigError::new("Gateway CLI provider is local-only and cannot be exposed publicly."));
+    if exposed {
+        exposure(config)?;
     }
     for provider in &config.providers {
         for (key, value) in &provider.credentials {
@@ -203,6 +194,26 @@ pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// A publicly exposed gateway runs no kind that is local-only, and a demo-only kind only in a
+/// self-host demo that allows it explicitly (demo-only kinds are reported first).
+fn exposure(config: &Config) -> Result<(), ConfigError> {
+    let exposures = || config.enabled_providers().map(|p| p.kind.spec().exposure);
+    let demo_allowed = config.allow_public_fake_provider && config.mode == DeploymentMode::SelfHost;
+    if let Some(message) = exposures().find_map(|e| match e {
+        Exposure::DemoOnly(message) if !demo_allowed => Some(message),
+        _ => None,
+    }) {
+        return Err(ConfigError::new(message));
+    }
+    match exposures().find_map(|e| match e {
+        Exposure::LocalOnly(message) => Some(message),
+        _ => None,
+    }) {
+        Some(message) => Err(ConfigError::new(message)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

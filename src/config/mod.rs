@@ -21,7 +21,7 @@ use smol_str::SmolStr;
 
 pub use branding::Branding;
 pub use env::Env;
-pub use providers::{ChannelSettings, ProviderConfig, ProviderKind};
+pub use providers::{ChannelSettings, KindSettings, KindSpec, ProviderConfig, ProviderKind};
 pub use secret::Secret;
 
 /// A configuration error. The message names the setting and, where there is one, the fix.
@@ -377,8 +377,10 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
     let context = providers::ProviderContext {
         gateway_public_url: server.public_base_url.as_deref(),
         max_request_body_bytes: server.max_request_body_bytes,
+        env,
+        raw,
     };
-    let provider_list = providers::resolve_providers(env, raw, &context)?;
+    let provider_list = providers::resolve_providers(&context)?;
 
     let instance_source = resolve_text(env, "OPEN_COWORK_GATEWAY_INSTANCE_ID", raw, "/instanceId")
         .or_else(|| env.string("HOSTNAME").map(str::to_owned));
@@ -633,23 +635,18 @@ impl Config {
 }
 
 impl ProviderConfig {
-    /// The provider id the runtime reports for this entry: the config id, except `cli` for the
-    /// fake provider, which stands in for the CLI channel, as upstream (Cloud sees `cli`).
+    /// The provider id the runtime reports for this entry: the config id, except for a kind that
+    /// stands in for another (the fake provider for the CLI channel), which reports that kind.
     pub fn runtime_id(&self) -> SmolStr {
-        if self.kind == ProviderKind::Fake {
-            SmolStr::new_static("cli")
-        } else {
-            self.id.clone()
+        match self.kind.spec().stands_in_for {
+            Some(kind) => SmolStr::new_static(kind),
+            None => self.id.clone(),
         }
     }
 
-    /// The channel kind the runtime reports (`cli` for the fake provider).
+    /// The channel kind the runtime reports (the stood-in kind for a stand-in).
     pub fn runtime_kind(&self) -> &'static str {
-        if self.kind == ProviderKind::Fake {
-            "cli"
-        } else {
-            self.kind.as_str()
-        }
+        self.kind.spec().stands_in_for.unwrap_or(self.kind.as_str())
     }
 }
 

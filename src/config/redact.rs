@@ -71,15 +71,10 @@ pub fn redact_value(value: &Value, key: Option<&str>) -> Value {
     }
 }
 
-/// Token prefixes that are credentials on their own (Slack, Open Cowork, OpenAI/Anthropic,
-/// GitHub, Google, Hugging Face, Databricks, AWS).
-const TOKEN_PREFIXES: [&str; 20] = [
-    "xoxb-",
-    "xoxp-",
-    "xoxa-",
-    "xoxr-",
-    "xoxs-",
-    "xapp-",
+/// Token prefixes that are credentials on their own (Open Cowork, OpenAI/Anthropic, GitHub,
+/// Google, Hugging Face, Databricks, AWS); each channel kind adds its platform's own
+/// ([`super::KindSpec::secret_prefixes`]).
+const TOKEN_PREFIXES: [&str; 14] = [
     "occ_",
     "ocgw_",
     "ocw_",
@@ -97,7 +92,12 @@ const TOKEN_PREFIXES: [&str; 20] = [
 ];
 
 fn looks_like_token(word: &str) -> bool {
-    if TOKEN_PREFIXES.iter().any(|prefix| word.starts_with(prefix) && word.len() > prefix.len() + 3) {
+    let kind_prefixes = crate::KINDS.iter().flat_map(|kind| kind.secret_prefixes.iter());
+    if TOKEN_PREFIXES
+        .iter()
+        .chain(kind_prefixes)
+        .any(|prefix| word.starts_with(prefix) && word.len() > prefix.len() + 3)
+    {
         return true;
     }
     if (word.starts_with("dapi") || word.starts_with("AKIA"))
@@ -261,7 +261,6 @@ mod tests {
             ),
             ("authorization: Bearer abc.def", "authorization: Bearer [redacted]"),
             ("api_key=abcdefghijklmnopqrstuvwxyz", "api_key=[redacted]"),
-            ("token xoxb-1234-abcdef and occ_gw1_secretpart", "token [redacted] and [redacted]"),
             ("mail ops@example.com now", "mail [redacted-email] now"),
             ("open /home/alice/.config/x", "open /home/[redacted]"),
             ("at /Users/alice/acme?token=secret)", "at /Users/[redacted])"),
@@ -279,6 +278,13 @@ mod tests {
             assert_eq!(redact_text(input), expected, "{input}");
         }
         assert_eq!(Redacted(&"token occ_gw1_secretpart").to_string(), "token [redacted]");
+    }
+
+    /// A kind's own token prefixes (Slack's `xoxb-`, …) come from its description in the table.
+    #[cfg(feature = "slack")]
+    #[test]
+    fn a_kind_adds_its_platform_token_prefixes() {
+        assert_eq!(redact_text("token xoxb-1234-abcdef and occ_gw1_secretpart"), "token [redacted] and [redacted]");
     }
 
     #[test]

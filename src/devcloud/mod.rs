@@ -70,15 +70,8 @@ impl Default for DevCloudOptions {
     }
 }
 
-/// One seeded channel binding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeededBinding {
-    /// The env var a gateway uses to point its provider at this binding.
-    pub env_var: &'static str,
-    pub binding_id: &'static str,
-    /// The `provider` Cloud expects on calls for this binding.
-    pub provider: &'static str,
-}
+/// One seeded channel binding (described by its kind).
+pub use crate::config::providers::kind::SeededBinding;
 
 /// What [`DevCloud::seed`] created.
 #[derive(Debug, Clone)]
@@ -91,43 +84,11 @@ pub struct Seeded {
     pub bindings: Vec<SeededBinding>,
 }
 
-/// The default channel-binding ids (as upstream's config defaults name them), one per built-in
-/// provider kind.
-pub const SEEDED_BINDINGS: [SeededBinding; 9] = [
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID",
-        binding_id: "fake-binding",
-        provider: "cli",
-    },
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_TELEGRAM_CHANNEL_BINDING_ID",
-        binding_id: "telegram",
-        provider: "telegram",
-    },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_SLACK_CHANNEL_BINDING_ID", binding_id: "slack", provider: "slack" },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_EMAIL_CHANNEL_BINDING_ID", binding_id: "email", provider: "email" },
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_WEBHOOK_CHANNEL_BINDING_ID",
-        binding_id: "webhook",
-        provider: "webhook",
-    },
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_DISCORD_CHANNEL_BINDING_ID",
-        binding_id: "discord",
-        provider: "discord",
-    },
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_WHATSAPP_CHANNEL_BINDING_ID",
-        binding_id: "whatsapp",
-        provider: "whatsapp",
-    },
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID",
-        binding_id: "signal",
-        provider: "signal",
-    },
-    SeededBinding { env_var: "OPEN_COWORK_GATEWAY_CLI_CHANNEL_BINDING_ID", binding_id: "cli", provider: "cli" },
-];
+/// The default channel-binding ids, one per channel kind compiled into this build (each kind
+/// names its own in its description), in the table's order.
+pub fn seeded_bindings() -> Vec<SeededBinding> {
+    crate::KINDS.iter().filter(|kind| kind.compiled_in).filter_map(|kind| kind.seeded_binding).collect()
+}
 
 /// The dev Cloud. Lives in an `Rc` on the current thread.
 pub struct DevCloud {
@@ -175,18 +136,14 @@ impl DevCloud {
     pub fn seed(&self) -> Seeded {
         let mut store = self.store.borrow_mut();
         let agent = store.add_agent("dev-agent", "Dev echo agent");
-        for binding in &SEEDED_BINDINGS {
+        let bindings = seeded_bindings();
+        for binding in &bindings {
             store.add_channel_binding(binding.binding_id, &agent.agent_id, binding.provider, None);
         }
-        let grants: Vec<String> = SEEDED_BINDINGS.iter().map(|b| b.binding_id.to_owned()).collect();
+        let grants: Vec<String> = bindings.iter().map(|b| b.binding_id.to_owned()).collect();
         let gateway = store.issue_token(vec!["gateway".into()], grants.clone());
         let admin = store.issue_token(vec!["gateway".into(), "admin".into()], grants);
-        Seeded {
-            agent_id: agent.agent_id,
-            gateway_token: gateway.plaintext,
-            admin_token: admin.plaintext,
-            bindings: SEEDED_BINDINGS.to_vec(),
-        }
+        Seeded { agent_id: agent.agent_id, gateway_token: gateway.plaintext, admin_token: admin.plaintext, bindings }
     }
 
     /// Binds and serves in the background (on the current `LocalSet`).

@@ -434,15 +434,14 @@ const OUTCOMES: [(Outcome, &str); 5] = [
 const SURFACE: &str = "cloud-channel-gateway";
 const STACK: &str = "monorepo-provider";
 
-/// The kind label of the channel-stack telemetry: a real channel kind, else the id's `<kind>-`
-/// prefix, else `other` (so `fake` is `other`).
+/// The kind label of the channel-stack telemetry: a real channel kind, else (for a kind that
+/// stands in for another) the id's `<kind>-` prefix, else `other`.
 pub fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
-    let real = |k: ProviderKind| k != ProviderKind::Fake;
+    let real = |k: ProviderKind| k.spec().stands_in_for.is_none();
     if real(kind) {
         return kind.as_str();
     }
-    ProviderKind::ALL
-        .into_iter()
+    ProviderKind::all()
         .filter(|k| real(*k))
         .find(|k| id.strip_prefix(k.as_str()).is_some_and(|rest| rest.starts_with('-')))
         .map_or("other", ProviderKind::as_str)
@@ -705,7 +704,7 @@ mod tests {
         )]);
         let mut webhook = config.providers[0].clone();
         webhook.id = "webhook-b".into();
-        webhook.kind = crate::config::ProviderKind::Webhook;
+        webhook.kind = crate::config::ProviderKind::parse("webhook").unwrap();
         webhook.channel_binding_id = "w".into();
         config.providers.insert(0, webhook);
         config
@@ -721,8 +720,8 @@ mod tests {
 
     #[test]
     fn bounded_kinds() {
-        assert_eq!(bounded_channel_kind(ProviderKind::Telegram, "telegram-a"), "telegram");
-        assert_eq!(bounded_channel_kind(ProviderKind::Fake, "fake"), "other");
-        assert_eq!(bounded_channel_kind(ProviderKind::Fake, "slack-demo"), "slack");
+        assert_eq!(bounded_channel_kind(ProviderKind::parse("telegram").unwrap(), "telegram-a"), "telegram");
+        assert_eq!(bounded_channel_kind(ProviderKind::parse("fake").unwrap(), "fake"), "other");
+        assert_eq!(bounded_channel_kind(ProviderKind::parse("fake").unwrap(), "slack-demo"), "slack");
     }
 }

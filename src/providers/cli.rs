@@ -1,6 +1,8 @@
 //! The CLI provider: lines on stdin in, JSON lines on stdout out. The
 //! `demo` command uses its text output mode, which prints replies for a person instead.
 
+pub mod kind;
+
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Write};

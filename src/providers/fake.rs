@@ -4,6 +4,8 @@
 //! Loopback only (the configuration refuses public exposure). Tests read what was sent and can
 //! make the next sends fail.
 
+pub mod kind;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;

@@ -1,7 +1,6 @@
-//! The channels this build implements, one folder or file per kind, each behind its cargo
-//! feature, and [`ProviderFactory::build`]: the one place that maps a configured kind to its
-//! implementation. Adding a kind = its folder here, its settings under `config/providers/`, and
-//! one line in `build`.
+//! The channels this build implements, one folder per kind, each behind its cargo feature; the
+//! one table of kinds ([`kinds::KINDS`]); and [`ProviderFactory`], which builds a configured
+//! entry through its kind's constructor. Adding a kind = its folder here and one line in the table.
 
 #[cfg(any(feature = "telegram", feature = "webhook", feature = "bridges"))]
 pub mod buttons;
@@ -9,6 +8,7 @@ pub mod cli;
 #[cfg(feature = "email")]
 pub mod email;
 pub mod fake;
+pub mod kinds;
 #[cfg(feature = "slack")]
 pub mod slack;
 #[cfg(feature = "telegram")]
@@ -49,7 +49,7 @@ pub struct ProviderFactory {
 pub struct BuildContext {
     /// The shared HTTPS client; `None` without a Cloud client.
     pub http: Option<HttpsClient>,
-    /// The state directory (what must survive a restart), if any.
+    /// The state directory, if any (button tables and open streams kept across restarts).
     pub state_dir: Option<std::path::PathBuf>,
     /// `OPEN_COWORK_GATEWAY_CA_FILE`: trusted for webhook and bridge delivery URLs too.
     pub ca_file: Option<std::path::PathBuf>,
@@ -77,79 +77,19 @@ impl ProviderFactory {
     }
 
     /// The channel for one provider entry, or why it cannot run in this process. The entry's
-    /// settings were typed and checked with the configuration; one arm per kind.
+    /// settings were typed and checked with the configuration; its kind builds it.
     pub fn build(&self, config: &ProviderConfig) -> Result<Rc<dyn Channel>, String> {
-        match &config.channel {
-            #[cfg(feature = "telegram")]
-            ChannelSettings::Telegram(settings) => match &self.context.http {
-                Some(http) => Ok(Rc::new(telegram::TelegramProvider::new(
-                    config.id.clone(),
-                    settings,
-                    http.clone(),
-                    self.context.state_dir.as_deref(),
-                ))),
-                None => {
-                    Err("The telegram provider needs the Cloud client's HTTPS connection, which is not attached."
-                        .into())
-                }
-            },
-            #[cfg(feature = "slack")]
-            ChannelSettings::Slack(settings) => match &self.context.http {
-                Some(http) => Ok(Rc::new(slack::SlackProvider::new(config.id.clone(), settings, http.clone()))),
-                None => {
-                    Err("The slack provider needs the Cloud client's HTTPS connection, which is not attached.".into())
-                }
-            },
-            #[cfg(feature = "email")]
-            ChannelSettings::Email(settings) => Ok(Rc::new(email::EmailProvider::new(config.id.clone(), settings)?)),
-            #[cfg(any(feature = "webhook", feature = "bridges"))]
-            ChannelSettings::Webhook(settings) => {
-                let channel = webhook::WebhookProvider::new(
-                    config.id.clone(),
-                    settings,
-                    Rc::clone(&self.webhook_resolver),
-                    &self.context,
-                )?;
-                Ok(Rc::new(channel))
-            }
-            #[cfg(feature = "devcloud")]
-            ChannelSettings::Fake(settings) => {
-                let fake = fake::FakeProvider::new(config.id.clone(), settings.max_file_bytes);
-                self.fakes.borrow_mut().insert(config.id.clone(), fake.clone());
-                Ok(Rc::new(fake))
-            }
-            #[cfg(feature = "cli")]
-            ChannelSettings::Cli(_) => {
-                let (mode, out) = (self.cli_output)();
-                let input = self.cli_reads_stdin.then(|| Rc::clone(&self.cli_input_ended));
-                Ok(Rc::new(cli::CliProvider::new(config.id.clone(), mode, out, input)))
-            }
-            ChannelSettings::NotInThisBuild => {
-                Err(format!("The {} provider is not available in this build.", config.kind.as_str()))
-            }
+        match kinds::ChannelKind::of(config.kind.spec()) {
+            Some(kind) if config.channel != ChannelSettings::NotInThisBuild => (kind.build)(self, config),
+            _ => Err(format!("The {} provider is not available in this build.", config.kind.as_str())),
         }
     }
 
     /// `doctor`'s checks of one provider entry against its platform, without building or
-    /// starting its channel; one arm per kind that has something to check remotely.
+    /// starting its channel.
     pub async fn doctor(&self, config: &ProviderConfig) -> Vec<DoctorCheck> {
-        match &config.channel {
-            #[cfg(feature = "telegram")]
-            ChannelSettings::Telegram(settings) => match self.context.http.clone() {
-                Some(http) => telegram::doctor::check(&config.id, settings, http).await,
-                None => no_https_client(&config.id),
-            },
-            #[cfg(feature = "slack")]
-            ChannelSettings::Slack(settings) => match self.context.http.clone() {
-                Some(http) => slack::doctor::check(&config.id, settings, http).await,
-                None => no_https_client(&config.id),
-            },
-            #[cfg(feature = "email")]
-            ChannelSettings::Email(settings) => email::doctor::check(&config.id, settings).await,
-            #[cfg(any(feature = "webhook", feature = "bridges"))]
-            ChannelSettings::Webhook(settings) => {
-                webhook::doctor::check(&config.id, settings, self.webhook_resolver.as_ref()).await
-            }
+        match kinds::ChannelKind::of(config.kind.spec()) {
+            Some(kind) if config.channel != ChannelSettings::NotInThisBuild => (kind.doctor)(self, config).await,
             _ => Vec::new(),
         }
     }
@@ -163,9 +103,4 @@ impl ProviderFactory {
     pub fn fake(&self, id: &str) -> Option<fake::FakeProvider> {
         self.fakes.borrow().get(id).cloned()
     }
-}
-
-#[cfg(any(feature = "telegram", feature = "slack"))]
-fn no_https_client(id: &str) -> Vec<DoctorCheck> {
-    vec![DoctorCheck::fail(id, "no HTTPS client was attached to check it with")]
 }

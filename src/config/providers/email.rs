@@ -60,6 +60,25 @@ pub struct EmailSettings {
 }
 
 impl EmailSettings {
+    /// The two global settings e-mail channels share: `timeouts.smtpMs` and the private CA of
+    /// `OPEN_COWORK_GATEWAY_CA_FILE` (checked with the Cloud settings), resolved exactly as
+    /// `Config::timeouts` resolves them; an entry's own `smtpCaFile` wins.
+    pub fn apply_globals(&mut self, env: &crate::config::Env, raw: &Value) -> Result<(), ConfigError> {
+        let timeout = crate::config::resolve_bounded(
+            env,
+            "OPEN_COWORK_GATEWAY_SMTP_TIMEOUT_MS",
+            raw,
+            Some("/timeouts/smtpMs"),
+            30_000,
+            (100, 120_000),
+        )? as u64;
+        self.smtp_timeout = Duration::from_millis(timeout);
+        if self.ca_file.is_none() {
+            self.ca_file = crate::config::ca_file_setting(env).map(|(_, path)| PathBuf::from(path));
+        }
+        Ok(())
+    }
+
     /// Checks a normalised email entry (whose generic rules already passed) and types it.
     pub fn parse(
         id: &str,

@@ -29,10 +29,10 @@ pub struct WebhookSettings {
 
 /// The display name of a bridge kind, used in construction errors and documentation.
 pub fn display_name(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::Discord => "Discord",
-        ProviderKind::Whatsapp => "WhatsApp",
-        ProviderKind::Signal => "Signal",
+    match kind.as_str() {
+        "discord" => "Discord",
+        "whatsapp" => "WhatsApp",
+        "signal" => "Signal",
         _ => "Webhook",
     }
 }
@@ -69,7 +69,7 @@ impl WebhookSettings {
         credentials: &BTreeMap<String, Secret>,
         settings: &Map<String, Value>,
     ) -> Result<Self, ConfigError> {
-        let bridge = kind != ProviderKind::Webhook;
+        let bridge = kind.as_str() != "webhook";
         let url_text = setting_text(settings, "deliveryUrl").ok_or_else(|| {
             if bridge {
                 provider_error(id, format!("requires setting deliveryUrl for {} bridge delivery.", kind.as_str()))
@@ -106,6 +106,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn kind(name: &str) -> ProviderKind {
+        ProviderKind::parse(name).unwrap()
+    }
+
     fn parse(kind: ProviderKind, settings: Value, secret: &str) -> Result<WebhookSettings, String> {
         let credentials = BTreeMap::from([("sharedSecret".to_owned(), Secret::new(secret))]);
         let Value::Object(settings) = settings else { panic!() };
@@ -114,33 +118,33 @@ mod tests {
 
     #[test]
     fn url_policy_and_secret_rules_name_the_provider() {
-        let ok = parse(ProviderKind::Webhook, json!({"deliveryUrl": "https://relay.example.com/in"}), "s").unwrap();
+        let ok = parse(kind("webhook"), json!({"deliveryUrl": "https://relay.example.com/in"}), "s").unwrap();
         assert_eq!(ok.delivery_url.host, "relay.example.com");
         assert_eq!(
-            parse(ProviderKind::Webhook, json!({}), "s").unwrap_err(),
+            parse(kind("webhook"), json!({}), "s").unwrap_err(),
             "Gateway provider webhook requires setting deliveryUrl."
         );
         assert_eq!(
-            parse(ProviderKind::Discord, json!({"deliveryUrl": "http://relay.example.com/in"}), "s").unwrap_err(),
+            parse(kind("discord"), json!({"deliveryUrl": "http://relay.example.com/in"}), "s").unwrap_err(),
             "Gateway provider discord settings.deliveryUrl: Webhook delivery URL must use https unless it targets localhost."
         );
         assert_eq!(
-            parse(ProviderKind::Signal, json!({"deliveryUrl": "https://10.0.0.1/in"}), "s").unwrap_err(),
+            parse(kind("signal"), json!({"deliveryUrl": "https://10.0.0.1/in"}), "s").unwrap_err(),
             "Gateway provider signal settings.deliveryUrl: Webhook delivery URL must not target a private or reserved IP literal."
         );
         let private = json!({"deliveryUrl": "https://10.0.0.1/in", "allowPrivateDelivery": "true"});
-        assert!(parse(ProviderKind::Signal, private, "s").unwrap().policy.allow_private);
+        assert!(parse(kind("signal"), private, "s").unwrap().policy.allow_private);
         let listed = json!({"deliveryUrl": "https://a.example.test/in", "deliveryUrlAllowedHosts": "*.example.com, b.example.org"});
-        assert!(parse(ProviderKind::Whatsapp, listed, "s")
+        assert!(parse(kind("whatsapp"), listed, "s")
             .unwrap_err()
             .ends_with("Webhook delivery URL host is not allowed."));
         assert_eq!(
-            parse(ProviderKind::Webhook, json!({"deliveryUrl": "https://relay.example.com/in"}), "a\u{7}b")
+            parse(kind("webhook"), json!({"deliveryUrl": "https://relay.example.com/in"}), "a\u{7}b")
                 .unwrap_err(),
             "Gateway provider webhook has a shared secret with control characters; remove them (the secret is compared byte for byte with what the relay signs with)."
         );
         assert_eq!(
-            parse(ProviderKind::Whatsapp, json!({"deliveryUrl": "https://relay.example.com/in"}), "  ").unwrap_err(),
+            parse(kind("whatsapp"), json!({"deliveryUrl": "https://relay.example.com/in"}), "  ").unwrap_err(),
             "Gateway provider whatsapp WhatsApp bridge sharedSecret is required."
         );
     }

@@ -12,10 +12,10 @@ use crate::http::response::ResponseBody;
 use crate::util::ids::random_id;
 use http::Response;
 
-/// The provider ids Cloud accepts (`readChannelProvider`).
+/// The provider ids Cloud accepts (`readChannelProvider`): every channel kind's name (a kind that
+/// stands in for another is seen as that one), or an id of the `<kind>-<name>` shape.
 pub(super) fn valid_provider(provider: &str) -> bool {
-    const KINDS: [&str; 8] = ["telegram", "slack", "email", "discord", "whatsapp", "signal", "webhook", "cli"];
-    KINDS.contains(&provider)
+    crate::KINDS.iter().any(|kind| kind.stands_in_for.is_none() && kind.name == provider)
         || (provider.len() >= 2
             && provider.len() <= 64
             && provider.as_bytes()[0].is_ascii_lowercase()

@@ -9,6 +9,7 @@
 
 pub mod doctor;
 pub mod inbound;
+pub mod kind;
 pub mod outbound;
 mod threading;
 

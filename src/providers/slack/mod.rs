@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod doctor;
 mod edits;
 pub mod events;
+pub mod kind;
 pub mod signature;
 
 use std::cell::RefCell;

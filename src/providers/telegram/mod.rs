@@ -8,6 +8,7 @@ pub mod api;
 pub mod doctor;
 mod edits;
 pub mod html;
+pub mod kind;
 pub mod poll;
 mod presses;
 pub mod update;

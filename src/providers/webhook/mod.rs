@@ -7,6 +7,7 @@
 pub mod buttons;
 pub mod delivery;
 pub mod doctor;
+pub mod kind;
 pub mod payload;
 pub mod signature;
 
@@ -46,10 +47,10 @@ pub const COUNTERS: [&str; 4] = ["inbound", "rejected", "sent", "failed"];
 /// The capabilities of a kind, with `maxFileBytes` capped by the attachment setting.
 pub fn capabilities(kind: ProviderKind, max_attachment_bytes: usize) -> Capabilities {
     // (editing, buttons, file_downloads, text, buttons/rows, file bytes)
-    let (editing, buttons, files, text, limits, file_bytes) = match kind {
-        ProviderKind::Discord => (true, true, true, 2000, (25, 5), 8_388_608),
-        ProviderKind::Whatsapp => (false, true, true, 4096, (3, 1), 16_777_216),
-        ProviderKind::Signal => (false, false, true, 4096, (8, 4), 104_857_600),
+    let (editing, buttons, files, text, limits, file_bytes) = match kind.as_str() {
+        "discord" => (true, true, true, 2000, (25, 5), 8_388_608),
+        "whatsapp" => (false, true, true, 4096, (3, 1), 16_777_216),
+        "signal" => (false, false, true, 4096, (8, 4), 104_857_600),
         _ => (true, true, false, 4096, (8, 4), 26_214_400),
     };
     let max_file_bytes = if max_attachment_bytes > 0 { file_bytes.min(max_attachment_bytes) } else { file_bytes };
@@ -558,6 +559,10 @@ mod tests {
     use crate::net::url_policy::{check_delivery_url, ResolveError, UrlPolicy};
     use std::net::IpAddr;
 
+    fn kind(name: &str) -> ProviderKind {
+        ProviderKind::parse(name).unwrap()
+    }
+
     /// A resolver for validation tests: these operations must fail before any lookup.
     struct NoLookups;
 
@@ -590,40 +595,40 @@ mod tests {
 
     #[test]
     fn bridge_capabilities_follow_the_table() {
-        let discord = capabilities(ProviderKind::Discord, 1 << 30);
+        let discord = capabilities(kind("discord"), 1 << 30);
         assert_eq!((discord.max_text_length, discord.max_buttons_per_message, discord.max_button_rows), (2000, 25, 5));
         assert_eq!(discord.max_file_bytes, 8_388_608);
-        let whatsapp = capabilities(ProviderKind::Whatsapp, 1024);
+        let whatsapp = capabilities(kind("whatsapp"), 1024);
         assert!(!whatsapp.message_editing && whatsapp.inline_buttons);
         assert_eq!((whatsapp.max_buttons_per_message, whatsapp.max_button_rows, whatsapp.max_file_bytes), (3, 1, 1024));
-        let signal = capabilities(ProviderKind::Signal, 1024);
+        let signal = capabilities(kind("signal"), 1024);
         assert!(!signal.inline_buttons && !signal.message_editing && signal.file_downloads);
-        let webhook = capabilities(ProviderKind::Webhook, 1024);
+        let webhook = capabilities(kind("webhook"), 1024);
         assert!(webhook.message_editing && !webhook.file_downloads);
     }
 
     #[tokio::test]
     async fn validation_fails_before_any_request() {
-        let signal = provider(ProviderKind::Signal);
-        let error = signal.send_buttons(&target(ProviderKind::Signal), "x", &[vec![button("t")]]).await.unwrap_err();
+        let signal = provider(kind("signal"));
+        let error = signal.send_buttons(&target(kind("signal")), "x", &[vec![button("t")]]).await.unwrap_err();
         assert_eq!(error.message, "signal bridge does not support inline buttons");
-        let error = signal.edit_text(&target(ProviderKind::Signal), "1", "x").await.unwrap_err();
+        let error = signal.edit_text(&target(kind("signal")), "1", "x").await.unwrap_err();
         assert_eq!(error.message, "signal bridge does not support message editing");
-        let whatsapp = provider(ProviderKind::Whatsapp);
+        let whatsapp = provider(kind("whatsapp"));
         let rows = [vec![button("a")], vec![button("b")]];
-        let error = whatsapp.send_buttons(&target(ProviderKind::Whatsapp), "x", &rows).await.unwrap_err();
+        let error = whatsapp.send_buttons(&target(kind("whatsapp")), "x", &rows).await.unwrap_err();
         assert_eq!(error.message, "Webhook buttons exceed maxButtonRowsPerMessage 1");
         let error = whatsapp
-            .send_buttons(&target(ProviderKind::Whatsapp), "x", &[vec![button(&"t".repeat(1025))]])
+            .send_buttons(&target(kind("whatsapp")), "x", &[vec![button(&"t".repeat(1025))]])
             .await
             .unwrap_err();
         assert_eq!(error.message, "Webhook button token exceeds maxButtonTokenBytes 1024");
-        let discord = provider(ProviderKind::Discord);
-        let error = discord.send_text(&target(ProviderKind::Discord), &"x".repeat(2001), &SendOptions::default()).await;
+        let discord = provider(kind("discord"));
+        let error = discord.send_text(&target(kind("discord")), &"x".repeat(2001), &SendOptions::default()).await;
         assert_eq!(error.unwrap_err().message, "discord bridge text exceeds maxTextLength 2000");
-        let error = discord.send_file(&target(ProviderKind::Discord), "f", &[0; 1025]).await.unwrap_err();
+        let error = discord.send_file(&target(kind("discord")), "f", &[0; 1025]).await.unwrap_err();
         assert_eq!(error.message, "discord bridge file exceeds maxFileBytes 1024");
-        let blank = ChannelTarget { chat_id: " ".into(), ..target(ProviderKind::Discord) };
+        let blank = ChannelTarget { chat_id: " ".into(), ..target(kind("discord")) };
         let error = discord.send_text(&blank, "x", &SendOptions::default()).await.unwrap_err();
         assert_eq!(error.message, "Webhook delivery target.chatId is required");
         assert!(error.kind == crate::channel::SendErrorKind::Permanent);
