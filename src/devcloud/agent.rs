@@ -33,7 +33,10 @@ pub fn run_command(cloud: &Rc<DevCloud>, session_id: String, command: Value) {
 fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
     let command_id = command["commandId"].as_str().unwrap_or("command");
     let runtime_session = format!("dev-runtime-{}", &session_id[session_id.len().saturating_sub(8)..]);
-    let message = |n: &str, content: String| json!({"sessionId": runtime_session, "messageId": format!("{runtime_session}:assistant:{command_id}:{n}"), "content": content});
+    let reply = |n: &str, content: &str| {
+        let message_id = format!("{runtime_session}:assistant:{command_id}:{n}");
+        ("assistant.message", json!({"sessionId": runtime_session, "messageId": message_id, "content": content}))
+    };
     let mut events = vec![("session.status", json!({"sessionId": runtime_session, "statusType": "running"}))];
     let payload = &command["payload"];
     match command["kind"].as_str().unwrap_or("") {
@@ -43,49 +46,19 @@ fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
                 "prompt.submitted",
                 json!({"commandId": command_id, "messageId": format!("{command_id}:user"), "text": text, "agent": payload["agent"].as_str().unwrap_or("build")}),
             ));
-            events.push(("assistant.message", message("1", format!("echo: {text}"))));
-            if text.contains("/ask") {
-                let id = format!("{runtime_session}:question:{command_id}");
-                events.push((
-                    "question.asked",
-                    json!({
-                        "sessionId": runtime_session, "requestId": id, "id": id,
-                        "questions": [{"header": "Question", "question": "Which option should the echo agent pick?",
-                            "options": [{"label": "Yes", "description": "Go ahead"}, {"label": "No", "description": "Stop here"}],
-                            "multiple": false, "custom": true}],
-                    }),
-                ));
-            }
-            if text.contains("/approve-me") {
-                let id = format!("{runtime_session}:permission:{command_id}");
-                events.push((
-                    "permission.requested",
-                    json!({"sessionId": runtime_session, "permissionId": id, "id": id, "tool": "bash", "title": "Permission requested",
-                        "description": "Allow the echo agent to run a harmless command?", "input": {"command": "echo hello"}}),
-                ));
-            }
+            events.push(reply("1", &format!("echo: {text}")));
+            events.extend(requests_in_prompt(&runtime_session, command_id, text));
         }
         "permission.respond" => {
-            let response = &payload["response"];
-            let allowed = response.get("allowed") == Some(&Value::Bool(true))
-                || *response == Value::Bool(true)
-                || *response == "allow"
-                || *response == "once";
+            let allowed = permission_allowed(&payload["response"]);
             let id = payload["permissionId"].clone();
             events.push((
                 "permission.resolved",
                 json!({"sessionId": runtime_session, "permissionId": id, "id": id, "reply": if allowed { "once" } else { "reject" }}),
             ));
-            events.push((
-                "assistant.message",
-                message(
-                    "2",
-                    if allowed {
-                        "Permission granted: the command ran.".into()
-                    } else {
-                        "Permission denied: nothing ran.".into()
-                    },
-                ),
+            events.push(reply(
+                "2",
+                if allowed { "Permission granted: the command ran." } else { "Permission denied: nothing ran." },
             ));
         }
         "question.reply" => {
@@ -96,7 +69,7 @@ fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
                 "question.resolved",
                 json!({"sessionId": runtime_session, "requestId": id, "id": id, "answers": answers}),
             ));
-            events.push(("assistant.message", message("2", format!("You answered: {}", answers.join(", ")))));
+            events.push(reply("2", &format!("You answered: {}", answers.join(", "))));
         }
         "question.reject" => {
             let id = payload["requestId"].clone();
@@ -104,12 +77,47 @@ fn respond(session_id: &str, command: &Value) -> Vec<(&'static str, Value)> {
                 "question.resolved",
                 json!({"sessionId": runtime_session, "requestId": id, "id": id, "rejected": true}),
             ));
-            events.push(("assistant.message", message("2", "Question rejected.".into())));
+            events.push(reply("2", "Question rejected."));
         }
         _ => {}
     }
     events.push(("session.idle", json!({"sessionId": runtime_session})));
     events
+}
+
+/// What a prompt's text asks of the echo agent besides the echo: a question (`/ask`), a
+/// permission request (`/approve-me`).
+fn requests_in_prompt(runtime_session: &str, command_id: &str, text: &str) -> Vec<(&'static str, Value)> {
+    let mut events = Vec::new();
+    if text.contains("/ask") {
+        let id = format!("{runtime_session}:question:{command_id}");
+        events.push((
+            "question.asked",
+            json!({
+                "sessionId": runtime_session, "requestId": id, "id": id,
+                "questions": [{"header": "Question", "question": "Which option should the echo agent pick?",
+                    "options": [{"label": "Yes", "description": "Go ahead"}, {"label": "No", "description": "Stop here"}],
+                    "multiple": false, "custom": true}],
+            }),
+        ));
+    }
+    if text.contains("/approve-me") {
+        let id = format!("{runtime_session}:permission:{command_id}");
+        events.push((
+            "permission.requested",
+            json!({"sessionId": runtime_session, "permissionId": id, "id": id, "tool": "bash", "title": "Permission requested",
+                "description": "Allow the echo agent to run a harmless command?", "input": {"command": "echo hello"}}),
+        ));
+    }
+    events
+}
+
+/// Whether a permission response allows the request, in any of the shapes Cloud accepts.
+fn permission_allowed(response: &Value) -> bool {
+    response.get("allowed") == Some(&Value::Bool(true))
+        || *response == Value::Bool(true)
+        || *response == "allow"
+        || *response == "once"
 }
 
 #[cfg(test)]

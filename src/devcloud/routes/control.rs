@@ -174,100 +174,111 @@ fn faults_view(cloud: &DevCloud) -> Value {
     })
 }
 
+/// One page of a section: `offset` items skipped, at most `limit` shown.
+#[derive(Clone, Copy)]
+struct Page {
+    offset: usize,
+    limit: usize,
+}
+
+impl Page {
+    fn of(query: &[(String, String)]) -> Self {
+        let value = |key: &str| query.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<usize>().ok());
+        Page { offset: value("offset").unwrap_or(0), limit: value("limit").unwrap_or(1_000).clamp(1, MAX_PAGE) }
+    }
+
+    /// The page of `items` (of `total` in all) as the control API answers it.
+    fn answer(self, items: impl Iterator<Item = Value>, total: usize) -> Value {
+        let items: Vec<Value> = items.skip(self.offset).take(self.limit).collect();
+        json!({"offset": self.offset, "total": total, "items": items})
+    }
+}
+
 fn records(cloud: &DevCloud, query: &[(String, String)]) -> Response<ResponseBody> {
-    let value = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let offset = value("offset").and_then(|o| o.parse::<usize>().ok()).unwrap_or(0);
-    let limit = value("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1_000).clamp(1, MAX_PAGE);
-    let page = |items: Vec<Value>, total: usize| json!({"offset": offset, "total": total, "items": items});
-    let store = cloud.store.borrow();
-    let records = cloud.records.borrow();
-    let body = match value("section").unwrap_or("summary") {
-        "summary" => {
-            let mut deliveries: BTreeMap<&str, u64> = BTreeMap::new();
-            for delivery in &store.deliveries {
-                *deliveries.entry(delivery.status.as_str()).or_insert(0) += 1;
-            }
-            let mut events: BTreeMap<&str, u64> = BTreeMap::new();
-            for event in store.provider_events.values() {
-                *events.entry(event.status.as_str()).or_insert(0) += 1;
-            }
-            let calls = crate::util::maps::object(cloud.calls_by_route());
-            let commands: usize = store.sessions.values().map(|s| s.commands.len()).sum();
-            let prompts = records.prompts();
-            let (open, peak, rejected) = cloud.sse_counts();
-            json!({
-                "deliveries": deliveries,
-                "providerEvents": events,
-                "calls": calls,
-                "faults": faults_view(cloud),
-                "commands": commands,
-                "promptCalls": prompts.iter().map(|(_, p)| p.calls).sum::<u64>(),
-                "promptKeys": prompts.len(),
-                "sse": {"open": open, "peak": peak, "rejected": rejected},
-                "recordsOverflow": records.overflow,
-            })
-        }
-        "deliveries" => {
-            let items = store
-                .deliveries
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|d| {
-                    let acks = records.acks_of(&d.delivery_id);
-                    let calls: Vec<Value> = acks
-                        .map(|a| a.calls.iter().map(|c| json!([c.status, c.accepted])).collect())
-                        .unwrap_or_default();
-                    json!({
-                        "deliveryId": d.delivery_id, "channelBindingId": d.channel_binding_id, "status": d.status,
-                        "attemptCount": d.attempt_count, "lastError": d.last_error, "acks": calls,
-                        "acksUncounted": acks.map_or(0, |a| a.uncounted),
-                    })
-                })
-                .collect();
-            page(items, store.deliveries.len())
-        }
-        "commands" => {
-            let all = store.sessions.values().flat_map(|s| s.commands.iter().map(move |c| (s, c)));
-            let total = store.sessions.values().map(|s| s.commands.len()).sum();
-            let items = all
-                .skip(offset)
-                .take(limit)
-                .map(|(session, command)| {
-                    let text: String =
-                        command["payload"]["text"].as_str().unwrap_or_default().chars().take(TEXT_SHOWN).collect();
-                    json!({"sessionId": session.session_id, "commandId": command["commandId"], "kind": command["kind"], "text": text})
-                })
-                .collect();
-            page(items, total)
-        }
-        "prompts" => {
-            let prompts = records.prompts();
-            let items = prompts
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|(key, p)| json!({"idempotencyKey": key, "calls": p.calls, "commands": p.commands}))
-                .collect();
-            page(items, prompts.len())
-        }
-        "events" => {
-            let mut events: Vec<_> = store.provider_events.values().collect();
-            events.sort_unstable_by(|a, b| a.event_id.cmp(&b.event_id));
-            let items = events
-                .iter()
-                .skip(offset)
-                .take(limit)
-                .map(|e| {
-                    json!({
-                        "eventId": e.event_id, "providerEventId": e.provider_event_id, "provider": e.provider,
-                        "status": e.status, "attemptCount": e.attempt_count, "lastError": e.last_error,
-                    })
-                })
-                .collect();
-            page(items, events.len())
-        }
+    let page = Page::of(query);
+    let section = query.iter().find(|(k, _)| k == "section").map_or("summary", |(_, v)| v.as_str());
+    let body = match section {
+        "summary" => summary(cloud),
+        "deliveries" => delivery_page(cloud, page),
+        "commands" => command_page(cloud, page),
+        "prompts" => prompt_page(cloud, page),
+        "events" => event_page(cloud, page),
         _ => return error(400, "section must be summary, deliveries, commands, prompts or events."),
     };
     json_response(200, &body)
+}
+
+fn summary(cloud: &DevCloud) -> Value {
+    let store = cloud.store.borrow();
+    let records = cloud.records.borrow();
+    let mut deliveries: BTreeMap<&str, u64> = BTreeMap::new();
+    for delivery in &store.deliveries {
+        *deliveries.entry(delivery.status.as_str()).or_insert(0) += 1;
+    }
+    let mut events: BTreeMap<&str, u64> = BTreeMap::new();
+    for event in store.provider_events.values() {
+        *events.entry(event.status.as_str()).or_insert(0) += 1;
+    }
+    let calls = crate::util::maps::object(cloud.calls_by_route());
+    let commands: usize = store.sessions.values().map(|s| s.commands.len()).sum();
+    let prompts = records.prompts();
+    let (open, peak, rejected) = cloud.sse_counts();
+    json!({
+        "deliveries": deliveries,
+        "providerEvents": events,
+        "calls": calls,
+        "faults": faults_view(cloud),
+        "commands": commands,
+        "promptCalls": prompts.iter().map(|(_, p)| p.calls).sum::<u64>(),
+        "promptKeys": prompts.len(),
+        "sse": {"open": open, "peak": peak, "rejected": rejected},
+        "recordsOverflow": records.overflow,
+    })
+}
+
+fn delivery_page(cloud: &DevCloud, page: Page) -> Value {
+    let store = cloud.store.borrow();
+    let records = cloud.records.borrow();
+    let items = store.deliveries.iter().map(|d| {
+        let acks = records.acks_of(&d.delivery_id);
+        let calls: Vec<Value> =
+            acks.map(|a| a.calls.iter().map(|c| json!([c.status, c.accepted])).collect()).unwrap_or_default();
+        json!({
+            "deliveryId": d.delivery_id, "channelBindingId": d.channel_binding_id, "status": d.status,
+            "attemptCount": d.attempt_count, "lastError": d.last_error, "acks": calls,
+            "acksUncounted": acks.map_or(0, |a| a.uncounted),
+        })
+    });
+    page.answer(items, store.deliveries.len())
+}
+
+fn command_page(cloud: &DevCloud, page: Page) -> Value {
+    let store = cloud.store.borrow();
+    let total = store.sessions.values().map(|s| s.commands.len()).sum();
+    let items = store.sessions.values().flat_map(|s| s.commands.iter().map(move |c| (s, c))).map(|(session, command)| {
+        let text: String = command["payload"]["text"].as_str().unwrap_or_default().chars().take(TEXT_SHOWN).collect();
+        json!({"sessionId": session.session_id, "commandId": command["commandId"], "kind": command["kind"], "text": text})
+    });
+    page.answer(items, total)
+}
+
+fn prompt_page(cloud: &DevCloud, page: Page) -> Value {
+    let records = cloud.records.borrow();
+    let prompts = records.prompts();
+    let items = prompts.iter().map(|(key, p)| json!({"idempotencyKey": key, "calls": p.calls, "commands": p.commands}));
+    page.answer(items, prompts.len())
+}
+
+fn event_page(cloud: &DevCloud, page: Page) -> Value {
+    let store = cloud.store.borrow();
+    let mut events: Vec<_> = store.provider_events.values().collect();
+    events.sort_unstable_by(|a, b| a.event_id.cmp(&b.event_id));
+    let total = events.len();
+    let items = events.into_iter().map(|e| {
+        json!({
+            "eventId": e.event_id, "providerEventId": e.provider_event_id, "provider": e.provider,
+            "status": e.status, "attemptCount": e.attempt_count, "lastError": e.last_error,
+        })
+    });
+    page.answer(items, total)
 }

@@ -83,27 +83,7 @@ pub(super) fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response
     }
     let not_found = || error(404, "Channel interaction was not found or is no longer pending.");
     let provider = call.text("provider").unwrap_or_default();
-    let interaction = {
-        let store = cloud.store.borrow();
-        let found = match call.text("token") {
-            Some(token) => store.interactions.values().find(|i| crate::util::ct::constant_time_equal(&i.token, &token)),
-            None => {
-                let external = call.text("externalInteractionId");
-                let mut matches = store
-                    .interactions
-                    .values()
-                    .filter(|i| external.is_some() && i.external_interaction_id == external && i.provider == provider);
-                match (matches.next(), matches.next()) {
-                    (Some(one), None) => Some(one),
-                    _ => None,
-                }
-            }
-        };
-        match found {
-            Some(interaction) => interaction.clone(),
-            None => return not_found(),
-        }
-    };
+    let Some(interaction) = find_interaction(cloud, call, &provider) else { return not_found() };
     let (now_ms, now) = cloud.store.borrow().now();
     if interaction.status != "pending" || interaction.expires_ms <= now_ms {
         if interaction.status == "pending" {
@@ -128,19 +108,7 @@ pub(super) fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response
     if !same_chat {
         return not_found();
     }
-    let (kind, payload) = if interaction.kind == "permission" {
-        (
-            "permission.respond",
-            json!({"permissionId": interaction.target_id, "response": call.body.get("response").cloned().unwrap_or(Value::Null)}),
-        )
-    } else if call.body.get("reject") == Some(&Value::Bool(true)) {
-        ("question.reject", json!({"requestId": interaction.target_id}))
-    } else {
-        (
-            "question.reply",
-            json!({"requestId": interaction.target_id, "answers": call.body.get("answers").cloned().unwrap_or_else(|| json!([]))}),
-        )
-    };
+    let (kind, payload) = command_for(&interaction, call);
     let mut store = cloud.store.borrow_mut();
     let org = store.org_id.clone();
     let Some(stored) = store.interactions.get_mut(&interaction.interaction_id) else { return not_found() };
@@ -161,4 +129,42 @@ pub(super) fn resolve_interaction(cloud: &Rc<DevCloud>, call: &Call) -> Response
         202,
         &json!({"interaction": public, "command": command, "processed": 0, "view": view, "projectionFence": null}),
     )
+}
+
+/// The interaction a resolve call names: by its token, else by its one external id for this
+/// provider (two matches are as good as none).
+fn find_interaction(cloud: &DevCloud, call: &Call, provider: &str) -> Option<Interaction> {
+    let store = cloud.store.borrow();
+    let found = match call.text("token") {
+        Some(token) => store.interactions.values().find(|i| crate::util::ct::constant_time_equal(&i.token, &token)),
+        None => {
+            let external = call.text("externalInteractionId");
+            let mut matches = store
+                .interactions
+                .values()
+                .filter(|i| external.is_some() && i.external_interaction_id == external && i.provider == provider);
+            match (matches.next(), matches.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        }
+    };
+    found.cloned()
+}
+
+/// The session command a resolved interaction becomes: its kind and payload.
+fn command_for(interaction: &Interaction, call: &Call) -> (&'static str, Value) {
+    if interaction.kind == "permission" {
+        (
+            "permission.respond",
+            json!({"permissionId": interaction.target_id, "response": call.body.get("response").cloned().unwrap_or(Value::Null)}),
+        )
+    } else if call.body.get("reject") == Some(&Value::Bool(true)) {
+        ("question.reject", json!({"requestId": interaction.target_id}))
+    } else {
+        (
+            "question.reply",
+            json!({"requestId": interaction.target_id, "answers": call.body.get("answers").cloned().unwrap_or_else(|| json!([]))}),
+        )
+    }
 }
