@@ -82,7 +82,7 @@ pub struct Probe {
 
 /// Long enough for a loaded Pi to answer, short enough to stay under a container health check's
 /// own timeout (the Containerfile gives it 5 s).
-pub const PROBE_DEFAULT_TIMEOUT_MS: u64 = 2_000;
+const PROBE_DEFAULT_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::providers::ProviderFactory;
 
 /// The longest one group of checks (Cloud, one channel) may take.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a check prints: `✓ name: detail` or `✗ name: detail`.
 pub fn line(check: &DoctorCheck) -> String {

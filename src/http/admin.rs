@@ -35,7 +35,7 @@ pub fn presents_token(headers: &HeaderMap) -> bool {
 }
 
 /// Whether the request may use operator endpoints. `remote` is the socket peer address.
-pub fn is_admin_request(config: &Config, headers: &HeaderMap, remote: Option<IpAddr>) -> bool {
+fn is_admin_request(config: &Config, headers: &HeaderMap, remote: Option<IpAddr>) -> bool {
     match &config.server.admin_token {
         Some(token) => presented_token(headers).is_some_and(|presented| constant_time_equal(presented, token.expose())),
         None => config.server.allow_loopback_operator_bypass && is_loopback_bypass_request(config, headers, remote),

@@ -125,7 +125,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// The bindings a request may touch: the given one if configured (else none), or all configured.
 /// The `deliveryOperator` block of `/diagnostics`.
-pub fn delivery_operator_json(state: &HttpState) -> Value {
+fn delivery_operator_json(state: &HttpState) -> Value {
     let bindings = state.config.channel_binding_ids();
     let has_bindings = !bindings.is_empty();
     let cloud = state.deliveries.as_ref();

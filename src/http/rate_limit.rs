@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 /// Default record cap.
-pub const DEFAULT_CAP: usize = 10_000;
+const DEFAULT_CAP: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Record {

@@ -45,7 +45,7 @@ pub type Build<R> = fn(Vec<String>) -> R;
 pub type Table<R> = [(Method, &'static [Segment], Build<R>)];
 
 /// The gateway's operator and webhook routes.
-pub const GATEWAY_ROUTES: &Table<Route> = &[
+const GATEWAY_ROUTES: &Table<Route> = &[
     (Method::GET, &[Literal("health")], |_| Route::Health),
     (Method::GET, &[Literal("ready")], |_| Route::Ready),
     (Method::GET, &[Literal("metrics")], |_| Route::Metrics),

@@ -35,28 +35,28 @@ use crate::logging::WarnLimiter;
 use crate::metrics::Stat;
 
 /// Upstream's `maxConnections`.
-pub const MAX_CONNECTIONS: usize = 1024;
+const MAX_CONNECTIONS: usize = 1024;
 /// Connections kept for loopback peers: `/health` and `/ready` from the machine itself (systemd,
 /// a probe, an operator with curl) still answer when the rest are taken by an attack.
-pub const LOOPBACK_RESERVE: usize = 32;
+const LOOPBACK_RESERVE: usize = 32;
 /// Open connections one client address may hold (a trusted proxy is exempt: it carries many).
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 /// Once more than half the connections are open, new ones get this much to send their request
 /// head (and keep-alive connections this much idle time), instead of ten seconds.
-pub const HEADER_TIMEOUT_UNDER_PRESSURE: Duration = Duration::from_secs(2);
+const HEADER_TIMEOUT_UNDER_PRESSURE: Duration = Duration::from_secs(2);
 /// Largest request head accepted (hyper answers 431 beyond it); Node's default header cap.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// hyper's header-read timer runs both while a request head arrives and while a keep-alive
 /// connection waits for its next request, so it is upstream's `keepAliveTimeout` and a stricter
 /// `headersTimeout` in one.
-pub const HEADER_AND_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_AND_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upstream's `requestTimeout`: the whole body must arrive within it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an answer may wait for a peer that takes none of its bytes before the connection is
 /// closed. Without it a client that pipelines requests and never reads the answers holds its
 /// connection (and the kernel's send buffer) for ever: none of the read timers runs while hyper
 /// waits to write. The same 10 s a peer gets to send its request head.
-pub const WRITE_STALL_TIMEOUT: Duration = HEADER_AND_IDLE_TIMEOUT;
+const WRITE_STALL_TIMEOUT: Duration = HEADER_AND_IDLE_TIMEOUT;
 
 /// What to do after a failed `accept()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub enum AcceptFailure {
     Unexpected,
 }
 
-pub fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
+fn classify_accept_error(error: &std::io::Error) -> AcceptFailure {
     match error.raw_os_error().map(Errno::from_raw) {
         Some(Errno::ECONNABORTED | Errno::ECONNRESET | Errno::EINTR | Errno::EAGAIN | Errno::EPROTO | Errno::EPERM) => {
             AcceptFailure::PeerGone

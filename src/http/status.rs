@@ -26,7 +26,7 @@ td{border-bottom:1px solid #ddd;padding:.25em .4em;text-align:left;vertical-alig
 .ok{color:#070}.bad{color:#b00}.muted{color:#777}small{color:#555}td{overflow-wrap:anywhere}.n{white-space:nowrap}";
 
 /// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape_html(text: &str) -> String {
+fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -130,7 +130,7 @@ fn strip_brackets(host: &str) -> &str {
 
 /// The development exception: exactly these three hosts (`127.0.0.2`, `localhost.` and
 /// `*.localhost` are not local).
-pub fn is_local_host(host: &str) -> bool {
+fn is_local_host(host: &str) -> bool {
     matches!(strip_brackets(host.trim()).to_ascii_lowercase().as_str(), "localhost" | "127.0.0.1" | "::1")
 }
 

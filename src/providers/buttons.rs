@@ -205,7 +205,7 @@ pub fn with_commands_line(text: &str, rows: &[Vec<Button>], max_utf16: usize) ->
 
 /// Whether `payload` has the shape of one of our short ids (`b:<start>.<n>`, or `b:<n>` as
 /// issued by earlier versions), known or not.
-pub fn is_short_id(payload: &str) -> bool {
+fn is_short_id(payload: &str) -> bool {
     payload.strip_prefix(PREFIX).is_some_and(|rest| {
         let number = rest.rsplit_once('.').map_or(rest, |(start, n)| if start.is_empty() { "" } else { n });
         !number.is_empty()

@@ -346,7 +346,7 @@ async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// Parses one stdin line into a message; `None` for a blank line.
-pub fn parse_line(provider_id: &str, line: &str, now_ms: u64) -> Option<Result<InboundMessage, String>> {
+fn parse_line(provider_id: &str, line: &str, now_ms: u64) -> Option<Result<InboundMessage, String>> {
     let line = line.trim();
     if line.is_empty() {
         return None;

@@ -227,7 +227,7 @@ impl Channel for FakeProvider {
 }
 
 /// Builds the inbound message of a fake webhook body.
-pub fn inbound_from_webhook(payload: &Value, now_ms: u64) -> InboundMessage {
+fn inbound_from_webhook(payload: &Value, now_ms: u64) -> InboundMessage {
     let text_field = |key: &str| payload.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
     let id = text_field("id").unwrap_or_else(|| format!("fake-{now_ms}"));
     let text = payload.get("text").and_then(Value::as_str).unwrap_or("").to_owned();

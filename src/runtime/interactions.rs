@@ -39,7 +39,7 @@ pub struct Intent {
 
 /// A button token: the prefix selects the action; anything unrecognised is a denial of the
 /// whole token (fail closed).
-pub fn parse_button_token(token: &str) -> (String, Decision) {
+fn parse_button_token(token: &str) -> (String, Decision) {
     let token = token.trim();
     if let Some(rest) = token.strip_prefix(APPROVE_PREFIX) {
         return (rest.to_owned(), Decision::Approve);

@@ -59,7 +59,7 @@ pub struct PlanContext<'a> {
 /// The target of a new message: only what the chat gave. The thread is dropped when it is the
 /// chat itself (a binding without a thread names the chat as its thread), and so is the id of
 /// the last message sent there, which says nothing about where a new message goes.
-pub fn plain_send_target(target: &ChannelTarget) -> ChannelTarget {
+fn plain_send_target(target: &ChannelTarget) -> ChannelTarget {
     let mut target = target.clone();
     if target.thread_id.as_deref().is_some_and(|thread| thread.is_empty() || thread == target.chat_id) {
         target.thread_id = None;

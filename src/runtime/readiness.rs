@@ -25,14 +25,14 @@ pub const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
 /// Readiness condition: Cloud accepts the service token (401/403 break it).
 pub const CLOUD_AUTH: &str = "cloud_auth";
 /// Readiness condition: at least one channel is started.
-pub const CHANNEL_STARTED: &str = "channel_started";
+const CHANNEL_STARTED: &str = "channel_started";
 /// How long a delivery subscription that was live may be reopening before `/ready` turns 503:
 /// Cloud closes every stream after 30 minutes, and a load balancer should not see that.
-pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a serving gateway is degraded: the `reason` label of `open_cowork_gateway_degraded`.
 /// Every value is always exported (0 when it does not apply), so alert rules can name them.
-pub const DEGRADED_REASONS: [&str; 7] = [
+const DEGRADED_REASONS: [&str; 7] = [
     POLLING_CONFLICT,
     POLL_STALLED,
     RECEIVING_FAILED,
@@ -42,19 +42,19 @@ pub const DEGRADED_REASONS: [&str; 7] = [
     SESSION_STREAM_REFUSED,
 ];
 /// Another poller (or a webhook) holds a bot's updates: it still sends, but receives nothing.
-pub const POLLING_CONFLICT: &str = "polling_conflict";
+const POLLING_CONFLICT: &str = "polling_conflict";
 /// The platform stopped answering a channel's long poll.
-pub const POLL_STALLED: &str = "poll_stalled";
+const POLL_STALLED: &str = "poll_stalled";
 /// A channel cannot receive for another reason (unreachable, a refused registration).
-pub const RECEIVING_FAILED: &str = "receiving_failed";
+const RECEIVING_FAILED: &str = "receiving_failed";
 /// A channel's delivery circuit is open after repeated send failures.
-pub const SEND_CIRCUIT_OPEN: &str = "send_circuit_open";
+const SEND_CIRCUIT_OPEN: &str = "send_circuit_open";
 /// A channel cannot send for another reason (its token rejected while running).
-pub const SENDING_FAILED: &str = "sending_failed";
+const SENDING_FAILED: &str = "sending_failed";
 /// A channel could not start (others run).
-pub const CHANNEL_FAILED: &str = "channel_failed";
+const CHANNEL_FAILED: &str = "channel_failed";
 /// Cloud refuses one chat's session stream (its binding is not granted to the token).
-pub const SESSION_STREAM_REFUSED: &str = "session_stream_refused";
+const SESSION_STREAM_REFUSED: &str = "session_stream_refused";
 
 /// A condition's current verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -37,16 +37,16 @@ use crate::metrics::{bounded_channel_kind, Direction, Metrics, Outcome, Stat};
 use crate::render::{render_event, RenderContext, RenderState};
 use crate::shutdown::Shutdown;
 
-pub const MAX_STREAMS: usize = 2000;
-pub const IDLE_TTL: Duration = Duration::from_secs(30 * 60);
+const MAX_STREAMS: usize = 2000;
+const IDLE_TTL: Duration = Duration::from_secs(30 * 60);
 /// The default stream budget: below Cloud's per-organisation cap (200) with room for the
 /// delivery stream and a few spare slots.
-pub const DEFAULT_BUDGET: usize = 190;
+const DEFAULT_BUDGET: usize = 190;
 /// The default grace between a session going idle and its stream closing.
-pub const DEFAULT_IDLE_CLOSE: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_CLOSE: Duration = Duration::from_secs(30);
 /// A stream that saw no event for this long closes even without `session.idle` (unless an
 /// approval or question is pending).
-pub const QUIET_CLOSE: Duration = Duration::from_secs(10 * 60);
+const QUIET_CLOSE: Duration = Duration::from_secs(10 * 60);
 /// Chats waiting for a stream slot; beyond it the oldest waiter is dropped (its events are read
 /// when its chat next writes).
 const MAX_WAITING: usize = 4096;

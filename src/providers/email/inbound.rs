@@ -10,7 +10,7 @@ use crate::config::providers::email::{display_name, parse_address};
 
 /// The domain of the `Message-ID`s this gateway generates: a wire detail kept exactly as upstream's,
 /// since mail clients thread on it.
-pub const GATEWAY_ID_DOMAIN: &str = "@open-cowork.local>";
+const GATEWAY_ID_DOMAIN: &str = "@open-cowork.local>";
 
 /// What a mail maps to when it has a sender; `Ok(None)` when it has none (answered 202,
 /// nothing claimed). The error text is for logs; the relay gets a bare 400.

@@ -100,7 +100,7 @@ impl Conversations {
 
 /// A message id fit for a header: no control characters or spaces inside (such an id is
 /// dropped, not repaired), within [`MAX_ID_BYTES`], in angle brackets.
-pub fn message_id_of(raw: &str) -> Option<String> {
+fn message_id_of(raw: &str) -> Option<String> {
     let raw = raw.trim();
     let bare = raw.strip_prefix('<').and_then(|r| r.strip_suffix('>')).unwrap_or(raw);
     let fits = !bare.is_empty()

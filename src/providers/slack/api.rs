@@ -43,7 +43,7 @@ fn paced(method: &str, body: &Value) -> Option<(String, Duration)> {
 /// Codes that mean "Slack had a problem, try again" rather than "this request is wrong".
 const TRANSIENT_CODES: [&str; 4] = ["internal_error", "fatal_error", "service_unavailable", "request_timeout"];
 /// Codes that mean the token itself no longer works: sending stops until it is replaced.
-pub const AUTH_CODES: [&str; 5] = ["invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"];
+const AUTH_CODES: [&str; 5] = ["invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"];
 
 /// A failed Web API call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -50,7 +50,7 @@ pub const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Slack retries a request it has no answer to after 3 s; answering by 2 s leaves a margin for
 /// the network between the gateway and Slack.
-pub const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
+const ANSWER_DEADLINE: Duration = Duration::from_secs(2);
 /// Button presses whose message may still be updated with the outcome.
 const PRESS_ORIGINS: usize = 256;
 /// Replay keys of messages still in the pipeline, released when their processing fails.

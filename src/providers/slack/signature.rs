@@ -13,12 +13,12 @@ use ring::hmac;
 use crate::util::ct::constant_time_equal;
 
 /// The signature age limit: requests older or newer than this (in seconds) are refused.
-pub const MAX_AGE_SECS: f64 = 300.0;
+const MAX_AGE_SECS: f64 = 300.0;
 /// Replay entries live as long as a signature is acceptable.
 pub const REPLAY_WINDOW_MS: u64 = 300_000;
 /// Entries kept per team, then overall (upstream's defaults).
-pub const PER_SCOPE_CAP: usize = 1_000;
-pub const GLOBAL_CAP: usize = 5_000;
+const PER_SCOPE_CAP: usize = 1_000;
+const GLOBAL_CAP: usize = 5_000;
 /// A scope is cut at this many characters.
 const MAX_SCOPE_CHARS: usize = 256;
 

@@ -17,7 +17,7 @@ use crate::net::backoff::Backoff;
 use crate::shutdown::DrainSignal;
 
 /// `getUpdates` long-poll timeout, in seconds.
-pub const POLL_TIMEOUT_SECS: u64 = 30;
+const POLL_TIMEOUT_SECS: u64 = 30;
 /// The HTTP timeout of a long poll: the poll timeout plus a margin (the stall watchdog).
 const POLL_HTTP_TIMEOUT: Duration = Duration::from_secs(POLL_TIMEOUT_SECS + 15);
 const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];

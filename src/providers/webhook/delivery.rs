@@ -22,7 +22,7 @@ use crate::net::url_policy::{resolve_pinned, DeliveryUrl, PinnedClient, Resolver
 
 /// The largest relay answer read; a relay has no reason to send more than a message id.
 pub const MAX_RESPONSE_BYTES: usize = 65_536;
-pub const DELIVERY_ID_HEADER: &str = "x-open-cowork-gateway-delivery-id";
+const DELIVERY_ID_HEADER: &str = "x-open-cowork-gateway-delivery-id";
 /// The wait when a relay answers 429 without a usable `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 

@@ -10,7 +10,7 @@ use crate::channel::{ChannelTarget, InboundMessage, InteractionRef, Sender};
 /// Attachments one payload may carry.
 pub const MAX_ATTACHMENTS: usize = 20;
 /// An inbound interaction token: a Cloud token with its decision prefix fits with room to spare.
-pub const MAX_INTERACTION_TOKEN_BYTES: usize = 512;
+const MAX_INTERACTION_TOKEN_BYTES: usize = 512;
 
 /// Who the payload is for: this provider's id, kind and inbound attachment cap.
 pub struct Mapping<'a> {

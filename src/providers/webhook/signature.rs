@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use ring::hmac;
 
 /// How far a signed timestamp may be from now (either way).
-pub const SIGNATURE_MAX_AGE_MS: u64 = 300_000;
+const SIGNATURE_MAX_AGE_MS: u64 = 300_000;
 pub const TIMESTAMP_HEADER: &str = "x-open-cowork-gateway-webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-open-cowork-gateway-webhook-signature";
 
