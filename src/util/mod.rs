@@ -6,6 +6,7 @@ pub mod ct;
 pub mod durable;
 pub mod graphemes;
 pub mod ids;
+pub mod keyed_lanes;
 pub mod maps;
 pub mod percent;
 #[cfg(test)]
