@@ -253,16 +253,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_ended_turn_without_a_task_frees_the_lane_for_its_next_item() {
+    async fn an_item_waits_for_its_keys_turn_to_end_even_with_slots_free() {
         local(async {
-            let mut lanes = KeyedLanes::new(1, 4);
+            let mut lanes = KeyedLanes::new(4, 4);
             lanes.push("a", 1).unwrap();
-            lanes.push("a", 2).unwrap();
             assert_eq!(lanes.next_turn(), Some(("a", 1)));
-            assert!(lanes.next_turn().is_none(), "a's second item waits for the first's turn to end");
+            lanes.push("a", 2).unwrap();
+            lanes.push("b", 3).unwrap();
+            assert_eq!(lanes.next_turn(), Some(("b", 3)));
+            assert_eq!(lanes.next_turn(), None, "a's second item, queued during its turn, waits");
             lanes.end_turn(&"a");
-            assert_eq!(lanes.next_turn(), Some(("a", 2)));
+            assert_eq!(lanes.next_turn(), Some(("a", 2)), "an ended turn without a task frees the lane");
             lanes.end_turn(&"a");
+            lanes.end_turn(&"b");
             assert!(lanes.is_idle());
         })
         .await;
