@@ -254,7 +254,8 @@ fn sweep_idle_sessions(sessions: Sessions) -> JoinHandle<()> {
 }
 
 impl Running {
-    /// The drain of §3.9 with this project's decisions; returns whether everything finished.
+    /// The drain (see the module doc): `/ready` turns 503 and intake closes, then the work in
+    /// flight gets `budget` to finish. Returns whether everything finished.
     pub async fn drain(&self, budget: Duration) -> bool {
         tracing::info!(in_flight = self.shutdown.in_flight(), budget_ms = budget.as_millis() as u64, "draining");
         self.shutdown.begin_drain();
