@@ -211,8 +211,8 @@ mod tests {
         assert!(lanes.is_idle());
     }
 
-    fn local<F: Future<Output = ()>>(test: F) -> impl Future<Output = ()> {
-        async move { tokio::task::LocalSet::new().run_until(test).await }
+    async fn local(test: impl Future<Output = ()>) {
+        tokio::task::LocalSet::new().run_until(test).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,13 +71,14 @@ impl Backlog {
         self.lanes.waiting() + self.parked.len() < self.lanes.max_waiting()
     }
 
-    pub fn push(&mut self, claim: Claim) -> Result<Admitted, Refused<Claim>> {
+    /// Queues the claim in its lane, or parks it behind its held copy; a refused claim comes back.
+    pub fn push(&mut self, claim: Claim) -> Result<Admitted, Box<Refused<Claim>>> {
         let key = delivery_key(&claim.0);
         if self.held.contains(&key) {
             self.parked.insert(key, claim);
             return Ok(Admitted::Parked);
         }
-        self.lanes.push(lane_key(&claim.0), claim)?;
+        self.lanes.push(lane_key(&claim.0), claim).map_err(Box::new)?;
         self.held.insert(key);
         Ok(Admitted::Queued)
     }
@@ -168,7 +169,10 @@ mod tests {
         assert_eq!(backlog.queued(), 1);
         assert_eq!(backlog.drain().len(), 1);
         assert_eq!(backlog.queued(), 0);
-        assert!(matches!(backlog.push(claim("d4", "c")), Err(Refused::Draining(_))), "nothing new after the drain");
+        assert!(
+            matches!(backlog.push(claim("d4", "c")), Err(refused) if matches!(*refused, Refused::Draining(_))),
+            "nothing new after the drain"
+        );
     }
 
     #[test]

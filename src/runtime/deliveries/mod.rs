@@ -37,6 +37,7 @@ use crate::cloud::clock::CloudClock;
 use crate::cloud::DeliveryRecord;
 use crate::metrics::{Metrics, Stat};
 use crate::shutdown::{Shutdown, WorkGuard};
+use crate::util::keyed_lanes::Refused;
 use backlog::{Admitted, Backlog};
 use lease::{HandBacks, Lease};
 use send::{ack_sent, handle_delivery, release};
@@ -236,7 +237,13 @@ fn admit(
         Ok(Admitted::Parked) => dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed),
         // Not reached: the stream is read only with room (parked claims count), and after the
         // drain claims are handed back before they get here. Handed back rather than dropped.
-        Err(refused) => hand_back_unsent(dispatcher, client, refused.into_item().0, QUEUE_FULL_RELEASE),
+        Err(refused) => {
+            let reason = match *refused {
+                Refused::Full(_) => QUEUE_FULL_RELEASE,
+                Refused::Draining(_) => SHUTDOWN_RELEASE,
+            };
+            hand_back_unsent(dispatcher, client, refused.into_item().0, reason);
+        }
     }
 }
 
