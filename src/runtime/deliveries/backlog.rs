@@ -189,4 +189,24 @@ mod tests {
         assert!(matches!(backlog.push(parked), Ok(Admitted::Queued)), "the parked claim finds its room");
         assert_eq!(backlog.queued(), 2);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_that_ends_frees_its_lane_and_returns_the_claim_parked_behind_it() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let mut backlog = Backlog::new(1, 4);
+                backlog.push(claim("d1", "c")).unwrap();
+                backlog.push(claim("d2", "other")).unwrap();
+                let (lane, _) = backlog.next().unwrap();
+                backlog.send(lane, tokio::time::sleep(Duration::from_secs(3)));
+                assert!(backlog.next().is_none(), "one lane sends at a time");
+                assert!(matches!(backlog.push(claim("d1", "c")), Ok(Admitted::Parked)));
+                let started = tokio::time::Instant::now();
+                let parked = backlog.next_sent().await.unwrap();
+                assert_eq!(started.elapsed(), Duration::from_secs(3), "returned when the send ended");
+                assert_eq!(parked.0.delivery_id, "d1");
+                assert_eq!(backlog.next().unwrap().1 .0.delivery_id, "d2", "the slot is free again");
+            })
+            .await;
+    }
 }
