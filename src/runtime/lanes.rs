@@ -86,8 +86,8 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
                     let chat = chat_key(&item);
                     let queued = take_in(&inbound, &mut receipts, &shutdown, item);
                     if chats.push(chat, queued).is_err() {
-                        // Not reached: the queue is read only with room and before the drain.
-                        // Dropping the item answers its sender as a closed queue would.
+                        // Not reached: the queue is read only while there is room, and not after
+                        // the drain began.
                         tracing::error!("an inbound message was refused by its chat's lane");
                     }
                 }
