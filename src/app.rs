@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::http::state::HttpState;
 use crate::logging::WarnLimiter;
 use crate::metrics::Metrics;
-use crate::net::https::{build_client, build_stream_client};
+use crate::net::https::{build_client, build_stream_client, HttpsClient};
 use crate::notify::Notifier;
 use crate::providers::{BuildContext, ProviderFactory};
 use crate::runtime::deliveries::{run_dispatcher, sendable_bindings, Dispatcher};
@@ -85,24 +85,9 @@ pub struct Running {
 
 /// Starts everything but does not wait. Must run inside a `LocalSet`.
 pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Running, AppError> {
-    // The CA file was checked with the configuration; a failure here is a TLS setup failure.
-    let http = build_client(config.cloud.ca_file.as_deref()).map_err(AppError::Https)?;
-    let streams = build_stream_client(config.cloud.ca_file.as_deref()).map_err(AppError::Https)?;
-    let client = Rc::new(
-        CloudClient::new(
-            http.clone(),
-            &config.cloud.base_url,
-            config.cloud.service_token.clone(),
-            Duration::from_millis(config.cloud.request_timeout_ms),
-        )
-        .with_stream_client(streams),
-    );
+    let (http, client) = cloud_client(&config)?;
     let config = Rc::new(config);
-    for cidr in &config.server.trusted_proxy_cidrs {
-        if crate::http::client_ip::Cidr::parse(cidr).is_none() {
-            tracing::warn!(cidr = %cidr, "OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS entry is not a CIDR and will never match");
-        }
-    }
+    warn_unmatchable_proxy_cidrs(&config);
     let metrics = Rc::new(Metrics::new(&config));
     let shutdown = Shutdown::new();
     let registry = Rc::new(ChannelRegistry::new(&config, Rc::clone(&metrics)));
@@ -114,12 +99,7 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
         status,
         warnings: Rc::new(WarnLimiter::new(Duration::from_secs(60))),
     };
-    let streams = SessionStreams::shared(config.state_dir.as_deref().map(StateFile::in_directory));
-    streams
-        .borrow_mut()
-        .configure(config.max_session_streams, Duration::from_millis(config.timeouts.session_stream_idle_close_ms));
-    let sessions =
-        Sessions::new(streams, Rc::clone(&registry), Rc::clone(&client), shutdown.clone(), stream_context.clone());
+    let sessions = session_streams(&config, &registry, &client, &shutdown, &stream_context);
     let (ingress, queue) = Ingress::bounded(INGRESS_DEPTH);
 
     // Upstream order: channels first, then the delivery subscription, then the listener.
@@ -132,53 +112,17 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     let factory = Rc::new(factory);
     registry.start_all(&|provider| factory.build(provider), &ingress, &shutdown);
     readiness.set_started(true);
-    let inbound = Inbound {
-        metrics: Rc::clone(&metrics),
-        registry: Rc::clone(&registry),
-        client: Rc::clone(&client),
-        sessions: sessions.clone(),
-        claimed_by: config.claimed_by(),
-        reuse: Rc::default(),
-        journal: config.state_dir.as_deref().map(|dir| Rc::new(InboundJournal::in_state_directory(dir))),
-        claims_in_flight: Rc::default(),
-        warnings: Rc::clone(&stream_context.warnings),
-    };
+    let inbound = inbound_pipeline(&config, &metrics, &registry, &client, &sessions, &stream_context);
     // What a killed process answered but never prompted goes first, before new messages.
     let replay = {
         let (inbound, ingress) = (inbound.clone(), ingress.clone());
         tokio::task::spawn_local(async move { inbound.replay_journal(&ingress).await })
     };
     let consumer = tokio::task::spawn_local(run_ingress(inbound, queue, shutdown.clone()));
-    let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));
-    let (bindings, binding_watch) = sendable_bindings(Rc::clone(&registry));
-    let options = DeliveryStreamOptions::new(config.claimed_by());
-    let (cloud_clock, requested_lease) = (options.clock.clone(), Duration::from_millis(options.ttl_ms));
-    let follower = {
-        let (context, client) = (stream_context.clone(), Rc::clone(&client));
-        tokio::task::spawn_local(
-            async move { follow_deliveries(&context, &client, options, bindings, deliveries_tx).await },
-        )
-    };
-    let dispatcher = Dispatcher {
-        metrics: Rc::clone(&metrics),
-        registry: Rc::clone(&registry),
-        shutdown: shutdown.clone(),
-        max_concurrency: config.delivery.max_concurrency,
-        max_queue_depth: config.delivery.max_queue_depth,
-        clock: cloud_clock,
-        requested_lease,
-    };
-    let dispatcher = tokio::task::spawn_local(run_dispatcher(dispatcher, Rc::clone(&client), deliveries_rx));
+    let (dispatcher, [binding_watch, follower]) =
+        start_deliveries(&config, &metrics, &registry, &client, &shutdown, &stream_context);
     let resume = tokio::task::spawn_local(resume_saved(sessions.clone()));
-    let sweeper = {
-        let sessions = sessions.clone();
-        tokio::task::spawn_local(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                sessions.sweep_idle();
-            }
-        })
-    };
+    let sweeper = sweep_idle_sessions(sessions.clone());
     let listener = bind(&config.server.host, config.server.port).await?;
     let address =
         listener.local_addr().map_err(|source| AppError::Bind { address: config.server.host.clone(), source })?;
@@ -207,9 +151,111 @@ pub async fn start(config: Config, mut factory: ProviderFactory) -> Result<Runni
     })
 }
 
+/// The HTTPS client (shared with the channels) and the Cloud client on it. The CA file was
+/// checked with the configuration; a failure here is a TLS setup failure.
+fn cloud_client(config: &Config) -> Result<(HttpsClient, Rc<CloudClient>), AppError> {
+    let http = build_client(config.cloud.ca_file.as_deref()).map_err(AppError::Https)?;
+    let streams = build_stream_client(config.cloud.ca_file.as_deref()).map_err(AppError::Https)?;
+    let client = CloudClient::new(
+        http.clone(),
+        &config.cloud.base_url,
+        config.cloud.service_token.clone(),
+        Duration::from_millis(config.cloud.request_timeout_ms),
+    )
+    .with_stream_client(streams);
+    Ok((http, Rc::new(client)))
+}
+
+fn warn_unmatchable_proxy_cidrs(config: &Config) {
+    for cidr in &config.server.trusted_proxy_cidrs {
+        if crate::http::client_ip::Cidr::parse(cidr).is_none() {
+            tracing::warn!(cidr = %cidr, "OPEN_COWORK_GATEWAY_TRUSTED_PROXY_CIDRS entry is not a CIDR and will never match");
+        }
+    }
+}
+
+/// The session streams, budgeted and remembered in the state directory (when there is one).
+fn session_streams(
+    config: &Config,
+    registry: &Rc<ChannelRegistry>,
+    client: &Rc<CloudClient>,
+    shutdown: &Shutdown,
+    context: &StreamContext,
+) -> Sessions {
+    let streams = SessionStreams::shared(config.state_dir.as_deref().map(StateFile::in_directory));
+    streams
+        .borrow_mut()
+        .configure(config.max_session_streams, Duration::from_millis(config.timeouts.session_stream_idle_close_ms));
+    Sessions::new(streams, Rc::clone(registry), Rc::clone(client), shutdown.clone(), context.clone())
+}
+
+fn inbound_pipeline(
+    config: &Config,
+    metrics: &Rc<Metrics>,
+    registry: &Rc<ChannelRegistry>,
+    client: &Rc<CloudClient>,
+    sessions: &Sessions,
+    context: &StreamContext,
+) -> Inbound {
+    Inbound {
+        metrics: Rc::clone(metrics),
+        registry: Rc::clone(registry),
+        client: Rc::clone(client),
+        sessions: sessions.clone(),
+        claimed_by: config.claimed_by(),
+        reuse: Rc::default(),
+        journal: config.state_dir.as_deref().map(|dir| Rc::new(InboundJournal::in_state_directory(dir))),
+        claims_in_flight: Rc::default(),
+        warnings: Rc::clone(&context.warnings),
+    }
+}
+
+/// The delivery subscription (following the bindings that can send) and its dispatcher. Returns
+/// the dispatcher's task, then the bindings watch's and the subscription's.
+fn start_deliveries(
+    config: &Config,
+    metrics: &Rc<Metrics>,
+    registry: &Rc<ChannelRegistry>,
+    client: &Rc<CloudClient>,
+    shutdown: &Shutdown,
+    context: &StreamContext,
+) -> (JoinHandle<()>, [JoinHandle<()>; 2]) {
+    let (deliveries_tx, deliveries_rx) = mpsc::channel(config.delivery.max_queue_depth.max(16));
+    let (bindings, binding_watch) = sendable_bindings(Rc::clone(registry));
+    let options = DeliveryStreamOptions::new(config.claimed_by());
+    let (cloud_clock, requested_lease) = (options.clock.clone(), Duration::from_millis(options.ttl_ms));
+    let follower = {
+        let (context, client) = (context.clone(), Rc::clone(client));
+        tokio::task::spawn_local(
+            async move { follow_deliveries(&context, &client, options, bindings, deliveries_tx).await },
+        )
+    };
+    let dispatcher = Dispatcher {
+        metrics: Rc::clone(metrics),
+        registry: Rc::clone(registry),
+        shutdown: shutdown.clone(),
+        max_concurrency: config.delivery.max_concurrency,
+        max_queue_depth: config.delivery.max_queue_depth,
+        clock: cloud_clock,
+        requested_lease,
+    };
+    let dispatcher = tokio::task::spawn_local(run_dispatcher(dispatcher, Rc::clone(client), deliveries_rx));
+    (dispatcher, [binding_watch, follower])
+}
+
+/// Closes idle session streams once a minute, for as long as the gateway runs.
+fn sweep_idle_sessions(sessions: Sessions) -> JoinHandle<()> {
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            sessions.sweep_idle();
+        }
+    })
+}
+
 impl Running {
-    /// The drain at a stop signal: no new work is taken, in-flight deliveries get `budget` to finish
-    /// and ack (the rest are left to their Cloud leases); returns whether everything finished.
+    /// The drain (see the module doc): `/ready` turns 503 and intake closes, then the work in
+    /// flight gets `budget` to finish. Returns whether everything finished.
     pub async fn drain(&self, budget: Duration) -> bool {
         tracing::info!(in_flight = self.shutdown.in_flight(), budget_ms = budget.as_millis() as u64, "draining");
         self.shutdown.begin_drain();

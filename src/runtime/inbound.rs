@@ -1,7 +1,6 @@
-//! The inbound path, as the consumer of the one ingress queue: claim the
-//! provider event durably in Cloud, route interactions, resolve the sender, bind the thread to a
-//! session, open its stream, prompt with the claim's event id as the idempotency key, and complete
-//! the claim. A duplicate claim (also after a restart) is a silent no-op; a failure before the
+//! The inbound path, as the consumer of the one ingress queue: claim the provider event durably
+//! in Cloud, route interactions, resolve the sender, bind the thread to a session, open its
+//! stream, prompt with the claim's event id as the idempotency key, and complete the claim. A duplicate claim (also after a restart) is a silent no-op; a failure before the
 //! prompt completes the claim as failed (retryable when transient) so a redelivery can try again,
 //! and a permanent one tells the user.
 //!
@@ -29,7 +28,7 @@ use crate::channel::{Channel, ChannelRegistry, InboundFailure, InboundMessage, S
 use crate::cloud::client::{
     BindSession, ClaimProviderEvent, CloudClient, CompleteProviderEvent, PromptInput, ResolveIdentity,
 };
-use crate::cloud::types::ProviderEventClaim;
+use crate::cloud::types::{ProviderEventClaim, ProviderEventRecord};
 use crate::cloud::CloudError;
 use crate::config::ProviderConfig;
 use crate::logging::WarnLimiter;
@@ -321,19 +320,17 @@ impl Inbound {
         answered: bool,
     ) -> Result<ProviderEventClaim, InboundError> {
         let request = self.claim_request(config, message);
-        let attempts = if answered { ATTEMPTS_AFTER_ANSWER } else { 1 };
         let mut attempt = 1;
         loop {
-            match self.claim(&request, &config.channel_binding_id).await {
-                Err(error) if error.is_retryable() && attempt < attempts => {
-                    let pause = retry_pause(attempt);
-                    let event = &request.provider_event_id;
-                    self.log_retry("claim", event, &config.channel_binding_id, &error, attempt, pause);
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                result => return result,
-            }
+            let error = match self.claim(&request, &config.channel_binding_id).await {
+                Ok(claim) => return Ok(claim),
+                Err(error) => error,
+            };
+            let Some(pause) = next_try(&error, attempt, answered, false) else { return Err(error) };
+            let event = &request.provider_event_id;
+            self.log_retry("claim", event, &config.channel_binding_id, &error, attempt, pause);
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         }
     }
 
@@ -366,74 +363,76 @@ impl Inbound {
     /// Steps after the claim, retried after an answer; then the claim is completed.
     async fn run_claimed(&self, run: &Run<'_>, event_id: &str, answered: bool) -> Result<(), InboundError> {
         let mut committed = false;
-        let attempts = if answered { ATTEMPTS_AFTER_ANSWER } else { 1 };
         let mut attempt = 1;
         let result = loop {
             let result =
                 self.process(run.provider, run.provider_id, run.config, run.message, event_id, &mut committed).await;
-            match result {
-                Err(error) if error.is_retryable() && !committed && attempt < attempts => {
-                    let pause = retry_pause(attempt);
-                    self.log_retry("prompt", event_id, &run.config.channel_binding_id, &error, attempt, pause);
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                result => break result,
-            }
+            let Err(error) = &result else { break result };
+            let Some(pause) = next_try(error, attempt, answered, committed) else { break result };
+            self.log_retry("prompt", event_id, &run.config.channel_binding_id, error, attempt, pause);
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         };
-        let complete =
-            |status: &'static str, retryable: Option<bool>, last_error: Option<String>| CompleteProviderEvent {
-                claimed_by: self.claimed_by.clone(),
-                status,
-                channel_binding_id: run.config.channel_binding_id.clone(),
-                retryable,
-                last_error,
-            };
         match result {
             Ok(outcome) => {
-                // The prompt (or interaction) is committed; a failed completion must not undo that.
-                let processed = complete("processed", None, None);
-                if let Err(error) = self.client.complete_provider_event(event_id, &processed).await {
-                    tracing::warn!(error = %crate::config::redact::Redacted(&error), "completing a processed provider event failed; a redelivery stays a duplicate");
-                }
-                self.settle_journal(run.provider_id, run.message, None);
-                self.metrics.record_channel_message(
-                    run.kind,
-                    Direction::Inbound,
-                    outcome,
-                    Some(elapsed_ms(run.started)),
-                );
+                self.complete_processed(run, event_id, outcome).await;
                 Ok(())
             }
             Err(error) => {
-                let outcome = if committed {
-                    Outcome::Error
-                } else {
-                    let text = crate::render::text::sanitize(&error.to_string(), 1024);
-                    let failed = complete("failed", Some(error.is_retryable()), Some(text));
-                    let recorded = self.client.complete_provider_event(event_id, &failed).await.ok();
-                    if !error.is_retryable() {
-                        self.send_dropped_notice(run, event_id).await;
-                    }
-                    if recorded.is_some_and(|e| e.status == "failed" && e.retryable) {
-                        Outcome::Retry
-                    } else {
-                        Outcome::Error
-                    }
-                };
-                self.metrics.record_channel_message(
-                    run.kind,
-                    Direction::Inbound,
-                    outcome,
-                    Some(elapsed_ms(run.started)),
-                );
-                self.metrics.increment(Stat::Errors);
-                self.metrics.increment_provider(run.provider_id, ProviderStat::InboundFailures);
-                tracing::warn!(provider = run.provider_id, event = event_id, retryable = error.is_retryable(), reason = error.reason(), error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
-                self.settle_journal(run.provider_id, run.message, (!committed).then_some(&error));
+                self.complete_failed(run, event_id, &error, committed).await;
                 Err(error)
             }
         }
+    }
+
+    fn completion(
+        &self,
+        run: &Run<'_>,
+        status: &'static str,
+        retryable: Option<bool>,
+        last_error: Option<String>,
+    ) -> CompleteProviderEvent {
+        CompleteProviderEvent {
+            claimed_by: self.claimed_by.clone(),
+            status,
+            channel_binding_id: run.config.channel_binding_id.clone(),
+            retryable,
+            last_error,
+        }
+    }
+
+    /// Completes the claim of a processed message and ends its journal entry.
+    async fn complete_processed(&self, run: &Run<'_>, event_id: &str, outcome: Outcome) {
+        // The prompt (or interaction) is committed; a failed completion must not undo that.
+        let processed = self.completion(run, "processed", None, None);
+        if let Err(error) = self.client.complete_provider_event(event_id, &processed).await {
+            tracing::warn!(error = %crate::config::redact::Redacted(&error), "completing a processed provider event failed; a redelivery stays a duplicate");
+        }
+        self.settle_journal(run.provider_id, run.message, None);
+        self.metrics.record_channel_message(run.kind, Direction::Inbound, outcome, Some(elapsed_ms(run.started)));
+    }
+
+    /// Ends a message that failed: before anything was committed, its claim is completed as
+    /// failed (so a redelivery can try again) and a permanent failure tells the user; after, the
+    /// claim is left as it is: the side effect happened, and a failed claim invites a redelivery
+    /// to repeat it.
+    async fn complete_failed(&self, run: &Run<'_>, event_id: &str, error: &InboundError, committed: bool) {
+        let outcome = if committed {
+            Outcome::Error
+        } else {
+            let text = crate::render::text::sanitize(&error.to_string(), 1024);
+            let failed = self.completion(run, "failed", Some(error.is_retryable()), Some(text));
+            let recorded = self.client.complete_provider_event(event_id, &failed).await.ok();
+            if !error.is_retryable() {
+                self.send_dropped_notice(run, event_id).await;
+            }
+            failure_outcome(recorded.as_ref())
+        };
+        self.metrics.record_channel_message(run.kind, Direction::Inbound, outcome, Some(elapsed_ms(run.started)));
+        self.metrics.increment(Stat::Errors);
+        self.metrics.increment_provider(run.provider_id, ProviderStat::InboundFailures);
+        tracing::warn!(provider = run.provider_id, event = event_id, retryable = error.is_retryable(), reason = error.reason(), error = %crate::config::redact::redact_text(&error.to_string()), "inbound message failed");
+        self.settle_journal(run.provider_id, run.message, (!committed).then_some(error));
     }
 
     /// Tells the user a message could not be processed (a permanent failure before the prompt).
@@ -490,6 +489,31 @@ fn retry_pause(attempt: u32) -> Duration {
         .nth(attempt.into())
 }
 
+/// Whether a try that failed with `error` is made again, and after what pause. Only a passing
+/// failure, only before Cloud accepted the message's side effect, and only for a message whose
+/// platform already got its answer (it will not send the message again): up to
+/// [`ATTEMPTS_AFTER_ANSWER`] tries in all. Any other message's failure goes back to its platform.
+fn next_try(error: &InboundError, attempt: u32, answered: bool, committed: bool) -> Option<Duration> {
+    let attempts = if answered { ATTEMPTS_AFTER_ANSWER } else { 1 };
+    (error.is_retryable() && !committed && attempt < attempts).then(|| retry_pause(attempt))
+}
+
+/// Whether a failed prompt that reused a chat's identity and binding means they may have changed:
+/// a 4xx other than a rate limit.
+fn invalidates_reuse(error: &CloudError) -> bool {
+    error.status.is_some_and(|status| (400..500).contains(&status)) && error.status != Some(429)
+}
+
+/// How a message whose claim was completed as failed ended: `Retry` when Cloud recorded the
+/// failure as retryable (a redelivery will be processed), else an error.
+fn failure_outcome(recorded: Option<&ProviderEventRecord>) -> Outcome {
+    if recorded.is_some_and(|event| event.status == "failed" && event.retryable) {
+        Outcome::Retry
+    } else {
+        Outcome::Error
+    }
+}
+
 pub(super) fn finish_failed(inbound: &Inbound, provider_id: &str, kind: &'static str, started: Instant) {
     inbound.metrics.increment(Stat::Errors);
     inbound.metrics.increment_provider(provider_id, ProviderStat::InboundFailures);
@@ -501,7 +525,8 @@ fn elapsed_ms(started: Instant) -> f64 {
 }
 
 impl Inbound {
-    /// Steps 5–10: interaction or prompt. Sets `committed` once Cloud accepted the side effect.
+    /// After the claim: resolve an interaction, or prompt with the text (an empty text is
+    /// ignored). Sets `committed` once Cloud accepted the side effect.
     async fn process(
         &self,
         provider: Option<&dyn Channel>,
@@ -541,36 +566,62 @@ impl Inbound {
         message: &InboundMessage,
         event_id: &str,
     ) -> Result<(), CloudError> {
-        let client = &*self.client;
-        let text = message.text.trim();
-        let workspace = config.external_workspace_id.clone();
         let key: ReuseKey = (
             SmolStr::new(provider_id),
             message.target.chat_id.clone(),
             message.target.thread_id.clone(),
             message.sender.provider_user_id.clone(),
         );
-        // A follow-up reuses what the previous message established, but only while this process
-        // knows the binding's cursor (an open or recently closed stream), so a reopened stream
-        // never goes behind what was rendered.
-        let reused =
-            self.reuse.borrow().get(&key).filter(|e| self.sessions.known_cursor(&e.binding.binding_id).is_some());
-        if let Some(established) = reused {
-            self.sessions.ensure(established.binding.clone(), provider_id);
-            let prompted = client.prompt(&self.prompt_input(config, message, event_id, &established)).await;
-            match prompted {
-                Ok(_) => {
-                    self.reuse.borrow_mut().put(key, Established { at: Instant::now(), ..established });
-                    return Ok(());
-                }
-                // A 4xx may mean the binding or identity changed: forget them, run the full path once.
-                Err(error) if error.status.is_some_and(|s| (400..500).contains(&s)) && error.status != Some(429) => {
-                    self.reuse.borrow_mut().forget(&key);
-                }
-                Err(error) => return Err(error),
-            }
+        if self.prompt_reusing(&key, provider_id, config, message, event_id).await? {
+            return Ok(());
         }
-        let identity = client
+        let established = self.establish(provider_id, config, message).await?;
+        self.client.prompt(&self.prompt_input(config, message, event_id, &established)).await?;
+        self.reuse.borrow_mut().put(key, established);
+        Ok(())
+    }
+
+    /// Prompts with what the chat's previous message established, if that is still known here.
+    /// `false` when there was nothing to reuse, or a 4xx said it may have changed (then it is
+    /// forgotten, and the caller runs the full path once).
+    async fn prompt_reusing(
+        &self,
+        key: &ReuseKey,
+        provider_id: &str,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+        event_id: &str,
+    ) -> Result<bool, CloudError> {
+        // Reused only while this process knows the binding's cursor (an open or recently closed
+        // stream), so a reopened stream never goes behind what was rendered.
+        let reused =
+            self.reuse.borrow().get(key).filter(|e| self.sessions.known_cursor(&e.binding.binding_id).is_some());
+        let Some(established) = reused else { return Ok(false) };
+        self.sessions.ensure(established.binding.clone(), provider_id);
+        match self.client.prompt(&self.prompt_input(config, message, event_id, &established)).await {
+            Ok(_) => {
+                self.reuse.borrow_mut().put(key.clone(), Established { at: Instant::now(), ..established });
+                Ok(true)
+            }
+            Err(error) if invalidates_reuse(&error) => {
+                self.reuse.borrow_mut().forget(key);
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Resolves the sender's identity and binds the chat's thread to a session, whose stream
+    /// opens (or is touched).
+    async fn establish(
+        &self,
+        provider_id: &str,
+        config: &ProviderConfig,
+        message: &InboundMessage,
+    ) -> Result<Established, CloudError> {
+        let workspace = config.external_workspace_id.clone();
+        let identity = self
+            .client
             .resolve_identity(&ResolveIdentity {
                 provider: message.provider.clone(),
                 external_user_id: message.sender.provider_user_id.clone(),
@@ -579,29 +630,28 @@ impl Inbound {
                 metadata: json!({"username": message.sender.username, "displayName": message.sender.display_name}),
             })
             .await?;
+        let text = message.text.trim();
         let title = String::from_utf16_lossy(&text.encode_utf16().take(80).collect::<Vec<u16>>());
-        let bound = client
+        let target = &message.target;
+        let bound = self
+            .client
             .bind_session(&BindSession {
                 channel_binding_id: config.channel_binding_id.clone(),
                 provider: message.provider.clone(),
-                external_chat_id: message.target.chat_id.clone(),
-                external_thread_id: message
-                    .target
+                external_chat_id: target.chat_id.clone(),
+                external_thread_id: target
                     .thread_id
                     .clone()
                     .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| message.target.chat_id.clone()),
+                    .unwrap_or_else(|| target.chat_id.clone()),
                 identity_id: Some(identity.identity_id.clone()),
                 external_user_id: Some(message.sender.provider_user_id.clone()),
-                external_workspace_id: workspace.clone(),
+                external_workspace_id: workspace,
                 title: Some(title),
             })
             .await?;
         self.sessions.ensure(bound.binding.clone(), provider_id);
-        let established = Established { identity_id: identity.identity_id, binding: bound.binding, at: Instant::now() };
-        client.prompt(&self.prompt_input(config, message, event_id, &established)).await?;
-        self.reuse.borrow_mut().put(key, established);
-        Ok(())
+        Ok(Established { identity_id: identity.identity_id, binding: bound.binding, at: Instant::now() })
     }
 
     /// Opens (or touches) the stream of the chat a message came from, as its binding is known
@@ -666,5 +716,52 @@ impl Inbound {
         self.metrics.increment(Stat::PromptedMessages);
         self.metrics.increment_provider(provider_id, ProviderStat::PromptedMessages);
         Ok(Outcome::Success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::error::CloudErrorKind;
+
+    fn cloud(status: u16) -> CloudError {
+        CloudError::from_response(status, b"{}", None)
+    }
+
+    #[test]
+    fn only_an_answered_messages_passing_failure_is_tried_again_before_anything_is_committed() {
+        let passing = InboundError::Cloud(CloudError::transport(CloudErrorKind::Network, "reset"));
+        assert_eq!(next_try(&passing, 1, true, false), Some(Duration::from_secs(1)));
+        assert_eq!(next_try(&passing, 2, true, false), Some(Duration::from_secs(2)));
+        assert_eq!(next_try(&passing, ATTEMPTS_AFTER_ANSWER, true, false), None, "the tries are bounded");
+        assert_eq!(next_try(&passing, 1, false, false), None, "an unanswered message's platform sends it again");
+        assert_eq!(next_try(&passing, 1, true, true), None, "never after Cloud accepted the side effect");
+        let permanent = InboundError::Cloud(cloud(400));
+        assert_eq!(next_try(&permanent, 1, true, false), None);
+        let held = InboundError::HeldElsewhere { retry_after: Duration::from_secs(30) };
+        assert!(next_try(&held, 1, true, false).is_some());
+    }
+
+    #[test]
+    fn a_failure_counts_as_a_retry_only_when_cloud_recorded_it_retryable() {
+        let record = |status: &str, retryable: bool| -> ProviderEventRecord {
+            serde_json::from_value(
+                json!({"eventId": "e", "providerEventId": "p", "status": status, "retryable": retryable}),
+            )
+            .unwrap()
+        };
+        assert_eq!(failure_outcome(Some(&record("failed", true))), Outcome::Retry);
+        assert_eq!(failure_outcome(Some(&record("failed", false))), Outcome::Error);
+        assert_eq!(failure_outcome(Some(&record("processed", true))), Outcome::Error);
+        assert_eq!(failure_outcome(None), Outcome::Error, "the completion itself failed");
+    }
+
+    #[test]
+    fn a_4xx_other_than_a_rate_limit_invalidates_a_reused_binding() {
+        assert!(invalidates_reuse(&cloud(404)));
+        assert!(invalidates_reuse(&cloud(409)));
+        assert!(!invalidates_reuse(&cloud(429)));
+        assert!(!invalidates_reuse(&cloud(503)));
+        assert!(!invalidates_reuse(&CloudError::transport(CloudErrorKind::Network, "reset")));
     }
 }

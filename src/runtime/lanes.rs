@@ -1,11 +1,11 @@
-//! The ingress queue's consumer: chat lanes with bounded concurrency. Up to
-//! [`MAX_CHATS_IN_FLIGHT`] chats are processed at once, each chat's messages strictly one after
-//! another in arrival order (`runtime::inbound` runs each one). A webhook's message gets its
+//! The ingress queue's consumer: chat lanes with bounded concurrency (`util::keyed_lanes`). Up
+//! to [`MAX_CHATS_IN_FLIGHT`] chats are processed at once, each chat's messages strictly one
+//! after another in arrival order (`runtime::inbound` runs each one), at most [`MAX_WAITING`]
+//! waiting for their turn. A webhook's message gets its
 //! receipt on arrival, not in its chat's turn (`runtime::receipt`): written to the inbound journal
 //! (with a state directory) or claimed in Cloud, and its webhook answered then, while its place in
 //! the chat's lane is taken at once, so the order holds.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use smol_str::SmolStr;
@@ -16,6 +16,7 @@ use super::inbound::Inbound;
 use super::receipt::Receipt;
 use crate::channel::ingress::{InboundItem, IngressReceiver};
 use crate::shutdown::Shutdown;
+use crate::util::keyed_lanes::KeyedLanes;
 
 /// Chats processed at the same time; a chat's own messages never overlap.
 pub const MAX_CHATS_IN_FLIGHT: usize = 32;
@@ -69,47 +70,32 @@ struct Receipts {
 /// The items in progress belong to this task: when it is aborted (a crash, in tests), they end
 /// with it, mid-pipeline, exactly as a killed process would leave them.
 pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown: Shutdown) {
-    let mut in_progress: JoinSet<()> = JoinSet::new();
+    let mut chats = KeyedLanes::new(MAX_CHATS_IN_FLIGHT, MAX_WAITING);
     let mut receipts = Receipts { tasks: JoinSet::new(), slots: Rc::new(Semaphore::new(MAX_RECEIPTS_IN_FLIGHT)) };
-    let mut chats_in_progress: HashMap<tokio::task::Id, ChatKey> = HashMap::new();
-    let mut waiting: HashMap<ChatKey, VecDeque<Queued>> = HashMap::new();
-    let mut ready: VecDeque<ChatKey> = VecDeque::new();
-    let mut busy: HashSet<ChatKey> = HashSet::new();
-    let mut waiting_total = 0usize;
     let mut drain = shutdown.signal();
     let mut open = true;
     loop {
-        if !open && busy.is_empty() && ready.is_empty() && receipts.tasks.is_empty() {
+        if !open && chats.is_idle() && receipts.tasks.is_empty() {
             break;
         }
         tokio::select! {
-            item = queue.recv(), if open && waiting_total < MAX_WAITING => match item {
+            // Read only while there is room, so a full set of lanes backs the queue up.
+            item = queue.recv(), if open && chats.has_room() => match item {
                 None => open = false,
                 Some(item) => {
-                    let key = chat_key(&item);
-                    let lane = waiting.entry(key.clone()).or_default();
-                    lane.push_back(take_in(&inbound, &mut receipts, &shutdown, item));
-                    waiting_total += 1;
-                    if lane.len() == 1 && !busy.contains(&key) {
-                        ready.push_back(key);
+                    let chat = chat_key(&item);
+                    let queued = take_in(&inbound, &mut receipts, &shutdown, item);
+                    if chats.push(chat, queued).is_err() {
+                        // Not reached: the queue is read only while there is room, and not after
+                        // the drain began.
+                        tracing::error!("an inbound message was refused by its chat's lane");
                     }
                 }
             },
             Some(_) = receipts.tasks.join_next(), if !receipts.tasks.is_empty() => {}
-            Some(done) = in_progress.join_next_with_id(), if !in_progress.is_empty() => {
-                let id = match &done {
-                    Ok((id, _)) => *id,
-                    Err(error) => {
-                        tracing::error!(%error, "an inbound pipeline task ended abnormally");
-                        error.id()
-                    }
-                };
-                let Some(key) = chats_in_progress.remove(&id) else { continue };
-                busy.remove(&key);
-                if waiting.get(&key).is_some_and(|lane| !lane.is_empty()) {
-                    ready.push_back(key);
-                } else {
-                    waiting.remove(&key);
+            ended = chats.finished(), if chats.running() > 0 => {
+                if let Some((_, Err(error))) = ended {
+                    tracing::error!(%error, "an inbound pipeline task ended abnormally");
                 }
             }
             _ = drain.started(), if open => {
@@ -120,25 +106,15 @@ pub async fn run_ingress(inbound: Inbound, mut queue: IngressReceiver, shutdown:
                 open = false;
                 queue.close();
                 while queue.try_recv().is_ok() {}
-                for lane in waiting.values_mut() {
-                    lane.retain(|queued| matches!(queued, Queued::Receiving(_)));
-                }
-                waiting.retain(|_, lane| !lane.is_empty());
-                ready.retain(|key| waiting.get(key).is_some_and(|lane| !lane.is_empty()));
-                waiting_total = waiting.values().map(VecDeque::len).sum();
+                chats.drain(|queued| matches!(queued, Queued::Receiving(_)));
             }
         }
-        while busy.len() < MAX_CHATS_IN_FLIGHT {
-            let Some(key) = ready.pop_front() else { break };
-            let Some(queued) = waiting.get_mut(&key).and_then(VecDeque::pop_front) else { continue };
-            waiting_total -= 1;
-            busy.insert(key.clone());
+        while let Some((chat, queued)) = chats.next_turn() {
             let (inbound, work) = (inbound.clone(), shutdown.work_guard());
-            let task = in_progress.spawn_local(async move {
+            chats.run(chat, async move {
                 inbound.handle_queued(queued).await;
                 drop(work);
             });
-            chats_in_progress.insert(task.id(), key);
         }
     }
 }

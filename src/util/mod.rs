@@ -8,6 +8,7 @@ pub mod durable;
 pub mod graphemes;
 pub mod hex;
 pub mod ids;
+pub mod keyed_lanes;
 pub mod maps;
 pub mod percent;
 pub mod recent;

@@ -120,3 +120,25 @@ fn receipts_at_work_are_bounded() {
         Rc::try_unwrap(running).ok().unwrap().stop();
     });
 }
+
+/// A webhook answered before the drain is finished through the drain: the chat's second
+/// message, journaled and answered while the first was in its prompt, is still prompted after
+/// SIGTERM, in its turn.
+#[test]
+fn a_webhook_answered_before_the_drain_is_still_prompted_in_its_turn() {
+    run_paused(async {
+        let state = support::TempDir::new("receipt-drain");
+        let state_dir = state.0.to_str().unwrap().to_owned();
+        let (cloud, seeded, base) = dev_cloud().await;
+        let running =
+            fake_gateway::start(&base, &seeded, "receipt", &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
+        cloud.faults.borrow_mut().delay("prompt", Duration::from_secs(20));
+        assert_eq!(fake_gateway::post(&running, json!({"id": "d-1", "text": "first", "chatId": "chat-d"})).await, 202);
+        eventually("the first message in its prompt", || cloud.calls("prompt") == 1).await;
+        assert_eq!(fake_gateway::post(&running, json!({"id": "d-2", "text": "second", "chatId": "chat-d"})).await, 202);
+
+        assert!(running.drain(Duration::from_secs(120)).await, "the drain waits for both messages");
+        assert_eq!(prompts_of(&cloud, "chat-d"), ["first", "second"], "the answered webhook was not dropped");
+        running.stop();
+    });
+}

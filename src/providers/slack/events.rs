@@ -83,12 +83,7 @@ fn target(provider_id: &str, chat: &str, thread: Option<&str>, user: &str, messa
 const PERSON_SUBTYPES: [&str; 3] = ["file_share", "thread_broadcast", "me_message"];
 
 /// A `message` event from a person, with a channel and text.
-fn map_event(
-    provider_id: &str,
-    envelope: &Value,
-    bot_user_id: Option<&str>,
-    now_ms: u64,
-) -> Option<InboundMessage> {
+fn map_event(provider_id: &str, envelope: &Value, bot_user_id: Option<&str>, now_ms: u64) -> Option<InboundMessage> {
     let event = envelope.get("event")?;
     if event.get("type").and_then(Value::as_str) != Some("message") {
         return None;

@@ -37,6 +37,7 @@ use crate::cloud::clock::CloudClock;
 use crate::cloud::DeliveryRecord;
 use crate::metrics::{Metrics, Stat};
 use crate::shutdown::{Shutdown, WorkGuard};
+use crate::util::keyed_lanes::Refused;
 use backlog::{Admitted, Backlog};
 use lease::{HandBacks, Lease};
 use send::{ack_sent, handle_delivery, release};
@@ -136,25 +137,23 @@ pub fn sendable_bindings(registry: Rc<ChannelRegistry>) -> (watch::Receiver<Vec<
     (receiver, task)
 }
 
-/// Runs until the delivery stream closes and everything queued was handled.
+/// Runs until the delivery stream closes and everything queued was handled. The sends in
+/// progress belong to this task: aborting it ends them unacked, left to their leases.
 pub async fn run_dispatcher(
     dispatcher: Dispatcher,
     client: Rc<CloudClient>,
     mut incoming: mpsc::Receiver<DeliveryRecord>,
 ) {
     let dispatcher = Rc::new(dispatcher);
-    let max_concurrency = dispatcher.max_concurrency;
-    let cap = dispatcher.max_queue_depth.max(max_concurrency);
+    let cap = dispatcher.max_queue_depth.max(dispatcher.max_concurrency);
     let shared = Rc::new(RefCell::new(Shared::default()));
-    let (done_tx, mut done_rx) = mpsc::channel::<(String, DeliveryKey)>(max_concurrency.max(1));
-    let mut backlog = Backlog::default();
-    let mut active = 0usize;
+    let mut backlog = Backlog::new(dispatcher.max_concurrency, cap);
     let mut open = true;
     let mut draining = false;
     let mut drain = dispatcher.shutdown.signal();
     let mut work: Option<WorkGuard> = None;
     loop {
-        if !open && backlog.queued() == 0 && active == 0 {
+        if !open && backlog.is_idle() {
             break;
         }
         tokio::select! {
@@ -163,53 +162,55 @@ pub async fn run_dispatcher(
             _ = drain.started(), if !draining => {
                 draining = true;
                 for delivery in backlog.drain() {
-                    release_at_shutdown(&dispatcher, &client, delivery);
+                    hand_back_unsent(&dispatcher, &client, delivery, SHUTDOWN_RELEASE);
                 }
             }
             // A full queue stops reading: the stream backs up instead of dropping claims.
-            delivery = incoming.recv(), if open && backlog.queued() < cap => match delivery {
+            delivery = incoming.recv(), if open && backlog.has_room() => match delivery {
                 None => open = false,
                 // Claimed as the subscription closed: hand it straight back.
-                Some(delivery) if draining => release_at_shutdown(&dispatcher, &client, delivery),
+                Some(delivery) if draining => hand_back_unsent(&dispatcher, &client, delivery, SHUTDOWN_RELEASE),
                 Some(delivery) => {
                     let lease = Lease::of(&delivery, &dispatcher.clock, dispatcher.requested_lease);
                     admit(&dispatcher, &client, &shared, &mut backlog, (delivery, lease));
                 }
             },
-            Some((lane, key)) = done_rx.recv() => {
-                active -= 1;
-                if let Some(again) = backlog.finished(lane, &key) {
+            again = backlog.next_sent(), if backlog.sending() > 0 => {
+                if let Some(again) = again {
                     admit(&dispatcher, &client, &shared, &mut backlog, again);
                 }
             }
         }
-        while active < max_concurrency {
-            let Some((lane, (delivery, lease))) = backlog.next() else { break };
-            let key = delivery_key(&delivery);
-            if !lease.allows(Duration::ZERO) {
-                // Sending now could race Cloud re-serving it to another claimant: leave it to its
-                // lease, unacked, and let Cloud serve it again (not a failed send).
-                dispatcher.metrics.increment(Stat::DeliverySheds);
-                shared.borrow_mut().hand_backs.note(&key);
-                if let Some(again) = backlog.finished(lane, &key) {
-                    admit(&dispatcher, &client, &shared, &mut backlog, again);
-                }
-                continue;
-            }
-            active += 1;
-            let (dispatcher, client, shared, done) =
-                (Rc::clone(&dispatcher), Rc::clone(&client), Rc::clone(&shared), done_tx.clone());
-            tokio::task::spawn_local(async move {
-                handle_delivery(&dispatcher, &client, &shared, delivery, lease).await;
-                let _ = done.send((lane, key)).await;
-            });
-        }
+        start_sends(&dispatcher, &client, &shared, &mut backlog);
         // In-flight or queued deliveries are work the drain waits for (up to its deadline).
-        match (backlog.queued() + active > 0, work.is_some()) {
+        match (!backlog.is_idle(), work.is_some()) {
             (true, false) => work = Some(dispatcher.shutdown.work_guard()),
             (false, true) => work = None,
             _ => {}
         }
+    }
+}
+
+/// Starts the sends whose lanes' turn it is, up to `maxConcurrency`. A delivery whose lease is
+/// nearly over is shed instead: sending it now could race Cloud re-serving it to another
+/// claimant, so it is left to its lease, unacked, for Cloud to serve again (not a failed send).
+fn start_sends(
+    dispatcher: &Rc<Dispatcher>,
+    client: &Rc<CloudClient>,
+    shared: &Rc<RefCell<Shared>>,
+    backlog: &mut Backlog,
+) {
+    while let Some((lane, (delivery, lease))) = backlog.next() {
+        if !lease.allows(Duration::ZERO) {
+            dispatcher.metrics.increment(Stat::DeliverySheds);
+            shared.borrow_mut().hand_backs.note(&delivery_key(&delivery));
+            if let Some(again) = backlog.shed(&lane) {
+                admit(dispatcher, client, shared, backlog, again);
+            }
+            continue;
+        }
+        let (dispatcher, client, shared) = (Rc::clone(dispatcher), Rc::clone(client), Rc::clone(shared));
+        backlog.send(lane, async move { handle_delivery(&dispatcher, &client, &shared, delivery, lease).await });
     }
 }
 
@@ -229,30 +230,46 @@ fn admit(
         return;
     }
     match backlog.push(claim) {
-        Admitted::Queued => {
+        Ok(Admitted::Queued) => {
             let depth = (backlog.queued() as u64).max(dispatcher.metrics.get(Stat::DeliveryQueueDepthMax));
             dispatcher.metrics.set_gauge(Stat::DeliveryQueueDepthMax, depth);
         }
-        Admitted::Parked => dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed),
+        Ok(Admitted::Parked) => dispatcher.metrics.increment(Stat::DeliveryDuplicatesSuppressed),
+        // Not reached: the stream is read only with room (parked claims count), and after the
+        // drain claims are handed back before they get here. Handed back rather than dropped.
+        Err(refused) => {
+            let reason = match *refused {
+                Refused::Full(_) => QUEUE_FULL_RELEASE,
+                Refused::Draining(_) => SHUTDOWN_RELEASE,
+            };
+            hand_back_unsent(dispatcher, client, refused.into_item().0, reason);
+        }
     }
 }
 
-/// Hands a delivery back at the drain, as work the drain waits for.
-fn release_at_shutdown(dispatcher: &Rc<Dispatcher>, client: &Rc<CloudClient>, delivery: DeliveryRecord) {
+/// Hands a delivery back unsent, as work the drain waits for.
+fn hand_back_unsent(
+    dispatcher: &Rc<Dispatcher>,
+    client: &Rc<CloudClient>,
+    delivery: DeliveryRecord,
+    reason: &'static str,
+) {
     let (dispatcher, client) = (Rc::clone(dispatcher), Rc::clone(client));
     let work = dispatcher.shutdown.work_guard();
     tokio::task::spawn_local(async move {
-        release(&dispatcher, &client, &delivery, SHUTDOWN_RELEASE, SHUTDOWN_RELEASE_DELAY).await;
+        release(&dispatcher, &client, &delivery, reason, UNSENT_RELEASE_DELAY).await;
         drop(work);
     });
 }
 
+/// Why a delivery the backlog could not take was handed back (its `lastError`).
+const QUEUE_FULL_RELEASE: &str = "Released unsent: the gateway's delivery queue was full.";
 /// Why a delivery was handed back at the drain (its `lastError`).
 const SHUTDOWN_RELEASE: &str = "Released at gateway shutdown; not sent.";
-/// Deliveries handed back at the drain are claimable again after this: long enough that the
-/// closing stream (still read briefly for frames already on their way) is not offered them
+/// Deliveries handed back unsent are claimable again after this: at the drain, long enough that
+/// the closing stream (still read briefly for frames already on their way) is not offered them
 /// again, short enough that the next process sends them at once.
-const SHUTDOWN_RELEASE_DELAY: Duration = Duration::from_secs(2);
+const UNSENT_RELEASE_DELAY: Duration = Duration::from_secs(2);
 
 fn channel_target(delivery: &DeliveryRecord, provider: SmolStr, provider_kind: &str) -> ChannelTarget {
     let target = target_of(delivery);
