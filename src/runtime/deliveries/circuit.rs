@@ -14,7 +14,7 @@ use smol_str::SmolStr;
 use tokio::time::Instant;
 
 /// Consecutive failed sends that open a channel's circuit, and how long it stays open.
-pub const CIRCUIT_THRESHOLD: u32 = 5;
+const CIRCUIT_THRESHOLD: u32 = 5;
 pub const CIRCUIT_OPEN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -18,7 +18,7 @@ use crate::cloud::DeliveryRecord;
 
 /// Less than this much lease left: too late to start (or wait for) a send. Sending then could
 /// race Cloud re-serving the delivery to another claimant.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// When a claim runs out, on the monotonic clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
