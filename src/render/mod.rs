@@ -20,9 +20,12 @@ use serde_json::Value;
 
 use crate::channel::Capabilities;
 use crate::cloud::types::SessionEvent;
-pub use plan::{InteractionRequest, Plan, Show, Step};
-pub use prompts::Prompt;
-pub use state::{Remember, RenderState};
+#[cfg(test)]
+pub use plan::Show;
+pub use plan::{InteractionRequest, Plan, Step};
+#[cfg(test)]
+pub use state::Remember;
+pub use state::RenderState;
 use text::sanitize;
 
 /// What rendering needs to know about where the event goes.
@@ -74,6 +77,7 @@ pub fn delivery_text(payload: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::prompts::Prompt;
     use super::*;
     use crate::channel::Button;
     use serde_json::json;
