@@ -230,7 +230,7 @@ pub async fn follow_session_events(
         let Some(opened) = unless_draining(&mut drain, open).await else {
             return;
         };
-        match opened {
+        let delay = match opened {
             Ok(mut connection) => {
                 context.metrics.record_stream(
                     StreamKind::Session,
@@ -252,49 +252,59 @@ pub async fn follow_session_events(
                 .await
                 {
                     Ended::Drain | Ended::ConsumerGone => return,
-                    Ended::Reconnect => {}
+                    Ended::Reconnect => backoff.next_delay(),
                 }
             }
             Err(error) if error.status == Some(429) => {
-                // Cloud's stream cap: not a fault to log per attempt. Wait what Cloud asks (at
-                // least a second) and let the consumer lower its stream budget.
-                record_error(context, StreamKind::Session);
+                // Cloud's stream cap: wait what Cloud asks (at least a second), then the back-off.
                 let wait = error.retry_after.unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
-                if let Some(suppressed) = context.warnings.allow("session-stream-429", std::time::Instant::now()) {
-                    tracing::warn!(
-                        suppressed,
-                        "Cloud refused a session stream: too many concurrent streams for this organization"
-                    );
-                }
-                if items.try_send(SessionStreamItem::RateLimited(wait)).is_err() && items.is_closed() {
+                if !session_rate_limited(context, &items, wait) {
                     return;
                 }
-                let delay = wait + backoff.next_delay();
-                if unless_draining(&mut drain, tokio::time::sleep(delay)).await.is_none() {
-                    return;
-                }
-                continue;
+                wait + backoff.next_delay()
             }
             Err(error) => {
-                // Once per refused stream, and at most one line a minute however many chats are
-                // refused (the count of held-back lines goes with the next one).
-                let newly_refused = error.status == Some(403) && refused.set(true);
-                let allowed = || context.warnings.allow("session-stream-403", std::time::Instant::now());
-                if let Some(suppressed) = newly_refused.then(allowed).flatten() {
-                    tracing::warn!(
-                        session_binding_id = %session_binding_id,
-                        suppressed,
-                        error = %crate::config::redact::redact_text(&error.message),
-                        "Cloud refused one chat's session stream (403): the service token has no grant for its channel binding; other chats are unaffected. Grant the binding to the gateway's token in Cloud"
-                    );
-                }
-                note_error(context, StreamKind::Session, &error);
+                session_open_failed(context, &mut refused, &session_binding_id, &error);
+                backoff.next_delay()
             }
-        }
-        if unless_draining(&mut drain, tokio::time::sleep(backoff.next_delay())).await.is_none() {
+        };
+        if unless_draining(&mut drain, tokio::time::sleep(delay)).await.is_none() {
             return;
         }
     }
+}
+
+/// A session stream refused with 429 (Cloud's per-organisation stream cap): not a fault to log
+/// per attempt, so counted, logged at most once a minute, and passed to the consumer, which
+/// lowers its stream budget. Returns false when the consumer is gone.
+fn session_rate_limited(context: &StreamContext, items: &mpsc::Sender<SessionStreamItem>, wait: Duration) -> bool {
+    record_error(context, StreamKind::Session);
+    if let Some(suppressed) = context.warnings.allow("session-stream-429", std::time::Instant::now()) {
+        tracing::warn!(suppressed, "Cloud refused a session stream: too many concurrent streams for this organization");
+    }
+    !(items.try_send(SessionStreamItem::RateLimited(wait)).is_err() && items.is_closed())
+}
+
+/// A session stream that could not be opened (other than 429). A 403 is one chat's missing grant:
+/// logged once per refused stream, and at most one line a minute however many chats are refused
+/// (the count of held-back lines goes with the next one).
+fn session_open_failed(
+    context: &StreamContext,
+    refused: &mut RefusedSessionMark<'_>,
+    session_binding_id: &str,
+    error: &CloudError,
+) {
+    let newly_refused = error.status == Some(403) && refused.set(true);
+    let allowed = || context.warnings.allow("session-stream-403", std::time::Instant::now());
+    if let Some(suppressed) = newly_refused.then(allowed).flatten() {
+        tracing::warn!(
+            session_binding_id = %session_binding_id,
+            suppressed,
+            error = %crate::config::redact::redact_text(&error.message),
+            "Cloud refused one chat's session stream (403): the service token has no grant for its channel binding; other chats are unaffected. Grant the binding to the gateway's token in Cloud"
+        );
+    }
+    note_error(context, StreamKind::Session, error);
 }
 
 #[allow(clippy::too_many_arguments)]
