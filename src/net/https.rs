@@ -57,6 +57,11 @@ pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>,
 /// well above what Cloud and a proxy in front of it send (a few hundred bytes of headers).
 const STREAM_READ_BUFFER: usize = 4096;
 
+/// Idle connections the calls client keeps per host. Cloud's transport lets no more calls than
+/// this be in flight at once, so a burst reuses them instead of opening (and, over the idle cap,
+/// closing again) a connection and its TLS handshake per call.
+pub const CALL_CONNECTIONS: usize = 8;
+
 /// What a client carries, which decides its pool and buffers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Traffic {
@@ -147,7 +152,7 @@ fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsE
     let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60));
     match traffic {
-        Traffic::Calls => builder.pool_max_idle_per_host(8),
+        Traffic::Calls => builder.pool_max_idle_per_host(CALL_CONNECTIONS),
         Traffic::Streams => builder.pool_max_idle_per_host(1).http1_read_buf_exact_size(STREAM_READ_BUFFER),
     };
     // An HTTP/2 connection carries many requests, so a dead one costs them all: ping it while
