@@ -85,7 +85,7 @@ pub fn build_stream_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsE
 
 /// TLS resumption entries of the shared configuration: rustls keeps up to 8 TLS 1.3 tickets per
 /// server, so 64 hold 8 servers (Cloud, a platform or two, webhook relays). One table for the
-/// process instead of rustls' default 256 entries in each client configuration.
+/// process rather than one per client (rustls' default table holds 256 entries).
 const RESUMPTION_ENTRIES: usize = 64;
 
 /// Trust sets whose configuration is kept for the next client: in a running gateway one (public
