@@ -320,47 +320,43 @@ async fn read_session_events(
 ) -> Ended {
     loop {
         let Some(next) = unless_draining(drain, connection.next_event()).await else { return Ended::Drain };
-        let frame = match next {
-            Ok(Some(frame)) => frame,
+        // The frame ends in this match: its text is not kept while the follower waits below.
+        let parsed = match next {
+            Ok(Some(frame)) => {
+                context.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
+                read_session_frame(context, &frame.data, *cursor)
+            }
             Ok(None) => return Ended::Reconnect,
             Err(error) => {
                 note_error(context, StreamKind::Session, &error);
                 return Ended::Reconnect;
             }
         };
-        context.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
-        let event: SessionEvent = match serde_json::from_str(&frame.data) {
-            Ok(event) => event,
-            Err(error) => {
-                context.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
-                tracing::warn!(%error, "a session event was not valid JSON; reconnecting from the cursor");
-                return Ended::Reconnect;
+        let item = match parsed {
+            SessionFrame::Item(item) => item,
+            SessionFrame::Stale => continue,
+            SessionFrame::Invalid => return Ended::Reconnect,
+            SessionFrame::Snapshot { floor } => {
+                // Boxed like the open: a rare call whose state every open stream would carry.
+                let snapshot = match unless_draining(drain, Box::pin(client.get_session(session_binding_id))).await {
+                    None => return Ended::Drain,
+                    Some(Ok(view)) => view,
+                    Some(Err(error)) => {
+                        note_error(context, StreamKind::Session, &error);
+                        return Ended::Reconnect;
+                    }
+                };
+                let jump = floor.max(snapshot.projection.map_or(0, |p| p.sequence));
+                if jump <= *cursor {
+                    continue;
+                }
+                SessionStreamItem::CursorJump(jump)
             }
         };
-        let item = if event.event_type == "snapshot.required" {
-            // Boxed like the open: a rare call whose state every open stream would carry.
-            let snapshot = match unless_draining(drain, Box::pin(client.get_session(session_binding_id))).await {
-                None => return Ended::Drain,
-                Some(Ok(view)) => view,
-                Some(Err(error)) => {
-                    note_error(context, StreamKind::Session, &error);
-                    return Ended::Reconnect;
-                }
-            };
-            let latest = event.payload.get("latestSequence").and_then(Value::as_u64).unwrap_or(0);
-            let projected = snapshot.projection.map_or(0, |p| p.sequence);
-            let jump = (*cursor).max(latest).max(projected).max(event.sequence);
-            if jump <= *cursor {
-                continue;
-            }
-            *cursor = jump;
-            SessionStreamItem::CursorJump(jump)
-        } else {
-            if event.sequence <= *cursor {
-                continue;
-            }
-            *cursor = event.sequence;
-            SessionStreamItem::Event(Box::new(event))
+        *cursor = match &item {
+            SessionStreamItem::Event(event) => event.sequence,
+            SessionStreamItem::CursorJump(jump) => *jump,
+            SessionStreamItem::RateLimited(_) => *cursor,
         };
         backoff.reset();
         match unless_draining(drain, items.send(item)).await {
@@ -369,6 +365,40 @@ async fn read_session_events(
             Some(Ok(())) => {}
         }
     }
+}
+
+/// What one session stream frame asks of its follower.
+enum SessionFrame {
+    /// Hand this on (a new event, above the cursor).
+    Item(SessionStreamItem),
+    /// An event at or below the cursor: already handed on.
+    Stale,
+    /// Not a session event: reconnect from the cursor.
+    Invalid,
+    /// `snapshot.required`: Cloud dropped events; the cursor jumps to at least `floor` (and to the
+    /// snapshot's projection, which the follower reads next).
+    Snapshot { floor: u64 },
+}
+
+/// Reads one frame's JSON. Kept out of the async follower: the parsed event lives only here, so
+/// it never takes room in the state every open stream carries while it waits.
+fn read_session_frame(context: &StreamContext, data: &str, cursor: u64) -> SessionFrame {
+    let event: SessionEvent = match serde_json::from_str(data) {
+        Ok(event) => event,
+        Err(error) => {
+            context.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
+            tracing::warn!(%error, "a session event was not valid JSON; reconnecting from the cursor");
+            return SessionFrame::Invalid;
+        }
+    };
+    if event.event_type == "snapshot.required" {
+        let latest = event.payload.get("latestSequence").and_then(Value::as_u64).unwrap_or(0);
+        return SessionFrame::Snapshot { floor: cursor.max(latest).max(event.sequence) };
+    }
+    if event.sequence <= cursor {
+        return SessionFrame::Stale;
+    }
+    SessionFrame::Item(SessionStreamItem::Event(Box::new(event)))
 }
 
 /// Delivery subscription settings.
