@@ -4,6 +4,7 @@
 //! [`CloudError`]. `client.rs` says which call is which; this file is the only place the service
 //! token leaves its `Secret`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::error::{CloudError, CloudErrorKind};
@@ -48,11 +50,20 @@ pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     }
 }
 
+/// Cloud calls in flight at once, at most: a call waits for a slot rather than opening one more
+/// connection. The calls client keeps as many idle connections, so a burst (webhooks claiming,
+/// binding and prompting while deliveries are acked and session cursors written) reuses the same
+/// few connections; before, each call over the idle cap cost a TLS handshake of its own, on a
+/// connection closed again once the call ended.
+const CALLS_IN_FLIGHT: usize = crate::net::https::CALL_CONNECTIONS;
+
 /// The way to one Cloud: the shared HTTPS client, the base URL, the service token and the
 /// request timeout. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct Transport {
     http: HttpsClient,
+    /// [`CALLS_IN_FLIGHT`] slots, shared by every clone: one Cloud, one set of connections.
+    calls: Arc<Semaphore>,
     /// Carries the session streams (see `net::https`); the calls client unless set apart.
     streams: HttpsClient,
     base_url: String,
@@ -64,7 +75,8 @@ impl Transport {
     /// `base_url` is the checked configuration value; trailing `/` is removed again.
     pub(super) fn new(http: HttpsClient, base_url: &str, token: Secret, timeout: Duration) -> Self {
         let streams = http.clone();
-        Self { http, streams, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
+        let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+        Self { http, calls, streams, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
     }
 
     pub(super) fn set_stream_client(&mut self, streams: HttpsClient) {
@@ -130,6 +142,12 @@ impl Transport {
     ) -> Result<Bytes, CloudError> {
         let request = self.build_request(method, path, body, false)?;
         let exchange = async {
+            // Never closed, so an error cannot happen; held until the body is read.
+            let _slot = self
+                .calls
+                .acquire()
+                .await
+                .map_err(|_| CloudError::transport(CloudErrorKind::Request, "the Cloud client is shutting down"))?;
             let response = self
                 .http
                 .request(request)
@@ -373,16 +391,14 @@ mod tests {
         (transport, chunks)
     }
 
-    /// Bursts of as many calls as the calls client keeps idle connections: the later bursts reuse
-    /// the connections the first one opened, none is closed and opened again.
+    /// A burst of calls well above the slots: they share the connections the first calls opened.
     #[tokio::test]
-    async fn bursts_of_calls_reuse_their_connections() {
-        use crate::net::https::CALL_CONNECTIONS;
+    async fn a_burst_of_calls_reuses_a_few_connections() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let accepted = std::sync::Arc::clone(&connections);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -404,7 +420,7 @@ mod tests {
         let transport =
             Transport::new(http, &format!("http://{address}"), Secret::new("test-token"), Duration::from_secs(5));
         for _ in 0..3 {
-            let calls: Vec<_> = (0..CALL_CONNECTIONS)
+            let calls: Vec<_> = (0..40)
                 .map(|_| {
                     let transport = transport.clone();
                     tokio::spawn(async move { transport.call::<Value>(Method::GET, "/api/burst", None, &[200]).await })
@@ -415,7 +431,7 @@ mod tests {
             }
         }
         let opened = connections.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(opened <= CALL_CONNECTIONS + 2, "{opened} connections for {} calls", 3 * CALL_CONNECTIONS);
+        assert!(opened <= CALLS_IN_FLIGHT + 2, "{opened} connections for 120 calls");
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,12 +57,10 @@ pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>,
 /// well above what Cloud and a proxy in front of it send (a few hundred bytes of headers).
 const STREAM_READ_BUFFER: usize = 4096;
 
-/// Idle connections the calls client keeps per host: as many as the calls a burst puts in flight
-/// (up to 32 webhook receipts at work, each claiming, binding and prompting, beside acks and
-/// cursor writes), so the next burst reuses them. With 8, every call above the eighth opened a
-/// connection and its TLS handshake and closed it again after the call: about 450 of them for
-/// 400 messages. Idle connections close after the pool's idle timeout.
-pub const CALL_CONNECTIONS: usize = 32;
+/// Idle connections the calls client keeps per host. Cloud's transport lets no more calls than
+/// this be in flight at once, so a burst reuses them instead of opening (and, over the idle cap,
+/// closing again) a connection and its TLS handshake per call.
+pub const CALL_CONNECTIONS: usize = 8;
 
 /// What a client carries, which decides its pool and buffers.
 #[derive(Clone, Copy, PartialEq, Eq)]
