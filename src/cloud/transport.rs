@@ -51,10 +51,10 @@ pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 }
 
 /// Cloud calls in flight at once, at most: a call waits for a slot rather than opening one more
-/// connection. The calls client keeps as many idle connections, so a burst (webhooks claiming,
-/// binding and prompting while deliveries are acked and session cursors written) reuses the same
-/// few connections; before, each call over the idle cap cost a TLS handshake of its own, on a
-/// connection closed again once the call ended.
+/// connection. The calls client keeps as many idle connections, so a burst (webhook receipts
+/// claiming, binding and prompting while deliveries are acked and session cursors written)
+/// reuses the same connections; unbounded, each call above the idle cap cost a TLS handshake of
+/// its own, on a connection closed again once the call ended.
 const CALLS_IN_FLIGHT: usize = crate::net::https::CALL_CONNECTIONS;
 
 /// The way to one Cloud: the shared HTTPS client, the base URL, the service token and the
@@ -130,8 +130,9 @@ impl Transport {
             .map_err(|e| CloudError::transport(CloudErrorKind::Request, format!("invalid Cloud request: {e}")))
     }
 
-    /// Sends a request and reads the whole body (both within the timeout). Non-success statuses
-    /// become errors; `expected` lists the success statuses.
+    /// Sends a request and reads the whole body (both within the timeout) once one of the
+    /// [`CALLS_IN_FLIGHT`] slots is free. Non-success statuses become errors; `expected` lists the
+    /// success statuses.
     pub(super) async fn exchange(
         &self,
         method: Method,
@@ -141,13 +142,14 @@ impl Transport {
         cap: usize,
     ) -> Result<Bytes, CloudError> {
         let request = self.build_request(method, path, body, false)?;
+        // Taken before the timeout starts: the timeout is Cloud's time to answer, not the wait
+        // behind other calls. Held until the body is read. The semaphore is never closed.
+        let _slot = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| CloudError::transport(CloudErrorKind::Request, "the Cloud call slots are closed"))?;
         let exchange = async {
-            // Never closed, so an error cannot happen; held until the body is read.
-            let _slot = self
-                .calls
-                .acquire()
-                .await
-                .map_err(|_| CloudError::transport(CloudErrorKind::Request, "the Cloud client is shutting down"))?;
             let response = self
                 .http
                 .request(request)

@@ -59,8 +59,9 @@ const STREAM_READ_BUFFER: usize = 4096;
 
 /// Idle connections the calls client keeps per host. Cloud's transport lets no more calls than
 /// this be in flight at once, so a burst reuses them instead of opening (and, over the idle cap,
-/// closing again) a connection and its TLS handshake per call.
-pub const CALL_CONNECTIONS: usize = 8;
+/// closing again) a connection and its TLS handshake per call. 32: as many as the webhook
+/// receipts the runtime lets claim at once, so a burst of them never queues behind its own slots.
+pub const CALL_CONNECTIONS: usize = 32;
 
 /// What a client carries, which decides its pool and buffers.
 #[derive(Clone, Copy, PartialEq, Eq)]
