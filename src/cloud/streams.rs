@@ -230,7 +230,7 @@ pub async fn follow_session_events(
         let Some(opened) = unless_draining(&mut drain, open).await else {
             return;
         };
-        match opened {
+        let delay = match opened {
             Ok(mut connection) => {
                 context.metrics.record_stream(
                     StreamKind::Session,
@@ -252,49 +252,59 @@ pub async fn follow_session_events(
                 .await
                 {
                     Ended::Drain | Ended::ConsumerGone => return,
-                    Ended::Reconnect => {}
+                    Ended::Reconnect => backoff.next_delay(),
                 }
             }
             Err(error) if error.status == Some(429) => {
-                // Cloud's stream cap: not a fault to log per attempt. Wait what Cloud asks (at
-                // least a second) and let the consumer lower its stream budget.
-                record_error(context, StreamKind::Session);
+                // Cloud's stream cap: wait what Cloud asks (at least a second), then the back-off.
                 let wait = error.retry_after.unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
-                if let Some(suppressed) = context.warnings.allow("session-stream-429", std::time::Instant::now()) {
-                    tracing::warn!(
-                        suppressed,
-                        "Cloud refused a session stream: too many concurrent streams for this organization"
-                    );
-                }
-                if items.try_send(SessionStreamItem::RateLimited(wait)).is_err() && items.is_closed() {
+                if !session_rate_limited(context, &items, wait) {
                     return;
                 }
-                let delay = wait + backoff.next_delay();
-                if unless_draining(&mut drain, tokio::time::sleep(delay)).await.is_none() {
-                    return;
-                }
-                continue;
+                wait + backoff.next_delay()
             }
             Err(error) => {
-                // Once per refused stream, and at most one line a minute however many chats are
-                // refused (the count of held-back lines goes with the next one).
-                let newly_refused = error.status == Some(403) && refused.set(true);
-                let allowed = || context.warnings.allow("session-stream-403", std::time::Instant::now());
-                if let Some(suppressed) = newly_refused.then(allowed).flatten() {
-                    tracing::warn!(
-                        session_binding_id = %session_binding_id,
-                        suppressed,
-                        error = %crate::config::redact::redact_text(&error.message),
-                        "Cloud refused one chat's session stream (403): the service token has no grant for its channel binding; other chats are unaffected. Grant the binding to the gateway's token in Cloud"
-                    );
-                }
-                note_error(context, StreamKind::Session, &error);
+                session_open_failed(context, &mut refused, &session_binding_id, &error);
+                backoff.next_delay()
             }
-        }
-        if unless_draining(&mut drain, tokio::time::sleep(backoff.next_delay())).await.is_none() {
+        };
+        if unless_draining(&mut drain, tokio::time::sleep(delay)).await.is_none() {
             return;
         }
     }
+}
+
+/// A session stream refused with 429 (Cloud's per-organisation stream cap): not a fault to log
+/// per attempt, so counted, logged at most once a minute, and passed to the consumer, which
+/// lowers its stream budget. Returns false when the consumer is gone.
+fn session_rate_limited(context: &StreamContext, items: &mpsc::Sender<SessionStreamItem>, wait: Duration) -> bool {
+    record_error(context, StreamKind::Session);
+    if let Some(suppressed) = context.warnings.allow("session-stream-429", std::time::Instant::now()) {
+        tracing::warn!(suppressed, "Cloud refused a session stream: too many concurrent streams for this organization");
+    }
+    !(items.try_send(SessionStreamItem::RateLimited(wait)).is_err() && items.is_closed())
+}
+
+/// A session stream that could not be opened (other than 429). A 403 is one chat's missing grant:
+/// logged once per refused stream, and at most one line a minute however many chats are refused
+/// (the count of held-back lines goes with the next one).
+fn session_open_failed(
+    context: &StreamContext,
+    refused: &mut RefusedSessionMark<'_>,
+    session_binding_id: &str,
+    error: &CloudError,
+) {
+    let newly_refused = error.status == Some(403) && refused.set(true);
+    let allowed = || context.warnings.allow("session-stream-403", std::time::Instant::now());
+    if let Some(suppressed) = newly_refused.then(allowed).flatten() {
+        tracing::warn!(
+            session_binding_id = %session_binding_id,
+            suppressed,
+            error = %crate::config::redact::redact_text(&error.message),
+            "Cloud refused one chat's session stream (403): the service token has no grant for its channel binding; other chats are unaffected. Grant the binding to the gateway's token in Cloud"
+        );
+    }
+    note_error(context, StreamKind::Session, error);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -310,47 +320,43 @@ async fn read_session_events(
 ) -> Ended {
     loop {
         let Some(next) = unless_draining(drain, connection.next_event()).await else { return Ended::Drain };
-        let frame = match next {
-            Ok(Some(frame)) => frame,
+        // The frame ends in this match: its text is not kept while the follower waits below.
+        let parsed = match next {
+            Ok(Some(frame)) => {
+                context.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
+                read_session_frame(context, &frame.data, *cursor)
+            }
             Ok(None) => return Ended::Reconnect,
             Err(error) => {
                 note_error(context, StreamKind::Session, &error);
                 return Ended::Reconnect;
             }
         };
-        context.metrics.record_stream(StreamKind::Session, StreamStat::Frames);
-        let event: SessionEvent = match serde_json::from_str(&frame.data) {
-            Ok(event) => event,
-            Err(error) => {
-                context.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
-                tracing::warn!(%error, "a session event was not valid JSON; reconnecting from the cursor");
-                return Ended::Reconnect;
+        let item = match parsed {
+            SessionFrame::Item(item) => item,
+            SessionFrame::Stale => continue,
+            SessionFrame::Invalid => return Ended::Reconnect,
+            SessionFrame::Snapshot { floor } => {
+                // Boxed like the open: a rare call whose state every open stream would carry.
+                let snapshot = match unless_draining(drain, Box::pin(client.get_session(session_binding_id))).await {
+                    None => return Ended::Drain,
+                    Some(Ok(view)) => view,
+                    Some(Err(error)) => {
+                        note_error(context, StreamKind::Session, &error);
+                        return Ended::Reconnect;
+                    }
+                };
+                let jump = floor.max(snapshot.projection.map_or(0, |p| p.sequence));
+                if jump <= *cursor {
+                    continue;
+                }
+                SessionStreamItem::CursorJump(jump)
             }
         };
-        let item = if event.event_type == "snapshot.required" {
-            // Boxed like the open: a rare call whose state every open stream would carry.
-            let snapshot = match unless_draining(drain, Box::pin(client.get_session(session_binding_id))).await {
-                None => return Ended::Drain,
-                Some(Ok(view)) => view,
-                Some(Err(error)) => {
-                    note_error(context, StreamKind::Session, &error);
-                    return Ended::Reconnect;
-                }
-            };
-            let latest = event.payload.get("latestSequence").and_then(Value::as_u64).unwrap_or(0);
-            let projected = snapshot.projection.map_or(0, |p| p.sequence);
-            let jump = (*cursor).max(latest).max(projected).max(event.sequence);
-            if jump <= *cursor {
-                continue;
-            }
-            *cursor = jump;
-            SessionStreamItem::CursorJump(jump)
-        } else {
-            if event.sequence <= *cursor {
-                continue;
-            }
-            *cursor = event.sequence;
-            SessionStreamItem::Event(Box::new(event))
+        *cursor = match &item {
+            SessionStreamItem::Event(event) => event.sequence,
+            SessionStreamItem::CursorJump(jump) => *jump,
+            SessionStreamItem::RateLimited(_) => *cursor,
         };
         backoff.reset();
         match unless_draining(drain, items.send(item)).await {
@@ -359,6 +365,40 @@ async fn read_session_events(
             Some(Ok(())) => {}
         }
     }
+}
+
+/// What one session stream frame asks of its follower.
+enum SessionFrame {
+    /// Hand this on (a new event, above the cursor).
+    Item(SessionStreamItem),
+    /// An event at or below the cursor: already handed on.
+    Stale,
+    /// Not a session event: reconnect from the cursor.
+    Invalid,
+    /// `snapshot.required`: Cloud dropped events; the cursor jumps to at least `floor` (and to the
+    /// snapshot's projection, which the follower reads next).
+    Snapshot { floor: u64 },
+}
+
+/// Reads one frame's JSON. Kept out of the async follower: the parsed event lives only here, so
+/// it never takes room in the state every open stream carries while it waits.
+fn read_session_frame(context: &StreamContext, data: &str, cursor: u64) -> SessionFrame {
+    let event: SessionEvent = match serde_json::from_str(data) {
+        Ok(event) => event,
+        Err(error) => {
+            context.metrics.record_stream(StreamKind::Session, StreamStat::Errors);
+            tracing::warn!(%error, "a session event was not valid JSON; reconnecting from the cursor");
+            return SessionFrame::Invalid;
+        }
+    };
+    if event.event_type == "snapshot.required" {
+        let latest = event.payload.get("latestSequence").and_then(Value::as_u64).unwrap_or(0);
+        return SessionFrame::Snapshot { floor: cursor.max(latest).max(event.sequence) };
+    }
+    if event.sequence <= cursor {
+        return SessionFrame::Stale;
+    }
+    SessionFrame::Item(SessionStreamItem::Event(Box::new(event)))
 }
 
 /// Delivery subscription settings.

@@ -4,6 +4,7 @@
 //! [`CloudError`]. `client.rs` says which call is which; this file is the only place the service
 //! token leaves its `Secret`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::error::{CloudError, CloudErrorKind};
@@ -48,11 +50,20 @@ pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
     }
 }
 
+/// Cloud calls in flight at once, at most: a call waits for a slot rather than opening one more
+/// connection. The calls client keeps as many idle connections, so a burst (webhook receipts
+/// claiming, binding and prompting while deliveries are acked and session cursors written)
+/// reuses the same connections; unbounded, each call above the idle cap cost a TLS handshake of
+/// its own, on a connection closed again once the call ended.
+const CALLS_IN_FLIGHT: usize = crate::net::https::CALL_CONNECTIONS;
+
 /// The way to one Cloud: the shared HTTPS client, the base URL, the service token and the
 /// request timeout. Cheap to clone.
 #[derive(Clone)]
 pub(super) struct Transport {
     http: HttpsClient,
+    /// [`CALLS_IN_FLIGHT`] slots, shared by every clone: one Cloud, one set of connections.
+    calls: Arc<Semaphore>,
     /// Carries the session streams (see `net::https`); the calls client unless set apart.
     streams: HttpsClient,
     base_url: String,
@@ -64,7 +75,8 @@ impl Transport {
     /// `base_url` is the checked configuration value; trailing `/` is removed again.
     pub(super) fn new(http: HttpsClient, base_url: &str, token: Secret, timeout: Duration) -> Self {
         let streams = http.clone();
-        Self { http, streams, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
+        let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+        Self { http, calls, streams, base_url: base_url.trim().trim_end_matches('/').to_owned(), token, timeout }
     }
 
     pub(super) fn set_stream_client(&mut self, streams: HttpsClient) {
@@ -118,8 +130,9 @@ impl Transport {
             .map_err(|e| CloudError::transport(CloudErrorKind::Request, format!("invalid Cloud request: {e}")))
     }
 
-    /// Sends a request and reads the whole body (both within the timeout). Non-success statuses
-    /// become errors; `expected` lists the success statuses.
+    /// Sends a request and reads the whole body (both within the timeout) once one of the
+    /// [`CALLS_IN_FLIGHT`] slots is free. Non-success statuses become errors; `expected` lists the
+    /// success statuses.
     pub(super) async fn exchange(
         &self,
         method: Method,
@@ -129,6 +142,13 @@ impl Transport {
         cap: usize,
     ) -> Result<Bytes, CloudError> {
         let request = self.build_request(method, path, body, false)?;
+        // Taken before the timeout starts: the timeout is Cloud's time to answer, not the wait
+        // behind other calls. Held until the body is read. The semaphore is never closed.
+        let _slot = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| CloudError::transport(CloudErrorKind::Request, "the Cloud call slots are closed"))?;
         let exchange = async {
             let response = self
                 .http
@@ -371,6 +391,49 @@ mod tests {
         let transport =
             Transport::new(http, &format!("http://{address}"), Secret::new("test-token"), Duration::from_secs(5));
         (transport, chunks)
+    }
+
+    /// A burst of calls well above the slots: they share the connections the first calls opened.
+    #[tokio::test]
+    async fn a_burst_of_calls_reuses_a_few_connections() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0_u8; 4096];
+                    // One request per read (each fits in one segment on loopback), answered slowly
+                    // enough that the burst overlaps.
+                    while matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let http = crate::net::https::build_client(None).unwrap();
+        let transport =
+            Transport::new(http, &format!("http://{address}"), Secret::new("test-token"), Duration::from_secs(5));
+        for _ in 0..3 {
+            let calls: Vec<_> = (0..40)
+                .map(|_| {
+                    let transport = transport.clone();
+                    tokio::spawn(async move { transport.call::<Value>(Method::GET, "/api/burst", None, &[200]).await })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap().unwrap();
+            }
+        }
+        let opened = connections.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(opened <= CALLS_IN_FLIGHT + 2, "{opened} connections for 120 calls");
     }
 
     #[tokio::test(start_paused = true)]

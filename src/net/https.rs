@@ -8,9 +8,13 @@
 //! the providers) and [`build_stream_client`] for the per-chat session streams. Kept apart so
 //! that, over HTTP/2, hundreds of long-lived session streams multiplexed on one connection can
 //! never fill the peer's concurrent-stream limit in front of a claim, a prompt or an ack.
+//!
+//! Every client of the process (these two, and the webhook relays' pinned client) shares one
+//! [`tls_config`] per trust set: one root store and one resumption cache, so a session stream
+//! resumes the TLS session a call to the same Cloud began instead of a full handshake.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +23,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::RootCertStore;
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -53,6 +57,12 @@ pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>,
 /// well above what Cloud and a proxy in front of it send (a few hundred bytes of headers).
 const STREAM_READ_BUFFER: usize = 4096;
 
+/// Idle connections the calls client keeps per host. Cloud's transport lets no more calls than
+/// this be in flight at once, so a burst reuses them instead of opening (and, over the idle cap,
+/// closing again) a connection and its TLS handshake per call. 32: as many as the webhook
+/// receipts the runtime lets claim at once, so a burst of them never queues behind its own slots.
+pub const CALL_CONNECTIONS: usize = 32;
+
 /// What a client carries, which decides its pool and buffers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Traffic {
@@ -74,25 +84,55 @@ pub fn build_stream_client(ca_file: Option<&Path>) -> Result<HttpsClient, HttpsE
     build(ca_file, Traffic::Streams)
 }
 
-fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsError> {
+/// TLS resumption entries of the shared configuration: rustls keeps up to 8 TLS 1.3 tickets per
+/// server, so 64 hold 8 servers (Cloud, a platform or two, webhook relays). One table for the
+/// process rather than one per client (rustls' default table holds 256 entries).
+const RESUMPTION_ENTRIES: usize = 64;
+
+/// Trust sets whose configuration is kept for the next client: in a running gateway one (public
+/// roots plus `OPEN_COWORK_GATEWAY_CA_FILE`, or public roots alone); the oldest goes first.
+const SHARED_CONFIGS: usize = 4;
+
+/// The configurations built so far, by the private CA certificates they trust besides the public
+/// roots. Each client clones one (a shallow copy: the root store and the resumption cache stay
+/// shared behind their `Arc`s) and sets its own ALPN on the copy.
+static SHARED: Mutex<Vec<(Vec<CertificateDer<'static>>, Arc<ClientConfig>)>> = Mutex::new(Vec::new());
+
+/// The process's TLS client configuration for the public roots plus the certificates of
+/// `ca_file`: ring, rustls' safe default versions, no client certificate, no ALPN (each client
+/// sets its own), and a resumption cache shared by every client built from it.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, HttpsError> {
+    let extra = match ca_file {
+        Some(path) => load_ca_certificates(path)?,
+        None => Vec::new(),
+    };
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, config)) = shared.iter().find(|(certificates, _)| *certificates == extra) {
+        return Ok(Arc::clone(config));
+    }
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        for certificate in load_ca_certificates(path)? {
-            roots
-                .add(certificate)
-                .map_err(|e| HttpsError::CaFile { path: path.display().to_string(), detail: e.to_string() })?;
-        }
+    for certificate in extra.iter().cloned() {
+        let path = ca_file.map(|p| p.display().to_string()).unwrap_or_default();
+        roots.add(certificate).map_err(|e| HttpsError::CaFile { path, detail: e.to_string() })?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpsError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // A client talks to Cloud and a platform or two: resumption for 4 servers (8 tickets each)
-    // instead of rustls' default table for 32, allocated up front in every configuration.
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(32);
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(RESUMPTION_ENTRIES);
+    let tls = Arc::new(tls);
+    if shared.len() == SHARED_CONFIGS {
+        shared.remove(0);
+    }
+    shared.push((extra, Arc::clone(&tls)));
+    Ok(tls)
+}
+
+fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsError> {
+    let tls = ClientConfig::clone(&*tls_config(ca_file)?);
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -113,7 +153,7 @@ fn build(ca_file: Option<&Path>, traffic: Traffic) -> Result<HttpsClient, HttpsE
     let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60));
     match traffic {
-        Traffic::Calls => builder.pool_max_idle_per_host(8),
+        Traffic::Calls => builder.pool_max_idle_per_host(CALL_CONNECTIONS),
         Traffic::Streams => builder.pool_max_idle_per_host(1).http1_read_buf_exact_size(STREAM_READ_BUFFER),
     };
     // An HTTP/2 connection carries many requests, so a dead one costs them all: ping it while
@@ -141,6 +181,16 @@ mod tests {
         assert!(error.starts_with("OPEN_COWORK_GATEWAY_CA_FILE"), "{error}");
         assert!(load_ca_certificates(&dir.join("missing.pem")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_configuration_per_trust_set() {
+        let public = tls_config(None).unwrap();
+        assert!(Arc::ptr_eq(&public, &tls_config(None).unwrap()), "a second client shares the first one's");
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/email/ca.pem");
+        let private = tls_config(Some(&ca)).unwrap();
+        assert!(!Arc::ptr_eq(&public, &private), "a private CA is a trust set of its own");
+        assert!(Arc::ptr_eq(&private, &tls_config(Some(&ca)).unwrap()));
     }
 
     #[tokio::test]

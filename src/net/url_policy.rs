@@ -408,34 +408,15 @@ pub struct PinnedClient {
 type PinnedConnector = hyper_rustls::HttpsConnector<HttpConnector<PinnedResolver>>;
 
 impl PinnedClient {
-    /// A client trusting the public web roots (ring provider, as the shared client).
+    /// A client trusting the public web roots (the shared TLS configuration of `net::https`).
     pub fn new() -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Self::with_roots(roots)
+        Ok(Self { tls: crate::net::https::tls_config(None).map_err(|e| e.to_string())? })
     }
 
     /// A client trusting the public web roots and the certificates of `ca_file` (the gateway's
     /// `OPEN_COWORK_GATEWAY_CA_FILE`), so a relay behind a private CA can be reached.
     pub fn with_ca_file(ca_file: &std::path::Path) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for certificate in crate::net::https::load_ca_certificates(ca_file).map_err(|e| e.to_string())? {
-            roots.add(certificate).map_err(|e| format!("OPEN_COWORK_GATEWAY_CA_FILE {}: {e}", ca_file.display()))?;
-        }
-        Self::with_roots(roots)
-    }
-
-    fn with_roots(roots: rustls::RootCertStore) -> Result<Self, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        // A few relay hosts per entry: resumption for 4 servers, not rustls' default 32.
-        tls.resumption = rustls::client::Resumption::in_memory_sessions(32);
-        Ok(Self { tls: Arc::new(tls) })
+        Ok(Self { tls: crate::net::https::tls_config(Some(ca_file)).map_err(|e| e.to_string())? })
     }
 
     /// Sends `request` (its URI the checked URL) to `address`.
