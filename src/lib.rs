@@ -88,12 +88,6 @@ pub mod signals;
 pub mod time;
 pub mod util;
 
-/// The one table of channel kinds (`providers/kinds.rs`), handed down from the crate root, where
-/// the layers are put together: the configuration resolves entries against it and redaction
-/// reads its secret prefixes, while the types it holds are defined low (`config::KindSpec`), so no
-/// module imports a layer above its own.
-pub use providers::kinds::KINDS;
-
 /// The crate version, as `version` and `build_info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -12,6 +12,7 @@ use open_cowork_gateway::app::{self, AppError, Exit};
 use open_cowork_gateway::cli::{self, Command};
 use open_cowork_gateway::config::{self, Env, Overrides};
 use open_cowork_gateway::notify::Notifier;
+use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::{errln, logging, out, outln, TARGET, VERSION};
 
 const EX_USAGE: u8 = 64;
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let overrides = Overrides { config_file: cli.config_file.clone(), log_level: cli.log_level };
-    let config = match config::load(&env, &cwd, &overrides) {
+    let config = match config::load(&env, &cwd, &overrides, KINDS) {
         Ok(config) => config,
         Err(error) => return configuration_error(doctor, &error),
     };
@@ -235,7 +236,7 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
             ("OPEN_COWORK_GATEWAY_PORT", "0"),
             ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "demo"),
         ]);
-        let config = match config::resolve(&serde_json::json!({}), &env) {
+        let config = match config::resolve(&serde_json::json!({}), &env, KINDS) {
             Ok(config) => config,
             Err(error) => {
                 errln!("open-cowork-gateway: demo configuration error: {error}");
