@@ -20,6 +20,9 @@ const EX_UNAVAILABLE: u8 = 69;
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    // The binary knows its table of kinds: every line it writes redacts the kinds' token prefixes
+    // from the start, before any configuration is resolved (resolving hands the same table again).
+    config::redact::learn_kind_prefixes(KINDS);
     let cli = match cli::parse(std::env::args().skip(1)) {
         Ok(cli) => cli,
         Err(error) => {
