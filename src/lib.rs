@@ -22,6 +22,9 @@
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
 //! `app` names a channel kind: a kind lives in `providers/<kind>/` and its line of the table of
 //! kinds (`providers/kinds.rs`); the first kinds keep their settings types in `config/providers/<kind>.rs`.
+//! The table is handed down, never read upwards: `config::resolve` takes it as an argument (the
+//! binary, `setup` and the tests pass `providers::kinds::KINDS`), a resolved `ProviderKind` keeps
+//! the table it came from, and redaction learns the kinds' token prefixes from it.
 //!
 //! # Module map (one concern per module)
 //!
