@@ -67,26 +67,7 @@ fn main() -> ExitCode {
     }
 
     if let Command::CheckConfig { print } = cli.command {
-        if print {
-            match serde_json::to_string_pretty(&config) {
-                Ok(text) => outln!("{text}"),
-                Err(error) => {
-                    errln!("open-cowork-gateway: cannot print the configuration: {error}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        } else {
-            let providers: Vec<&str> = config.enabled_providers().map(|p| p.id.as_str()).collect();
-            outln!(
-                "Configuration OK: {} enabled provider(s) [{}], listening on {}:{}, Cloud {}.",
-                providers.len(),
-                providers.join(", "),
-                config.server.host,
-                config.server.port,
-                config.cloud.base_url
-            );
-        }
-        return ExitCode::SUCCESS;
+        return check_config(&config, print);
     }
 
     let filter = logging::filter(cli.log_level, env.raw("RUST_LOG"), config.log_level);
@@ -108,6 +89,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `check-config` once the configuration loaded: the resolved configuration (secrets redacted)
+/// with `--print`, else one line summing it up.
+fn check_config(config: &config::Config, print: bool) -> ExitCode {
+    if print {
+        match serde_json::to_string_pretty(config) {
+            Ok(text) => outln!("{text}"),
+            Err(error) => {
+                errln!("open-cowork-gateway: cannot print the configuration: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let providers: Vec<&str> = config.enabled_providers().map(|p| p.id.as_str()).collect();
+        outln!(
+            "Configuration OK: {} enabled provider(s) [{}], listening on {}:{}, Cloud {}.",
+            providers.len(),
+            providers.join(", "),
+            config.server.host,
+            config.server.port,
+            config.cloud.base_url
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// `doctor` reports a bad configuration as its first ✗ line (exit 1); the others exit 78.
