@@ -94,10 +94,9 @@ const TOKEN_PREFIXES: [&str; 14] = [
 ];
 
 /// The table of kinds whose secret prefixes (Slack's `xoxb-`, …) are redacted, learnt when a
-/// configuration is resolved: the kinds are described by the providers, a layer above this one,
-/// so the table is handed down rather than read. A process has one table, so the first one
-/// stays; text redacted before any configuration is resolved (a startup error about the
-/// configuration itself) goes without the kinds' prefixes, the generic shapes still apply.
+/// configuration is resolved (and by the binary as it starts): the kinds are described by the
+/// providers, a layer above this one, so the table is handed down rather than read. A process has
+/// one table, so the first one stays; until one is learnt only the generic shapes are redacted.
 static KIND_TABLE: OnceLock<Kinds> = OnceLock::new();
 
 /// Redacts the secret prefixes of `kinds` from now on (see [`KIND_TABLE`]).

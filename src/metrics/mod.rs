@@ -704,7 +704,7 @@ mod tests {
         )]);
         let mut webhook = config.providers[0].clone();
         webhook.id = "webhook-b".into();
-        webhook.kind = crate::config::ProviderKind::parse(crate::providers::kinds::KINDS, "webhook").unwrap();
+        webhook.kind = kind("webhook");
         webhook.channel_binding_id = "w".into();
         config.providers.insert(0, webhook);
         config
@@ -718,22 +718,18 @@ mod tests {
         assert_eq!(all_stats().count(), STAT_COUNT);
     }
 
+    fn kind(name: &str) -> ProviderKind {
+        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
+    }
+
     #[test]
     fn bounded_kinds() {
+        assert_eq!(bounded_channel_kind(kind("telegram"), "telegram-a"), "telegram");
+        assert_eq!(bounded_channel_kind(kind("fake"), "fake"), "other");
         assert_eq!(
-            bounded_channel_kind(
-                ProviderKind::parse(crate::providers::kinds::KINDS, "telegram").unwrap(),
-                "telegram-a"
-            ),
-            "telegram"
-        );
-        assert_eq!(
-            bounded_channel_kind(ProviderKind::parse(crate::providers::kinds::KINDS, "fake").unwrap(), "fake"),
-            "other"
-        );
-        assert_eq!(
-            bounded_channel_kind(ProviderKind::parse(crate::providers::kinds::KINDS, "fake").unwrap(), "slack-demo"),
-            "slack"
+            bounded_channel_kind(kind("fake"), "slack-demo"),
+            "slack",
+            "the stand-in's id among its table's kinds"
         );
     }
 }
