@@ -22,6 +22,9 @@
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
 //! `app` names a channel kind: a kind lives in `providers/<kind>/` and its line of the table of
 //! kinds (`providers/kinds.rs`); the first kinds keep their settings types in `config/providers/<kind>.rs`.
+//! The table is handed down, never read upwards: `config::resolve` takes it as an argument (the
+//! binary, `setup` and the tests pass `providers::kinds::KINDS`), a resolved `ProviderKind` keeps
+//! the table it came from, and redaction learns the kinds' token prefixes from it.
 //!
 //! # Module map (one concern per module)
 //!
@@ -87,12 +90,6 @@ pub mod shutdown;
 pub mod signals;
 pub mod time;
 pub mod util;
-
-/// The one table of channel kinds (`providers/kinds.rs`), handed down from the crate root, where
-/// the layers are put together: the configuration resolves entries against it and redaction
-/// reads its secret prefixes, while the types it holds are defined low (`config::KindSpec`), so no
-/// module imports a layer above its own.
-pub use providers::kinds::KINDS;
 
 /// The crate version, as `version` and `build_info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

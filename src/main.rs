@@ -12,6 +12,7 @@ use open_cowork_gateway::app::{self, AppError, Exit};
 use open_cowork_gateway::cli::{self, Command};
 use open_cowork_gateway::config::{self, Env, Overrides};
 use open_cowork_gateway::notify::Notifier;
+use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::{errln, logging, out, outln, TARGET, VERSION};
 
 const EX_USAGE: u8 = 64;
@@ -19,6 +20,9 @@ const EX_UNAVAILABLE: u8 = 69;
 const EX_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    // The binary knows its table of kinds: every line it writes redacts the kinds' token prefixes
+    // from the start, before any configuration is resolved (resolving hands the same table again).
+    config::redact::learn_kind_prefixes(KINDS);
     let cli = match cli::parse(std::env::args().skip(1)) {
         Ok(cli) => cli,
         Err(error) => {
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let overrides = Overrides { config_file: cli.config_file.clone(), log_level: cli.log_level };
-    let config = match config::load(&env, &cwd, &overrides) {
+    let config = match config::load(&env, &cwd, &overrides, KINDS) {
         Ok(config) => config,
         Err(error) => return configuration_error(doctor, &error),
     };
@@ -87,7 +91,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `check-config`: the loaded configuration printed as JSON (`--print`) or summed up in one line.
+/// `check-config` once the configuration loaded: the resolved configuration (secrets redacted)
+/// with `--print`, else one line summing it up.
 #[inline(never)]
 fn check_config(config: &config::Config, print: bool) -> ExitCode {
     if print {
@@ -241,7 +246,7 @@ fn demo(log_level: Option<config::LogLevel>) -> ExitCode {
             ("OPEN_COWORK_GATEWAY_PORT", "0"),
             ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "demo"),
         ]);
-        let config = match config::resolve(&serde_json::json!({}), &env) {
+        let config = match config::resolve(&serde_json::json!({}), &env, KINDS) {
             Ok(config) => config,
             Err(error) => {
                 errln!("open-cowork-gateway: demo configuration error: {error}");

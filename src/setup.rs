@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use crate::config::providers::kind::{SetupFlag, SetupInput, SetupOutput};
 use crate::config::urls::{normalize_public_https_url, PublicUrlProblem};
 use crate::config::ProviderKind;
+use crate::providers::kinds::KINDS;
 
 /// The usage text: the common flags, then each kind's own, as the table of kinds lists them.
 pub fn usage_text() -> String {
@@ -60,12 +61,12 @@ fn usage_line(name: &str, help: &str) -> String {
 /// The kinds `--provider` accepts, in the table's order (the first is the default): every kind
 /// with a `setup`, and every kind this build lacks, so choosing one says which feature is missing.
 fn offered_kinds() -> impl Iterator<Item = ProviderKind> {
-    ProviderKind::all().filter(|kind| !kind.compiled_in() || kind.spec().setup.is_some())
+    ProviderKind::all(KINDS).filter(|kind| !kind.compiled_in() || kind.spec().setup.is_some())
 }
 
 /// The flags of every kind this build can set up.
 fn kind_flags() -> impl Iterator<Item = &'static SetupFlag> {
-    ProviderKind::all().filter_map(|kind| kind.spec().setup).flat_map(|setup| setup.flags.iter())
+    ProviderKind::all(KINDS).filter_map(|kind| kind.spec().setup).flat_map(|setup| setup.flags.iter())
 }
 
 /// What went wrong; the message names the flag.
@@ -284,7 +285,7 @@ pub fn render(options: &SetupOptions) -> Result<String, SetupError> {
 fn check_like_check_config(text: &str) -> Result<(), SetupError> {
     let pairs = crate::config::env::parse_env_file(text).map_err(SetupError::Config)?;
     let env = crate::config::Env::from_pairs(pairs);
-    crate::config::resolve(&serde_json::Value::Object(serde_json::Map::new()), &env)
+    crate::config::resolve(&serde_json::Value::Object(serde_json::Map::new()), &env, KINDS)
         .map(|_| ())
         .map_err(|error| SetupError::Config(error.to_string()))
 }
@@ -394,7 +395,7 @@ mod tests {
     use super::*;
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(name).unwrap()
+        ProviderKind::parse(KINDS, name).unwrap()
     }
 
     fn args(list: &[&str]) -> Vec<String> {
@@ -413,7 +414,7 @@ mod tests {
         assert_eq!(parse(&args(&["stray"])).unwrap_err(), usage("Unexpected argument: stray"));
         let options =
             parse(&args(&["--mode=local", "--provider", "fake", "--service-token", "occ_x_y", "--print"])).unwrap();
-        assert!(options.local && options.provider == ProviderKind::parse("fake") && options.print);
+        assert!(options.local && options.provider == ProviderKind::parse(KINDS, "fake") && options.print);
     }
 
     /// Whatever `setup` writes must start: a file `check-config` would refuse is not written.

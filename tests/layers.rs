@@ -3,8 +3,10 @@
 //! Layers, bottom to top: `util`, `time`, `shutdown`, `notify`, `signals` · `net` ·
 //! `config` · `logging`, `metrics` · `cloud`, `channel` · `providers`, `render` · `runtime` ·
 //! `http` · `app`, `devcloud`, `setup`, `doctor` · `cli`. A module may use modules of lower layers only;
-//! modules of one layer do not use each other. Test modules (`#[cfg(test)] mod tests`) are left
-//! out: a test may reach for anything, the dev Cloud included.
+//! modules of one layer do not use each other. A name the crate root re-exports (`pub use
+//! <module>::…` in `lib.rs`) counts as a use of its module, so the root is no way round the
+//! rule. Test modules (`#[cfg(test)] mod tests`) are left out: a test may reach for anything, the
+//! dev Cloud included.
 //!
 //! The kind names (`telegram`, `slack`, …) may appear only in the core-free places: and more
 //! strictly, a kind is named only in its own folder (`providers/<folder>/`, `providers/<folder>.rs`,
@@ -79,14 +81,45 @@ fn sources() -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The crate modules a text refers to as `crate::<module>` (crate-root constants such as
-/// `crate::VERSION` are not modules and belong to no layer).
-fn referenced_modules(text: &str) -> Vec<String> {
+/// The crate root's re-exports, as `(name, module)`: `pub use providers::kinds::KINDS;` in
+/// `lib.rs` makes `crate::KINDS` a way into `providers` as surely as
+/// `crate::providers::kinds::KINDS`, so a lower layer could read an upper one through the root.
+fn reexports_of(lib: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (at, keyword) in lib.match_indices("pub use ").chain(lib.match_indices("pub(crate) use ")) {
+        let rest = &lib[at + keyword.len()..];
+        let path = rest[..rest.find(';').unwrap_or(rest.len())].trim();
+        let path = path.strip_prefix("crate::").unwrap_or(path);
+        let module = path.split("::").next().unwrap_or(path).trim().to_owned();
+        let names = match path.split_once('{') {
+            Some((_, inside)) => inside.trim_end_matches('}').split(',').map(str::trim).collect(),
+            None => vec![path],
+        };
+        for name in names.into_iter().filter(|name| !name.is_empty()) {
+            let name = name.rsplit(" as ").next().unwrap_or(name);
+            let name = name.rsplit("::").next().unwrap_or(name).trim();
+            found.push((name.to_owned(), module.clone()));
+        }
+    }
+    found
+}
+
+fn root_reexports() -> Vec<(String, String)> {
+    reexports_of(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap())
+}
+
+/// The crate modules a text refers to as `crate::<module>`, or through a re-export of the crate
+/// root (`crate::KINDS` for `pub use providers::kinds::KINDS`). Crate-root items of its own, such
+/// as `crate::VERSION`, are not modules and belong to no layer.
+fn referenced_modules(text: &str, reexports: &[(String, String)]) -> Vec<String> {
     text.match_indices("crate::")
         .map(|(at, _)| {
             text[at + "crate::".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
         })
-        .filter(|name: &String| name.starts_with(|c: char| c.is_ascii_lowercase()))
+        .filter_map(|name: String| match reexports.iter().find(|(reexported, _)| *reexported == name) {
+            Some((_, module)) => Some(module.clone()),
+            None => name.starts_with(|c: char| c.is_ascii_lowercase()).then_some(name),
+        })
         .collect()
 }
 
@@ -99,10 +132,11 @@ fn every_module_is_placed_in_a_layer() {
 
 #[test]
 fn imports_only_point_down() {
+    let reexports = root_reexports();
     let mut violations = Vec::new();
     for (module, relative, text) in sources() {
         let Some(own) = layer_of(&module) else { continue };
-        for used in referenced_modules(&text) {
+        for used in referenced_modules(&text, &reexports) {
             if used == module {
                 continue;
             }
@@ -329,7 +363,18 @@ fn the_kind_check_sees_a_kind_out_of_place() {
 
 #[test]
 fn the_checks_see_a_violation() {
-    assert_eq!(referenced_modules("use crate::http::x; crate::util::y; crate::VERSION"), ["http", "util"]);
+    assert_eq!(referenced_modules("use crate::http::x; crate::util::y; crate::VERSION", &[]), ["http", "util"]);
+    let reexports = reexports_of(
+        "pub use providers::kinds::KINDS;\npub use crate::config::{\n    Env,\n    secret::Secret as Hidden,\n};",
+    );
+    assert_eq!(
+        reexports,
+        [("KINDS", "providers"), ("Env", "config"), ("Hidden", "config")].map(|(n, m)| (n.to_owned(), m.to_owned()))
+    );
+    assert_eq!(
+        referenced_modules("crate::KINDS.iter(); crate::Hidden::new(); crate::VERSION", &reexports),
+        ["providers", "config"]
+    );
     assert_eq!(without_tests("a\n#[cfg(test)]\nmod tests {}"), "a");
     assert_eq!(without_tests("a\n#[cfg(test)]\n#[cfg(feature = \"x\")]\nmod tests {}"), "a");
     assert_eq!(without_tests("a\n#[cfg(test)]\nfn helper() {}"), "a\n#[cfg(test)]\nfn helper() {}");

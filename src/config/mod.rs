@@ -21,7 +21,7 @@ use smol_str::SmolStr;
 
 pub use branding::Branding;
 pub use env::Env;
-pub use providers::{ChannelSettings, KindSettings, KindSpec, ProviderConfig, ProviderKind};
+pub use providers::{ChannelSettings, KindSettings, KindSpec, Kinds, ProviderConfig, ProviderKind};
 pub use secret::Secret;
 
 /// A configuration error. The message names the setting and, where there is one, the fix.
@@ -199,11 +199,11 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
 }
 
-/// Loads the JSON layers and resolves them against `env` (the working directory is where central
-/// files are looked up).
-pub fn load(env: &Env, cwd: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+/// Loads the JSON layers and resolves them against `env` and the table of `kinds` (the working
+/// directory is where central files are looked up).
+pub fn load(env: &Env, cwd: &Path, overrides: &Overrides, kinds: Kinds) -> Result<Config, ConfigError> {
     let raw = file::load_raw_gateway(env, cwd, overrides.config_file.as_deref())?;
-    let mut config = resolve(&raw, env)?;
+    let mut config = resolve(&raw, env, kinds)?;
     if let Some(level) = overrides.log_level {
         config.log_level = level;
     }
@@ -360,7 +360,11 @@ pub fn normalize_instance_id(value: &str) -> String {
 
 /// The resolver: every value, then the fail-closed rules in order: product mode and deployment
 /// mode, the Cloud connection, the public URL, the providers, then deployment safety.
-pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
+///
+/// `kinds` is the table of channel kinds a provider entry may name (this layer sits below the
+/// providers, so the caller hands the table in); redaction learns their secret prefixes from it.
+pub fn resolve(raw: &Value, env: &Env, kinds: Kinds) -> Result<Config, ConfigError> {
+    redact::learn_kind_prefixes(kinds);
     let branding = branding::resolve(raw, env)?;
 
     // Rule 0: product mode, before anything about the Cloud; then the deployment mode.
@@ -375,6 +379,7 @@ pub fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
 
     // Rule 3: providers.
     let context = providers::ProviderContext {
+        kinds,
         gateway_public_url: server.public_base_url.as_deref(),
         max_request_body_bytes: server.max_request_body_bytes,
         env,
@@ -608,24 +613,10 @@ fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
     })
 }
 
-/// A valid loopback configuration for unit tests, with `extra` variables on top (the fake
-/// provider unless `extra` names providers).
+/// A valid loopback configuration for unit tests (it lives in the tests, which may read the
+/// table of kinds from the layer above).
 #[cfg(test)]
-pub(crate) fn test_config(extra: &[(&str, &str)]) -> Config {
-    let mut env = Env::from_pairs([
-        ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
-        ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
-        ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-        ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
-    ]);
-    for (key, value) in extra {
-        env.set(*key, *value);
-    }
-    match resolve(&Value::Object(serde_json::Map::new()), &env) {
-        Ok(config) => config,
-        Err(error) => panic!("test configuration: {error}"),
-    }
-}
+pub(crate) use tests::test_config;
 
 impl Config {
     /// Settings an operator chose that weaken a protection, one sentence each, for `/diagnostics`.
@@ -654,6 +645,29 @@ impl ProviderConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The resolver with this build's table of kinds.
+    fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
+        super::resolve(raw, env, crate::providers::kinds::KINDS)
+    }
+
+    /// A valid loopback configuration for unit tests, with `extra` variables on top (the fake
+    /// provider unless `extra` names providers).
+    pub(crate) fn test_config(extra: &[(&str, &str)]) -> Config {
+        let mut env = Env::from_pairs([
+            ("OPEN_COWORK_CLOUD_BASE_URL", "http://127.0.0.1:1"),
+            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", "occ_a_b"),
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+            ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+        ]);
+        for (key, value) in extra {
+            env.set(*key, *value);
+        }
+        match resolve(&Value::Object(serde_json::Map::new()), &env) {
+            Ok(config) => config,
+            Err(error) => panic!("test configuration: {error}"),
+        }
+    }
 
     fn base_env() -> Env {
         Env::from_pairs([

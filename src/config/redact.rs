@@ -6,11 +6,13 @@
 //! provider `settings` whose key looks secret, and text (URLs with credentials, bearer tokens,
 //! well-known token shapes, e-mail addresses, home directories).
 
+use std::sync::OnceLock;
+
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::Serializer;
 use serde_json::Value;
 
-use super::providers::ProviderConfig;
+use super::providers::{Kinds, ProviderConfig};
 
 const REDACTED: &str = "[redacted]";
 
@@ -91,8 +93,21 @@ const TOKEN_PREFIXES: [&str; 14] = [
     "GOCSPX-",
 ];
 
+/// The table of kinds whose secret prefixes (Slack's `xoxb-`, …) are redacted, learnt when a
+/// configuration is resolved (and by the binary as it starts): the kinds are described by the
+/// providers, a layer above this one, so the table is handed down rather than read. A process has
+/// one table, so the first one stays; until one is learnt only the generic shapes are redacted.
+static KIND_TABLE: OnceLock<Kinds> = OnceLock::new();
+
+/// Redacts the secret prefixes of `kinds` from now on (see [`KIND_TABLE`]).
+pub fn learn_kind_prefixes(kinds: Kinds) {
+    // Already set: to the same table, the only one a process has.
+    let _ = KIND_TABLE.set(kinds);
+}
+
 fn looks_like_token(word: &str) -> bool {
-    let kind_prefixes = crate::KINDS.iter().flat_map(|kind| kind.secret_prefixes.iter());
+    let kinds = KIND_TABLE.get().copied().unwrap_or_default();
+    let kind_prefixes = kinds.iter().flat_map(|kind| kind.secret_prefixes.iter());
     if TOKEN_PREFIXES
         .iter()
         .chain(kind_prefixes)
@@ -284,6 +299,7 @@ mod tests {
     #[cfg(feature = "slack")]
     #[test]
     fn a_kind_adds_its_platform_token_prefixes() {
+        learn_kind_prefixes(crate::providers::kinds::KINDS);
         assert_eq!(redact_text("token xoxb-1234-abcdef and occ_gw1_secretpart"), "token [redacted] and [redacted]");
     }
 

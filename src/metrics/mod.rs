@@ -435,13 +435,13 @@ const SURFACE: &str = "cloud-channel-gateway";
 const STACK: &str = "monorepo-provider";
 
 /// The kind label of the channel-stack telemetry: a real channel kind, else (for a kind that
-/// stands in for another) the id's `<kind>-` prefix, else `other`.
+/// stands in for another) the id's `<kind>-` prefix among the kinds of its table, else `other`.
 pub fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
     let real = |k: ProviderKind| k.spec().stands_in_for.is_none();
     if real(kind) {
         return kind.as_str();
     }
-    ProviderKind::all()
+    ProviderKind::all(kind.table())
         .filter(|k| real(*k))
         .find(|k| id.strip_prefix(k.as_str()).is_some_and(|rest| rest.starts_with('-')))
         .map_or("other", ProviderKind::as_str)
@@ -704,7 +704,7 @@ mod tests {
         )]);
         let mut webhook = config.providers[0].clone();
         webhook.id = "webhook-b".into();
-        webhook.kind = crate::config::ProviderKind::parse("webhook").unwrap();
+        webhook.kind = kind("webhook");
         webhook.channel_binding_id = "w".into();
         config.providers.insert(0, webhook);
         config
@@ -718,10 +718,18 @@ mod tests {
         assert_eq!(all_stats().count(), STAT_COUNT);
     }
 
+    fn kind(name: &str) -> ProviderKind {
+        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
+    }
+
     #[test]
     fn bounded_kinds() {
-        assert_eq!(bounded_channel_kind(ProviderKind::parse("telegram").unwrap(), "telegram-a"), "telegram");
-        assert_eq!(bounded_channel_kind(ProviderKind::parse("fake").unwrap(), "fake"), "other");
-        assert_eq!(bounded_channel_kind(ProviderKind::parse("fake").unwrap(), "slack-demo"), "slack");
+        assert_eq!(bounded_channel_kind(kind("telegram"), "telegram-a"), "telegram");
+        assert_eq!(bounded_channel_kind(kind("fake"), "fake"), "other");
+        assert_eq!(
+            bounded_channel_kind(kind("fake"), "slack-demo"),
+            "slack",
+            "the stand-in's id among its table's kinds"
+        );
     }
 }

@@ -822,7 +822,12 @@ impl<'a> Consumer<'a> {
         let context = PlanContext { client: self.client, provider: &*provider, binding: self.binding, target };
         let (rendered, attempts) = render_with_retries(self.sessions, &context, &mut self.state, event).await;
         // Session render telemetry counts under the runtime provider kind.
-        let kind = ProviderKind::parse(runtime_kind).map_or("other", |k| bounded_channel_kind(k, self.provider_id));
+        let kind = self
+            .sessions
+            .registry
+            .get(self.provider_id)
+            .and_then(|r| ProviderKind::parse(r.config.kind.table(), runtime_kind));
+        let kind = kind.map_or("other", |k| bounded_channel_kind(k, self.provider_id));
         record_render(&self.sessions.metrics, kind, &rendered, attempts);
         self.shared.handled.set(event.sequence);
         self.settle(event, rendered, attempts);

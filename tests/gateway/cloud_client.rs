@@ -20,6 +20,7 @@ use open_cowork_gateway::config::Secret;
 use open_cowork_gateway::devcloud::store::Artifact;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::net::https::build_client;
+use open_cowork_gateway::providers::kinds::KINDS;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::LocalSet;
@@ -124,6 +125,7 @@ fn gateway_for(_base_url: &str, _token: &str) -> Rc<Streams> {
             ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
             ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
         ]),
+        KINDS,
     )
     .unwrap();
     let shutdown = open_cowork_gateway::shutdown::Shutdown::new();
@@ -147,7 +149,7 @@ fn operator_for(base_url: &str, token: &str) -> Rc<open_cowork_gateway::http::st
         ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
         ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "test"),
     ]);
-    let config = Rc::new(open_cowork_gateway::config::resolve(&json!({}), &env).unwrap());
+    let config = Rc::new(open_cowork_gateway::config::resolve(&json!({}), &env, KINDS).unwrap());
     let metrics = Rc::new(open_cowork_gateway::metrics::Metrics::new(&config));
     let registry = Rc::new(ChannelRegistry::new(&config, Rc::clone(&metrics)));
     let shutdown = open_cowork_gateway::shutdown::Shutdown::new();

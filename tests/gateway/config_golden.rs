@@ -116,6 +116,10 @@ fn disabled_entries_of_any_kind_load_and_are_shown() {
     assert_eq!(kinds, [("telegram", true), ("slack", false), ("email", false), ("discord", false)]);
     assert_eq!(providers[0]["settings"]["publicBaseUrl"], "https://bot.example.com", "normalised at load");
     assert_eq!(providers[1]["credentials"]["signingSecret"], "[redacted]");
+    assert_eq!(
+        providers[1]["settings"]["note"], "pasted [redacted] here",
+        "a kind's own token prefix (Slack's xoxb-) is redacted in any text the binary prints"
+    );
 }
 
 /// `run` goes through the same load as `check-config`: an entry the provider could not be built

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::net::url_policy::{ResolveError, Resolver};
+use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::json;
 use smtp_sink::Sink;
@@ -92,7 +93,7 @@ async fn doctor(world: &World, changes: &[(&str, &str)], relay_address: &str) ->
     for (key, value) in changes {
         env.set(*key, *value);
     }
-    let config = resolve(&json!({}), &env).unwrap();
+    let config = resolve(&json!({}), &env, KINDS).unwrap();
     let mut factory = ProviderFactory::with_cli_output(|| {
         (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
     });

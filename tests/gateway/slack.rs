@@ -14,6 +14,7 @@ use open_cowork_gateway::app::{self, Running};
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
+use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::providers::slack::signature::sign;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
@@ -485,7 +486,7 @@ fn a_rejected_token_fails_the_start_with_an_auth_reason_without_retries() {
             ("OPEN_COWORK_GATEWAY_PORT", "0"),
         ]);
         let running = app::start(
-            resolve(&json!({}), &env).unwrap(),
+            resolve(&json!({}), &env, KINDS).unwrap(),
             ProviderFactory::with_cli_output(|| {
                 (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
             }),

@@ -16,6 +16,7 @@ use open_cowork_gateway::app;
 use open_cowork_gateway::config::{resolve, Env, LogLevel};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::logging;
+use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::json;
 
@@ -91,7 +92,7 @@ fn chromium_renders_the_status_page_with_escaped_errors_and_no_secret() {
             (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
         });
         let fake = json!({"id": "fake", "kind": "fake", "enabled": true, "channelBindingId": "fake-binding"});
-        let config = resolve(&json!({ "providers": [fake] }), &env).unwrap();
+        let config = resolve(&json!({ "providers": [fake] }), &env, KINDS).unwrap();
         let running = app::start(config, factory).await.unwrap();
         let fake = running.factory.fake("fake").unwrap();
         for n in 0..3 {

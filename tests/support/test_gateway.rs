@@ -12,6 +12,7 @@ use open_cowork_gateway::app::{self, Running};
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::providers::cli::CliOutputMode;
+use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::json;
 
@@ -75,7 +76,7 @@ pub async fn start_gateway(
     for (key, value) in extra {
         env.set(*key, *value);
     }
-    app::start(resolve(&json!({}), &env).unwrap(), factory).await.unwrap()
+    app::start(resolve(&json!({}), &env, KINDS).unwrap(), factory).await.unwrap()
 }
 
 /// The dev Cloud and the gateway settings; [`TestGateway::start`] runs the gateway.

@@ -4,8 +4,9 @@
 //! Cloud read that table instead of naming kinds, so adding a channel touches no code here.
 //!
 //! The types are defined in this layer (below `providers`) because the configuration resolves
-//! entries against them; the table itself reaches this layer through the crate root
-//! ([`crate::KINDS`]), which is where the layers are put together.
+//! entries against them; the table itself is handed in ([`Kinds`]) by whoever resolves a
+//! configuration from a layer above `providers` (the binary, `setup`, the tests), so nothing here
+//! reads a layer above its own.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -17,6 +18,10 @@ use super::ProviderContext;
 use crate::config::env::Env;
 use crate::config::secret::Secret;
 use crate::config::ConfigError;
+
+/// A table of kinds: every kind a build knows, compiled in or not, in the order the environment
+/// shortcuts are read.
+pub type Kinds = &'static [&'static KindSpec];
 
 /// A kind's checked settings: typed for a provider to run, or `None` for an entry never run.
 pub type Typed = Option<Arc<dyn KindSettings>>;

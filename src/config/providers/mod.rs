@@ -2,7 +2,7 @@
 //! JSON `providers` list, then normalised entry by entry.
 //!
 //! Every kind is described once by a [`KindSpec`] in its own folder under `providers/`, listed in
-//! the one table of kinds ([`crate::KINDS`]). Normalisation applies the rules every entry shares,
+//! the one table of kinds, which the caller hands in ([`Kinds`]). Normalisation applies the rules every entry shares,
 //! then the kind's own check, which types its settings ([`ChannelSettings`]): a provider is built
 //! from typed values and a bad entry fails `check-config` (exit 78) instead of the start. An
 //! enabled entry of a kind this binary cannot run fails the load the same way.
@@ -25,42 +25,53 @@ use smol_str::SmolStr;
 use super::env::{non_blank, parse_integer, Env};
 use super::secret::Secret;
 use super::ConfigError;
-pub use kind::{EntryCheck, Exposure, KindSettings, KindSpec, Shortcuts};
+pub use kind::{EntryCheck, Exposure, KindSettings, KindSpec, Kinds, Shortcuts};
 
 /// Upper bound of `settings.maxAttachmentBytes` (and of the server body cap).
 pub const MAX_ATTACHMENT_BYTES: i64 = 64 * 1024 * 1024;
 
-/// A channel kind a provider entry may name: one line of the table of kinds.
+/// A channel kind a provider entry may name: one line of a table of kinds. It keeps the table it
+/// was read from, so what is resolved later (the kind a stand-in reports, a telemetry label) is
+/// looked up in the same table without reaching for one.
 #[derive(Clone, Copy)]
-pub struct ProviderKind(&'static KindSpec);
+pub struct ProviderKind {
+    spec: &'static KindSpec,
+    table: Kinds,
+}
 
 impl ProviderKind {
-    /// Every kind of the table, compiled in or not, in the table's order.
-    pub fn all() -> impl Iterator<Item = ProviderKind> {
-        crate::KINDS.iter().map(|spec| ProviderKind(spec))
+    /// Every kind of `table`, compiled in or not, in the table's order.
+    pub fn all(table: Kinds) -> impl Iterator<Item = ProviderKind> {
+        table.iter().map(move |spec| ProviderKind { spec, table })
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::all().find(|k| k.as_str() == text)
+    /// The kind of `table` named `text`.
+    pub fn parse(table: Kinds, text: &str) -> Option<Self> {
+        Self::all(table).find(|k| k.as_str() == text)
     }
 
     pub fn as_str(self) -> &'static str {
-        self.0.name
+        self.spec.name
     }
 
     /// The cargo feature that compiles this kind in.
     pub fn cargo_feature(self) -> &'static str {
-        self.0.cargo_feature
+        self.spec.cargo_feature
     }
 
     /// Whether this binary was built with the kind's feature.
     pub fn compiled_in(self) -> bool {
-        self.0.compiled_in
+        self.spec.compiled_in
     }
 
     /// Everything the kind says about itself.
     pub fn spec(self) -> &'static KindSpec {
-        self.0
+        self.spec
+    }
+
+    /// The table this kind was read from.
+    pub fn table(self) -> Kinds {
+        self.table
     }
 }
 
@@ -176,6 +187,8 @@ impl ProviderConfig {
 
 /// Inputs of normalisation that come from the rest of the configuration.
 pub struct ProviderContext<'a> {
+    /// The kinds an entry may name.
+    pub kinds: Kinds,
     pub gateway_public_url: Option<&'a str>,
     pub max_request_body_bytes: usize,
     /// The environment and the JSON layers, for a kind's settings that have a global default.
@@ -188,7 +201,7 @@ pub fn resolve_providers(context: &ProviderContext) -> Result<Vec<ProviderConfig
     let env = context.env;
     // Every kind's shortcuts are read whichever way the list is given, so a malformed switch
     // fails even when it is unused.
-    let shortcuts = providers_from_shortcuts(env, context.gateway_public_url)?;
+    let shortcuts = providers_from_shortcuts(context)?;
     let env_list = match env.string("OPEN_COWORK_GATEWAY_PROVIDERS") {
         Some(text) => {
             let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -207,7 +220,7 @@ pub fn resolve_providers(context: &ProviderContext) -> Result<Vec<ProviderConfig
     };
     let mut merged = merge_provider_overrides(json_list, env_list);
     if merged.is_empty() {
-        for added in ProviderKind::all().filter_map(|kind| kind.spec().when_none_configured) {
+        for added in ProviderKind::all(context.kinds).filter_map(|kind| kind.spec().when_none_configured) {
             merged.extend(added(env)?);
         }
     }
@@ -230,10 +243,10 @@ pub fn resolve_providers(context: &ProviderContext) -> Result<Vec<ProviderConfig
 }
 
 /// `readProvidersFromEnv`: one entry per kind whose trigger variable is set, in the table's order.
-fn providers_from_shortcuts(env: &Env, gateway_public_url: Option<&str>) -> Result<Vec<Value>, ConfigError> {
+fn providers_from_shortcuts(context: &ProviderContext) -> Result<Vec<Value>, ConfigError> {
+    let (env, gateway_public_url) = (context.env, context.gateway_public_url);
     let mut list = Vec::new();
-    for kind in ProviderKind::all() {
-        let spec = kind.spec();
+    for spec in context.kinds {
         let shortcuts = Shortcuts { kind: spec.name, stand_in_trigger: spec.stand_in_trigger, env, gateway_public_url };
         list.extend((spec.shortcut)(&shortcuts)?);
     }
@@ -373,13 +386,13 @@ fn attachment_cap(id: &str, settings: &Map<String, Value>, limit: usize) -> Resu
 }
 
 /// The kind an entry names, its id and its channel binding (the first rules, whatever the kind).
-fn entry_identity(entry: &Value, index: usize) -> Result<(ProviderKind, String, String), ConfigError> {
+fn entry_identity(entry: &Value, index: usize, kinds: Kinds) -> Result<(ProviderKind, String, String), ConfigError> {
     let kind_text = match entry.get("kind") {
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(other) => other.to_string(),
         None => "undefined".to_owned(),
     };
-    let kind = ProviderKind::parse(&kind_text)
+    let kind = ProviderKind::parse(kinds, &kind_text)
         .ok_or_else(|| ConfigError::new(format!("Unsupported gateway provider kind: {kind_text}")))?;
     let id = str_field(entry, "id").map(str::to_owned).unwrap_or_else(|| format!("{}-{}", kind.as_str(), index + 1));
     if kind.spec().stands_in_for.is_none() && !is_valid_provider_id(&id, kind) {
@@ -415,7 +428,7 @@ fn entry_values(entry: &Value) -> (BTreeMap<String, Secret>, Map<String, Value>)
 /// an operator learns that first instead of fixing its secrets for nothing. Disabled entries never
 /// run, so they load whatever their kind.
 fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) -> Result<ProviderConfig, ConfigError> {
-    let (kind, id, channel_binding_id) = entry_identity(entry, index)?;
+    let (kind, id, channel_binding_id) = entry_identity(entry, index, context.kinds)?;
     let enabled = entry.get("enabled") != Some(&Value::Bool(false));
     if enabled {
         if let Some(error) = unrunnable_kind(&id, kind, kind.compiled_in()) {
@@ -451,11 +464,17 @@ mod tests {
     static NO_JSON: Value = Value::Null;
 
     fn context() -> ProviderContext<'static> {
-        ProviderContext { gateway_public_url: None, max_request_body_bytes: 1024 * 1024, env: &NO_ENV, raw: &NO_JSON }
+        ProviderContext {
+            kinds: crate::providers::kinds::KINDS,
+            gateway_public_url: None,
+            max_request_body_bytes: 1024 * 1024,
+            env: &NO_ENV,
+            raw: &NO_JSON,
+        }
     }
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(name).unwrap()
+        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
     }
 
     #[cfg(any(feature = "telegram", feature = "email"))]
@@ -490,7 +509,10 @@ mod tests {
         ]);
         // The merge alone (no entry is normalised here): the order is upstream's.
         let json_list = vec![json!({"id": "slack-x", "kind": "slack", "channelBindingId": "s"})];
-        let merged = merge_provider_overrides(json_list, providers_from_shortcuts(&env, None).unwrap());
+        let merged = merge_provider_overrides(
+            json_list,
+            providers_from_shortcuts(&ProviderContext { env: &env, ..context() }).unwrap(),
+        );
         let ids: Vec<_> = merged.iter().filter_map(|entry| str_field(entry, "id")).collect();
         assert_eq!(ids, ["slack-x", "telegram", "webhook", "cli"]);
     }
@@ -577,8 +599,11 @@ mod tests {
         assert_eq!(unrunnable_kind("telegram-a", kind("telegram"), true), None);
         let stand_in: &'static KindSpec =
             Box::leak(Box::new(KindSpec::not_compiled_in("matrix", "matrix", "MATRIX_ENABLED")));
+        let table: Kinds = Box::leak(Box::new([stand_in]));
         assert_eq!(
-            unrunnable_kind("matrix", ProviderKind(stand_in), stand_in.compiled_in).unwrap().to_string(),
+            unrunnable_kind("matrix", ProviderKind::parse(table, "matrix").unwrap(), stand_in.compiled_in)
+                .unwrap()
+                .to_string(),
             "Gateway provider matrix (kind matrix) is not compiled into this build of open-cowork-gateway \
              (cargo feature \"matrix\"); rebuild with that feature, or remove it or disable it (\"enabled\": false).",
             "a stand-in of the table names its feature"
@@ -619,7 +644,7 @@ mod tests {
             }),
             other => json!({"kind": other, "channelBindingId": "b"}),
         };
-        for kind in ProviderKind::all() {
+        for kind in ProviderKind::all(crate::providers::kinds::KINDS) {
             let result = normalize_provider(&minimal(kind), 0, &context());
             if kind.compiled_in() {
                 let channel = result.unwrap().channel;
