@@ -15,6 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
@@ -379,4 +380,66 @@ fn the_checks_see_a_violation() {
     assert_eq!(without_tests("a\n#[cfg(test)]\n#[cfg(feature = \"x\")]\nmod tests {}"), "a");
     assert_eq!(without_tests("a\n#[cfg(test)]\nfn helper() {}"), "a\n#[cfg(test)]\nfn helper() {}");
     assert!(layer_of("runtime") > layer_of("providers"));
+}
+
+/// Every word of every Rust file under `src/`, `tests/` and `fuzz/` (line comments left out),
+/// with the files it appears in.
+fn files_by_word() -> HashMap<String, HashSet<PathBuf>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "fuzz"] {
+        if root.join(dir).is_dir() {
+            rust_files(&root.join(dir), &mut files);
+        }
+    }
+    let mut by_word: HashMap<String, HashSet<PathBuf>> = HashMap::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()) {
+                by_word.entry(word.to_owned()).or_default().insert(path.clone());
+            }
+        }
+    }
+    by_word
+}
+
+/// The names of a file's module-level `pub` functions, constants and statics (not `pub(crate)`,
+/// not items inside an `impl` or an inline module). Types are left to rustc: a type a `pub`
+/// function returns is used wherever the function is, which a word search cannot see, and the
+/// `private_interfaces` lint already refuses a type less visible than the function that shows it.
+fn module_level_pub_items(text: &str) -> Vec<String> {
+    const ITEMS: &[&str] = &["fn ", "async fn ", "const fn ", "const ", "static "];
+    text.lines()
+        .filter_map(|line| line.strip_prefix("pub "))
+        .filter_map(|rest| ITEMS.iter().find_map(|item| rest.strip_prefix(item)))
+        .filter_map(|rest| rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next())
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_module_level_pub_item_is_used_outside_its_file() {
+    let by_word = files_by_word();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut unused = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for name in module_level_pub_items(&text) {
+            if !by_word.get(&name).is_some_and(|files| files.iter().any(|file| file != &path)) {
+                unused.push(format!("{}: pub {name}", path.strip_prefix(&root).unwrap().display()));
+            }
+        }
+    }
+    assert!(unused.is_empty(), "pub items no other file uses (make them private):\n{}", unused.join("\n"));
+}
+
+#[test]
+fn the_pub_item_check_reads_only_module_level_items() {
+    let text = "pub fn open() {}\npub(crate) fn near() {}\npub const LIMIT: u8 = 1;\npub struct Kept;\nimpl Kept {\n    pub fn inner() {}\n}\npub async fn later() {}";
+    assert_eq!(module_level_pub_items(text), ["open", "LIMIT", "later"]);
 }

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 /// A skew beyond this is reported: more than rounding and latency can explain.
-pub const SKEW_WARNING_MS: u64 = 5_000;
+const SKEW_WARNING_MS: u64 = 5_000;
 /// A skew within this is not corrected for: a whole-second `Date` cannot tell it from none.
 const SKEW_RESOLUTION_MS: u64 = 2_000;
 

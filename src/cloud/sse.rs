@@ -27,8 +27,8 @@ pub enum SseError {
 }
 
 /// Default bounds: Cloud drops a client that falls 8 MiB behind, so no single event is larger.
-pub const DEFAULT_MAX_LINE: usize = 4 * 1024 * 1024;
-pub const DEFAULT_MAX_EVENT: usize = 8 * 1024 * 1024;
+const DEFAULT_MAX_LINE: usize = 4 * 1024 * 1024;
+const DEFAULT_MAX_EVENT: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct SseParser {

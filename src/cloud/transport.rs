@@ -31,7 +31,7 @@ const MAX_JSON_BYTES: usize = 4 * 1024 * 1024;
 /// missed keep-alives plus two seconds for a slow Cloud tick or a busy gateway. Without it a
 /// half-open TCP connection (packets silently dropped, no FIN, no RST) is only noticed by the
 /// delivery stream's 5-minute quiet rotation, and the session streams never notice it at all.
-pub const STREAM_SILENCE_LIMIT: Duration = Duration::from_secs(5);
+const STREAM_SILENCE_LIMIT: Duration = Duration::from_secs(5);
 
 /// `URLSearchParams` serialisation: empty strings skipped, repeated keys kept in order.
 pub fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {

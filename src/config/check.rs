@@ -124,7 +124,7 @@ pub fn admin_token(token: &str) -> Result<(), ConfigError> {
 }
 
 /// A value an operator copied from an example and never replaced.
-pub fn is_placeholder(value: &str) -> bool {
+fn is_placeholder(value: &str) -> bool {
     let lower = value.trim().to_ascii_lowercase();
     ["change-me", "replace-with", "example-", "demo-"].iter().any(|prefix| lower.starts_with(prefix))
 }

@@ -141,7 +141,7 @@ fn checked_gateway_object(value: Value, source: &str) -> Result<Value, ConfigErr
 }
 
 /// Objects merge key by key, everything else (arrays included) replaces the lower value.
-pub fn deep_merge(lower: &mut Value, higher: Value) {
+fn deep_merge(lower: &mut Value, higher: Value) {
     match (lower, higher) {
         (Value::Object(lower_map), Value::Object(higher_map)) => {
             for (key, value) in higher_map {
@@ -177,7 +177,7 @@ pub fn parse_jsonc(text: &str) -> Result<Value, serde_json::Error> {
 
 /// Blanks comments (keeping line numbers for parser messages) and drops trailing commas; string
 /// literals are copied untouched.
-pub fn strip_jsonc(text: &str) -> String {
+fn strip_jsonc(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;

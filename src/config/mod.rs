@@ -330,7 +330,7 @@ fn resolve_text(env: &Env, var: &str, raw: &Value, pointer: &str) -> Option<Stri
 
 /// `readGatewayInstanceId`: lower-case, keep `[a-z0-9_.:-]`, collapse other runs into one `-`
 /// (never leading), at most 96 characters, no trailing `-`, `local` when empty.
-pub fn normalize_instance_id(value: &str) -> String {
+fn normalize_instance_id(value: &str) -> String {
     let mut out = String::new();
     let mut pending_dash = false;
     for c in value.to_lowercase().chars() {

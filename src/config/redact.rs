@@ -55,7 +55,7 @@ impl serde::Serialize for ProviderView<'_> {
 
 /// Walks a JSON value: strings under a secret-looking key become `[redacted]`, other strings go
 /// through [`redact_text`].
-pub fn redact_value(value: &Value, key: Option<&str>) -> Value {
+fn redact_value(value: &Value, key: Option<&str>) -> Value {
     match value {
         Value::String(text) if key.is_some_and(is_secret_key) => {
             if text.is_empty() {

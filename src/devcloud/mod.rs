@@ -86,7 +86,7 @@ pub struct Seeded {
 
 /// The default channel-binding ids, one per channel kind compiled into this build (each kind
 /// names its own in its description), in the table's order.
-pub fn seeded_bindings() -> Vec<SeededBinding> {
+fn seeded_bindings() -> Vec<SeededBinding> {
     crate::providers::kinds::KINDS
         .iter()
         .filter(|kind| kind.compiled_in)

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use super::store::MAX_RECORDS;
 
 /// Ack calls remembered per delivery; later ones are only counted.
-pub const MAX_ACKS_PER_DELIVERY: usize = 32;
+const MAX_ACKS_PER_DELIVERY: usize = 32;
 
 /// One ack call that reached the handler (an injected failure never does).
 #[derive(Debug, Clone, PartialEq, Eq)]

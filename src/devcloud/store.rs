@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::time::{iso, Clock};
 
 /// Events kept per session; older ones are pruned (which is what `snapshot.required` is for).
-pub const MAX_EVENTS_PER_SESSION: usize = 10_000;
+const MAX_EVENTS_PER_SESSION: usize = 10_000;
 /// Records kept per table before the oldest finished ones are dropped.
 pub const MAX_RECORDS: usize = 100_000;
 

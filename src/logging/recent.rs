@@ -18,7 +18,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use crate::config::redact::redact_text;
 
 /// Events the ring keeps.
-pub const KEEP: usize = 10;
+const KEEP: usize = 10;
 /// Providers whose last problem is kept (the configuration bounds them far below this).
 const PROVIDERS: usize = 32;
 /// Characters kept of one event's text.

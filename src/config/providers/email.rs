@@ -22,11 +22,11 @@ use crate::config::urls::is_loopback_host;
 use crate::config::ConfigError;
 
 /// `settings.subject` when unset or blank.
-pub const DEFAULT_SUBJECT: &str = "Open Cowork update";
+const DEFAULT_SUBJECT: &str = "Open Cowork update";
 /// Upstream's `maxFileBytes` ceiling for inbound attachments (`min(15728640, maxAttachmentBytes)`).
 pub const MAX_FILE_BYTES: usize = 15 * 1024 * 1024;
 /// `timeouts.smtpMs` default; the real value is filled in by `resolve_providers`.
-pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One mailbox the gateway receives for (through a relay) and answers from (over SMTP).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,7 +34,7 @@ use crate::http::response::ResponseBody;
 /// Largest `POST /dev/faults` body.
 pub const MAX_CONTROL_BODY: usize = 64 * 1024;
 /// Largest page of `GET /dev/records`.
-pub const MAX_PAGE: usize = 5_000;
+const MAX_PAGE: usize = 5_000;
 /// Characters of a command's text the records show (enough for a harness's marker).
 const TEXT_SHOWN: usize = 120;
 /// Upper bounds of the numbers `POST /dev/faults` accepts.
