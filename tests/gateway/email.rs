@@ -8,7 +8,7 @@
 use crate::support;
 use crate::support::smtp_sink;
 use support::run;
-use support::test_gateway::{dev_cloud, fast_cloud_options, quiet_factory, start_gateway};
+use support::test_gateway::{dev_cloud, fast_cloud_options, quiet_factory, sessions_of, start_gateway};
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -46,16 +46,8 @@ async fn world(sink: Sink, extra: &[(&str, &str)]) -> World {
 }
 
 /// Prompts per session of `chat`, one entry per session.
-fn sessions_of(cloud: &DevCloud, chat: &str) -> Vec<Vec<String>> {
-    let sessions: Vec<String> = cloud
-        .store
-        .borrow()
-        .session_bindings
-        .iter()
-        .filter(|b| b.external_chat_id == chat)
-        .map(|b| b.session_id.clone())
-        .collect();
-    sessions.iter().map(|s| cloud.prompts(s)).collect()
+fn prompts_per_session(cloud: &DevCloud, chat: &str) -> Vec<Vec<String>> {
+    sessions_of(cloud, chat).iter().map(|s| cloud.prompts(s)).collect()
 }
 
 /// Posts `body` to `/webhooks/email` with the given headers; returns the status.
@@ -84,7 +76,7 @@ fn a_mail_becomes_one_prompt_and_the_reply_threads_back_into_the_same_session() 
             "to": "agent@example.com", "subject": "Status", "text": "hello agent"});
         assert_eq!(post(&world.running, &first, &WITH_SECRET).await, 202);
         eventually("the reply mail", || !world.sink.borrow().accepted().is_empty()).await;
-        assert_eq!(sessions_of(&world.cloud, "alice@example.test"), [["hello agent"]]);
+        assert_eq!(prompts_per_session(&world.cloud, "alice@example.test"), [["hello agent"]]);
 
         let reply = world.sink.borrow().accepted()[0].clone();
         assert_eq!(reply.mail_from, "agent@example.com", "the envelope uses the parsed address");
@@ -105,7 +97,8 @@ fn a_mail_becomes_one_prompt_and_the_reply_threads_back_into_the_same_session() 
             "text": "and now?", "inReplyTo": reply_id, "references": format!("<m1@example.test> {reply_id}")});
         assert_eq!(post(&world.running, &second, &WITH_SECRET).await, 202);
         eventually("the second prompt", || {
-            sessions_of(&world.cloud, "alice@example.test") == [vec!["hello agent".to_owned(), "and now?".to_owned()]]
+            prompts_per_session(&world.cloud, "alice@example.test")
+                == [vec!["hello agent".to_owned(), "and now?".to_owned()]]
         })
         .await;
         eventually("the second reply", || world.sink.borrow().accepted().len() == 2).await;
@@ -129,7 +122,7 @@ fn the_relay_posting_a_mail_twice_gets_202_and_one_prompt() {
         assert_eq!(post(&world.running, &mail, &[("authorization", &format!("Bearer {SECRET}"))]).await, 202);
         eventually("the reply", || !world.sink.borrow().accepted().is_empty()).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(sessions_of(&world.cloud, "bob@example.test"), [["only once"]]);
+        assert_eq!(prompts_per_session(&world.cloud, "bob@example.test"), [["only once"]]);
         assert_eq!(world.sink.borrow().accepted().len(), 1);
     });
 }
@@ -149,7 +142,7 @@ fn a_wrong_or_missing_secret_is_401_and_nothing_is_prompted() {
         let no_sender = json!({"messageId": "<y@example.test>", "from": "nobody", "text": "x"});
         assert_eq!(post(&world.running, &no_sender, &WITH_SECRET).await, 202, "ignored");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(sessions_of(&world.cloud, "eve@example.test").is_empty());
+        assert!(prompts_per_session(&world.cloud, "eve@example.test").is_empty());
         assert!(world.cloud.store.borrow().session_bindings.is_empty());
     });
 }

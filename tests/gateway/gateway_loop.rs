@@ -4,7 +4,9 @@
 #![cfg(feature = "devcloud")]
 
 use crate::support;
-use support::test_gateway::{dev_cloud, fast_cloud_options, quiet_factory, start_gateway, FAKE_PROVIDER};
+use support::test_gateway::{
+    dev_cloud, fast_cloud_options, first_session_prompts, quiet_factory, sessions_of, start_gateway, FAKE_PROVIDER,
+};
 use support::{eventually, run};
 
 use std::rc::Rc;
@@ -44,20 +46,13 @@ async fn post(running: &Running, path: &str, body: Value) -> (u16, Value) {
 }
 
 fn session_of(cloud: &DevCloud, chat: &str) -> String {
-    cloud
-        .store
-        .borrow()
-        .session_bindings
-        .iter()
-        .find(|b| b.external_chat_id == chat)
-        .map(|b| b.session_id.clone())
-        .expect("a session binding")
+    sessions_of(cloud, chat).into_iter().next().expect("a session binding")
 }
 
 /// Waits until the chat's session holds exactly `expected` prompts: a webhook is answered once its
 /// event is claimed, and the prompt follows shortly after the answer.
 async fn prompts_become(cloud: &DevCloud, chat: &str, expected: &[&str]) {
-    let prompts = || prompts_of(cloud, chat);
+    let prompts = || first_session_prompts(cloud, chat);
     eventually("the prompts", || prompts() == expected).await;
     // Nothing more arrives once the expected prompts are there.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -104,12 +99,6 @@ fn round_trip_inbound_prompt_render_and_delivery() {
     });
 }
 
-/// The prompts of the chat's session (none before it has one).
-fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
-    let binding = cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).cloned();
-    binding.map(|b| cloud.prompts(&b.session_id)).unwrap_or_default()
-}
-
 #[test]
 fn a_webhook_is_answered_once_claimed_and_the_prompt_follows() {
     run(async {
@@ -120,7 +109,10 @@ fn a_webhook_is_answered_once_claimed_and_the_prompt_follows() {
         assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
         let claimed = cloud.store.borrow().provider_events.values().any(|e| e.provider_event_id == "early-1");
         assert!(claimed, "the event was claimed before the answer");
-        assert!(prompts_of(&cloud, "chat-early").is_empty(), "answered before the (slow) prompt reached Cloud");
+        assert!(
+            first_session_prompts(&cloud, "chat-early").is_empty(),
+            "answered before the (slow) prompt reached Cloud"
+        );
         prompts_become(&cloud, "chat-early", &["answer me early"]).await;
         running.stop();
     });
@@ -148,7 +140,7 @@ fn a_chats_messages_keep_their_order_while_other_chats_go_ahead() {
         let other = json!({"id": "b-1", "text": "b one", "chatId": "chat-b"});
         assert_eq!(post(&running, "/webhooks/fake", other).await.0, 202);
         prompts_become(&cloud, "chat-b", &["b one"]).await;
-        let a_prompts = prompts_of(&cloud, "chat-a");
+        let a_prompts = first_session_prompts(&cloud, "chat-a");
         assert!(a_prompts.is_empty(), "chat B goes ahead while chat A waits for its first message's retry, and A's later messages wait too: {a_prompts:?}");
         rest_of_a.await.unwrap();
         prompts_become(&cloud, "chat-a", &["a one", "a 2", "a 3"]).await;
@@ -206,7 +198,7 @@ fn a_kill_after_the_webhook_answer_loses_nothing() {
         // kill -9: no drain, the pipeline is cut between the answer and the prompt.
         first.stop();
         cloud.faults.borrow_mut().delay("identity", Duration::ZERO);
-        assert!(prompts_of(&cloud, "chat-journal").is_empty(), "never prompted by the killed process");
+        assert!(first_session_prompts(&cloud, "chat-journal").is_empty(), "never prompted by the killed process");
 
         // The next process replays it on its own: nobody posts it again.
         let second = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
@@ -222,7 +214,7 @@ fn a_kill_after_the_webhook_answer_loses_nothing() {
         // A third start replays nothing and prompts nothing again.
         let third = gateway(&base, &seeded, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(prompts_of(&cloud, "chat-journal"), vec!["do not drop me".to_owned()]);
+        assert_eq!(first_session_prompts(&cloud, "chat-journal"), vec!["do not drop me".to_owned()]);
         third.stop();
     });
 }
@@ -241,7 +233,7 @@ fn an_answered_webhook_whose_prompt_keeps_failing_is_queued_again() {
         assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);
         eventually("three refused prompts", || cloud.faults.borrow().pending_failures("prompt") == 0).await;
         support::eventually_within(Duration::from_secs(60), "the prompt after the journal's retry", || {
-            prompts_of(&cloud, "chat-stranded") == ["try me again"]
+            first_session_prompts(&cloud, "chat-stranded") == ["try me again"]
         })
         .await;
         let provider = fake(&running);
@@ -301,7 +293,7 @@ fn a_claim_held_by_another_gateway_is_retried_after_its_lease() {
         let (status, retry_after) = post_for_retry_after(&running, "/webhooks/fake", message.clone()).await;
         assert_eq!(status, 503, "not a silent duplicate: the platform is asked to come back");
         assert!(retry_after.is_some_and(|s| (25..=31).contains(&s)), "until the lease ends: {retry_after:?}");
-        assert!(prompts_of(&cloud, "chat-held").is_empty());
+        assert!(first_session_prompts(&cloud, "chat-held").is_empty());
         // The other gateway died; its lease runs out and the platform's retry is processed.
         cloud.store.borrow().clock.advance(30_001);
         assert_eq!(post(&running, "/webhooks/fake", message).await.0, 202);

@@ -10,23 +10,11 @@ use crate::support;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
 use serde_json::json;
 use support::fake_gateway::{self, dev_cloud};
+use support::test_gateway::prompts_of;
 use support::{eventually, eventually_within, run_paused};
-
-fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
-    let sessions: Vec<String> = cloud
-        .store
-        .borrow()
-        .session_bindings
-        .iter()
-        .filter(|b| b.external_chat_id == chat)
-        .map(|b| b.session_id.clone())
-        .collect();
-    sessions.iter().flat_map(|s| cloud.prompts(s)).collect()
-}
 
 /// The chat's first message is in a 20 s prompt; its second is answered at once, and prompted
 /// after the first.

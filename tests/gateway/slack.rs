@@ -19,7 +19,7 @@ use open_cowork_gateway::providers::slack::signature::sign;
 use open_cowork_gateway::providers::ProviderFactory;
 use serde_json::{json, Value};
 use support::fake_slack::{self, FakeSlack, Shared, SIGNING_SECRET, TOKEN};
-use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
+use support::test_gateway::{dev_cloud, prompts_of, quick_agent_options, quiet_factory, sessions_of, start_gateway};
 use support::{eventually, run, run_paused};
 
 struct World {
@@ -102,18 +102,6 @@ fn message_event(event_id: &str, channel: &str, ts: &str, text: &str) -> Value {
         "client_msg_id": format!("client-{event_id}"), "channel_type": "channel"}})
 }
 
-fn prompts_for_chat(cloud: &DevCloud, chat: &str) -> Vec<String> {
-    let sessions: Vec<String> = cloud
-        .store
-        .borrow()
-        .session_bindings
-        .iter()
-        .filter(|b| b.external_chat_id == chat)
-        .map(|b| b.session_id.clone())
-        .collect();
-    sessions.iter().flat_map(|s| cloud.prompts(s)).collect()
-}
-
 fn delivery_status(cloud: &DevCloud, id: &str) -> Value {
     cloud.delivery("slack", id).map(|d| d["status"].clone()).unwrap_or(Value::Null)
 }
@@ -167,7 +155,7 @@ fn a_message_becomes_one_prompt_answered_in_its_thread_and_retries_are_no_ops() 
         assert_eq!(post_raw(running.address, "application/json", &body, &retry).await.0, 202);
 
         eventually("the reply", || world.slack.borrow().texts_posted().iter().any(|t| t.starts_with("echo:"))).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "C0GENERAL"), ["hello <gateway> & co"], "one prompt, unescaped");
+        assert_eq!(prompts_of(&world.cloud, "C0GENERAL"), ["hello <gateway> & co"], "one prompt, unescaped");
         let reply = world
             .slack
             .borrow()
@@ -188,7 +176,7 @@ fn a_message_becomes_one_prompt_answered_in_its_thread_and_retries_are_no_ops() 
         assert_eq!(post_event(running.address, &ours).await.0, 202);
         assert_eq!(post_event(running.address, &json!({"type": "app_rate_limited", "team_id": "T0ACME"})).await.0, 202);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "C0GENERAL").len(), 1, "still one prompt");
+        assert_eq!(prompts_of(&world.cloud, "C0GENERAL").len(), 1, "still one prompt");
         running.registry.sync_metrics();
         assert!(running.metrics.provider_event_count("slack", "send") >= 1);
         running.stop();
@@ -376,9 +364,9 @@ fn a_slow_cloud_claim_without_a_journal_is_answered_503_at_the_deadline() {
         let mut retry = signed(now_secs() + 1, &body);
         retry.push(("x-slack-retry-num", "1".into()));
         assert_eq!(post_raw(running.address, "application/json", &body, &retry).await.0, 202);
-        eventually("the prompt", || prompts_for_chat(&world.cloud, "C0LATE") == ["slow cloud"]).await;
+        eventually("the prompt", || prompts_of(&world.cloud, "C0LATE") == ["slow cloud"]).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "C0LATE"), ["slow cloud"], "prompted once");
+        assert_eq!(prompts_of(&world.cloud, "C0LATE"), ["slow cloud"], "prompted once");
         running.stop();
     });
 }
@@ -408,7 +396,7 @@ fn an_unwritable_journal_makes_the_answer_wait_for_the_claim_and_the_deadline_an
         let answered = started.elapsed();
         assert!(answered >= Duration::from_secs(2) && answered < Duration::from_millis(2_100), "{answered:?}");
         world.cloud.faults.borrow_mut().delay("claim", Duration::ZERO);
-        eventually("both prompts", || prompts_for_chat(&world.cloud, "C0NOJOURNAL").len() == 2).await;
+        eventually("both prompts", || prompts_of(&world.cloud, "C0NOJOURNAL").len() == 2).await;
         assert!(state.0.join("inbound").is_file(), "nothing was written");
         running.stop();
     });
@@ -439,15 +427,14 @@ fn an_event_answered_while_its_chat_is_busy_survives_a_kill() {
         world.cloud.faults.borrow_mut().delay("prompt", Duration::ZERO);
         tokio::time::sleep(Duration::from_secs(25)).await;
         assert!(
-            !prompts_for_chat(&world.cloud, "C0BUSY").contains(&"do not lose me".to_owned()),
+            !prompts_of(&world.cloud, "C0BUSY").contains(&"do not lose me".to_owned()),
             "never prompted by the killed process"
         );
 
         let second = gateway_with(&world, &settings).await;
-        eventually("both prompts", || prompts_for_chat(&world.cloud, "C0BUSY").contains(&"do not lose me".to_owned()))
-            .await;
+        eventually("both prompts", || prompts_of(&world.cloud, "C0BUSY").contains(&"do not lose me".to_owned())).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let prompts = prompts_for_chat(&world.cloud, "C0BUSY");
+        let prompts = prompts_of(&world.cloud, "C0BUSY");
         assert_eq!(prompts.iter().filter(|p| *p == "do not lose me").count(), 1, "exactly once: {prompts:?}");
         assert_eq!(prompts.iter().filter(|p| *p == "slow first").count(), 1, "exactly once: {prompts:?}");
         second.stop();
@@ -466,7 +453,7 @@ fn answer_time_with_a_one_second_cloud_claim_is_measured() {
         let event = message_event("Ev0600", "C0MEASURE", "1716984600.000100", "measure me");
         assert_eq!(post_event(running.address, &event).await.0, 202);
         println!("answer time with a 1 s Cloud claim delay: {:?}", started.elapsed());
-        eventually("the prompt", || prompts_for_chat(&world.cloud, "C0MEASURE") == ["measure me"]).await;
+        eventually("the prompt", || prompts_of(&world.cloud, "C0MEASURE") == ["measure me"]).await;
         running.stop();
     });
 }
@@ -513,15 +500,7 @@ fn artifacts_use_the_external_upload_flow() {
             202
         );
         eventually("the echo", || world.slack.borrow().texts_posted().iter().any(|t| t.starts_with("echo:"))).await;
-        let session = world
-            .cloud
-            .store
-            .borrow()
-            .session_bindings
-            .iter()
-            .find(|b| b.external_chat_id == "C0FILES")
-            .map(|b| b.session_id.clone())
-            .unwrap();
+        let session = sessions_of(&world.cloud, "C0FILES").remove(0);
         world.cloud.store.borrow_mut().artifacts.push(open_cowork_gateway::devcloud::store::Artifact {
             artifact_id: "art-9".into(),
             session_id: session.clone(),
@@ -565,7 +544,7 @@ fn a_request_answered_5xx_may_be_resent_as_it_was() {
         assert!(status >= 500, "Cloud refused the claim: {status}");
         // The very same signed request, not re-signed: not a replay, since nothing was processed.
         assert_eq!(post_raw(running.address, "application/json", &body, &headers).await.0, 202);
-        eventually("the prompt", || prompts_for_chat(&world.cloud, "C0RESEND") == ["second time lucky"]).await;
+        eventually("the prompt", || prompts_of(&world.cloud, "C0RESEND") == ["second time lucky"]).await;
         // Once processed, the same request is a replay again.
         assert_eq!(post_raw(running.address, "application/json", &body, &headers).await.0, 401);
         running.stop();
@@ -591,9 +570,9 @@ fn notices_that_are_not_a_person_writing_are_not_prompts() {
         }
         let person = message_event("EvN9", "C0NOTICE", "1716986001.000100", "a person writing");
         assert_eq!(post_event(running.address, &person).await.0, 202);
-        eventually("the prompt", || !prompts_for_chat(&world.cloud, "C0NOTICE").is_empty()).await;
+        eventually("the prompt", || !prompts_of(&world.cloud, "C0NOTICE").is_empty()).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "C0NOTICE"), ["a person writing"]);
+        assert_eq!(prompts_of(&world.cloud, "C0NOTICE"), ["a person writing"]);
         running.stop();
     });
 }

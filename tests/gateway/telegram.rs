@@ -13,7 +13,9 @@ use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
 use serde_json::{json, Value};
 use support::fake_telegram::{self, callback_update, text_update, FakeBot, Shared, TOKEN};
-use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
+use support::test_gateway::{
+    dev_cloud, first_session_prompts, quick_agent_options, quiet_factory, sessions_of, start_gateway,
+};
 use support::{eventually, run, run_paused};
 
 struct World {
@@ -46,12 +48,6 @@ fn health(running: &Running) -> (bool, Option<String>) {
     (registration.is_healthy(), registration.health().problem().map(str::to_owned))
 }
 
-fn prompts_for_chat(cloud: &DevCloud, chat: &str) -> Vec<String> {
-    let session =
-        cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone());
-    session.map(|s| cloud.prompts(&s)).unwrap_or_default()
-}
-
 #[test]
 fn polling_round_trip_with_offsets_and_html() {
     run(async {
@@ -59,7 +55,7 @@ fn polling_round_trip_with_offsets_and_html() {
         world.bot.borrow_mut().push_update(text_update(1001, 123, "hello <bot> & co"));
         let running = gateway(&world, &[]).await;
         eventually("the reply", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "123"), ["hello <bot> & co"]);
+        assert_eq!(first_session_prompts(&world.cloud, "123"), ["hello <bot> & co"]);
         let reply = world
             .bot
             .borrow()
@@ -209,7 +205,7 @@ fn a_restart_mid_batch_processes_every_update_once() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(1, 500, "first"));
         let first = gateway(&world, &[]).await;
-        eventually("the first prompt", || prompts_for_chat(&world.cloud, "500") == ["first"]).await;
+        eventually("the first prompt", || first_session_prompts(&world.cloud, "500") == ["first"]).await;
         // Then Cloud fails every prompt: the first gateway keeps retrying update 2 and is stopped.
         world.cloud.faults.borrow_mut().fail_next("prompt", 1000, 503, None);
         for (id, text) in [(2, "second"), (3, "third")] {
@@ -221,8 +217,8 @@ fn a_restart_mid_batch_processes_every_update_once() {
 
         world.cloud.faults.borrow_mut().fail_next("prompt", 0, 503, None);
         let second = gateway(&world, &[]).await;
-        eventually("all prompts", || prompts_for_chat(&world.cloud, "500").len() == 3).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "500"), ["first", "second", "third"], "none lost, none twice");
+        eventually("all prompts", || first_session_prompts(&world.cloud, "500").len() == 3).await;
+        assert_eq!(first_session_prompts(&world.cloud, "500"), ["first", "second", "third"], "none lost, none twice");
         second.stop();
     });
 }
@@ -305,7 +301,7 @@ fn webhook_mode_registers_verifies_the_secret_and_deduplicates() {
         assert_eq!(post(Some("tg-secret_123"), text_update(2, 88, "via webhook")).await, 202);
         assert_eq!(post(Some("tg-secret_123"), text_update(2, 88, "via webhook")).await, 202);
         // Answered once claimed; the prompt follows the answer.
-        eventually("the prompt", || prompts_for_chat(&world.cloud, "88") == ["via webhook"]).await;
+        eventually("the prompt", || first_session_prompts(&world.cloud, "88") == ["via webhook"]).await;
         running.stop();
     });
 }
@@ -401,15 +397,7 @@ fn an_edit_telegram_calls_not_modified_counts_as_done() {
         world.bot.borrow_mut().push_update(text_update(1, 321, "stream please"));
         let running = gateway(&world, &[]).await;
         eventually("the echo", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
-        let session = world
-            .cloud
-            .store
-            .borrow()
-            .session_bindings
-            .iter()
-            .find(|b| b.external_chat_id == "321")
-            .map(|b| b.session_id.clone())
-            .unwrap();
+        let session = sessions_of(&world.cloud, "321").remove(0);
         let stream = |text: &str| {
             let event = json!({"messageId": "stream-1", "content": text});
             world.cloud.append_session_event(&session, "assistant.message", event);
@@ -476,15 +464,7 @@ fn artifacts_go_out_as_documents() {
         world.bot.borrow_mut().push_update(text_update(30, 404, "make a report"));
         let running = gateway(&world, &[]).await;
         eventually("the echo", || world.bot.borrow().texts_sent().iter().any(|t| t.starts_with("echo:"))).await;
-        let session = world
-            .cloud
-            .store
-            .borrow()
-            .session_bindings
-            .iter()
-            .find(|b| b.external_chat_id == "404")
-            .map(|b| b.session_id.clone())
-            .unwrap();
+        let session = sessions_of(&world.cloud, "404").remove(0);
         world.cloud.store.borrow_mut().artifacts.push(open_cowork_gateway::devcloud::store::Artifact {
             artifact_id: "art-7".into(),
             session_id: session.clone(),
@@ -516,7 +496,7 @@ fn server_errors_back_off_and_recover() {
         world.bot.borrow_mut().error("getUpdates", 500, "Internal Server Error", None);
         world.bot.borrow_mut().push_update(text_update(40, 606, "after the outage"));
         let running = gateway(&world, &[]).await;
-        eventually("the prompt", || prompts_for_chat(&world.cloud, "606") == ["after the outage"]).await;
+        eventually("the prompt", || first_session_prompts(&world.cloud, "606") == ["after the outage"]).await;
         assert_eq!(world.bot.borrow().calls("getMe").len(), 2, "a 5xx getMe is retried, unlike a 401");
         assert!(world.bot.borrow().calls("getUpdates").len() >= 3);
         eventually("healthy", || health(&running).0).await;

@@ -18,7 +18,7 @@ use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::net::url_policy::{ResolveError, Resolver};
 use serde_json::{json, Value};
-use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway};
+use support::test_gateway::{dev_cloud, first_session_prompts, quick_agent_options, quiet_factory, start_gateway};
 use support::webhook_receiver::{self, signature, Answer, Receiver, SharedReceiver, SECRET};
 use support::{run, run_paused};
 
@@ -79,12 +79,6 @@ fn loopback_resolver() -> Rc<ScriptedResolver> {
     Rc::new(ScriptedResolver { fallback: vec!["127.0.0.1".parse().unwrap()], ..ScriptedResolver::default() })
 }
 
-fn prompts_for_chat(cloud: &DevCloud, chat: &str) -> Vec<String> {
-    let session =
-        cloud.store.borrow().session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone());
-    session.map(|s| cloud.prompts(&s)).unwrap_or_default()
-}
-
 fn now_seconds() -> u64 {
     open_cowork_gateway::time::now_ms() / 1000
 }
@@ -140,7 +134,7 @@ fn ingress_checks_signature_window_replay_size_and_payload() {
         assert_eq!(post(&running, &body, &valid).await, 401, "the exact request replayed");
         // The same event id, signed again (a relay's retry): accepted, but one prompt.
         assert_eq!(post(&running, &body, &signed(now + 1, &body)).await, 202);
-        eventually("the prompt", || prompts_for_chat(&world.cloud, "chat-a") == ["hello"]).await;
+        eventually("the prompt", || first_session_prompts(&world.cloud, "chat-a") == ["hello"]).await;
 
         let huge = message(Some("evt-big"), "chat-a", &"x".repeat(4000));
         assert_eq!(post(&running, &huge, &signed(now, &huge)).await, 413, "over the body cap");
@@ -152,9 +146,9 @@ fn ingress_checks_signature_window_replay_size_and_payload() {
         let anonymous = message(None, "chat-b", "no id");
         assert_eq!(post(&running, &anonymous, &signed(now, &anonymous)).await, 202);
         assert_eq!(post(&running, &anonymous, &signed(now + 2, &anonymous)).await, 202);
-        eventually("both prompts", || prompts_for_chat(&world.cloud, "chat-b").len() == 2).await;
+        eventually("both prompts", || first_session_prompts(&world.cloud, "chat-b").len() == 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(prompts_for_chat(&world.cloud, "chat-a"), ["hello"], "still one prompt for evt-1");
+        assert_eq!(first_session_prompts(&world.cloud, "chat-a"), ["hello"], "still one prompt for evt-1");
         running.stop();
     });
 }

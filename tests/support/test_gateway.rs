@@ -162,22 +162,12 @@ impl TestGateway {
 
     /// The prompts Cloud received from `chat`, over every session of that chat.
     pub fn prompts(&self, chat: &str) -> Vec<String> {
-        let sessions: Vec<String> = self
-            .cloud
-            .store
-            .borrow()
-            .session_bindings
-            .iter()
-            .filter(|b| b.external_chat_id == chat)
-            .map(|b| b.session_id.clone())
-            .collect();
-        sessions.iter().flat_map(|s| self.cloud.prompts(s)).collect()
+        prompts_of(&self.cloud, chat)
     }
 
     /// The session of `chat` (its first), once Cloud bound one.
     pub fn session_of(&self, chat: &str) -> Option<String> {
-        let store = self.cloud.store.borrow();
-        store.session_bindings.iter().find(|b| b.external_chat_id == chat).map(|b| b.session_id.clone())
+        sessions_of(&self.cloud, chat).into_iter().next()
     }
 
     /// The status Cloud holds for delivery `id` of `binding` (`queued`, `sent`, `failed`, `dead`),
@@ -192,4 +182,20 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The sessions Cloud bound for `chat`, in the order they were bound.
+pub fn sessions_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
+    let store = cloud.store.borrow();
+    store.session_bindings.iter().filter(|b| b.external_chat_id == chat).map(|b| b.session_id.clone()).collect()
+}
+
+/// The prompts Cloud received from `chat`, over every session of that chat.
+pub fn prompts_of(cloud: &DevCloud, chat: &str) -> Vec<String> {
+    sessions_of(cloud, chat).iter().flat_map(|s| cloud.prompts(s)).collect()
+}
+
+/// The prompts of `chat`'s first session (none before it has one).
+pub fn first_session_prompts(cloud: &DevCloud, chat: &str) -> Vec<String> {
+    sessions_of(cloud, chat).first().map(|s| cloud.prompts(s)).unwrap_or_default()
 }
