@@ -20,10 +20,10 @@
 //! `util`, `time`, `shutdown`, `notify`, `signals` · `net` · `config` · `logging`, `metrics` ·
 //! `cloud`, `channel` · `providers`, `render` · `runtime` · `http` · `app`, `devcloud`, `setup`, `doctor` ·
 //! `cli` (and the binary, `main.rs`). Nothing in `runtime`, `http`, `cloud`, `render`, `channel` or
-//! `app` names a channel kind: a kind lives in `providers/<kind>/` and its line of the table of
-//! kinds (`providers/kinds.rs`); the first kinds keep their settings types in `config/providers/<kind>.rs`.
+//! `app` names a channel kind: a kind lives in `providers/<kind>/` and its entry in the table
+//! of kinds (`providers/table_of_kinds.rs`); the first kinds keep their settings types in `config/providers/<kind>.rs`.
 //! The table is handed down, never read upwards: `config::resolve` takes it as an argument (the
-//! binary, `setup` and the tests pass `providers::kinds::KINDS`), a resolved `ProviderKind` keeps
+//! binary, `setup` and the tests pass `providers::KINDS`), a resolved `ProviderKind` keeps
 //! the table it came from, and redaction learns the kinds' token prefixes from it.
 //!
 //! # Module map (one concern per module)
@@ -35,7 +35,7 @@
 //! | [`app`] | the wiring: builds every piece, hands each its narrow handles, owns the tasks and the shutdown order |
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
-//! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the short button ids they share (`buttons.rs`) and the factory that builds them |
+//! | [`providers`] | the channels this build implements, one folder each (`cli/`, `fake/`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the table of kinds (`table_of_kinds.rs`), the short button ids they share (`buttons.rs`) and the factory that builds them |
 //! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams, Cloud's clock as measured (`clock.rs`) |
 //! | `render` (private) | session events into plans of channel messages, decided without Cloud or the channel (streaming text, tools, approvals, questions, artifacts; `runtime::plan_executor` carries them out), delivery text, and the one cut of text for a channel's limits (`split.rs`) |
 //! | [`runtime`] | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
@@ -57,10 +57,12 @@
 //! - **A channel kind**: a folder `providers/<kind>/` with a type implementing
 //!   [`channel::Channel`] (only the methods the platform has; background work is started in
 //!   `start` and ended in `stop`; inbound messages go to the `Ingress` in its context) and a
-//!   `kind.rs` describing the kind once (`config::KindSpec`: name, cargo feature, env shortcuts,
-//!   settings check, secret prefixes, dev Cloud binding, `setup` flags, constructor), plus one line
-//!   in the table `providers/kinds.rs` (and a cargo feature line if it is gated). Nothing in the
-//!   core, the configuration, `setup` or the dev Cloud changes.
+//!   `kind.rs` describing the kind once (`config::providers::kind::KindParts`: env shortcuts,
+//!   settings check, secret prefixes, dev Cloud binding, `setup` flags, constructor), and a
+//!   `conformance.rs` for the channel conformance battery (its fake platform); plus one entry in
+//!   the table `providers/table_of_kinds.rs` (name, cargo feature, environment trigger), which
+//!   also declares the folder, and the cargo feature in `Cargo.toml`. Nothing in the core, the
+//!   configuration, `setup`, the dev Cloud or the tests changes.
 //! - **An operator endpoint**: a `Route` in `http/router.rs`, its handler in `http/operator.rs`
 //!   (reading only the handles in `http::state::HttpState`), one line in `http/server.rs`'s dispatch.
 //! - **A Cloud call**: its request body in `cloud/requests.rs`, one typed function on

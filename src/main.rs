@@ -12,7 +12,7 @@ use open_cowork_gateway::app::{self, AppError, Exit};
 use open_cowork_gateway::cli::{self, Command};
 use open_cowork_gateway::config::{self, Env, Overrides};
 use open_cowork_gateway::notify::Notifier;
-use open_cowork_gateway::providers::kinds::KINDS;
+use open_cowork_gateway::providers::KINDS;
 use open_cowork_gateway::{errln, logging, out, outln, TARGET, VERSION};
 
 const EX_USAGE: u8 = 64;

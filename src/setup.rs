@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use crate::config::providers::kind::{SetupFlag, SetupInput, SetupOutput};
 use crate::config::urls::{normalize_public_https_url, PublicUrlProblem};
 use crate::config::ProviderKind;
-use crate::providers::kinds::KINDS;
+use crate::providers::KINDS;
 
 /// The usage text: the common flags, then each kind's own, as the table of kinds lists them.
 pub fn usage_text() -> String {
@@ -61,12 +61,12 @@ fn usage_line(name: &str, help: &str) -> String {
 /// The kinds `--provider` accepts, in the table's order (the first is the default): every kind
 /// with a `setup`, and every kind this build lacks, so choosing one says which feature is missing.
 fn offered_kinds() -> impl Iterator<Item = ProviderKind> {
-    ProviderKind::all(KINDS).filter(|kind| !kind.compiled_in() || kind.spec().setup.is_some())
+    ProviderKind::all(KINDS).filter(|kind| !kind.compiled_in() || kind.spec().parts.setup.is_some())
 }
 
 /// The flags of every kind this build can set up.
 fn kind_flags() -> impl Iterator<Item = &'static SetupFlag> {
-    ProviderKind::all(KINDS).filter_map(|kind| kind.spec().setup).flat_map(|setup| setup.flags.iter())
+    ProviderKind::all(KINDS).filter_map(|kind| kind.spec().parts.setup).flat_map(|setup| setup.flags.iter())
 }
 
 /// What went wrong; the message names the flag.
@@ -225,7 +225,7 @@ fn kind_lines(kind: ProviderKind, options: &SetupOptions, public_url: Option<&st
     if let Some(error) = unavailable_provider(kind, kind.compiled_in()) {
         return Err(error);
     }
-    let setup = kind.spec().setup.ok_or_else(|| usage(format!("--provider {kind} cannot be set up.")))?;
+    let setup = kind.spec().parts.setup.ok_or_else(|| usage(format!("--provider {kind} cannot be set up.")))?;
     let input =
         SetupInput { kind: kind.as_str(), values: &options.kind_flags, public_url, generate_secret: &generate_secret };
     let output = (setup.write)(&input).map_err(usage)?;

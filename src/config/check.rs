@@ -199,7 +199,7 @@ pub fn deployment_safety(config: &Config) -> Result<(), ConfigError> {
 /// A publicly exposed gateway runs no kind that is local-only, and a demo-only kind only in a
 /// self-host demo that allows it explicitly (demo-only kinds are reported first).
 fn exposure(config: &Config) -> Result<(), ConfigError> {
-    let exposures = || config.enabled_providers().map(|p| p.kind.spec().exposure);
+    let exposures = || config.enabled_providers().map(|p| p.kind.spec().parts.exposure);
     let demo_allowed = config.allow_public_fake_provider && config.mode == DeploymentMode::SelfHost;
     if let Some(message) = exposures().find_map(|e| match e {
         Exposure::DemoOnly(message) if !demo_allowed => Some(message),

@@ -629,7 +629,7 @@ impl ProviderConfig {
     /// The provider id the runtime reports for this entry: the config id, except for a kind that
     /// stands in for another (the fake provider for the CLI channel), which reports that kind.
     pub fn runtime_id(&self) -> SmolStr {
-        match self.kind.spec().stands_in_for {
+        match self.kind.spec().parts.stands_in_for {
             Some(kind) => SmolStr::new_static(kind),
             None => self.id.clone(),
         }
@@ -637,7 +637,7 @@ impl ProviderConfig {
 
     /// The channel kind the runtime reports (the stood-in kind for a stand-in).
     pub fn runtime_kind(&self) -> &'static str {
-        self.kind.spec().stands_in_for.unwrap_or(self.kind.as_str())
+        self.kind.spec().parts.stands_in_for.unwrap_or(self.kind.as_str())
     }
 }
 
@@ -648,7 +648,7 @@ mod tests {
 
     /// The resolver with this build's table of kinds.
     fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
-        super::resolve(raw, env, crate::providers::kinds::KINDS)
+        super::resolve(raw, env, crate::providers::KINDS)
     }
 
     /// A valid loopback configuration for unit tests, with `extra` variables on top (the fake

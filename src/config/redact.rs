@@ -107,7 +107,7 @@ pub fn learn_kind_prefixes(kinds: Kinds) {
 
 fn looks_like_token(word: &str) -> bool {
     let kinds = KIND_TABLE.get().copied().unwrap_or_default();
-    let kind_prefixes = kinds.iter().flat_map(|kind| kind.secret_prefixes.iter());
+    let kind_prefixes = kinds.iter().flat_map(|kind| kind.parts.secret_prefixes.iter());
     if TOKEN_PREFIXES
         .iter()
         .chain(kind_prefixes)
@@ -299,7 +299,7 @@ mod tests {
     #[cfg(feature = "slack")]
     #[test]
     fn a_kind_adds_its_platform_token_prefixes() {
-        learn_kind_prefixes(crate::providers::kinds::KINDS);
+        learn_kind_prefixes(crate::providers::KINDS);
         assert_eq!(redact_text("token xoxb-1234-abcdef and occ_gw1_secretpart"), "token [redacted] and [redacted]");
     }
 

@@ -437,7 +437,7 @@ const STACK: &str = "monorepo-provider";
 /// The kind label of the channel-stack telemetry: a real channel kind, else (for a kind that
 /// stands in for another) the id's `<kind>-` prefix among the kinds of its table, else `other`.
 pub fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
-    let real = |k: ProviderKind| k.spec().stands_in_for.is_none();
+    let real = |k: ProviderKind| k.spec().parts.stands_in_for.is_none();
     if real(kind) {
         return kind.as_str();
     }
@@ -719,7 +719,7 @@ mod tests {
     }
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
+        ProviderKind::parse(crate::providers::KINDS, name).unwrap()
     }
 
     #[test]

@@ -1,20 +1,43 @@
 //! The channels this build implements, one folder per kind, each behind its cargo feature; the
-//! one table of kinds ([`kinds::KINDS`]); and [`ProviderFactory`], which builds a configured
-//! entry through its kind's constructor. Adding a kind = its folder here and one line in the table.
+//! one table of kinds ([`KINDS`], written in `table_of_kinds.rs`, which also declares the
+//! folders); and [`ProviderFactory`], which builds a configured entry through its kind's
+//! constructor. Adding a kind = its folder here and one entry in the table.
+//!
+//! A folder's `conformance.rs` is not part of this library: it is the kind's side of the channel
+//! conformance battery (its fake platform, driven through the test crate's `TestGateway`), which
+//! the integration tests include by reading the same table.
 
 #[cfg(any(feature = "telegram", feature = "webhook", feature = "bridges"))]
 pub mod buttons;
-pub mod cli;
-#[cfg(feature = "email")]
-pub mod email;
-pub mod fake;
 pub mod kinds;
-#[cfg(feature = "slack")]
-pub mod slack;
-#[cfg(feature = "telegram")]
-pub mod telegram;
-#[cfg(any(feature = "webhook", feature = "bridges"))]
-pub mod webhook;
+
+/// Declares each folder of the table of kinds (compiled when one of its kinds' features is on,
+/// or `always`) and builds [`KINDS`]: a kind's spec when its feature is on, else the stand-in
+/// that names the feature.
+macro_rules! kinds {
+    ($($folder:ident $($always:ident)? {
+        $($kind:ident if $feature:literal when $trigger:literal => $parts:ident)+
+    })+) => {
+        $(kinds!(@folder $folder $($always)? [$($feature)+]);)+
+
+        /// Every kind this crate knows, compiled in or not.
+        pub static KINDS: &[&KindSpec] = &[$($(
+            #[cfg(feature = $feature)]
+            &KindSpec::compiled(stringify!($kind), $feature, $folder::kind::$parts),
+            #[cfg(not(feature = $feature))]
+            &KindSpec::not_compiled_in(stringify!($kind), $feature, $trigger),
+        )+)+];
+    };
+    (@folder $folder:ident always [$($feature:literal)+]) => {
+        pub mod $folder;
+    };
+    (@folder $folder:ident [$($feature:literal)+]) => {
+        #[cfg(any($(feature = $feature),+))]
+        pub mod $folder;
+    };
+}
+
+include!("table_of_kinds.rs");
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,7 +46,7 @@ use std::rc::Rc;
 use smol_str::SmolStr;
 
 use crate::channel::{Channel, DoctorCheck};
-use crate::config::{ChannelSettings, ProviderConfig};
+use crate::config::{ChannelSettings, KindSpec, ProviderConfig};
 use crate::net::https::HttpsClient;
 use cli::CliOutputMode;
 

@@ -20,7 +20,7 @@ use open_cowork_gateway::config::Secret;
 use open_cowork_gateway::devcloud::store::Artifact;
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::net::https::build_client;
-use open_cowork_gateway::providers::kinds::KINDS;
+use open_cowork_gateway::providers::KINDS;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::LocalSet;

@@ -16,8 +16,8 @@ use open_cowork_gateway::app;
 use open_cowork_gateway::config::{resolve, Env, LogLevel};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::logging;
-use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::providers::ProviderFactory;
+use open_cowork_gateway::providers::KINDS;
 use serde_json::json;
 
 const RELAY_SECRET: &str = "relay-Secret-Planted-In-The-Config-7731";

@@ -12,8 +12,8 @@ use open_cowork_gateway::app::{self, Running};
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions, Seeded};
 use open_cowork_gateway::providers::cli::CliOutputMode;
-use open_cowork_gateway::providers::kinds::KINDS;
 use open_cowork_gateway::providers::ProviderFactory;
+use open_cowork_gateway::providers::KINDS;
 use serde_json::json;
 
 use super::child_gateway::{ChildGateway, ChildIo};

@@ -1,6 +1,6 @@
 //! What a channel kind tells the rest of the gateway about itself: one [`KindSpec`] per kind,
-//! written once in the kind's own folder under `providers/` and listed in the one table of kinds
-//! (`providers/kinds.rs`, one line per kind). The configuration, redaction, `setup` and the dev
+//! made of its entry in the one table of kinds (`providers/table_of_kinds.rs`: name, cargo
+//! feature, environment trigger) and the [`KindParts`] its own folder under `providers/` writes. The configuration, redaction, `setup` and the dev
 //! Cloud read that table instead of naming kinds, so adding a channel touches no code here.
 //!
 //! The types are defined in this layer (below `providers`) because the configuration resolves
@@ -29,7 +29,9 @@ pub type Typed = Option<Arc<dyn KindSettings>>;
 /// An entry a kind adds to the provider list, if any.
 pub type AddedEntry = Result<Option<Value>, ConfigError>;
 
-/// One channel kind, as the configuration, `setup`, redaction and the dev Cloud see it.
+/// One channel kind, as the configuration, `setup`, redaction and the dev Cloud see it: its line
+/// of the table of kinds (name, cargo feature, the variable that configures it from the
+/// environment) and what its folder says about it ([`KindParts`]).
 pub struct KindSpec {
     /// The `kind` of a provider entry, and its default id and channel binding.
     pub name: &'static str,
@@ -37,6 +39,18 @@ pub struct KindSpec {
     pub cargo_feature: &'static str,
     /// `false` for the stand-in of a kind whose feature is off: only a disabled entry of it loads.
     pub compiled_in: bool,
+    /// For the stand-in of a kind this build lacks: the variable (after `OPEN_COWORK_GATEWAY_`)
+    /// that configures the kind from the environment. Set (and not `false`), it adds an entry of
+    /// the kind, which then fails the load naming the missing feature instead of being ignored.
+    pub stand_in_trigger: Option<&'static str>,
+    /// What the kind's folder describes.
+    pub parts: KindParts,
+}
+
+/// What a kind's folder says about it (`providers/<kind>/kind.rs`), built with
+/// [`KindParts::new`] and the `const` setters below for whatever differs from the common case.
+#[derive(Clone, Copy)]
+pub struct KindParts {
     /// The kind the runtime reports instead of this one (the fake provider stands in for the CLI):
     /// its ids are free-form, and telemetry and Cloud see the other kind.
     pub stands_in_for: Option<&'static str>,
@@ -45,10 +59,6 @@ pub struct KindSpec {
     /// The entry its `OPEN_COWORK_GATEWAY_<KIND>_*` variables describe, if they are set. Called
     /// whatever way the list is given, so a malformed switch fails the load even when unused.
     pub shortcut: fn(&Shortcuts) -> AddedEntry,
-    /// For the stand-in of a kind this build lacks: the variable (after `OPEN_COWORK_GATEWAY_`)
-    /// that configures the kind from the environment. Set (and not `false`), it adds an entry of
-    /// the kind, which then fails the load naming the missing feature instead of being ignored.
-    pub stand_in_trigger: Option<&'static str>,
     /// The entry this kind adds when no provider is configured at all (the demo's fake provider).
     pub when_none_configured: Option<fn(&Env) -> AddedEntry>,
     /// Checks a normalised entry of this kind and types its settings (`None`: never run).
@@ -57,14 +67,85 @@ pub struct KindSpec {
     /// wherever they appear in text.
     pub secret_prefixes: &'static [&'static str],
     /// The channel binding the dev Cloud seeds for this kind's default entry.
-    pub seeded_binding: Option<SeededBinding>,
+    pub seeds: Seeds,
     /// What `setup --provider <name>` asks for and writes; `None`: not offered by `setup`.
     pub setup: Option<SetupSpec>,
     /// The channel half of the kind (its constructor), which only `providers` knows the type of.
     pub channel: &'static (dyn Any + Send + Sync),
 }
 
+/// The channel binding the dev Cloud seeds for a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeds {
+    /// None: the kind's entries never reach the dev Cloud's seeded organisation.
+    Nothing,
+    /// A binding named after the kind, for a provider of the kind (the common case).
+    OwnBinding,
+    /// A binding of another id, for the provider Cloud knows the kind as.
+    Binding { binding_id: &'static str, provider: &'static str },
+}
+
+impl KindParts {
+    /// A public kind that reads its environment shortcut with `shortcut`, checks an entry with
+    /// `check` and builds its channel from `channel`; it redacts no prefix of its own, seeds a
+    /// binding named after it and is not offered by `setup`.
+    pub const fn new(
+        shortcut: fn(&Shortcuts) -> AddedEntry,
+        check: fn(&mut EntryCheck) -> Result<Typed, ConfigError>,
+        channel: &'static (dyn Any + Send + Sync),
+    ) -> Self {
+        Self {
+            stands_in_for: None,
+            exposure: Exposure::Public,
+            shortcut,
+            when_none_configured: None,
+            check,
+            secret_prefixes: &[],
+            seeds: Seeds::OwnBinding,
+            setup: None,
+            channel,
+        }
+    }
+
+    /// Offered by `setup --provider <name>` with `flags`, whose values `write` turns into env lines.
+    pub const fn setup(
+        self,
+        flags: &'static [SetupFlag],
+        write: fn(&SetupInput) -> Result<SetupOutput, String>,
+    ) -> Self {
+        Self { setup: Some(SetupSpec { flags, write }), ..self }
+    }
+
+    /// Tokens starting with one of `prefixes` are this platform's credentials, redacted anywhere.
+    pub const fn secret_prefixes(self, prefixes: &'static [&'static str]) -> Self {
+        Self { secret_prefixes: prefixes, ..self }
+    }
+
+    pub const fn exposure(self, exposure: Exposure) -> Self {
+        Self { exposure, ..self }
+    }
+
+    pub const fn seeds(self, seeds: Seeds) -> Self {
+        Self { seeds, ..self }
+    }
+
+    /// Reported as `kind` to telemetry and Cloud, with free-form ids.
+    pub const fn stands_in_for(self, kind: &'static str) -> Self {
+        Self { stands_in_for: Some(kind), ..self }
+    }
+
+    /// Adds an entry with `added` when no provider is configured at all.
+    pub const fn when_none_configured(self, added: fn(&Env) -> AddedEntry) -> Self {
+        Self { when_none_configured: Some(added), ..self }
+    }
+}
+
 impl KindSpec {
+    /// A kind compiled into this build: its table line and its folder's parts.
+    pub const fn compiled(name: &'static str, cargo_feature: &'static str, parts: KindParts) -> Self {
+        Self { name, cargo_feature, compiled_in: true, stand_in_trigger: None, parts }
+    }
+
     /// The stand-in for a kind this build was compiled without: a disabled entry of it loads (and
     /// is never run), an enabled one fails the load naming the feature.
     pub const fn not_compiled_in(name: &'static str, cargo_feature: &'static str, trigger: &'static str) -> Self {
@@ -72,17 +153,21 @@ impl KindSpec {
             name,
             cargo_feature,
             compiled_in: false,
-            stands_in_for: None,
-            exposure: Exposure::Public,
-            shortcut: stand_in_shortcut,
             stand_in_trigger: Some(trigger),
-            when_none_configured: None,
-            check: never_run,
-            secret_prefixes: &[],
-            seeded_binding: None,
-            setup: None,
-            channel: &(),
+            parts: KindParts { seeds: Seeds::Nothing, ..KindParts::new(stand_in_shortcut, never_run, &()) },
         }
+    }
+
+    /// The channel binding the dev Cloud seeds for the kind's default entry, and the variable
+    /// that names it (`OPEN_COWORK_GATEWAY_<KIND>_CHANNEL_BINDING_ID`).
+    pub fn seeded_binding(&self) -> Option<SeededBinding> {
+        let (binding_id, provider) = match self.parts.seeds {
+            Seeds::Nothing => return None,
+            Seeds::OwnBinding => (self.name, self.name),
+            Seeds::Binding { binding_id, provider } => (binding_id, provider),
+        };
+        let env_var = format!("OPEN_COWORK_GATEWAY_{}_CHANNEL_BINDING_ID", self.name.to_ascii_uppercase());
+        Some(SeededBinding { env_var, binding_id, provider })
     }
 }
 
@@ -228,10 +313,10 @@ impl Shortcuts<'_> {
 
 /// A channel binding the dev Cloud creates when it is seeded, so a default entry of the kind
 /// finds its binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeededBinding {
     /// The variable that names the binding of the kind's default entry.
-    pub env_var: &'static str,
+    pub env_var: String,
     pub binding_id: &'static str,
     /// The provider the binding is for, as Cloud sees it.
     pub provider: &'static str,

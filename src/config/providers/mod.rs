@@ -1,8 +1,8 @@
 //! Provider list resolution: env shortcuts or `OPEN_COWORK_GATEWAY_PROVIDERS`, merged with the
 //! JSON `providers` list, then normalised entry by entry.
 //!
-//! Every kind is described once by a [`KindSpec`] in its own folder under `providers/`, listed in
-//! the one table of kinds, which the caller hands in ([`Kinds`]). Normalisation applies the rules every entry shares,
+//! Every kind is described once, in its own folder under `providers/` and its entry in the one
+//! table of kinds, which the caller hands in ([`Kinds`] of [`KindSpec`]). Normalisation applies the rules every entry shares,
 //! then the kind's own check, which types its settings ([`ChannelSettings`]): a provider is built
 //! from typed values and a bad entry fails `check-config` (exit 78) instead of the start. An
 //! enabled entry of a kind this binary cannot run fails the load the same way.
@@ -220,7 +220,7 @@ pub fn resolve_providers(context: &ProviderContext) -> Result<Vec<ProviderConfig
     };
     let mut merged = merge_provider_overrides(json_list, env_list);
     if merged.is_empty() {
-        for added in ProviderKind::all(context.kinds).filter_map(|kind| kind.spec().when_none_configured) {
+        for added in ProviderKind::all(context.kinds).filter_map(|kind| kind.spec().parts.when_none_configured) {
             merged.extend(added(env)?);
         }
     }
@@ -248,7 +248,7 @@ fn providers_from_shortcuts(context: &ProviderContext) -> Result<Vec<Value>, Con
     let mut list = Vec::new();
     for spec in context.kinds {
         let shortcuts = Shortcuts { kind: spec.name, stand_in_trigger: spec.stand_in_trigger, env, gateway_public_url };
-        list.extend((spec.shortcut)(&shortcuts)?);
+        list.extend((spec.parts.shortcut)(&shortcuts)?);
     }
     Ok(list)
 }
@@ -395,7 +395,7 @@ fn entry_identity(entry: &Value, index: usize, kinds: Kinds) -> Result<(Provider
     let kind = ProviderKind::parse(kinds, &kind_text)
         .ok_or_else(|| ConfigError::new(format!("Unsupported gateway provider kind: {kind_text}")))?;
     let id = str_field(entry, "id").map(str::to_owned).unwrap_or_else(|| format!("{}-{}", kind.as_str(), index + 1));
-    if kind.spec().stands_in_for.is_none() && !is_valid_provider_id(&id, kind) {
+    if kind.spec().parts.stands_in_for.is_none() && !is_valid_provider_id(&id, kind) {
         return Err(ConfigError::new(format!(
             "Channel provider id {id} must equal {kind} or start with {kind}-.",
             kind = kind.as_str()
@@ -437,7 +437,7 @@ fn normalize_provider(entry: &Value, index: usize, context: &ProviderContext) ->
     }
     let (credentials, mut settings) = entry_values(entry);
     let mut check = EntryCheck { id: &id, kind, enabled, credentials: &credentials, settings: &mut settings, context };
-    let channel = match (kind.spec().check)(&mut check)? {
+    let channel = match (kind.spec().parts.check)(&mut check)? {
         Some(typed) => ChannelSettings::Typed(typed),
         None => ChannelSettings::NotInThisBuild,
     };
@@ -465,7 +465,7 @@ mod tests {
 
     fn context() -> ProviderContext<'static> {
         ProviderContext {
-            kinds: crate::providers::kinds::KINDS,
+            kinds: crate::providers::KINDS,
             gateway_public_url: None,
             max_request_body_bytes: 1024 * 1024,
             env: &NO_ENV,
@@ -474,7 +474,7 @@ mod tests {
     }
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
+        ProviderKind::parse(crate::providers::KINDS, name).unwrap()
     }
 
     #[cfg(any(feature = "telegram", feature = "email"))]
@@ -611,7 +611,7 @@ mod tests {
         let shortcut = |value: &str| {
             let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_MATRIX_ENABLED", value)]);
             let trigger = stand_in.stand_in_trigger;
-            (stand_in.shortcut)(&Shortcuts {
+            (stand_in.parts.shortcut)(&Shortcuts {
                 kind: "matrix",
                 stand_in_trigger: trigger,
                 env: &env,
@@ -644,7 +644,7 @@ mod tests {
             }),
             other => json!({"kind": other, "channelBindingId": "b"}),
         };
-        for kind in ProviderKind::all(crate::providers::kinds::KINDS) {
+        for kind in ProviderKind::all(crate::providers::KINDS) {
             let result = normalize_provider(&minimal(kind), 0, &context());
             if kind.compiled_in() {
                 let channel = result.unwrap().channel;

@@ -107,7 +107,7 @@ mod tests {
     use serde_json::json;
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
+        ProviderKind::parse(crate::providers::KINDS, name).unwrap()
     }
 
     fn parse(kind: ProviderKind, settings: Value, secret: &str) -> Result<WebhookSettings, String> {

@@ -15,7 +15,7 @@ use http::Response;
 /// The provider ids Cloud accepts (`readChannelProvider`): every channel kind's name (a kind that
 /// stands in for another is seen as that one), or an id of the `<kind>-<name>` shape.
 pub(super) fn valid_provider(provider: &str) -> bool {
-    crate::providers::kinds::KINDS.iter().any(|kind| kind.stands_in_for.is_none() && kind.name == provider)
+    crate::providers::KINDS.iter().any(|kind| kind.parts.stands_in_for.is_none() && kind.name == provider)
         || (provider.len() >= 2
             && provider.len() <= 64
             && provider.as_bytes()[0].is_ascii_lowercase()

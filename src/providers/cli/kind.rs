@@ -1,31 +1,14 @@
-//! The cli kind, described once: see [`crate::config::KindSpec`].
+//! The cli kind, described once: see [`crate::config::providers::kind::KindParts`].
 
 use super::CliProvider;
 use crate::config::providers::cli::CliSettings;
-use crate::config::providers::kind::{AddedEntry, EntryCheck, Exposure, SeededBinding, Shortcuts, Typed};
-use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
+use crate::config::providers::kind::{AddedEntry, EntryCheck, Exposure, KindParts, Shortcuts, Typed};
+use crate::config::{ConfigError, KindSettings, ProviderConfig};
 use crate::providers::kinds::{no_doctor, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "cli",
-    cargo_feature: "cli",
-    compiled_in: true,
-    stands_in_for: None,
-    exposure: Exposure::LocalOnly("Gateway CLI provider is local-only and cannot be exposed publicly."),
-    shortcut,
-    stand_in_trigger: None,
-    when_none_configured: None,
-    check,
-    secret_prefixes: &[],
-    seeded_binding: Some(SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_CLI_CHANNEL_BINDING_ID",
-        binding_id: "cli",
-        provider: "cli",
-    }),
-    setup: None,
-    channel: &ChannelKind { build, doctor: no_doctor },
-};
+pub const KIND: KindParts = KindParts::new(shortcut, check, &ChannelKind { build, doctor: no_doctor })
+    .exposure(Exposure::LocalOnly("Gateway CLI provider is local-only and cannot be exposed publicly."));
 
 impl KindSettings for CliSettings {
     fn as_any(&self) -> &dyn std::any::Any {

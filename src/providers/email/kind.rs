@@ -1,35 +1,15 @@
-//! The email kind, described once: see [`crate::config::KindSpec`].
+//! The email kind, described once: see [`crate::config::providers::kind::KindParts`].
 
 use super::EmailProvider;
 use crate::channel::DoctorCheck;
 use crate::config::providers::email::{parse_address, EmailSettings};
-use crate::config::providers::kind::{
-    AddedEntry, EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts, Typed,
-};
-use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
+use crate::config::providers::kind::{AddedEntry, EntryCheck, KindParts, SetupFlag, SetupInput, SetupOutput, Shortcuts, Typed};
+use crate::config::{ConfigError, KindSettings, ProviderConfig};
 use crate::providers::kinds::LocalFuture;
 use crate::providers::kinds::{settings_of, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "email",
-    cargo_feature: "email",
-    compiled_in: true,
-    stands_in_for: None,
-    exposure: Exposure::Public,
-    shortcut,
-    stand_in_trigger: None,
-    when_none_configured: None,
-    check,
-    secret_prefixes: &[],
-    seeded_binding: Some(SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_EMAIL_CHANNEL_BINDING_ID",
-        binding_id: "email",
-        provider: "email",
-    }),
-    setup: Some(SetupSpec { flags: FLAGS, write: setup }),
-    channel: &ChannelKind { build, doctor },
-};
+pub const KIND: KindParts = KindParts::new(shortcut, check, &ChannelKind { build, doctor }).setup(FLAGS, setup);
 
 impl KindSettings for EmailSettings {
     fn as_any(&self) -> &dyn std::any::Any {

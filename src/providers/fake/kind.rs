@@ -1,38 +1,23 @@
-//! The fake kind, described once: see [`crate::config::KindSpec`]. It stands in for the CLI
+//! The fake kind, described once: see [`crate::config::providers::kind::KindParts`]. It stands in for the CLI
 //! channel: Cloud and telemetry see `cli`.
 
 use serde_json::Value;
 
 use super::FakeProvider;
 use crate::config::providers::fake::FakeSettings;
-use crate::config::providers::kind::{
-    no_shortcut, AddedEntry, EntryCheck, Exposure, SeededBinding, SetupInput, SetupOutput, SetupSpec, Typed,
-};
-use crate::config::{ConfigError, Env, KindSettings, KindSpec, ProviderConfig};
+use crate::config::providers::kind::{AddedEntry, EntryCheck, Exposure, KindParts, Seeds, SetupInput, SetupOutput, Typed, no_shortcut};
+use crate::config::{ConfigError, Env, KindSettings, ProviderConfig};
 use crate::providers::kinds::{no_doctor, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "fake",
-    cargo_feature: "devcloud",
-    compiled_in: true,
-    stands_in_for: Some("cli"),
-    exposure: Exposure::DemoOnly(
+pub const KIND: KindParts = KindParts::new(no_shortcut, check, &ChannelKind { build, doctor: no_doctor })
+    .stands_in_for("cli")
+    .exposure(Exposure::DemoOnly(
         "Gateway fake provider cannot be exposed publicly unless OPEN_COWORK_GATEWAY_ALLOW_PUBLIC_FAKE_PROVIDER=true is set explicitly for a self-host demo.",
-    ),
-    shortcut: no_shortcut,
-    stand_in_trigger: None,
-    when_none_configured: Some(when_none_configured),
-    check,
-    secret_prefixes: &[],
-    seeded_binding: Some(SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_FAKE_CHANNEL_BINDING_ID",
-        binding_id: "fake-binding",
-        provider: "cli",
-    }),
-    setup: Some(SetupSpec { flags: &[], write: setup }),
-    channel: &ChannelKind { build, doctor: no_doctor },
-};
+    ))
+    .when_none_configured(when_none_configured)
+    .seeds(Seeds::Binding { binding_id: "fake-binding", provider: "cli" })
+    .setup(&[], setup);
 
 impl KindSettings for FakeSettings {
     fn as_any(&self) -> &dyn std::any::Any {

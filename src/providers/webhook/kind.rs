@@ -1,73 +1,18 @@
 //! The generic webhook kind and the three bridges (discord, whatsapp, signal), described once
-//! each: see [`crate::config::KindSpec`]. They share this implementation and differ only in
+//! each: see [`crate::config::providers::kind::KindParts`]. They share this implementation and differ only in
 //! their name, their capabilities and their bridge rules.
 
 use super::WebhookProvider;
 use crate::channel::DoctorCheck;
-use crate::config::providers::kind::{
-    AddedEntry, EntryCheck, Exposure, SeededBinding, SetupFlag, SetupInput, SetupOutput, SetupSpec, Shortcuts, Typed,
-};
+use crate::config::providers::kind::{AddedEntry, EntryCheck, KindParts, SetupFlag, SetupInput, SetupOutput, Shortcuts, Typed};
 use crate::config::providers::webhook::WebhookSettings;
-use crate::config::{ConfigError, KindSettings, KindSpec, ProviderConfig};
+use crate::config::{ConfigError, KindSettings, ProviderConfig};
 use crate::providers::kinds::LocalFuture;
 use crate::providers::kinds::{settings_of, Built, ChannelKind};
 use crate::providers::ProviderFactory;
 
-/// One relay kind: the generic webhook or a bridge.
-const fn relay(name: &'static str, cargo_feature: &'static str, seeded_binding: SeededBinding) -> KindSpec {
-    KindSpec {
-        name,
-        cargo_feature,
-        compiled_in: true,
-        stands_in_for: None,
-        exposure: Exposure::Public,
-        shortcut,
-        stand_in_trigger: None,
-        when_none_configured: None,
-        check,
-        secret_prefixes: &[],
-        seeded_binding: Some(seeded_binding),
-        setup: Some(SetupSpec { flags: FLAGS, write: setup }),
-        channel: &ChannelKind { build, doctor },
-    }
-}
-
-pub static WEBHOOK: KindSpec = relay(
-    "webhook",
-    "webhook",
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_WEBHOOK_CHANNEL_BINDING_ID",
-        binding_id: "webhook",
-        provider: "webhook",
-    },
-);
-pub static DISCORD: KindSpec = relay(
-    "discord",
-    "bridges",
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_DISCORD_CHANNEL_BINDING_ID",
-        binding_id: "discord",
-        provider: "discord",
-    },
-);
-pub static WHATSAPP: KindSpec = relay(
-    "whatsapp",
-    "bridges",
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_WHATSAPP_CHANNEL_BINDING_ID",
-        binding_id: "whatsapp",
-        provider: "whatsapp",
-    },
-);
-pub static SIGNAL: KindSpec = relay(
-    "signal",
-    "bridges",
-    SeededBinding {
-        env_var: "OPEN_COWORK_GATEWAY_SIGNAL_CHANNEL_BINDING_ID",
-        binding_id: "signal",
-        provider: "signal",
-    },
-);
+/// The generic webhook and the bridges share one description; the table of kinds names each.
+pub const RELAY: KindParts = KindParts::new(shortcut, check, &ChannelKind { build, doctor }).setup(FLAGS, setup);
 
 fn is_bridge(kind: &str) -> bool {
     kind != "webhook"

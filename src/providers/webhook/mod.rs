@@ -560,7 +560,7 @@ mod tests {
     use std::net::IpAddr;
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(crate::providers::kinds::KINDS, name).unwrap()
+        ProviderKind::parse(crate::providers::KINDS, name).unwrap()
     }
 
     /// A resolver for validation tests: these operations must fail before any lookup.

@@ -1,27 +1,20 @@
 //! The channel conformance battery: the same behaviours (`cases.rs`) run against every channel,
 //! each through its fake platform server, with the dev Cloud and a real gateway in between.
 //!
-//! A channel joins with a file in `platforms/` implementing [`platform::Platform`] (start its
-//! fake platform and point the gateway at it, make a person write, list what the platform
-//! received, script a rate limit and a permanent refusal) and one entry in the table at the
-//! bottom. The entry must name every case, in order (a missing one does not compile): `yes`, or
-//! the reason the behaviour does not apply to that channel, which `cargo test` then lists as
-//! ignored with that reason (a case is never passed silently). A new case is one function in
-//! `cases.rs`, one line in each macro below and one line in every entry.
+//! Every kind of the table of kinds runs it: each folder under `src/providers/` has a
+//! `conformance.rs` (included here through the table, see the bottom of this file) implementing
+//! [`platform::Platform`] (start its fake platform and point the gateway at it, make a person
+//! write, list what the platform received, script a rate limit and a permanent refusal) and one
+//! `battery!` entry per kind of the folder. The entry must name every case, in order (a missing
+//! one does not compile): `yes`, or the reason the behaviour does not apply to that channel,
+//! which `cargo test` then lists as ignored with that reason (a case is never passed silently).
+//! A new case is one function in `cases.rs`, one line in each macro below and one line in every
+//! entry.
 
-#![cfg(all(
-    feature = "devcloud",
-    feature = "telegram",
-    feature = "slack",
-    feature = "email",
-    feature = "webhook",
-    feature = "bridges",
-    feature = "cli"
-))]
+#![cfg(feature = "devcloud")]
 
 mod cases;
 mod platform;
-mod platforms;
 
 use crate::support::test_gateway::TestGateway;
 
@@ -43,7 +36,7 @@ macro_rules! case {
     ($platform:ty, $case:ident, yes) => {
         #[test]
         fn $case() {
-            crate::support::run(super::cases::$case::<$platform>());
+            crate::support::run(crate::conformance::cases::$case::<$platform>());
         }
     };
     ($platform:ty, $case:ident, $reason:literal) => {
@@ -66,7 +59,7 @@ macro_rules! battery {
         streamed_text_edits_one_message: $edits:tt,
         streamed_edits_are_paced_to_one_a_second: $paced:tt $(,)?
     }) => {
-        mod $channel {
+        pub(super) mod $channel {
             // The platform's path is written from the table's module; unused in an entry whose
             // cases are all not applicable.
             #[allow(unused_imports)]
@@ -84,89 +77,23 @@ macro_rules! battery {
     };
 }
 
-battery!(telegram: platforms::telegram::Telegram {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: yes,
-    a_permanent_error_is_dead_lettered: yes,
-    a_restart_between_claim_and_prompt_loses_nothing: yes,
-    streamed_text_edits_one_message: yes,
-    streamed_edits_are_paced_to_one_a_second: yes,
-});
+/// Reads the table of kinds (`src/providers/table_of_kinds.rs`): every folder's `conformance.rs`
+/// is included as a module of the battery (compiled when one of its kinds' features is on), and
+/// every kind must have an entry named after it there, or this binary does not compile.
+macro_rules! kinds {
+    ($($folder:ident $($always:ident)? {
+        $($kind:ident if $feature:literal when $trigger:literal => $parts:ident)+
+    })+) => {$(
+        #[cfg(any($(feature = $feature),+))]
+        mod $folder {
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/providers/", stringify!($folder), "/conformance.rs"));
+        }
+        $(
+            #[cfg(feature = $feature)]
+            #[allow(unused_imports)]
+            use $folder::$kind as _;
+        )+
+    )+};
+}
 
-battery!(slack: platforms::slack::Slack {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: yes,
-    a_permanent_error_is_dead_lettered: yes,
-    a_restart_between_claim_and_prompt_loses_nothing: yes,
-    streamed_text_edits_one_message: yes,
-    streamed_edits_are_paced_to_one_a_second: yes,
-});
-
-battery!(email: platforms::email::Email {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: yes,
-    a_permanent_error_is_dead_lettered: yes,
-    a_restart_between_claim_and_prompt_loses_nothing: yes,
-    streamed_text_edits_one_message: "a mail cannot be edited once sent: streamed text goes out once, final",
-    streamed_edits_are_paced_to_one_a_second: "a mail cannot be edited once sent",
-});
-
-battery!(webhook: platforms::relay::Relay<platforms::relay::Webhook> {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: yes,
-    a_permanent_error_is_dead_lettered: yes,
-    a_restart_between_claim_and_prompt_loses_nothing: yes,
-    streamed_text_edits_one_message: yes,
-    streamed_edits_are_paced_to_one_a_second:
-        "the relay gets every edit as it comes: pacing edits is done for the platforms the gateway calls itself",
-});
-
-battery!(discord_bridge: platforms::relay::Relay<platforms::relay::Discord> {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: yes,
-    a_permanent_error_is_dead_lettered: yes,
-    a_restart_between_claim_and_prompt_loses_nothing: yes,
-    streamed_text_edits_one_message: yes,
-    streamed_edits_are_paced_to_one_a_second:
-        "the relay gets every edit as it comes: pacing edits is done for the platforms the gateway calls itself",
-});
-
-battery!(signal_bridge: platforms::relay::Relay<platforms::relay::Signal> {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: yes,
-    a_permanent_error_is_dead_lettered: yes,
-    a_restart_between_claim_and_prompt_loses_nothing: yes,
-    streamed_text_edits_one_message: "Signal messages cannot be edited: streamed text goes out once, final",
-    streamed_edits_are_paced_to_one_a_second: "Signal messages cannot be edited",
-});
-
-battery!(cli: platforms::cli::Cli {
-    inbound_message_is_prompted_once: yes,
-    a_reply_reaches_the_chat: yes,
-    a_long_reply_is_split: yes,
-    approval_shows_buttons_or_the_commands: yes,
-    a_rate_limited_send_is_delayed_not_dropped: "stdout has no rate limit",
-    a_permanent_error_is_dead_lettered: "stdout refuses nothing: a write either happens or the process is gone",
-    a_restart_between_claim_and_prompt_loses_nothing:
-        "a line read from stdin is gone with the process that read it: no sender posts it again",
-    streamed_text_edits_one_message: "a printed line cannot be edited: streamed text goes out once, final",
-    streamed_edits_are_paced_to_one_a_second: "a printed line cannot be edited",
-});
+include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/providers/table_of_kinds.rs"));

@@ -1,5 +1,9 @@
-//! The CLI in the battery: the gateway binary as a child process; a person writing is a JSON line
-//! on its stdin, and what it sends are JSON lines on its stdout.
+// Compiled only into the integration test binary (`tests/gateway/`), which includes this file
+// for the channel conformance battery by reading the table of kinds: `crate` here is that test
+// crate, never this library.
+//
+// The CLI in the battery: the gateway binary as a child process; a person writing is a JSON line
+// on its stdin, and what it sends are JSON lines on its stdout.
 
 use std::rc::Rc;
 
@@ -62,3 +66,16 @@ impl Platform for Cli {
         false
     }
 }
+
+battery!(cli: Cli {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: "stdout has no rate limit",
+    a_permanent_error_is_dead_lettered: "stdout refuses nothing: a write either happens or the process is gone",
+    a_restart_between_claim_and_prompt_loses_nothing:
+        "a line read from stdin is gone with the process that read it: no sender posts it again",
+    streamed_text_edits_one_message: "a printed line cannot be edited: streamed text goes out once, final",
+    streamed_edits_are_paced_to_one_a_second: "a printed line cannot be edited",
+});

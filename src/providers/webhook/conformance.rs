@@ -1,5 +1,9 @@
-//! The generic webhook and the bridges in the battery: the loopback relay receives the signed
-//! deliveries; a person writing is a signed post to the gateway's webhook route of that kind.
+// Compiled only into the integration test binary (`tests/gateway/`), which includes this file
+// for the channel conformance battery by reading the table of kinds: `crate` here is that test
+// crate, never this library.
+//
+// The generic webhook and the bridges in the battery: the loopback relay receives the signed
+// deliveries; a person writing is a signed post to the gateway's webhook route of that kind.
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -33,6 +37,15 @@ impl RelayKind for Discord {
     const NAME: &'static str = "discord";
     const PREFIX: &'static str = "OPEN_COWORK_GATEWAY_DISCORD";
     const MAX_TEXT: usize = 2000;
+    const BUTTONS: bool = true;
+}
+
+/// A bridge with up to three buttons in one row and no edits.
+pub struct WhatsApp;
+impl RelayKind for WhatsApp {
+    const NAME: &'static str = "whatsapp";
+    const PREFIX: &'static str = "OPEN_COWORK_GATEWAY_WHATSAPP";
+    const MAX_TEXT: usize = 4096;
     const BUTTONS: bool = true;
 }
 
@@ -128,3 +141,53 @@ impl<K: RelayKind> Platform for Relay<K> {
         !self.receiver.borrow().script.is_empty()
     }
 }
+
+battery!(webhook: Relay<Webhook> {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: yes,
+    streamed_edits_are_paced_to_one_a_second:
+        "the relay gets every edit as it comes: pacing edits is done for the platforms the gateway calls itself",
+});
+
+battery!(discord: Relay<Discord> {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: yes,
+    streamed_edits_are_paced_to_one_a_second:
+        "the relay gets every edit as it comes: pacing edits is done for the platforms the gateway calls itself",
+});
+
+battery!(signal: Relay<Signal> {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: "Signal messages cannot be edited: streamed text goes out once, final",
+    streamed_edits_are_paced_to_one_a_second: "Signal messages cannot be edited",
+});
+
+battery!(whatsapp: Relay<WhatsApp> {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: "WhatsApp messages cannot be edited: streamed text goes out once, final",
+    streamed_edits_are_paced_to_one_a_second: "WhatsApp messages cannot be edited",
+});

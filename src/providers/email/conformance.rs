@@ -1,5 +1,9 @@
-//! E-mail in the battery: the SMTP sink receives the replies; a person writing is the inbound
-//! relay's post of a parsed mail.
+// Compiled only into the integration test binary (`tests/gateway/`), which includes this file
+// for the channel conformance battery by reading the table of kinds: `crate` here is that test
+// crate, never this library.
+//
+// E-mail in the battery: the SMTP sink receives the replies; a person writing is the inbound
+// relay's post of a parsed mail.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -113,3 +117,15 @@ impl Platform for Email {
         !self.0.borrow().script.is_empty()
     }
 }
+
+battery!(email: Email {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: "a mail cannot be edited once sent: streamed text goes out once, final",
+    streamed_edits_are_paced_to_one_a_second: "a mail cannot be edited once sent",
+});

@@ -1,4 +1,8 @@
-//! Telegram in the battery: the fake Bot API, polled; a person writing is an update it serves.
+// Compiled only into the integration test binary (`tests/gateway/`), which includes this file
+// for the channel conformance battery by reading the table of kinds: `crate` here is that test
+// crate, never this library.
+//
+// Telegram in the battery: the fake Bot API, polled; a person writing is an update it serves.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -80,3 +84,15 @@ impl Platform for Telegram {
         self.0.borrow().scripted.get("sendMessage").is_some_and(|q| !q.is_empty())
     }
 }
+
+battery!(telegram: Telegram {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: yes,
+    streamed_edits_are_paced_to_one_a_second: yes,
+});

@@ -1,4 +1,8 @@
-//! Slack in the battery: the fake Web API; a person writing is a signed Events API request.
+// Compiled only into the integration test binary (`tests/gateway/`), which includes this file
+// for the channel conformance battery by reading the table of kinds: `crate` here is that test
+// crate, never this library.
+//
+// Slack in the battery: the fake Web API; a person writing is a signed Events API request.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -106,3 +110,15 @@ impl Platform for Slack {
         self.0.borrow().scripted.get("chat.postMessage").is_some_and(|q| !q.is_empty())
     }
 }
+
+battery!(slack: Slack {
+    inbound_message_is_prompted_once: yes,
+    a_reply_reaches_the_chat: yes,
+    a_long_reply_is_split: yes,
+    approval_shows_buttons_or_the_commands: yes,
+    a_rate_limited_send_is_delayed_not_dropped: yes,
+    a_permanent_error_is_dead_lettered: yes,
+    a_restart_between_claim_and_prompt_loses_nothing: yes,
+    streamed_text_edits_one_message: yes,
+    streamed_edits_are_paced_to_one_a_second: yes,
+});
