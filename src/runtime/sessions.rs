@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::plan_executor::{carry_out, PlanContext, RenderError, Rendered};
+use super::plan_executor::{carry_out, PlanContext, Progress, RenderError, Rendered};
 use super::state::{OpenStreamEntry, StateFile};
 use crate::channel::{Channel, ChannelRegistry, ChannelTarget};
 use crate::cloud::client::CloudClient;
@@ -874,8 +874,9 @@ impl<'a> Consumer<'a> {
 }
 
 /// Renders one event and carries the plan out, trying again in place while it fails
-/// transiently (or is rate-limited) within the budget, so no later event overtakes it. Returns
-/// the outcome and the tries it took.
+/// transiently (or is rate-limited) within the budget, so no later event overtakes it. The plan
+/// is decided once; each try resumes it where the last one stopped (see [`Progress`]), so a
+/// retry never shows again what already went out. Returns the outcome and the tries it took.
 async fn render_with_retries(
     sessions: &Sessions,
     context: &PlanContext<'_>,
@@ -883,14 +884,15 @@ async fn render_with_retries(
     event: &SessionEvent,
 ) -> (Result<Rendered, RenderError>, u32) {
     let artifact_url = |artifact_id: &str| context.client.artifact_url(&context.binding.binding_id, artifact_id);
+    let render = RenderContext { capabilities: context.provider.capabilities(), artifact_url: &artifact_url };
+    let plan = render_event(&render, state, event);
+    let mut progress = Progress::default();
     let first_try = Instant::now();
     let mut attempt = 1;
     loop {
-        let render = RenderContext { capabilities: context.provider.capabilities(), artifact_url: &artifact_url };
-        let plan = render_event(&render, state, event);
         // Boxed: rendering is rare next to waiting, and inline its state would size every idle
         // stream's task for the largest render.
-        match Box::pin(carry_out(context, state, plan)).await {
+        match Box::pin(carry_out(context, state, &plan, &mut progress)).await {
             Ok(rendered) => return (Ok(rendered), attempt),
             // The channel said how long to wait: wait exactly that and try the same event again.
             // Not a failed attempt; later events still wait their turn.
