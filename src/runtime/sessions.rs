@@ -1011,6 +1011,46 @@ mod tests {
         );
     }
 
+    /// A reply split in three messages: the second send fails with a 502, the third meets a rate
+    /// limit. The retries resume the plan, so the chat shows each part once, in order.
+    #[tokio::test(start_paused = true)]
+    async fn retried_renders_resume_where_they_stopped() {
+        use crate::channel::{Capabilities, SendErrorKind};
+        use crate::render::Plan;
+        use crate::runtime::scripted_channel::ScriptedChannel;
+        let sessions = test_sessions();
+        let capabilities = Capabilities::text_only(100);
+        let content: String = (10..40).map(|n| format!("word{n} ")).collect();
+        let event: SessionEvent = serde_json::from_value(serde_json::json!({"sessionId": "s1", "sequence": 1,
+            "type": "assistant.message", "payload": {"messageId": "a1", "content": content}}))
+        .unwrap();
+        let mut state = RenderState::default();
+        let parts = crate::render::plan::message_texts(&capabilities, content.trim());
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        let provider = ScriptedChannel::new(capabilities);
+        provider.refuse_once(&parts[1], SendErrorKind::Transient);
+        provider.refuse_once(&parts[2], SendErrorKind::RateLimited(Duration::from_secs(3)));
+        let binding: SessionBindingRecord = serde_json::from_value(serde_json::json!({"bindingId": "b1",
+            "channelBindingId": "c1", "sessionId": "s1", "provider": "cli", "externalChatId": "chat",
+            "externalThreadId": "chat"}))
+        .unwrap();
+        let target = ChannelTarget { chat_id: "chat".into(), ..ChannelTarget::default() };
+        let context = PlanContext { client: &sessions.client, provider: &provider, binding: &binding, target };
+        let started = Instant::now();
+        let (rendered, attempts) = render_with_retries(&sessions, &context, &mut state, &event).await;
+        assert_eq!(rendered.map(|r| r.last_chat_message_id), Ok(Some("m5".into())));
+        let sends: Vec<String> = provider.calls().iter().map(|c| c.replace(" thread=None reply_to=None", "")).collect();
+        let send = |n: usize| format!("send {}", parts[n]);
+        let expected = [send(0), format!("refused {}", send(1)), send(1), format!("refused {}", send(2)), send(2)];
+        assert_eq!(sends, expected, "no part sent twice");
+        assert_eq!(attempts, 2, "the rate limit is a wait, not a failed try");
+        assert_eq!(started.elapsed(), retry_pause(1) + Duration::from_secs(3), "the pause, then the asked wait");
+        assert_eq!(sessions.metrics.get(Stat::SessionRenderRetries), 1);
+        assert_eq!(sessions.metrics.get(Stat::SessionRenderDelays), 1);
+        let again = RenderContext { capabilities: provider.capabilities(), artifact_url: &|id| id.into() };
+        assert_eq!(render_event(&again, &state, &event), Plan::Nothing { message_id: Some("m5".into()) });
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_streams_are_evicted_after_the_ttl_and_the_least_recent_at_the_cap() {
         tokio::task::LocalSet::new()
