@@ -566,6 +566,51 @@ fn a_reply_rate_limited_by_telegram_is_delivered_not_skipped() {
     });
 }
 
+/// An agent reply too long for one Telegram message goes out in three; the second meets a 502
+/// once. The render is retried from that part: the chat shows each part once, in order.
+#[test]
+fn a_long_reply_whose_second_part_fails_once_arrives_once_per_part() {
+    run_paused(async {
+        let world = world().await;
+        // 1,500 words of six characters: an echo of about 9,000, three messages at 4,096.
+        let prompt: String = (0..1500).map(|n| format!("w{n:04} ")).collect();
+        let prompt = prompt.trim();
+        // The reply's first part starts with the echo; the first other text is its second part.
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body["text"].as_str().is_some_and(|t| t.starts_with('w')),
+            502,
+            "Bad Gateway",
+            None,
+        );
+        world.bot.borrow_mut().push_update(text_update(60, 909, prompt));
+        let running = gateway(&world, &[]).await;
+        let sent = || world.bot.borrow().texts_sent();
+        within(Duration::from_secs(30), "the three parts", || sent().len() >= 4).await;
+        // Nothing more comes: a retry that started over would send the first part again.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the second part took the 502");
+        let texts = sent();
+        assert_eq!(
+            texts.len(),
+            4,
+            "three parts and the one refused try: {:?}",
+            texts.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(texts[1], texts[2], "the refused part is what was tried again");
+        let parts = [&texts[0], &texts[2], &texts[3]];
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
+        assert_eq!(
+            parts.iter().map(|p| p.as_str()).collect::<String>(),
+            format!("echo: {prompt}"),
+            "each part once, in order"
+        );
+        assert!(running.metrics.get(Stat::SessionRenderRetries) >= 1);
+        assert_eq!(running.metrics.get(Stat::SessionRenderDeadLetters), 0);
+        running.stop();
+    });
+}
+
 #[test]
 fn deliveries_are_sent_while_get_updates_is_in_a_409_conflict() {
     run_paused(async {
