@@ -388,6 +388,37 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
     });
 }
 
+/// A delivery cut in three messages whose second meets a 502 is acked `failed`; when Cloud
+/// serves it again, the next attempt sends only the second and the third.
+#[test]
+fn a_delivery_whose_second_message_fails_resumes_at_that_message() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[]).await;
+        eventually("healthy", || health(&running).0).await;
+        // About 9,000 characters: three messages at 4,096; the first starts with `d0000`.
+        let text: String = (0..1500).map(|n| format!("d{n:04} ")).collect();
+        let text = text.trim().to_owned();
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body["text"].as_str().is_some_and(|t| t.starts_with('d') && !t.starts_with("d0000")),
+            502,
+            "Bad Gateway",
+            None,
+        );
+        world.cloud.enqueue_delivery("telegram", "long", json!({"externalChatId": "7"}), json!({"text": text}));
+        eventually("sent", || delivery_status(&world.cloud, "long") == "sent").await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the second message took the 502");
+        let acks = world.cloud.records.borrow().acks_of("long").map(|a| a.calls.clone()).unwrap();
+        assert_eq!(acks.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(), ["failed", "sent"]);
+        let texts = world.bot.borrow().texts_sent();
+        assert_eq!(texts.len(), 4, "three messages and the one refused try");
+        assert_eq!(texts[1], texts[2], "the refused message is where the next attempt starts");
+        assert_eq!([texts[0].as_str(), &texts[2], &texts[3]].concat(), text, "each message once, in order");
+        running.stop();
+    });
+}
+
 /// Telegram answers an edit that changes nothing "message is not modified": that is success, not
 /// a render retry. (Pacing and coalescing of edits are cases of the conformance battery.)
 #[test]
