@@ -1,7 +1,8 @@
 //! Carries out a render [`Plan`]: creates the Cloud interaction a prompt needs, sends and edits
 //! through the channel in order, reads an artifact from Cloud to send it as a file, and tells
 //! the render state what came of it. The decisions (what to send, how it is cut, buttons or
-//! text commands) are the plan's; this only does them.
+//! text commands) are the plan's; this only does them, noting its [`Progress`] so that a retry
+//! of the same event does only what is left.
 
 use serde_json::Value;
 

@@ -1,8 +1,8 @@
 //! Session streams: one task per open session binding follows its Cloud event stream, renders
 //! each event in order for the binding's channel (a render plan, carried out by
 //! [`super::plan_executor`]), and persists the cursor. A transiently failed render is retried in
-//! place, so no later event overtakes it; after the retry budget the event is skipped ("poison")
-//! and counted.
+//! place, so no later event overtakes it, and each try resumes the plan where the last one
+//! stopped; after the retry budget the event is skipped ("poison") and counted.
 //!
 //! Streams exist only while they are needed: a stream closes a short grace after its session
 //! went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a question
