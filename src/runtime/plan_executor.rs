@@ -235,8 +235,7 @@ async fn create_interaction(context: &PlanContext<'_>, request: &InteractionRequ
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
@@ -363,25 +362,29 @@ mod tests {
         assert_eq!(plan_for(&capabilities, &state, reply), Plan::Nothing { message_id: Some("m4".into()) });
     }
 
-    /// A loopback Cloud that creates interactions (token `tok`); returns its URL and how many it
-    /// created.
-    async fn interaction_cloud() -> (String, Arc<AtomicUsize>) {
+    /// A loopback Cloud that creates interactions (token `tok`) and reads artifacts (`hello
+    /// world`, 11 bytes); returns its URL and the paths it was asked for.
+    async fn stub_cloud() -> (String, Arc<Mutex<Vec<String>>>) {
         use http_body_util::Full;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let created = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&created);
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&paths);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let count = Arc::clone(&count);
+                let seen = Arc::clone(&seen);
                 let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let interactions = request.uri().path() == "/api/channels/interactions";
-                    let status = if interactions { 201 } else { 404 };
-                    if interactions {
-                        count.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let body = serde_json::json!({"plaintextToken": "tok", "interaction":
-                        {"interactionId": "i1", "kind": "permission", "targetId": "p1", "status": "pending"}});
+                    let path = request.uri().path().to_owned();
+                    seen.lock().unwrap().push(path.clone());
+                    let (status, body) = if path == "/api/channels/interactions" {
+                        (
+                            201,
+                            serde_json::json!({"plaintextToken": "tok", "interaction":
+                            {"interactionId": "i1", "kind": "permission", "targetId": "p1", "status": "pending"}}),
+                        )
+                    } else {
+                        (200, serde_json::json!({"artifact": {"dataBase64": "aGVsbG8gd29ybGQ=", "filename": "a.txt"}}))
+                    };
                     let response = http::Response::builder()
                         .status(status)
                         .header("content-type", "application/json")
@@ -392,7 +395,31 @@ mod tests {
                 tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
             }
         });
-        (format!("http://{address}"), created)
+        (format!("http://{address}"), paths)
+    }
+
+    fn asked(paths: &Mutex<Vec<String>>, prefix: &str) -> usize {
+        paths.lock().unwrap().iter().filter(|path| path.starts_with(prefix)).count()
+    }
+
+    /// A file too large for the channel goes as its link messages; the second fails once: the
+    /// retry sends only that one, without reading the file from Cloud again.
+    #[tokio::test]
+    async fn a_retried_file_step_sends_only_the_link_messages_left() {
+        let (base_url, paths) = stub_cloud().await;
+        let client = client(&base_url);
+        let provider = ScriptedChannel::new(Capabilities::text_only(4096));
+        provider.refuse_once("l2", SendErrorKind::Transient);
+        let link = vec!["l1".to_owned(), "l2".to_owned()];
+        let file = Step::File { artifact_id: "f1".into(), filename: "a.txt".into(), max_bytes: 5, link };
+        let plan = Plan::Show(Show { steps: vec![file], message_id: None, remember: None });
+        let (mut state, mut progress) = (RenderState::default(), Progress::default());
+        assert!(carry(&client, &provider, &mut state, &plan, &mut progress).await.unwrap_err().transient);
+        let rendered = carry(&client, &provider, &mut state, &plan, &mut progress).await.unwrap();
+        let send = |text: &str| format!("send {text} thread=None reply_to=None");
+        assert_eq!(provider.calls(), [send("l1"), format!("refused {}", send("l2")), send("l2")]);
+        assert_eq!(asked(&paths, "/api/channels/sessions/"), 1, "the file is read once");
+        assert_eq!(rendered.last_chat_message_id.as_deref(), Some("m3"));
     }
 
     /// An approval whose buttons fail once with a 502: the retry shows the buttons with the
@@ -410,13 +437,13 @@ mod tests {
         let plan = plan_for(&capabilities, &state, requested);
         let provider = ScriptedChannel::new(capabilities);
         provider.refuse_once("Run rm?", SendErrorKind::Transient);
-        let (base_url, created) = interaction_cloud().await;
+        let (base_url, paths) = stub_cloud().await;
         let client = client(&base_url);
         let mut progress = Progress::default();
         let mut state = state;
         assert!(carry(&client, &provider, &mut state, &plan, &mut progress).await.unwrap_err().transient);
         let rendered = carry(&client, &provider, &mut state, &plan, &mut progress).await.unwrap();
-        assert_eq!(created.load(Ordering::SeqCst), 1, "one Cloud interaction for the prompt");
+        assert_eq!(asked(&paths, "/api/channels/interactions"), 1, "one Cloud interaction for the prompt");
         assert_eq!(provider.calls(), ["refused buttons Run rm?", "buttons Run rm?"], "one prompt shown");
         assert_eq!(rendered.last_chat_message_id.as_deref(), Some("m2"));
     }
