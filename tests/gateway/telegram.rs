@@ -259,6 +259,32 @@ fn approval_buttons_use_short_ids_and_answer_the_callback() {
     });
 }
 
+/// The approval's keyboard meets a 502 once: the retried render shows it with the interaction
+/// the first try created, so Cloud holds one interaction and the chat one keyboard.
+#[test]
+fn an_approval_whose_keyboard_fails_once_has_one_interaction_and_one_keyboard() {
+    run_paused(async {
+        let world = world().await;
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body.get("reply_markup").is_some(),
+            502,
+            "Bad Gateway",
+            None,
+        );
+        world.bot.borrow_mut().push_update(text_update(70, 707, "please /approve-me"));
+        let running = gateway(&world, &[]).await;
+        let keyboards =
+            || world.bot.borrow().calls("sendMessage").iter().filter(|b| b.get("reply_markup").is_some()).count();
+        within(Duration::from_secs(30), "the keyboard after the 502", || keyboards() >= 2).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the keyboard took the 502");
+        assert_eq!(keyboards(), 2, "one refused try and one keyboard shown");
+        assert_eq!(world.cloud.calls("create-interaction"), 1, "one Cloud interaction");
+        running.stop();
+    });
+}
+
 #[test]
 fn webhook_mode_registers_verifies_the_secret_and_deduplicates() {
     run(async {
