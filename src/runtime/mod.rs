@@ -15,6 +15,8 @@ pub mod lanes;
 pub mod plan_executor;
 pub mod readiness;
 pub mod receipt;
+#[cfg(test)]
+mod scripted_channel;
 pub mod sessions;
 pub mod state;
 

@@ -1,8 +1,8 @@
 //! Session streams: one task per open session binding follows its Cloud event stream, renders
 //! each event in order for the binding's channel (a render plan, carried out by
 //! [`super::plan_executor`]), and persists the cursor. A transiently failed render is retried in
-//! place, so no later event overtakes it; after the retry budget the event is skipped ("poison")
-//! and counted.
+//! place, so no later event overtakes it, and each try resumes the plan where the last one
+//! stopped; after the retry budget the event is skipped ("poison") and counted.
 //!
 //! Streams exist only while they are needed: a stream closes a short grace after its session
 //! went idle (`session.idle`, or no event for [`QUIET_CLOSE`]) unless an approval or a question
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::plan_executor::{carry_out, PlanContext, RenderError, Rendered};
+use super::plan_executor::{carry_out, PlanContext, Progress, RenderError, Rendered};
 use super::state::{OpenStreamEntry, StateFile};
 use crate::channel::{Channel, ChannelRegistry, ChannelTarget};
 use crate::cloud::client::CloudClient;
@@ -874,8 +874,9 @@ impl<'a> Consumer<'a> {
 }
 
 /// Renders one event and carries the plan out, trying again in place while it fails
-/// transiently (or is rate-limited) within the budget, so no later event overtakes it. Returns
-/// the outcome and the tries it took.
+/// transiently (or is rate-limited) within the budget, so no later event overtakes it. The plan
+/// is decided once; each try resumes it where the last one stopped (see [`Progress`]), so a
+/// retry never shows again what already went out. Returns the outcome and the tries it took.
 async fn render_with_retries(
     sessions: &Sessions,
     context: &PlanContext<'_>,
@@ -883,14 +884,15 @@ async fn render_with_retries(
     event: &SessionEvent,
 ) -> (Result<Rendered, RenderError>, u32) {
     let artifact_url = |artifact_id: &str| context.client.artifact_url(&context.binding.binding_id, artifact_id);
+    let render = RenderContext { capabilities: context.provider.capabilities(), artifact_url: &artifact_url };
+    let plan = render_event(&render, state, event);
+    let mut progress = Progress::default();
     let first_try = Instant::now();
     let mut attempt = 1;
     loop {
-        let render = RenderContext { capabilities: context.provider.capabilities(), artifact_url: &artifact_url };
-        let plan = render_event(&render, state, event);
         // Boxed: rendering is rare next to waiting, and inline its state would size every idle
         // stream's task for the largest render.
-        match Box::pin(carry_out(context, state, plan)).await {
+        match Box::pin(carry_out(context, state, &plan, &mut progress)).await {
             Ok(rendered) => return (Ok(rendered), attempt),
             // The channel said how long to wait: wait exactly that and try the same event again.
             // Not a failed attempt; later events still wait their turn.
@@ -1007,6 +1009,46 @@ mod tests {
                 generation: 0,
             },
         );
+    }
+
+    /// A reply split in three messages: the second send fails with a 502, the third meets a rate
+    /// limit. The retries resume the plan, so the chat shows each part once, in order.
+    #[tokio::test(start_paused = true)]
+    async fn retried_renders_resume_where_they_stopped() {
+        use crate::channel::{Capabilities, SendErrorKind};
+        use crate::render::Plan;
+        use crate::runtime::scripted_channel::ScriptedChannel;
+        let sessions = test_sessions();
+        let capabilities = Capabilities::text_only(100);
+        let content: String = (10..40).map(|n| format!("word{n} ")).collect();
+        let event: SessionEvent = serde_json::from_value(serde_json::json!({"sessionId": "s1", "sequence": 1,
+            "type": "assistant.message", "payload": {"messageId": "a1", "content": content}}))
+        .unwrap();
+        let mut state = RenderState::default();
+        let parts = crate::render::plan::message_texts(&capabilities, content.trim());
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        let provider = ScriptedChannel::new(capabilities);
+        provider.refuse_once(&parts[1], SendErrorKind::Transient);
+        provider.refuse_once(&parts[2], SendErrorKind::RateLimited(Duration::from_secs(3)));
+        let binding: SessionBindingRecord = serde_json::from_value(serde_json::json!({"bindingId": "b1",
+            "channelBindingId": "c1", "sessionId": "s1", "provider": "cli", "externalChatId": "chat",
+            "externalThreadId": "chat"}))
+        .unwrap();
+        let target = ChannelTarget { chat_id: "chat".into(), ..ChannelTarget::default() };
+        let context = PlanContext { client: &sessions.client, provider: &provider, binding: &binding, target };
+        let started = Instant::now();
+        let (rendered, attempts) = render_with_retries(&sessions, &context, &mut state, &event).await;
+        assert_eq!(rendered.map(|r| r.last_chat_message_id), Ok(Some("m5".into())));
+        let sends: Vec<String> = provider.calls().iter().map(|c| c.replace(" thread=None reply_to=None", "")).collect();
+        let send = |n: usize| format!("send {}", parts[n]);
+        let expected = [send(0), format!("refused {}", send(1)), send(1), format!("refused {}", send(2)), send(2)];
+        assert_eq!(sends, expected, "no part sent twice");
+        assert_eq!(attempts, 2, "the rate limit is a wait, not a failed try");
+        assert_eq!(started.elapsed(), retry_pause(1) + Duration::from_secs(3), "the pause, then the asked wait");
+        assert_eq!(sessions.metrics.get(Stat::SessionRenderRetries), 1);
+        assert_eq!(sessions.metrics.get(Stat::SessionRenderDelays), 1);
+        let again = RenderContext { capabilities: provider.capabilities(), artifact_url: &|id| id.into() };
+        assert_eq!(render_event(&again, &state, &event), Plan::Nothing { message_id: Some("m5".into()) });
     }
 
     #[tokio::test(start_paused = true)]

@@ -259,6 +259,32 @@ fn approval_buttons_use_short_ids_and_answer_the_callback() {
     });
 }
 
+/// The approval's keyboard meets a 502 once: the retried render shows it with the interaction
+/// the first try created, so Cloud holds one interaction and the chat one keyboard.
+#[test]
+fn an_approval_whose_keyboard_fails_once_has_one_interaction_and_one_keyboard() {
+    run_paused(async {
+        let world = world().await;
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body.get("reply_markup").is_some(),
+            502,
+            "Bad Gateway",
+            None,
+        );
+        world.bot.borrow_mut().push_update(text_update(70, 707, "please /approve-me"));
+        let running = gateway(&world, &[]).await;
+        let keyboards =
+            || world.bot.borrow().calls("sendMessage").iter().filter(|b| b.get("reply_markup").is_some()).count();
+        within(Duration::from_secs(30), "the keyboard after the 502", || keyboards() >= 2).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the keyboard took the 502");
+        assert_eq!(keyboards(), 2, "one refused try and one keyboard shown");
+        assert_eq!(world.cloud.calls("create-interaction"), 1, "one Cloud interaction");
+        running.stop();
+    });
+}
+
 #[test]
 fn webhook_mode_registers_verifies_the_secret_and_deduplicates() {
     run(async {
@@ -384,6 +410,37 @@ fn delivery_errors_map_to_dead_retry_or_a_new_chat() {
         let last = world.bot.borrow().calls("sendMessage").last().cloned().unwrap();
         assert_eq!(last["text"], "a < b");
         assert!(last.get("parse_mode").is_none());
+        running.stop();
+    });
+}
+
+/// A delivery cut in three messages whose second meets a 502 is acked `failed`; when Cloud
+/// serves it again, the next attempt sends only the second and the third.
+#[test]
+fn a_delivery_whose_second_message_fails_resumes_at_that_message() {
+    run(async {
+        let world = world().await;
+        let running = gateway(&world, &[]).await;
+        eventually("healthy", || health(&running).0).await;
+        // About 9,000 characters: three messages at 4,096; the first starts with `d0000`.
+        let text: String = (0..1500).map(|n| format!("d{n:04} ")).collect();
+        let text = text.trim().to_owned();
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body["text"].as_str().is_some_and(|t| t.starts_with('d') && !t.starts_with("d0000")),
+            502,
+            "Bad Gateway",
+            None,
+        );
+        world.cloud.enqueue_delivery("telegram", "long", json!({"externalChatId": "7"}), json!({"text": text}));
+        eventually("sent", || delivery_status(&world.cloud, "long") == "sent").await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the second message took the 502");
+        let acks = world.cloud.records.borrow().acks_of("long").map(|a| a.calls.clone()).unwrap();
+        assert_eq!(acks.iter().map(|c| c.status.as_str()).collect::<Vec<_>>(), ["failed", "sent"]);
+        let texts = world.bot.borrow().texts_sent();
+        assert_eq!(texts.len(), 4, "three messages and the one refused try");
+        assert_eq!(texts[1], texts[2], "the refused message is where the next attempt starts");
+        assert_eq!([texts[0].as_str(), &texts[2], &texts[3]].concat(), text, "each message once, in order");
         running.stop();
     });
 }
@@ -562,6 +619,51 @@ fn a_reply_rate_limited_by_telegram_is_delivered_not_skipped() {
             .find_map(|l| l.strip_prefix("open_cowork_gateway_session_render_delays_total "))
             .and_then(|v| v.trim().parse::<f64>().ok());
         assert!(delays.is_some_and(|d| d >= 1.0), "the wait is counted as a render delay: {delays:?}");
+        running.stop();
+    });
+}
+
+/// An agent reply too long for one Telegram message goes out in three; the second meets a 502
+/// once. The render is retried from that part: the chat shows each part once, in order.
+#[test]
+fn a_long_reply_whose_second_part_fails_once_arrives_once_per_part() {
+    run_paused(async {
+        let world = world().await;
+        // 1,500 words of six characters: an echo of about 9,000, three messages at 4,096.
+        let prompt: String = (0..1500).map(|n| format!("w{n:04} ")).collect();
+        let prompt = prompt.trim();
+        // The reply's first part starts with the echo; the first other text is its second part.
+        world.bot.borrow_mut().error_once_if(
+            "sendMessage",
+            |body| body["text"].as_str().is_some_and(|t| t.starts_with('w')),
+            502,
+            "Bad Gateway",
+            None,
+        );
+        world.bot.borrow_mut().push_update(text_update(60, 909, prompt));
+        let running = gateway(&world, &[]).await;
+        let sent = || world.bot.borrow().texts_sent();
+        within(Duration::from_secs(30), "the three parts", || sent().len() >= 4).await;
+        // Nothing more comes: a retry that started over would send the first part again.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(world.bot.borrow().scripted_if.is_empty(), "the second part took the 502");
+        let texts = sent();
+        assert_eq!(
+            texts.len(),
+            4,
+            "three parts and the one refused try: {:?}",
+            texts.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(texts[1], texts[2], "the refused part is what was tried again");
+        let parts = [&texts[0], &texts[2], &texts[3]];
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 4096));
+        assert_eq!(
+            parts.iter().map(|p| p.as_str()).collect::<String>(),
+            format!("echo: {prompt}"),
+            "each part once, in order"
+        );
+        assert!(running.metrics.get(Stat::SessionRenderRetries) >= 1);
+        assert_eq!(running.metrics.get(Stat::SessionRenderDeadLetters), 0);
         running.stop();
     });
 }

@@ -5,7 +5,8 @@
 //! - A rate limit is pacing, not failure: the channel pauses for the platform's `retry_after`,
 //!   the delivery waits holding its lane, and no attempt is used (`circuit.rs`).
 //! - Real failures (5xx, network) are acked `failed` with a backoff up to 5 attempts, then
-//!   `dead`; they alone feed the per-channel circuit breaker.
+//!   `dead`; they alone feed the per-channel circuit breaker. A delivery cut in several messages
+//!   that stopped part-way resumes at the first message not sent (`partly_sent.rs`).
 //! - Leases run on the monotonic clock (`lease.rs`), so a host clock hours off still sends. A
 //!   delivery whose lease is nearly over when its turn comes is left to the lease (shed, never
 //!   dropped or sent twice); one whose wait outlasts its lease is handed back unsent, and hand-backs
@@ -18,6 +19,7 @@
 mod backlog;
 mod circuit;
 mod lease;
+mod partly_sent;
 mod report;
 mod send;
 
@@ -98,6 +100,7 @@ struct Shared {
     sent: SentCache,
     gates: circuit::Gates,
     hand_backs: HandBacks,
+    partly_sent: partly_sent::PartlySent,
     log: report::DeliveryLog,
 }
 

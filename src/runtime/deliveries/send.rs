@@ -105,8 +105,9 @@ pub(super) async fn handle_delivery(
     }
 }
 
-/// Sends the chunks in order. A rate limit pauses the channel and the same chunk is tried
-/// again when it is up, so a chunk already sent never goes out twice.
+/// Sends the chunks in order, from the first one an earlier attempt did not send. A rate limit
+/// pauses the channel and the same chunk is tried again when it is up; a send that stops
+/// part-way (a failure, a hand-back) notes the chunks that went out, so neither goes out twice.
 #[allow(clippy::too_many_arguments)]
 async fn send_chunks(
     dispatcher: &Dispatcher,
@@ -119,7 +120,9 @@ async fn send_chunks(
     id: &str,
 ) -> Sent {
     let several = chunks.len() > 1;
-    let mut index = 0;
+    let key = delivery_key(delivery);
+    let mut index = shared.borrow_mut().partly_sent.resume_from(&key, chunks.len());
+    let stopped = |index: usize| shared.borrow_mut().partly_sent.note(&key, index, chunks.len());
     while let Some(chunk) = chunks.get(index) {
         let hold = shared.borrow().gates.hold(id);
         if let Some(hold) = hold {
@@ -130,6 +133,7 @@ async fn send_chunks(
                         format!("Delivery circuit for provider {id} is open; released without sending.")
                     }
                 };
+                stopped(index);
                 return Sent::HandBack { reason, after: hold.wait() };
             }
             tokio::time::sleep(hold.wait()).await;
@@ -150,7 +154,10 @@ async fn send_chunks(
                 let next = format!("in {} ms", wait.as_millis());
                 shared.log.retry(delivery, Reason::RateLimited, attempt, &next, &message);
             }
-            Err(error) => return Sent::Failed(error),
+            Err(error) => {
+                stopped(index);
+                return Sent::Failed(error);
+            }
         }
     }
     Sent::Yes
