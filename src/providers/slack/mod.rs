@@ -314,7 +314,7 @@ impl Channel for SlackProvider {
 
     /// Paced: at most one `chat.update` a second per message (see `edits`).
     async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        self.paced_edit(target, message_id, text).await
+        crate::channel::pacing::paced_edit(self, target, message_id, text).await
     }
 
     async fn send_buttons(

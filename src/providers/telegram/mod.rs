@@ -329,7 +329,7 @@ impl Channel for TelegramProvider {
 
     /// Paced: at most one edit a second per message (see `edits`).
     async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        self.paced_edit(target, message_id, text).await
+        crate::channel::pacing::paced_edit(self, target, message_id, text).await
     }
 
     async fn send_buttons(
