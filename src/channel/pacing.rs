@@ -138,8 +138,10 @@ impl EditPacer {
 }
 
 /// A channel whose edits of a message are paced: it knows how to send one edit now and keeps its
-/// [`EditPacer`]; [`paced_edit`] decides when an edit goes out.
-pub(crate) trait PacedEdits: Channel + Clone + 'static {
+/// [`EditPacer`]; [`paced_edit`] decides when an edit goes out. (Its future is never required to
+/// be `Send`: the gateway runs on one thread, and a channel's state is `Rc`-shared.)
+#[allow(async_fn_in_trait)]
+pub trait PacedEdits: Channel + Clone + 'static {
     /// The edit timing of this channel's messages.
     fn edit_pacer(&self) -> &Rc<EditPacer>;
 
@@ -150,7 +152,7 @@ pub(crate) trait PacedEdits: Channel + Clone + 'static {
 /// Edits `message_id` now, or leaves the text to one flush that sends the newest text when the
 /// interval is up. A flush that fails is logged: the render that asked for it has long moved on,
 /// and the next edit of the message carries the text anyway.
-pub(crate) async fn paced_edit<C: PacedEdits>(
+pub async fn paced_edit<C: PacedEdits>(
     channel: &C,
     target: &ChannelTarget,
     message_id: &str,
