@@ -7,10 +7,10 @@ use serde_json::json;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::blocks::escape;
 use super::SlackProvider;
 use crate::channel::pacing::{EditPacer, PacedEdits};
 use crate::channel::{ChannelTarget, SendError};
+use crate::util::markup::escape_text;
 
 /// Updates of one message are sent at most this often.
 pub const EDIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -24,7 +24,7 @@ impl PacedEdits for SlackProvider {
 
     /// `chat.update` of the message whose timestamp is `ts`.
     async fn edit_now(&self, target: &ChannelTarget, ts: &str, text: &str) -> Result<(), SendError> {
-        let body = json!({"channel": target.chat_id, "ts": ts, "text": escape(text), "mrkdwn": false});
+        let body = json!({"channel": target.chat_id, "ts": ts, "text": escape_text(text), "mrkdwn": false});
         self.call("chat.update", &body).await.map(drop)
     }
 }

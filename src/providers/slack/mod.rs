@@ -37,6 +37,7 @@ use crate::config::Secret;
 use crate::net::backoff::Backoff;
 use crate::net::https::HttpsClient;
 use crate::shutdown::DrainSignal;
+use crate::util::markup::escape_text;
 use crate::util::recent::Recent;
 use api::{SlackError, WebApi};
 use events::{Dispatch, PressOrigin};
@@ -300,7 +301,7 @@ impl Channel for SlackProvider {
         text: &str,
         options: &SendOptions,
     ) -> Result<SentMessage, SendError> {
-        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "unfurl_links": false, "unfurl_media": false, "mrkdwn": false});
+        let mut body = json!({"channel": target.chat_id, "text": escape_text(text), "unfurl_links": false, "unfurl_media": false, "mrkdwn": false});
         if let Some(thread) = thread_ts(target) {
             body["thread_ts"] = Value::from(thread);
         }
@@ -324,7 +325,8 @@ impl Channel for SlackProvider {
         rows: &[Vec<Button>],
     ) -> Result<SentMessage, SendError> {
         blocks::check_buttons(rows)?;
-        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "blocks": blocks::button_blocks(text, rows)});
+        let mut body =
+            json!({"channel": target.chat_id, "text": escape_text(text), "blocks": blocks::button_blocks(text, rows)});
         if let Some(thread) = thread_ts(target) {
             body["thread_ts"] = Value::from(thread);
         }

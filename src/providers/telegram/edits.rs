@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::api::chat_id;
-use super::{html, send_error, TelegramProvider};
+use super::{send_error, TelegramProvider};
 use crate::channel::pacing::{EditPacer, PacedEdits};
 use crate::channel::{ChannelTarget, SendError};
+use crate::util::markup::escape_text;
 
 /// Edits of one message are sent at most this often; newer text replaces a pending edit.
 pub(super) const EDIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -24,7 +25,7 @@ impl PacedEdits for TelegramProvider {
     /// `editMessageText`.
     async fn edit_now(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         let chat = self.resolve_chat(&target.chat_id);
-        let body = json!({"chat_id": chat_id(&chat), "message_id": message_id.parse::<i64>().ok(), "text": html::escape(text), "parse_mode": "HTML"});
+        let body = json!({"chat_id": chat_id(&chat), "message_id": message_id.parse::<i64>().ok(), "text": escape_text(text), "parse_mode": "HTML"});
         match self.call("editMessageText", &body).await {
             Ok(_) => Ok(()),
             Err(error) if error.description().contains("message is not modified") => Ok(()),

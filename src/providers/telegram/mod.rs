@@ -30,6 +30,7 @@ use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
 use crate::providers::buttons::ButtonTable;
+use crate::util::markup::escape_text;
 use api::{chat_id, thread_id, BotApi, TelegramError};
 use presses::OpenPress;
 use update::{GroupPolicy, Mapping};
@@ -312,7 +313,7 @@ impl Channel for TelegramProvider {
     ) -> Result<SentMessage, SendError> {
         let chat = self.resolve_chat(&target.chat_id);
         let mut last = None;
-        for chunk in html::chunk_html(&html::escape(text), MAX_TEXT) {
+        for chunk in html::chunk_html(&escape_text(text), MAX_TEXT) {
             let mut body = json!({"chat_id": chat_id(&chat), "text": chunk, "parse_mode": "HTML"});
             if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
                 body["message_thread_id"] = Value::from(thread);
@@ -353,7 +354,7 @@ impl Channel for TelegramProvider {
         let text = crate::providers::buttons::with_commands_line(text, rows, MAX_TEXT);
         let text = text.as_str();
         let chat = self.resolve_chat(&target.chat_id);
-        let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
+        let mut body = json!({"chat_id": chat_id(&chat), "text": escape_text(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
             body["message_thread_id"] = Value::from(thread);
         }
