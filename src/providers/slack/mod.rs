@@ -90,12 +90,6 @@ pub struct SlackProvider {
     inner: Rc<Inner>,
 }
 
-impl std::fmt::Debug for SlackProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackProvider").field("id", &self.inner.id).finish_non_exhaustive()
-    }
-}
-
 fn auth_error(error: SignatureError) -> WebhookError {
     WebhookError::new(WebhookErrorCode::Auth, error.message())
 }

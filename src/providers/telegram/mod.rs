@@ -86,12 +86,6 @@ pub struct TelegramProvider {
     inner: Rc<Inner>,
 }
 
-impl std::fmt::Debug for TelegramProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelegramProvider").field("id", &self.inner.id).finish_non_exhaustive()
-    }
-}
-
 impl TelegramProvider {
     /// `state_dir` keeps the button table across restarts, so buttons sent before a
     /// restart still work after it.
