@@ -12,13 +12,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ChannelTarget, SendError};
+use super::{Channel, ChannelTarget, SendError};
 
 /// Send slots per key and overall.
 pub struct SendPacer {
@@ -138,31 +137,38 @@ impl EditPacer {
     }
 }
 
-/// Edits `message_id` through `send` now, or leaves the text to one flush that sends the newest
-/// text when the interval is up. A flush that fails is logged: the render that asked for it has
-/// long moved on, and the next edit of the message carries the text anyway.
-pub async fn paced_edit<S, F>(
-    pacer: &Rc<EditPacer>,
-    provider_id: &str,
+/// A channel whose edits of a message are paced: it knows how to send one edit now and keeps its
+/// [`EditPacer`]; [`paced_edit`] decides when an edit goes out. (Its future is never required to
+/// be `Send`: the gateway runs on one thread, and a channel's state is `Rc`-shared.)
+#[allow(async_fn_in_trait)]
+pub trait PacedEdits: Channel + Clone + 'static {
+    /// The edit timing of this channel's messages.
+    fn edit_pacer(&self) -> &Rc<EditPacer>;
+
+    /// Sends one edit of `message_id` to the platform, now.
+    async fn edit_now(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError>;
+}
+
+/// Edits `message_id` now, or leaves the text to one flush that sends the newest text when the
+/// interval is up. A flush that fails is logged: the render that asked for it has long moved on,
+/// and the next edit of the message carries the text anyway.
+pub async fn paced_edit<C: PacedEdits>(
+    channel: &C,
     target: &ChannelTarget,
     message_id: &str,
     text: &str,
-    send: S,
-) -> Result<(), SendError>
-where
-    S: Fn(ChannelTarget, String, String) -> F + 'static,
-    F: Future<Output = Result<(), SendError>> + 'static,
-{
+) -> Result<(), SendError> {
+    let pacer = channel.edit_pacer();
     match pacer.plan(target, message_id, text) {
-        EditPlan::Now => send(target.clone(), message_id.to_owned(), text.to_owned()).await,
+        EditPlan::Now => channel.edit_now(target, message_id, text).await,
         EditPlan::Absorbed => Ok(()),
         EditPlan::FlushAt(at) => {
-            let (pacer, provider_id, message_id) = (Rc::clone(pacer), provider_id.to_owned(), message_id.to_owned());
+            let (channel, pacer, message_id) = (channel.clone(), Rc::clone(pacer), message_id.to_owned());
             tokio::task::spawn_local(async move {
                 tokio::time::sleep_until(at).await;
                 if let Some((target, text)) = pacer.take_due(&message_id) {
-                    if let Err(error) = send(target, message_id, text).await {
-                        tracing::warn!(provider = %provider_id, error = %crate::config::redact::Redacted(&error), "a paced edit failed");
+                    if let Err(error) = channel.edit_now(&target, &message_id, &text).await {
+                        tracing::warn!(provider = %channel.id(), error = %crate::config::redact::Redacted(&error), "a paced edit failed");
                     }
                 }
             });

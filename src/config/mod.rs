@@ -616,7 +616,7 @@ fn resolve_mode(env: &Env, raw: &Value) -> Result<DeploymentMode, ConfigError> {
 /// A valid loopback configuration for unit tests (it lives in the tests, which may read the
 /// table of kinds from the layer above).
 #[cfg(test)]
-pub(crate) use tests::test_config;
+pub(crate) use tests::{test_config, test_kinds};
 
 impl Config {
     /// Settings an operator chose that weaken a protection, one sentence each, for `/diagnostics`.
@@ -646,9 +646,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The resolver with this build's table of kinds.
+    /// The resolver with the unit tests' table of kinds.
     fn resolve(raw: &Value, env: &Env) -> Result<Config, ConfigError> {
-        super::resolve(raw, env, crate::providers::KINDS)
+        super::resolve(raw, env, test_kinds())
+    }
+
+    /// This build's table of kinds, with the fake and CLI kinds compiled in whatever the cargo
+    /// features: their code is in every build (only the table leaves them out without `devcloud`
+    /// or `cli`), and the unit tests need channels that run in every build shape, including the
+    /// ones with no channel at all.
+    pub(crate) fn test_kinds() -> Kinds {
+        static FAKE: KindSpec = KindSpec::compiled("fake", "devcloud", crate::providers::fake::kind::KIND);
+        static CLI: KindSpec = KindSpec::compiled("cli", "cli", crate::providers::cli::kind::KIND);
+        static TABLE: std::sync::LazyLock<Vec<&'static KindSpec>> = std::sync::LazyLock::new(|| {
+            let built = |kind: &'static KindSpec| [&FAKE, &CLI].into_iter().find(|built| built.name == kind.name);
+            crate::providers::KINDS.iter().map(|&kind| built(kind).unwrap_or(kind)).collect()
+        });
+        TABLE.as_slice()
     }
 
     /// A valid loopback configuration for unit tests, with `extra` variables on top (the fake

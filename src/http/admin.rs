@@ -118,7 +118,7 @@ mod tests {
         for (k, v) in extra {
             env.set(*k, *v);
         }
-        resolve(&serde_json::json!({}), &env, crate::providers::KINDS).unwrap()
+        resolve(&serde_json::json!({}), &env, crate::config::test_kinds()).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -13,6 +13,7 @@ use super::state::HttpState;
 use crate::config::redact::redact_text;
 use crate::logging::{last_problem, recent, RecentEvent};
 use crate::metrics::{process, Stat};
+use crate::util::markup::escape_html;
 use http::StatusCode;
 
 const STATUS_DISABLED: HttpError = HttpError::written(StatusCode::NOT_FOUND, "Diagnostics are disabled.");
@@ -24,22 +25,6 @@ const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-w
 h1{font-size:1.3em}h2{font-size:1.1em;margin:1.2em 0 .3em}h3{font-size:1em;margin:.8em 0 .2em}table{border-collapse:collapse;width:100%}\
 td{border-bottom:1px solid #ddd;padding:.25em .4em;text-align:left;vertical-align:top}td:first-child{width:34%}\
 .ok{color:#070}.bad{color:#b00}.muted{color:#777}small{color:#555}td{overflow-wrap:anywhere}.n{white-space:nowrap}";
-
-/// Escapes text for HTML element content and double-quoted attributes.
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Disabled with `/diagnostics`, checked before authorization as there.
 pub fn status(state: &HttpState, admin: impl FnOnce() -> bool) -> RouteResult {

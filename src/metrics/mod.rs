@@ -719,7 +719,7 @@ mod tests {
     }
 
     fn kind(name: &str) -> ProviderKind {
-        ProviderKind::parse(crate::providers::KINDS, name).unwrap()
+        ProviderKind::parse(crate::config::test_kinds(), name).unwrap()
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod hex;
 pub mod ids;
 pub mod keyed_lanes;
 pub mod maps;
+pub mod markup;
 pub mod percent;
 pub mod recent;
 #[cfg(test)]

@@ -732,8 +732,10 @@ fn deliveries_claimed_four_times_before_are_all_sent_by_a_starting_gateway() {
                 json!({"text": format!("claimed before {n}")}),
             );
         }
-        // Four earlier gateways claimed each delivery and crashed; every lease ran out.
+        // Four earlier gateways claimed each delivery and crashed; every lease ran out. Cloud's
+        // clock stands still meanwhile: a stall of the machine must not expire a 1 s lease early.
         let bindings = vec!["telegram".to_owned()];
+        world.cloud.store.borrow().clock.stop();
         for _ in 0..4 {
             let claimed = std::iter::from_fn(|| {
                 world.cloud.store.borrow_mut().claim_next_delivery(&bindings, "gateway:crashed", "tok-crashed", 1_000)
@@ -742,6 +744,7 @@ fn deliveries_claimed_four_times_before_are_all_sent_by_a_starting_gateway() {
             assert_eq!(claimed, 20);
             world.cloud.store.borrow().clock.advance(1_001);
         }
+        world.cloud.store.borrow().clock.resume();
         assert!(ids.iter().all(|id| world.cloud.delivery("telegram", id).unwrap()["attemptCount"] == 4));
 
         let running = gateway(&world, &[]).await;

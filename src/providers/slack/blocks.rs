@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::channel::{Button, SendError};
+use crate::util::markup::escape_text;
 
 /// Slack's documented limits on buttons, as this channel declares them.
 pub const MAX_BUTTONS: usize = 10;
@@ -17,20 +18,6 @@ pub const MAX_TOKEN_BYTES: usize = 2000;
 const MAX_LABEL_UNITS: usize = 75;
 /// Slack refuses a `section` text longer than this.
 const MAX_SECTION_CHARS: usize = 3000;
-
-/// `&`, `<`, `>` as Slack's entities.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The first `units` UTF-16 units of `text`, never splitting a character.
 fn cut_utf16(text: &str, units: usize) -> &str {
@@ -73,7 +60,7 @@ pub fn section(escaped: &str) -> Value {
 /// The blocks of a message with buttons: the text, then one `actions` block per row. Each
 /// button's `value` is its token (`apv:<Cloud token>`), which comes back in `block_actions`.
 pub fn button_blocks(text: &str, rows: &[Vec<Button>]) -> Vec<Value> {
-    let mut blocks = vec![section(&escape(text))];
+    let mut blocks = vec![section(&escape_text(text))];
     for row in rows.iter().filter(|row| !row.is_empty()) {
         let elements: Vec<Value> = row
             .iter()
@@ -111,7 +98,7 @@ pub fn resolved_blocks(stored_text: &str, outcome: &str) -> Vec<Value> {
     if !stored_text.trim().is_empty() {
         blocks.push(section(stored_text));
     }
-    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(outcome)}]}));
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": escape_text(outcome)}]}));
     blocks
 }
 
@@ -125,7 +112,7 @@ mod tests {
 
     #[test]
     fn escaping_covers_slacks_three_entities_only() {
-        assert_eq!(escape("a < b && c > <!channel> *bold*"), "a &lt; b &amp;&amp; c &gt; &lt;!channel&gt; *bold*");
+        assert_eq!(escape_text("a < b && c > <!channel> *bold*"), "a &lt; b &amp;&amp; c &gt; &lt;!channel&gt; *bold*");
     }
 
     #[test]

@@ -37,6 +37,7 @@ use crate::config::Secret;
 use crate::net::backoff::Backoff;
 use crate::net::https::HttpsClient;
 use crate::shutdown::DrainSignal;
+use crate::util::markup::escape_text;
 use crate::util::recent::Recent;
 use api::{SlackError, WebApi};
 use events::{Dispatch, PressOrigin};
@@ -87,12 +88,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct SlackProvider {
     inner: Rc<Inner>,
-}
-
-impl std::fmt::Debug for SlackProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackProvider").field("id", &self.inner.id).finish_non_exhaustive()
-    }
 }
 
 fn auth_error(error: SignatureError) -> WebhookError {
@@ -300,7 +295,7 @@ impl Channel for SlackProvider {
         text: &str,
         options: &SendOptions,
     ) -> Result<SentMessage, SendError> {
-        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "unfurl_links": false, "unfurl_media": false, "mrkdwn": false});
+        let mut body = json!({"channel": target.chat_id, "text": escape_text(text), "unfurl_links": false, "unfurl_media": false, "mrkdwn": false});
         if let Some(thread) = thread_ts(target) {
             body["thread_ts"] = Value::from(thread);
         }
@@ -314,7 +309,7 @@ impl Channel for SlackProvider {
 
     /// Paced: at most one `chat.update` a second per message (see `edits`).
     async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        self.paced_edit(target, message_id, text).await
+        crate::channel::pacing::paced_edit(self, target, message_id, text).await
     }
 
     async fn send_buttons(
@@ -324,7 +319,8 @@ impl Channel for SlackProvider {
         rows: &[Vec<Button>],
     ) -> Result<SentMessage, SendError> {
         blocks::check_buttons(rows)?;
-        let mut body = json!({"channel": target.chat_id, "text": blocks::escape(text), "blocks": blocks::button_blocks(text, rows)});
+        let mut body =
+            json!({"channel": target.chat_id, "text": escape_text(text), "blocks": blocks::button_blocks(text, rows)});
         if let Some(thread) = thread_ts(target) {
             body["thread_ts"] = Value::from(thread);
         }

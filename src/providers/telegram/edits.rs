@@ -3,38 +3,29 @@
 //! sends the newest when the second is up. "Message is not modified" counts as success.
 
 use serde_json::json;
+use std::rc::Rc;
 use std::time::Duration;
 
 use super::api::chat_id;
-use super::{html, send_error, TelegramProvider};
-use crate::channel::pacing::paced_edit;
+use super::{send_error, TelegramProvider};
+use crate::channel::pacing::{EditPacer, PacedEdits};
 use crate::channel::{ChannelTarget, SendError};
+use crate::util::markup::escape_text;
 
 /// Edits of one message are sent at most this often; newer text replaces a pending edit.
 pub(super) const EDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages whose edit timing is remembered.
 pub(super) const EDIT_STATES: usize = 512;
 
-impl TelegramProvider {
-    /// Edits at most once per second per message; a newer text replaces a pending one, which a
-    /// background flush sends when the second is up.
-    pub(super) async fn paced_edit(
-        &self,
-        target: &ChannelTarget,
-        message_id: &str,
-        text: &str,
-    ) -> Result<(), SendError> {
-        let provider = self.clone();
-        let send = move |target: ChannelTarget, message_id: String, text: String| {
-            let provider = provider.clone();
-            async move { provider.edit_now(&target, &message_id, &text).await }
-        };
-        paced_edit(&self.inner.edits, &self.inner.id, target, message_id, text, send).await
+impl PacedEdits for TelegramProvider {
+    fn edit_pacer(&self) -> &Rc<EditPacer> {
+        &self.inner.edits
     }
 
+    /// `editMessageText`.
     async fn edit_now(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
         let chat = self.resolve_chat(&target.chat_id);
-        let body = json!({"chat_id": chat_id(&chat), "message_id": message_id.parse::<i64>().ok(), "text": html::escape(text), "parse_mode": "HTML"});
+        let body = json!({"chat_id": chat_id(&chat), "message_id": message_id.parse::<i64>().ok(), "text": escape_text(text), "parse_mode": "HTML"});
         match self.call("editMessageText", &body).await {
             Ok(_) => Ok(()),
             Err(error) if error.description().contains("message is not modified") => Ok(()),

@@ -1,5 +1,6 @@
-//! Telegram HTML: escaping plain text for `parse_mode: HTML`, and chunking HTML at Telegram's
-//! 4,096-character limit.
+//! Telegram HTML (`parse_mode: HTML`, plain text escaped by
+//! [`escape_text`](crate::util::markup::escape_text)): chunking it at Telegram's 4,096-character
+//! limit, and undoing the escape for the plain-text fallback.
 //!
 //! Telegram applies that limit after entity parsing: it counts the visible text in UTF-16 units, so
 //! a tag counts 0 and an entity counts as the one character it stands for (`&amp;` is 1,
@@ -8,21 +9,8 @@
 //! surrogate pair), and is cut only where no tag is open, so every chunk is valid on its own and
 //! the chunks re-join to the input.
 
-/// Escapes `&`, `<` and `>` (all Telegram's HTML mode requires outside attributes).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Reverses [`escape`] (and the numeric and `&quot;` entities), for the plain-text fallback.
+/// Reverses [`escape_text`](crate::util::markup::escape_text) (and the numeric and `&quot;`
+/// entities), for the plain-text fallback.
 pub fn unescape(html: &str) -> String {
     html.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&amp;", "&")
 }
@@ -155,6 +143,7 @@ fn entity_units(token: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::markup::escape_text;
     use proptest::prelude::*;
 
     #[test]
@@ -170,12 +159,12 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(escape("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
-        assert_eq!(unescape(&escape("<b>&amp;</b>")), "<b>&amp;</b>");
+        assert_eq!(escape_text("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
+        assert_eq!(unescape(&escape_text("<b>&amp;</b>")), "<b>&amp;</b>");
     }
 
     /// What Telegram counts, worked out independently of the chunker: strip the tags, decode the
-    /// entities [`escape`] writes, count UTF-16 units.
+    /// entities the escape writes, count UTF-16 units.
     fn visible(html: &str) -> usize {
         let mut text = String::new();
         let mut in_tag = false;
@@ -255,7 +244,7 @@ mod tests {
             text.push(' ');
         }
         text.truncate(14_300);
-        let html = escape(&text);
+        let html = escape_text(&text);
         assert_eq!((visible(&html), html.len()), (14_300, 25_136));
         let chunks = chunk_html(&html, 4096);
         assert_eq!(chunks.len(), 4, "{:?}", chunks.iter().map(|c| visible(c)).collect::<Vec<_>>());
@@ -297,7 +286,7 @@ mod tests {
         #[test]
         fn chunks_rejoin_are_valid_and_fit(text in "[a-z <>&😀é\n]{0,600}", bold in proptest::collection::vec(0usize..600, 0..4), max in 20usize..200) {
             // Escaped text with a few bold spans: the shape Telegram messages take.
-            let escaped = escape(&text);
+            let escaped = escape_text(&text);
             let mut html = String::new();
             let mut words = escaped.split(' ').peekable();
             let mut index = 0;
@@ -328,7 +317,7 @@ mod tests {
         fn a_piece_the_core_cut_stays_one_message(text in "[a-z<>&;# 😀\n]{0,600}", max in 100usize..200) {
             let capabilities = crate::channel::Capabilities::text_only(max);
             for piece in crate::render::split::split(&capabilities, &text) {
-                prop_assert_eq!(chunk_html(&escape(&piece), max), vec![escape(&piece)]);
+                prop_assert_eq!(chunk_html(&escape_text(&piece), max), vec![escape_text(&piece)]);
             }
         }
     }

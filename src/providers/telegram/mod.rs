@@ -30,6 +30,7 @@ use crate::config::providers::telegram::TelegramSettings;
 use crate::config::Secret;
 use crate::net::https::HttpsClient;
 use crate::providers::buttons::ButtonTable;
+use crate::util::markup::escape_text;
 use api::{chat_id, thread_id, BotApi, TelegramError};
 use presses::OpenPress;
 use update::{GroupPolicy, Mapping};
@@ -83,12 +84,6 @@ pub const COUNTERS: [&str; 4] = ["update", "send", "edit", "rate_limited"];
 #[derive(Clone)]
 pub struct TelegramProvider {
     inner: Rc<Inner>,
-}
-
-impl std::fmt::Debug for TelegramProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TelegramProvider").field("id", &self.inner.id).finish_non_exhaustive()
-    }
 }
 
 impl TelegramProvider {
@@ -312,7 +307,7 @@ impl Channel for TelegramProvider {
     ) -> Result<SentMessage, SendError> {
         let chat = self.resolve_chat(&target.chat_id);
         let mut last = None;
-        for chunk in html::chunk_html(&html::escape(text), MAX_TEXT) {
+        for chunk in html::chunk_html(&escape_text(text), MAX_TEXT) {
             let mut body = json!({"chat_id": chat_id(&chat), "text": chunk, "parse_mode": "HTML"});
             if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
                 body["message_thread_id"] = Value::from(thread);
@@ -329,7 +324,7 @@ impl Channel for TelegramProvider {
 
     /// Paced: at most one edit a second per message (see `edits`).
     async fn edit_text(&self, target: &ChannelTarget, message_id: &str, text: &str) -> Result<(), SendError> {
-        self.paced_edit(target, message_id, text).await
+        crate::channel::pacing::paced_edit(self, target, message_id, text).await
     }
 
     async fn send_buttons(
@@ -353,7 +348,7 @@ impl Channel for TelegramProvider {
         let text = crate::providers::buttons::with_commands_line(text, rows, MAX_TEXT);
         let text = text.as_str();
         let chat = self.resolve_chat(&target.chat_id);
-        let mut body = json!({"chat_id": chat_id(&chat), "text": html::escape(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
+        let mut body = json!({"chat_id": chat_id(&chat), "text": escape_text(text), "parse_mode": "HTML", "reply_markup": {"inline_keyboard": keyboard}});
         if let Some(thread) = thread_id(&target.chat_id, target.thread_id.as_deref()) {
             body["message_thread_id"] = Value::from(thread);
         }
