@@ -525,7 +525,10 @@ fn artifacts_use_the_external_upload_flow() {
             (complete["channel_id"].clone(), complete["thread_ts"].clone()),
             (json!("C0FILES"), json!("1716984700.000100"))
         );
-        assert!(slack.calls("files.uploadV2").is_empty(), "D5: not the SDK-only method");
+        assert!(
+            slack.calls("files.uploadV2").is_empty(),
+            "the upload goes through the external-upload pair, not files.uploadV2 (a method only the Slack SDKs offer)"
+        );
         drop(slack);
         running.stop();
     });
