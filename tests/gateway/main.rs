@@ -27,7 +27,6 @@ mod deploy;
 mod devcloud_control;
 mod doctor;
 mod email;
-mod fuzz_regressions;
 mod gateway_loop;
 mod half_open;
 mod hostile;
