@@ -17,7 +17,6 @@ mod tooling;
 
 mod attack;
 mod cli_stop;
-mod cloud_client;
 mod config_golden;
 mod conformance;
 mod container;
