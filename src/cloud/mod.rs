@@ -23,7 +23,7 @@ pub use types::{DeliveryRecord, DeliveryStatus};
 /// A boxed future that stays on the current thread.
 pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-pub use error::{CloudError, CloudErrorKind};
+pub use error::CloudError;
 
 /// `listDeliveries` filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +68,12 @@ mod tests {
     use std::time::Duration;
 
     use crate::cloud::client::*;
+    use crate::cloud::error::CloudErrorKind;
     use crate::cloud::streams::{
         follow_deliveries, follow_session_events, CloudStatus, CloudStatusReporter, DeliveryStreamOptions,
         SessionStreamItem, StreamContext,
     };
     use crate::cloud::types::CursorUpdate;
-    use crate::cloud::CloudErrorKind;
     use crate::config::Secret;
     use crate::devcloud::store::Artifact;
     use crate::devcloud::{DevCloud, DevCloudOptions, Seeded};

@@ -18,4 +18,4 @@ pub mod receipt;
 pub mod sessions;
 pub mod state;
 
-pub use readiness::{Readiness, CLOUD_AUTH, DELIVERY_SUBSCRIPTION};
+pub use readiness::Readiness;

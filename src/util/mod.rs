@@ -11,6 +11,7 @@ pub mod ids;
 pub mod keyed_lanes;
 pub mod maps;
 pub mod percent;
+#[cfg(any(feature = "webhook", feature = "slack"))]
 pub mod recent;
 #[cfg(test)]
 pub mod test_logs;

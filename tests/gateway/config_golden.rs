@@ -90,7 +90,7 @@ fn valid_configs_pass_and_print_without_secrets() {
         for (key, value) in settings(&std::fs::read_to_string(case).unwrap()) {
             let secret_key = ["TOKEN", "SECRET", "PASSWORD"].iter().any(|w| key.contains(w));
             if secret_key && !value.is_empty() {
-                assert!(!stdout.contains(&value), "{}: {key} printed in clear", case.display());
+                assert!(!stdout.contains(value), "{}: {key} printed in clear", case.display());
             }
         }
     }
