@@ -69,6 +69,17 @@
 
 #![forbid(unsafe_code)]
 
+/// Declares a module the crate keeps to itself, except in a cargo-fuzz build (`--cfg fuzzing`),
+/// where the targets in `fuzz/` call the parsers inside it directly.
+macro_rules! fuzzed_mod {
+    ($name:ident) => {
+        #[cfg(fuzzing)]
+        pub mod $name;
+        #[cfg(not(fuzzing))]
+        pub(crate) mod $name;
+    };
+}
+
 // The public face: what the binary (`main.rs`, a crate of its own) and the integration tests use.
 pub mod app;
 pub mod channel;
@@ -86,24 +97,13 @@ pub mod setup;
 pub mod signals;
 pub mod time;
 
-// The crate's own: the tests drive them through a whole gateway (`app`) or as unit tests. A
-// fuzzing build (cargo-fuzz passes `--cfg fuzzing`) shows the ones whose parsers the targets under
-// `fuzz/` feed directly.
-#[cfg(fuzzing)]
-pub mod cloud;
-#[cfg(not(fuzzing))]
-mod cloud;
-#[cfg(fuzzing)]
-pub mod http;
-#[cfg(not(fuzzing))]
-mod http;
+// The crate's own: the tests drive them through a whole gateway (`app`) or as unit tests.
+fuzzed_mod!(cloud);
+fuzzed_mod!(http);
 mod render;
 mod runtime;
 mod shutdown;
-#[cfg(fuzzing)]
-pub mod util;
-#[cfg(not(fuzzing))]
-mod util;
+fuzzed_mod!(util);
 
 /// What the console macros (`outln!`, `out!`, `errln!`) call, from whichever crate expands them
 /// (the binary too); not an interface of its own.

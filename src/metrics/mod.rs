@@ -7,7 +7,7 @@
 //! names): never a user, chat or token.
 
 mod json;
-pub mod process;
+pub(crate) mod process;
 mod prometheus;
 mod window;
 
