@@ -29,7 +29,7 @@ pub fn set_wall_clock_offset(offset_ms: i64) {
 }
 
 /// Now as `2026-11-26T10:11:32.966Z`.
-pub fn iso_now() -> String {
+pub(crate) fn iso_now() -> String {
     iso(now_ms())
 }
 

@@ -30,7 +30,7 @@ pub fn from_headers(headers: &http::HeaderMap) -> Option<Duration> {
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the only form servers send today) as
 /// milliseconds since the epoch. Also reads a response's `Date` header.
-pub fn parse_http_date(value: &str) -> Option<u64> {
+pub(crate) fn parse_http_date(value: &str) -> Option<u64> {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let parts: Vec<&str> = value.split_whitespace().collect();
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
