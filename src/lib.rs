@@ -28,6 +28,10 @@
 //!
 //! # Module map (one concern per module)
 //!
+//! The linked modules are the crate's public face: what the binary (`main.rs`, a crate of its
+//! own), the integration tests (a whole gateway through `app`, the dev Cloud, counters, the fake
+//! channel) and their fake platforms use. The others are the crate's own, tested from inside.
+//!
 //! | Module | Concern |
 //! |---|---|
 //! | `main.rs` | process entry: builds the current_thread runtime, runs a command, maps outcomes to exit codes |
@@ -37,7 +41,7 @@
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
 //! | [`providers`] | the channels this build implements (`cli`, `fake`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the short button ids they share (`buttons.rs`) and the factory that builds them |
 //! | `cloud` | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams, Cloud's clock as measured (`clock.rs`) |
-//! | `render` (private) | session events into plans of channel messages, decided without Cloud or the channel (streaming text, tools, approvals, questions, artifacts; `runtime::plan_executor` carries them out), delivery text, and the one cut of text for a channel's limits (`split.rs`) |
+//! | `render` | session events into plans of channel messages, decided without Cloud or the channel (streaming text, tools, approvals, questions, artifacts; `runtime::plan_executor` carries them out), delivery text, and the one cut of text for a channel's limits (`split.rs`) |
 //! | `runtime` | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
 //! | `http` | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
 //! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
