@@ -153,7 +153,7 @@ pub(crate) const ANSWER_PREFIX: &str = "ans:";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Button {
     pub label: String,
-    /// A decision prefix ([`APPROVE_PREFIX`] …) + the interaction token.
+    /// A decision prefix (`APPROVE_PREFIX` …) + the interaction token.
     pub token: String,
     pub style: &'static str,
 }

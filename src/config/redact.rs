@@ -102,7 +102,7 @@ const TOKEN_PREFIXES: [&str; 14] = [
 /// one table, so the first one stays; until one is learnt only the generic shapes are redacted.
 static KIND_TABLE: OnceLock<Kinds> = OnceLock::new();
 
-/// Redacts the secret prefixes of `kinds` from now on (see [`KIND_TABLE`]).
+/// Redacts the secret prefixes of `kinds` from now on (see `KIND_TABLE`).
 pub fn learn_kind_prefixes(kinds: Kinds) {
     // Already set: to the same table, the only one a process has.
     let _ = KIND_TABLE.set(kinds);

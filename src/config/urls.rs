@@ -29,7 +29,7 @@ pub struct HttpUrl {
     pub host: String,
 }
 
-/// Why a string is not an acceptable HTTP(S) URL, in the order [`parse_http_url`] finds them.
+/// Why a string is not an acceptable HTTP(S) URL, in the order `parse_http_url` finds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlProblem {
     Unparseable,
@@ -103,7 +103,7 @@ pub(crate) fn origin(text: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicUrlProblem {
     /// Unparseable, with userinfo, or with a bad port: the configuration checks name the last
-    /// two through [`parse_http_url`] first, so their messages can say what to fix.
+    /// two through `parse_http_url` first, so their messages can say what to fix.
     Invalid,
     NotHttps,
     Loopback,

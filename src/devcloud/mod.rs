@@ -8,8 +8,8 @@
 //! are enabled (upstream's default profile disables them), and setup calls need an admin token.
 //!
 //! Beyond the Cloud API it has dev-only control routes under `/dev/` (admin token; never
-//! upstream): `POST /dev/faults` arms the faults of [`faults`] from another process, and
-//! `GET /dev/records` reads what [`records`] and the store saw (deliveries with their ack calls,
+//! upstream): `POST /dev/faults` arms the faults of `faults` from another process, and
+//! `GET /dev/records` reads what `records` and the store saw (deliveries with their ack calls,
 //! prompt commands, prompt calls per idempotency key, provider-event claims), in bounded pages.
 //! `scripts/soak` drives a separate gateway process through them; see `routes/control.rs`.
 

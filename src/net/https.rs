@@ -10,7 +10,7 @@
 //! never fill the peer's concurrent-stream limit in front of a claim, a prompt or an ack.
 //!
 //! Every client of the process (these two, and the webhook relays' pinned client) shares one
-//! [`tls_config`] per trust set: one root store and one resumption cache, so a session stream
+//! `tls_config` per trust set: one root store and one resumption cache, so a session stream
 //! resumes the TLS session a call to the same Cloud began instead of a full handshake.
 
 use std::path::Path;

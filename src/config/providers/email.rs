@@ -49,7 +49,7 @@ pub struct EmailSettings {
     /// Whether the connection may stay plain text when the server offers no STARTTLS: only to a
     /// loopback host, or with `settings.smtpAllowPlaintext` (the provider warns at start).
     pub allow_plaintext: bool,
-    /// `settings.subject` trimmed, or [`DEFAULT_SUBJECT`].
+    /// `settings.subject` trimmed, or `DEFAULT_SUBJECT`.
     pub subject: String,
     /// Inbound attachments larger than this are refused (`min(15 MiB, maxAttachmentBytes)`).
     pub max_file_bytes: usize,
