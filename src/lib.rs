@@ -28,6 +28,10 @@
 //!
 //! # Module map (one concern per module)
 //!
+//! The linked modules are the crate's public face: what the binary (`main.rs`, a crate of its
+//! own), the integration tests (a whole gateway through `app`, the dev Cloud, counters, the fake
+//! channel) and their fake platforms use. The others are the crate's own, tested from inside.
+//!
 //! | Module | Concern |
 //! |---|---|
 //! | `main.rs` | process entry: builds the current_thread runtime, runs a command, maps outcomes to exit codes |
@@ -36,14 +40,14 @@
 //! | [`config`] | typed configuration: env + env file, JSON layers, provider list, typed settings per channel kind (`config/providers/`), fail-closed checks, secrets, redaction |
 //! | [`channel`] | the [`channel::Channel`] trait, its data types, receiving/sending health, the ingress queue, the registry |
 //! | [`providers`] | the channels this build implements, one folder each (`cli/`, `fake/`, `telegram/`, `slack/`, `email/`, `webhook/` for the generic webhook and the bridges), the table of kinds (`table_of_kinds.rs`), the short button ids they share (`buttons.rs`) and the factory that builds them |
-//! | [`cloud`] | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams, Cloud's clock as measured (`clock.rs`) |
-//! | `render` (private) | session events into plans of channel messages, decided without Cloud or the channel (streaming text, tools, approvals, questions, artifacts; `runtime::plan_executor` carries them out), delivery text, and the one cut of text for a channel's limits (`split.rs`) |
-//! | [`runtime`] | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
-//! | [`http`] | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
+//! | `cloud` | the Cloud client (`client.rs` calls, `requests.rs` bodies, `transport.rs` HTTP), SSE parser, resubscribing streams, Cloud's clock as measured (`clock.rs`) |
+//! | `render` | session events into plans of channel messages, decided without Cloud or the channel (streaming text, tools, approvals, questions, artifacts; `runtime::plan_executor` carries them out), delivery text, and the one cut of text for a channel's limits (`split.rs`) |
+//! | `runtime` | the pipelines: ingress consumer, webhook receipts and the inbound journal, interactions, session streams, deliveries, readiness, state file |
+//! | `http` | the HTTP surface: accept loop, route table, operator routes, admin auth, webhook ingress, rate limiter, client IP |
 //! | [`metrics`] | the registry (`mod.rs`), Prometheus text (`prometheus.rs`), the `/diagnostics` JSON view (`json.rs`) |
 //! | [`net`] | the shared HTTPS client (rustls on ring), the outbound URL policy with DNS pinning (`url_policy`), the one retry policy (`backoff`), the one `Retry-After` parser (`retry_after`) |
-//! | [`util`] | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files, grapheme cluster boundaries |
-//! | [`shutdown`] | the drain signal and the "all in-flight work done" wait |
+//! | `util` | base64, percent-encoding, random ids, constant-time compare, durable (fsync) state files, grapheme cluster boundaries |
+//! | `shutdown` | the drain signal and the "all in-flight work done" wait |
 //! | [`signals`] | SIGTERM/SIGINT through signal-hook into the runtime |
 //! | [`notify`] | sd_notify READY/STOPPING/WATCHDOG |
 //! | [`logging`] | tracing setup: journald or compact stderr, rate-limited warnings |
@@ -71,27 +75,46 @@
 
 #![forbid(unsafe_code)]
 
+/// Declares a module the crate keeps to itself, except in a cargo-fuzz build (`--cfg fuzzing`),
+/// where the targets in `fuzz/` call the parsers inside it directly.
+macro_rules! fuzzed_mod {
+    ($name:ident) => {
+        #[cfg(fuzzing)]
+        pub mod $name;
+        #[cfg(not(fuzzing))]
+        pub(crate) mod $name;
+    };
+}
+
+// The public face: what the binary (`main.rs`, a crate of its own) and the integration tests use.
 pub mod app;
 pub mod channel;
 pub mod cli;
-pub mod cloud;
 pub mod config;
 #[cfg(feature = "devcloud")]
 pub mod devcloud;
 pub mod doctor;
-pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod providers;
-mod render;
-pub mod runtime;
 pub mod setup;
-pub mod shutdown;
 pub mod signals;
 pub mod time;
-pub mod util;
+
+// The crate's own: the tests drive them through a whole gateway (`app`) or as unit tests.
+fuzzed_mod!(cloud);
+fuzzed_mod!(http);
+mod render;
+mod runtime;
+mod shutdown;
+fuzzed_mod!(util);
+
+/// What the console macros (`outln!`, `out!`, `errln!`) call, from whichever crate expands them
+/// (the binary too); not an interface of its own.
+#[doc(hidden)]
+pub use util::console;
 
 /// The crate version, as `version` and `build_info` report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -29,7 +29,7 @@ pub fn set_wall_clock_offset(offset_ms: i64) {
 }
 
 /// Now as `2026-11-26T10:11:32.966Z`.
-pub fn iso_now() -> String {
+pub(crate) fn iso_now() -> String {
     iso(now_ms())
 }
 
@@ -116,5 +116,17 @@ mod tests {
         assert_eq!(parse_iso("2030-01-01T00:00:00Z"), Some(1_893_456_000_000));
         assert_eq!(parse_iso("2030-13-01T00:00:00Z"), None);
         assert_eq!(parse_iso("yesterday"), None);
+    }
+
+    /// An input the `retry_after` fuzz target once crashed on: a relay's `Retry-After` date with
+    /// an 18-digit year overflowed the day arithmetic of this parser (a panic where overflow is
+    /// checked, a wrong wait where not). The same parser reads a relay's `receivedAt` and Cloud's
+    /// timestamps.
+    #[test]
+    fn a_date_with_a_huge_year_is_no_time() {
+        assert_eq!(parse_iso("202600000000000000-02-08T12:00:07.000Z"), None);
+        assert_eq!(parse_iso("275761-01-01T00:00:00.000Z"), None);
+        assert_eq!(parse_iso("275760-01-01T00:00:00.000Z"), Some(8_639_977_881_600_000));
+        assert_eq!(parse_iso("2026-11-26T10:11:32.966Z"), Some(1_795_687_892_966));
     }
 }

@@ -13,13 +13,13 @@
 //! the noise of one added provider (see the README's size table), and it lets a kind be added
 //! without touching any core file.
 
-pub mod counters;
-pub mod health;
-pub mod ingress;
+pub(crate) mod counters;
+pub(crate) mod health;
+pub(crate) mod ingress;
 pub mod pacing;
-pub mod registry;
-pub mod types;
-pub mod webhook;
+pub(crate) mod registry;
+pub(crate) mod types;
+pub(crate) mod webhook;
 
 pub use async_trait::async_trait;
 pub use counters::EventCounters;

@@ -144,16 +144,16 @@ pub struct SentMessage {
 
 /// What a button's token starts with, which says what pressing it decides: the Cloud
 /// interaction token follows (for an answer, the answer in base64url and a `:` come first).
-pub const APPROVE_PREFIX: &str = "apv:";
-pub const DENY_PREFIX: &str = "den:";
-pub const REJECT_PREFIX: &str = "rej:";
-pub const ANSWER_PREFIX: &str = "ans:";
+pub(crate) const APPROVE_PREFIX: &str = "apv:";
+pub(crate) const DENY_PREFIX: &str = "den:";
+pub(crate) const REJECT_PREFIX: &str = "rej:";
+pub(crate) const ANSWER_PREFIX: &str = "ans:";
 
 /// One inline button.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Button {
     pub label: String,
-    /// A decision prefix ([`APPROVE_PREFIX`] …) + the interaction token.
+    /// A decision prefix (`APPROVE_PREFIX` …) + the interaction token.
     pub token: String,
     pub style: &'static str,
 }

@@ -4,13 +4,13 @@
 //! [`load`] is the one entry point; `run` and `check-config` both go through it, and it never
 //! opens a socket.
 
-pub mod branding;
-pub mod check;
-pub mod env;
-pub mod file;
+pub(crate) mod branding;
+pub(crate) mod check;
+fuzzed_mod!(env);
+fuzzed_mod!(file);
 pub mod providers;
 pub mod redact;
-pub mod secret;
+pub(crate) mod secret;
 pub mod urls;
 
 use std::path::{Path, PathBuf};

@@ -21,13 +21,16 @@ const SECRET_KEY_WORDS: [&str; 9] =
     ["token", "secret", "password", "credential", "authorization", "apikey", "privatekey", "accesskey", "clientsecret"];
 
 /// Whether a key names a secret: `token`, `password`, … anywhere in it, ignoring `_`, `-` and case.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let folded: String = key.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect();
     SECRET_KEY_WORDS.iter().any(|word| folded.contains(word))
 }
 
 /// Serialises providers with credentials as `[redacted]` and settings walked by [`redact_value`].
-pub fn serialize_providers<S: Serializer>(providers: &[ProviderConfig], serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_providers<S: Serializer>(
+    providers: &[ProviderConfig],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let mut seq = serializer.serialize_seq(Some(providers.len()))?;
     for provider in providers {
         seq.serialize_element(&ProviderView(provider))?;
@@ -99,7 +102,7 @@ const TOKEN_PREFIXES: [&str; 14] = [
 /// one table, so the first one stays; until one is learnt only the generic shapes are redacted.
 static KIND_TABLE: OnceLock<Kinds> = OnceLock::new();
 
-/// Redacts the secret prefixes of `kinds` from now on (see [`KIND_TABLE`]).
+/// Redacts the secret prefixes of `kinds` from now on (see `KIND_TABLE`).
 pub fn learn_kind_prefixes(kinds: Kinds) {
     // Already set: to the same table, the only one a process has.
     let _ = KIND_TABLE.set(kinds);
@@ -226,7 +229,7 @@ fn redact_word(word: &str) -> String {
 
 /// `redactGatewayDiagnosticText`: free text made safe to show an operator. Words are runs
 /// between whitespace and quoting punctuation; the word after `Bearer` is always redacted.
-pub fn redact_text(text: &str) -> String {
+pub(crate) fn redact_text(text: &str) -> String {
     let is_separator = |c: char| {
         c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | ',' | ';' | '`' | '[' | ']' | '{' | '}')
     };

@@ -16,7 +16,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 /// `isPublicBindHost`: the wildcard addresses and any non-loopback host are a public bind.
-pub fn is_public_bind_host(host: &str) -> bool {
+pub(crate) fn is_public_bind_host(host: &str) -> bool {
     let host = host.trim().to_ascii_lowercase();
     matches!(host.as_str(), "0.0.0.0" | "::" | "[::]") || !is_loopback_host(&host)
 }
@@ -29,7 +29,7 @@ pub struct HttpUrl {
     pub host: String,
 }
 
-/// Why a string is not an acceptable HTTP(S) URL, in the order [`parse_http_url`] finds them.
+/// Why a string is not an acceptable HTTP(S) URL, in the order `parse_http_url` finds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlProblem {
     Unparseable,
@@ -50,7 +50,7 @@ pub enum UrlProblem {
 ///
 /// `http::Uri` accepts any port text and only reports it as absent, so the port is checked here:
 /// otherwise `https://cloud.example.com:99999` would load and every request would go to port 443.
-pub fn parse_http_url(text: &str) -> Result<HttpUrl, UrlProblem> {
+pub(crate) fn parse_http_url(text: &str) -> Result<HttpUrl, UrlProblem> {
     let uri: Uri = text.trim().parse().map_err(|_| UrlProblem::Unparseable)?;
     let scheme = uri.scheme_str().ok_or(UrlProblem::Unparseable)?.to_ascii_lowercase();
     let authority = uri.authority().ok_or(UrlProblem::Unparseable)?.as_str();
@@ -85,7 +85,7 @@ fn port_is_valid(authority: &str) -> bool {
 
 /// The scheme, host and port of a URL (`https://cloud.example.com:8443`), without its path: what an
 /// unauthenticated answer may show of a configured URL. Text that is no URL gives an empty string.
-pub fn origin(text: &str) -> String {
+pub(crate) fn origin(text: &str) -> String {
     match text.trim().parse::<Uri>() {
         Ok(uri) => match (uri.scheme_str(), uri.authority()) {
             (Some(scheme), Some(authority)) => {
@@ -103,7 +103,7 @@ pub fn origin(text: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicUrlProblem {
     /// Unparseable, with userinfo, or with a bad port: the configuration checks name the last
-    /// two through [`parse_http_url`] first, so their messages can say what to fix.
+    /// two through `parse_http_url` first, so their messages can say what to fix.
     Invalid,
     NotHttps,
     Loopback,
@@ -111,7 +111,7 @@ pub enum PublicUrlProblem {
 
 /// A public base URL: parses, uses `https:`, has no userinfo and a valid port, and is not
 /// loopback. Returns the value with trailing `/` removed.
-pub fn normalize_public_https_url(text: &str) -> Result<String, PublicUrlProblem> {
+pub(crate) fn normalize_public_https_url(text: &str) -> Result<String, PublicUrlProblem> {
     let url = parse_http_url(text).map_err(|problem| match problem {
         UrlProblem::NotHttp => PublicUrlProblem::NotHttps,
         UrlProblem::Unparseable | UrlProblem::Credentials | UrlProblem::BadPort => PublicUrlProblem::Invalid,
@@ -126,7 +126,7 @@ pub fn normalize_public_https_url(text: &str) -> Result<String, PublicUrlProblem
 }
 
 /// A URL accepted for branding links: `https:` always, `mailto:` where allowed.
-pub fn is_branding_url(text: &str, allow_mailto: bool) -> bool {
+pub(crate) fn is_branding_url(text: &str, allow_mailto: bool) -> bool {
     if allow_mailto {
         if let Some(address) = text.strip_prefix("mailto:") {
             return !address.trim().is_empty();

@@ -8,20 +8,20 @@
 //! are enabled (upstream's default profile disables them), and setup calls need an admin token.
 //!
 //! Beyond the Cloud API it has dev-only control routes under `/dev/` (admin token; never
-//! upstream): `POST /dev/faults` arms the faults of [`faults`] from another process, and
-//! `GET /dev/records` reads what [`records`] and the store saw (deliveries with their ack calls,
+//! upstream): `POST /dev/faults` arms the faults of `faults` from another process, and
+//! `GET /dev/records` reads what `records` and the store saw (deliveries with their ack calls,
 //! prompt commands, prompt calls per idempotency key, provider-event claims), in bounded pages.
 //! `scripts/soak` drives a separate gateway process through them; see `routes/control.rs`.
 
-pub mod agent;
+pub(crate) mod agent;
 mod call;
-pub mod faults;
-pub mod records;
+pub(crate) mod faults;
+pub(crate) mod records;
 mod respond;
-pub mod routes;
-pub mod sse;
+pub(crate) mod routes;
+pub(crate) mod sse;
 pub mod store;
-pub mod time;
+pub(crate) mod time;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

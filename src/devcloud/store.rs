@@ -13,16 +13,16 @@ use super::time::{iso, Clock};
 /// Events kept per session; older ones are pruned (which is what `snapshot.required` is for).
 const MAX_EVENTS_PER_SESSION: usize = 10_000;
 /// Records kept per table before the oldest finished ones are dropped.
-pub const MAX_RECORDS: usize = 100_000;
+pub(crate) const MAX_RECORDS: usize = 100_000;
 
 /// First 32 hex characters of SHA-256 over the parts joined by NUL.
-pub fn hashed_id(prefix: &str, parts: &[&str]) -> String {
+pub(crate) fn hashed_id(prefix: &str, parts: &[&str]) -> String {
     let hash = digest(&SHA256, parts.join("\0").as_bytes());
     format!("{prefix}{}", crate::util::hex::encode(&hash.as_ref()[..16]))
 }
 
 /// `n` random bytes as unpadded base64url.
-pub fn random_base64url(n: usize) -> String {
+pub(crate) fn random_base64url(n: usize) -> String {
     let bytes: Vec<u8> = (0..n).map(|_| fastrand::u8(..)).collect();
     crate::util::base64::encode_url(&bytes)
 }
@@ -239,7 +239,7 @@ const SANITIZED_SUFFIXES: [&str; 10] = [
 ];
 
 /// The public form of target/payload: secret-looking keys redacted, arrays ≤50, depth ≤4.
-pub fn sanitize(value: &Value, depth: usize) -> Value {
+pub(crate) fn sanitize(value: &Value, depth: usize) -> Value {
     match value {
         Value::Object(map) if depth < 4 => Value::Object(crate::util::maps::object(map.iter().map(|(k, v)| {
             let lower = k.to_ascii_lowercase();

@@ -3,7 +3,7 @@
 //! Cloud (`cloud.rs`: reachable, TLS, token, each binding granted, clock skew), then each enabled
 //! channel through its provider's own check (`ProviderFactory::doctor`), so this module never
 //! names a channel kind. Nothing is sent to a chat, no secret is printed, and every group of
-//! checks is bounded by [`CHECK_TIMEOUT`].
+//! checks is bounded by `CHECK_TIMEOUT`.
 
 mod cloud;
 mod local;

@@ -28,11 +28,6 @@ impl BodyBudget {
     pub fn new(limit: usize) -> Self {
         Self { limit, used: Rc::default() }
     }
-
-    /// Bytes currently held by request bodies.
-    pub fn in_use(&self) -> usize {
-        self.used.get()
-    }
 }
 
 /// Bytes of the budget a request holds; given back when it is dropped (when the request is done).
@@ -188,14 +183,14 @@ mod tests {
         let body = || Full::new(Bytes::from_static(&[b'x'; 1024]));
         let first = read_limited(body(), 1024, &budget, deadline).await.unwrap();
         let second = read_limited(body(), 1024, &budget, deadline).await.unwrap();
-        assert_eq!(budget.in_use(), 2048);
+        assert_eq!(budget.used.get(), 2048);
         let refused = read_limited(body(), 1024, &budget, deadline).await.err().unwrap();
         assert_eq!(refused, BODIES_OVER_BUDGET.with_retry_after(1_000));
         drop(first);
-        assert_eq!(budget.in_use(), 1024, "a handled request gives its bytes back");
+        assert_eq!(budget.used.get(), 1024, "a handled request gives its bytes back");
         let third = read_limited(body(), 1024, &budget, deadline).await.unwrap();
         drop((second, third));
-        assert_eq!(budget.in_use(), 0);
+        assert_eq!(budget.used.get(), 0);
         // A body that streams past the budget is cut off while it arrives, and gives back what it held.
         let streamed = frames::Iter(
             vec![
@@ -208,7 +203,7 @@ mod tests {
             read_limited(streamed, 4096, &budget, deadline).await.err().map(|e| e.status),
             Some(BODIES_OVER_BUDGET.status)
         );
-        assert_eq!(budget.in_use(), 0);
+        assert_eq!(budget.used.get(), 0);
     }
 
     #[test]

@@ -515,4 +515,115 @@ mod tests {
         assert_eq!(body["status"], "not_ready");
         assert!(body.get("providers").is_none(), "providers only for admin callers");
     }
+
+    /// The operator delivery routes with the Cloud client behind them, against the in-process dev
+    /// Cloud over loopback HTTP.
+    #[cfg(feature = "devcloud")]
+    mod through_the_cloud_client {
+        use std::rc::Rc;
+        use std::time::Duration;
+
+        use bytes::Bytes;
+        use http_body_util::{BodyExt, Empty};
+        use serde_json::{json, Value};
+        use tokio::task::LocalSet;
+
+        use crate::cloud::client::CloudClient;
+        use crate::cloud::DeliveryOperations;
+        use crate::config::Secret;
+        use crate::devcloud::{DevCloud, DevCloudOptions};
+        use crate::net::https::build_client;
+        use crate::providers::KINDS;
+
+        fn client_for(base_url: &str, token: &str) -> CloudClient {
+            CloudClient::new(build_client(None).unwrap(), base_url, Secret::new(token), Duration::from_secs(10))
+        }
+
+        fn run<F: std::future::Future<Output = ()>>(test: F) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            LocalSet::new().block_on(&runtime, test);
+        }
+
+        /// The operator routes' state with the Cloud client as their delivery operations.
+        fn operator_for(base_url: &str, token: &str) -> Rc<crate::http::state::HttpState> {
+            use crate::channel::{ChannelRegistry, Ingress};
+            let env = crate::config::Env::from_pairs([
+                ("OPEN_COWORK_CLOUD_BASE_URL", base_url),
+                ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", token),
+                ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
+                ("OPEN_COWORK_GATEWAY_ENABLE_FAKE_PROVIDER", "true"),
+                ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "test"),
+            ]);
+            let config = Rc::new(crate::config::resolve(&json!({}), &env, KINDS).unwrap());
+            let metrics = Rc::new(crate::metrics::Metrics::new(&config));
+            let registry = Rc::new(ChannelRegistry::new(&config, Rc::clone(&metrics)));
+            let shutdown = crate::shutdown::Shutdown::new();
+            let readiness = crate::runtime::Readiness::new(shutdown.clone(), Rc::clone(&registry), None);
+            let (ingress, queue) = Ingress::bounded(4);
+            std::mem::forget(queue);
+            let client = Rc::new(client_for(base_url, token));
+            Rc::new(crate::http::state::HttpState::new(
+                config,
+                metrics,
+                readiness,
+                registry,
+                ingress,
+                Some(client as Rc<dyn DeliveryOperations>),
+                shutdown,
+            ))
+        }
+
+        #[test]
+        fn operator_delivery_routes_go_through_the_cloud_client() {
+            run(async {
+                let cloud = DevCloud::new(DevCloudOptions {
+                    poll_interval: Duration::from_millis(20),
+                    ..DevCloudOptions::default()
+                });
+                let seeded = cloud.seed();
+                let base_url = format!("http://{}", cloud.start("127.0.0.1", 0).await.unwrap());
+                let client = client_for(&base_url, &seeded.gateway_token);
+                cloud.enqueue_delivery("fake-binding", "op-1", json!({"externalChatId": "c"}), json!({"text": "x"}));
+                // Claim it through the stream so the gateway token may see it.
+                let mut stream =
+                    client.open_delivery_stream("gateway:test", 120_000, &["fake-binding".into()]).await.unwrap();
+                while stream.next_event().await.unwrap().is_none_or(|f| f.event.as_deref() != Some("channel.delivery"))
+                {
+                }
+                let gateway = operator_for(&base_url, &seeded.gateway_token);
+                let call = |method: &str, uri: &str| {
+                    let request = http::Request::builder()
+                        .method(method)
+                        .uri(uri)
+                        .header("authorization", "Bearer admin-token-for-tests")
+                        .body(Empty::<Bytes>::new())
+                        .unwrap();
+                    let gateway = Rc::clone(&gateway);
+                    async move {
+                        let response =
+                            crate::http::server::dispatch(&gateway, std::net::IpAddr::from([127, 0, 0, 1]), request)
+                                .await;
+                        let status = response.status().as_u16();
+                        let body: Value =
+                            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+                        (status, body)
+                    }
+                };
+                let (status, body) = call("GET", "/deliveries?status=claimed").await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["deliveries"][0]["deliveryId"], "op-1");
+                let (status, body) = call("POST", "/deliveries/op-1/retry").await;
+                assert_eq!((status, body["delivery"]["status"].as_str()), (200, Some("failed")));
+                let (status, body) = call("POST", "/deliveries/op-1/dead-letter").await;
+                assert_eq!(
+                    (status, body["delivery"]["lastError"].as_str()),
+                    (200, Some("Manually dead-lettered by gateway operator."))
+                );
+                assert_eq!(call("POST", "/deliveries/missing/retry").await.0, 404);
+                let (_, diagnostics) = call("GET", "/diagnostics").await;
+                assert_eq!(diagnostics["deliveryOperator"]["disabledReason"], Value::Null);
+                assert_eq!(diagnostics["deliveryOperator"]["retryAllowed"], true);
+            });
+        }
+    }
 }

@@ -38,14 +38,6 @@ impl RateLimiter {
         Self { records: HashMap::new(), cap: cap.max(1) }
     }
 
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// Request limit: counts this request; refuses once `max` is exceeded within the window.
     pub fn claim(&mut self, key: &str, now: u64, window_ms: u64, max: u32) -> Verdict {
         let record = self.record(key, now, window_ms);
@@ -159,7 +151,7 @@ mod tests {
         assert!(matches!(limiter.claim("attacker", 0, 1_000, 1), Verdict::Refused { .. }));
         limiter.claim("idle", 100, 1_000, 10);
         limiter.claim("fresh", 200, 1_000, 10);
-        assert_eq!(limiter.len(), 2);
+        assert_eq!(limiter.records.len(), 2);
         assert!(
             matches!(limiter.check("attacker", 500, 1_000), Verdict::Refused { .. }),
             "the blocked record survived"
@@ -174,6 +166,6 @@ mod tests {
         limiter.claim("old-1", 0, 100, 10);
         limiter.claim("old-2", 0, 100, 10);
         limiter.claim("new", 500, 100, 10);
-        assert_eq!(limiter.len(), 1);
+        assert_eq!(limiter.records.len(), 1);
     }
 }

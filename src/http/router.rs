@@ -32,11 +32,15 @@ pub enum Segment {
     Literal(&'static str),
     /// A single non-empty segment, percent-decoded.
     Param,
-    /// A single non-empty segment taken as written (upstream Cloud does not decode ids).
+    /// A single non-empty segment taken as written (upstream Cloud does not decode ids): the dev
+    /// Cloud's routes.
+    #[cfg(feature = "devcloud")]
     RawParam,
 }
 
-use Segment::{Literal, Param, RawParam};
+#[cfg(feature = "devcloud")]
+use Segment::RawParam;
+use Segment::{Literal, Param};
 
 /// Builds a route from its decoded parameters, in pattern order.
 pub type Build<R> = fn(Vec<String>) -> R;
@@ -76,7 +80,9 @@ pub fn match_table<R>(table: &Table<R>, method: &Method, path: &str) -> Result<R
         }
         let literals_match = pattern.iter().zip(&segments).all(|(p, s)| match p {
             Literal(text) => text == s,
-            Param | RawParam => !s.is_empty(),
+            Param => !s.is_empty(),
+            #[cfg(feature = "devcloud")]
+            RawParam => !s.is_empty(),
         });
         if !literals_match {
             continue;
@@ -85,6 +91,7 @@ pub fn match_table<R>(table: &Table<R>, method: &Method, path: &str) -> Result<R
         for (p, s) in pattern.iter().zip(&segments) {
             match p {
                 Param => params.push(percent_decode(s).ok_or(RouteError::BadEncoding)?),
+                #[cfg(feature = "devcloud")]
                 RawParam => params.push((*s).to_owned()),
                 Literal(_) => {}
             }

@@ -158,6 +158,7 @@ impl Drop for Admitted {
 
 /// The accept loop for the dev Cloud (or any handler): the gateway's admission rules without
 /// per-client exemptions. Must run inside a `LocalSet`.
+#[cfg(feature = "devcloud")]
 pub async fn serve<H, F>(listener: TcpListener, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + 'static,

@@ -7,7 +7,7 @@
 //! names): never a user, chat or token.
 
 mod json;
-pub mod process;
+pub(crate) mod process;
 mod prometheus;
 mod window;
 
@@ -436,7 +436,7 @@ const STACK: &str = "monorepo-provider";
 
 /// The kind label of the channel-stack telemetry: a real channel kind, else (for a kind that
 /// stands in for another) the id's `<kind>-` prefix among the kinds of its table, else `other`.
-pub fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
+pub(crate) fn bounded_channel_kind(kind: ProviderKind, id: &str) -> &'static str {
     let real = |k: ProviderKind| k.spec().parts.stands_in_for.is_none();
     if real(kind) {
         return kind.as_str();

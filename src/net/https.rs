@@ -10,7 +10,7 @@
 //! never fill the peer's concurrent-stream limit in front of a claim, a prompt or an ack.
 //!
 //! Every client of the process (these two, and the webhook relays' pinned client) shares one
-//! [`tls_config`] per trust set: one root store and one resumption cache, so a session stream
+//! `tls_config` per trust set: one root store and one resumption cache, so a session stream
 //! resumes the TLS session a call to the same Cloud began instead of a full handshake.
 
 use std::path::Path;
@@ -39,7 +39,7 @@ pub enum HttpsError {
 }
 
 /// Reads the PEM certificates of a private CA file; at least one is required.
-pub fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
+pub(crate) fn load_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
     let error = |detail: String| HttpsError::CaFile { path: path.display().to_string(), detail };
     let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| error(format!("cannot be read as PEM: {e}")))?
@@ -61,7 +61,7 @@ const STREAM_READ_BUFFER: usize = 4096;
 /// this be in flight at once, so a burst reuses them instead of opening (and, over the idle cap,
 /// closing again) a connection and its TLS handshake per call. 32: as many as the webhook
 /// receipts the runtime lets claim at once, so a burst of them never queues behind its own slots.
-pub const CALL_CONNECTIONS: usize = 32;
+pub(crate) const CALL_CONNECTIONS: usize = 32;
 
 /// What a client carries, which decides its pool and buffers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ static SHARED: Mutex<Vec<(Vec<CertificateDer<'static>>, Arc<ClientConfig>)>> = M
 /// The process's TLS client configuration for the public roots plus the certificates of
 /// `ca_file`: ring, rustls' safe default versions, no client certificate, no ALPN (each client
 /// sets its own), and a resumption cache shared by every client built from it.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, HttpsError> {
+pub(crate) fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, HttpsError> {
     let extra = match ca_file {
         Some(path) => load_ca_certificates(path)?,
         None => Vec::new(),

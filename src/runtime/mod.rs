@@ -20,4 +20,4 @@ mod scripted_channel;
 pub mod sessions;
 pub mod state;
 
-pub use readiness::{Readiness, CLOUD_AUTH, DELIVERY_SUBSCRIPTION};
+pub use readiness::Readiness;

@@ -21,9 +21,9 @@ use crate::cloud::streams::{CloudStatus, Subscription};
 use crate::shutdown::Shutdown;
 
 /// Readiness condition: the Cloud delivery subscription is live.
-pub const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
+const DELIVERY_SUBSCRIPTION: &str = "delivery_subscription";
 /// Readiness condition: Cloud accepts the service token (401/403 break it).
-pub const CLOUD_AUTH: &str = "cloud_auth";
+const CLOUD_AUTH: &str = "cloud_auth";
 /// Readiness condition: at least one channel is started.
 const CHANNEL_STARTED: &str = "channel_started";
 /// How long a delivery subscription that was live may be reopening before `/ready` turns 503:

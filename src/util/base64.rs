@@ -48,7 +48,9 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Standard base64 with padding (RFC 4648 §4), for artifact bodies.
+/// Standard base64 with padding (RFC 4648 §4), for artifact bodies (the relay's files, the dev
+/// Cloud's artifacts).
+#[cfg(any(feature = "webhook", feature = "devcloud"))]
 pub fn encode_standard(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -80,6 +82,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "webhook", feature = "devcloud"))]
     fn standard_alphabet_is_padded() {
         assert_eq!(encode_standard(b"hello?"), "aGVsbG8/");
         assert_eq!(encode_standard(b"hi"), "aGk=");

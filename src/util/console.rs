@@ -19,7 +19,7 @@ pub fn stderr(text: std::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::util::console::stdout(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::console::stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -27,7 +27,7 @@ macro_rules! outln {
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::util::console::stdout(format_args!($($arg)*))
+        $crate::console::stdout(format_args!($($arg)*))
     };
 }
 
@@ -35,6 +35,6 @@ macro_rules! out {
 #[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::util::console::stderr(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::console::stderr(format_args!("{}\n", format_args!($($arg)*)))
     };
 }

@@ -2,12 +2,13 @@
 //! Slack's message text, and the HTML of the status page.
 
 /// `&`, `<` and `>` as entities: all that Telegram's HTML mode and Slack's message text need
-/// outside attributes.
+/// outside attributes. (Only the channels with markup call it.)
+#[cfg(any(test, feature = "telegram", feature = "slack"))]
 pub fn escape_text(text: &str) -> String {
     escape(text, false)
 }
 
-/// [`escape_text`] and both quotes, for HTML element content and quoted attributes alike.
+/// `&`, `<`, `>` and both quotes, for HTML element content and quoted attributes alike.
 pub fn escape_html(text: &str) -> String {
     escape(text, true)
 }

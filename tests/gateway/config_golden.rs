@@ -10,8 +10,6 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use open_cowork_gateway::config::env::parse_env_file;
-
 fn cases(folder: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config").join(folder);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -23,20 +21,33 @@ fn cases(folder: &str) -> Vec<PathBuf> {
     files
 }
 
-/// Runs `check-config` for one case; returns the output and the `# expect:` text, if any.
+/// The arguments handing a case's `.env` to the binary as its env file (the repository's files are
+/// readable by others, hence `--allow-insecure-env-file`).
+fn env_file_args(case: &Path) -> [&std::ffi::OsStr; 3] {
+    ["--env-file".as_ref(), case.as_os_str(), "--allow-insecure-env-file".as_ref()]
+}
+
+/// A case's `KEY=VALUE` lines, comments left out and double quotes taken off (the cases use no
+/// escapes, single quotes or `export`).
+fn settings(text: &str) -> Vec<(&str, &str)> {
+    let lines = text.lines().filter(|line| !line.starts_with('#'));
+    lines.filter_map(|line| line.split_once('=')).map(|(key, value)| (key, value.trim_matches('"'))).collect()
+}
+
+/// Runs `check-config` for one case with its `.env` as the env file; returns the output and the
+/// `# expect:` text, if any.
 fn check(case: &Path, extra_args: &[&str]) -> (Output, Option<String>) {
     let text = std::fs::read_to_string(case).unwrap();
     let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).map(|s| s.trim_end().to_owned());
-    let pairs = parse_env_file(&text).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
-    let mut env: Vec<(String, String)> = pairs;
     let central = case.with_extension("central.jsonc");
-    if central.exists() {
-        env.push(("OPEN_COWORK_CONFIG_PATH".into(), central.to_string_lossy().into_owned()));
+    let central = central.to_string_lossy().into_owned();
+    let mut env: Vec<(&str, &str)> = Vec::new();
+    if Path::new(&central).exists() {
+        env.push(("OPEN_COWORK_CONFIG_PATH", &central));
     }
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = support::TempDir::new("golden");
-    let mut command = support::command(&dir.0, &env_refs);
-    command.arg("check-config").args(extra_args);
+    let mut command = support::command(&dir.0, &env);
+    command.arg("check-config").args(extra_args).args(env_file_args(case));
     let gateway_file = case.with_extension("jsonc");
     if gateway_file.exists() {
         command.arg("--config").arg(&gateway_file);
@@ -76,11 +87,10 @@ fn valid_configs_pass_and_print_without_secrets() {
         let printed: serde_json::Value =
             serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
         assert_eq!(printed["productMode"], "cloud_channel");
-        let env = parse_env_file(&std::fs::read_to_string(case).unwrap()).unwrap();
-        for (key, value) in env {
+        for (key, value) in settings(&std::fs::read_to_string(case).unwrap()) {
             let secret_key = ["TOKEN", "SECRET", "PASSWORD"].iter().any(|w| key.contains(w));
             if secret_key && !value.is_empty() {
-                assert!(!stdout.contains(&value), "{}: {key} printed in clear", case.display());
+                assert!(!stdout.contains(value), "{}: {key} printed in clear", case.display());
             }
         }
     }
@@ -129,11 +139,8 @@ fn disabled_entries_of_any_kind_load_and_are_shown() {
 #[test]
 fn an_unbuildable_entry_stops_run_with_exit_78() {
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/email-from-not-an-address.env");
-    let text = std::fs::read_to_string(&case).unwrap();
-    let env = parse_env_file(&text).unwrap();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = support::TempDir::new("golden-run");
-    let output = support::command(&dir.0, &env_refs).arg("run").output().unwrap();
+    let output = support::command(&dir.0, &[]).arg("run").args(env_file_args(&case)).output().unwrap();
     assert_eq!(output.status.code(), Some(78));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
@@ -185,10 +192,12 @@ fn refused_url_credentials_are_never_echoed() {
     assert!(planted >= 3, "the Cloud, public and Bot API credential cases plant a password");
 
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config/invalid/cloud-url-credentials.env");
-    let env = parse_env_file(&std::fs::read_to_string(&case).unwrap()).unwrap();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = support::TempDir::new("golden-credentials-run");
-    let output = support::command(&dir.0, &env_refs).args(["run", "--log-level", "debug"]).output().unwrap();
+    let output = support::command(&dir.0, &[])
+        .args(["run", "--log-level", "debug"])
+        .args(env_file_args(&case))
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(78));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),

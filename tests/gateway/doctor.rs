@@ -18,10 +18,10 @@ use async_trait::async_trait;
 use open_cowork_gateway::config::{resolve, Env};
 use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
 use open_cowork_gateway::net::url_policy::{ResolveError, Resolver};
-use open_cowork_gateway::providers::ProviderFactory;
 use open_cowork_gateway::providers::KINDS;
 use serde_json::json;
 use smtp_sink::Sink;
+use support::test_gateway::quiet_factory;
 use support::webhook_receiver::{self, Receiver};
 use support::{fake_slack, fake_telegram, run};
 
@@ -94,9 +94,7 @@ async fn doctor(world: &World, changes: &[(&str, &str)], relay_address: &str) ->
         env.set(*key, *value);
     }
     let config = resolve(&json!({}), &env, KINDS).unwrap();
-    let mut factory = ProviderFactory::with_cli_output(|| {
-        (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-    });
+    let mut factory = quiet_factory();
     factory.webhook_resolver = Rc::new(FixedResolver(relay_address.parse().unwrap()));
     let mut out = Vec::new();
     let passed = open_cowork_gateway::doctor::run(&config, &mut factory, &mut out).await;

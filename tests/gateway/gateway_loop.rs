@@ -33,11 +33,16 @@ fn as_fake(provider: &FakeProvider) -> &FakeProvider {
 }
 
 async fn post(running: &Running, path: &str, body: Value) -> (u16, Value) {
-    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
     let request = http::Request::post(format!("http://{}{path}", running.address))
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
         .unwrap();
+    send(request).await
+}
+
+/// Sends `request` over loopback: the status and the JSON body (null when it is not JSON).
+async fn send(request: http::Request<http_body_util::Full<bytes::Bytes>>) -> (u16, Value) {
+    let http = open_cowork_gateway::net::https::build_client(None).unwrap();
     let response = http.request(request).await.unwrap();
     let status = response.status().as_u16();
     use http_body_util::BodyExt;
@@ -268,27 +273,25 @@ fn a_claim_held_by_another_gateway_is_retried_after_its_lease() {
         let (cloud, seeded, base) = dev_cloud(fast_cloud_options()).await;
         let running = gateway(&base, &seeded, &[]).await;
         // Another gateway (another claimant) holds a live 30 s claim on the same event.
-        let other = open_cowork_gateway::cloud::client::CloudClient::new(
-            open_cowork_gateway::net::https::build_client(None).unwrap(),
-            &base,
-            open_cowork_gateway::config::Secret::new(seeded.gateway_token.clone()),
-            Duration::from_secs(5),
-        );
-        let held = other
-            .claim_provider_event(&open_cowork_gateway::cloud::client::ClaimProviderEvent {
-                provider: "cli".into(),
-                provider_instance_id: "fake".into(),
-                channel_binding_id: "fake-binding".into(),
-                external_workspace_id: Some(None),
-                provider_event_id: "held-1".into(),
-                event_type: "message",
-                claimed_by: "gateway:other".into(),
-                ttl_ms: 30_000,
-                metadata: json!({}),
-            })
-            .await
+        let claim = json!({
+            "provider": "cli",
+            "providerInstanceId": "fake",
+            "channelBindingId": "fake-binding",
+            "externalWorkspaceId": null,
+            "providerEventId": "held-1",
+            "eventType": "message",
+            "claimedBy": "gateway:other",
+            "ttlMs": 30_000,
+            "metadata": {},
+        });
+        let request = http::Request::post(format!("{base}/api/channels/provider-events/claim"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", seeded.gateway_token))
+            .body(http_body_util::Full::new(bytes::Bytes::from(claim.to_string())))
             .unwrap();
-        assert!(held.claimed);
+        let (status, held) = send(request).await;
+        assert_eq!(status, 200, "{held}");
+        assert_eq!(held["claimed"], true);
         let message = json!({"id": "held-1", "text": "wait your turn", "chatId": "chat-held"});
         let (status, retry_after) = post_for_retry_after(&running, "/webhooks/fake", message.clone()).await;
         assert_eq!(status, 503, "not a silent duplicate: the platform is asked to come back");

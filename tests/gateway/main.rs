@@ -17,7 +17,6 @@ mod tooling;
 
 mod attack;
 mod cli_stop;
-mod cloud_client;
 mod config_golden;
 mod conformance;
 mod container;
@@ -27,7 +26,6 @@ mod deploy;
 mod devcloud_control;
 mod doctor;
 mod email;
-mod fuzz_regressions;
 mod gateway_loop;
 mod half_open;
 mod hostile;

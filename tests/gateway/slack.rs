@@ -10,13 +10,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use open_cowork_gateway::app::{self, Running};
-use open_cowork_gateway::config::{resolve, Env};
+use open_cowork_gateway::app::Running;
 use open_cowork_gateway::devcloud::DevCloud;
 use open_cowork_gateway::metrics::Stat;
 use open_cowork_gateway::providers::slack::signature::sign;
-use open_cowork_gateway::providers::ProviderFactory;
-use open_cowork_gateway::providers::KINDS;
 use serde_json::{json, Value};
 use support::fake_slack::{self, FakeSlack, Shared, SIGNING_SECRET, TOKEN};
 use support::test_gateway::{dev_cloud, prompts_of, quick_agent_options, quiet_factory, sessions_of, start_gateway};
@@ -42,14 +39,18 @@ async fn gateway(world: &World) -> Running {
     gateway_with(world, &[]).await
 }
 
-/// [`gateway`] with more settings (a state directory, say).
-async fn gateway_with(world: &World, extra: &[(&str, &str)]) -> Running {
-    let slack = [
+/// The Slack channel's settings against the world's fake Slack.
+fn slack_settings(world: &World) -> [(&'static str, &str); 3] {
+    [
         ("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN", TOKEN),
         ("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET", SIGNING_SECRET),
         ("OPEN_COWORK_GATEWAY_SLACK_API_BASE_URL", world.api_url.as_str()),
-    ];
-    let settings = [&slack[..], extra].concat();
+    ]
+}
+
+/// [`gateway`] with more settings (a state directory, say).
+async fn gateway_with(world: &World, extra: &[(&str, &str)]) -> Running {
+    let settings = [&slack_settings(world)[..], extra].concat();
     let running = start_gateway(&world.cloud_url, &world.token, "sl", &settings, quiet_factory()).await;
     eventually("healthy", || running.registry.get("slack").unwrap().is_healthy()).await;
     running
@@ -463,23 +464,8 @@ fn a_rejected_token_fails_the_start_with_an_auth_reason_without_retries() {
     run(async {
         let world = world().await;
         world.slack.borrow_mut().error("auth.test", 200, "invalid_auth", None);
-        let env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", world.cloud_url.as_str()),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", world.token.as_str()),
-            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", "admin-token-for-tests"),
-            ("OPEN_COWORK_GATEWAY_SLACK_BOT_TOKEN", TOKEN),
-            ("OPEN_COWORK_GATEWAY_SLACK_SIGNING_SECRET", SIGNING_SECRET),
-            ("OPEN_COWORK_GATEWAY_SLACK_API_BASE_URL", world.api_url.as_str()),
-            ("OPEN_COWORK_GATEWAY_PORT", "0"),
-        ]);
-        let running = app::start(
-            resolve(&json!({}), &env, KINDS).unwrap(),
-            ProviderFactory::with_cli_output(|| {
-                (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-            }),
-        )
-        .await
-        .unwrap();
+        let slack = slack_settings(&world);
+        let running = start_gateway(&world.cloud_url, &world.token, "sl", &slack, quiet_factory()).await;
         let problem = || running.registry.get("slack").unwrap().health().problem().map(str::to_owned);
         eventually("the auth reason", || problem().is_some_and(|p| p.starts_with("auth:"))).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -525,7 +511,10 @@ fn artifacts_use_the_external_upload_flow() {
             (complete["channel_id"].clone(), complete["thread_ts"].clone()),
             (json!("C0FILES"), json!("1716984700.000100"))
         );
-        assert!(slack.calls("files.uploadV2").is_empty(), "D5: not the SDK-only method");
+        assert!(
+            slack.calls("files.uploadV2").is_empty(),
+            "the upload goes through the external-upload pair, not files.uploadV2 (a method only the Slack SDKs offer)"
+        );
         drop(slack);
         running.stop();
     });

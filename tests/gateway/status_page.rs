@@ -10,15 +10,11 @@ use crate::support;
 use support::{eventually, run};
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use open_cowork_gateway::app;
-use open_cowork_gateway::config::{resolve, Env, LogLevel};
-use open_cowork_gateway::devcloud::{DevCloud, DevCloudOptions};
+use open_cowork_gateway::config::LogLevel;
 use open_cowork_gateway::logging;
-use open_cowork_gateway::providers::ProviderFactory;
-use open_cowork_gateway::providers::KINDS;
 use serde_json::json;
+use support::test_gateway::{dev_cloud, quick_agent_options, quiet_factory, start_gateway_with_config};
 
 const RELAY_SECRET: &str = "relay-Secret-Planted-In-The-Config-7731";
 const PLANTED_ERROR: &str = "<img src=x onerror=alert(1)> planted send failure & \"quotes\"";
@@ -71,29 +67,20 @@ fn visible_text(dom: &str) -> String {
 fn chromium_renders_the_status_page_with_escaped_errors_and_no_secret() {
     let _ = logging::init(logging::LogFormat::Stderr, logging::filter(Some(LogLevel::Warn), None, LogLevel::Warn));
     run(async {
-        let cloud = DevCloud::new(DevCloudOptions {
-            poll_interval: Duration::from_millis(20),
-            agent_delay: Duration::from_millis(1),
-            ..DevCloudOptions::default()
-        });
-        let seeded = cloud.seed();
-        let cloud_url = format!("http://{}", cloud.start("127.0.0.1", 0).await.unwrap());
-        let env = Env::from_pairs([
-            ("OPEN_COWORK_CLOUD_BASE_URL", cloud_url.as_str()),
-            ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", seeded.gateway_token.as_str()),
-            // The browser sends no token: loopback without an admin token is the operator here.
+        let (cloud, seeded, cloud_url) = dev_cloud(quick_agent_options()).await;
+        let fake = json!({"id": "fake", "kind": "fake", "enabled": true, "channelBindingId": "fake-binding"});
+        let settings = [
+            // A blank setting counts as unset: no admin token, so the browser, which sends none,
+            // is the operator from loopback.
+            ("OPEN_COWORK_GATEWAY_ADMIN_TOKEN", ""),
             ("OPEN_COWORK_GATEWAY_ALLOW_LOOPBACK_OPERATOR_BYPASS", "true"),
             ("OPEN_COWORK_GATEWAY_WEBHOOK_DELIVERY_URL", "http://localhost:9/relay"),
             ("OPEN_COWORK_GATEWAY_WEBHOOK_SHARED_SECRET", RELAY_SECRET),
-            ("OPEN_COWORK_GATEWAY_PORT", "0"),
-            ("OPEN_COWORK_GATEWAY_INSTANCE_ID", "pi-kitchen"),
-        ]);
-        let factory = ProviderFactory::with_cli_output(|| {
-            (open_cowork_gateway::providers::cli::CliOutputMode::Json, Box::new(std::io::sink()))
-        });
-        let fake = json!({"id": "fake", "kind": "fake", "enabled": true, "channelBindingId": "fake-binding"});
-        let config = resolve(&json!({ "providers": [fake] }), &env, KINDS).unwrap();
-        let running = app::start(config, factory).await.unwrap();
+        ];
+        let config = json!({ "providers": [fake] });
+        let token = &seeded.gateway_token;
+        let running =
+            start_gateway_with_config(&config, &cloud_url, token, "pi-kitchen", &settings, quiet_factory()).await;
         let fake = running.factory.fake("fake").unwrap();
         for n in 0..3 {
             cloud.enqueue_delivery(

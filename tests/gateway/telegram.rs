@@ -66,7 +66,10 @@ fn polling_round_trip_with_offsets_and_html() {
         assert_eq!(reply["text"], "echo: hello &lt;bot&gt; &amp; co", "escaped for parse_mode HTML");
         assert_eq!(reply["parse_mode"], "HTML");
         assert_eq!(reply["chat_id"], 123);
-        assert!(reply.get("message_thread_id").is_none(), "D6: no thread id for a private chat");
+        assert!(
+            reply.get("message_thread_id").is_none(),
+            "a private chat has no topics: the reply carries no thread id"
+        );
         assert_eq!(
             world.bot.borrow().calls("getUpdates")[0],
             json!({"offset": 0, "timeout": 30, "allowed_updates": ["message", "callback_query"]})

@@ -11,9 +11,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use open_cowork_gateway::http::response::{self, ResponseBody};
 use serde_json::{json, Value};
 use tokio::time::Instant;
+
+/// What the fake answers with: a whole JSON body.
+type Body = http_body_util::Full<bytes::Bytes>;
 
 pub const TOKEN: &str = "xoxb-1111-2222-FakeSlackBotTokenForTests";
 pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -105,21 +107,21 @@ pub async fn start(slack: Shared) -> String {
     format!("http://{address}/api")
 }
 
-fn reply(answer: &Answer) -> http::Response<ResponseBody> {
-    let mut response = response::json(http::StatusCode::from_u16(answer.status).unwrap(), &answer.body);
+fn reply(answer: &Answer) -> http::Response<Body> {
+    let mut response = super::json_response(answer.status, &answer.body);
     if let Some(seconds) = answer.retry_after {
         response.headers_mut().insert("retry-after", seconds.to_string().parse().unwrap());
     }
     response
 }
 
-fn ok(body: Value) -> http::Response<ResponseBody> {
+fn ok(body: Value) -> http::Response<Body> {
     let mut body = body;
     body["ok"] = Value::Bool(true);
     reply(&Answer { status: 200, retry_after: None, body })
 }
 
-async fn answer(slack: Shared, request: http::Request<hyper::body::Incoming>) -> http::Response<ResponseBody> {
+async fn answer(slack: Shared, request: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
     let path = request.uri().path().to_owned();
     let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();

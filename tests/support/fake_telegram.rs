@@ -11,9 +11,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use open_cowork_gateway::http::response::{self, ResponseBody};
 use serde_json::{json, Value};
 use tokio::time::Instant;
+
+/// What the fake answers with: a whole JSON body.
+type Body = http_body_util::Full<bytes::Bytes>;
 
 pub const TOKEN: &str = "123456789:FakeTelegramBotTokenForTests00000";
 
@@ -141,11 +143,11 @@ pub async fn start(bot: Shared) -> String {
     format!("http://{address}")
 }
 
-fn reply(status: u16, body: &Value) -> http::Response<ResponseBody> {
-    response::json(http::StatusCode::from_u16(status).unwrap(), body)
+fn reply(status: u16, body: &Value) -> http::Response<Body> {
+    super::json_response(status, body)
 }
 
-async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> http::Response<ResponseBody> {
+async fn answer(bot: Shared, request: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
     let path = request.uri().path().to_owned();
     let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();

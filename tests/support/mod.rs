@@ -220,6 +220,14 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
     HttpResponse { status, headers, body: body.to_owned() }
 }
 
+/// A fake platform's JSON answer: `body` with `status` and a JSON content type.
+pub fn json_response(status: u16, body: &serde_json::Value) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body.to_string())));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+}
+
 /// Runs an in-process test (the dev Cloud, the gateway, fake platforms) on one current_thread
 /// runtime, as the daemon runs.
 pub fn run<F: std::future::Future<Output = ()>>(test: F) {

@@ -66,6 +66,19 @@ pub async fn start_gateway(
     extra: &[(&str, &str)],
     factory: ProviderFactory,
 ) -> Running {
+    start_gateway_with_config(&json!({}), cloud_url, token, instance, extra, factory).await
+}
+
+/// [`start_gateway`] with the gateway configuration JSON `config` (what `--config` carries) under
+/// the settings: providers listed by id, for one.
+pub async fn start_gateway_with_config(
+    config: &serde_json::Value,
+    cloud_url: &str,
+    token: &str,
+    instance: &str,
+    extra: &[(&str, &str)],
+    factory: ProviderFactory,
+) -> Running {
     let mut env = Env::from_pairs([
         ("OPEN_COWORK_CLOUD_BASE_URL", cloud_url),
         ("OPEN_COWORK_GATEWAY_SERVICE_TOKEN", token),
@@ -76,7 +89,7 @@ pub async fn start_gateway(
     for (key, value) in extra {
         env.set(*key, *value);
     }
-    app::start(resolve(&json!({}), &env, KINDS).unwrap(), factory).await.unwrap()
+    app::start(resolve(config, &env, KINDS).unwrap(), factory).await.unwrap()
 }
 
 /// The dev Cloud and the gateway settings; [`TestGateway::start`] runs the gateway.

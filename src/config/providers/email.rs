@@ -49,7 +49,7 @@ pub struct EmailSettings {
     /// Whether the connection may stay plain text when the server offers no STARTTLS: only to a
     /// loopback host, or with `settings.smtpAllowPlaintext` (the provider warns at start).
     pub allow_plaintext: bool,
-    /// `settings.subject` trimmed, or [`DEFAULT_SUBJECT`].
+    /// `settings.subject` trimmed, or `DEFAULT_SUBJECT`.
     pub subject: String,
     /// Inbound attachments larger than this are refused (`min(15 MiB, maxAttachmentBytes)`).
     pub max_file_bytes: usize,
@@ -323,5 +323,17 @@ mod tests {
         assert_eq!(parse_address("a@-b.com"), None);
         assert_eq!(parse_address("a\r\nBcc: b@example.com"), Some("b@example.com".into()), "tokens split at controls");
         assert_eq!(display_name("<a@example.com>"), None);
+    }
+
+    /// An input the `email_inbound` fuzz target once crashed on: a relay's `from` whose seventh
+    /// byte falls inside a multi-byte character panicked in the `mailto:` check (a byte slice at
+    /// index 7), aborting the daemon on one request.
+    #[test]
+    fn an_address_with_a_multibyte_character_at_byte_seven_is_refused_not_a_panic() {
+        // "aaaaaa" is six bytes, so 'é' spans bytes 6 and 7; the second is the token the fuzzer found.
+        assert_eq!(parse_address("aaaaaaé"), None);
+        assert_eq!(parse_address("ZA=:=\"\u{241}]}"), None);
+        assert_eq!(parse_address("mailto:ada@example.com"), Some("ada@example.com".to_owned()));
+        assert_eq!(parse_address("MAILTO: <Ada@Example.com>"), Some("ada@example.com".to_owned()));
     }
 }

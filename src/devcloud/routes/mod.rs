@@ -30,7 +30,7 @@ use crate::http::router::{match_table, Segment, Table};
 // The request types and response helpers live outside this module so that `sse.rs` need not
 // import it; re-exported so their paths under `routes` stay valid.
 pub use super::call::{Call, Principal, Route};
-pub use super::respond::{error, json_response, sse_headers};
+pub use super::respond::{error, json_response};
 
 use Segment::{Literal, RawParam};
 

@@ -262,4 +262,13 @@ mod tests {
         headers.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(provided_secret(&headers), None);
     }
+
+    /// The shape the `email_inbound` fuzz target once crashed on (a `from` whose seventh byte
+    /// falls inside a multi-byte character), through the relay mapper the webhook route calls:
+    /// refused, not a panic.
+    #[test]
+    fn a_from_with_a_multibyte_character_at_byte_seven_maps_to_nothing() {
+        let payload = json!({"from": "Ada <ada@> ZA=:=\"\u{241}]}", "messageId": "<m1@example.com>"});
+        assert_eq!(map(&"email".into(), &payload, 4096, 0), Ok(None));
+    }
 }
