@@ -5,8 +5,8 @@
 //! `http` · `app`, `devcloud`, `setup`, `doctor` · `cli`. A module may use modules of lower layers only;
 //! modules of one layer do not use each other. A name the crate root re-exports (`pub use
 //! <module>::…` in `lib.rs`) counts as a use of its module, so the root is no way round the
-//! rule. Test modules (`#[cfg(test)] mod tests`) are left out: a test may reach for anything, the
-//! dev Cloud included.
+//! rule. Test modules (`#[cfg(test)] mod tests`, inline or in a `tests.rs`) are left out: a
+//! test may reach for anything, the dev Cloud included.
 //!
 //! The kind names (`telegram`, `slack`, …) may appear only in the core-free places: and more
 //! strictly, a kind is named only in its own folder (`providers/<folder>/`, `providers/<folder>.rs`,
@@ -74,8 +74,10 @@ fn sources() -> Vec<(String, String, String)> {
             let relative = path.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
             let module = relative.split('/').next().unwrap().trim_end_matches(".rs").to_owned();
             // A kind's `conformance.rs` is its side of the conformance battery: test code the
-            // integration tests include, never compiled into the library.
-            if module == "main" || module == "lib" || relative.ends_with("/conformance.rs") {
+            // integration tests include, never compiled into the library; a `tests.rs` is a
+            // module's unit tests kept in a file of their own.
+            let test_code = relative.ends_with("/conformance.rs") || relative.ends_with("/tests.rs");
+            if module == "main" || module == "lib" || test_code {
                 return None;
             }
             let text = std::fs::read_to_string(&path).unwrap();
