@@ -99,12 +99,6 @@ pub struct EmailProvider {
     inner: Rc<Inner>,
 }
 
-impl std::fmt::Debug for EmailProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailProvider").field("id", &self.inner.id).finish_non_exhaustive()
-    }
-}
-
 impl EmailProvider {
     /// Builds the SMTP transport (no connection yet); fails on an unusable `from` or CA file.
     pub fn new(id: SmolStr, settings: &EmailSettings) -> Result<Self, String> {

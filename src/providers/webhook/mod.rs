@@ -176,12 +176,6 @@ pub struct WebhookProvider {
     inner: Rc<Inner>,
 }
 
-impl std::fmt::Debug for WebhookProvider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookProvider").field("id", &self.inner.id).finish_non_exhaustive()
-    }
-}
-
 fn bad(error: String) -> SendError {
     SendError::permanent(error)
 }
