@@ -87,7 +87,7 @@ pub struct Seeded {
 /// The default channel-binding ids, one per channel kind compiled into this build (each kind
 /// names its own in its description), in the table's order.
 fn seeded_bindings() -> Vec<SeededBinding> {
-    crate::providers::KINDS.iter().filter(|kind| kind.compiled_in).filter_map(|kind| kind.seeded_binding()).collect()
+    crate::providers::KINDS.iter().filter_map(|kind| kind.seeded_binding()).collect()
 }
 
 /// The dev Cloud. Lives in an `Rc` on the current thread.

@@ -37,8 +37,6 @@ pub struct KindSpec {
     pub name: &'static str,
     /// The cargo feature that compiles the kind in.
     pub cargo_feature: &'static str,
-    /// `false` for the stand-in of a kind whose feature is off: only a disabled entry of it loads.
-    pub compiled_in: bool,
     /// For the stand-in of a kind this build lacks: the variable (after `OPEN_COWORK_GATEWAY_`)
     /// that configures the kind from the environment. Set (and not `false`), it adds an entry of
     /// the kind, which then fails the load naming the missing feature instead of being ignored.
@@ -143,7 +141,7 @@ impl KindParts {
 impl KindSpec {
     /// A kind compiled into this build: its table line and its folder's parts.
     pub const fn compiled(name: &'static str, cargo_feature: &'static str, parts: KindParts) -> Self {
-        Self { name, cargo_feature, compiled_in: true, stand_in_trigger: None, parts }
+        Self { name, cargo_feature, stand_in_trigger: None, parts }
     }
 
     /// The stand-in for a kind this build was compiled without: a disabled entry of it loads (and
@@ -152,14 +150,20 @@ impl KindSpec {
         Self {
             name,
             cargo_feature,
-            compiled_in: false,
             stand_in_trigger: Some(trigger),
             parts: KindParts { seeds: Seeds::Nothing, ..KindParts::new(stand_in_shortcut, never_run, &()) },
         }
     }
 
+    /// `false` for the stand-in of a kind whose feature is off (the one kind of spec with a
+    /// trigger): only a disabled entry of it loads.
+    pub const fn compiled_in(&self) -> bool {
+        self.stand_in_trigger.is_none()
+    }
+
     /// The channel binding the dev Cloud seeds for the kind's default entry, and the variable
-    /// that names it (`OPEN_COWORK_GATEWAY_<KIND>_CHANNEL_BINDING_ID`).
+    /// that names it (`OPEN_COWORK_GATEWAY_<KIND>_CHANNEL_BINDING_ID`); none for a kind not
+    /// compiled in.
     pub fn seeded_binding(&self) -> Option<SeededBinding> {
         let (binding_id, provider) = match self.parts.seeds {
             Seeds::Nothing => return None,

@@ -61,7 +61,7 @@ impl ProviderKind {
 
     /// Whether this binary was built with the kind's feature.
     pub fn compiled_in(self) -> bool {
-        self.spec.compiled_in
+        self.spec.compiled_in()
     }
 
     /// Everything the kind says about itself.
@@ -601,13 +601,14 @@ mod tests {
             Box::leak(Box::new(KindSpec::not_compiled_in("matrix", "matrix", "MATRIX_ENABLED")));
         let table: Kinds = Box::leak(Box::new([stand_in]));
         assert_eq!(
-            unrunnable_kind("matrix", ProviderKind::parse(table, "matrix").unwrap(), stand_in.compiled_in)
+            unrunnable_kind("matrix", ProviderKind::parse(table, "matrix").unwrap(), stand_in.compiled_in())
                 .unwrap()
                 .to_string(),
             "Gateway provider matrix (kind matrix) is not compiled into this build of open-cowork-gateway \
              (cargo feature \"matrix\"); rebuild with that feature, or remove it or disable it (\"enabled\": false).",
             "a stand-in of the table names its feature"
         );
+        assert_eq!(stand_in.seeded_binding(), None, "the dev Cloud seeds no binding for a kind not compiled in");
         let shortcut = |value: &str| {
             let env = Env::from_pairs([("OPEN_COWORK_GATEWAY_MATRIX_ENABLED", value)]);
             let trigger = stand_in.stand_in_trigger;
