@@ -232,20 +232,14 @@ fn approval_buttons_use_short_ids_and_answer_the_callback() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(10, 777, "please /approve-me"));
         let running = gateway(&world, &[]).await;
-        eventually("the keyboard", || {
-            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
-        })
-        .await;
-        let (message_id, approve) = {
-            let bot = world.bot.borrow();
-            let calls = bot.calls("sendMessage");
-            let index = calls.iter().position(|b| b.get("reply_markup").is_some()).unwrap();
-            let keyboard = &calls[index]["reply_markup"]["inline_keyboard"];
-            assert_eq!(keyboard[0][0]["text"], "Approve");
-            let data = keyboard[0][0]["callback_data"].as_str().unwrap().to_owned();
-            assert!(data.len() <= 64 && data.starts_with("b:"), "{data}");
-            (index as i64 + 1, data)
-        };
+        eventually("the keyboard", || keyboards_sent(&world) >= 1).await;
+        let (message_id, ids, _) = keyboard(&world, 0);
+        let first_button = world.bot.borrow().calls("sendMessage")[message_id as usize - 1]["reply_markup"]
+            ["inline_keyboard"][0][0]["text"]
+            .clone();
+        assert_eq!(first_button, "Approve");
+        let approve = ids[0].clone();
+        assert!(approve.len() <= 64 && approve.starts_with("b:"), "{approve}");
         world.bot.borrow_mut().push_update(callback_update(11, 777, message_id, &approve));
         eventually("granted", || world.bot.borrow().texts_sent().iter().any(|t| t.contains("Permission granted")))
             .await;
@@ -277,12 +271,10 @@ fn an_approval_whose_keyboard_fails_once_has_one_interaction_and_one_keyboard() 
         );
         world.bot.borrow_mut().push_update(text_update(70, 707, "please /approve-me"));
         let running = gateway(&world, &[]).await;
-        let keyboards =
-            || world.bot.borrow().calls("sendMessage").iter().filter(|b| b.get("reply_markup").is_some()).count();
-        within(Duration::from_secs(30), "the keyboard after the 502", || keyboards() >= 2).await;
+        within(Duration::from_secs(30), "the keyboard after the 502", || keyboards_sent(&world) >= 2).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(world.bot.borrow().scripted_if.is_empty(), "the keyboard took the 502");
-        assert_eq!(keyboards(), 2, "one refused try and one keyboard shown");
+        assert_eq!(keyboards_sent(&world), 2, "one refused try and one keyboard shown");
         assert_eq!(world.cloud.calls("create-interaction"), 1, "one Cloud interaction");
         running.stop();
     });
@@ -491,19 +483,9 @@ fn buttons_survive_a_restart_with_a_state_directory() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(20, 901, "/approve-me now"));
         let first = gateway(&world, &[("OPEN_COWORK_GATEWAY_STATE_DIR", &state_dir)]).await;
-        eventually("the keyboard", || {
-            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
-        })
-        .await;
-        let (message_id, approve) = {
-            let bot = world.bot.borrow();
-            let calls = bot.calls("sendMessage");
-            let index = calls.iter().position(|b| b.get("reply_markup").is_some()).unwrap();
-            (
-                index as i64 + 1,
-                calls[index]["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_owned(),
-            )
-        };
+        eventually("the keyboard", || keyboards_sent(&world) >= 1).await;
+        let (message_id, ids, _) = keyboard(&world, 0);
+        let approve = ids[0].clone();
         first.drain(Duration::from_secs(5)).await;
         first.stop();
 
@@ -784,6 +766,11 @@ fn empty_long_polls_are_at_least_a_second_apart() {
     });
 }
 
+/// How many button messages were sent (refused tries included).
+fn keyboards_sent(world: &World) -> usize {
+    world.bot.borrow().calls("sendMessage").iter().filter(|b| b.get("reply_markup").is_some()).count()
+}
+
 /// The keyboard of the `n`-th button message sent: (its message id, its button ids, its text).
 fn keyboard(world: &World, n: usize) -> (i64, Vec<String>, String) {
     let bot = world.bot.borrow();
@@ -804,10 +791,7 @@ fn decided_buttons_show_the_outcome_and_a_second_press_is_already_answered() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(40, 808, "please /approve-me"));
         let running = gateway(&world, &[]).await;
-        eventually("the keyboard", || {
-            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
-        })
-        .await;
+        eventually("the keyboard", || keyboards_sent(&world) >= 1).await;
         let (message_id, ids, text) = keyboard(&world, 0);
         assert!(text.contains("Or type: /approve occi_") && text.contains("/deny occi_"), "{text}");
         world.bot.borrow_mut().push_update(callback_update(41, 808, message_id, &ids[0]));
@@ -842,20 +826,14 @@ fn without_a_state_directory_an_old_button_never_approves_a_new_request() {
         let world = world().await;
         world.bot.borrow_mut().push_update(text_update(50, 909, "please /approve-me"));
         let first = gateway(&world, &[]).await;
-        eventually("the first keyboard", || {
-            world.bot.borrow().calls("sendMessage").iter().any(|b| b.get("reply_markup").is_some())
-        })
-        .await;
+        eventually("the first keyboard", || keyboards_sent(&world) >= 1).await;
         let (old_message, old_ids, old_text) = keyboard(&world, 0);
         first.drain(Duration::from_secs(5)).await;
         first.stop();
 
         world.bot.borrow_mut().push_update(text_update(51, 909, "again /approve-me"));
         let second = gateway(&world, &[]).await;
-        eventually("the second keyboard", || {
-            world.bot.borrow().calls("sendMessage").iter().filter(|b| b.get("reply_markup").is_some()).count() == 2
-        })
-        .await;
+        eventually("the second keyboard", || keyboards_sent(&world) == 2).await;
         let (_, new_ids, _) = keyboard(&world, 1);
         assert!(old_ids.iter().all(|id| !new_ids.contains(id)), "{old_ids:?} {new_ids:?}");
 
